@@ -1,0 +1,427 @@
+//! Configuration: the YAML file (`-c/--config`, default `./rootswap.yaml`).
+//!
+//! Every key is documented in `config.example.yaml`. Unknown keys are an
+//! error naming the key and its line; `${VAR}` in string values is replaced
+//! from the environment (an unset variable is an error naming it).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Deserializer};
+
+/// The whole configuration, as read from the file and validated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding ROOT, its snapshots, the link and (by default) the state dir.
+    pub webroot: PathBuf,
+    /// Name of the deployed directory inside `webroot`.
+    #[serde(default = "default_root")]
+    pub root: String,
+    /// Name of the serving symlink inside `webroot`.
+    #[serde(default = "default_link")]
+    pub link: String,
+    /// State directory (cache repository, lock, history); relative to `webroot` unless absolute.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Document root inside the application (`public` for Laravel/Symfony, `.` for plain sites).
+    #[serde(default = "default_public")]
+    pub public: String,
+    /// Where the code comes from.
+    pub source: SourceConfig,
+    /// Snapshot retention.
+    #[serde(default)]
+    pub snapshots: SnapshotsConfig,
+    /// Which files written by the site are carried into the new version.
+    #[serde(default)]
+    pub user_content: UserContentConfig,
+    /// Wait after pointing the link away from a tree, before that tree is changed.
+    #[serde(default = "default_drain", deserialize_with = "de_duration")]
+    pub drain: Duration,
+    /// Commands run during the deploy.
+    #[serde(default)]
+    pub hooks: HooksConfig,
+    /// Copy engine tuning.
+    #[serde(default)]
+    pub copy: CopyConfig,
+}
+
+/// `source:` — the Git repository and branch to deploy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// URL or local path of the repository.
+    pub repo: String,
+    /// Branch followed by `deploy` (and by the service).
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// Deploy only this subdirectory of the repository ("" for all of it).
+    #[serde(default)]
+    pub subdir: String,
+}
+
+/// `snapshots:` — how many timestamped copies of ROOT are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotsConfig {
+    /// Timestamped snapshots kept after a deploy (renamed ones are never counted nor evicted).
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+    /// Recycle the snapshot this deploy would evict anyway instead of copying ROOT from scratch.
+    #[serde(default = "default_true")]
+    pub incremental: bool,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        SnapshotsConfig {
+            keep: default_keep(),
+            incremental: true,
+        }
+    }
+}
+
+/// `user_content:` — rules for copying files written while the snapshot served.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserContentConfig {
+    /// Honour the repository's `.gitignore` files: ignored paths are not copied back.
+    #[serde(default = "default_true")]
+    pub gitignore: bool,
+    /// Globs copied back even when ignored.
+    #[serde(default)]
+    pub preserve: Vec<String>,
+    /// Globs never copied back (wins over `preserve`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl Default for UserContentConfig {
+    fn default() -> Self {
+        UserContentConfig {
+            gitignore: true,
+            preserve: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// `hooks:` — shell commands run in ROOT.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    /// Run after the new commit is checked out into ROOT, in order.
+    #[serde(default)]
+    pub after_checkout: Vec<String>,
+    /// Run in ROOT just before the link returns to it.
+    #[serde(default)]
+    pub before_switch: Vec<String>,
+    /// Upper bound for each hook; the hook's whole process group is killed then.
+    #[serde(default = "default_hook_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            after_checkout: Vec::new(),
+            before_switch: Vec::new(),
+            timeout: default_hook_timeout(),
+        }
+    }
+}
+
+/// `copy:` — copy engine tuning.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyConfig {
+    /// Worker threads for copies and removals (0 or absent: the number of cores).
+    #[serde(default)]
+    pub threads: usize,
+    /// Lower the copying threads' CPU and I/O priority (nice value 1-19).
+    #[serde(default)]
+    pub nice: Option<i32>,
+}
+
+fn default_root() -> String {
+    "ROOT".into()
+}
+fn default_link() -> String {
+    "current".into()
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(".rootswap")
+}
+fn default_public() -> String {
+    ".".into()
+}
+fn default_branch() -> String {
+    "main".into()
+}
+fn default_keep() -> usize {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+fn default_drain() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_hook_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// Parses a human duration such as `2s`, `500ms`, `10m` or `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("'{text}' is not a duration ({e}); write it like 2s, 500ms, 10m or 1h"))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Where a configuration error was found, for messages.
+struct Source<'a>(&'a Path);
+
+impl fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config file {}", self.0.display())
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read {}; create it from config.example.yaml or pass another file with -c",
+                Source(path)
+            )
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` is used in messages and
+    /// to resolve a relative `webroot`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let mut cfg: Config = serde_yaml_ng::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", Source(path), yaml_message(&e)))?;
+        cfg.expand_env(path)?;
+        if cfg.webroot.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            let base = if base.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                base
+            };
+            cfg.webroot = base.join(&cfg.webroot);
+        }
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn expand_env(&mut self, path: &Path) -> Result<()> {
+        let ctx = |key: &str| format!("{}: key `{key}`", Source(path));
+        self.webroot = PathBuf::from(expand(&self.webroot.to_string_lossy()).with_context(|| ctx("webroot"))?);
+        self.state_dir =
+            PathBuf::from(expand(&self.state_dir.to_string_lossy()).with_context(|| ctx("state_dir"))?);
+        self.source.repo = expand(&self.source.repo).with_context(|| ctx("source.repo"))?;
+        self.source.branch = expand(&self.source.branch).with_context(|| ctx("source.branch"))?;
+        self.source.subdir = expand(&self.source.subdir).with_context(|| ctx("source.subdir"))?;
+        Ok(())
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let src = Source(path);
+        for (key, name) in [("root", &self.root), ("link", &self.link)] {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                bail!("{src}: `{key}: {name}` must be a plain directory name inside webroot (no '/')");
+            }
+        }
+        if self.root == self.link {
+            bail!("{src}: `root` and `link` are both `{}`; the link needs its own name, e.g. `link: current`", self.root);
+        }
+        if self.source.repo.trim().is_empty() {
+            bail!("{src}: `source.repo` is empty; set it to the repository URL or a local path");
+        }
+        if self.source.branch.trim().is_empty() {
+            bail!("{src}: `source.branch` is empty; set it to the branch to deploy, e.g. main");
+        }
+        let sub = Path::new(&self.source.subdir);
+        if sub.is_absolute() || sub.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            bail!(
+                "{src}: `source.subdir: {}` must be a path inside the repository (relative, no '..')",
+                self.source.subdir
+            );
+        }
+        let public = Path::new(&self.public);
+        if public.is_absolute() || public.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            bail!("{src}: `public: {}` must be a directory inside the application (relative, no '..')", self.public);
+        }
+        if let Some(n) = self.copy.nice {
+            if !(0..=19).contains(&n) {
+                bail!("{src}: `copy.nice: {n}` must be between 0 and 19");
+            }
+        }
+        crate::user_content::Rules::new(&self.user_content).with_context(|| format!("{src}: user_content"))?;
+        let state = self.state_path();
+        let root = self.webroot.join(&self.root);
+        if normalize(&state).starts_with(normalize(&root)) {
+            bail!(
+                "{src}: `state_dir` ({}) is inside ROOT ({}), where the web server would serve it and deploys would overwrite it; \
+                 use the default `.rootswap` (inside webroot, beside ROOT) or an absolute path elsewhere",
+                state.display(),
+                root.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// The state directory as an absolute-or-webroot-relative path.
+    pub fn state_path(&self) -> PathBuf {
+        if self.state_dir.is_absolute() {
+            self.state_dir.clone()
+        } else {
+            self.webroot.join(&self.state_dir)
+        }
+    }
+
+    /// Number of copy threads, resolving 0 to the number of cores.
+    pub fn copy_threads(&self) -> usize {
+        if self.copy.threads > 0 {
+            self.copy.threads
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        }
+    }
+}
+
+/// Lexically normalizes a path (removes `.` and folds `..`), without touching the disk.
+pub fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Replaces `${VAR}` with the environment's value; `$$` stays a literal `$`.
+fn expand(text: &str) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            bail!("`${{` without a closing `}}` in '{text}'");
+        };
+        let name = &after[..end];
+        match std::env::var(name) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => bail!("uses ${{{name}}}, but the environment variable {name} is not set"),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Rewrites serde_yaml_ng's message into a shorter one that names the line.
+fn yaml_message(e: &serde_yaml_ng::Error) -> String {
+    let msg = e.to_string();
+    match e.location() {
+        Some(loc) if !msg.contains("line") => format!("line {}: {msg}", loc.line()),
+        _ => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/etc/rootswap/test.yaml"))
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = parse("webroot: /srv/w\nsource:\n  repo: /srv/app.git\n").unwrap();
+        assert_eq!(c.root, "ROOT");
+        assert_eq!(c.link, "current");
+        assert_eq!(c.source.branch, "main");
+        assert_eq!(c.snapshots.keep, 1);
+        assert_eq!(c.drain, Duration::from_secs(2));
+        assert_eq!(c.state_path(), PathBuf::from("/srv/w/.rootswap"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("webroot: /srv/w\nsource:\n  repo: x\n  brnach: main\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("brnach"), "{msg}");
+        assert!(msg.contains("line 4"), "{msg}");
+        assert!(msg.contains("test.yaml"), "{msg}");
+    }
+
+    #[test]
+    fn missing_webroot_is_named() {
+        let msg = format!("{:#}", parse("source:\n  repo: x\n").unwrap_err());
+        assert!(msg.contains("webroot"), "{msg}");
+    }
+
+    #[test]
+    fn durations() {
+        let c = parse("webroot: /w\ndrain: 500ms\nhooks:\n  timeout: 1m\nsource: {repo: x}\n").unwrap();
+        assert_eq!(c.drain, Duration::from_millis(500));
+        assert_eq!(c.hooks.timeout, Duration::from_secs(60));
+        let msg = format!("{:#}", parse("webroot: /w\ndrain: soon\nsource: {repo: x}\n").unwrap_err());
+        assert!(msg.contains("soon") && msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn env_expansion() {
+        std::env::set_var("ROOTSWAP_TEST_REPO", "/srv/repo.git");
+        let c = parse("webroot: /w\nsource: {repo: '${ROOTSWAP_TEST_REPO}'}\n").unwrap();
+        assert_eq!(c.source.repo, "/srv/repo.git");
+        let msg = format!("{:#}", parse("webroot: /w\nsource: {repo: '${ROOTSWAP_NOPE_NOPE}'}\n").unwrap_err());
+        assert!(msg.contains("ROOTSWAP_NOPE_NOPE") && msg.contains("source.repo"), "{msg}");
+    }
+
+    #[test]
+    fn state_dir_inside_root_is_refused() {
+        let msg = format!("{:#}", parse("webroot: /w\nstate_dir: ROOT/.state\nsource: {repo: x}\n").unwrap_err());
+        assert!(msg.contains("inside ROOT"), "{msg}");
+    }
+
+    #[test]
+    fn bad_glob_names_pattern() {
+        let msg = format!(
+            "{:#}",
+            parse("webroot: /w\nsource: {repo: x}\nuser_content: {preserve: ['a/[b']}\n").unwrap_err()
+        );
+        assert!(msg.contains("a/[b"), "{msg}");
+    }
+}

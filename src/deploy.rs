@@ -1,0 +1,467 @@
+//! The deploy pipeline: Enscale's zero-downtime flow, top to bottom.
+//!
+//! 1. lock, fetch the branch, resolve the commit (up to date: stop);
+//! 2. snapshot ROOT into `ROOT_<timestamp>` ([`crate::snapshot::take`]);
+//! 3. point the link at the snapshot ([`crate::switch::point_link`]), drain;
+//! 4. check the new commit out into ROOT, run the hooks;
+//! 5. copy user content written meanwhile back into ROOT;
+//! 6. point the link back at ROOT, drain, copy back once more, evict.
+//!
+//! Any failure after step 3 restores ROOT from the snapshot and points the
+//! link back at it: the site serves the old version throughout.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use chrono::Local;
+use git2::Oid;
+
+use crate::config::Config;
+use crate::history::{self, Record, StepTiming};
+use crate::hooks::{self, HookEnv};
+use crate::layout::{Layout, LinkState};
+use crate::lock::DeployLock;
+use crate::source::{short, GitSource, Plan};
+use crate::state::State;
+use crate::user_content::{self, Classifier, Manifest, Rules};
+use crate::{copy, snapshot, switch};
+
+/// Who asked for a deploy (recorded in the history).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `rootswap deploy` by hand.
+    Manual,
+    /// The service's auto-deploy schedule.
+    Schedule,
+    /// The deploy trigger URL.
+    TriggerUrl,
+    /// A Git host's webhook.
+    Webhook,
+    /// `rootswap rollback`.
+    Rollback,
+}
+
+impl Trigger {
+    /// Name used in the history.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+            Trigger::TriggerUrl => "trigger",
+            Trigger::Webhook => "webhook",
+            Trigger::Rollback => "rollback",
+        }
+    }
+}
+
+/// What to deploy and how.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Branch, tag or commit to deploy instead of the configured branch head.
+    pub reference: Option<String>,
+    /// Deploy even when the commit is already live.
+    pub force: bool,
+    /// Print what would change without touching anything.
+    pub dry_run: bool,
+    /// Who asked.
+    pub trigger: Trigger,
+    /// Deploy id (generated when None).
+    pub id: Option<String>,
+}
+
+impl Request {
+    /// A plain manual deploy of the branch head.
+    pub fn manual() -> Request {
+        Request { reference: None, force: false, dry_run: false, trigger: Trigger::Manual, id: None }
+    }
+}
+
+/// How a deploy ended (errors are returned as `Err`).
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The commit is already live.
+    UpToDate {
+        /// The live commit.
+        commit: String,
+    },
+    /// A new version is live.
+    Deployed(Summary),
+    /// `--dry-run`: what would happen.
+    DryRun(DryRun),
+}
+
+/// What a successful deploy did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Deploy id.
+    pub id: String,
+    /// Commit now live.
+    pub commit: String,
+    /// `abc1234 subject`.
+    pub described: String,
+    /// Commit live before, if any.
+    pub previous: Option<String>,
+    /// Snapshot that served during the deploy (None on a first deploy).
+    pub snapshot: Option<String>,
+    /// Snapshot recycled into it (incremental snapshot).
+    pub recycled: Option<String>,
+    /// Files added, modified, deleted.
+    pub files: (usize, usize, usize),
+    /// User files copied back (both passes).
+    pub user_files_copied: usize,
+    /// User files removed because they were deleted while the snapshot served.
+    pub user_files_removed: usize,
+    /// Snapshots evicted.
+    pub evicted: Vec<String>,
+    /// Total duration.
+    pub duration: Duration,
+    /// Per-step durations.
+    pub steps: Vec<StepTiming>,
+    /// Warnings worth the operator's attention.
+    pub warnings: Vec<String>,
+}
+
+/// What `--dry-run` found.
+#[derive(Debug, Clone)]
+pub struct DryRun {
+    /// Commit live now.
+    pub from: Option<String>,
+    /// Commit that would be deployed.
+    pub to: String,
+    /// `abc1234 subject` of the target.
+    pub described: String,
+    /// Paths added, modified, deleted.
+    pub added: Vec<PathBuf>,
+    /// Paths modified.
+    pub modified: Vec<PathBuf>,
+    /// Paths deleted.
+    pub deleted: Vec<PathBuf>,
+    /// User files that would be carried into the new version.
+    pub user_files: Vec<PathBuf>,
+}
+
+/// Timings and identity of one run.
+struct Run {
+    id: String,
+    started: chrono::DateTime<Local>,
+    clock: Instant,
+    steps: Vec<StepTiming>,
+    warnings: Vec<String>,
+}
+
+impl Run {
+    fn step<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = Instant::now();
+        let r = f();
+        let ms = t.elapsed().as_millis() as u64;
+        self.steps.push(StepTiming { step: name.to_string(), ms });
+        match &r {
+            Ok(_) => tracing::info!("{name} ({})", fmt_ms(ms)),
+            Err(_) => tracing::error!("{name} failed after {}", fmt_ms(ms)),
+        }
+        r
+    }
+
+    fn record(&self, layout: &Layout, trigger: Trigger, result: &str, commit: Option<&str>, previous: Option<&str>, snap: Option<&str>, evicted: &[String], error: Option<String>) {
+        let rec = Record {
+            id: self.id.clone(),
+            started: self.started.to_rfc3339(),
+            finished: Local::now().to_rfc3339(),
+            trigger: trigger.as_str().to_string(),
+            result: result.to_string(),
+            commit: commit.map(str::to_owned),
+            previous_commit: previous.map(str::to_owned),
+            snapshot: snap.map(str::to_owned),
+            evicted: evicted.to_vec(),
+            error,
+            warnings: self.warnings.clone(),
+            steps: self.steps.clone(),
+            duration_ms: self.clock.elapsed().as_millis() as u64,
+        };
+        if let Err(e) = history::append(&layout.state, &rec) {
+            tracing::warn!("cannot record the deploy in the history: {e:#}");
+        }
+    }
+}
+
+fn fmt_ms(ms: u64) -> String {
+    if ms >= 1000 {
+        format!("{:.2}s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// A fresh deploy id: local time plus a few random-ish hex digits.
+pub fn new_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{:04x}", Local::now().format("%Y%m%d-%H%M%S"), (nanos ^ std::process::id()) & 0xffff)
+}
+
+/// Runs the whole pipeline once (`rootswap deploy`).
+pub fn deploy(cfg: &Config, req: &Request) -> Result<Outcome> {
+    let layout = Layout::from_config(cfg);
+    layout.preflight()?;
+    let created_state = !layout.state.exists();
+    if req.dry_run {
+        return dry_run(cfg, &layout, req);
+    }
+    std::fs::create_dir_all(&layout.state)
+        .with_context(|| format!("cannot create state directory {}", layout.state.display()))?;
+    let lock = DeployLock::acquire(&layout.state)?;
+    let result = deploy_locked(cfg, &layout, req);
+    if result.is_err() && created_state && !layout.root().exists() && !matches!(layout.link_state(), Ok(LinkState::Symlink(_))) {
+        // Nothing was ever deployed: leave the disk as we found it.
+        drop(lock);
+        let _ = std::fs::remove_dir_all(&layout.state);
+    }
+    result
+}
+
+fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome> {
+    let id = req.id.clone().unwrap_or_else(new_id);
+    let span = tracing::info_span!("deploy", id = %id);
+    let _enter = span.enter();
+    let mut run = Run { id, started: Local::now(), clock: Instant::now(), steps: Vec::new(), warnings: Vec::new() };
+
+    snapshot::clean_leftovers(layout, cfg)?;
+    let mut state = State::load(&layout.state)?;
+
+    // Step 1: fetch and resolve.
+    let source = run.step("fetch", || {
+        let s = GitSource::open(&layout.state, &cfg.source)?;
+        s.fetch(req.reference.is_some())?;
+        Ok(s)
+    })?;
+    let commit = source.resolve(req.reference.as_deref())?;
+    let previous = state.deployed.clone();
+    let prev_oid = previous.as_deref().and_then(|p| Oid::from_str(p).ok()).filter(|_| previous.as_deref().is_some_and(|p| source.has_commit(p)));
+    let root_empty = layout.root_is_empty()?;
+    if previous.as_deref() == Some(commit.to_string().as_str()) && !req.force && !root_empty {
+        tracing::info!("up to date ({})", short(commit));
+        return Ok(Outcome::UpToDate { commit: commit.to_string() });
+    }
+    tracing::info!("deploying {}", source.describe(commit));
+    let plan = source.plan(prev_oid, commit)?;
+
+    if root_empty {
+        return first_deploy(cfg, layout, req, &mut run, &source, &plan, &mut state);
+    }
+
+    // Step 2: snapshot ROOT.
+    let taken = run.step("snapshot", || snapshot::take(layout, cfg, Local::now()))?;
+    tracing::info!(
+        "snapshot {} ({}{} files copied, {} unchanged)",
+        taken.name,
+        taken.recycled.as_ref().map(|r| format!("recycled {r}, ")).unwrap_or_default(),
+        taken.stats.files,
+        taken.stats.unchanged
+    );
+    state.set_snapshot(&taken.path, previous.clone())?;
+    state.save(&layout.state)?;
+    let old_classifier = classifier(cfg, &source, prev_oid.unwrap_or(commit))?;
+    let before = run.step("scan-user-content", || user_content::scan(&taken.path, &old_classifier))?;
+
+    // Step 3: serve the snapshot, let requests on ROOT finish.
+    run.step("switch-to-snapshot", || switch::point_link(&layout.link(), &taken.name))?;
+    run.step("drain", || {
+        crate::drain::wait(cfg);
+        Ok(())
+    })?;
+
+    // Steps 4-5: rewrite ROOT, run hooks, copy user content back. Any failure restores ROOT.
+    let new_tracked = source.tracked(commit)?;
+    let env = HookEnv {
+        commit: commit.to_string(),
+        previous_commit: previous.clone().unwrap_or_default(),
+        snapshot: taken.path.to_string_lossy().into_owned(),
+        root: layout.root().to_string_lossy().into_owned(),
+    };
+    let mut copied = 0;
+    let mut removed = 0;
+    let rewrite = (|| -> Result<Manifest> {
+        run.step("checkout", || source.checkout(&plan, &layout.root(), |_| {}))?;
+        run.step("hooks", || hooks::run_all("after_checkout", &cfg.hooks.after_checkout, &layout.root(), &env, cfg.hooks.timeout))?;
+        let now = user_content::scan(&taken.path, &old_classifier)?;
+        let r = run.step("copy-back", || user_content::copy_back(&taken.path, &layout.root(), &before, &now, &new_tracked))?;
+        copied += r.copied.len();
+        removed += r.removed.len();
+        run.step("before-switch hooks", || hooks::run_all("before_switch", &cfg.hooks.before_switch, &layout.root(), &env, cfg.hooks.timeout))?;
+        Ok(now)
+    })();
+    let pass1 = match rewrite {
+        Ok(m) => m,
+        Err(e) => {
+            let restored = restore(cfg, layout, &taken.path, &taken.name, &old_classifier, &before);
+            let msg = match &restored {
+                Ok(()) => format!("{e:#}\nROOT was restored from {} and the previous version stays live", taken.name),
+                Err(re) => format!(
+                    "{e:#}\nrestoring ROOT from {} failed too ({re:#}); the site keeps serving the complete snapshot {}",
+                    taken.name, taken.name
+                ),
+            };
+            run.record(layout, req.trigger, "failed", Some(&commit.to_string()), previous.as_deref(), Some(&taken.name), &[], Some(msg.clone()));
+            return Err(anyhow!(msg));
+        }
+    };
+
+    // Step 6: serve ROOT again; catch late uploads; evict.
+    run.step("switch-to-root", || switch::point_link(&layout.link(), &layout.root_name))?;
+    state.deployed = Some(commit.to_string());
+    if req.trigger != Trigger::Rollback && req.reference.is_none() {
+        state.pinned_from = None;
+    }
+    state.save(&layout.state)?;
+    run.step("drain", || {
+        crate::drain::wait(cfg);
+        Ok(())
+    })?;
+    let pass2 = run.step("copy-back (late)", || {
+        let now = user_content::scan(&taken.path, &old_classifier)?;
+        user_content::copy_back(&taken.path, &layout.root(), &pass1, &now, &new_tracked)
+    });
+    match pass2 {
+        Ok(r) => {
+            copied += r.copied.len();
+            removed += r.removed.len();
+        }
+        Err(e) => run.warnings.push(format!("late copy-back: {e:#}")),
+    }
+    let (evicted, warns) = run.step("evict", || snapshot::evict(layout, cfg, Some(&taken.name)))?;
+    run.warnings.extend(warns);
+    state.retain_snapshots(&snapshot::inodes(layout)?);
+    state.save(&layout.state)?;
+
+    let summary = Summary {
+        id: run.id.clone(),
+        commit: commit.to_string(),
+        described: source.describe(commit),
+        previous: previous.clone(),
+        snapshot: Some(taken.name.clone()),
+        recycled: taken.recycled.clone(),
+        files: plan.counts(),
+        user_files_copied: copied,
+        user_files_removed: removed,
+        evicted: evicted.clone(),
+        duration: run.clock.elapsed(),
+        steps: run.steps.clone(),
+        warnings: run.warnings.clone(),
+    };
+    run.record(layout, req.trigger, "success", Some(&summary.commit), previous.as_deref(), Some(&taken.name), &evicted, None);
+    Ok(Outcome::Deployed(summary))
+}
+
+/// The first deploy: nothing to snapshot; check out into ROOT and create the link.
+fn first_deploy(cfg: &Config, layout: &Layout, req: &Request, run: &mut Run, source: &GitSource, plan: &Plan, state: &mut State) -> Result<Outcome> {
+    let root = layout.root();
+    let env = HookEnv {
+        commit: plan.to.to_string(),
+        root: root.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let res = (|| -> Result<()> {
+        run.step("checkout", || source.checkout(plan, &root, |_| {}))?;
+        run.step("hooks", || hooks::run_all("after_checkout", &cfg.hooks.after_checkout, &root, &env, cfg.hooks.timeout))?;
+        run.step("before-switch hooks", || hooks::run_all("before_switch", &cfg.hooks.before_switch, &root, &env, cfg.hooks.timeout))?;
+        run.step("switch-to-root", || switch::point_link(&layout.link(), &layout.root_name))
+    })();
+    if let Err(e) = res {
+        run.record(layout, req.trigger, "failed", Some(&plan.to.to_string()), None, None, &[], Some(format!("{e:#}")));
+        return Err(e.context("first deploy failed; nothing was live before, so the link was not created"));
+    }
+    state.deployed = Some(plan.to.to_string());
+    state.save(&layout.state)?;
+    let summary = Summary {
+        id: run.id.clone(),
+        commit: plan.to.to_string(),
+        described: source.describe(plan.to),
+        previous: None,
+        snapshot: None,
+        recycled: None,
+        files: plan.counts(),
+        user_files_copied: 0,
+        user_files_removed: 0,
+        evicted: Vec::new(),
+        duration: run.clock.elapsed(),
+        steps: run.steps.clone(),
+        warnings: run.warnings.clone(),
+    };
+    run.record(layout, req.trigger, "success", Some(&summary.commit), None, None, &[], None);
+    Ok(Outcome::Deployed(summary))
+}
+
+/// Puts the old version back in ROOT after a failed rewrite, then serves ROOT again.
+fn restore(cfg: &Config, layout: &Layout, snap: &Path, snap_name: &str, classifier: &Classifier, _before: &Manifest) -> Result<()> {
+    tracing::warn!("restoring ROOT from {snap_name}");
+    let opts = snapshot::copy_options(cfg);
+    copy::sync_tree(snap, &layout.root(), &opts).context("cannot restore ROOT from the snapshot")?;
+    let at_restore = user_content::scan(snap, classifier)?;
+    switch::point_link(&layout.link(), &layout.root_name)?;
+    crate::drain::wait(cfg);
+    // Uploads that landed in the snapshot while we switched back.
+    let now = user_content::scan(snap, classifier)?;
+    user_content::copy_back(snap, &layout.root(), &at_restore, &now, &HashSet::new())?;
+    Ok(())
+}
+
+/// The user-content classifier for a commit (its tracked files and .gitignore files).
+pub fn classifier(cfg: &Config, source: &GitSource, commit: Oid) -> Result<Classifier> {
+    let rules = Rules::new(&cfg.user_content)?;
+    Ok(Classifier::new(rules, source.tracked(commit)?, &source.ignore_files(commit)?, source.subdir()))
+}
+
+fn dry_run(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome> {
+    // Fetch into a throwaway cache when there is none yet, so a dry run creates nothing.
+    let tmp;
+    let state_dir = if layout.state.exists() {
+        layout.state.clone()
+    } else {
+        tmp = tempfile_dir()?;
+        tmp.clone()
+    };
+    let result = (|| {
+        let state = State::load(&layout.state)?;
+        let source = GitSource::open(&state_dir, &cfg.source)?;
+        source.fetch(req.reference.is_some())?;
+        let to = source.resolve(req.reference.as_deref())?;
+        let from = state.deployed.as_deref().and_then(|p| Oid::from_str(p).ok()).filter(|o| source.has_commit(&o.to_string()));
+        let plan = source.plan(from, to)?;
+        let mut out = DryRun {
+            from: state.deployed.clone(),
+            to: to.to_string(),
+            described: source.describe(to),
+            added: Vec::new(),
+            modified: Vec::new(),
+            deleted: Vec::new(),
+            user_files: Vec::new(),
+        };
+        for ch in &plan.changes {
+            match ch.kind {
+                crate::source::ChangeKind::Added { .. } => out.added.push(ch.path.clone()),
+                crate::source::ChangeKind::Modified { .. } => out.modified.push(ch.path.clone()),
+                crate::source::ChangeKind::Deleted => out.deleted.push(ch.path.clone()),
+            }
+        }
+        if layout.root().is_dir() {
+            let c = classifier(cfg, &source, from.unwrap_or(to))?;
+            let new_tracked = source.tracked(to)?;
+            out.user_files = user_content::scan(&layout.root(), &c)?
+                .into_keys()
+                .filter(|p| !new_tracked.contains(p))
+                .collect();
+        }
+        Ok(Outcome::DryRun(out))
+    })();
+    if state_dir != layout.state {
+        let _ = std::fs::remove_dir_all(&state_dir);
+    }
+    result
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("rootswap-dry-run-{}-{}", std::process::id(), new_id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}

@@ -1,0 +1,31 @@
+//! rootswap deploys a PHP site from Git into `webroot/ROOT` with zero
+//! downtime, following Enscale's flow:
+//!
+//! 1. poll the branch (or deploy now) — [`source`], [`deploy`];
+//! 2. copy `ROOT` to `ROOT_YYYY.MM.DD-HH.MM.SS` — [`snapshot`], [`copy`];
+//! 3. point the serving link at that snapshot — [`switch`], [`drain`];
+//! 4. deploy the new commit into `ROOT`, run the hooks — [`source`], [`hooks`];
+//! 5. copy user files written meanwhile back into ROOT — [`user_content`];
+//! 6. point the link back at ROOT, evict the oldest snapshot — [`switch`], [`snapshot`].
+//!
+//! The pipeline that strings these together is [`deploy::deploy`].
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod demo;
+pub mod copy;
+pub mod deploy;
+pub mod drain;
+pub mod fsutil;
+pub mod history;
+pub mod hooks;
+pub mod layout;
+pub mod lock;
+pub mod report;
+pub mod snapshot;
+pub mod source;
+pub mod state;
+pub mod status;
+pub mod switch;
+pub mod user_content;

@@ -1,0 +1,188 @@
+//! The `rootswap` command line: a thin layer over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use rootswap::config::Config;
+use rootswap::deploy::{self, Outcome, Request, Trigger};
+use rootswap::layout::Layout;
+use rootswap::{report, snapshot, state::State, status};
+
+/// Zero-downtime deploys of PHP sites from Git, the Enscale way.
+#[derive(Parser)]
+#[command(name = "rootswap", version, about, propagate_version = true)]
+struct Cli {
+    /// Configuration file.
+    #[arg(short, long, global = true, default_value = "rootswap.yaml", env = "ROOTSWAP_CONFIG")]
+    config: PathBuf,
+    /// Log format: human (default) or json (for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Deploy the branch head now (snapshot, serve the snapshot, rewrite ROOT, switch back).
+    Deploy {
+        /// Optional word `now`, as in Enscale's "deploy now".
+        #[arg(value_parser = ["now"], hide_possible_values = true)]
+        now: Option<String>,
+        /// Deploy this branch, tag or commit instead of the configured branch head.
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
+        /// Deploy even if the commit is already live.
+        #[arg(long)]
+        force: bool,
+        /// Show what would change without touching anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List, keep or remove snapshots.
+    Snapshots {
+        #[command(subcommand)]
+        action: SnapshotsCmd,
+    },
+    /// Show what is live, what is deployed and whether a deploy runs.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the whole flow against an embedded sample site in a scratch directory.
+    Demo {
+        /// Directory to use (new or empty); default: a new one under the temp dir.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotsCmd {
+    /// List snapshots: name, created, commit, size, live, kept or evictable.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename a snapshot so that it is kept forever (ROOT_<timestamp> becomes ROOT_<label>).
+    Keep {
+        /// Snapshot directory name, e.g. ROOT_2026.11.22-10.15.03.
+        name: String,
+        /// Label for the new name (default: kept-<timestamp>).
+        #[arg(long = "as", value_name = "LABEL")]
+        label: Option<String>,
+    },
+    /// Remove a snapshot (the live one is refused).
+    Remove {
+        /// Snapshot directory name.
+        name: String,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ROOTSWAP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.event_format(report::HumanFormat).init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Demo { dir } = cli.command {
+        rootswap::demo::run(dir)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cfg = Config::load(&cli.config)?;
+    let layout = Layout::from_config(&cfg);
+    match cli.command {
+        Command::Deploy { now: _, reference, force, dry_run } => {
+            let req = Request { reference, force, dry_run, trigger: Trigger::Manual, id: None };
+            match deploy::deploy(&cfg, &req)? {
+                Outcome::UpToDate { commit } => println!("up to date ({})", &commit[..7.min(commit.len())]),
+                Outcome::Deployed(s) => {
+                    for w in &s.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    println!("{}", report::summary_line(&s));
+                }
+                Outcome::DryRun(d) => {
+                    let from = d.from.as_deref().map(|c| &c[..7.min(c.len())]).unwrap_or("nothing");
+                    println!("would deploy {} (live: {from})", d.described);
+                    for (label, list) in [("add", &d.added), ("change", &d.modified), ("remove", &d.deleted)] {
+                        for p in list {
+                            println!("  {label:<6} {}", p.display());
+                        }
+                    }
+                    println!(
+                        "{} added, {} changed, {} removed; {} user files would be carried over",
+                        d.added.len(),
+                        d.modified.len(),
+                        d.deleted.len(),
+                        d.user_files.len()
+                    );
+                    for p in &d.user_files {
+                        println!("  keep   {}", p.display());
+                    }
+                }
+            }
+        }
+        Command::Snapshots { action } => match action {
+            SnapshotsCmd::List { json: as_json } => {
+                let rows = snapshot::list(&layout, &State::load(&layout.state)?)?;
+                if as_json {
+                    json(&rows)?;
+                } else {
+                    print!("{}", report::snapshot_table(&rows));
+                }
+            }
+            SnapshotsCmd::Keep { name, label } => {
+                let new_name = snapshot::keep(&layout, &name, label.as_deref())?;
+                println!("{name} is now {new_name}: kept forever (never evicted)");
+            }
+            SnapshotsCmd::Remove { name } => {
+                snapshot::remove_by_name(&layout, &cfg, &name)?;
+                println!("removed {name}");
+            }
+        },
+        Command::Status { json: as_json } => {
+            let s = status::gather(&cfg)?;
+            if as_json {
+                json(&s)?;
+            } else {
+                print!("{}", report::status_text(&s));
+            }
+        }
+        Command::Demo { .. } => unreachable!("handled above"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

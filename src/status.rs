@@ -1,0 +1,60 @@
+//! `rootswap status`: what is live, what is deployed, what is running.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::layout::{Layout, LinkState};
+use crate::lock::DeployLock;
+use crate::snapshot::{self, Listing};
+use crate::state::State;
+
+/// Everything `status` reports (also `GET /status` of the service).
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Webroot directory.
+    pub webroot: String,
+    /// What the link points at (`ROOT`, a snapshot name), or null.
+    pub live: Option<String>,
+    /// `ok`, `missing` (never deployed) or `not-a-symlink`.
+    pub link: String,
+    /// Commit ROOT holds.
+    pub deployed_commit: Option<String>,
+    /// Branch followed.
+    pub branch: String,
+    /// Head of the branch in the cache (as of the last fetch), if known.
+    pub branch_head: Option<String>,
+    /// pid of a running deploy, if any.
+    pub deploy_running: Option<u32>,
+    /// Snapshots.
+    pub snapshots: Vec<Listing>,
+    /// The last deploy recorded in the history.
+    pub last_deploy: Option<crate::history::Record>,
+}
+
+/// Gathers the status (reads only; takes no lock).
+pub fn gather(cfg: &Config) -> Result<Status> {
+    let layout = Layout::from_config(cfg);
+    let state = State::load(&layout.state)?;
+    let (live, link) = match layout.link_state()? {
+        LinkState::Missing => (None, "missing"),
+        LinkState::NotALink => (None, "not-a-symlink"),
+        LinkState::Symlink(t) => (Some(t), "ok"),
+    };
+    let branch_head = git2::Repository::open_bare(layout.state.join("repo.git"))
+        .ok()
+        .and_then(|r| r.refname_to_id(&format!("refs/remotes/origin/{}", cfg.source.branch)).ok())
+        .map(|o| o.to_string());
+    let snapshots = if layout.webroot.is_dir() { snapshot::list(&layout, &state)? } else { Vec::new() };
+    Ok(Status {
+        webroot: layout.webroot.display().to_string(),
+        live,
+        link: link.to_string(),
+        deployed_commit: state.deployed.clone(),
+        branch: cfg.source.branch.clone(),
+        branch_head,
+        deploy_running: DeployLock::holder(&layout.state),
+        snapshots,
+        last_deploy: crate::history::read(&layout.state)?.pop(),
+    })
+}

@@ -1,0 +1,396 @@
+//! Step 5 of the flow: user-generated content, and copying it back into ROOT.
+//!
+//! A path in the served tree is *user content* when the previously deployed
+//! commit does not track it, the repository's `.gitignore` files do not
+//! ignore it (full gitignore semantics, through the `ignore` crate), or a
+//! `preserve` glob matches it — and no `exclude` glob matches it.
+//!
+//! [`scan`] lists the user files of a tree with their size, mtime and mode (a
+//! [`Manifest`]). The deploy scans the snapshot right after taking it, then
+//! again when copying back; [`copy_back`] applies the difference to ROOT:
+//! files created or changed in the snapshot are copied in, files deleted from
+//! it are removed from ROOT (if ROOT still holds the same version), and a
+//! path the new commit tracks is left to the commit (a logged conflict).
+
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+use crate::config::UserContentConfig;
+use crate::source::IgnoreFile;
+
+/// The `preserve` and `exclude` globs, compiled.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    gitignore: bool,
+    preserve: GlobSet,
+    /// Literal directory prefixes of the preserve globs; `None` when one has no prefix.
+    preserve_prefixes: Option<Vec<PathBuf>>,
+    exclude: GlobSet,
+}
+
+fn compile(kind: &str, patterns: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let g: Glob = GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| anyhow!("{kind} pattern '{p}' is not a valid glob: {}", e.kind()))?;
+        b.add(g);
+    }
+    b.build().map_err(|e| anyhow!("{kind} patterns cannot be compiled: {e}"))
+}
+
+/// The part of a glob before its first wildcard, cut back to a whole directory.
+fn literal_dir_prefix(glob: &str) -> PathBuf {
+    let end = glob.find(['*', '?', '[', '{', '\\']).unwrap_or(glob.len());
+    let lit = &glob[..end];
+    match lit.rfind('/') {
+        Some(i) => PathBuf::from(&lit[..i]),
+        None => PathBuf::new(),
+    }
+}
+
+impl Rules {
+    /// Compiles the configured globs; an invalid one is named in the error.
+    pub fn new(cfg: &UserContentConfig) -> Result<Rules> {
+        let prefixes: Vec<PathBuf> = cfg.preserve.iter().map(|g| literal_dir_prefix(g)).collect();
+        Ok(Rules {
+            gitignore: cfg.gitignore,
+            preserve: compile("preserve", &cfg.preserve)?,
+            preserve_prefixes: if prefixes.iter().any(|p| p.as_os_str().is_empty()) { None } else { Some(prefixes) },
+            exclude: compile("exclude", &cfg.exclude)?,
+        })
+    }
+
+    /// Could a preserve glob match something below directory `dir`?
+    fn preserve_may_match_below(&self, dir: &Path) -> bool {
+        if self.preserve.is_empty() {
+            return false;
+        }
+        match &self.preserve_prefixes {
+            None => true,
+            Some(prefixes) => prefixes.iter().any(|p| p.starts_with(dir) || dir.starts_with(p)),
+        }
+    }
+}
+
+/// Decides, path by path, what is user content for one deployed commit.
+pub struct Classifier {
+    rules: Rules,
+    tracked: HashSet<PathBuf>,
+    /// Deepest directory first: (ROOT-relative directory depth key, matcher).
+    ignores: Vec<Gitignore>,
+    /// Virtual prefix under which ROOT-relative paths are matched.
+    base: PathBuf,
+}
+
+impl Classifier {
+    /// Builds a classifier from the rules, the files the commit tracks and its
+    /// `.gitignore` files (directories relative to the repository root;
+    /// `subdir` is where ROOT sits in the repository).
+    pub fn new(rules: Rules, tracked: HashSet<PathBuf>, ignore_files: &[IgnoreFile], subdir: &Path) -> Classifier {
+        let repo = PathBuf::from("/rootswap-repo");
+        let mut ignores: Vec<(usize, Gitignore)> = Vec::new();
+        if rules.gitignore {
+            for f in ignore_files {
+                let dir = repo.join(&f.dir);
+                let mut b = GitignoreBuilder::new(&dir);
+                for line in f.text.lines() {
+                    if let Err(e) = b.add_line(None, line) {
+                        tracing::warn!("ignoring .gitignore line '{line}' in {}: {e}", f.dir.join(".gitignore").display());
+                    }
+                }
+                match b.build() {
+                    Ok(g) => ignores.push((f.dir.components().count(), g)),
+                    Err(e) => tracing::warn!("cannot use {}: {e}", f.dir.join(".gitignore").display()),
+                }
+            }
+        }
+        ignores.sort_by(|a, b| b.0.cmp(&a.0));
+        Classifier {
+            rules,
+            tracked,
+            ignores: ignores.into_iter().map(|(_, g)| g).collect(),
+            base: repo.join(subdir),
+        }
+    }
+
+    /// Is `rel` (relative to ROOT) ignored by the .gitignore files (this entry only, not its parents)?
+    fn ignored_here(&self, rel: &Path, is_dir: bool) -> bool {
+        let full = self.base.join(rel);
+        for g in &self.ignores {
+            if !full.starts_with(g.path()) {
+                continue;
+            }
+            let m = g.matched(&full, is_dir);
+            if m.is_ignore() {
+                return true;
+            }
+            if m.is_whitelist() {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// True when the file `rel` is user content (given whether a parent directory is ignored).
+    pub fn is_user_file(&self, rel: &Path, parent_ignored: bool) -> bool {
+        if self.tracked.contains(rel) || is_own_temp(rel) {
+            return false;
+        }
+        let ignored = parent_ignored || self.ignored_here(rel, false);
+        let wanted = !ignored || self.rules.preserve.is_match(rel);
+        wanted && !self.rules.exclude.is_match(rel)
+    }
+}
+
+fn is_own_temp(rel: &Path) -> bool {
+    rel.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".rootswap-tmp-"))
+}
+
+/// Identity of a user file's version: what changes when it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sig {
+    /// True for a symlink.
+    pub symlink: bool,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds.
+    pub mtime: i64,
+    /// Modification time, nanoseconds.
+    pub mtime_ns: i64,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+impl Sig {
+    fn of(m: &std::fs::Metadata) -> Sig {
+        Sig {
+            symlink: m.file_type().is_symlink(),
+            size: m.len(),
+            mtime: m.mtime(),
+            mtime_ns: m.mtime_nsec(),
+            mode: m.mode() & 0o7777,
+        }
+    }
+
+    fn newer_than(&self, other: &Sig) -> bool {
+        (self.mtime, self.mtime_ns) > (other.mtime, other.mtime_ns)
+    }
+}
+
+/// The user files of a tree: ROOT-relative path → version.
+pub type Manifest = BTreeMap<PathBuf, Sig>;
+
+/// Lists the user files under `tree`.
+pub fn scan(tree: &Path, c: &Classifier) -> Result<Manifest> {
+    let mut out = Manifest::new();
+    scan_dir(tree, Path::new(""), false, c, &mut out)?;
+    Ok(out)
+}
+
+fn scan_dir(tree: &Path, rel: &Path, ignored: bool, c: &Classifier, out: &mut Manifest) -> Result<()> {
+    let dir = tree.join(rel);
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read directory {}", dir.display())),
+    };
+    for e in rd {
+        let e = e.with_context(|| format!("cannot read directory {}", dir.display()))?;
+        let ft = match e.file_type() {
+            Ok(t) => t,
+            Err(_) => continue, // vanished meanwhile
+        };
+        let r = rel.join(e.file_name());
+        if ft.is_dir() {
+            let dir_ignored = ignored || c.ignored_here(&r, true);
+            if dir_ignored && !c.rules.preserve_may_match_below(&r) {
+                continue;
+            }
+            scan_dir(tree, &r, dir_ignored, c, out)?;
+        } else if c.is_user_file(&r, ignored) {
+            match e.metadata() {
+                Ok(m) => {
+                    out.insert(r, Sig::of(&m));
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err).with_context(|| format!("cannot stat {}", tree.join(&r).display())),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What one copy-back pass did.
+#[derive(Debug, Default, Clone)]
+pub struct CopyBackReport {
+    /// User files copied from the snapshot into ROOT.
+    pub copied: Vec<PathBuf>,
+    /// User files removed from ROOT because they were deleted from the snapshot.
+    pub removed: Vec<PathBuf>,
+    /// Paths the new commit tracks: the commit's version was kept.
+    pub conflicts: Vec<PathBuf>,
+}
+
+/// Applies to `root` what changed in `snapshot` between the manifests
+/// `before` and `now`. `new_tracked` is the set of files the new commit
+/// tracks; where ROOT's file is newer than the snapshot's, ROOT's is kept.
+pub fn copy_back(
+    snapshot: &Path,
+    root: &Path,
+    before: &Manifest,
+    now: &Manifest,
+    new_tracked: &HashSet<PathBuf>,
+) -> Result<CopyBackReport> {
+    let mut report = CopyBackReport::default();
+    let tracked_or_under_tracked = |p: &Path| p.ancestors().any(|a| !a.as_os_str().is_empty() && new_tracked.contains(a));
+    for (p, sig) in now {
+        if before.get(p) == Some(sig) {
+            continue;
+        }
+        if tracked_or_under_tracked(p) {
+            tracing::warn!("user file {} is now tracked by the repository: the commit's version wins", p.display());
+            report.conflicts.push(p.clone());
+            continue;
+        }
+        let dst = root.join(p);
+        if let Ok(m) = std::fs::symlink_metadata(&dst) {
+            if !m.is_dir() {
+                let cur = Sig::of(&m);
+                if &cur == sig {
+                    continue;
+                }
+                if before.get(p) != Some(&cur) && cur.newer_than(sig) {
+                    // ROOT got a newer version of its own (a hook, or a request after the switch).
+                    continue;
+                }
+            }
+        }
+        match crate::copy::copy_file_atomic(&snapshot.join(p), &dst) {
+            Ok(()) => report.copied.push(p.clone()),
+            Err(e) if !snapshot.join(p).exists() => {
+                // Deleted while we copied; the next pass sees the deletion.
+                tracing::debug!("{} vanished during copy-back: {e:#}", p.display());
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot copy user file {} back into ROOT", p.display())),
+        }
+    }
+    for (p, sig) in before {
+        if now.contains_key(p) || tracked_or_under_tracked(p) {
+            continue;
+        }
+        let dst = root.join(p);
+        let Ok(m) = std::fs::symlink_metadata(&dst) else { continue };
+        if m.is_dir() || &Sig::of(&m) != sig {
+            continue; // ROOT holds another version: not the file the user deleted
+        }
+        std::fs::remove_file(&dst).with_context(|| format!("cannot remove deleted user file {}", dst.display()))?;
+        report.removed.push(p.clone());
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(preserve: &[&str], exclude: &[&str]) -> Rules {
+        Rules::new(&UserContentConfig {
+            gitignore: true,
+            preserve: preserve.iter().map(|s| s.to_string()).collect(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+        })
+        .unwrap()
+    }
+
+    fn ig(dir: &str, text: &str) -> IgnoreFile {
+        IgnoreFile { dir: PathBuf::from(dir), text: text.into() }
+    }
+
+    fn classifier(preserve: &[&str], exclude: &[&str], files: &[IgnoreFile], subdir: &str) -> Classifier {
+        let tracked: HashSet<PathBuf> = ["index.php", "public/index.php"].iter().map(PathBuf::from).collect();
+        Classifier::new(rules(preserve, exclude), tracked, files, Path::new(subdir))
+    }
+
+    #[test]
+    fn tracked_ignored_preserved_excluded() {
+        let c = classifier(
+            &[".env", "storage/**"],
+            &["cache/**", "storage/framework/cache/**"],
+            &[ig("", ".env\nstorage/\ncache/\n*.log\n!keep.log\n")],
+            "",
+        );
+        assert!(!c.is_user_file(Path::new("index.php"), false), "tracked");
+        assert!(c.is_user_file(Path::new("uploads/a.jpg"), false), "untracked, not ignored");
+        assert!(!c.is_user_file(Path::new("debug.log"), false), "ignored");
+        assert!(c.is_user_file(Path::new("keep.log"), false), "negation re-includes");
+        assert!(c.is_user_file(Path::new(".env"), false), "preserve wins over ignore");
+        assert!(c.is_user_file(Path::new("storage/app/x"), true), "preserve inside an ignored dir");
+        assert!(!c.is_user_file(Path::new("storage/framework/cache/x"), true), "exclude wins over preserve");
+        assert!(!c.is_user_file(Path::new("cache/x"), true), "ignored dir");
+        assert!(!c.is_user_file(Path::new(".rootswap-tmp-x"), false), "own temp files");
+    }
+
+    #[test]
+    fn nested_gitignore_overrides_parent_and_subdir_maps() {
+        let c = classifier(&[], &[], &[ig("", "*.txt\n"), ig("app/docs", "!*.txt\n")], "app");
+        assert!(!c.is_user_file(Path::new("a.txt"), false));
+        assert!(c.is_user_file(Path::new("docs/a.txt"), false));
+        // Anchored pattern in the repository root .gitignore applies to the subdir.
+        let c = classifier(&[], &[], &[ig("", "/app/tmp/\n")], "app");
+        assert!(c.ignored_here(Path::new("tmp"), true));
+        assert!(!c.ignored_here(Path::new("tmp"), false), "directory pattern only matches directories");
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(literal_dir_prefix("storage/**"), PathBuf::from("storage"));
+        assert_eq!(literal_dir_prefix("storage/app/*.jpg"), PathBuf::from("storage/app"));
+        assert_eq!(literal_dir_prefix("**/*.env"), PathBuf::new());
+        assert_eq!(literal_dir_prefix(".env"), PathBuf::new());
+        let r = rules(&["storage/**"], &[]);
+        assert!(r.preserve_may_match_below(Path::new("storage")));
+        assert!(r.preserve_may_match_below(Path::new("storage/app")));
+        assert!(!r.preserve_may_match_below(Path::new("vendor")));
+    }
+
+    #[test]
+    fn copy_back_applies_creations_changes_and_deletions() {
+        let t = tempfile::tempdir().unwrap();
+        let (snap, root) = (t.path().join("snap"), t.path().join("root"));
+        for d in [&snap, &root] {
+            std::fs::create_dir_all(d.join("uploads")).unwrap();
+            std::fs::write(d.join("uploads/keep"), "k").unwrap();
+            std::fs::write(d.join("uploads/gone"), "g").unwrap();
+            std::fs::write(d.join("uploads/edit"), "1").unwrap();
+        }
+        let c = classifier(&[], &[], &[], "");
+        // The copies share mtimes in a real snapshot; make them equal here.
+        for f in ["keep", "gone", "edit"] {
+            let m = std::fs::metadata(snap.join("uploads").join(f)).unwrap();
+            let ft = std::fs::FileTimes::new().set_modified(m.modified().unwrap());
+            std::fs::File::options().write(true).open(root.join("uploads").join(f)).unwrap().set_times(ft).unwrap();
+        }
+        let before = scan(&snap, &c).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(snap.join("uploads/new"), "n").unwrap();
+        std::fs::write(snap.join("uploads/edit"), "22").unwrap();
+        std::fs::remove_file(snap.join("uploads/gone")).unwrap();
+        std::fs::write(snap.join("index.php"), "user edit of a tracked file").unwrap();
+        let now = scan(&snap, &c).unwrap();
+        let tracked: HashSet<PathBuf> = [PathBuf::from("index.php")].into_iter().collect();
+        let r = copy_back(&snap, &root, &before, &now, &tracked).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("uploads/new")).unwrap(), "n");
+        assert_eq!(std::fs::read_to_string(root.join("uploads/edit")).unwrap(), "22");
+        assert!(!root.join("uploads/gone").exists());
+        assert!(!root.join("index.php").exists(), "tracked files are not user content");
+        assert_eq!(r.copied.len(), 2);
+        assert_eq!(r.removed, vec![PathBuf::from("uploads/gone")]);
+    }
+}
