@@ -37,15 +37,139 @@ pub struct Config {
     /// Which files written by the site are carried into the new version.
     #[serde(default)]
     pub user_content: UserContentConfig,
-    /// Wait after pointing the link away from a tree, before that tree is changed.
-    #[serde(default = "default_drain", deserialize_with = "de_duration")]
-    pub drain: Duration,
+    /// Wait after pointing the link away from a tree, before that tree is changed:
+    /// a duration, or `auto` (ask php-fpm's status page which requests still run).
+    #[serde(default = "default_drain")]
+    pub drain: Drain,
+    /// Upper bound of `drain: auto`.
+    #[serde(default = "default_drain_max", deserialize_with = "de_duration")]
+    pub drain_max: Duration,
     /// Commands run during the deploy.
     #[serde(default)]
     pub hooks: HooksConfig,
     /// Copy engine tuning.
     #[serde(default)]
     pub copy: CopyConfig,
+    /// The service's polling schedule (`rootswap serve`).
+    #[serde(default)]
+    pub auto_deploy: AutoDeployConfig,
+    /// The deploy trigger URL and Git host webhooks (`rootswap serve`).
+    #[serde(default)]
+    pub trigger: TriggerConfig,
+    /// OPcache reset over FastCGI.
+    #[serde(default)]
+    pub opcache: OpcacheConfig,
+    /// Health gate after the switch back to ROOT.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+    /// Notifications of deploy results.
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+/// `drain:` — a fixed wait or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Wait this long.
+    Fixed(Duration),
+    /// Ask php-fpm's status page; fall back to `drain_max`-bounded fixed wait.
+    Auto,
+}
+
+impl<'de> Deserialize<'de> for Drain {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Drain, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Drain::Fixed(Duration::from_secs(s))),
+            Raw::Text(t) if t.trim() == "auto" => Ok(Drain::Auto),
+            Raw::Text(t) => parse_duration(&t).map(Drain::Fixed).map_err(|e| serde::de::Error::custom(format!("{e}, or `auto`"))),
+        }
+    }
+}
+
+/// `auto_deploy:` — when the service polls the branch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoDeployConfig {
+    /// Poll at all (false keeps the service up for the trigger URL and status).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Poll interval (exclusive with `cron`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub every: Option<Duration>,
+    /// Cron expression with seconds, e.g. `0 */5 * * * *` (exclusive with `every`).
+    #[serde(default)]
+    pub cron: Option<String>,
+}
+
+impl Default for AutoDeployConfig {
+    fn default() -> Self {
+        AutoDeployConfig { enabled: true, every: None, cron: None }
+    }
+}
+
+/// `trigger:` — the deploy trigger URL.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:9810` (off when absent).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Bearer token for `POST /deploy`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Secret of the GitHub webhook (`X-Hub-Signature-256`).
+    #[serde(default)]
+    pub github_secret: Option<String>,
+    /// Token of the GitLab webhook (`X-Gitlab-Token`).
+    #[serde(default)]
+    pub gitlab_token: Option<String>,
+}
+
+/// `opcache:` — how rootswap clears php-fpm's OPcache.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpcacheConfig {
+    /// php-fpm's FastCGI address: `unix:/run/php/php8.2-fpm.sock` or `tcp:127.0.0.1:9000` (off when absent).
+    #[serde(default)]
+    pub fastcgi: Option<String>,
+    /// Directory for the reset script, readable by php-fpm (default: the state dir).
+    #[serde(default)]
+    pub script_dir: Option<PathBuf>,
+    /// php-fpm's status path (`pm.status_path`), used by `drain: auto`.
+    #[serde(default)]
+    pub status_path: Option<String>,
+}
+
+/// `health_check:` — a URL that must answer after the switch back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// URL to request (http://).
+    pub url: String,
+    /// Expected HTTP status.
+    #[serde(default = "default_expect_status")]
+    pub expect_status: u16,
+    /// Timeout of one request.
+    #[serde(default = "default_health_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Further attempts after a failure.
+    #[serde(default = "default_health_retries")]
+    pub retries: u32,
+}
+
+/// `notify:` — where deploy results are sent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// URL receiving a JSON POST (Slack-compatible `text`) per deploy result.
+    #[serde(default)]
+    pub webhook: Option<String>,
 }
 
 /// `source:` — the Git repository and branch to deploy.
@@ -166,8 +290,20 @@ fn default_keep() -> usize {
 fn default_true() -> bool {
     true
 }
-fn default_drain() -> Duration {
-    Duration::from_secs(2)
+fn default_drain() -> Drain {
+    Drain::Fixed(Duration::from_secs(2))
+}
+fn default_drain_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_expect_status() -> u16 {
+    200
+}
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_health_retries() -> u32 {
+    2
 }
 fn default_hook_timeout() -> Duration {
     Duration::from_secs(600)
@@ -194,6 +330,10 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Raw::Secs(s) => Ok(Duration::from_secs(s)),
         Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
     }
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
 }
 
 /// Where a configuration error was found, for messages.
@@ -244,6 +384,17 @@ impl Config {
         self.source.repo = expand(&self.source.repo).with_context(|| ctx("source.repo"))?;
         self.source.branch = expand(&self.source.branch).with_context(|| ctx("source.branch"))?;
         self.source.subdir = expand(&self.source.subdir).with_context(|| ctx("source.subdir"))?;
+        for (key, v) in [
+            ("trigger.token", &mut self.trigger.token),
+            ("trigger.github_secret", &mut self.trigger.github_secret),
+            ("trigger.gitlab_token", &mut self.trigger.gitlab_token),
+            ("notify.webhook", &mut self.notify.webhook),
+            ("opcache.fastcgi", &mut self.opcache.fastcgi),
+        ] {
+            if let Some(text) = v.as_mut() {
+                *text = expand(text).with_context(|| ctx(key))?;
+            }
+        }
         Ok(())
     }
 
@@ -273,6 +424,9 @@ impl Config {
         let public = Path::new(&self.public);
         if public.is_absolute() || public.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             bail!("{src}: `public: {}` must be a directory inside the application (relative, no '..')", self.public);
+        }
+        if self.auto_deploy.every.is_some() && self.auto_deploy.cron.is_some() {
+            bail!("{src}: `auto_deploy` has both `every` and `cron`; keep exactly one of them");
         }
         if let Some(n) = self.copy.nice {
             if !(0..=19).contains(&n) {
@@ -373,7 +527,7 @@ mod tests {
         assert_eq!(c.link, "current");
         assert_eq!(c.source.branch, "main");
         assert_eq!(c.snapshots.keep, 1);
-        assert_eq!(c.drain, Duration::from_secs(2));
+        assert_eq!(c.drain, Drain::Fixed(Duration::from_secs(2)));
         assert_eq!(c.state_path(), PathBuf::from("/srv/w/.rootswap"));
     }
 
@@ -395,7 +549,9 @@ mod tests {
     #[test]
     fn durations() {
         let c = parse("webroot: /w\ndrain: 500ms\nhooks:\n  timeout: 1m\nsource: {repo: x}\n").unwrap();
-        assert_eq!(c.drain, Duration::from_millis(500));
+        assert_eq!(c.drain, Drain::Fixed(Duration::from_millis(500)));
+        let c = parse("webroot: /w\ndrain: auto\nsource: {repo: x}\n").unwrap();
+        assert_eq!(c.drain, Drain::Auto);
         assert_eq!(c.hooks.timeout, Duration::from_secs(60));
         let msg = format!("{:#}", parse("webroot: /w\ndrain: soon\nsource: {repo: x}\n").unwrap_err());
         assert!(msg.contains("soon") && msg.contains("line 2"), "{msg}");

@@ -6,11 +6,15 @@
 //! that started on a tree finishes on it; the wait must outlast the slowest
 //! such request (NOTES.md §8: 190 torn responses in 50 deploys without it).
 
-use crate::config::Config;
+use crate::config::{Config, Drain};
 
-/// Waits `drain` (fixed duration from the configuration).
+/// Waits `drain` (a fixed duration; `auto` waits `drain_max` until php-fpm's status page is consulted).
 pub fn wait(cfg: &Config) {
-    if !cfg.drain.is_zero() {
-        std::thread::sleep(cfg.drain);
+    let d = match cfg.drain {
+        Drain::Fixed(d) => d,
+        Drain::Auto => cfg.drain_max,
+    };
+    if !d.is_zero() {
+        std::thread::sleep(d);
     }
 }

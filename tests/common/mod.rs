@@ -1,0 +1,179 @@
+//! Shared helpers for the integration tests: real Git repositories made with
+//! the `git` command, a scratch webroot, and the real `rootswap` binary.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of the binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rootswap"))
+}
+
+/// A scratch world: `repo/` (a Git work tree), `webroot/`, and `rootswap.yaml`.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub webroot: PathBuf,
+    pub config: PathBuf,
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl World {
+    /// A repository with `files` committed on `main`, and a config (extra YAML appended).
+    pub fn new(files: &[(&str, &str)], extra_yaml: &str) -> World {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = tmp.path().join("repo");
+        let webroot = tmp.path().join("webroot");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::create_dir_all(&webroot).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        let w = World { config: tmp.path().join("rootswap.yaml"), tmp, repo, webroot };
+        w.write_files(files);
+        w.commit("initial");
+        w.set_config(extra_yaml);
+        w
+    }
+
+    /// Writes the config: webroot, source, drain 0 and `extra` YAML.
+    pub fn set_config(&self, extra: &str) {
+        let text = format!(
+            "webroot: {}\nsource:\n  repo: {}\n  branch: main\ndrain: 0s\n{extra}",
+            self.webroot.display(),
+            self.repo.display()
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn write_files(&self, files: &[(&str, &str)]) {
+        for (rel, text) in files {
+            let p = self.repo.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+    }
+
+    /// Commits everything in the work tree; returns the commit id.
+    pub fn commit(&self, msg: &str) -> String {
+        git(&self.repo, &["add", "-A"]);
+        git(&self.repo, &["commit", "-q", "--allow-empty", "-m", msg]);
+        git(&self.repo, &["rev-parse", "HEAD"])
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.webroot.join("ROOT")
+    }
+
+    pub fn link(&self) -> PathBuf {
+        self.webroot.join("current")
+    }
+
+    /// Runs `rootswap -c <config> args…`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin()).arg("-c").arg(&self.config).args(args).output().expect("rootswap runs")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rootswap {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "rootswap {args:?} unexpectedly succeeded\nstdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("panicked"), "panic: {err}");
+        assert!(!err.contains("RUST_BACKTRACE"), "backtrace hint: {err}");
+        err
+    }
+
+    /// Snapshot names (timestamped and kept), sorted.
+    pub fn snapshots(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.webroot)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("ROOT_"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn link_target(&self) -> String {
+        std::fs::read_link(self.link()).unwrap().to_string_lossy().into_owned()
+    }
+}
+
+/// Everything observable about a tree: path → (kind, content or target, mode, mtime).
+pub fn tree_state(root: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    if !root.exists() {
+        return out;
+    }
+    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+        let m = e.path().symlink_metadata().unwrap();
+        let desc = if m.file_type().is_symlink() {
+            format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+        } else if m.is_dir() {
+            format!("dir {:o}", m.mode() & 0o7777)
+        } else {
+            format!(
+                "file {:o} {}.{} {:?}",
+                m.mode() & 0o7777,
+                m.mtime(),
+                m.mtime_nsec(),
+                String::from_utf8_lossy(&std::fs::read(e.path()).unwrap())
+            )
+        };
+        out.insert(rel, desc);
+    }
+    out
+}
+
+/// File contents only (path → text) of a tree, skipping directories.
+pub fn contents(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            out.insert(rel, String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned());
+        }
+    }
+    out
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
