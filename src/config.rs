@@ -573,6 +573,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let c = parse(include_str!("../config.example.yaml")).unwrap();
+        assert_eq!(c.webroot, PathBuf::from("/var/www/webroot"));
+        assert_eq!(c.user_content.preserve, vec![".env", "storage/**"]);
+    }
+
+    #[test]
     fn bad_glob_names_pattern() {
         let msg = format!(
             "{:#}",
