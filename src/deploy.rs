@@ -159,7 +159,7 @@ impl Run {
         self.steps.push(StepTiming { step: name.to_string(), ms });
         match &r {
             Ok(_) => tracing::info!("{name} ({})", fmt_ms(ms)),
-            Err(_) => tracing::error!("{name} failed after {}", fmt_ms(ms)),
+            Err(_) => tracing::debug!("{name} failed after {}", fmt_ms(ms)),
         }
         r
     }

@@ -93,6 +93,13 @@ pub struct IgnoreFile {
 impl GitSource {
     /// Opens (creating on first use) the cache repository under `state`.
     pub fn open(state: &Path, cfg: &SourceConfig) -> Result<GitSource> {
+        let url = resolve_url(&cfg.repo);
+        if is_local_path(&url) && !Path::new(&url).exists() {
+            bail!(
+                "source.repo {} does not exist; set `source.repo` to the repository's URL or an existing local path",
+                cfg.repo
+            );
+        }
         let path = state.join("repo.git");
         let repo = if path.exists() {
             Repository::open_bare(&path).with_context(|| {
@@ -101,7 +108,6 @@ impl GitSource {
         } else {
             Repository::init_bare(&path).with_context(|| format!("cannot create the cache repository {}", path.display()))?
         };
-        let url = resolve_url(&cfg.repo);
         match repo.find_remote("origin") {
             Ok(r) if r.url() == Some(url.as_str()) => {}
             Ok(_) => repo.remote_set_url("origin", &url).context("cannot update the cache repository's remote")?,
@@ -479,9 +485,14 @@ pub fn short(oid: Oid) -> String {
     s[..7.min(s.len())].to_string()
 }
 
+/// True when the repository is given as a local path rather than a URL.
+pub fn is_local_path(repo: &str) -> bool {
+    !(repo.contains("://") || (repo.contains('@') && repo.contains(':')))
+}
+
 /// Turns an existing local path into an absolute one; URLs are kept.
 fn resolve_url(repo: &str) -> String {
-    if repo.contains("://") || repo.contains('@') {
+    if !is_local_path(repo) {
         return repo.to_string();
     }
     match std::fs::canonicalize(repo) {

@@ -177,3 +177,27 @@ pub fn contents(root: &Path) -> BTreeMap<String, String> {
 pub fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
+
+/// Asserts two tree states are equal, printing only the paths that differ.
+#[track_caller]
+pub fn assert_same(before: &BTreeMap<PathBuf, String>, after: &BTreeMap<PathBuf, String>, what: &str) {
+    let mut diffs = Vec::new();
+    for (k, v) in before {
+        match after.get(k) {
+            None => diffs.push(format!("- {} ({})", k.display(), v.chars().take(80).collect::<String>())),
+            Some(v2) if v2 != v => diffs.push(format!("~ {}: {} => {}", k.display(), v.chars().take(80).collect::<String>(), v2.chars().take(80).collect::<String>())),
+            _ => {}
+        }
+    }
+    for (k, v) in after {
+        if !before.contains_key(k) {
+            diffs.push(format!("+ {} ({})", k.display(), v.chars().take(80).collect::<String>()));
+        }
+    }
+    assert!(diffs.is_empty(), "{what}: {} paths differ:\n{}", diffs.len(), diffs.join("\n"));
+}
+
+/// Tree state of a webroot without the Git cache (which fetches update) and the lock file (holder's pid).
+pub fn webroot_state(webroot: &Path) -> BTreeMap<PathBuf, String> {
+    tree_state(webroot).into_iter().filter(|(k, _)| !k.starts_with(".rootswap/repo.git") && !k.starts_with(".rootswap/lock")).collect()
+}
