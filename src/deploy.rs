@@ -10,8 +10,7 @@
 //! Any failure after step 3 restores ROOT from the snapshot and points the
 //! link back at it: the site serves the old version throughout.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -20,13 +19,14 @@ use git2::Oid;
 
 use crate::config::Config;
 use crate::history::{self, Record, StepTiming};
+use crate::journal::{Journal, Phase};
 use crate::hooks::{self, HookEnv};
 use crate::layout::{Layout, LinkState};
 use crate::lock::DeployLock;
 use crate::source::{short, GitSource, Plan};
 use crate::state::State;
 use crate::user_content::{self, Classifier, Manifest, Rules};
-use crate::{copy, snapshot, switch};
+use crate::{snapshot, switch};
 
 /// Who asked for a deploy (recorded in the history).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,7 +226,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     let _enter = span.enter();
     let mut run = Run { id, started: Local::now(), clock: Instant::now(), steps: Vec::new(), warnings: Vec::new() };
 
-    snapshot::clean_leftovers(layout, cfg)?;
+    crate::recover::recover(cfg, layout)?;
     let mut state = State::load(&layout.state)?;
 
     // Step 1: fetch and resolve.
@@ -245,13 +245,25 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     }
     tracing::info!("deploying {}", source.describe(commit));
     let plan = source.plan(prev_oid, commit)?;
+    let mut journal = Journal {
+        id: run.id.clone(),
+        trigger: req.trigger.as_str().to_string(),
+        commit: commit.to_string(),
+        previous: previous.clone(),
+        snapshot: None,
+        phase: Phase::Snapshot,
+        started: run.started.to_rfc3339(),
+        switched_at: None,
+    };
 
     if root_empty {
-        return first_deploy(cfg, layout, req, &mut run, &source, &plan, &mut state);
+        return first_deploy(cfg, layout, req, &mut run, &source, &plan, &mut state, &mut journal);
     }
 
     // Step 2: snapshot ROOT.
+    journal.enter(&layout.state, Phase::Snapshot)?;
     let taken = run.step("snapshot", || snapshot::take(layout, cfg, Local::now()))?;
+    journal.snapshot = Some(taken.name.clone());
     tracing::info!(
         "snapshot {} ({}{} files copied, {} unchanged)",
         taken.name,
@@ -265,11 +277,12 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     let before = run.step("scan-user-content", || user_content::scan(&taken.path, &old_classifier))?;
 
     // Step 3: serve the snapshot, let requests on ROOT finish.
+    journal.enter(&layout.state, Phase::SwitchToSnapshot)?;
     run.step("switch-to-snapshot", || switch::point_link(&layout.link(), &taken.name))?;
-    run.step("drain", || {
-        crate::drain::wait(cfg);
-        Ok(())
-    })?;
+    journal.switched_at = Some(crate::journal::now_ns());
+    journal.enter(&layout.state, Phase::Rewrite)?;
+    let drained = run.step("drain", || Ok(crate::drain::wait(cfg, &layout.root())))?;
+    run.warnings.extend(drained);
 
     // Steps 4-5: rewrite ROOT, run hooks, copy user content back. Any failure restores ROOT.
     let new_tracked = source.tracked(commit)?;
@@ -285,7 +298,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         run.step("checkout", || source.checkout(&plan, &layout.root(), |_| {}))?;
         run.step("hooks", || hooks::run_all("after_checkout", &cfg.hooks.after_checkout, &layout.root(), &env, cfg.hooks.timeout))?;
         let now = user_content::scan(&taken.path, &old_classifier)?;
-        let r = run.step("copy-back", || user_content::copy_back(&taken.path, &layout.root(), &before, &now, &new_tracked))?;
+        let r = run.step("copy-back", || user_content::copy_back(&taken.path, &layout.root(), &before, &now, &new_tracked, None))?;
         copied += r.copied.len();
         removed += r.removed.len();
         run.step("before-switch hooks", || hooks::run_all("before_switch", &cfg.hooks.before_switch, &layout.root(), &env, cfg.hooks.timeout))?;
@@ -294,7 +307,14 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     let pass1 = match rewrite {
         Ok(m) => m,
         Err(e) => {
-            let restored = restore(cfg, layout, &taken.path, &taken.name, &old_classifier, &before);
+            let restored = journal
+                .enter(&layout.state, Phase::Restore)
+                .and_then(|_| crate::recover::restore_root(cfg, layout, &taken.name, &old_classifier, journal.switched_at));
+            if restored.is_ok() {
+                if let Err(je) = Journal::finish(&layout.state) {
+                    tracing::warn!("{je:#}");
+                }
+            }
             let msg = match &restored {
                 Ok(()) => format!("{e:#}\nROOT was restored from {} and the previous version stays live", taken.name),
                 Err(re) => format!(
@@ -308,19 +328,29 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     };
 
     // Step 6: serve ROOT again; catch late uploads; evict.
+    // ROOT's user files now: a file that disappears from ROOT after the switch was deleted by a
+    // request there, and must not be resurrected by the late copy-back.
+    let root_pass1 = user_content::scan(&layout.root(), &old_classifier)?;
+    journal.enter(&layout.state, Phase::SwitchToRoot)?;
+    // ROOT is complete and nothing runs on it: clear php-fpm's OPcache while traffic is still on
+    // the snapshot (NOTES.md §8: 0 torn, 0 stale), and once more right after the switch.
+    let changed = || plan.changes.iter().map(|c| c.path.as_path());
+    let w = run.step("opcache-reset", || Ok(crate::opcache::clear_for_deploy(cfg, &layout.root(), changed(), "before switching back to ROOT")))?;
+    run.warnings.extend(w);
     run.step("switch-to-root", || switch::point_link(&layout.link(), &layout.root_name))?;
+    let w = run.step("opcache-reset", || Ok(crate::opcache::clear_for_deploy(cfg, &layout.root(), changed(), "after switching back to ROOT")))?;
+    run.warnings.extend(w);
     state.deployed = Some(commit.to_string());
     if req.trigger != Trigger::Rollback && req.reference.is_none() {
         state.pinned_from = None;
     }
     state.save(&layout.state)?;
-    run.step("drain", || {
-        crate::drain::wait(cfg);
-        Ok(())
-    })?;
+    journal.enter(&layout.state, Phase::Finish)?;
+    let drained = run.step("drain", || Ok(crate::drain::wait(cfg, &taken.path)))?;
+    run.warnings.extend(drained);
     let pass2 = run.step("copy-back (late)", || {
         let now = user_content::scan(&taken.path, &old_classifier)?;
-        user_content::copy_back(&taken.path, &layout.root(), &pass1, &now, &new_tracked)
+        user_content::copy_back(&taken.path, &layout.root(), &pass1, &now, &new_tracked, Some(&root_pass1))
     });
     match pass2 {
         Ok(r) => {
@@ -333,6 +363,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     run.warnings.extend(warns);
     state.retain_snapshots(&snapshot::inodes(layout)?);
     state.save(&layout.state)?;
+    Journal::finish(&layout.state)?;
 
     let summary = Summary {
         id: run.id.clone(),
@@ -354,7 +385,17 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
 }
 
 /// The first deploy: nothing to snapshot; check out into ROOT and create the link.
-fn first_deploy(cfg: &Config, layout: &Layout, req: &Request, run: &mut Run, source: &GitSource, plan: &Plan, state: &mut State) -> Result<Outcome> {
+#[allow(clippy::too_many_arguments)]
+fn first_deploy(
+    cfg: &Config,
+    layout: &Layout,
+    req: &Request,
+    run: &mut Run,
+    source: &GitSource,
+    plan: &Plan,
+    state: &mut State,
+    journal: &mut Journal,
+) -> Result<Outcome> {
     let root = layout.root();
     let env = HookEnv {
         commit: plan.to.to_string(),
@@ -362,17 +403,23 @@ fn first_deploy(cfg: &Config, layout: &Layout, req: &Request, run: &mut Run, sou
         ..Default::default()
     };
     let res = (|| -> Result<()> {
+        journal.enter(&layout.state, Phase::FirstCheckout)?;
         run.step("checkout", || source.checkout(plan, &root, |_| {}))?;
         run.step("hooks", || hooks::run_all("after_checkout", &cfg.hooks.after_checkout, &root, &env, cfg.hooks.timeout))?;
         run.step("before-switch hooks", || hooks::run_all("before_switch", &cfg.hooks.before_switch, &root, &env, cfg.hooks.timeout))?;
+        journal.enter(&layout.state, Phase::SwitchToRoot)?;
         run.step("switch-to-root", || switch::point_link(&layout.link(), &layout.root_name))
     })();
     if let Err(e) = res {
+        if let Err(re) = crate::recover::recover(cfg, layout) {
+            tracing::warn!("cannot clean up the failed first deploy: {re:#}");
+        }
         run.record(layout, req.trigger, "failed", Some(&plan.to.to_string()), None, None, &[], Some(format!("{e:#}")));
         return Err(e.context("first deploy failed; nothing was live before, so the link was not created"));
     }
     state.deployed = Some(plan.to.to_string());
     state.save(&layout.state)?;
+    Journal::finish(&layout.state)?;
     let summary = Summary {
         id: run.id.clone(),
         commit: plan.to.to_string(),
@@ -390,20 +437,6 @@ fn first_deploy(cfg: &Config, layout: &Layout, req: &Request, run: &mut Run, sou
     };
     run.record(layout, req.trigger, "success", Some(&summary.commit), None, None, &[], None);
     Ok(Outcome::Deployed(summary))
-}
-
-/// Puts the old version back in ROOT after a failed rewrite, then serves ROOT again.
-fn restore(cfg: &Config, layout: &Layout, snap: &Path, snap_name: &str, classifier: &Classifier, _before: &Manifest) -> Result<()> {
-    tracing::warn!("restoring ROOT from {snap_name}");
-    let opts = snapshot::copy_options(cfg);
-    copy::sync_tree(snap, &layout.root(), &opts).context("cannot restore ROOT from the snapshot")?;
-    let at_restore = user_content::scan(snap, classifier)?;
-    switch::point_link(&layout.link(), &layout.root_name)?;
-    crate::drain::wait(cfg);
-    // Uploads that landed in the snapshot while we switched back.
-    let now = user_content::scan(snap, classifier)?;
-    user_content::copy_back(snap, &layout.root(), &at_restore, &now, &HashSet::new())?;
-    Ok(())
 }
 
 /// The user-content classifier for a commit (its tracked files and .gitignore files).

@@ -14,14 +14,24 @@
 
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod copy;
+pub mod crashpoint;
 pub mod deploy;
 pub mod drain;
+pub mod effective;
 pub mod fsutil;
 pub mod history;
+pub mod hook_tools;
 pub mod hooks;
+pub mod journal;
+pub mod init;
 pub mod layout;
+pub mod recover;
 pub mod lock;
+pub mod nginx;
+pub mod opcache;
+pub mod preset;
 pub mod report;
 pub mod snapshot;
 pub mod source;

@@ -377,6 +377,7 @@ impl GitSource {
         for ch in &plan.changes {
             let dst = root.join(&ch.path);
             progress(&ch.path);
+            crate::crashpoint::hit("checkout-entry");
             match ch.kind {
                 ChangeKind::Deleted => {
                     match std::fs::symlink_metadata(&dst) {

@@ -241,12 +241,16 @@ pub struct CopyBackReport {
 /// Applies to `root` what changed in `snapshot` between the manifests
 /// `before` and `now`. `new_tracked` is the set of files the new commit
 /// tracks; where ROOT's file is newer than the snapshot's, ROOT's is kept.
+/// `root_seen`, when given, lists ROOT's user files at the time `before` was
+/// taken: a path ROOT had then and lacks now was deleted in ROOT since, and
+/// is not brought back.
 pub fn copy_back(
     snapshot: &Path,
     root: &Path,
     before: &Manifest,
     now: &Manifest,
     new_tracked: &HashSet<PathBuf>,
+    root_seen: Option<&Manifest>,
 ) -> Result<CopyBackReport> {
     let mut report = CopyBackReport::default();
     let tracked_or_under_tracked = |p: &Path| p.ancestors().any(|a| !a.as_os_str().is_empty() && new_tracked.contains(a));
@@ -260,7 +264,12 @@ pub fn copy_back(
             continue;
         }
         let dst = root.join(p);
-        if let Ok(m) = std::fs::symlink_metadata(&dst) {
+        let in_root = std::fs::symlink_metadata(&dst);
+        if in_root.is_err() && root_seen.is_some_and(|seen| seen.contains_key(p)) {
+            continue; // deleted in ROOT after the switch back: the deletion is newer
+        }
+        crate::crashpoint::hit("copy-back-entry");
+        if let Ok(m) = in_root {
             if !m.is_dir() {
                 let cur = Sig::of(&m);
                 if &cur == sig {
@@ -385,7 +394,7 @@ mod tests {
         std::fs::write(snap.join("index.php"), "user edit of a tracked file").unwrap();
         let now = scan(&snap, &c).unwrap();
         let tracked: HashSet<PathBuf> = [PathBuf::from("index.php")].into_iter().collect();
-        let r = copy_back(&snap, &root, &before, &now, &tracked).unwrap();
+        let r = copy_back(&snap, &root, &before, &now, &tracked, None).unwrap();
         assert_eq!(std::fs::read_to_string(root.join("uploads/new")).unwrap(), "n");
         assert_eq!(std::fs::read_to_string(root.join("uploads/edit")).unwrap(), "22");
         assert!(!root.join("uploads/gone").exists());

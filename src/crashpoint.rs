@@ -1,0 +1,44 @@
+//! Fault injection for the crash tests: `ROOTSWAP_CRASH_AT=<point>[:<n>]`
+//! makes the process SIGKILL itself the `n`th time (default 1st) it reaches
+//! the named point — exactly what the OOM killer or a power cut would do
+//! there. Points are the journal phases (`snapshot`, `rewrite`, …, reached
+//! right after the phase is journaled) and per-entry points inside the long
+//! steps (`copy-entry`, `checkout-entry`, `copy-back-entry`, `evict-entry`).
+//!
+//! Unset (always, in production) it costs one relaxed atomic load per call.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+struct Target {
+    point: String,
+    nth: u64,
+    seen: AtomicU64,
+}
+
+fn target() -> Option<&'static Target> {
+    static T: OnceLock<Option<Target>> = OnceLock::new();
+    T.get_or_init(|| {
+        let v = std::env::var("ROOTSWAP_CRASH_AT").ok()?;
+        let (point, nth) = match v.split_once(':') {
+            Some((p, n)) => (p.to_string(), n.parse().unwrap_or(1)),
+            None => (v, 1),
+        };
+        Some(Target { point, nth, seen: AtomicU64::new(0) })
+    })
+    .as_ref()
+}
+
+/// Marks that execution reached `point`; kills the process there when asked to.
+pub fn hit(point: &str) {
+    let Some(t) = target() else { return };
+    if t.point != point {
+        return;
+    }
+    if t.seen.fetch_add(1, Ordering::Relaxed) + 1 == t.nth {
+        // SAFETY: kill(2) on our own pid; SIGKILL cannot be caught, as in a real crash.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}

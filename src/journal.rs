@@ -1,0 +1,113 @@
+//! The deploy journal: what a deploy is about to do, written durably before
+//! it does it, so that a crash at any instant can be recovered.
+//!
+//! `<state>/journal.json` holds the running deploy's identity and its current
+//! [`Phase`]. It is written to a temporary name, fsynced, renamed over the
+//! old one and the directory fsynced ([`crate::fsutil::write_atomic`]); it is
+//! removed when the deploy ends, whatever the outcome. A journal found by the
+//! next command that takes the lock means the deploy died: see
+//! [`crate::recover`].
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Where a deploy was when it last wrote the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// First deploy: writing into an empty ROOT; nothing is served yet.
+    FirstCheckout,
+    /// Copying ROOT into a `.partial-` snapshot; the link still points at ROOT.
+    Snapshot,
+    /// About to point the link at the complete snapshot, or done so.
+    SwitchToSnapshot,
+    /// Rewriting ROOT (checkout, hooks, copy-back); the snapshot serves.
+    Rewrite,
+    /// ROOT is complete; about to point the link back at it, or done so.
+    SwitchToRoot,
+    /// ROOT serves the new version; late copy-back and eviction remain.
+    Finish,
+    /// A failed deploy is restoring ROOT from the snapshot.
+    Restore,
+}
+
+/// The journal entry of a running deploy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    /// Deploy id.
+    pub id: String,
+    /// Who started it.
+    pub trigger: String,
+    /// Commit being deployed.
+    pub commit: String,
+    /// Commit live before (None on a first deploy or an adopted site).
+    pub previous: Option<String>,
+    /// Snapshot serving during the deploy, once it has a final name.
+    pub snapshot: Option<String>,
+    /// Current phase.
+    pub phase: Phase,
+    /// When the deploy started, RFC 3339.
+    pub started: String,
+    /// When the link was pointed at the snapshot (ns since the epoch): user
+    /// files ROOT got before that instant were uploads, not hook output.
+    #[serde(default)]
+    pub switched_at: Option<u64>,
+}
+
+/// Now, in nanoseconds since the epoch.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn path(state: &Path) -> std::path::PathBuf {
+    state.join("journal.json")
+}
+
+impl Journal {
+    /// Records `phase` durably before the step that changes the disk.
+    pub fn enter(&mut self, state: &Path, phase: Phase) -> Result<()> {
+        self.phase = phase;
+        let data = serde_json::to_vec_pretty(self).context("cannot encode the deploy journal")?;
+        crate::fsutil::write_atomic(&path(state), &data)
+            .with_context(|| format!("cannot write the deploy journal in {}", state.display()))?;
+        crate::crashpoint::hit(phase_name(phase));
+        Ok(())
+    }
+
+    /// Reads an unfinished deploy's journal, if any.
+    pub fn load(state: &Path) -> Result<Option<Journal>> {
+        match crate::fsutil::read_optional(&path(state))? {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text).map(Some).with_context(|| {
+                format!("the deploy journal {} is damaged; move it away and check the site by hand", path(state).display())
+            }),
+        }
+    }
+
+    /// Removes the journal: the deploy (or its recovery) is over.
+    pub fn finish(state: &Path) -> Result<()> {
+        match std::fs::remove_file(path(state)) {
+            Ok(()) => crate::fsutil::fsync_dir(state),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", path(state).display())),
+        }
+    }
+}
+
+/// Name of a phase as written in the journal and used by crash points.
+pub fn phase_name(p: Phase) -> &'static str {
+    match p {
+        Phase::FirstCheckout => "first-checkout",
+        Phase::Snapshot => "snapshot",
+        Phase::SwitchToSnapshot => "switch-to-snapshot",
+        Phase::Rewrite => "rewrite",
+        Phase::SwitchToRoot => "switch-to-root",
+        Phase::Finish => "finish",
+        Phase::Restore => "restore",
+    }
+}

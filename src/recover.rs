@@ -1,0 +1,197 @@
+//! Putting a complete version back: after a failed deploy, and after a crash.
+//!
+//! The rule after a crash is simple and restartable:
+//! - **before the link returned to ROOT** (snapshot, switch, rewrite, restore
+//!   phases): roll back. The snapshot is complete and is what was served;
+//!   ROOT is restored from it and the link returns to ROOT. The next deploy
+//!   starts over.
+//! - **after** (switch-to-root, finish): roll forward. ROOT was complete
+//!   before the link returned to it; the link is pointed at ROOT, the commit
+//!   recorded, late uploads copied and old snapshots evicted.
+//!
+//! Every action is idempotent and the journal is removed last, so a crash
+//! during recovery is recovered by the next command the same way.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::Local;
+use git2::Oid;
+
+use crate::config::Config;
+use crate::history::{self, Record};
+use crate::journal::{phase_name, Journal, Phase};
+use crate::layout::{Layout, LinkState};
+use crate::source::GitSource;
+use crate::state::State;
+use crate::user_content::{self, Classifier, Sig};
+use crate::{copy, snapshot, switch};
+
+fn sig_ns(s: &Sig) -> u64 {
+    (s.mtime.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(s.mtime_ns.max(0) as u64)
+}
+
+/// Restores ROOT from the snapshot `snap_name` and points the link back at ROOT.
+///
+/// User files that ROOT received before the link moved to the snapshot
+/// (`switched_at`; uploads while the snapshot was being copied) and that the
+/// snapshot lacks are kept; everything else in ROOT becomes the snapshot's.
+/// Uploads that land in the snapshot while the link moves back are copied
+/// over after the drain.
+pub fn restore_root(cfg: &Config, layout: &Layout, snap_name: &str, classifier: &Classifier, switched_at: Option<u64>) -> Result<()> {
+    tracing::warn!("restoring ROOT from {snap_name}");
+    let snap = layout.entry(snap_name);
+    let root = layout.root();
+    let rescue_dir = layout.state.join("rescue");
+    let opts = snapshot::copy_options(cfg);
+    let at_restore = user_content::scan(&snap, classifier)?;
+    if let Some(t) = switched_at {
+        if root.is_dir() {
+            for (p, sig) in user_content::scan(&root, classifier)? {
+                if !at_restore.contains_key(&p) && sig_ns(&sig) < t {
+                    copy::copy_file_atomic(&root.join(&p), &rescue_dir.join(&p))
+                        .with_context(|| format!("cannot set aside upload {} before restoring ROOT", p.display()))?;
+                }
+            }
+        }
+    }
+    if !root.is_dir() {
+        std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    }
+    copy::sync_tree(&snap, &root, &opts).context("cannot restore ROOT from the snapshot")?;
+    if rescue_dir.is_dir() {
+        for e in walkdir::WalkDir::new(&rescue_dir).min_depth(1) {
+            let e = e.context("cannot read the rescued uploads")?;
+            if e.file_type().is_dir() {
+                continue;
+            }
+            let rel = e.path().strip_prefix(&rescue_dir).unwrap_or(e.path());
+            copy::copy_file_atomic(e.path(), &root.join(rel))?;
+        }
+        copy::remove_tree(&rescue_dir, &opts)?;
+    }
+    switch::point_link(&layout.link(), &layout.root_name)?;
+    crate::drain::wait(cfg, &snap);
+    let now = user_content::scan(&snap, classifier)?;
+    user_content::copy_back(&snap, &root, &at_restore, &now, &HashSet::new(), None)?;
+    Ok(())
+}
+
+/// What a recovery did.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// Id of the interrupted deploy.
+    pub id: String,
+    /// What was done, for people.
+    pub action: String,
+}
+
+/// The classifier of user content for `commit` (falling back to an empty
+/// tracked set when the cache cannot tell).
+fn classifier_for(cfg: &Config, layout: &Layout, commit: Option<&str>) -> Result<Classifier> {
+    let rules = user_content::Rules::new(&cfg.user_content)?;
+    let source = GitSource::open(&layout.state, &cfg.source)?;
+    match commit.and_then(|c| Oid::from_str(c).ok()).filter(|o| source.has_commit(&o.to_string())) {
+        Some(oid) => crate::deploy::classifier(cfg, &source, oid),
+        None => Ok(Classifier::new(rules, HashSet::new(), &[], source.subdir())),
+    }
+}
+
+/// Recovers an interrupted deploy, if the journal shows one. Call with the lock held.
+pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
+    let journal = Journal::load(&layout.state)?;
+    snapshot::clean_leftovers(layout, cfg)?;
+    let Some(j) = journal else { return Ok(None) };
+    tracing::warn!("deploy {} was interrupted during {}: recovering", j.id, phase_name(j.phase));
+    let live = layout.live_name()?;
+    let root_live = live.as_deref() == Some(layout.root_name.as_str());
+    let action = match (j.phase, j.snapshot.as_deref()) {
+        (Phase::FirstCheckout, _) => {
+            if !root_live {
+                copy::remove_tree(&layout.root(), &snapshot::copy_options(cfg))?;
+            }
+            "removed the half-written first checkout (nothing was served yet); the next deploy starts over".to_string()
+        }
+        (Phase::Snapshot, _) | (Phase::SwitchToSnapshot, _) if root_live => {
+            "the site kept serving ROOT, which was not touched; the partial snapshot was removed".to_string()
+        }
+        (Phase::Snapshot | Phase::SwitchToSnapshot | Phase::Rewrite | Phase::Restore, Some(snap)) => {
+            let c = classifier_for(cfg, layout, j.previous.as_deref().or(Some(&j.commit)))?;
+            restore_root(cfg, layout, snap, &c, j.switched_at)?;
+            format!("rolled back: ROOT restored from {snap}, the previous version stays live")
+        }
+        (Phase::SwitchToRoot | Phase::Finish, snap) => {
+            switch::point_link(&layout.link(), &layout.root_name)?;
+            let mut state = State::load(&layout.state)?;
+            state.deployed = Some(j.commit.clone());
+            state.save(&layout.state)?;
+            if let Some(snap) = snap {
+                crate::drain::wait(cfg, &layout.entry(snap));
+                late_copy(cfg, layout, snap, &j)?;
+                let (evicted, _) = snapshot::evict(layout, cfg, Some(snap))?;
+                if !evicted.is_empty() {
+                    tracing::info!("evicted {}", evicted.join(", "));
+                }
+            }
+            format!("rolled forward: ROOT was complete, {} is live", &j.commit[..7.min(j.commit.len())])
+        }
+        (phase, None) => {
+            // A phase after the snapshot without a snapshot name cannot happen; make ROOT live if it can.
+            if matches!(layout.link_state()?, LinkState::Symlink(_)) && !root_live {
+                switch::point_link(&layout.link(), &layout.root_name)?;
+            }
+            format!("interrupted during {} with no snapshot recorded; left ROOT as it was", phase_name(phase))
+        }
+    };
+    tracing::warn!("recovered deploy {}: {action}", j.id);
+    let rec = Record {
+        id: j.id.clone(),
+        started: j.started.clone(),
+        finished: Local::now().to_rfc3339(),
+        trigger: j.trigger.clone(),
+        result: "interrupted".into(),
+        commit: Some(j.commit.clone()),
+        previous_commit: j.previous.clone(),
+        snapshot: j.snapshot.clone(),
+        evicted: Vec::new(),
+        error: Some(format!("interrupted during {}; {action}", phase_name(j.phase))),
+        warnings: Vec::new(),
+        steps: Vec::new(),
+        duration_ms: 0,
+    };
+    history::append(&layout.state, &rec)?;
+    Journal::finish(&layout.state)?;
+    Ok(Some(Recovered { id: j.id, action }))
+}
+
+/// After a crash past the switch back: copy user files the snapshot got after
+/// the first switch that ROOT lacks or holds an older version of.
+fn late_copy(cfg: &Config, layout: &Layout, snap: &str, j: &Journal) -> Result<()> {
+    let Some(t) = j.switched_at else { return Ok(()) };
+    let c = classifier_for(cfg, layout, j.previous.as_deref().or(Some(&j.commit)))?;
+    let snap_path = layout.entry(snap);
+    let root = layout.root();
+    for (p, sig) in user_content::scan(&snap_path, &c)? {
+        if sig_ns(&sig) < t {
+            continue;
+        }
+        let dst: PathBuf = root.join(&p);
+        let newer = match std::fs::symlink_metadata(&dst) {
+            Ok(m) => {
+                use std::os::unix::fs::MetadataExt;
+                (m.mtime(), m.mtime_nsec()) < (sig.mtime, sig.mtime_ns)
+            }
+            Err(_) => true,
+        };
+        if newer {
+            copy::copy_file_atomic(&snap_path.join(&p), &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Is there an unfinished deploy (for `status`)?
+pub fn pending(state: &Path) -> Option<Journal> {
+    Journal::load(state).ok().flatten()
+}
