@@ -33,6 +33,7 @@ pub mod nginx;
 pub mod opcache;
 pub mod preset;
 pub mod report;
+pub mod serve;
 pub mod snapshot;
 pub mod source;
 pub mod state;

@@ -59,6 +59,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run as a service: auto-deploy when the branch moves, the deploy trigger URL, until SIGTERM.
+    Serve,
     /// Run the whole flow against an embedded sample site in a scratch directory.
     Demo {
         /// Directory to use (new or empty); default: a new one under the temp dir.
@@ -92,7 +94,7 @@ enum SnapshotsCmd {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ROOTSWAP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("ROOTSWAP_LOG").unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.event_format(report::HumanFormat).init(),
@@ -182,6 +184,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", report::status_text(&s));
             }
         }
+        Command::Serve => rootswap::serve::run(&cli.config, cfg)?,
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,477 @@
+//! `rootswap serve`: the real binary as a child process, real repositories,
+//! real HTTP. Every test starts its own service on its own port and kills
+//! it when done (the `Serve` guard), and waits with deadlines only.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const APP: &[(&str, &str)] = &[("index.php", "<?php echo 'v1';"), ("lib/a.php", "<?php // a")];
+
+/// A running `rootswap serve`; killed (SIGKILL) on drop if still running.
+struct Serve {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Serve {
+    fn start(w: &World) -> Serve {
+        let log = w.tmp.path().join(format!("serve-{}.log", std::process::id()));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(bin())
+            .arg("-c")
+            .arg(&w.config)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("rootswap serve starts");
+        Serve { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn wait_log(&self, needle: &str, timeout: Duration) {
+        let ok = wait_until(timeout, || self.log().contains(needle));
+        assert!(ok, "no {needle:?} in the log within {timeout:?}:\n{}", self.log());
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What the site serves now (index.php through the link), if anything.
+fn live(w: &World) -> Option<String> {
+    std::fs::read_to_string(w.link().join("index.php")).ok()
+}
+
+/// Waits until the site serves `text`; returns how long it took.
+fn wait_live(w: &World, s: &Serve, text: &str, timeout: Duration) -> Duration {
+    let t = Instant::now();
+    let ok = wait_until(timeout, || live(w).as_deref() == Some(text) && w.link_target() == "ROOT");
+    assert!(ok, "{text:?} not live within {timeout:?} (live: {:?})\nlog:\n{}", live(w), s.log());
+    t.elapsed()
+}
+
+fn history(w: &World) -> Vec<serde_json::Value> {
+    let p = w.webroot.join(".rootswap/history.jsonl");
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn php(v: &str) -> String {
+    format!("<?php echo '{v}';")
+}
+
+/// A port nobody listens on (bind :0, read it, release it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// One HTTP/1.1 request; returns the status code and the body.
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the trigger URL");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let _ = s.write_all(req.as_bytes());
+    let _ = s.write_all(body);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+fn wait_http(s: &Serve, port: u16) {
+    let ok = wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(ok, "the trigger URL did not come up on port {port}:\n{}", s.log());
+}
+
+fn github_sig(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Asserts that no two deploys in the history overlap in time.
+fn assert_no_overlap(hist: &[serde_json::Value]) {
+    let mut spans: Vec<(chrono::DateTime<chrono::FixedOffset>, chrono::DateTime<chrono::FixedOffset>)> = hist
+        .iter()
+        .map(|r| {
+            let t = |k: &str| chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap()).unwrap();
+            (t("started"), t("finished"))
+        })
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "deploys overlap: {pair:?}\n{hist:#?}");
+    }
+}
+
+#[test]
+fn local_repo_commits_go_live_within_a_second_and_bursts_end_on_the_last() {
+    let w = World::new(APP, "auto_deploy:\n  every: 1s\n");
+    let s = Serve::start(&w);
+    wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
+
+    w.write_files(&[("index.php", &php("v2"))]);
+    w.commit("v2");
+    let took = wait_live(&w, &s, &php("v2"), Duration::from_secs(3));
+    eprintln!("local repo: commit to live in {took:?}");
+
+    // A burst of five commits, faster than a deploy.
+    let mut last = String::new();
+    for i in 3..=7 {
+        w.write_files(&[("index.php", &php(&format!("v{i}")))]);
+        last = w.commit(&format!("v{i}"));
+    }
+    let took = wait_live(&w, &s, &php("v7"), Duration::from_secs(10));
+    eprintln!("burst of 5: last commit live {took:?} after the last commit");
+    // Nothing more to do: no further deploy may start.
+    std::thread::sleep(Duration::from_millis(2500));
+    let hist = history(&w);
+    assert_no_overlap(&hist);
+    assert!(hist.iter().all(|r| r["result"] == "success"), "{hist:#?}");
+    assert!(hist.iter().all(|r| r["trigger"] == "schedule"), "{hist:#?}");
+    assert_eq!(hist.last().unwrap()["commit"], last.as_str());
+    let commits: Vec<&str> = hist.iter().filter_map(|r| r["commit"].as_str()).collect();
+    let mut unique = commits.clone();
+    unique.dedup();
+    assert_eq!(commits, unique, "a commit was deployed twice: {hist:#?}");
+    assert!(hist.len() <= 7, "{} deploys for 7 commits", hist.len());
+}
+
+#[test]
+fn polling_a_url_deploys_a_new_commit_within_3s() {
+    // A file:// URL is a remote for rootswap: no refs watch, only the 1 s poll.
+    let w = World::new(APP, "");
+    std::fs::write(
+        &w.config,
+        format!(
+            "webroot: {}\nsource:\n  repo: file://{}\n  branch: main\ndrain: 0s\nauto_deploy:\n  every: 1s\n",
+            w.webroot.display(),
+            w.repo.display()
+        ),
+    )
+    .unwrap();
+    let s = Serve::start(&w);
+    wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
+    assert!(!s.log().contains("watching the repository's refs"), "{}", s.log());
+    let mut worst = Duration::ZERO;
+    for v in ["v2", "v3"] {
+        w.write_files(&[("index.php", &php(v))]);
+        w.commit(v);
+        let took = wait_live(&w, &s, &php(v), Duration::from_secs(3));
+        worst = worst.max(took);
+    }
+    eprintln!("polling every 1s: commit to live in at most {worst:?}");
+    assert_no_overlap(&history(&w));
+}
+
+#[test]
+fn a_failing_commit_keeps_the_old_version_and_is_not_retried_until_the_next() {
+    let w = World::new(APP, "auto_deploy:\n  every: 1s\nhooks:\n  after_checkout: ['test ! -f fail']\n");
+    let s = Serve::start(&w);
+    wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
+
+    w.write_files(&[("index.php", &php("v2")), ("fail", "")]);
+    let bad = w.commit("v2, whose hook fails");
+    let failed = |w: &World| history(w).iter().filter(|r| r["result"] == "failed").count();
+    assert!(wait_until(Duration::from_secs(3), || failed(&w) == 1), "no failed deploy:\n{}", s.log());
+    assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
+    // Several ticks later: still one failed attempt, old version live, service up.
+    std::thread::sleep(Duration::from_millis(3500));
+    let hist = history(&w);
+    assert_eq!(failed(&w), 1, "the failed commit was retried:\n{hist:#?}");
+    assert_eq!(hist.last().unwrap()["commit"], bad.as_str());
+    assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
+    assert_eq!(w.link_target(), "ROOT");
+    assert!(s.log().contains("will not be deployed again"), "{}", s.log());
+
+    std::fs::remove_file(w.repo.join("fail")).unwrap();
+    w.write_files(&[("index.php", &php("v3"))]);
+    w.commit("v3");
+    wait_live(&w, &s, &php("v3"), Duration::from_secs(3));
+    assert_no_overlap(&history(&w));
+}
+
+#[test]
+fn during_a_slow_deploy_others_are_refused_and_sigterm_waits_for_it() {
+    let port = free_port();
+    let w = World::new(
+        APP,
+        &format!(
+            "auto_deploy:\n  every: 1s\nhooks:\n  after_checkout: ['if [ -f slow ]; then sleep 3; fi']\n\
+             trigger:\n  listen: 127.0.0.1:{port}\n  token: tok\n"
+        ),
+    );
+    let mut s = Serve::start(&w);
+    wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
+    wait_http(&s, port);
+
+    w.write_files(&[("index.php", &php("v2")), ("slow", "")]);
+    let c2 = w.commit("v2, slow hook");
+    // The deploy is under way once the snapshot serves.
+    let ok = wait_until(Duration::from_secs(3), || w.link_target().starts_with("ROOT_"));
+    assert!(ok, "the deploy did not start:\n{}", s.log());
+
+    // A manual deploy gets the lock error; the trigger URL gets 409.
+    let err = w.fails(&["deploy"]);
+    assert!(err.contains("already running"), "{err}");
+    let (code, body) = http(port, "POST", "/deploy", &[("Authorization", "Bearer tok")], b"");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("already running"), "{body}");
+
+    // SIGTERM mid-deploy: it finishes, then the service exits 0; a second signal is ignored.
+    s.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(s.running(), "exited during the deploy:\n{}", s.log());
+    s.signal(libc::SIGTERM);
+    let status = s.wait_exit(Duration::from_secs(15)).unwrap_or_else(|| panic!("still running:\n{}", s.log()));
+    assert!(status.success(), "exit status {status:?}:\n{}", s.log());
+    let log = s.log();
+    assert!(log.contains("waiting for deploy"), "{log}");
+    assert!(log.contains("SIGTERM ignored"), "{log}");
+    assert_eq!(w.link_target(), "ROOT");
+    assert_eq!(live(&w).as_deref(), Some(php("v2").as_str()));
+    let hist = history(&w);
+    assert_eq!(hist.last().unwrap()["result"], "success");
+    assert_eq!(hist.last().unwrap()["commit"], c2.as_str());
+    assert_no_overlap(&hist);
+    // Nothing half-done is left: a manual deploy finds it up to date.
+    assert!(w.ok(&["deploy"]).starts_with("up to date"));
+}
+
+#[test]
+fn trigger_url_and_webhooks() {
+    let port = free_port();
+    let w = World::new(
+        APP,
+        &format!(
+            "auto_deploy:\n  enabled: false\ntrigger:\n  listen: 127.0.0.1:{port}\n  token: s3cret-token\n  \
+             github_secret: gh-s3cret\n  gitlab_token: gl-s3cret\n"
+        ),
+    );
+    let s = Serve::start(&w);
+    wait_http(&s, port);
+    assert!(live(&w).is_none(), "polling is off: nothing deploys by itself");
+
+    // Wrong or missing token: 401, nothing deployed, secret not logged.
+    let (code, _) = http(port, "POST", "/deploy", &[("Authorization", "Bearer nope")], b"");
+    assert_eq!(code, 401);
+    let (code, _) = http(port, "POST", "/deploy", &[], b"");
+    assert_eq!(code, 401);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(live(&w).is_none());
+    assert!(history(&w).is_empty());
+
+    // Valid token: 202 with the deploy id, which the history records.
+    let (code, body) = http(port, "POST", "/deploy", &[("Authorization", "Bearer s3cret-token")], b"");
+    assert_eq!(code, 202, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    wait_live(&w, &s, &php("v1"), Duration::from_secs(5));
+    assert!(wait_until(Duration::from_secs(2), || history(&w).last().is_some_and(|r| r["id"] == id.as_str())));
+    assert_eq!(history(&w).last().unwrap()["trigger"], "trigger");
+
+    // GitHub: a push to main with a valid signature deploys; a tampered body does not.
+    w.write_files(&[("index.php", &php("v2"))]);
+    let c2 = w.commit("v2");
+    let push = format!(r#"{{"ref":"refs/heads/main","after":"{c2}"}}"#);
+    let sig = github_sig("gh-s3cret", push.as_bytes());
+    let tampered = push.replace("main", "mainx");
+    let (code, _) = http(
+        port,
+        "POST",
+        "/webhook/github",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig), ("Content-Type", "application/json")],
+        tampered.as_bytes(),
+    );
+    assert_eq!(code, 401);
+    let (code, _) = http(port, "POST", "/webhook/github", &[("X-GitHub-Event", "push")], push.as_bytes());
+    assert_eq!(code, 401, "no signature");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
+    // A push to another branch is acknowledged and ignored.
+    let other = r#"{"ref":"refs/heads/feature"}"#;
+    let (code, body) = http(
+        port,
+        "POST",
+        "/webhook/github",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &github_sig("gh-s3cret", other.as_bytes()))],
+        other.as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("ignored"), "{body}");
+    let (code, body) = http(
+        port,
+        "POST",
+        "/webhook/github",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig), ("Content-Type", "application/json")],
+        push.as_bytes(),
+    );
+    assert_eq!(code, 202, "{body}");
+    wait_live(&w, &s, &php("v2"), Duration::from_secs(5));
+    assert!(wait_until(Duration::from_secs(2), || history(&w).last().is_some_and(|r| r["trigger"] == "webhook")));
+
+    // GitLab: the token header.
+    w.write_files(&[("index.php", &php("v3"))]);
+    w.commit("v3");
+    let gl = r#"{"object_kind":"push","ref":"refs/heads/main"}"#;
+    let (code, _) = http(port, "POST", "/webhook/gitlab", &[("X-Gitlab-Token", "wrong")], gl.as_bytes());
+    assert_eq!(code, 401);
+    let (code, body) = http(port, "POST", "/webhook/gitlab", &[("X-Gitlab-Token", "gl-s3cret")], gl.as_bytes());
+    assert_eq!(code, 202, "{body}");
+    wait_live(&w, &s, &php("v3"), Duration::from_secs(5));
+    // The deploy goes on a little after the switch (drain, late copy-back, evict).
+    assert!(wait_until(Duration::from_secs(5), || history(&w).len() == 3), "{:#?}", history(&w));
+
+    // Bodies over 1 MiB: 413.
+    let big = vec![b'x'; 1024 * 1024 + 1];
+    let (code, _) = http(port, "POST", "/webhook/github", &[("X-GitHub-Event", "push")], &big);
+    assert_eq!(code, 413);
+
+    // Status and metrics.
+    let (code, body) = http(port, "GET", "/status", &[], b"");
+    assert_eq!(code, 200, "{body}");
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["live"], "ROOT");
+    assert_eq!(st["deploy_running"], serde_json::Value::Null);
+    let (code, body) = http(port, "GET", "/metrics", &[], b"");
+    assert_eq!(code, 200, "{body}");
+    for needle in [
+        "rootswap_deploys_total{result=\"success\"} 3",
+        "rootswap_deploys_total{result=\"failed\"} 0",
+        "rootswap_last_deploy_duration_seconds ",
+        "rootswap_last_deploy_timestamp_seconds ",
+        "rootswap_snapshots 1",
+        "rootswap_snapshot_bytes ",
+    ] {
+        assert!(body.contains(needle), "no {needle:?} in\n{body}");
+    }
+
+    let log = s.log();
+    assert!(log.contains("rejected (401)"), "{log}");
+    for secret in ["s3cret-token", "gh-s3cret", "gl-s3cret", "nope"] {
+        assert!(!log.contains(secret), "the log shows {secret:?}:\n{log}");
+    }
+}
+
+#[test]
+fn config_reloads_and_a_broken_config_is_rejected() {
+    let w = World::new(APP, "auto_deploy:\n  every: 1s\n");
+    let mut s = Serve::start(&w);
+    wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
+
+    std::fs::write(&w.config, "webroot: [this is not\n  valid yaml\n").unwrap();
+    s.wait_log("rejected, keeping the previous configuration", Duration::from_secs(5));
+    assert!(s.running(), "the service exited:\n{}", s.log());
+    // The old configuration still deploys.
+    w.write_files(&[("index.php", &php("v2"))]);
+    w.commit("v2");
+    wait_live(&w, &s, &php("v2"), Duration::from_secs(3));
+
+    // A valid change applies: the new hook runs on the next deploy.
+    w.set_config("auto_deploy:\n  every: 1s\nhooks:\n  after_checkout: ['touch hook-ran']\n");
+    s.wait_log("configuration reloaded (config file changed)", Duration::from_secs(5));
+    w.write_files(&[("index.php", &php("v3"))]);
+    w.commit("v3");
+    wait_live(&w, &s, &php("v3"), Duration::from_secs(3));
+    assert!(w.root().join("hook-ran").exists(), "{}", s.log());
+
+    // SIGHUP reloads too (here: nothing changed).
+    s.signal(libc::SIGHUP);
+    s.wait_log("configuration reload (SIGHUP)", Duration::from_secs(5));
+    assert!(s.running());
+    s.signal(libc::SIGINT);
+    let status = s.wait_exit(Duration::from_secs(10)).expect("exits on SIGINT");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn the_head_a_rollback_left_is_not_redeployed() {
+    let w = World::new(APP, "auto_deploy:\n  every: 1s\n");
+    w.ok(&["deploy"]);
+    w.write_files(&[("index.php", &php("v2"))]);
+    let c2 = w.commit("v2");
+    // What `rootswap rollback` leaves behind: v1 live, the head it left pinned.
+    let state_path = w.webroot.join(".rootswap/state.json");
+    let mut state: serde_json::Value = serde_json::from_str(&read(&state_path)).unwrap();
+    state["pinned_from"] = serde_json::Value::String(c2.clone());
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    let s = Serve::start(&w);
+    s.wait_log("rollback moved away from", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
+    assert_eq!(history(&w).len(), 1);
+
+    w.write_files(&[("index.php", &php("v3"))]);
+    w.commit("v3");
+    wait_live(&w, &s, &php("v3"), Duration::from_secs(3));
+    let pin = || serde_json::from_str::<serde_json::Value>(&read(&state_path)).unwrap()["pinned_from"].clone();
+    let cleared = wait_until(Duration::from_secs(3), || pin().is_null());
+    assert!(cleared, "a deploy of the branch clears the pin: {:?}", pin());
+}
