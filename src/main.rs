@@ -61,6 +61,15 @@ enum Command {
     },
     /// Run as a service: auto-deploy when the branch moves, the deploy trigger URL, until SIGTERM.
     Serve,
+    /// Clear php-fpm's OPcache over FastCGI (never reloads php-fpm).
+    Opcache {
+        #[command(subcommand)]
+        action: rootswap::opcache::Cmd,
+    },
+    /// Print an nginx server block for this layout, each line explained.
+    Nginx(rootswap::nginx::Args),
+    /// Check the layout, php-fpm, OPcache and nginx for what would cause downtime or stale code.
+    Doctor(rootswap::doctor::Args),
     /// Run the whole flow against an embedded sample site in a scratch directory.
     Demo {
         /// Directory to use (new or empty); default: a new one under the temp dir.
@@ -185,6 +194,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Serve => rootswap::serve::run(&cli.config, cfg)?,
+        Command::Opcache { action } => return rootswap::opcache::command(&cfg, &action),
+        Command::Nginx(a) => return rootswap::nginx::command(&cfg, &a),
+        Command::Doctor(a) => return rootswap::doctor::command(&cfg, &a),
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,495 @@
+//! Clearing php-fpm's OPcache over FastCGI, without reloading php-fpm.
+//!
+//! rootswap writes the new version into the same ROOT path that served the
+//! old one, so OPcache entries compiled from `ROOT/...` before the deploy are
+//! still there when the link returns to ROOT (NOTES.md §3). `php -r
+//! 'opcache_reset();'` on the command line clears the CLI's own cache, not
+//! php-fpm's: the reset has to run inside the php-fpm pool. Like cachetool,
+//! rootswap writes a small PHP script outside the web-reachable tree (by
+//! default in the state directory; `opcache.script_dir` overrides it), sends
+//! one FastCGI request whose `SCRIPT_FILENAME` is that script straight to
+//! php-fpm's socket, removes the script and checks the JSON it printed.
+//!
+//! What the script does: `opcache_invalidate($file, true)` for each file the
+//! deploy changed (immediate, per file), then `opcache_reset()` (which only
+//! *schedules* a restart, but from that instant no new request uses the old
+//! cache; it also covers files a hook wrote and files the deploy deleted,
+//! which `opcache_invalidate` cannot reach). Reloading php-fpm is never done:
+//! with the default `process_control_timeout = 0` it kills busy workers
+//! (NOTES.md §4, §8).
+//!
+//! The FastCGI client is the `fastcgi-client` crate, driven by a
+//! single-threaded tokio runtime that lives for one request.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// How long one FastCGI exchange with php-fpm may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Above this many changed files, rootswap skips the per-file invalidation
+/// and relies on `opcache_reset()` alone.
+const MAX_INVALIDATE: usize = 20_000;
+
+/// Where php-fpm listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A unix socket path.
+    Unix(PathBuf),
+    /// `host:port`.
+    Tcp(String),
+}
+
+impl Endpoint {
+    /// Parses `unix:/run/php/php8.2-fpm.sock`, `tcp:127.0.0.1:9000`, a bare
+    /// absolute path or a bare `host:port`.
+    pub fn parse(text: &str) -> Result<Endpoint> {
+        let t = text.trim();
+        if let Some(p) = t.strip_prefix("unix:") {
+            if p.is_empty() {
+                bail!("`{text}`: the socket path is missing after `unix:`");
+            }
+            return Ok(Endpoint::Unix(PathBuf::from(p)));
+        }
+        let hostport = t.strip_prefix("tcp:").unwrap_or(t);
+        if t.starts_with('/') {
+            return Ok(Endpoint::Unix(PathBuf::from(t)));
+        }
+        match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(Endpoint::Tcp(hostport.to_string())),
+            _ => bail!("`{text}` is not a php-fpm address; write unix:/run/php/php8.2-fpm.sock or tcp:127.0.0.1:9000"),
+        }
+    }
+
+    /// The address as nginx's `fastcgi_pass` wants it.
+    pub fn nginx(&self) -> String {
+        match self {
+            Endpoint::Unix(p) => format!("unix:{}", p.display()),
+            Endpoint::Tcp(h) => h.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+            Endpoint::Tcp(h) => write!(f, "tcp:{h}"),
+        }
+    }
+}
+
+/// php-fpm's answer to one FastCGI request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status (`Status:` header, 200 when absent).
+    pub status: u16,
+    /// CGI response headers.
+    pub headers: Vec<(String, String)>,
+    /// Response body.
+    pub body: Vec<u8>,
+    /// What php-fpm sent on FastCGI's stderr stream (PHP warnings, "Primary script unknown").
+    pub stderr: String,
+}
+
+/// Sends one FastCGI request (no body) and returns php-fpm's reply.
+pub fn request(ep: &Endpoint, params: &[(&str, String)], timeout: Duration) -> Result<Reply> {
+    use fastcgi_client::{io, Client, Params, Request};
+    let mut p = Params::default();
+    for (k, v) in params {
+        p = p.custom(k.to_string(), v.clone());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("cannot start the FastCGI client's runtime")?;
+    let out = rt.block_on(async {
+        tokio::time::timeout(timeout, async {
+            match ep {
+                Endpoint::Unix(path) => {
+                    let s = tokio::net::UnixStream::connect(path).await.with_context(|| format!("cannot connect to php-fpm at {ep}"))?;
+                    Client::new_tokio(s).execute_once(Request::new(p, io::empty())).await.map_err(|e| anyhow!("FastCGI request to {ep} failed: {e}"))
+                }
+                Endpoint::Tcp(addr) => {
+                    let s = tokio::net::TcpStream::connect(addr.as_str()).await.with_context(|| format!("cannot connect to php-fpm at {ep}"))?;
+                    Client::new_tokio(s).execute_once(Request::new(p, io::empty())).await.map_err(|e| anyhow!("FastCGI request to {ep} failed: {e}"))
+                }
+            }
+        })
+        .await
+        .map_err(|_| anyhow!("php-fpm at {ep} did not answer within {}s", timeout.as_secs_f32()))?
+    })?;
+    let stdout = out.stdout.unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&out.stderr.unwrap_or_default()).trim().to_string();
+    let (head, body) = split_head(&stdout);
+    let mut status = 200;
+    let mut headers = Vec::new();
+    for line in String::from_utf8_lossy(head).lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            let (k, v) = (k.trim().to_string(), v.trim().to_string());
+            if k.eq_ignore_ascii_case("status") {
+                status = v.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(500);
+            }
+            headers.push((k, v));
+        }
+    }
+    Ok(Reply { status, headers, body: body.to_vec(), stderr })
+}
+
+fn split_head(out: &[u8]) -> (&[u8], &[u8]) {
+    for (sep, len) in [(&b"\r\n\r\n"[..], 4), (&b"\n\n"[..], 2)] {
+        if let Some(i) = out.windows(len).position(|w| w == sep) {
+            return (&out[..i], &out[i + len..]);
+        }
+    }
+    (&[], out)
+}
+
+/// The PHP run inside php-fpm. `%REQ%` becomes the base64 of a JSON request.
+const SCRIPT: &str = r#"<?php
+// Written by rootswap for one FastCGI request; removed right after it.
+header('Content-Type: application/json');
+header('Cache-Control: no-store');
+$req = json_decode(base64_decode('%REQ%'), true);
+$has = function_exists('opcache_get_status');
+$out = ['rootswap' => 1, 'php' => PHP_VERSION, 'sapi' => PHP_SAPI, 'pid' => getmypid(), 'user' => null,
+        'opcache_loaded' => $has, 'ini' => [], 'invalidated' => 0, 'invalidate_missed' => 0, 'reset' => null, 'status' => null];
+if (function_exists('posix_geteuid') && function_exists('posix_getpwuid')) { $pw = posix_getpwuid(posix_geteuid()); $out['user'] = $pw['name'] ?? null; }
+foreach (['opcache.enable', 'opcache.validate_timestamps', 'opcache.revalidate_freq', 'opcache.revalidate_path',
+          'opcache.restrict_api', 'opcache.file_cache', 'opcache.file_cache_only', 'open_basedir', 'realpath_cache_ttl'] as $k) {
+    $v = ini_get($k); $out['ini'][$k] = ($v === false) ? null : (string) $v;
+}
+if ($has && !empty($req['invalidate'])) {
+    foreach ($req['invalidate'] as $f) { if (@opcache_invalidate($f, true)) { $out['invalidated']++; } else { $out['invalidate_missed']++; } }
+}
+if ($has && !empty($req['reset'])) { $out['reset'] = (bool) @opcache_reset(); }
+if ($has) {
+    $s = @opcache_get_status(false);
+    if (is_array($s)) {
+        $out['status'] = ['enabled' => (bool) ($s['opcache_enabled'] ?? false), 'restart_pending' => (bool) ($s['restart_pending'] ?? false),
+                          'restart_in_progress' => (bool) ($s['restart_in_progress'] ?? false),
+                          'cached_scripts' => $s['opcache_statistics']['num_cached_scripts'] ?? null];
+    }
+    @opcache_invalidate(__FILE__, true);
+}
+echo json_encode($out);
+"#;
+
+/// What the script reported.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Answer {
+    /// PHP version of the pool.
+    pub php: String,
+    /// `fpm-fcgi` when it really ran inside php-fpm.
+    pub sapi: String,
+    /// Worker pid that ran it.
+    pub pid: u32,
+    /// Pool user (when the posix extension is there).
+    pub user: Option<String>,
+    /// OPcache extension loaded.
+    pub opcache_loaded: bool,
+    /// Relevant ini values as strings (None: unknown setting).
+    pub ini: std::collections::BTreeMap<String, Option<String>>,
+    /// Files `opcache_invalidate` accepted.
+    pub invalidated: usize,
+    /// Files it did not (not cached, or deleted).
+    pub invalidate_missed: usize,
+    /// What `opcache_reset()` returned (None: not asked).
+    pub reset: Option<bool>,
+    /// `opcache_get_status(false)`, condensed (None: not available, e.g. `opcache.restrict_api`).
+    pub status: Option<CacheStatus>,
+}
+
+/// Condensed `opcache_get_status(false)`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CacheStatus {
+    /// The cache serves this request.
+    pub enabled: bool,
+    /// A restart is scheduled (applied once no request holds the cache).
+    pub restart_pending: bool,
+    /// A restart runs now.
+    pub restart_in_progress: bool,
+    /// Scripts in the cache.
+    pub cached_scripts: Option<u64>,
+}
+
+impl Answer {
+    /// An ini value as a string ("" when unset).
+    pub fn ini(&self, key: &str) -> &str {
+        self.ini.get(key).and_then(|v| v.as_deref()).unwrap_or("")
+    }
+
+    /// `opcache.enable` is on and the extension is loaded.
+    pub fn cache_on(&self) -> bool {
+        self.opcache_loaded && ini_true(self.ini("opcache.enable"))
+    }
+}
+
+/// PHP's reading of a boolean ini value.
+pub fn ini_true(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "on" | "yes" | "true")
+}
+
+/// Removes the script when dropped, whatever happened.
+struct ScriptFile(PathBuf);
+
+impl Drop for ScriptFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The directory the script is written to.
+pub fn script_dir(cfg: &Config) -> PathBuf {
+    cfg.opcache.script_dir.clone().unwrap_or_else(|| cfg.state_path())
+}
+
+/// The configured php-fpm address, if any.
+pub fn endpoint(cfg: &Config) -> Result<Option<Endpoint>> {
+    cfg.opcache.fastcgi.as_deref().map(Endpoint::parse).transpose()
+}
+
+/// Runs the script inside php-fpm: invalidates `invalidate` (absolute
+/// paths), then calls `opcache_reset()` when `reset` is set.
+pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Result<Answer> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {} for the OPcache script", dir.display()))?;
+    let req = serde_json::json!({
+        "invalidate": invalidate.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>(),
+        "reset": reset,
+    });
+    let text = SCRIPT.replace("%REQ%", &base64(req.to_string().as_bytes()));
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let path = dir.join(format!(".rootswap-opcache-{}-{nanos:08x}.php", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&path)
+        .with_context(|| format!("cannot write the OPcache script {}", path.display()))?;
+    let guard = ScriptFile(path.clone());
+    f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    drop(f);
+    // The umask may have narrowed the mode: php-fpm's pool user must read it.
+    let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let file = path.to_string_lossy().into_owned();
+    let name = format!("/{}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let params = [
+        ("REQUEST_METHOD", "GET".to_string()),
+        ("SCRIPT_FILENAME", file.clone()),
+        ("SCRIPT_NAME", name.clone()),
+        ("REQUEST_URI", name.clone()),
+        ("DOCUMENT_URI", name),
+        ("DOCUMENT_ROOT", dir.to_string_lossy().into_owned()),
+        ("QUERY_STRING", String::new()),
+        ("SERVER_SOFTWARE", "rootswap".to_string()),
+        ("REMOTE_ADDR", "127.0.0.1".to_string()),
+        ("SERVER_NAME", "localhost".to_string()),
+        ("CONTENT_LENGTH", "0".to_string()),
+    ];
+    let reply = request(ep, &params, TIMEOUT);
+    drop(guard);
+    let reply = reply?;
+    let body = String::from_utf8_lossy(&reply.body);
+    if reply.status != 200 || !body.trim_start().starts_with('{') {
+        let detail = if reply.stderr.is_empty() { body.trim().chars().take(300).collect::<String>() } else { reply.stderr.clone() };
+        let hint = if detail.contains("Primary script unknown") || detail.contains("No input file") || detail.contains("open_basedir") || reply.status == 404 {
+            format!(
+                "php-fpm could not open {}: its pool user must be able to read it (systemd PrivateTmp, open_basedir and chroot hide directories from php-fpm); \
+                 set `opcache.script_dir` to a directory php-fpm can read, e.g. one inside open_basedir but outside the document root",
+                file
+            )
+        } else if reply.status == 403 {
+            "php-fpm refused the script (security.limit_extensions must allow .php)".to_string()
+        } else {
+            "the OPcache script did not run as expected".to_string()
+        };
+        bail!("{hint} (HTTP {}; php-fpm said: {detail})", reply.status);
+    }
+    serde_json::from_str(body.trim()).with_context(|| format!("php-fpm's answer is not the script's JSON: {}", body.chars().take(300).collect::<String>()))
+}
+
+/// Judges an answer to a reset: `Ok(description)` when stale code cannot be
+/// served any more, `Err(warning)` when the reset did not happen.
+pub fn judge(a: &Answer) -> std::result::Result<String, String> {
+    if a.sapi != "fpm-fcgi" {
+        return Err(format!("the OPcache script ran under the `{}` SAPI, not php-fpm: php-fpm's cache was not cleared", a.sapi));
+    }
+    if !a.opcache_loaded {
+        return Ok("OPcache is not loaded in php-fpm: nothing to clear".into());
+    }
+    if !ini_true(a.ini("opcache.enable")) {
+        return Ok("OPcache is disabled in php-fpm (opcache.enable=0): nothing to clear".into());
+    }
+    let pending = a.status.as_ref().is_some_and(|s| s.restart_pending || s.restart_in_progress);
+    match a.reset {
+        Some(true) => Ok(format!("OPcache reset scheduled ({} changed files invalidated)", a.invalidated)),
+        // Under load a reset may already be pending: not a failure (NOTES.md §8).
+        Some(false) if pending => Ok(format!("OPcache reset already pending ({} changed files invalidated)", a.invalidated)),
+        Some(false) => {
+            let restrict = a.ini("opcache.restrict_api");
+            let why = if restrict.is_empty() {
+                String::new()
+            } else {
+                format!(" opcache.restrict_api={restrict} allows only scripts under that path: set `opcache.script_dir` inside it.")
+            };
+            Err(format!("opcache_reset() returned false and no restart is pending: php-fpm may serve stale code.{why}"))
+        }
+        None => Ok(format!("{} changed files invalidated", a.invalidated)),
+    }
+}
+
+/// Clears php-fpm's cache for a deploy: invalidates the `changed` files
+/// (paths relative to `root`, which is resolved to its real path as nginx's
+/// `$realpath_root` hands it to PHP) and resets. Returns `None` when done (or
+/// when no `opcache.fastcgi` is configured), `Some(warning)` when the reset
+/// did not happen.
+pub fn clear_for_deploy<'a>(cfg: &Config, root: &Path, changed: impl Iterator<Item = &'a Path>, when: &str) -> Option<String> {
+    let ep = match endpoint(cfg) {
+        Ok(Some(ep)) => ep,
+        Ok(None) => {
+            tracing::debug!("opcache.fastcgi is not set: php-fpm's OPcache is not cleared");
+            return None;
+        }
+        Err(e) => return Some(format!("OPcache not cleared {when}: {e:#}")),
+    };
+    let real = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let mut files: Vec<PathBuf> = changed.map(|p| real.join(p)).collect();
+    if files.len() > MAX_INVALIDATE {
+        files.clear();
+    }
+    match run(&ep, &script_dir(cfg), &files, true) {
+        Ok(a) => match judge(&a) {
+            Ok(msg) => {
+                tracing::info!("{msg} {when}");
+                None
+            }
+            Err(w) => Some(format!("OPcache {when}: {w}")),
+        },
+        Err(e) => Some(format!("OPcache not cleared {when}: {e:#}")),
+    }
+}
+
+/// `rootswap opcache reset`: resets php-fpm's cache, returns what happened.
+pub fn reset_by_hand(cfg: &Config) -> Result<String> {
+    let ep = endpoint(cfg)?.ok_or_else(|| anyhow!("`opcache.fastcgi` is not set in the config: set it to php-fpm's address, e.g. unix:/run/php/php8.2-fpm.sock"))?;
+    let a = run(&ep, &script_dir(cfg), &[], true)?;
+    judge(&a).map_err(|w| anyhow!(w)).map(|m| format!("{m} (php-fpm at {ep}, PHP {}, worker {})", a.php, a.pid))
+}
+
+/// `rootswap opcache …`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Cmd {
+    /// Reset php-fpm's OPcache now, over FastCGI (`opcache.fastcgi`).
+    Reset,
+    /// Show php-fpm's OPcache settings and state, read over FastCGI.
+    Status,
+}
+
+/// Runs `rootswap opcache …`.
+pub fn command(cfg: &Config, cmd: &Cmd) -> Result<std::process::ExitCode> {
+    match cmd {
+        Cmd::Reset => println!("{}", reset_by_hand(cfg)?),
+        Cmd::Status => {
+            let a = inspect(cfg)?;
+            println!("{}", serde_json::to_string_pretty(&a)?);
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Reads php-fpm's OPcache settings without changing anything (doctor).
+pub fn inspect(cfg: &Config) -> Result<Answer> {
+    let ep = endpoint(cfg)?.ok_or_else(|| anyhow!("`opcache.fastcgi` is not set"))?;
+    run(&ep, &script_dir(cfg), &[], false)
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_endpoints() {
+        assert_eq!(Endpoint::parse("unix:/run/php/x.sock").unwrap(), Endpoint::Unix("/run/php/x.sock".into()));
+        assert_eq!(Endpoint::parse("/run/php/x.sock").unwrap(), Endpoint::Unix("/run/php/x.sock".into()));
+        assert_eq!(Endpoint::parse("tcp:127.0.0.1:9000").unwrap(), Endpoint::Tcp("127.0.0.1:9000".into()));
+        assert_eq!(Endpoint::parse("localhost:9000").unwrap(), Endpoint::Tcp("localhost:9000".into()));
+        assert!(Endpoint::parse("tcp:nowhere").is_err());
+        assert!(Endpoint::parse("unix:").is_err());
+        assert_eq!(Endpoint::parse("unix:/a.sock").unwrap().nginx(), "unix:/a.sock");
+        assert_eq!(Endpoint::parse("tcp:127.0.0.1:9000").unwrap().nginx(), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn splits_cgi_headers() {
+        let (h, b) = split_head(b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nFile not found.\n");
+        assert_eq!(h, b"Status: 404 Not Found\r\nContent-type: text/html");
+        assert_eq!(b, b"File not found.\n");
+    }
+
+    fn answer(reset: Option<bool>, pending: bool) -> Answer {
+        let mut a = Answer { sapi: "fpm-fcgi".into(), opcache_loaded: true, reset, ..Default::default() };
+        a.ini.insert("opcache.enable".into(), Some("1".into()));
+        a.status = Some(CacheStatus { enabled: true, restart_pending: pending, ..Default::default() });
+        a
+    }
+
+    #[test]
+    fn judges_resets() {
+        assert!(judge(&answer(Some(true), true)).is_ok());
+        // Already pending under load: fine.
+        assert!(judge(&answer(Some(false), true)).is_ok());
+        // Refused and nothing pending: a warning.
+        assert!(judge(&answer(Some(false), false)).is_err());
+        let mut cli = answer(Some(true), true);
+        cli.sapi = "cli".into();
+        assert!(judge(&cli).is_err());
+        let mut off = answer(Some(false), false);
+        off.ini.insert("opcache.enable".into(), Some("0".into()));
+        assert!(judge(&off).is_ok());
+    }
+
+    #[test]
+    fn a_missing_socket_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = Endpoint::Unix(dir.path().join("nope.sock"));
+        let e = run(&ep, dir.path(), &[], true).unwrap_err();
+        assert!(format!("{e:#}").contains("cannot connect to php-fpm"), "{e:#}");
+        // The script was removed.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
