@@ -9,12 +9,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The whole configuration, as read from the file and validated.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Framework preset whose values lie under this file's (see [`crate::preset`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<crate::preset::Preset>,
     /// Directory holding ROOT, its snapshots, the link and (by default) the state dir.
     pub webroot: PathBuf,
     /// Name of the deployed directory inside `webroot`.
@@ -42,7 +45,7 @@ pub struct Config {
     #[serde(default = "default_drain")]
     pub drain: Drain,
     /// Upper bound of `drain: auto`.
-    #[serde(default = "default_drain_max", deserialize_with = "de_duration")]
+    #[serde(default = "default_drain_max", deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub drain_max: Duration,
     /// Commands run during the deploy.
     #[serde(default)]
@@ -92,15 +95,24 @@ impl<'de> Deserialize<'de> for Drain {
     }
 }
 
+impl Serialize for Drain {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Drain::Auto => s.serialize_str("auto"),
+            Drain::Fixed(d) => ser_duration(d, s),
+        }
+    }
+}
+
 /// `auto_deploy:` — when the service polls the branch.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoDeployConfig {
     /// Poll at all (false keeps the service up for the trigger URL and status).
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// Poll interval (exclusive with `cron`).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "de_opt_duration", serialize_with = "ser_opt_duration")]
     pub every: Option<Duration>,
     /// Cron expression with seconds, e.g. `0 */5 * * * *` (exclusive with `every`).
     #[serde(default)]
@@ -114,7 +126,7 @@ impl Default for AutoDeployConfig {
 }
 
 /// `trigger:` — the deploy trigger URL.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerConfig {
     /// Address to listen on, e.g. `127.0.0.1:9810` (off when absent).
@@ -132,7 +144,7 @@ pub struct TriggerConfig {
 }
 
 /// `opcache:` — how rootswap clears php-fpm's OPcache.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpcacheConfig {
     /// php-fpm's FastCGI address: `unix:/run/php/php8.2-fpm.sock` or `tcp:127.0.0.1:9000` (off when absent).
@@ -147,7 +159,7 @@ pub struct OpcacheConfig {
 }
 
 /// `health_check:` — a URL that must answer after the switch back.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
     /// URL to request (http://).
@@ -156,7 +168,7 @@ pub struct HealthCheckConfig {
     #[serde(default = "default_expect_status")]
     pub expect_status: u16,
     /// Timeout of one request.
-    #[serde(default = "default_health_timeout", deserialize_with = "de_duration")]
+    #[serde(default = "default_health_timeout", deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub timeout: Duration,
     /// Further attempts after a failure.
     #[serde(default = "default_health_retries")]
@@ -164,7 +176,7 @@ pub struct HealthCheckConfig {
 }
 
 /// `notify:` — where deploy results are sent.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     /// URL receiving a JSON POST (Slack-compatible `text`) per deploy result.
@@ -173,7 +185,7 @@ pub struct NotifyConfig {
 }
 
 /// `source:` — the Git repository and branch to deploy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// URL or local path of the repository.
@@ -187,7 +199,7 @@ pub struct SourceConfig {
 }
 
 /// `snapshots:` — how many timestamped copies of ROOT are kept.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotsConfig {
     /// Timestamped snapshots kept after a deploy (renamed ones are never counted nor evicted).
@@ -208,7 +220,7 @@ impl Default for SnapshotsConfig {
 }
 
 /// `user_content:` — rules for copying files written while the snapshot served.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserContentConfig {
     /// Honour the repository's `.gitignore` files: ignored paths are not copied back.
@@ -233,17 +245,18 @@ impl Default for UserContentConfig {
 }
 
 /// `hooks:` — shell commands run in ROOT.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HooksConfig {
-    /// Run after the new commit is checked out into ROOT, in order.
-    #[serde(default)]
+    /// Run after the new commit is checked out into ROOT, in order. An entry is a
+    /// command, or `{run: CMD, optional: true}`, kept here as `"? CMD"` (see [`crate::hooks`]).
+    #[serde(default, deserialize_with = "de_hooks")]
     pub after_checkout: Vec<String>,
-    /// Run in ROOT just before the link returns to it.
-    #[serde(default)]
+    /// Run in ROOT just before the link returns to it (entries as in `after_checkout`).
+    #[serde(default, deserialize_with = "de_hooks")]
     pub before_switch: Vec<String>,
     /// Upper bound for each hook; the hook's whole process group is killed then.
-    #[serde(default = "default_hook_timeout", deserialize_with = "de_duration")]
+    #[serde(default = "default_hook_timeout", deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub timeout: Duration,
 }
 
@@ -258,7 +271,7 @@ impl Default for HooksConfig {
 }
 
 /// `copy:` — copy engine tuning.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CopyConfig {
     /// Worker threads for copies and removals (0 or absent: the number of cores).
@@ -336,6 +349,49 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
     de_duration(d).map(Some)
 }
 
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    if d.is_zero() {
+        s.serialize_str("0s")
+    } else {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A hook entry: `CMD`, or `{run: CMD, optional: true}` which becomes `"? CMD"`.
+fn de_hooks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Entry {
+        run: String,
+        #[serde(default)]
+        optional: bool,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Cmd(String),
+        Map(Entry),
+    }
+    let raw: Vec<Raw> = Deserialize::deserialize(d).map_err(|_: D::Error| {
+        serde::de::Error::custom("a hook list holds commands (strings) or `{run: CMD, optional: true}` entries")
+    })?;
+    Ok(raw
+        .into_iter()
+        .map(|r| match r {
+            Raw::Cmd(c) => c,
+            Raw::Map(Entry { run, optional: true }) => format!("? {}", crate::hook_tools::strip_optional(&run).0),
+            Raw::Map(Entry { run, optional: false }) => run,
+        })
+        .collect())
+}
+
 /// Where a configuration error was found, for messages.
 struct Source<'a>(&'a Path);
 
@@ -362,6 +418,11 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let mut cfg: Config = serde_yaml_ng::from_str(text)
             .map_err(|e| anyhow::anyhow!("{}: {}", Source(path), yaml_message(&e)))?;
+        if let Some(preset) = cfg.preset {
+            // The file alone parsed (so its errors came with line numbers); now
+            // parse it again with the preset's values laid under it.
+            cfg = crate::preset::apply(text, preset).with_context(|| format!("{}: with `preset: {preset}`", Source(path)))?;
+        }
         cfg.expand_env(path)?;
         if cfg.webroot.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));

@@ -30,6 +30,18 @@ pub struct HookEnv {
 /// Runs `commands` in order in `dir`; the first failure stops and is returned.
 pub fn run_all(stage: &str, commands: &[String], dir: &Path, env: &HookEnv, timeout: Duration) -> Result<()> {
     for cmd in commands {
+        // `"? CMD"` is optional: skipped when its tool is missing (see hook_tools).
+        let (cmd, optional) = crate::hook_tools::strip_optional(cmd);
+        if let Some(why) = crate::hook_tools::missing_tool(cmd, dir, optional, timeout) {
+            if optional {
+                tracing::info!("hook {stage}: skipped optional `{cmd}`: {why}");
+                continue;
+            }
+            bail!(
+                "hook {stage} `{cmd}` cannot run: {why}. Install it, remove the hook from `hooks.{stage}` \
+                 (a list you set replaces the preset's), or mark it optional: \"? {cmd}\""
+            );
+        }
         run_one(stage, cmd, dir, env, timeout)?;
     }
     Ok(())

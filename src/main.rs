@@ -70,6 +70,42 @@ enum Command {
     Nginx(rootswap::nginx::Args),
     /// Check the layout, php-fpm, OPcache and nginx for what would cause downtime or stale code.
     Doctor(rootswap::doctor::Args),
+    /// Write a commented rootswap.yaml (-c) for an existing site: detects the framework, picks the preset.
+    Init {
+        /// Directory that holds (or will hold) ROOT, its snapshots and the link.
+        #[arg(long, value_name = "DIR")]
+        webroot: Option<PathBuf>,
+        /// Repository to deploy (default: the site's own `origin` remote).
+        #[arg(long, value_name = "URL")]
+        repo: Option<String>,
+        /// Branch to deploy (default: the site's checked-out branch, else main).
+        #[arg(long, value_name = "BRANCH")]
+        branch: Option<String>,
+        /// Use this preset instead of detecting one.
+        #[arg(long, value_enum)]
+        preset: Option<rootswap::preset::Preset>,
+        /// Replace an existing config file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the configuration; with --effective print it as rootswap uses it (secrets masked).
+    Config {
+        /// Print the merged configuration: preset values and defaults filled in.
+        #[arg(long)]
+        effective: bool,
+        /// Print JSON (implies --effective).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print shell completions: bash, zsh, fish, elvish or powershell.
+    #[command(hide = true)]
+    Completions {
+        /// Shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Man,
     /// Run the whole flow against an embedded sample site in a scratch directory.
     Demo {
         /// Directory to use (new or empty); default: a new one under the temp dir.
@@ -132,6 +168,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Demo { dir } = cli.command {
         rootswap::demo::run(dir)?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(done) = standalone(&cli) {
+        return done;
     }
     let cfg = Config::load(&cli.config)?;
     let layout = Layout::from_config(&cfg);
@@ -197,7 +236,55 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Opcache { action } => return rootswap::opcache::command(&cfg, &action),
         Command::Nginx(a) => return rootswap::nginx::command(&cfg, &a),
         Command::Doctor(a) => return rootswap::doctor::command(&cfg, &a),
+        Command::Config { effective, json: as_json } => {
+            if as_json {
+                println!("{}", rootswap::effective::json(&cfg)?);
+            } else if effective {
+                print!("{}", rootswap::effective::yaml(&cfg, &cli.config)?);
+            } else {
+                let preset = cfg.preset.map(|p| format!(", preset {p}")).unwrap_or_default();
+                println!("{}: OK (webroot {}{preset}); `--effective` prints it in full", cli.config.display(), cfg.webroot.display());
+            }
+        }
+        Command::Init { .. } | Command::Completions { .. } | Command::Man => unreachable!("handled above"),
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Commands that need no configuration file: `init`, `completions`, `man`.
+fn standalone(cli: &Cli) -> Option<Result<ExitCode>> {
+    use clap::CommandFactory;
+    use std::io::IsTerminal;
+    match &cli.command {
+        Command::Init { webroot, repo, branch, preset, force } => Some((|| {
+            let opts = rootswap::init::Options {
+                config_path: cli.config.clone(),
+                webroot: webroot.clone(),
+                repo: repo.clone(),
+                branch: branch.clone(),
+                preset: *preset,
+                force: *force,
+            };
+            let stdin = std::io::stdin();
+            let mut lock = stdin.lock();
+            let mut stderr = std::io::stderr();
+            let input: Option<&mut dyn std::io::BufRead> = if std::io::stdin().is_terminal() { Some(&mut lock) } else { None };
+            let mut asker = rootswap::init::Asker { input, prompt: &mut stderr };
+            let outcome = rootswap::init::run(&opts, &mut asker)?;
+            print!("{}", rootswap::init::report(&outcome));
+            Ok(ExitCode::SUCCESS)
+        })()),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "rootswap", &mut std::io::stdout());
+            Some(Ok(ExitCode::SUCCESS))
+        }
+        Command::Man => Some(
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(Into::into),
+        ),
+        _ => None,
+    }
 }

@@ -1,0 +1,177 @@
+//! `rootswap config --effective`: the configuration as rootswap uses it —
+//! the file, with its preset's values laid under it, every default filled in
+//! and `${VAR}`s expanded — with secrets masked.
+//!
+//! Masked: `trigger.token`, `trigger.github_secret`, `trigger.gitlab_token`,
+//! the password (or lone token) in any `scheme://user:password@host` URL, and
+//! the value of URL query parameters named like a secret (`token=`, `key=`,
+//! `secret=`, `password=`, `sig=`…).
+
+use anyhow::{Context, Result};
+use serde_yaml_ng::Value;
+
+use crate::config::Config;
+
+/// What a masked secret is shown as.
+pub const MASK: &str = "********";
+
+const SECRET_KEYS: [(&str, &str); 3] = [
+    ("trigger", "token"),
+    ("trigger", "github_secret"),
+    ("trigger", "gitlab_token"),
+];
+
+/// The effective configuration as a YAML value, secrets masked.
+pub fn value(cfg: &Config) -> Result<Value> {
+    let mut v = serde_yaml_ng::to_value(cfg).context("cannot render the configuration")?;
+    for (section, key) in SECRET_KEYS {
+        if let Some(slot) = v.get_mut(section).and_then(|s| s.get_mut(key)) {
+            if !slot.is_null() {
+                *slot = Value::String(MASK.into());
+            }
+        }
+    }
+    mask_urls(&mut v);
+    Ok(v)
+}
+
+/// The effective configuration as commented YAML.
+pub fn yaml(cfg: &Config, file: &std::path::Path) -> Result<String> {
+    let body = serde_yaml_ng::to_string(&value(cfg)?).context("cannot render the configuration")?;
+    let preset = match cfg.preset {
+        Some(p) => format!("preset {p} laid under the file, "),
+        None => String::new(),
+    };
+    Ok(format!(
+        "# Effective configuration of {}: {preset}defaults filled in, ${{VAR}}s expanded, secrets masked.\n{body}",
+        file.display()
+    ))
+}
+
+/// The effective configuration as JSON.
+pub fn json(cfg: &Config) -> Result<String> {
+    serde_json::to_string_pretty(&value(cfg)?).context("cannot render the configuration as JSON")
+}
+
+fn mask_urls(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            if let Some(m) = mask_url(s) {
+                *s = m;
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(mask_urls),
+        Value::Mapping(m) => m.iter_mut().for_each(|(_, v)| mask_urls(v)),
+        Value::Tagged(t) => mask_urls(&mut t.value),
+        _ => {}
+    }
+}
+
+/// Masks the credentials of a URL; None when there are none.
+pub fn mask_url(text: &str) -> Option<String> {
+    let scheme_end = text.find("://")?;
+    let scheme = &text[..scheme_end];
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return None;
+    }
+    let rest_start = scheme_end + 3;
+    let rest = &text[rest_start..];
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..auth_end];
+    let mut out = text[..rest_start].to_string();
+    let mut changed = false;
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(&format!("{user}:{MASK}"));
+                    changed = true;
+                }
+                // A lone user name is a token for http(s) (https://TOKEN@host);
+                // for ssh://git@host it is just the account.
+                None if scheme.starts_with("http") => {
+                    out.push_str(MASK);
+                    changed = true;
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&authority[at..]);
+        }
+        None => out.push_str(authority),
+    }
+    let tail = &rest[auth_end..];
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let (query, fragment) = match query.split_once('#') {
+                Some((q, f)) => (q, Some(f)),
+                None => (query, None),
+            };
+            let parts: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) if secret_param(k) && !v.is_empty() => {
+                        changed = true;
+                        format!("{k}={MASK}")
+                    }
+                    _ => kv.to_string(),
+                })
+                .collect();
+            out.push_str(&parts.join("&"));
+            if let Some(f) = fragment {
+                out.push('#');
+                out.push_str(f);
+            }
+        }
+        None => out.push_str(tail),
+    }
+    changed.then_some(out)
+}
+
+fn secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "token",
+        "key",
+        "secret",
+        "password",
+        "passwd",
+        "pass",
+        "sig",
+        "signature",
+        "auth",
+    ]
+    .iter()
+    .any(|s| n == *s || n.ends_with(&format!("_{s}")) || n.ends_with(&format!("-{s}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_url_credentials() {
+        assert_eq!(
+            mask_url("https://bob:hunter2@git.example.com/a.git").as_deref(),
+            Some("https://bob:********@git.example.com/a.git")
+        );
+        assert_eq!(
+            mask_url("https://ghp_abc@github.com/a/b.git").as_deref(),
+            Some("https://********@github.com/a/b.git")
+        );
+        assert_eq!(mask_url("ssh://git@github.com/a/b.git"), None);
+        assert_eq!(mask_url("git@github.com:a/b.git"), None);
+        assert_eq!(
+            mask_url("https://example.com/hook?x=1&token=abc#f").as_deref(),
+            Some("https://example.com/hook?x=1&token=********#f")
+        );
+        assert_eq!(mask_url("https://example.com/path@x"), None);
+        assert_eq!(mask_url("/srv/repo.git"), None);
+    }
+}
