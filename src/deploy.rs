@@ -149,6 +149,8 @@ struct Run {
     clock: Instant,
     steps: Vec<StepTiming>,
     warnings: Vec<String>,
+    /// The configuration, when a notification webhook is set.
+    notify: Option<Config>,
 }
 
 impl Run {
@@ -182,6 +184,26 @@ impl Run {
         };
         if let Err(e) = history::append(&layout.state, &rec) {
             tracing::warn!("cannot record the deploy in the history: {e:#}");
+        }
+        if let Some(cfg) = &self.notify {
+            let short = rec.commit.as_deref().map(|c| &c[..7.min(c.len())]).unwrap_or("?");
+            let text = match result {
+                "success" => format!("rootswap: deployed {short} to {}", layout.webroot.display()),
+                "rolled-back" => format!("rootswap: deploy of {short} to {} failed its health check and was rolled back", layout.webroot.display()),
+                _ => format!("rootswap: deploy of {short} to {} failed; the previous version stays live", layout.webroot.display()),
+            };
+            crate::notify::send(
+                cfg,
+                &crate::notify::Notification {
+                    text,
+                    result: result.to_string(),
+                    id: rec.id.clone(),
+                    commit: rec.commit.clone(),
+                    previous_commit: rec.previous_commit.clone(),
+                    webroot: layout.webroot.display().to_string(),
+                    error: rec.error.clone(),
+                },
+            );
         }
     }
 }
@@ -224,7 +246,14 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     let id = req.id.clone().unwrap_or_else(new_id);
     let span = tracing::info_span!("deploy", id = %id);
     let _enter = span.enter();
-    let mut run = Run { id, started: Local::now(), clock: Instant::now(), steps: Vec::new(), warnings: Vec::new() };
+    let mut run = Run {
+        id,
+        started: Local::now(),
+        clock: Instant::now(),
+        steps: Vec::new(),
+        warnings: Vec::new(),
+        notify: cfg.notify.webhook.as_ref().map(|_| cfg.clone()),
+    };
 
     crate::recover::recover(cfg, layout)?;
     let mut state = State::load(&layout.state)?;
@@ -340,10 +369,18 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     run.step("switch-to-root", || switch::point_link(&layout.link(), &layout.root_name))?;
     let w = run.step("opcache-reset", || Ok(crate::opcache::clear_for_deploy(cfg, &layout.root(), changed(), "after switching back to ROOT")))?;
     run.warnings.extend(w);
-    state.deployed = Some(commit.to_string());
-    if req.trigger != Trigger::Rollback && req.reference.is_none() {
-        state.pinned_from = None;
+    // Health gate: a failing URL puts the old version back at once.
+    if let Some(hc) = &cfg.health_check {
+        if let Err(e) = run.step("health-check", || crate::health::check(hc)) {
+            let msg = roll_back_unhealthy(cfg, layout, &mut journal, &taken.name, &old_classifier, plan.changes.iter().map(|c| c.path.as_path()))
+                .map(|_| format!("{e:#}\nthe link went back to {} and ROOT was restored from it: the previous version is live", taken.name))
+                .unwrap_or_else(|re| format!("{e:#}\nrolling back failed too ({re:#})"));
+            run.record(layout, req.trigger, "rolled-back", Some(&commit.to_string()), previous.as_deref(), Some(&taken.name), &[], Some(msg.clone()));
+            return Err(anyhow!(msg));
+        }
     }
+    state.deployed = Some(commit.to_string());
+    pin(&mut state, req, &source, commit);
     state.save(&layout.state)?;
     journal.enter(&layout.state, Phase::Finish)?;
     let drained = run.step("drain", || Ok(crate::drain::wait(cfg, &taken.path)))?;
@@ -418,6 +455,7 @@ fn first_deploy(
         return Err(e.context("first deploy failed; nothing was live before, so the link was not created"));
     }
     state.deployed = Some(plan.to.to_string());
+    pin(state, req, source, plan.to);
     state.save(&layout.state)?;
     Journal::finish(&layout.state)?;
     let summary = Summary {
@@ -437,6 +475,36 @@ fn first_deploy(
     };
     run.record(layout, req.trigger, "success", Some(&summary.commit), None, None, &[], None);
     Ok(Outcome::Deployed(summary))
+}
+
+/// A deploy of another ref than the branch head (or a rollback) pins the
+/// branch head it moved away from: `rootswap serve` does not redeploy that
+/// head, only a newer commit. A deploy of the branch head clears the pin.
+fn pin(state: &mut State, req: &Request, source: &GitSource, commit: Oid) {
+    if req.reference.is_some() || req.trigger == Trigger::Rollback {
+        state.pinned_from = source.branch_head().filter(|h| *h != commit).map(|h| h.to_string());
+    } else {
+        state.pinned_from = None;
+    }
+}
+
+/// After a failed health check: serve the snapshot again, let requests on
+/// ROOT finish, restore ROOT from the snapshot, serve ROOT, clear the OPcache.
+fn roll_back_unhealthy<'a>(
+    cfg: &Config,
+    layout: &Layout,
+    journal: &mut Journal,
+    snap: &str,
+    classifier: &Classifier,
+    changed: impl Iterator<Item = &'a std::path::Path>,
+) -> Result<()> {
+    journal.enter(&layout.state, Phase::Restore)?;
+    switch::point_link(&layout.link(), snap)?;
+    let _ = crate::drain::wait(cfg, &layout.root());
+    // Uploads ROOT received while it served are kept: rescue everything older than now.
+    crate::recover::restore_root(cfg, layout, snap, classifier, Some(crate::journal::now_ns()))?;
+    let _ = crate::opcache::clear_for_deploy(cfg, &layout.root(), changed, "after rolling back");
+    Journal::finish(&layout.state)
 }
 
 /// The user-content classifier for a commit (its tracked files and .gitignore files).

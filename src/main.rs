@@ -59,8 +59,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run as a service: auto-deploy when the branch moves, the deploy trigger URL, until SIGTERM.
-    Serve,
+    /// Make a snapshot's version live again, with the same zero-downtime steps as a deploy.
+    Rollback {
+        /// Snapshot to roll back to (default: the newest timestamped snapshot).
+        snapshot: Option<String>,
+    },
+    /// Past deploys: when, who asked, commit, result, per-step durations.
+    History {
+        /// Print JSON (one object per deploy).
+        #[arg(long)]
+        json: bool,
+        /// Show only the last N deploys.
+        #[arg(short = 'n', long, value_name = "N")]
+        limit: Option<usize>,
+    },
     /// Clear php-fpm's OPcache over FastCGI (never reloads php-fpm).
     Opcache {
         #[command(subcommand)]
@@ -106,6 +118,8 @@ enum Command {
     /// Print the man page (roff).
     #[command(hide = true)]
     Man,
+    /// Run as a service: auto-deploy when the branch moves, the deploy trigger URL, until SIGTERM.
+    Serve,
     /// Run the whole flow against an embedded sample site in a scratch directory.
     Demo {
         /// Directory to use (new or empty); default: a new one under the temp dir.
@@ -232,7 +246,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", report::status_text(&s));
             }
         }
-        Command::Serve => rootswap::serve::run(&cli.config, cfg)?,
+        Command::Rollback { snapshot } => match rootswap::rollback::rollback(&cfg, snapshot.as_deref())? {
+            Outcome::Deployed(s) => {
+                for w in &s.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!("rolled back: {}", report::summary_line(&s));
+            }
+            Outcome::UpToDate { commit } => println!("already live ({})", &commit[..7.min(commit.len())]),
+            Outcome::DryRun(_) => {}
+        },
+        Command::History { json: as_json, limit } => {
+            let mut records = rootswap::history::read(&layout.state)?;
+            if let Some(n) = limit {
+                let skip = records.len().saturating_sub(n);
+                records.drain(..skip);
+            }
+            if as_json {
+                json(&records)?;
+            } else {
+                print!("{}", report::history_table(&records));
+            }
+        }
         Command::Opcache { action } => return rootswap::opcache::command(&cfg, &action),
         Command::Nginx(a) => return rootswap::nginx::command(&cfg, &a),
         Command::Doctor(a) => return rootswap::doctor::command(&cfg, &a),
@@ -247,6 +282,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Init { .. } | Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+        Command::Serve => rootswap::serve::run(&cli.config, cfg)?,
         Command::Demo { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

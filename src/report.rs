@@ -78,6 +78,32 @@ pub fn snapshot_table(rows: &[Listing]) -> String {
     out
 }
 
+/// The `history` table, oldest first.
+pub fn history_table(records: &[crate::history::Record]) -> String {
+    if records.is_empty() {
+        return "no deploys yet\n".into();
+    }
+    let mut out = format!("{:<25}  {:<9}  {:<7}  {:<11}  {:>9}  {}\n", "WHEN", "WHO", "COMMIT", "RESULT", "DURATION", "STEPS");
+    for r in records {
+        let commit = r.commit.as_deref().map(|c| &c[..7.min(c.len())]).unwrap_or("-");
+        let steps: Vec<String> = r.steps.iter().map(|s| format!("{} {}ms", s.step, s.ms)).collect();
+        let _ = writeln!(
+            out,
+            "{:<25}  {:<9}  {:<7}  {:<11}  {:>7}ms  {}",
+            r.started.get(..25).unwrap_or(&r.started),
+            r.trigger,
+            commit,
+            r.result,
+            r.duration_ms,
+            steps.join(", ")
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "    {}", e.lines().next().unwrap_or(""));
+        }
+    }
+    out
+}
+
 /// The `status` summary.
 pub fn status_text(s: &Status) -> String {
     let mut out = String::new();
@@ -95,6 +121,15 @@ pub fn status_text(s: &Status) -> String {
     let _ = writeln!(out, "deploying {running}");
     if let Some(d) = &s.last_deploy {
         let _ = writeln!(out, "last      {} {} at {} ({} ms)", d.result, short(&d.commit), d.finished, d.duration_ms);
+    }
+    if let Some(j) = &s.interrupted {
+        let _ = writeln!(
+            out,
+            "interrupted deploy {} of {} during {}: the next deploy (or serve) recovers it",
+            j.id,
+            &j.commit[..7.min(j.commit.len())],
+            crate::journal::phase_name(j.phase)
+        );
     }
     let _ = writeln!(out, "snapshots {}", s.snapshots.len());
     for r in &s.snapshots {

@@ -210,6 +210,11 @@ impl GitSource {
         }
     }
 
+    /// The configured branch's head as last fetched.
+    pub fn branch_head(&self) -> Option<Oid> {
+        self.repo.refname_to_id(&format!("refs/remotes/origin/{}", self.branch)).ok()
+    }
+
     /// True when the cache has this commit.
     pub fn has_commit(&self, oid: &str) -> bool {
         Oid::from_str(oid).ok().and_then(|o| self.repo.find_commit(o).ok()).is_some()

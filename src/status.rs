@@ -30,6 +30,8 @@ pub struct Status {
     pub snapshots: Vec<Listing>,
     /// The last deploy recorded in the history.
     pub last_deploy: Option<crate::history::Record>,
+    /// A deploy that was interrupted (crash, kill) and will be recovered by the next deploy.
+    pub interrupted: Option<crate::journal::Journal>,
 }
 
 /// Gathers the status (reads only; takes no lock).
@@ -56,5 +58,6 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         deploy_running: DeployLock::holder(&layout.state),
         snapshots,
         last_deploy: crate::history::read(&layout.state)?.pop(),
+        interrupted: if DeployLock::holder(&layout.state).is_some() { None } else { crate::recover::pending(&layout.state) },
     })
 }

@@ -1,0 +1,46 @@
+//! `rootswap rollback [SNAPSHOT]`: make a snapshot's version live again,
+//! with the same zero-downtime steps as a deploy.
+//!
+//! The snapshot's commit is known (recorded when it was taken, by inode, so
+//! renamed snapshots keep it); rolling back deploys that commit through the
+//! ordinary pipeline: the current ROOT is snapshotted first (so the rollback
+//! can itself be undone), user content is carried over, and the branch head
+//! rolled back from is pinned so that `rootswap serve` does not redeploy it
+//! until the branch gets a new commit.
+
+use anyhow::{bail, Result};
+
+use crate::config::Config;
+use crate::deploy::{self, Outcome, Request, Trigger};
+use crate::layout::Layout;
+use crate::snapshot;
+use crate::state::State;
+
+/// Rolls back to `name` (default: the newest timestamped snapshot).
+pub fn rollback(cfg: &Config, name: Option<&str>) -> Result<Outcome> {
+    let layout = Layout::from_config(cfg);
+    layout.preflight()?;
+    let snap = match name {
+        Some(n) => snapshot::find(&layout, n)?,
+        None => match layout.timestamped()?.pop() {
+            Some(s) => s,
+            None => bail!(
+                "there is no snapshot to roll back to in {}; name one with `rootswap rollback NAME` (see `rootswap snapshots list`)",
+                layout.webroot.display()
+            ),
+        },
+    };
+    let state = State::load(&layout.state)?;
+    let Some(commit) = state.snapshot(&snap.path).and_then(|i| i.commit.clone()) else {
+        bail!(
+            "the commit of {} is not known (it holds a site rootswap adopted before its first deploy); \
+             deploy a known version instead with `rootswap deploy --ref REF`",
+            snap.name
+        );
+    };
+    tracing::info!("rolling back to {} ({})", snap.name, &commit[..7.min(commit.len())]);
+    deploy::deploy(
+        cfg,
+        &Request { reference: Some(commit), force: true, dry_run: false, trigger: Trigger::Rollback, id: None },
+    )
+}
