@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-const APP: &[(&str, &str)] = &[("index.php", "<?php echo 'v1';"), ("lib/a.php", "<?php // a")];
+const APP: &[(&str, &str)] = &[
+    ("index.php", "<?php echo 'v1';"),
+    ("lib/a.php", "<?php // a"),
+];
 
 /// A running `rootswap serve`; killed (SIGKILL) on drop if still running.
 struct Serve {
@@ -24,7 +27,10 @@ struct Serve {
 
 impl Serve {
     fn start(w: &World) -> Serve {
-        let log = w.tmp.path().join(format!("serve-{}.log", std::process::id()));
+        let log = w
+            .tmp
+            .path()
+            .join(format!("serve-{}.log", std::process::id()));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new(bin())
@@ -67,7 +73,11 @@ impl Serve {
 
     fn wait_log(&self, needle: &str, timeout: Duration) {
         let ok = wait_until(timeout, || self.log().contains(needle));
-        assert!(ok, "no {needle:?} in the log within {timeout:?}:\n{}", self.log());
+        assert!(
+            ok,
+            "no {needle:?} in the log within {timeout:?}:\n{}",
+            self.log()
+        );
     }
 }
 
@@ -99,8 +109,15 @@ fn live(w: &World) -> Option<String> {
 /// Waits until the site serves `text`; returns how long it took.
 fn wait_live(w: &World, s: &Serve, text: &str, timeout: Duration) -> Duration {
     let t = Instant::now();
-    let ok = wait_until(timeout, || live(w).as_deref() == Some(text) && w.link_target() == "ROOT");
-    assert!(ok, "{text:?} not live within {timeout:?} (live: {:?})\nlog:\n{}", live(w), s.log());
+    let ok = wait_until(timeout, || {
+        live(w).as_deref() == Some(text) && w.link_target() == "ROOT"
+    });
+    assert!(
+        ok,
+        "{text:?} not live within {timeout:?} (live: {:?})\nlog:\n{}",
+        live(w),
+        s.log()
+    );
     t.elapsed()
 }
 
@@ -119,11 +136,21 @@ fn php(v: &str) -> String {
 
 /// A port nobody listens on (bind :0, read it, release it).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// One HTTP/1.1 request; returns the status code and the body.
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the trigger URL");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!(
@@ -139,14 +166,27 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (code, body)
 }
 
 fn wait_http(s: &Serve, port: u16) {
-    let ok = wait_until(Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
-    assert!(ok, "the trigger URL did not come up on port {port}:\n{}", s.log());
+    let ok = wait_until(Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(
+        ok,
+        "the trigger URL did not come up on port {port}:\n{}",
+        s.log()
+    );
 }
 
 fn github_sig(secret: &str, body: &[u8]) -> String {
@@ -157,7 +197,10 @@ fn github_sig(secret: &str, body: &[u8]) -> String {
 
 /// Asserts that no two deploys in the history overlap in time.
 fn assert_no_overlap(hist: &[serde_json::Value]) {
-    let mut spans: Vec<(chrono::DateTime<chrono::FixedOffset>, chrono::DateTime<chrono::FixedOffset>)> = hist
+    let mut spans: Vec<(
+        chrono::DateTime<chrono::FixedOffset>,
+        chrono::DateTime<chrono::FixedOffset>,
+    )> = hist
         .iter()
         .map(|r| {
             let t = |k: &str| chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap()).unwrap();
@@ -166,7 +209,10 @@ fn assert_no_overlap(hist: &[serde_json::Value]) {
         .collect();
     spans.sort();
     for pair in spans.windows(2) {
-        assert!(pair[1].0 >= pair[0].1, "deploys overlap: {pair:?}\n{hist:#?}");
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "deploys overlap: {pair:?}\n{hist:#?}"
+        );
     }
 }
 
@@ -218,7 +264,11 @@ fn polling_a_url_deploys_a_new_commit_within_3s() {
     .unwrap();
     let s = Serve::start(&w);
     wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
-    assert!(!s.log().contains("watching the repository's refs"), "{}", s.log());
+    assert!(
+        !s.log().contains("watching the repository's refs"),
+        "{}",
+        s.log()
+    );
     let mut worst = Duration::ZERO;
     for v in ["v2", "v3"] {
         w.write_files(&[("index.php", &php(v))]);
@@ -232,14 +282,26 @@ fn polling_a_url_deploys_a_new_commit_within_3s() {
 
 #[test]
 fn a_failing_commit_keeps_the_old_version_and_is_not_retried_until_the_next() {
-    let w = World::new(APP, "auto_deploy:\n  every: 1s\nhooks:\n  after_checkout: ['test ! -f fail']\n");
+    let w = World::new(
+        APP,
+        "auto_deploy:\n  every: 1s\nhooks:\n  after_checkout: ['test ! -f fail']\n",
+    );
     let s = Serve::start(&w);
     wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
 
     w.write_files(&[("index.php", &php("v2")), ("fail", "")]);
     let bad = w.commit("v2, whose hook fails");
-    let failed = |w: &World| history(w).iter().filter(|r| r["result"] == "failed").count();
-    assert!(wait_until(Duration::from_secs(3), || failed(&w) == 1), "no failed deploy:\n{}", s.log());
+    let failed = |w: &World| {
+        history(w)
+            .iter()
+            .filter(|r| r["result"] == "failed")
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(3), || failed(&w) == 1),
+        "no failed deploy:\n{}",
+        s.log()
+    );
     assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
     // Several ticks later: still one failed attempt, old version live, service up.
     std::thread::sleep(Duration::from_millis(3500));
@@ -248,7 +310,11 @@ fn a_failing_commit_keeps_the_old_version_and_is_not_retried_until_the_next() {
     assert_eq!(hist.last().unwrap()["commit"], bad.as_str());
     assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
     assert_eq!(w.link_target(), "ROOT");
-    assert!(s.log().contains("will not be deployed again"), "{}", s.log());
+    assert!(
+        s.log().contains("will not be deployed again"),
+        "{}",
+        s.log()
+    );
 
     std::fs::remove_file(w.repo.join("fail")).unwrap();
     w.write_files(&[("index.php", &php("v3"))]);
@@ -274,13 +340,21 @@ fn during_a_slow_deploy_others_are_refused_and_sigterm_waits_for_it() {
     w.write_files(&[("index.php", &php("v2")), ("slow", "")]);
     let c2 = w.commit("v2, slow hook");
     // The deploy is under way once the snapshot serves.
-    let ok = wait_until(Duration::from_secs(3), || w.link_target().starts_with("ROOT_"));
+    let ok = wait_until(Duration::from_secs(3), || {
+        w.link_target().starts_with("ROOT_")
+    });
     assert!(ok, "the deploy did not start:\n{}", s.log());
 
     // A manual deploy gets the lock error; the trigger URL gets 409.
     let err = w.fails(&["deploy"]);
     assert!(err.contains("already running"), "{err}");
-    let (code, body) = http(port, "POST", "/deploy", &[("Authorization", "Bearer tok")], b"");
+    let (code, body) = http(
+        port,
+        "POST",
+        "/deploy",
+        &[("Authorization", "Bearer tok")],
+        b"",
+    );
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("already running"), "{body}");
 
@@ -289,7 +363,9 @@ fn during_a_slow_deploy_others_are_refused_and_sigterm_waits_for_it() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(s.running(), "exited during the deploy:\n{}", s.log());
     s.signal(libc::SIGTERM);
-    let status = s.wait_exit(Duration::from_secs(15)).unwrap_or_else(|| panic!("still running:\n{}", s.log()));
+    let status = s
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("still running:\n{}", s.log()));
     assert!(status.success(), "exit status {status:?}:\n{}", s.log());
     let log = s.log();
     assert!(log.contains("waiting for deploy"), "{log}");
@@ -316,10 +392,19 @@ fn trigger_url_and_webhooks() {
     );
     let s = Serve::start(&w);
     wait_http(&s, port);
-    assert!(live(&w).is_none(), "polling is off: nothing deploys by itself");
+    assert!(
+        live(&w).is_none(),
+        "polling is off: nothing deploys by itself"
+    );
 
     // Wrong or missing token: 401, nothing deployed, secret not logged.
-    let (code, _) = http(port, "POST", "/deploy", &[("Authorization", "Bearer nope")], b"");
+    let (code, _) = http(
+        port,
+        "POST",
+        "/deploy",
+        &[("Authorization", "Bearer nope")],
+        b"",
+    );
     assert_eq!(code, 401);
     let (code, _) = http(port, "POST", "/deploy", &[], b"");
     assert_eq!(code, 401);
@@ -328,12 +413,20 @@ fn trigger_url_and_webhooks() {
     assert!(history(&w).is_empty());
 
     // Valid token: 202 with the deploy id, which the history records.
-    let (code, body) = http(port, "POST", "/deploy", &[("Authorization", "Bearer s3cret-token")], b"");
+    let (code, body) = http(
+        port,
+        "POST",
+        "/deploy",
+        &[("Authorization", "Bearer s3cret-token")],
+        b"",
+    );
     assert_eq!(code, 202, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let id = v["id"].as_str().unwrap().to_string();
     wait_live(&w, &s, &php("v1"), Duration::from_secs(5));
-    assert!(wait_until(Duration::from_secs(2), || history(&w).last().is_some_and(|r| r["id"] == id.as_str())));
+    assert!(wait_until(Duration::from_secs(2), || history(&w)
+        .last()
+        .is_some_and(|r| r["id"] == id.as_str())));
     assert_eq!(history(&w).last().unwrap()["trigger"], "trigger");
 
     // GitHub: a push to main with a valid signature deploys; a tampered body does not.
@@ -346,11 +439,21 @@ fn trigger_url_and_webhooks() {
         port,
         "POST",
         "/webhook/github",
-        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig), ("Content-Type", "application/json")],
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &sig),
+            ("Content-Type", "application/json"),
+        ],
         tampered.as_bytes(),
     );
     assert_eq!(code, 401);
-    let (code, _) = http(port, "POST", "/webhook/github", &[("X-GitHub-Event", "push")], push.as_bytes());
+    let (code, _) = http(
+        port,
+        "POST",
+        "/webhook/github",
+        &[("X-GitHub-Event", "push")],
+        push.as_bytes(),
+    );
     assert_eq!(code, 401, "no signature");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
@@ -360,7 +463,13 @@ fn trigger_url_and_webhooks() {
         port,
         "POST",
         "/webhook/github",
-        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &github_sig("gh-s3cret", other.as_bytes()))],
+        &[
+            ("X-GitHub-Event", "push"),
+            (
+                "X-Hub-Signature-256",
+                &github_sig("gh-s3cret", other.as_bytes()),
+            ),
+        ],
         other.as_bytes(),
     );
     assert_eq!(code, 200, "{body}");
@@ -369,36 +478,72 @@ fn trigger_url_and_webhooks() {
         port,
         "POST",
         "/webhook/github",
-        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig), ("Content-Type", "application/json")],
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &sig),
+            ("Content-Type", "application/json"),
+        ],
         push.as_bytes(),
     );
     assert_eq!(code, 202, "{body}");
     wait_live(&w, &s, &php("v2"), Duration::from_secs(5));
-    assert!(wait_until(Duration::from_secs(2), || history(&w).last().is_some_and(|r| r["trigger"] == "webhook")));
+    assert!(wait_until(Duration::from_secs(2), || history(&w)
+        .last()
+        .is_some_and(|r| r["trigger"] == "webhook")));
 
     // GitLab: the token header.
     w.write_files(&[("index.php", &php("v3"))]);
     w.commit("v3");
     let gl = r#"{"object_kind":"push","ref":"refs/heads/main"}"#;
-    let (code, _) = http(port, "POST", "/webhook/gitlab", &[("X-Gitlab-Token", "wrong")], gl.as_bytes());
+    let (code, _) = http(
+        port,
+        "POST",
+        "/webhook/gitlab",
+        &[("X-Gitlab-Token", "wrong")],
+        gl.as_bytes(),
+    );
     assert_eq!(code, 401);
-    let (code, body) = http(port, "POST", "/webhook/gitlab", &[("X-Gitlab-Token", "gl-s3cret")], gl.as_bytes());
+    let (code, body) = http(
+        port,
+        "POST",
+        "/webhook/gitlab",
+        &[("X-Gitlab-Token", "gl-s3cret")],
+        gl.as_bytes(),
+    );
     assert_eq!(code, 202, "{body}");
     wait_live(&w, &s, &php("v3"), Duration::from_secs(5));
     // The deploy goes on a little after the switch (drain, late copy-back, evict).
-    assert!(wait_until(Duration::from_secs(5), || history(&w).len() == 3), "{:#?}", history(&w));
+    assert!(
+        wait_until(Duration::from_secs(5), || history(&w).len() == 3),
+        "{:#?}",
+        history(&w)
+    );
 
     // Bodies over 1 MiB: 413.
     let big = vec![b'x'; 1024 * 1024 + 1];
-    let (code, _) = http(port, "POST", "/webhook/github", &[("X-GitHub-Event", "push")], &big);
+    let (code, _) = http(
+        port,
+        "POST",
+        "/webhook/github",
+        &[("X-GitHub-Event", "push")],
+        &big,
+    );
     assert_eq!(code, 413);
 
     // Status and metrics.
-    let (code, body) = http(port, "GET", "/status", &[], b"");
-    assert_eq!(code, 200, "{body}");
-    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let status = || {
+        let (code, body) = http(port, "GET", "/status", &[], b"");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let st = status();
     assert_eq!(st["live"], "ROOT");
-    assert_eq!(st["deploy_running"], serde_json::Value::Null);
+    assert_eq!(st["deployed_commit"], history(&w).last().unwrap()["commit"]);
+    // The lock is released a moment after the history line is written.
+    let idle = wait_until(Duration::from_secs(5), || {
+        status()["deploy_running"].is_null()
+    });
+    assert!(idle, "{:#}", status());
     let (code, body) = http(port, "GET", "/metrics", &[], b"");
     assert_eq!(code, 200, "{body}");
     for needle in [
@@ -426,7 +571,10 @@ fn config_reloads_and_a_broken_config_is_rejected() {
     wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
 
     std::fs::write(&w.config, "webroot: [this is not\n  valid yaml\n").unwrap();
-    s.wait_log("rejected, keeping the previous configuration", Duration::from_secs(5));
+    s.wait_log(
+        "rejected, keeping the previous configuration",
+        Duration::from_secs(5),
+    );
     assert!(s.running(), "the service exited:\n{}", s.log());
     // The old configuration still deploys.
     w.write_files(&[("index.php", &php("v2"))]);
@@ -435,7 +583,10 @@ fn config_reloads_and_a_broken_config_is_rejected() {
 
     // A valid change applies: the new hook runs on the next deploy.
     w.set_config("auto_deploy:\n  every: 1s\nhooks:\n  after_checkout: ['touch hook-ran']\n");
-    s.wait_log("configuration reloaded (config file changed)", Duration::from_secs(5));
+    s.wait_log(
+        "configuration reloaded (config file changed)",
+        Duration::from_secs(5),
+    );
     w.write_files(&[("index.php", &php("v3"))]);
     w.commit("v3");
     wait_live(&w, &s, &php("v3"), Duration::from_secs(3));
@@ -446,7 +597,9 @@ fn config_reloads_and_a_broken_config_is_rejected() {
     s.wait_log("configuration reload (SIGHUP)", Duration::from_secs(5));
     assert!(s.running());
     s.signal(libc::SIGINT);
-    let status = s.wait_exit(Duration::from_secs(10)).expect("exits on SIGINT");
+    let status = s
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits on SIGINT");
     assert!(status.success(), "{status:?}");
 }
 
@@ -471,7 +624,14 @@ fn the_head_a_rollback_left_is_not_redeployed() {
     w.write_files(&[("index.php", &php("v3"))]);
     w.commit("v3");
     wait_live(&w, &s, &php("v3"), Duration::from_secs(3));
-    let pin = || serde_json::from_str::<serde_json::Value>(&read(&state_path)).unwrap()["pinned_from"].clone();
+    let pin = || {
+        serde_json::from_str::<serde_json::Value>(&read(&state_path)).unwrap()["pinned_from"]
+            .clone()
+    };
     let cleared = wait_until(Duration::from_secs(3), || pin().is_null());
-    assert!(cleared, "a deploy of the branch clears the pin: {:?}", pin());
+    assert!(
+        cleared,
+        "a deploy of the branch clears the pin: {:?}",
+        pin()
+    );
 }

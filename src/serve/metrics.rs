@@ -37,27 +37,72 @@ impl Metrics {
         let layout = Layout::from_config(cfg);
         let mut out = String::new();
         let counts = lock(&self.counts).clone();
-        header(&mut out, "rootswap_deploys_total", "counter", "Deploys run by this service since it started, by result.");
+        header(
+            &mut out,
+            "rootswap_deploys_total",
+            "counter",
+            "Deploys run by this service since it started, by result.",
+        );
         for r in RESULTS {
-            let _ = writeln!(out, "rootswap_deploys_total{{result=\"{r}\"}} {}", counts.get(r).copied().unwrap_or(0));
+            let _ = writeln!(
+                out,
+                "rootswap_deploys_total{{result=\"{r}\"}} {}",
+                counts.get(r).copied().unwrap_or(0)
+            );
         }
-        header(&mut out, "rootswap_deploy_running", "gauge", "1 while this service runs a deploy.");
+        header(
+            &mut out,
+            "rootswap_deploy_running",
+            "gauge",
+            "1 while this service runs a deploy.",
+        );
         let _ = writeln!(out, "rootswap_deploy_running {}", u8::from(running));
 
         let history = crate::history::read(&layout.state)?;
         let last = history.last();
         if let Some(r) = last {
-            header(&mut out, "rootswap_last_deploy_duration_seconds", "gauge", "Duration of the last deploy (any trigger).");
-            let _ = writeln!(out, "rootswap_last_deploy_duration_seconds {:.3}", r.duration_ms as f64 / 1000.0);
+            header(
+                &mut out,
+                "rootswap_last_deploy_duration_seconds",
+                "gauge",
+                "Duration of the last deploy (any trigger).",
+            );
+            let _ = writeln!(
+                out,
+                "rootswap_last_deploy_duration_seconds {:.3}",
+                r.duration_ms as f64 / 1000.0
+            );
             if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&r.finished) {
-                header(&mut out, "rootswap_last_deploy_timestamp_seconds", "gauge", "Unix time the last deploy finished.");
-                let _ = writeln!(out, "rootswap_last_deploy_timestamp_seconds {}", t.timestamp());
+                header(
+                    &mut out,
+                    "rootswap_last_deploy_timestamp_seconds",
+                    "gauge",
+                    "Unix time the last deploy finished.",
+                );
+                let _ = writeln!(
+                    out,
+                    "rootswap_last_deploy_timestamp_seconds {}",
+                    t.timestamp()
+                );
             }
-            header(&mut out, "rootswap_last_deploy_success", "gauge", "1 if the last deploy succeeded, 0 if not.");
-            let _ = writeln!(out, "rootswap_last_deploy_success {}", u8::from(r.result == "success"));
+            header(
+                &mut out,
+                "rootswap_last_deploy_success",
+                "gauge",
+                "1 if the last deploy succeeded, 0 if not.",
+            );
+            let _ = writeln!(
+                out,
+                "rootswap_last_deploy_success {}",
+                u8::from(r.result == "success")
+            );
         }
 
-        let snaps = if layout.webroot.is_dir() { layout.snapshots()? } else { Vec::new() };
+        let snaps = if layout.webroot.is_dir() {
+            layout.snapshots()?
+        } else {
+            Vec::new()
+        };
         let key = last.map(|r| r.id.clone());
         let mut bytes = 0u64;
         {
@@ -66,13 +111,26 @@ impl Metrics {
                 *cache = (key, HashMap::new());
             }
             for s in &snaps {
-                let size = *cache.1.entry(s.name.clone()).or_insert_with(|| crate::snapshot::tree_size(&s.path));
+                let size = *cache
+                    .1
+                    .entry(s.name.clone())
+                    .or_insert_with(|| crate::snapshot::tree_size(&s.path));
                 bytes += size;
             }
         }
-        header(&mut out, "rootswap_snapshots", "gauge", "Snapshots of ROOT in the webroot (timestamped and kept).");
+        header(
+            &mut out,
+            "rootswap_snapshots",
+            "gauge",
+            "Snapshots of ROOT in the webroot (timestamped and kept).",
+        );
         let _ = writeln!(out, "rootswap_snapshots {}", snaps.len());
-        header(&mut out, "rootswap_snapshot_bytes", "gauge", "Total size of the snapshots' files in bytes.");
+        header(
+            &mut out,
+            "rootswap_snapshot_bytes",
+            "gauge",
+            "Total size of the snapshots' files in bytes.",
+        );
         let _ = writeln!(out, "rootswap_snapshot_bytes {bytes}");
         Ok(out)
     }

@@ -103,7 +103,10 @@ impl fmt::Display for Busy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Busy::Deploying(id) => write!(f, "a deploy is already running (deploy {id})"),
-            Busy::Locked(pid) => write!(f, "a deploy is already running (pid {pid} holds the deploy lock)"),
+            Busy::Locked(pid) => write!(
+                f,
+                "a deploy is already running (pid {pid} holds the deploy lock)"
+            ),
             Busy::ShuttingDown => write!(f, "the service is shutting down"),
         }
     }
@@ -216,7 +219,12 @@ impl Service {
     }
 
     /// Runs the claimed deploy `id` in the background; the handle ends with it.
-    pub fn spawn_deploy(self: &Arc<Self>, id: String, trigger: Trigger, expected: Option<String>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_deploy(
+        self: &Arc<Self>,
+        id: String,
+        trigger: Trigger,
+        expected: Option<String>,
+    ) -> tokio::task::JoinHandle<()> {
         let svc = self.clone();
         tokio::spawn(async move { svc.run_deploy(id, trigger, expected).await })
     }
@@ -225,7 +233,13 @@ impl Service {
         let cfg = self.config();
         let span = tracing::info_span!("deploy", id = %id);
         tracing::info!(parent: &span, "deploy {id} started ({})", trigger.as_str());
-        let req = Request { reference: None, force: false, dry_run: false, trigger, id: Some(id.clone()) };
+        let req = Request {
+            reference: None,
+            force: false,
+            dry_run: false,
+            trigger,
+            id: Some(id.clone()),
+        };
         let started = Instant::now();
         let job_cfg = cfg.clone();
         let res = tokio::task::spawn_blocking(move || deploy::deploy(&job_cfg, &req))
@@ -241,13 +255,24 @@ impl Service {
         }
     }
 
-    fn after_deploy(&self, cfg: &Config, id: &str, expected: Option<String>, res: Result<Outcome>, took: Duration) {
+    fn after_deploy(
+        &self,
+        cfg: &Config,
+        id: &str,
+        expected: Option<String>,
+        res: Result<Outcome>,
+        took: Duration,
+    ) {
         match res {
             Ok(Outcome::Deployed(s)) => {
                 self.metrics.count("success");
                 *lock(&self.failed) = None;
                 lock(&self.backoff).reset();
-                tracing::info!("deploy {id} done in {:.2}s: {}", took.as_secs_f64(), crate::report::summary_line(&s));
+                tracing::info!(
+                    "deploy {id} done in {:.2}s: {}",
+                    took.as_secs_f64(),
+                    crate::report::summary_line(&s)
+                );
             }
             Ok(Outcome::UpToDate { commit }) => {
                 self.metrics.count("up_to_date");
@@ -264,7 +289,9 @@ impl Service {
                 }
                 self.metrics.count("failed");
                 let state = cfg.state_path();
-                let record = crate::history::read(&state).ok().and_then(|h| h.into_iter().rev().find(|r| r.id == id));
+                let record = crate::history::read(&state)
+                    .ok()
+                    .and_then(|h| h.into_iter().rev().find(|r| r.id == id));
                 match record {
                     Some(r) => {
                         // The pipeline ran and failed: the commit itself is at fault.
@@ -283,7 +310,11 @@ impl Service {
                         // It failed before it started (unreachable repository, disk): try again later.
                         let (delay, at) = lock(&self.backoff).fail();
                         tracing::error!("deploy {id} failed: {msg}");
-                        tracing::warn!("next attempt at {} (in {}s)", at.format("%Y-%m-%d %H:%M:%S"), delay.as_secs());
+                        tracing::warn!(
+                            "next attempt at {} (in {}s)",
+                            at.format("%Y-%m-%d %H:%M:%S"),
+                            delay.as_secs()
+                        );
                     }
                 }
             }
@@ -408,7 +439,10 @@ impl Service {
         };
         if lock(&self.cfg_text).as_deref() == Some(text.as_str()) {
             if why == "SIGHUP" {
-                tracing::info!("configuration reload (SIGHUP): {} is unchanged", self.config_path.display());
+                tracing::info!(
+                    "configuration reload (SIGHUP): {} is unchanged",
+                    self.config_path.display()
+                );
             }
             return None;
         }
@@ -426,7 +460,10 @@ impl Service {
             }
             Ok(new) => {
                 let new = Arc::new(new);
-                let old = std::mem::replace(&mut *self.cfg.write().unwrap_or_else(|e| e.into_inner()), new.clone());
+                let old = std::mem::replace(
+                    &mut *self.cfg.write().unwrap_or_else(|e| e.into_inner()),
+                    new.clone(),
+                );
                 if old.trigger.listen != new.trigger.listen {
                     tracing::warn!(
                         "trigger.listen changed ({:?} -> {:?}); restart the service to apply it",
@@ -434,7 +471,10 @@ impl Service {
                         new.trigger.listen
                     );
                 }
-                tracing::info!("configuration reloaded ({why}) from {}", self.config_path.display());
+                tracing::info!(
+                    "configuration reloaded ({why}) from {}",
+                    self.config_path.display()
+                );
                 Some((old, new))
             }
         }
@@ -468,8 +508,10 @@ fn check(cfg: &Config, failed: Option<&str>) -> Result<Decision> {
 /// The service proper, inside the runtime.
 async fn serve(config_path: &Path, cfg: Config) -> Result<()> {
     // Signals first: a SIGTERM during start-up must not kill us half-way.
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
 
     let (check_tx, check_rx) = mpsc::channel(1);
@@ -483,13 +525,16 @@ async fn serve(config_path: &Path, cfg: Config) -> Result<()> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let http = match trigger::bind(&cfg).await? {
-        Some(listener) => Some(tokio::spawn(trigger::serve(svc.clone(), listener, stop_rx.clone()))),
-        None => None,
-    };
+    let http = trigger::bind(&cfg)
+        .await?
+        .map(|listener| tokio::spawn(trigger::serve(svc.clone(), listener, stop_rx.clone())));
     let mut sched = schedule::start(svc.clone(), &cfg.auto_deploy).await?;
     let (refs_tx, mut refs_rx) = mpsc::channel::<()>(16);
-    let mut repo_watch = if cfg.auto_deploy.enabled { watch::repo(&cfg.source.repo, refs_tx.clone()) } else { None };
+    let mut repo_watch = if cfg.auto_deploy.enabled {
+        watch::repo(&cfg.source.repo, refs_tx.clone())
+    } else {
+        None
+    };
     let (conf_tx, mut conf_rx) = mpsc::channel::<()>(16);
     let _conf_watch = watch::config_file(config_path, conf_tx);
 
@@ -503,7 +548,11 @@ async fn serve(config_path: &Path, cfg: Config) -> Result<()> {
         cfg.source.repo,
         cfg.webroot.display(),
         schedule::describe(&cfg.auto_deploy),
-        if repo_watch.is_some() { ", watching the repository's refs" } else { "" }
+        if repo_watch.is_some() {
+            ", watching the repository's refs"
+        } else {
+            ""
+        }
     );
 
     let stop_signal = loop {
@@ -580,7 +629,11 @@ async fn apply(
         tracing::info!("auto-deploy: {}", schedule::describe(b));
     }
     if old.source.repo != new.source.repo || a.enabled != b.enabled {
-        *repo_watch = if b.enabled { watch::repo(&new.source.repo, refs_tx.clone()) } else { None };
+        *repo_watch = if b.enabled {
+            watch::repo(&new.source.repo, refs_tx.clone())
+        } else {
+            None
+        };
     }
     if b.enabled && (old.source.repo != new.source.repo || old.source.branch != new.source.branch) {
         svc.request_check(Check::Startup);

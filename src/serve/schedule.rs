@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Local};
 use tokio_cron_scheduler::{Job, JobScheduler};
+use tracing::instrument::WithSubscriber;
 
 use super::{Check, Service};
 use crate::config::{AutoDeployConfig, Config};
@@ -32,7 +33,10 @@ pub fn describe(a: &AutoDeployConfig) -> String {
     match (&a.every, &a.cron) {
         (_, Some(c)) => format!("polling on cron \"{c}\""),
         (Some(d), None) => format!("polling every {}", humantime::format_duration(*d)),
-        (None, None) => format!("polling every {}", humantime::format_duration(DEFAULT_EVERY)),
+        (None, None) => format!(
+            "polling every {}",
+            humantime::format_duration(DEFAULT_EVERY)
+        ),
     }
 }
 
@@ -73,9 +77,23 @@ pub async fn start(svc: Arc<Service>, a: &AutoDeployConfig) -> Result<Option<Job
     }
     let tick_svc = svc.clone();
     let job = make_job(a, move || tick_svc.request_check(Check::Tick))?;
-    let sched = JobScheduler::new().await.map_err(|e| anyhow!("cannot start the auto-deploy scheduler: {e}"))?;
-    sched.add(job).await.map_err(|e| anyhow!("cannot add the auto-deploy job: {e}"))?;
-    sched.start().await.map_err(|e| anyhow!("cannot start the auto-deploy scheduler: {e}"))?;
+    // The scheduler logs its own set-up at info level ("Uninited", "Job creator
+    // created"): noise in the service's log, so it sets up with logging off.
+    let quiet = tracing::subscriber::NoSubscriber::default;
+    let sched = JobScheduler::new()
+        .with_subscriber(quiet())
+        .await
+        .map_err(|e| anyhow!("cannot start the auto-deploy scheduler: {e}"))?;
+    sched
+        .add(job)
+        .with_subscriber(quiet())
+        .await
+        .map_err(|e| anyhow!("cannot add the auto-deploy job: {e}"))?;
+    sched
+        .start()
+        .with_subscriber(quiet())
+        .await
+        .map_err(|e| anyhow!("cannot start the auto-deploy scheduler: {e}"))?;
     Ok(Some(sched))
 }
 
@@ -98,7 +116,8 @@ impl Backoff {
     pub fn fail(&mut self) -> (Duration, DateTime<Local>) {
         self.failures = self.failures.saturating_add(1);
         let d = Backoff::delay(self.failures);
-        let wall = Local::now() + chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::seconds(600));
+        let wall = Local::now()
+            + chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::seconds(600));
         self.next = Some(Instant::now() + d);
         self.next_wall = Some(wall);
         (d, wall)
@@ -138,7 +157,11 @@ mod tests {
     }
 
     fn auto(every: Option<Duration>, cron: Option<&str>) -> AutoDeployConfig {
-        AutoDeployConfig { enabled: true, every, cron: cron.map(str::to_owned) }
+        AutoDeployConfig {
+            enabled: true,
+            every,
+            cron: cron.map(str::to_owned),
+        }
     }
 
     #[test]
@@ -146,9 +169,22 @@ mod tests {
         assert!(make_job(&auto(Some(Duration::from_secs(1)), None), || {}).is_ok());
         assert!(make_job(&auto(None, Some("0 */5 * * * *")), || {}).is_ok());
         assert!(make_job(&auto(None, None), || {}).is_ok());
-        let msg = format!("{:#}", make_job(&auto(None, Some("every five minutes")), || {}).unwrap_err());
-        assert!(msg.contains("auto_deploy.cron") && msg.contains("0 */5 * * * *"), "{msg}");
-        let msg = format!("{:#}", make_job(&auto(Some(Duration::from_millis(100)), None), || {}).unwrap_err());
+        let msg = format!(
+            "{:#}",
+            make_job(&auto(None, Some("every five minutes")), || {})
+                .err()
+                .unwrap()
+        );
+        assert!(
+            msg.contains("auto_deploy.cron") && msg.contains("0 */5 * * * *"),
+            "{msg}"
+        );
+        let msg = format!(
+            "{:#}",
+            make_job(&auto(Some(Duration::from_millis(100)), None), || {})
+                .err()
+                .unwrap()
+        );
         assert!(msg.contains("too short"), "{msg}");
     }
 }

@@ -76,7 +76,11 @@ pub async fn bind(cfg: &Config) -> Result<Option<TcpListener>> {
 }
 
 /// Serves HTTP until `stop` turns true.
-pub async fn serve(svc: Arc<Service>, listener: TcpListener, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn serve(
+    svc: Arc<Service>,
+    listener: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let app = Router::new()
         .route("/deploy", post(deploy))
         .route("/webhook/github", post(github))
@@ -88,9 +92,12 @@ pub async fn serve(svc: Arc<Service>, listener: TcpListener, mut stop: tokio::sy
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     if let Err(e) = result {
         tracing::error!("the trigger URL stopped: {e}");
     }
@@ -102,7 +109,9 @@ fn reply(status: StatusCode, body: Value) -> Response {
 
 /// Constant-time equality of two secrets (hashed first, so lengths do not leak either).
 pub fn secret_eq(given: &[u8], expected: &[u8]) -> bool {
-    Sha256::digest(given).ct_eq(&Sha256::digest(expected)).into()
+    Sha256::digest(given)
+        .ct_eq(&Sha256::digest(expected))
+        .into()
 }
 
 /// Verifies a GitHub `X-Hub-Signature-256` header (`sha256=<hex>`) over `body`.
@@ -126,7 +135,10 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn not_configured(what: &str, key: &str) -> Response {
-    reply(StatusCode::NOT_FOUND, json!({ "error": format!("{what} is off: set {key} in the configuration") }))
+    reply(
+        StatusCode::NOT_FOUND,
+        json!({ "error": format!("{what} is off: set {key} in the configuration") }),
+    )
 }
 
 fn unauthorized(peer: SocketAddr, what: &str, why: &str) -> Response {
@@ -140,11 +152,15 @@ fn start(svc: &Arc<Service>, trigger: Trigger, who: &str) -> Response {
         Ok(id) => {
             tracing::info!("{who}: deploy {id} accepted");
             svc.spawn_deploy(id.clone(), trigger, None);
-            reply(StatusCode::ACCEPTED, json!({ "id": id, "status": "started", "trigger": trigger.as_str() }))
+            reply(
+                StatusCode::ACCEPTED,
+                json!({ "id": id, "status": "started", "trigger": trigger.as_str() }),
+            )
         }
-        Err(Busy::ShuttingDown) => {
-            reply(StatusCode::SERVICE_UNAVAILABLE, json!({ "error": Busy::ShuttingDown.to_string() }))
-        }
+        Err(Busy::ShuttingDown) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "error": Busy::ShuttingDown.to_string() }),
+        ),
         Err(busy) => {
             tracing::info!("{who}: refused (409): {busy}");
             let running = match &busy {
@@ -152,35 +168,52 @@ fn start(svc: &Arc<Service>, trigger: Trigger, who: &str) -> Response {
                 Busy::Locked(pid) => json!({ "pid": pid }),
                 Busy::ShuttingDown => Value::Null,
             };
-            reply(StatusCode::CONFLICT, json!({ "error": busy.to_string(), "running": running }))
+            reply(
+                StatusCode::CONFLICT,
+                json!({ "error": busy.to_string(), "running": running }),
+            )
         }
     }
 }
 
-async fn deploy(State(svc): State<Arc<Service>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, _body: Bytes) -> Response {
+async fn deploy(
+    State(svc): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    _body: Bytes,
+) -> Response {
     let cfg = svc.config();
     let Some(token) = cfg.trigger.token.as_deref() else {
         return not_configured("POST /deploy", "trigger.token");
     };
     let given = header_str(&headers, header::AUTHORIZATION.as_str())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     match given {
         None => unauthorized(peer, "POST /deploy", "no `Authorization: Bearer` header"),
-        Some(g) if !secret_eq(g.as_bytes(), token.as_bytes()) => {
-            unauthorized(peer, "POST /deploy", "wrong bearer token (see trigger.token)")
-        }
-        Some(_) => start(&svc, Trigger::TriggerUrl, &format!("POST /deploy from {peer}")),
+        Some(g) if !secret_eq(g.as_bytes(), token.as_bytes()) => unauthorized(
+            peer,
+            "POST /deploy",
+            "wrong bearer token (see trigger.token)",
+        ),
+        Some(_) => start(
+            &svc,
+            Trigger::TriggerUrl,
+            &format!("POST /deploy from {peer}"),
+        ),
     }
 }
 
 /// What a push webhook asks for.
-fn push_ref(body: &[u8]) -> Result<Value, Response> {
+fn push_ref(body: &[u8]) -> Result<Value, Box<Response>> {
     serde_json::from_slice::<Value>(body).map_err(|e| {
-        reply(
+        Box::new(reply(
             StatusCode::BAD_REQUEST,
             json!({ "error": format!("the body is not JSON ({e}); set the webhook's content type to application/json") }),
-        )
+        ))
     })
 }
 
@@ -191,15 +224,26 @@ fn on_push(svc: &Arc<Service>, payload: &Value, who: &str) -> Response {
     let got = payload.get("ref").and_then(Value::as_str).unwrap_or("");
     if got != want {
         tracing::info!("{who}: push to {got:?} ignored (following {want})");
-        return reply(StatusCode::OK, json!({ "ignored": format!("push to {got:?}; this service follows {want}") }));
+        return reply(
+            StatusCode::OK,
+            json!({ "ignored": format!("push to {got:?}; this service follows {want}") }),
+        );
     }
     if payload.get("deleted").and_then(Value::as_bool) == Some(true) {
-        return reply(StatusCode::OK, json!({ "ignored": format!("{want} was deleted") }));
+        return reply(
+            StatusCode::OK,
+            json!({ "ignored": format!("{want} was deleted") }),
+        );
     }
     start(svc, Trigger::Webhook, who)
 }
 
-async fn github(State(svc): State<Arc<Service>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+async fn github(
+    State(svc): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let cfg = svc.config();
     let Some(secret) = cfg.trigger.github_secret.as_deref() else {
         return not_configured("POST /webhook/github", "trigger.github_secret");
@@ -220,13 +264,21 @@ async fn github(State(svc): State<Arc<Service>>, ConnectInfo(peer): ConnectInfo<
         "ping" => reply(StatusCode::OK, json!({ "ok": true, "event": "ping" })),
         "push" => match push_ref(&body) {
             Ok(payload) => on_push(&svc, &payload, &who),
-            Err(r) => r,
+            Err(r) => *r,
         },
-        other => reply(StatusCode::OK, json!({ "ignored": format!("event {other:?}; only push deploys") })),
+        other => reply(
+            StatusCode::OK,
+            json!({ "ignored": format!("event {other:?}; only push deploys") }),
+        ),
     }
 }
 
-async fn gitlab(State(svc): State<Arc<Service>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
+async fn gitlab(
+    State(svc): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let cfg = svc.config();
     let Some(token) = cfg.trigger.gitlab_token.as_deref() else {
         return not_configured("POST /webhook/gitlab", "trigger.gitlab_token");
@@ -235,17 +287,28 @@ async fn gitlab(State(svc): State<Arc<Service>>, ConnectInfo(peer): ConnectInfo<
     match header_str(&headers, "x-gitlab-token") {
         None => return unauthorized(peer, "POST /webhook/gitlab", "no X-Gitlab-Token header"),
         Some(t) if !secret_eq(t.as_bytes(), token.as_bytes()) => {
-            return unauthorized(peer, "POST /webhook/gitlab", "wrong X-Gitlab-Token (see trigger.gitlab_token)")
+            return unauthorized(
+                peer,
+                "POST /webhook/gitlab",
+                "wrong X-Gitlab-Token (see trigger.gitlab_token)",
+            )
         }
         Some(_) => {}
     }
     let payload = match push_ref(&body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    match payload.get("object_kind").and_then(Value::as_str).unwrap_or("") {
+    match payload
+        .get("object_kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+    {
         "push" => on_push(&svc, &payload, &who),
-        other => reply(StatusCode::OK, json!({ "ignored": format!("event {other:?}; only push deploys") })),
+        other => reply(
+            StatusCode::OK,
+            json!({ "ignored": format!("event {other:?}; only push deploys") }),
+        ),
     }
 }
 
@@ -253,8 +316,14 @@ async fn status(State(svc): State<Arc<Service>>) -> Response {
     let cfg = svc.config();
     match tokio::task::spawn_blocking(move || crate::status::gather(&cfg)).await {
         Ok(Ok(s)) => (StatusCode::OK, Json(s)).into_response(),
-        Ok(Err(e)) => reply(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": format!("{e:#}") })),
-        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": e.to_string() })),
+        Ok(Err(e)) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": format!("{e:#}") }),
+        ),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": e.to_string() }),
+        ),
     }
 }
 
@@ -263,8 +332,19 @@ async fn metrics(State(svc): State<Arc<Service>>) -> Response {
     let running = svc.running().is_some();
     let job = svc.clone();
     match tokio::task::spawn_blocking(move || job.metrics.render(&cfg, running)).await {
-        Ok(Ok(text)) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("# error: {e:#}\n")).into_response(),
+        Ok(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("# error: {e:#}\n"),
+        )
+            .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("# error: {e}\n")).into_response(),
     }
 }
@@ -290,7 +370,11 @@ mod tests {
         let body = br#"{"ref":"refs/heads/main"}"#;
         let sig = sign("s", body);
         assert!(github_signature_ok("s", body, Some(&sig)));
-        assert!(!github_signature_ok("s", br#"{"ref":"refs/heads/evil"}"#, Some(&sig)));
+        assert!(!github_signature_ok(
+            "s",
+            br#"{"ref":"refs/heads/evil"}"#,
+            Some(&sig)
+        ));
         assert!(!github_signature_ok("other", body, Some(&sig)));
         assert!(!github_signature_ok("s", body, None));
         assert!(!github_signature_ok("s", body, Some("sha1=abc")));

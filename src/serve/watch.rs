@@ -56,13 +56,19 @@ fn is_ref_change(ev: &Event, gitdir: &Path) -> bool {
 /// Watches the config file (through its directory: editors replace files by renaming).
 pub fn config_file(path: &Path, tx: mpsc::Sender<()>) -> Option<RecommendedWatcher> {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir = abs
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     let name = abs.file_name()?.to_os_string();
     let result = (|| -> notify::Result<RecommendedWatcher> {
         let mut w = notify::recommended_watcher(move |res: notify::Result<Event>| {
             if let Ok(ev) = res {
                 let relevant = !matches!(ev.kind, EventKind::Access(_))
-                    && ev.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()));
+                    && ev
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name() == Some(name.as_os_str()));
                 if relevant {
                     let _ = tx.try_send(());
                 }
@@ -74,7 +80,10 @@ pub fn config_file(path: &Path, tx: mpsc::Sender<()>) -> Option<RecommendedWatch
     match result {
         Ok(w) => Some(w),
         Err(e) => {
-            tracing::warn!("cannot watch {} for changes ({e}); reload it with SIGHUP", abs.display());
+            tracing::warn!(
+                "cannot watch {} for changes ({e}); reload it with SIGHUP",
+                abs.display()
+            );
             None
         }
     }
@@ -88,7 +97,8 @@ mod tests {
     #[test]
     fn only_branch_refs_count() {
         let g = Path::new("/r/.git");
-        let ev = |p: &str| Event::new(EventKind::Create(CreateKind::File)).add_path(PathBuf::from(p));
+        let ev =
+            |p: &str| Event::new(EventKind::Create(CreateKind::File)).add_path(PathBuf::from(p));
         assert!(is_ref_change(&ev("/r/.git/refs/heads/main"), g));
         assert!(is_ref_change(&ev("/r/.git/refs/heads/main.lock"), g));
         assert!(is_ref_change(&ev("/r/.git/packed-refs"), g));
