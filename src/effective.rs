@@ -32,6 +32,7 @@ pub fn value(cfg: &Config) -> Result<Value> {
         }
     }
     mask_urls(&mut v);
+    drop_nulls(&mut v);
     Ok(v)
 }
 
@@ -51,6 +52,14 @@ pub fn yaml(cfg: &Config, file: &std::path::Path) -> Result<String> {
 /// The effective configuration as JSON.
 pub fn json(cfg: &Config) -> Result<String> {
     serde_json::to_string_pretty(&value(cfg)?).context("cannot render the configuration as JSON")
+}
+
+/// Unset optional keys are left out, so the output loads as a config file.
+fn drop_nulls(v: &mut Value) {
+    if let Value::Mapping(m) = v {
+        m.retain(|_, v| !v.is_null());
+        m.iter_mut().for_each(|(_, v)| drop_nulls(v));
+    }
 }
 
 fn mask_urls(v: &mut Value) {
