@@ -27,6 +27,10 @@ struct Serve {
 
 impl Serve {
     fn start(w: &World) -> Serve {
+        Serve::start_with(w, &[])
+    }
+
+    fn start_with(w: &World, args: &[&str]) -> Serve {
         let log = w
             .tmp
             .path()
@@ -36,6 +40,7 @@ impl Serve {
         let child = Command::new(bin())
             .arg("-c")
             .arg(&w.config)
+            .args(args)
             .arg("serve")
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
@@ -262,7 +267,7 @@ fn polling_a_url_deploys_a_new_commit_within_3s() {
         ),
     )
     .unwrap();
-    let s = Serve::start(&w);
+    let s = Serve::start_with(&w, &["--log-format", "json"]);
     wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
     assert!(
         !s.log().contains("watching the repository's refs"),
@@ -277,7 +282,63 @@ fn polling_a_url_deploys_a_new_commit_within_3s() {
         worst = worst.max(took);
     }
     eprintln!("polling every 1s: commit to live in at most {worst:?}");
-    assert_no_overlap(&history(&w));
+    let hist = history(&w);
+    assert_no_overlap(&hist);
+    // JSON logs: every line of a deploy carries its id.
+    let log = s.log();
+    for r in &hist {
+        let id = r["id"].as_str().unwrap();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["span"]["id"] == id)
+            .collect();
+        let text: Vec<&str> = lines
+            .iter()
+            .filter_map(|v| v["fields"]["message"].as_str())
+            .collect();
+        assert!(
+            text.iter().any(|m| m.starts_with("fetch")),
+            "{id}: {text:?}\n{log}"
+        );
+        assert!(
+            text.iter().any(|m| m.contains("switch-to-root")),
+            "{id}: {text:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_repository_is_retried_with_backoff() {
+    let w = World::new(APP, "");
+    let later = w.tmp.path().join("later");
+    std::fs::write(
+        &w.config,
+        format!(
+            "webroot: {}\nsource:\n  repo: file://{}\n  branch: main\ndrain: 0s\nauto_deploy:\n  every: 1s\n",
+            w.webroot.display(),
+            later.display()
+        ),
+    )
+    .unwrap();
+    let mut s = Serve::start(&w);
+    s.wait_log("next attempt at", Duration::from_secs(5));
+    assert!(s.log().contains("(in 5s)"), "{}", s.log());
+    // Ticks inside the backoff do not hammer the remote.
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(s.log().matches("next attempt at").count(), 1, "{}", s.log());
+    assert!(s.running());
+    // The repository appears: the next attempt deploys it.
+    git(
+        w.tmp.path(),
+        &[
+            "clone",
+            "-q",
+            w.repo.to_str().unwrap(),
+            later.to_str().unwrap(),
+        ],
+    );
+    wait_live(&w, &s, &php("v1"), Duration::from_secs(8));
 }
 
 #[test]

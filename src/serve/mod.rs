@@ -268,11 +268,7 @@ impl Service {
                 self.metrics.count("success");
                 *lock(&self.failed) = None;
                 lock(&self.backoff).reset();
-                tracing::info!(
-                    "deploy {id} done in {:.2}s: {}",
-                    took.as_secs_f64(),
-                    crate::report::summary_line(&s)
-                );
+                tracing::info!("deploy {id}: {}", crate::report::summary_line(&s));
             }
             Ok(Outcome::UpToDate { commit }) => {
                 self.metrics.count("up_to_date");
@@ -296,7 +292,10 @@ impl Service {
                     Some(r) => {
                         // The pipeline ran and failed: the commit itself is at fault.
                         let commit = r.commit.or(expected);
-                        tracing::error!("deploy {id} failed: {msg}");
+                        tracing::error!(
+                            "deploy {id} failed after {:.1}s: {msg}",
+                            took.as_secs_f64()
+                        );
                         if let Some(c) = &commit {
                             tracing::warn!(
                                 "commit {} will not be deployed again until the branch gets a new commit or a deploy is asked for by hand (rootswap deploy, POST /deploy)",
@@ -309,7 +308,10 @@ impl Service {
                     None => {
                         // It failed before it started (unreachable repository, disk): try again later.
                         let (delay, at) = lock(&self.backoff).fail();
-                        tracing::error!("deploy {id} failed: {msg}");
+                        tracing::error!(
+                            "deploy {id} failed after {:.1}s: {msg}",
+                            took.as_secs_f64()
+                        );
                         tracing::warn!(
                             "next attempt at {} (in {}s)",
                             at.format("%Y-%m-%d %H:%M:%S"),
@@ -484,6 +486,7 @@ impl Service {
 /// Asks the remote for the branch head (no object download) and decides.
 fn check(cfg: &Config, failed: Option<&str>) -> Result<Decision> {
     let layout = Layout::from_config(cfg);
+    layout.preflight()?;
     std::fs::create_dir_all(&layout.state)
         .with_context(|| format!("cannot create state directory {}", layout.state.display()))?;
     let source = GitSource::open(&layout.state, &cfg.source)?;
@@ -635,7 +638,8 @@ async fn apply(
             None
         };
     }
-    if b.enabled && (old.source.repo != new.source.repo || old.source.branch != new.source.branch) {
+    let moved = old.source.repo != new.source.repo || old.source.branch != new.source.branch;
+    if b.enabled && (!a.enabled || moved) {
         svc.request_check(Check::Startup);
     }
 }
