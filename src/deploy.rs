@@ -155,6 +155,7 @@ struct Run {
 
 impl Run {
     fn step<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        tracing::debug!(target: crate::progress::STEP_TARGET, step = name, "started");
         let t = Instant::now();
         let r = f();
         let ms = t.elapsed().as_millis() as u64;

@@ -34,6 +34,7 @@ pub mod nginx;
 pub mod notify;
 pub mod opcache;
 pub mod preset;
+pub mod progress;
 pub mod report;
 pub mod rollback;
 pub mod serve;

@@ -168,17 +168,30 @@ enum SnapshotsCmd {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("ROOTSWAP_LOG").unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.event_format(report::HumanFormat).init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
-    }
+    use tracing_subscriber::prelude::*;
+    // Log lines go through the progress writer (it lifts the deploy spinner while
+    // writing); the progress layer sees only the deploy's step announcements.
+    let fmt = tracing_subscriber::fmt::layer().with_writer(rootswap::progress::writer);
+    let fmt = match format {
+        LogFormat::Human => fmt.event_format(report::HumanFormat).boxed(),
+        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).boxed(),
+    };
+    let steps = tracing_subscriber::filter::Targets::new().with_target(rootswap::progress::STEP_TARGET, tracing::Level::DEBUG);
+    tracing_subscriber::registry().with(fmt.with_filter(filter)).with(rootswap::progress::Layer.with_filter(steps)).init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    match run(cli) {
+    if matches!(cli.command, Command::Deploy { dry_run: false, .. } | Command::Rollback { .. })
+        && matches!(cli.log_format, LogFormat::Human)
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+    {
+        rootswap::progress::start();
+    }
+    let result = run(cli);
+    rootswap::progress::finish();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -264,7 +277,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if as_json {
                 json(&s)?;
             } else {
-                print!("{}", report::status_text(&s));
+                print!("{}", report::status_text_styled(&s, rootswap::progress::color_stdout()));
             }
         }
         Command::Rollback { snapshot } => match rootswap::rollback::rollback(&cfg, snapshot.as_deref())? {

@@ -104,37 +104,142 @@ pub fn history_table(records: &[crate::history::Record]) -> String {
     out
 }
 
-/// The `status` summary.
+/// The `status` summary, without colour.
 pub fn status_text(s: &Status) -> String {
-    let mut out = String::new();
-    let short = |c: &Option<String>| c.as_deref().map(|c| c[..7.min(c.len())].to_string()).unwrap_or_else(|| "-".into());
-    let _ = writeln!(out, "webroot   {}", s.webroot);
-    let live = match (s.link.as_str(), &s.live) {
-        ("ok", Some(t)) => t.clone(),
-        ("missing", _) => "nothing (never deployed)".into(),
-        _ => "the link is not a symlink: run rootswap deploy for how to migrate".into(),
+    status_text_styled(s, false)
+}
+
+/// How long ago an RFC 3339 time was, e.g. `3m ago`.
+pub fn age(rfc3339: &str) -> Option<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    Some(match secs {
+        0..=59 => format!("{secs}s ago"),
+        60..=3599 => format!("{}m ago", secs / 60),
+        3600..=86_399 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    })
+}
+
+/// The `status` summary: one aligned line per fact, coloured when `color`
+/// (green: fine, yellow: needs a look, red: failed).
+pub fn status_text_styled(s: &Status, color: bool) -> String {
+    let paint = |code: &str, text: &str| {
+        if color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     };
-    let _ = writeln!(out, "live      {live}");
-    let _ = writeln!(out, "deployed  {}", short(&s.deployed_commit));
-    let _ = writeln!(out, "branch    {} (head {})", s.branch, short(&s.branch_head));
-    let running = s.deploy_running.map(|p| format!("yes (pid {p})")).unwrap_or_else(|| "no".into());
-    let _ = writeln!(out, "deploying {running}");
+    let green = |t: &str| paint("32", t);
+    let yellow = |t: &str| paint("33", t);
+    let red = |t: &str| paint("31", t);
+    let dim = |t: &str| paint("2", t);
+    let short = |c: &Option<String>| {
+        c.as_deref()
+            .map(|c| c[..7.min(c.len())].to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = String::new();
+    let mut line = |label: &str, value: String| {
+        let pad = " ".repeat(10usize.saturating_sub(label.len()));
+        let _ = writeln!(out, "{}{pad} {value}", paint("1", label));
+    };
+    line("webroot", s.webroot.clone());
+    let live = match (s.link.as_str(), &s.live) {
+        ("ok", Some(t)) if s.snapshots.iter().any(|r| r.live) => yellow(&format!(
+            "{t} (a snapshot: a deploy is running, or was interrupted)"
+        )),
+        ("ok", Some(t)) => green(t),
+        ("missing", _) => dim("nothing (never deployed)"),
+        _ => red("the link is not a symlink: run rootswap deploy for how to migrate"),
+    };
+    line("live", live);
+    let mut commit = short(&s.deployed_commit);
+    if let Some(subject) = &s.deployed_subject {
+        commit = format!("{commit} {subject}");
+    }
+    if let Some(age) = s.deployed_at.as_deref().and_then(age) {
+        commit = format!("{commit} {}", dim(&format!("(live {age})")));
+    }
+    line("commit", commit);
+    let head = match (&s.branch_head, &s.deployed_commit) {
+        (Some(h), Some(d)) if h == d => {
+            format!("head {} {}", short(&s.branch_head), dim("(deployed)"))
+        }
+        (Some(_), _) => yellow(&format!(
+            "head {} (not deployed yet)",
+            short(&s.branch_head)
+        )),
+        (None, _) => dim("head unknown (not fetched yet)"),
+    };
+    line("branch", format!("{}, {head}", s.branch));
+    line(
+        "deploying",
+        s.deploy_running
+            .map(|p| yellow(&format!("yes (pid {p})")))
+            .unwrap_or_else(|| "no".into()),
+    );
     if let Some(d) = &s.last_deploy {
-        let _ = writeln!(out, "last      {} {} at {} ({} ms)", d.result, short(&d.commit), d.finished, d.duration_ms);
+        let result = match d.result.as_str() {
+            "success" => green(&d.result),
+            _ => red(&d.result),
+        };
+        let when = age(&d.finished).unwrap_or_else(|| d.finished.clone());
+        let mut text = format!(
+            "{result} {} {when}, took {:.1}s ({})",
+            short(&d.commit),
+            d.duration_ms as f64 / 1000.0,
+            d.trigger
+        );
+        if let Some(e) = &d.error {
+            text = format!("{text}: {}", red(e.lines().next().unwrap_or("")));
+        }
+        line("last", text);
     }
     if let Some(j) = &s.interrupted {
-        let _ = writeln!(
-            out,
-            "interrupted deploy {} of {} during {}: the next deploy (or serve) recovers it",
-            j.id,
-            &j.commit[..7.min(j.commit.len())],
-            crate::journal::phase_name(j.phase)
+        line(
+            "interrupted",
+            yellow(&format!(
+                "deploy {} of {} during {}: the next deploy (or serve) recovers it",
+                j.id,
+                &j.commit[..7.min(j.commit.len())],
+                crate::journal::phase_name(j.phase)
+            )),
         );
     }
-    let _ = writeln!(out, "snapshots {}", s.snapshots.len());
+    line(
+        "auto",
+        format!("{} {}", s.auto_deploy, dim("(rootswap serve)")),
+    );
+    let total: u64 = s.snapshots.iter().map(|r| r.size).sum();
+    line(
+        "snapshots",
+        if s.snapshots.is_empty() {
+            "none".into()
+        } else {
+            format!("{}, {}", s.snapshots.len(), size(total))
+        },
+    );
+    let w = s.snapshots.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for r in &s.snapshots {
-        let tag = if r.live { " live" } else if r.kept { " kept" } else { "" };
-        let _ = writeln!(out, "  {}  {}  {}{tag}", r.name, short(&r.commit), size(r.size));
+        let tag = if r.live {
+            green("live")
+        } else if r.kept {
+            "kept".into()
+        } else {
+            dim("evictable")
+        };
+        let _ = writeln!(
+            out,
+            "{:<10} {:<w$}  {:<7}  {:>10}  {tag}",
+            "",
+            r.name,
+            short(&r.commit),
+            size(r.size)
+        );
     }
     out
 }

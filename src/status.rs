@@ -32,6 +32,12 @@ pub struct Status {
     pub last_deploy: Option<crate::history::Record>,
     /// A deploy that was interrupted (crash, kill) and will be recovered by the next deploy.
     pub interrupted: Option<crate::journal::Journal>,
+    /// Subject line of the deployed commit (from the cache repository), if known.
+    pub deployed_subject: Option<String>,
+    /// When the deployed commit went live (end of its last successful deploy, RFC 3339), if recorded.
+    pub deployed_at: Option<String>,
+    /// The service's polling schedule, e.g. `every 1m`, `cron 0 */5 * * * *`, `off`.
+    pub auto_deploy: String,
 }
 
 /// Gathers the status (reads only; takes no lock).
@@ -48,6 +54,24 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         .and_then(|r| r.refname_to_id(&format!("refs/remotes/origin/{}", cfg.source.branch)).ok())
         .map(|o| o.to_string());
     let snapshots = if layout.webroot.is_dir() { snapshot::list(&layout, &state)? } else { Vec::new() };
+    let history = crate::history::read(&layout.state)?;
+    let deployed_at = history
+        .iter()
+        .rev()
+        .find(|r| r.result == "success" && r.commit.is_some() && r.commit == state.deployed)
+        .map(|r| r.finished.clone());
+    let deployed_subject = state.deployed.as_deref().and_then(|c| {
+        let repo = git2::Repository::open_bare(layout.state.join("repo.git")).ok()?;
+        let commit = repo.find_commit(git2::Oid::from_str(c).ok()?).ok()?;
+        commit.summary().map(str::to_owned)
+    });
+    let a = &cfg.auto_deploy;
+    let auto_deploy = match (a.enabled, &a.every, &a.cron) {
+        (false, _, _) => "off".to_string(),
+        (true, _, Some(c)) => format!("cron {c}"),
+        (true, Some(d), None) => format!("every {}", humantime::format_duration(*d)),
+        (true, None, None) => "every 1m".to_string(),
+    };
     Ok(Status {
         webroot: layout.webroot.display().to_string(),
         live,
@@ -59,5 +83,8 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         snapshots,
         last_deploy: crate::history::read(&layout.state)?.pop(),
         interrupted: if DeployLock::holder(&layout.state).is_some() { None } else { crate::recover::pending(&layout.state) },
+        deployed_subject,
+        deployed_at,
+        auto_deploy,
     })
 }
