@@ -1,20 +1,835 @@
-//! `rootswap doctor` (being written).
-use std::path::PathBuf;
+//! `rootswap doctor`: checks what would cause downtime or stale code, each
+//! with ✓ or ✗ and the fix. The exit code is non-zero when a ✗ would cause
+//! downtime or stale code (other ✗ are worth fixing but do not).
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
-use crate::config::Config;
+use crate::config::{Config, Drain};
+use crate::layout::{Layout, LinkState};
+use crate::{drain, nginx, opcache};
 
 /// `rootswap doctor` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Check this nginx configuration file instead of `nginx -T`.
+    /// Check this nginx configuration file (its includes are followed) instead of `nginx -T`.
     #[arg(long, value_name = "FILE")]
     pub nginx_conf: Option<PathBuf>,
 }
 
+/// One check's result.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Passed.
+    pub ok: bool,
+    /// A failure here causes downtime or stale code (sets the exit code).
+    pub fatal: bool,
+    /// What was found.
+    pub what: String,
+    /// How to fix it (failures only).
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(what: impl Into<String>) -> Check {
+        Check {
+            ok: true,
+            fatal: false,
+            what: what.into(),
+            fix: None,
+        }
+    }
+    fn fail(fatal: bool, what: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            ok: false,
+            fatal,
+            what: what.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// Runs every check.
+pub fn checks(cfg: &Config, args: &Args) -> Vec<Check> {
+    let layout = Layout::from_config(cfg);
+    let mut out = vec![check_link(&layout)];
+    out.push(check_same_fs(&layout));
+    out.push(check_space(&layout));
+    out.extend(check_served_tree(cfg, &layout));
+    out.extend(check_php(cfg));
+    out.extend(check_nginx(cfg, args));
+    out
+}
+
 /// Runs `rootswap doctor`.
-pub fn command(_cfg: &Config, _args: &Args) -> Result<ExitCode> {
-    Ok(ExitCode::SUCCESS)
+pub fn command(cfg: &Config, args: &Args) -> Result<ExitCode> {
+    let all = checks(cfg, args);
+    let mut fatal = 0;
+    let mut other = 0;
+    for c in &all {
+        println!("{} {}", if c.ok { "✓" } else { "✗" }, c.what);
+        if let Some(f) = &c.fix {
+            for l in f.lines() {
+                println!("    fix: {l}");
+            }
+        }
+        if !c.ok {
+            if c.fatal {
+                fatal += 1;
+            } else {
+                other += 1;
+            }
+        }
+    }
+    println!();
+    if fatal > 0 {
+        println!("{fatal} problem(s) that cause downtime or stale code, {other} other");
+        Ok(ExitCode::FAILURE)
+    } else if other > 0 {
+        println!("no problem that causes downtime or stale code; {other} other");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("all checks passed");
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn check_link(layout: &Layout) -> Check {
+    let link = layout.link();
+    match layout.link_state() {
+        Ok(LinkState::Symlink(t)) => {
+            let p = Path::new(&t);
+            let bare = p.components().count() == 1 && !t.contains('/');
+            let target = layout.webroot.join(p);
+            if !bare {
+                Check::fail(
+                    true,
+                    format!("link {} -> {t}: not a name inside the webroot", link.display()),
+                    format!("point it at ROOT by name: run `rootswap deploy`, or ln -s {} tmp && mv -T tmp {}", layout.root_name, link.display()),
+                )
+            } else if !target.is_dir() {
+                Check::fail(true, format!("link {} -> {t}: the target does not exist (every request fails)", link.display()), "run `rootswap deploy` to check out the site into ROOT and point the link at it")
+            } else {
+                Check::pass(format!(
+                    "link {} -> {t} is a symlink into the webroot",
+                    link.display()
+                ))
+            }
+        }
+        Ok(LinkState::Missing) => Check::fail(
+            true,
+            format!("link {} does not exist yet", link.display()),
+            "run `rootswap deploy`: the first deploy creates it",
+        ),
+        Ok(LinkState::NotALink) => Check::fail(
+            true,
+            format!(
+                "{} is a real directory, not a symlink: it cannot be switched atomically",
+                link.display()
+            ),
+            format!(
+                "mv {} {} and run `rootswap deploy` (it creates the link)",
+                link.display(),
+                layout.root().display()
+            ),
+        ),
+        Err(e) => Check::fail(
+            true,
+            format!("cannot read link {}: {e:#}", link.display()),
+            "check the webroot's permissions",
+        ),
+    }
+}
+
+fn check_same_fs(layout: &Layout) -> Check {
+    let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    let Some(web) = dev(&layout.webroot) else {
+        return Check::fail(
+            true,
+            format!("webroot {} cannot be read", layout.webroot.display()),
+            "create it or fix `webroot`",
+        );
+    };
+    let mut others: Vec<String> = Vec::new();
+    let mut dirs = vec![layout.root()];
+    if let Ok(snaps) = layout.snapshots() {
+        dirs.extend(snaps.into_iter().map(|s| s.path));
+    }
+    for d in &dirs {
+        if let Some(x) = dev(d) {
+            if x != web {
+                others.push(d.display().to_string());
+            }
+        }
+    }
+    if others.is_empty() {
+        Check::pass(format!(
+            "ROOT and its {} snapshot(s) are on the webroot's filesystem",
+            dirs.len().saturating_sub(1)
+        ))
+    } else {
+        Check::fail(
+            false,
+            format!("on another filesystem than the webroot: {}", others.join(", ")),
+            "keep ROOT and its snapshots as plain directories in the webroot (no mount points): renames and recycling need one filesystem",
+        )
+    }
+}
+
+fn tree_size(root: &Path) -> u64 {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+fn check_space(layout: &Layout) -> Check {
+    let root = layout.root();
+    if !root.is_dir() {
+        return Check::pass("ROOT does not exist yet: no snapshot to make room for");
+    }
+    let need = tree_size(&root);
+    let margin = (need / 10).max(64 << 20);
+    match rustix::fs::statvfs(&layout.webroot) {
+        Ok(st) => {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            let mib = |b: u64| b / (1 << 20);
+            if free >= need + margin {
+                Check::pass(format!(
+                    "{} MiB free, a snapshot of ROOT needs {} MiB (+{} MiB margin)",
+                    mib(free),
+                    mib(need),
+                    mib(margin)
+                ))
+            } else {
+                Check::fail(
+                    false,
+                    format!("only {} MiB free; a snapshot of ROOT needs {} MiB (+{} MiB margin): the next deploy fails (the site stays up)", mib(free), mib(need), mib(margin)),
+                    "free space on the webroot's filesystem, or remove kept snapshots: rootswap snapshots list",
+                )
+            }
+        }
+        Err(e) => Check::fail(
+            false,
+            format!(
+                "cannot read free space of {}: {e}",
+                layout.webroot.display()
+            ),
+            "check the webroot",
+        ),
+    }
+}
+
+fn check_served_tree(cfg: &Config, layout: &Layout) -> Vec<Check> {
+    let mut out = Vec::new();
+    let public = cfg.public.trim_matches('/');
+    let served = if public.is_empty() || public == "." {
+        layout.root()
+    } else {
+        layout.root().join(public)
+    };
+    let served_real = served.canonicalize().unwrap_or(served.clone());
+    let state_real = layout.state.canonicalize().unwrap_or(layout.state.clone());
+    let script_real = opcache::script_dir(cfg)
+        .canonicalize()
+        .unwrap_or_else(|_| opcache::script_dir(cfg));
+    if state_real.starts_with(&served_real) || script_real.starts_with(&served_real) {
+        out.push(Check::fail(
+            false,
+            format!("the state dir {} or the OPcache script dir {} is inside the served tree {}", state_real.display(), script_real.display(), served_real.display()),
+            "set `state_dir` (and `opcache.script_dir`) to a directory outside ROOT, e.g. the default .rootswap in the webroot",
+        ));
+    } else {
+        out.push(Check::pass(format!(
+            "the state dir {} is outside the served tree {}",
+            state_real.display(),
+            served.display()
+        )));
+    }
+    if served.is_dir() {
+        let git = walkdir::WalkDir::new(&served)
+            .into_iter()
+            .filter_entry(|e| e.file_type().is_dir() || e.file_name() == ".git")
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name() == ".git");
+        match git {
+            Some(g) => out.push(Check::fail(
+                false,
+                format!("{} is in the served tree: the source and its history can be downloaded", g.path().display()),
+                format!("remove it (rootswap never needs it: its repository is in the state dir), and deny dot files in nginx (`rootswap nginx` does): rm -rf {}", g.path().display()),
+            )),
+            None => out.push(Check::pass("no .git in the served tree")),
+        }
+    }
+    out
+}
+
+fn check_php(cfg: &Config) -> Vec<Check> {
+    let mut out = Vec::new();
+    let ep = match opcache::endpoint(cfg) {
+        Ok(Some(ep)) => ep,
+        Ok(None) => {
+            out.push(Check::fail(
+                true,
+                "opcache.fastcgi is not set: rootswap cannot clear php-fpm's OPcache, and ROOT's old code stays cached after a deploy",
+                "set opcache.fastcgi to php-fpm's address in rootswap.yaml, e.g. unix:/run/php/php8.2-fpm.sock (the fastcgi_pass of your nginx site)",
+            ));
+            return out;
+        }
+        Err(e) => {
+            out.push(Check::fail(
+                true,
+                format!("opcache.fastcgi: {e:#}"),
+                "write unix:/path/to/php-fpm.sock or tcp:127.0.0.1:9000",
+            ));
+            return out;
+        }
+    };
+    let a = match opcache::inspect(cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            out.push(Check::fail(true, format!("php-fpm at {ep} did not run rootswap's OPcache script: {e:#}"), "check that php-fpm runs and listens there, and that its pool user can read opcache.script_dir (default: the state dir)"));
+            return out;
+        }
+    };
+    out.push(Check::pass(format!(
+        "php-fpm at {ep} answers FastCGI (PHP {}, {}{}) and can read rootswap's script in {}",
+        a.php,
+        a.sapi,
+        a.user
+            .as_deref()
+            .map(|u| format!(", user {u}"))
+            .unwrap_or_default(),
+        opcache::script_dir(cfg).display()
+    )));
+    let vt = a.ini("opcache.validate_timestamps");
+    let freq = a.ini("opcache.revalidate_freq");
+    let settings = format!(
+        "opcache.enable={} validate_timestamps={vt} revalidate_freq={freq}",
+        a.ini("opcache.enable")
+    );
+    if !a.cache_on() {
+        out.push(Check::pass(format!("OPcache is off in php-fpm ({settings}): nothing can be served stale, but PHP compiles every file on every request")));
+    } else if opcache::ini_true(vt) {
+        out.push(Check::pass(format!(
+            "OPcache: {settings}: php-fpm re-checks each file at most every {freq} s, which alone serves old code and mixes versions for that long; rootswap's reset before and after the switch back covers it (validate_timestamps=0 is faster and safe with rootswap)"
+        )));
+    } else {
+        out.push(Check::pass(format!("OPcache: {settings}: new code is only seen after a reset, which rootswap does over FastCGI before and after the switch back")));
+    }
+    let restrict = a.ini("opcache.restrict_api");
+    if a.cache_on() && !restrict.is_empty() && !opcache::script_dir(cfg).starts_with(restrict) {
+        out.push(Check::fail(
+            true,
+            format!("opcache.restrict_api={restrict}: rootswap's script in {} may not call opcache_reset()", opcache::script_dir(cfg).display()),
+            format!("set opcache.script_dir to a directory under {restrict} that is not web-reachable"),
+        ));
+    }
+    if cfg.drain == Drain::Auto {
+        match cfg.opcache.status_path.as_deref() {
+            Some(p) => match drain::fpm_status(&ep, p, opcache::TIMEOUT) {
+                Ok(st) => out.push(Check::pass(format!("drain: auto reads php-fpm's status page {p} (pool {}, {} workers)", st.pool, st.processes.len()))),
+                Err(e) => out.push(Check::fail(false, format!("drain: auto cannot read the status page: {e:#}; it waits drain_max instead"), format!("set `pm.status_path = {p}` in the php-fpm pool"))),
+            },
+            None => out.push(Check::fail(false, "drain: auto without opcache.status_path: it waits drain_max every time", "set `pm.status_path = /fpm-status` in the pool and `opcache.status_path: /fpm-status` in rootswap.yaml")),
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- nginx
+
+/// One nginx directive, with its block if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Directive {
+    /// Name, e.g. `fastcgi_param`.
+    pub name: String,
+    /// Arguments, unquoted.
+    pub args: Vec<String>,
+    /// Contents of `{ … }`.
+    pub block: Option<Vec<Directive>>,
+}
+
+fn tokenize(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = text.chars().peekable();
+    let flush = |cur: &mut String, out: &mut Vec<String>| {
+        if !cur.is_empty() {
+            out.push(std::mem::take(cur));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '#' if cur.is_empty() => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' | '\'' if cur.is_empty() => {
+                let q = c;
+                let mut s = String::new();
+                while let Some(c) = chars.next() {
+                    if c == '\\' {
+                        if let Some(n) = chars.next() {
+                            s.push(n);
+                        }
+                    } else if c == q {
+                        break;
+                    } else {
+                        s.push(c);
+                    }
+                }
+                // Mark quoted tokens so `;` or `{` inside quotes stay words.
+                out.push(format!("\u{0}{s}"));
+            }
+            '{' | '}' | ';' => {
+                flush(&mut cur, &mut out);
+                out.push(c.to_string());
+            }
+            c if c.is_whitespace() => flush(&mut cur, &mut out),
+            c => cur.push(c),
+        }
+    }
+    flush(&mut cur, &mut out);
+    out
+}
+
+fn parse_tokens(tokens: &[String], i: &mut usize) -> Result<Vec<Directive>> {
+    let mut out = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    while *i < tokens.len() {
+        let t = &tokens[*i];
+        *i += 1;
+        match t.as_str() {
+            ";" => {
+                if !words.is_empty() {
+                    let name = words.remove(0);
+                    out.push(Directive {
+                        name,
+                        args: std::mem::take(&mut words),
+                        block: None,
+                    });
+                }
+            }
+            "{" => {
+                let block = parse_tokens(tokens, i)?;
+                let name = if words.is_empty() {
+                    String::new()
+                } else {
+                    words.remove(0)
+                };
+                out.push(Directive {
+                    name,
+                    args: std::mem::take(&mut words),
+                    block: Some(block),
+                });
+            }
+            "}" => return Ok(out),
+            w => words.push(w.trim_start_matches('\u{0}').to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// Parses nginx configuration text (includes are not followed).
+pub fn parse(text: &str) -> Result<Vec<Directive>> {
+    let tokens = tokenize(text);
+    let mut i = 0;
+    parse_tokens(&tokens, &mut i)
+}
+
+/// Where included files come from: the disk, or the files of an `nginx -T` dump.
+enum Files {
+    Disk,
+    Dump(HashMap<PathBuf, String>),
+}
+
+impl Files {
+    fn read(&self, p: &Path) -> Option<String> {
+        match self {
+            Files::Disk => std::fs::read_to_string(p).ok(),
+            Files::Dump(m) => m.get(p).cloned(),
+        }
+    }
+
+    fn glob(&self, pattern: &Path) -> Vec<PathBuf> {
+        let s = pattern.to_string_lossy();
+        if !s.contains(['*', '?', '[']) {
+            return vec![pattern.to_path_buf()];
+        }
+        let Ok(g) = globset::Glob::new(&s).map(|g| g.compile_matcher()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = match self {
+            Files::Disk => pattern
+                .parent()
+                .and_then(|d| std::fs::read_dir(d).ok())
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| g.is_match(p))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Files::Dump(m) => m.keys().filter(|p| g.is_match(p)).cloned().collect(),
+        };
+        out.sort();
+        out
+    }
+}
+
+fn expand(dirs: Vec<Directive>, base: &Path, files: &Files, depth: usize) -> Vec<Directive> {
+    let mut out = Vec::new();
+    for mut d in dirs {
+        if d.name == "include" && d.block.is_none() && depth < 16 {
+            if let Some(arg) = d.args.first() {
+                let p = Path::new(arg);
+                let p = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                };
+                for f in files.glob(&p) {
+                    if let Some(text) = files.read(&f) {
+                        if let Ok(parsed) = parse(&text) {
+                            out.extend(expand(parsed, base, files, depth + 1));
+                        }
+                    }
+                }
+            }
+            continue;
+        }
+        if let Some(b) = d.block.take() {
+            d.block = Some(expand(b, base, files, depth));
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// Splits `nginx -T` output into (file, text), the main file first.
+pub fn split_dump(dump: &str) -> Vec<(PathBuf, String)> {
+    let mut out: Vec<(PathBuf, String)> = Vec::new();
+    for line in dump.lines() {
+        if let Some(rest) = line.strip_prefix("# configuration file ") {
+            out.push((
+                PathBuf::from(rest.trim_end_matches(':').trim()),
+                String::new(),
+            ));
+        } else if let Some((_, text)) = out.last_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    out
+}
+
+/// What nginx sends php-fpm for one PHP location of a server that serves through the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhpLocation {
+    /// The server's `listen` values.
+    pub listen: Vec<String>,
+    /// The location's pattern.
+    pub location: String,
+    /// The effective root.
+    pub root: String,
+    /// Last SCRIPT_FILENAME value sent (None: not sent).
+    pub script_filename: Option<String>,
+    /// Last DOCUMENT_ROOT value sent.
+    pub document_root: Option<String>,
+}
+
+fn last_param(params: &[Directive], key: &str) -> Option<String> {
+    params
+        .iter()
+        .filter(|d| d.args.first().map(String::as_str) == Some(key))
+        .filter_map(|d| d.args.get(1).cloned())
+        .next_back()
+}
+
+fn walk_locations(
+    block: &[Directive],
+    inherited_params: &[Directive],
+    root: &str,
+    listen: &[String],
+    label: &str,
+    out: &mut Vec<PhpLocation>,
+) {
+    let own: Vec<Directive> = block
+        .iter()
+        .filter(|d| d.name == "fastcgi_param")
+        .cloned()
+        .collect();
+    // nginx: a level inherits fastcgi_param only when it defines none itself.
+    let params = if own.is_empty() {
+        inherited_params.to_vec()
+    } else {
+        own
+    };
+    let root = block
+        .iter()
+        .filter(|d| d.name == "root")
+        .filter_map(|d| d.args.first())
+        .next_back()
+        .map(String::as_str)
+        .unwrap_or(root);
+    if block.iter().any(|d| d.name == "fastcgi_pass") {
+        out.push(PhpLocation {
+            listen: listen.to_vec(),
+            location: label.to_string(),
+            root: root.to_string(),
+            script_filename: last_param(&params, "SCRIPT_FILENAME"),
+            document_root: last_param(&params, "DOCUMENT_ROOT"),
+        });
+    }
+    for d in block {
+        if let (Some(b), true) = (&d.block, d.name == "location" || d.name == "if") {
+            walk_locations(
+                b,
+                &params,
+                root,
+                listen,
+                &format!("{} {}", d.name, d.args.join(" ")),
+                out,
+            );
+        }
+    }
+}
+
+/// Every PHP location (one with `fastcgi_pass`) of every server, with its effective root and parameters.
+pub fn php_locations(conf: &[Directive]) -> Vec<PhpLocation> {
+    let mut out = Vec::new();
+    for http in conf.iter().filter(|d| d.name == "http") {
+        let Some(hb) = &http.block else { continue };
+        let http_params: Vec<Directive> = hb
+            .iter()
+            .filter(|d| d.name == "fastcgi_param")
+            .cloned()
+            .collect();
+        let http_root = hb
+            .iter()
+            .filter(|d| d.name == "root")
+            .filter_map(|d| d.args.first())
+            .next_back()
+            .cloned()
+            .unwrap_or_default();
+        for server in hb.iter().filter(|d| d.name == "server") {
+            let Some(sb) = &server.block else { continue };
+            let listen: Vec<String> = sb
+                .iter()
+                .filter(|d| d.name == "listen")
+                .filter_map(|d| d.args.first().cloned())
+                .collect();
+            walk_locations(sb, &http_params, &http_root, &listen, "server", &mut out);
+        }
+    }
+    out
+}
+
+/// Loads the nginx configuration (a file and its includes, or `nginx -T`).
+fn load_nginx(args: &Args) -> Result<(String, Vec<Directive>)> {
+    match &args.nginx_conf {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?;
+            let base = f.parent().map(Path::to_path_buf).unwrap_or_default();
+            Ok((
+                f.display().to_string(),
+                expand(parse(&text)?, &base, &Files::Disk, 0),
+            ))
+        }
+        None => {
+            let out = std::process::Command::new("nginx")
+                .arg("-T")
+                .output()
+                .context("cannot run `nginx -T` (pass --nginx-conf FILE instead)")?;
+            if !out.status.success() {
+                bail!(
+                    "`nginx -T` failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let files = split_dump(&String::from_utf8_lossy(&out.stdout));
+            let Some((main, text)) = files.first().cloned() else {
+                bail!("`nginx -T` printed no configuration")
+            };
+            let base = main.parent().map(Path::to_path_buf).unwrap_or_default();
+            let map = Files::Dump(files.into_iter().collect());
+            Ok((
+                "nginx -T".to_string(),
+                expand(parse(&text)?, &base, &map, 0),
+            ))
+        }
+    }
+}
+
+fn check_nginx(cfg: &Config, args: &Args) -> Vec<Check> {
+    let (source, conf) = match load_nginx(args) {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Check::fail(
+                false,
+                format!("nginx configuration not checked: {e:#}"),
+                "run doctor where nginx runs (as root for nginx -T), or pass --nginx-conf FILE",
+            )]
+        }
+    };
+    let mut links = vec![cfg.webroot.join(&cfg.link)];
+    if let Ok(w) = cfg.webroot.canonicalize() {
+        links.push(w.join(&cfg.link));
+    }
+    let through_link = |root: &str| {
+        links
+            .iter()
+            .any(|l| Path::new(root.trim_end_matches('/')).starts_with(l))
+    };
+    let locs: Vec<PhpLocation> = php_locations(&conf)
+        .into_iter()
+        .filter(|l| through_link(&l.root))
+        .collect();
+    let fix_lines =
+        "in the PHP location, after `include fastcgi_params;` (or snippets/fastcgi-php.conf):\n\
+                     fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;\n\
+                     fastcgi_param DOCUMENT_ROOT $realpath_root;\n\
+                     (`rootswap nginx` prints a complete server block)";
+    if locs.is_empty() {
+        return vec![Check::fail(
+            true,
+            format!("{source}: no server passes PHP to php-fpm with its root under the link {} (nginx must serve {})", links[0].display(), nginx::document_root(cfg).display()),
+            format!("set `root {};` in the site's server block; `rootswap nginx` prints one", nginx::document_root(cfg).display()),
+        )];
+    }
+    let mut out = Vec::new();
+    for l in locs {
+        let place = format!(
+            "{source}: server {} {} (root {})",
+            l.listen.join(" "),
+            l.location,
+            l.root
+        );
+        let sf_ok = l
+            .script_filename
+            .as_deref()
+            .is_some_and(|v| v.starts_with("$realpath_root"));
+        let dr_ok = l
+            .document_root
+            .as_deref()
+            .is_some_and(|v| v == "$realpath_root");
+        if sf_ok && dr_ok {
+            out.push(Check::pass(format!(
+                "{place}: SCRIPT_FILENAME and DOCUMENT_ROOT use $realpath_root"
+            )));
+        } else {
+            out.push(Check::fail(
+                true,
+                format!(
+                    "{place}: SCRIPT_FILENAME is {}, DOCUMENT_ROOT is {}: PHP sees the link's path, so OPcache and each worker's realpath cache serve the old tree after a switch, and one request can mix both",
+                    l.script_filename.as_deref().unwrap_or("not set"),
+                    l.document_root.as_deref().unwrap_or("not set")
+                ),
+                fix_lines,
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+http {
+    include mime.types;
+    server {
+        listen 127.0.0.1:8080;
+        root /srv/web/current/public;   # through the link
+        location / { try_files $uri $uri/ /index.php$is_args$args; }
+        location ~ \.php$ {
+            include fastcgi.conf;
+            fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;
+            fastcgi_param DOCUMENT_ROOT "$realpath_root";
+            fastcgi_pass unix:/run/php/php8.2-fpm.sock;
+        }
+    }
+}
+"#;
+
+    #[test]
+    fn finds_the_last_parameter_sent() {
+        let conf = parse(GOOD).unwrap();
+        let locs = php_locations(&conf);
+        assert_eq!(locs.len(), 1);
+        assert_eq!(locs[0].root, "/srv/web/current/public");
+        assert_eq!(
+            locs[0].script_filename.as_deref(),
+            Some("$realpath_root$fastcgi_script_name")
+        );
+        assert_eq!(locs[0].document_root.as_deref(), Some("$realpath_root"));
+        assert_eq!(locs[0].listen, vec!["127.0.0.1:8080"]);
+    }
+
+    #[test]
+    fn an_include_after_the_realpath_lines_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fastcgi.conf"), "fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\nfastcgi_param DOCUMENT_ROOT $document_root;\n").unwrap();
+        let bad = GOOD
+            .replace("include fastcgi.conf;\n", "")
+            .replace("fastcgi_pass", "include fastcgi.conf;\n fastcgi_pass");
+        let conf = expand(parse(&bad).unwrap(), dir.path(), &Files::Disk, 0);
+        let locs = php_locations(&conf);
+        assert_eq!(
+            locs[0].script_filename.as_deref(),
+            Some("$document_root$fastcgi_script_name")
+        );
+        // And in the right order, the include is overridden.
+        let conf = expand(parse(GOOD).unwrap(), dir.path(), &Files::Disk, 0);
+        assert_eq!(
+            php_locations(&conf)[0].script_filename.as_deref(),
+            Some("$realpath_root$fastcgi_script_name")
+        );
+    }
+
+    #[test]
+    fn params_are_inherited_only_when_the_location_has_none() {
+        let text = "http { fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name; server { root /w/current; location ~ \\.php$ { fastcgi_pass x; } } }";
+        let locs = php_locations(&parse(text).unwrap());
+        assert_eq!(
+            locs[0].script_filename.as_deref(),
+            Some("$realpath_root$fastcgi_script_name")
+        );
+        let text = "http { fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name; server { root /w/current; location ~ \\.php$ { fastcgi_param A b; fastcgi_pass x; } } }";
+        let locs = php_locations(&parse(text).unwrap());
+        assert_eq!(locs[0].script_filename, None);
+    }
+
+    #[test]
+    fn splits_an_nginx_dump() {
+        let dump = "nginx: the configuration file /etc/nginx/nginx.conf syntax is ok\n# configuration file /etc/nginx/nginx.conf:\nhttp { include /etc/nginx/sites-enabled/*; }\n\n# configuration file /etc/nginx/sites-enabled/a:\nserver { root /w/current; location ~ \\.php$ { fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name; fastcgi_param DOCUMENT_ROOT $realpath_root; fastcgi_pass x; } }\n";
+        let files = split_dump(dump);
+        assert_eq!(files.len(), 2);
+        let (main, text) = files[0].clone();
+        let map = Files::Dump(files.into_iter().collect());
+        let conf = expand(parse(&text).unwrap(), main.parent().unwrap(), &map, 0);
+        let locs = php_locations(&conf);
+        assert_eq!(locs.len(), 1);
+        assert_eq!(locs[0].document_root.as_deref(), Some("$realpath_root"));
+    }
+
+    #[test]
+    fn quoted_words_and_comments() {
+        let d = parse("a \"b;c\" 'd e'; # x { ; \n f { g; }").unwrap();
+        assert_eq!(d[0].args, vec!["b;c", "d e"]);
+        assert_eq!(d[1].name, "f");
+        assert_eq!(d[1].block.as_ref().unwrap()[0].name, "g");
+    }
 }

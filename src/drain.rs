@@ -77,7 +77,9 @@ impl FpmStatus {
             .filter(|p| p.request_uri.split('?').next() != Some(status_path))
             .filter(|p| {
                 let script = p.script.trim();
-                script.is_empty() || script == "-" || trees.iter().any(|t| Path::new(script).starts_with(t))
+                script.is_empty()
+                    || script == "-"
+                    || trees.iter().any(|t| Path::new(script).starts_with(t))
             })
             .collect()
     }
@@ -105,7 +107,8 @@ pub fn fpm_status(ep: &Endpoint, status_path: &str, timeout: Duration) -> Result
             r.status
         );
     }
-    serde_json::from_str(body.trim()).with_context(|| format!("cannot read php-fpm's status page at {status_path}"))
+    serde_json::from_str(body.trim())
+        .with_context(|| format!("cannot read php-fpm's status page at {status_path}"))
 }
 
 /// Waits until no request runs on `tree` any more (see the module doc).
@@ -143,14 +146,32 @@ pub fn wait(cfg: &Config, tree: &Path) -> Option<String> {
     let mut last_busy: Vec<String>;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match fpm_status(&ep, &status_path, left.clamp(Duration::from_millis(200), opcache::TIMEOUT)) {
+        match fpm_status(
+            &ep,
+            &status_path,
+            left.clamp(Duration::from_millis(200), opcache::TIMEOUT),
+        ) {
             Ok(st) => {
                 let busy = st.busy_on(&trees, &status_path);
                 if busy.is_empty() && st.listen_queue == 0 {
-                    tracing::debug!("drain: {} idle after {:?}", tree.display(), started.elapsed());
+                    tracing::debug!(
+                        "drain: {} idle after {:?}",
+                        tree.display(),
+                        started.elapsed()
+                    );
                     return None;
                 }
-                last_busy = busy.iter().map(|p| format!("pid {} {} ({} ms)", p.pid, p.script, p.request_duration / 1000)).collect();
+                last_busy = busy
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "pid {} {} ({} ms)",
+                            p.pid,
+                            p.script,
+                            p.request_duration / 1000
+                        )
+                    })
+                    .collect();
                 if st.listen_queue > 0 {
                     last_busy.push(format!("{} queued", st.listen_queue));
                 }
@@ -204,10 +225,15 @@ mod tests {
         let st: FpmStatus = serde_json::from_str(SAMPLE).unwrap();
         let busy = st.busy_on(&[PathBuf::from("/w/ROOT")], "/fpm-status");
         assert_eq!(busy.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![13]);
-        let busy = st.busy_on(&[PathBuf::from("/w/ROOT_2026.11.22-10.15.03")], "/fpm-status");
+        let busy = st.busy_on(
+            &[PathBuf::from("/w/ROOT_2026.11.22-10.15.03")],
+            "/fpm-status",
+        );
         assert_eq!(busy.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![12]);
         // A path prefix that is not a path component does not match.
-        assert!(st.busy_on(&[PathBuf::from("/w/ROO")], "/fpm-status").is_empty());
+        assert!(st
+            .busy_on(&[PathBuf::from("/w/ROO")], "/fpm-status")
+            .is_empty());
     }
 
     #[test]

@@ -21,11 +21,17 @@ pub struct Args {
     /// Value of nginx's `server_name`.
     #[arg(long, default_value = "_")]
     pub server_name: String,
+    /// php-fpm's address for `fastcgi_pass` (default: `opcache.fastcgi`, else Debian's default socket).
+    #[arg(long, value_name = "ADDR")]
+    pub fastcgi: Option<String>,
 }
 
 /// The document root nginx must use: `<webroot>/<link>/<public>`.
 pub fn document_root(cfg: &Config) -> PathBuf {
-    let webroot = cfg.webroot.canonicalize().unwrap_or_else(|_| cfg.webroot.clone());
+    let webroot = cfg
+        .webroot
+        .canonicalize()
+        .unwrap_or_else(|_| cfg.webroot.clone());
     let link = webroot.join(&cfg.link);
     let public = cfg.public.trim_matches('/');
     if public.is_empty() || public == "." {
@@ -38,7 +44,12 @@ pub fn document_root(cfg: &Config) -> PathBuf {
 /// Renders the server block.
 pub fn server_block(cfg: &Config, args: &Args) -> String {
     let root = document_root(cfg);
-    let (pass, pass_note) = match opcache::endpoint(cfg) {
+    let given = args
+        .fastcgi
+        .as_deref()
+        .map(opcache::Endpoint::parse)
+        .transpose();
+    let (pass, pass_note) = match given.and_then(|g| Ok(g.or(opcache::endpoint(cfg)?))) {
         Ok(Some(ep)) => (ep.nginx(), "php-fpm's socket, the same one rootswap resets OPcache through (opcache.fastcgi)".to_string()),
         _ => (
             DEFAULT_FPM.to_string(),

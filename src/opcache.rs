@@ -116,20 +116,37 @@ pub fn request(ep: &Endpoint, params: &[(&str, String)], timeout: Duration) -> R
         tokio::time::timeout(timeout, async {
             match ep {
                 Endpoint::Unix(path) => {
-                    let s = tokio::net::UnixStream::connect(path).await.with_context(|| format!("cannot connect to php-fpm at {ep}"))?;
-                    Client::new_tokio(s).execute_once(Request::new(p, io::empty())).await.map_err(|e| anyhow!("FastCGI request to {ep} failed: {e}"))
+                    let s = tokio::net::UnixStream::connect(path)
+                        .await
+                        .with_context(|| format!("cannot connect to php-fpm at {ep}"))?;
+                    Client::new_tokio(s)
+                        .execute_once(Request::new(p, io::empty()))
+                        .await
+                        .map_err(|e| anyhow!("FastCGI request to {ep} failed: {e}"))
                 }
                 Endpoint::Tcp(addr) => {
-                    let s = tokio::net::TcpStream::connect(addr.as_str()).await.with_context(|| format!("cannot connect to php-fpm at {ep}"))?;
-                    Client::new_tokio(s).execute_once(Request::new(p, io::empty())).await.map_err(|e| anyhow!("FastCGI request to {ep} failed: {e}"))
+                    let s = tokio::net::TcpStream::connect(addr.as_str())
+                        .await
+                        .with_context(|| format!("cannot connect to php-fpm at {ep}"))?;
+                    Client::new_tokio(s)
+                        .execute_once(Request::new(p, io::empty()))
+                        .await
+                        .map_err(|e| anyhow!("FastCGI request to {ep} failed: {e}"))
                 }
             }
         })
         .await
-        .map_err(|_| anyhow!("php-fpm at {ep} did not answer within {}s", timeout.as_secs_f32()))?
+        .map_err(|_| {
+            anyhow!(
+                "php-fpm at {ep} did not answer within {}s",
+                timeout.as_secs_f32()
+            )
+        })?
     })?;
     let stdout = out.stdout.unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&out.stderr.unwrap_or_default()).trim().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr.unwrap_or_default())
+        .trim()
+        .to_string();
     let (head, body) = split_head(&stdout);
     let mut status = 200;
     let mut headers = Vec::new();
@@ -137,12 +154,21 @@ pub fn request(ep: &Endpoint, params: &[(&str, String)], timeout: Duration) -> R
         if let Some((k, v)) = line.split_once(':') {
             let (k, v) = (k.trim().to_string(), v.trim().to_string());
             if k.eq_ignore_ascii_case("status") {
-                status = v.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(500);
+                status = v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(500);
             }
             headers.push((k, v));
         }
     }
-    Ok(Reply { status, headers, body: body.to_vec(), stderr })
+    Ok(Reply {
+        status,
+        headers,
+        body: body.to_vec(),
+        stderr,
+    })
 }
 
 fn split_head(out: &[u8]) -> (&[u8], &[u8]) {
@@ -236,7 +262,10 @@ impl Answer {
 
 /// PHP's reading of a boolean ini value.
 pub fn ini_true(v: &str) -> bool {
-    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "on" | "yes" | "true")
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "on" | "yes" | "true"
+    )
 }
 
 /// Removes the script when dropped, whatever happened.
@@ -250,25 +279,39 @@ impl Drop for ScriptFile {
 
 /// The directory the script is written to.
 pub fn script_dir(cfg: &Config) -> PathBuf {
-    cfg.opcache.script_dir.clone().unwrap_or_else(|| cfg.state_path())
+    cfg.opcache
+        .script_dir
+        .clone()
+        .unwrap_or_else(|| cfg.state_path())
 }
 
 /// The configured php-fpm address, if any.
 pub fn endpoint(cfg: &Config) -> Result<Option<Endpoint>> {
-    cfg.opcache.fastcgi.as_deref().map(Endpoint::parse).transpose()
+    cfg.opcache
+        .fastcgi
+        .as_deref()
+        .map(Endpoint::parse)
+        .transpose()
 }
 
 /// Runs the script inside php-fpm: invalidates `invalidate` (absolute
 /// paths), then calls `opcache_reset()` when `reset` is set.
 pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Result<Answer> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {} for the OPcache script", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {} for the OPcache script", dir.display()))?;
     let req = serde_json::json!({
         "invalidate": invalidate.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>(),
         "reset": reset,
     });
     let text = SCRIPT.replace("%REQ%", &base64(req.to_string().as_bytes()));
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let path = dir.join(format!(".rootswap-opcache-{}-{nanos:08x}.php", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let path = dir.join(format!(
+        ".rootswap-opcache-{}-{nanos:08x}.php",
+        std::process::id()
+    ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -276,12 +319,18 @@ pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Re
         .open(&path)
         .with_context(|| format!("cannot write the OPcache script {}", path.display()))?;
     let guard = ScriptFile(path.clone());
-    f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     drop(f);
     // The umask may have narrowed the mode: php-fpm's pool user must read it.
     let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
     let file = path.to_string_lossy().into_owned();
-    let name = format!("/{}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let name = format!(
+        "/{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
     let params = [
         ("REQUEST_METHOD", "GET".to_string()),
         ("SCRIPT_FILENAME", file.clone()),
@@ -300,8 +349,16 @@ pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Re
     let reply = reply?;
     let body = String::from_utf8_lossy(&reply.body);
     if reply.status != 200 || !body.trim_start().starts_with('{') {
-        let detail = if reply.stderr.is_empty() { body.trim().chars().take(300).collect::<String>() } else { reply.stderr.clone() };
-        let hint = if detail.contains("Primary script unknown") || detail.contains("No input file") || detail.contains("open_basedir") || reply.status == 404 {
+        let detail = if reply.stderr.is_empty() {
+            body.trim().chars().take(300).collect::<String>()
+        } else {
+            reply.stderr.clone()
+        };
+        let hint = if detail.contains("Primary script unknown")
+            || detail.contains("No input file")
+            || detail.contains("open_basedir")
+            || reply.status == 404
+        {
             format!(
                 "php-fpm could not open {}: its pool user must be able to read it (systemd PrivateTmp, open_basedir and chroot hide directories from php-fpm); \
                  set `opcache.script_dir` to a directory php-fpm can read, e.g. one inside open_basedir but outside the document root",
@@ -314,7 +371,12 @@ pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Re
         };
         bail!("{hint} (HTTP {}; php-fpm said: {detail})", reply.status);
     }
-    serde_json::from_str(body.trim()).with_context(|| format!("php-fpm's answer is not the script's JSON: {}", body.chars().take(300).collect::<String>()))
+    serde_json::from_str(body.trim()).with_context(|| {
+        format!(
+            "php-fpm's answer is not the script's JSON: {}",
+            body.chars().take(300).collect::<String>()
+        )
+    })
 }
 
 /// Judges an answer to a reset: `Ok(description)` when stale code cannot be
@@ -329,11 +391,20 @@ pub fn judge(a: &Answer) -> std::result::Result<String, String> {
     if !ini_true(a.ini("opcache.enable")) {
         return Ok("OPcache is disabled in php-fpm (opcache.enable=0): nothing to clear".into());
     }
-    let pending = a.status.as_ref().is_some_and(|s| s.restart_pending || s.restart_in_progress);
+    let pending = a
+        .status
+        .as_ref()
+        .is_some_and(|s| s.restart_pending || s.restart_in_progress);
     match a.reset {
-        Some(true) => Ok(format!("OPcache reset scheduled ({} changed files invalidated)", a.invalidated)),
+        Some(true) => Ok(format!(
+            "OPcache reset scheduled ({} changed files invalidated)",
+            a.invalidated
+        )),
         // Under load a reset may already be pending: not a failure (NOTES.md §8).
-        Some(false) if pending => Ok(format!("OPcache reset already pending ({} changed files invalidated)", a.invalidated)),
+        Some(false) if pending => Ok(format!(
+            "OPcache reset already pending ({} changed files invalidated)",
+            a.invalidated
+        )),
         Some(false) => {
             let restrict = a.ini("opcache.restrict_api");
             let why = if restrict.is_empty() {
@@ -352,7 +423,12 @@ pub fn judge(a: &Answer) -> std::result::Result<String, String> {
 /// `$realpath_root` hands it to PHP) and resets. Returns `None` when done (or
 /// when no `opcache.fastcgi` is configured), `Some(warning)` when the reset
 /// did not happen.
-pub fn clear_for_deploy<'a>(cfg: &Config, root: &Path, changed: impl Iterator<Item = &'a Path>, when: &str) -> Option<String> {
+pub fn clear_for_deploy<'a>(
+    cfg: &Config,
+    root: &Path,
+    changed: impl Iterator<Item = &'a Path>,
+    when: &str,
+) -> Option<String> {
     let ep = match endpoint(cfg) {
         Ok(Some(ep)) => ep,
         Ok(None) => {
@@ -382,7 +458,9 @@ pub fn clear_for_deploy<'a>(cfg: &Config, root: &Path, changed: impl Iterator<It
 pub fn reset_by_hand(cfg: &Config) -> Result<String> {
     let ep = endpoint(cfg)?.ok_or_else(|| anyhow!("`opcache.fastcgi` is not set in the config: set it to php-fpm's address, e.g. unix:/run/php/php8.2-fpm.sock"))?;
     let a = run(&ep, &script_dir(cfg), &[], true)?;
-    judge(&a).map_err(|w| anyhow!(w)).map(|m| format!("{m} (php-fpm at {ep}, PHP {}, worker {})", a.php, a.pid))
+    judge(&a)
+        .map_err(|w| anyhow!(w))
+        .map(|m| format!("{m} (php-fpm at {ep}, PHP {}, worker {})", a.php, a.pid))
 }
 
 /// `rootswap opcache …`.
@@ -416,7 +494,11 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -435,14 +517,32 @@ mod tests {
 
     #[test]
     fn parses_endpoints() {
-        assert_eq!(Endpoint::parse("unix:/run/php/x.sock").unwrap(), Endpoint::Unix("/run/php/x.sock".into()));
-        assert_eq!(Endpoint::parse("/run/php/x.sock").unwrap(), Endpoint::Unix("/run/php/x.sock".into()));
-        assert_eq!(Endpoint::parse("tcp:127.0.0.1:9000").unwrap(), Endpoint::Tcp("127.0.0.1:9000".into()));
-        assert_eq!(Endpoint::parse("localhost:9000").unwrap(), Endpoint::Tcp("localhost:9000".into()));
+        assert_eq!(
+            Endpoint::parse("unix:/run/php/x.sock").unwrap(),
+            Endpoint::Unix("/run/php/x.sock".into())
+        );
+        assert_eq!(
+            Endpoint::parse("/run/php/x.sock").unwrap(),
+            Endpoint::Unix("/run/php/x.sock".into())
+        );
+        assert_eq!(
+            Endpoint::parse("tcp:127.0.0.1:9000").unwrap(),
+            Endpoint::Tcp("127.0.0.1:9000".into())
+        );
+        assert_eq!(
+            Endpoint::parse("localhost:9000").unwrap(),
+            Endpoint::Tcp("localhost:9000".into())
+        );
         assert!(Endpoint::parse("tcp:nowhere").is_err());
         assert!(Endpoint::parse("unix:").is_err());
-        assert_eq!(Endpoint::parse("unix:/a.sock").unwrap().nginx(), "unix:/a.sock");
-        assert_eq!(Endpoint::parse("tcp:127.0.0.1:9000").unwrap().nginx(), "127.0.0.1:9000");
+        assert_eq!(
+            Endpoint::parse("unix:/a.sock").unwrap().nginx(),
+            "unix:/a.sock"
+        );
+        assert_eq!(
+            Endpoint::parse("tcp:127.0.0.1:9000").unwrap().nginx(),
+            "127.0.0.1:9000"
+        );
     }
 
     #[test]
@@ -456,15 +556,26 @@ mod tests {
 
     #[test]
     fn splits_cgi_headers() {
-        let (h, b) = split_head(b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nFile not found.\n");
+        let (h, b) = split_head(
+            b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nFile not found.\n",
+        );
         assert_eq!(h, b"Status: 404 Not Found\r\nContent-type: text/html");
         assert_eq!(b, b"File not found.\n");
     }
 
     fn answer(reset: Option<bool>, pending: bool) -> Answer {
-        let mut a = Answer { sapi: "fpm-fcgi".into(), opcache_loaded: true, reset, ..Default::default() };
+        let mut a = Answer {
+            sapi: "fpm-fcgi".into(),
+            opcache_loaded: true,
+            reset,
+            ..Default::default()
+        };
         a.ini.insert("opcache.enable".into(), Some("1".into()));
-        a.status = Some(CacheStatus { enabled: true, restart_pending: pending, ..Default::default() });
+        a.status = Some(CacheStatus {
+            enabled: true,
+            restart_pending: pending,
+            ..Default::default()
+        });
         a
     }
 
@@ -488,7 +599,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ep = Endpoint::Unix(dir.path().join("nope.sock"));
         let e = run(&ep, dir.path(), &[], true).unwrap_err();
-        assert!(format!("{e:#}").contains("cannot connect to php-fpm"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("cannot connect to php-fpm"),
+            "{e:#}"
+        );
         // The script was removed.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use common::{bin, World};
 
-const INSTALL: &str = "apt-get update && apt-get install -y --no-install-recommends nginx-light php-fpm";
+const INSTALL: &str =
+    "apt-get update && apt-get install -y --no-install-recommends nginx-light php-fpm";
 
 /// Writes straight to the test's stderr (not captured by the test harness).
 macro_rules! say {
@@ -36,7 +37,9 @@ macro_rules! say {
 // ---------------------------------------------------------------- servers
 
 fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
     for d in ["/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin"] {
         dirs.push(PathBuf::from(d));
     }
@@ -61,7 +64,11 @@ fn find_php_fpm() -> Option<PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("php-fpm")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("php-fpm"))
+        })
         .collect();
     found.sort();
     found.pop()
@@ -75,8 +82,16 @@ fn servers_available() -> Option<(PathBuf, PathBuf)> {
     match (nginx, fpm) {
         (Some(n), Some(f)) => Some((n, f)),
         (n, f) => {
-            let missing = [n.is_none().then_some("nginx"), f.is_none().then_some("php-fpm")].into_iter().flatten().collect::<Vec<_>>().join(" and ");
-            let msg = format!("zero_downtime: SKIPPED: {missing} not installed; install with: {INSTALL}");
+            let missing = [
+                n.is_none().then_some("nginx"),
+                f.is_none().then_some("php-fpm"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ");
+            let msg =
+                format!("zero_downtime: SKIPPED: {missing} not installed; install with: {INSTALL}");
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("{msg} (CI=true: the end-to-end test must run)");
             }
@@ -96,7 +111,9 @@ struct Proc {
 impl Proc {
     fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
         cmd.process_group(0).stdin(Stdio::null());
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Proc { name, child }
     }
 
@@ -156,7 +173,11 @@ impl Servers {
 
     fn check_alive(&mut self) {
         let (n, f) = (self.nginx.alive(), self.fpm.alive());
-        assert!(n && f, "nginx alive: {n}, php-fpm alive: {f}\n{}", self.logs());
+        assert!(
+            n && f,
+            "nginx alive: {n}, php-fpm alive: {f}\n{}",
+            self.logs()
+        );
     }
 }
 
@@ -167,7 +188,14 @@ fn free_port() -> u16 {
 
 fn whoami() -> (String, String, bool) {
     let uid = unsafe { libc::geteuid() };
-    let name = |cmd: &str| Command::new("id").arg(cmd).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let name = |cmd: &str| {
+        Command::new("id")
+            .arg(cmd)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
     (name("-un"), name("-gn"), uid == 0)
 }
 
@@ -185,10 +213,23 @@ log_errors=On
 ";
 
 /// Starts php-fpm and nginx in `dir`, nginx's server block being `rootswap nginx`'s output.
-fn start_servers(dir: &Path, rootswap_cfg: &Path, nginx_bin: &Path, fpm_bin: &Path, max_children: u32) -> Servers {
+fn start_servers(
+    dir: &Path,
+    rootswap_cfg: &Path,
+    nginx_bin: &Path,
+    fpm_bin: &Path,
+    max_children: u32,
+) -> Servers {
     let (user, group, root) = whoami();
     let socket = dir.join("php-fpm.sock");
-    std::fs::write(dir.join("php.ini"), format!("{PHP_INI}error_log={}\n", dir.join("php-errors.log").display())).unwrap();
+    std::fs::write(
+        dir.join("php.ini"),
+        format!(
+            "{PHP_INI}error_log={}\n",
+            dir.join("php-errors.log").display()
+        ),
+    )
+    .unwrap();
     let mut pool = format!(
         "[global]\npid = {d}/php-fpm.pid\nerror_log = {d}/php-fpm.log\ndaemonize = no\n\n[zd]\n\
          listen = {sock}\nlisten.mode = 0660\npm = static\npm.max_children = {max_children}\n\
@@ -197,20 +238,36 @@ fn start_servers(dir: &Path, rootswap_cfg: &Path, nginx_bin: &Path, fpm_bin: &Pa
         sock = socket.display()
     );
     if root {
-        pool.push_str(&format!("user = {user}\ngroup = {group}\nlisten.owner = {user}\nlisten.group = {group}\n"));
+        pool.push_str(&format!(
+            "user = {user}\ngroup = {group}\nlisten.owner = {user}\nlisten.group = {group}\n"
+        ));
     }
     std::fs::write(dir.join("php-fpm.conf"), pool).unwrap();
     let mut cmd = Command::new(fpm_bin);
-    cmd.arg("-F").arg("-y").arg(dir.join("php-fpm.conf")).arg("-c").arg(dir.join("php.ini"));
+    cmd.arg("-F")
+        .arg("-y")
+        .arg(dir.join("php-fpm.conf"))
+        .arg("-c")
+        .arg(dir.join("php.ini"));
     if root {
         cmd.arg("-R");
     }
-    cmd.env("PHP_INI_SCAN_DIR", "").stdout(Stdio::null()).stderr(std::fs::File::create(dir.join("php-fpm.out")).unwrap());
+    cmd.env("PHP_INI_SCAN_DIR", "")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("php-fpm.out")).unwrap());
     let mut fpm = Proc::spawn("php-fpm", &mut cmd);
     let t = Instant::now();
     while !socket.exists() {
-        assert!(fpm.alive(), "php-fpm exited: {}", std::fs::read_to_string(dir.join("php-fpm.out")).unwrap_or_default());
-        assert!(t.elapsed() < Duration::from_secs(15), "php-fpm did not create {}", socket.display());
+        assert!(
+            fpm.alive(),
+            "php-fpm exited: {}",
+            std::fs::read_to_string(dir.join("php-fpm.out")).unwrap_or_default()
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "php-fpm did not create {}",
+            socket.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 
@@ -218,13 +275,26 @@ fn start_servers(dir: &Path, rootswap_cfg: &Path, nginx_bin: &Path, fpm_bin: &Pa
     let out = Command::new(bin())
         .arg("-c")
         .arg(rootswap_cfg)
-        .args(["nginx", "--listen", &format!("127.0.0.1:{port}"), "--server-name", "zd.test"])
+        .args([
+            "nginx",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--server-name",
+            "zd.test",
+            "--fastcgi",
+        ])
+        .arg(format!("unix:{}", socket.display()))
         .output()
         .expect("rootswap nginx runs");
-    assert!(out.status.success(), "rootswap nginx failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rootswap nginx failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let server_block = String::from_utf8_lossy(&out.stdout).into_owned();
     // `include fastcgi_params` is relative to the config's directory.
-    let params = std::fs::read_to_string("/etc/nginx/fastcgi_params").unwrap_or_else(|_| FASTCGI_PARAMS.to_string());
+    let params = std::fs::read_to_string("/etc/nginx/fastcgi_params")
+        .unwrap_or_else(|_| FASTCGI_PARAMS.to_string());
     std::fs::write(dir.join("fastcgi_params"), params).unwrap();
     let tmp = dir.join("nginx-tmp");
     std::fs::create_dir_all(&tmp).unwrap();
@@ -251,11 +321,23 @@ fn start_servers(dir: &Path, rootswap_cfg: &Path, nginx_bin: &Path, fpm_bin: &Pa
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let t = Instant::now();
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(nginx.alive(), "nginx exited: {}", std::fs::read_to_string(dir.join("nginx.out")).unwrap_or_default());
-        assert!(t.elapsed() < Duration::from_secs(15), "nginx did not listen on {addr}");
+        assert!(
+            nginx.alive(),
+            "nginx exited: {}",
+            std::fs::read_to_string(dir.join("nginx.out")).unwrap_or_default()
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "nginx did not listen on {addr}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Servers { dir: dir.to_path_buf(), port, nginx, fpm }
+    Servers {
+        dir: dir.to_path_buf(),
+        port,
+        nginx,
+        fpm,
+    }
 }
 
 /// Used when the system has no /etc/nginx/fastcgi_params.
@@ -303,20 +385,30 @@ impl Http {
 
     fn get_inner(&mut self, path: &str) -> Result<(u16, String), String> {
         if self.conn.is_none() {
-            let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(20))).map_err(|e| e.to_string())?;
+            let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
+                .map_err(|e| format!("connect: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(20)))
+                .map_err(|e| e.to_string())?;
             s.set_nodelay(true).map_err(|e| e.to_string())?;
             self.conn = Some(BufReader::new(s));
         }
         let conn = self.conn.as_mut().ok_or("no connection")?;
-        conn.get_mut().write_all(format!("GET {path} HTTP/1.1\r\nHost: zd.test\r\n\r\n").as_bytes()).map_err(|e| format!("write: {e}"))?;
+        conn.get_mut()
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: zd.test\r\n\r\n").as_bytes())
+            .map_err(|e| format!("write: {e}"))?;
         let mut line = String::new();
-        conn.read_line(&mut line).map_err(|e| format!("read status: {e}"))?;
-        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line {line:?}"))?;
+        conn.read_line(&mut line)
+            .map_err(|e| format!("read status: {e}"))?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line {line:?}"))?;
         let (mut len, mut chunked, mut close) = (None, false, false);
         loop {
             line.clear();
-            conn.read_line(&mut line).map_err(|e| format!("read header: {e}"))?;
+            conn.read_line(&mut line)
+                .map_err(|e| format!("read header: {e}"))?;
             let l = line.trim_end();
             if l.is_empty() {
                 break;
@@ -335,10 +427,13 @@ impl Http {
         if chunked {
             loop {
                 line.clear();
-                conn.read_line(&mut line).map_err(|e| format!("read chunk size: {e}"))?;
-                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16).map_err(|_| format!("bad chunk size {line:?}"))?;
+                conn.read_line(&mut line)
+                    .map_err(|e| format!("read chunk size: {e}"))?;
+                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                    .map_err(|_| format!("bad chunk size {line:?}"))?;
                 let mut chunk = vec![0; n + 2];
-                conn.read_exact(&mut chunk).map_err(|e| format!("read chunk: {e}"))?;
+                conn.read_exact(&mut chunk)
+                    .map_err(|e| format!("read chunk: {e}"))?;
                 if n == 0 {
                     break;
                 }
@@ -346,9 +441,11 @@ impl Http {
             }
         } else if let Some(n) = len {
             body.resize(n, 0);
-            conn.read_exact(&mut body).map_err(|e| format!("read body: {e}"))?;
+            conn.read_exact(&mut body)
+                .map_err(|e| format!("read body: {e}"))?;
         } else {
-            conn.read_to_end(&mut body).map_err(|e| format!("read body: {e}"))?;
+            conn.read_to_end(&mut body)
+                .map_err(|e| format!("read body: {e}"))?;
             close = true;
         }
         if close {
@@ -381,14 +478,24 @@ fn parse_versions(body: &str) -> Option<(u32, u32, u32)> {
     let mut seen = 0;
     for (i, key) in ["index=v", "a=v", "b=v"].iter().enumerate() {
         let at = body.find(key)? + key.len();
-        let digits: String = body[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+        let digits: String = body[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
         v[i] = digits.parse().ok()?;
         seen += 1;
     }
     (seen == 3).then_some((v[0], v[1], v[2]))
 }
 
-fn load_thread(addr: SocketAddr, kind: Kind, path: String, stop: Arc<AtomicBool>, deadline: Instant, max: usize) -> std::thread::JoinHandle<Vec<Sample>> {
+fn load_thread(
+    addr: SocketAddr,
+    kind: Kind,
+    path: String,
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+    max: usize,
+) -> std::thread::JoinHandle<Vec<Sample>> {
     std::thread::spawn(move || {
         let mut http = Http::new(addr);
         let mut out = Vec::new();
@@ -397,8 +504,22 @@ fn load_thread(addr: SocketAddr, kind: Kind, path: String, stop: Arc<AtomicBool>
             let r = http.get(&path);
             let end = Instant::now();
             out.push(match r {
-                Ok((status, body)) => Sample { kind, start, end, status, versions: parse_versions(&body), error: (status != 200).then(|| body.chars().take(200).collect()) },
-                Err(e) => Sample { kind, start, end, status: 0, versions: None, error: Some(e) },
+                Ok((status, body)) => Sample {
+                    kind,
+                    start,
+                    end,
+                    status,
+                    versions: parse_versions(&body),
+                    error: (status != 200).then(|| body.chars().take(200).collect()),
+                },
+                Err(e) => Sample {
+                    kind,
+                    start,
+                    end,
+                    status: 0,
+                    versions: None,
+                    error: Some(e),
+                },
             });
         }
         out
@@ -412,6 +533,8 @@ enum Clear {
     FastcgiReset,
     /// No `opcache.fastcgi`; a `before_switch` hook reloads php-fpm (USR2), as peers do.
     ReloadHook,
+    /// Nothing clears the cache (no `opcache.fastcgi`).
+    Nothing,
 }
 
 struct Scenario {
@@ -461,8 +584,14 @@ fn ms(d: Duration) -> String {
 fn app_files(version: u32) -> Vec<(&'static str, String)> {
     let v = format!("v{version}");
     [
-        ("public/index.php", include_str!("../fixtures/zd-app/public/index.php")),
-        ("public/slow.php", include_str!("../fixtures/zd-app/public/slow.php")),
+        (
+            "public/index.php",
+            include_str!("../fixtures/zd-app/public/index.php"),
+        ),
+        (
+            "public/slow.php",
+            include_str!("../fixtures/zd-app/public/slow.php"),
+        ),
         ("src/a.php", include_str!("../fixtures/zd-app/src/a.php")),
         ("src/b.php", include_str!("../fixtures/zd-app/src/b.php")),
     ]
@@ -473,11 +602,25 @@ fn app_files(version: u32) -> Vec<(&'static str, String)> {
 
 fn deploy(w: &World) -> (Instant, Instant, Vec<String>) {
     let start = Instant::now();
-    let out = Command::new(bin()).arg("-c").arg(&w.config).arg("deploy").env("ROOTSWAP_LOG", "warn").output().expect("rootswap deploy runs");
+    let out = Command::new(bin())
+        .arg("-c")
+        .arg(&w.config)
+        .arg("deploy")
+        .env("ROOTSWAP_LOG", "warn")
+        .output()
+        .expect("rootswap deploy runs");
     let end = Instant::now();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "rootswap deploy failed\nstdout:\n{}\nstderr:\n{stderr}", String::from_utf8_lossy(&out.stdout));
-    let warnings = stderr.lines().filter(|l| l.contains("warning")).map(str::to_owned).collect();
+    assert!(
+        out.status.success(),
+        "rootswap deploy failed\nstdout:\n{}\nstderr:\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("warning"))
+        .map(str::to_owned)
+        .collect();
     (start, end, warnings)
 }
 
@@ -491,9 +634,10 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
     let clear_yaml = match sc.clear {
         Clear::FastcgiReset => format!("opcache:\n  fastcgi: unix:{}\n  status_path: /fpm-status\n", socket.display()),
         Clear::ReloadHook => format!(
-            "opcache:\n  status_path: /fpm-status\nhooks:\n  before_switch:\n    - kill -USR2 $(cat {})\n",
-            dir.join("php-fpm.pid").display()
+            "opcache:\n  status_path: /fpm-status\nhooks:\n  before_switch:\n    - test ! -f {p} || kill -USR2 $(cat {p})\n",
+            p = dir.join("php-fpm.pid").display()
         ),
+        Clear::Nothing => "opcache:\n  status_path: /fpm-status\n".to_string(),
     };
     std::fs::write(
         &w.config,
@@ -513,25 +657,79 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
     // Warm up (fills OPcache) and check the setup serves v1.
     let mut http = Http::new(addr);
     for _ in 0..20 {
-        let (status, body) = http.get("/index.php").unwrap_or_else(|e| panic!("warm-up request failed: {e}\n{}", srv.logs()));
+        let (status, body) = http
+            .get("/index.php")
+            .unwrap_or_else(|e| panic!("warm-up request failed: {e}\n{}", srv.logs()));
         assert_eq!(status, 200, "warm-up: {body}\n{}", srv.logs());
-        assert_eq!(parse_versions(&body), Some((1, 1, 1)), "warm-up body: {body}");
+        assert_eq!(
+            parse_versions(&body),
+            Some((1, 1, 1)),
+            "warm-up body: {body}"
+        );
     }
     drop(http);
     if sc.clear == Clear::FastcgiReset {
         // `rootswap opcache reset` by hand works against this pool.
         let out = w.run(&["opcache", "reset"]);
-        assert!(out.status.success(), "rootswap opcache reset: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "rootswap opcache reset: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // `rootswap doctor` passes this setup, and fails it with $document_root.
+        let conf = dir.join("nginx.conf");
+        let out = w.run(&["doctor", "--nginx-conf", &conf.to_string_lossy()]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "doctor failed on the test's setup:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("✓ php-fpm at") && text.contains("use $realpath_root"),
+            "{text}"
+        );
+        let bad = dir.join("bad-nginx.conf");
+        std::fs::write(
+            &bad,
+            std::fs::read_to_string(&conf).unwrap().replace(
+                "$realpath_root$fastcgi_script_name",
+                "$document_root$fastcgi_script_name",
+            ),
+        )
+        .unwrap();
+        let out = w.run(&["doctor", "--nginx-conf", &bad.to_string_lossy()]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            !out.status.success()
+                && text.contains("✗")
+                && text.contains("SCRIPT_FILENAME is $document_root"),
+            "{text}"
+        );
     }
 
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut threads = Vec::new();
     for _ in 0..sc.fast_threads {
-        threads.push(load_thread(addr, Kind::Fast, "/index.php".into(), stop.clone(), deadline, 2_000_000));
+        threads.push(load_thread(
+            addr,
+            Kind::Fast,
+            "/index.php".into(),
+            stop.clone(),
+            deadline,
+            2_000_000,
+        ));
     }
     for _ in 0..sc.slow_threads {
-        threads.push(load_thread(addr, Kind::Slow, format!("/slow.php?ms={}", sc.slow_ms), stop.clone(), deadline, 100_000));
+        threads.push(load_thread(
+            addr,
+            Kind::Slow,
+            format!("/slow.php?ms={}", sc.slow_ms),
+            stop.clone(),
+            deadline,
+            100_000,
+        ));
     }
     let idle_start = Instant::now();
     std::thread::sleep(sc.idle);
@@ -557,11 +755,18 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
     std::thread::sleep(Duration::from_millis(1200));
     let deploy_end = Instant::now();
     stop.store(true, Ordering::Relaxed);
-    let samples: Vec<Sample> = threads.into_iter().flat_map(|t| t.join().expect("load thread")).collect();
+    let samples: Vec<Sample> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("load thread"))
+        .collect();
     srv.check_alive();
 
     // Judge every response.
-    let mut r = Report { deploys: done.len() as u32, warnings, ..Default::default() };
+    let mut r = Report {
+        deploys: done.len() as u32,
+        warnings,
+        ..Default::default()
+    };
     let deploy_start = done.first().map(|d| d.1).unwrap_or(idle_end);
     r.deploy_secs = deploy_end.duration_since(deploy_start).as_secs_f64();
     let (mut idle_lat, mut dep_lat) = (Vec::new(), Vec::new());
@@ -582,23 +787,34 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
         let Some((i, a, b)) = s.versions.filter(|_| s.status == 200 && s.error.is_none()) else {
             r.failures += 1;
             if r.first_errors.len() < 5 {
-                r.first_errors.push(format!("status {} {:?}", s.status, s.error));
+                r.first_errors
+                    .push(format!("status {} {:?}", s.status, s.error));
             }
             continue;
         };
         if i != a || i != b {
             r.torn += 1;
             if r.first_errors.len() < 5 {
-                r.first_errors.push(format!("torn: index v{i} a v{a} b v{b}"));
+                r.first_errors
+                    .push(format!("torn: index v{i} a v{a} b v{b}"));
             }
             continue;
         }
         // The newest deploy that had returned when this request started.
-        let live_at = |grace: Duration| done.iter().filter(|(_, _, end)| *end + grace <= s.start).map(|(v, _, _)| *v).max().unwrap_or(1);
+        let live_at = |grace: Duration| {
+            done.iter()
+                .filter(|(_, _, end)| *end + grace <= s.start)
+                .map(|(v, _, _)| *v)
+                .max()
+                .unwrap_or(1)
+        };
         if i < live_at(Duration::from_secs(1)) {
             r.stale += 1;
             if r.first_errors.len() < 5 {
-                r.first_errors.push(format!("stale: v{i} served more than 1 s after v{} was deployed", live_at(Duration::from_secs(1))));
+                r.first_errors.push(format!(
+                    "stale: v{i} served more than 1 s after v{} was deployed",
+                    live_at(Duration::from_secs(1))
+                ));
             }
         }
         if i < live_at(Duration::ZERO) {
@@ -651,14 +867,24 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
 fn assert_clean(r: &Report, min_deploys: u32) {
     assert!(r.deploys >= min_deploys, "only {} deploys ran", r.deploys);
     assert!(r.requests > 0 && r.slow > 0, "no load was generated");
-    assert!(r.slow_across_deploys > 0, "no slow request was in flight across a deploy");
+    assert!(
+        r.slow_across_deploys > 0,
+        "no slow request was in flight across a deploy"
+    );
     assert!(r.warnings.is_empty(), "deploys warned: {:?}", r.warnings);
-    assert_eq!((r.failures, r.torn, r.stale), (0, 0, 0), "failures, torn, stale must all be 0: {:?}", r.first_errors);
+    assert_eq!(
+        (r.failures, r.torn, r.stale),
+        (0, 0, 0),
+        "failures, torn, stale must all be 0: {:?}",
+        r.first_errors
+    );
 }
 
 #[test]
 fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
-    let Some((nginx, fpm)) = servers_available() else { return };
+    let Some((nginx, fpm)) = servers_available() else {
+        return;
+    };
     let r = run_scenario(
         &Scenario {
             name: "reset",
@@ -679,7 +905,9 @@ fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
 
 #[test]
 fn three_second_requests_under_drain_auto() {
-    let Some((nginx, fpm)) = servers_available() else { return };
+    let Some((nginx, fpm)) = servers_available() else {
+        return;
+    };
     let r = run_scenario(
         &Scenario {
             name: "drain-auto-3s",
@@ -698,27 +926,49 @@ fn three_second_requests_under_drain_auto() {
     assert_clean(&r, 5);
 }
 
-/// The comparison for the README: php-fpm reloaded (USR2, default
-/// `process_control_timeout = 0`) instead of the FastCGI reset. Expected to
-/// fail requests; it prints its numbers and asserts nothing about them.
+/// The comparisons for the README, each with one piece of the design taken
+/// away: php-fpm reloaded (USR2, default `process_control_timeout = 0`)
+/// instead of the FastCGI reset; no OPcache clearing at all; no drain. Each
+/// is expected to fail or mix responses; they print their numbers and assert
+/// nothing about them.
 #[test]
-#[ignore = "measurement: cargo test --test zero_downtime -- --ignored --nocapture"]
-fn measurement_php_fpm_reload_instead_of_reset() {
-    let Some((nginx, fpm)) = servers_available() else { return };
-    let r = run_scenario(
-        &Scenario {
+#[ignore = "measurement: cargo test --test zero_downtime -- --ignored --nocapture --test-threads 1"]
+fn measurement_what_each_piece_prevents() {
+    let Some((nginx, fpm)) = servers_available() else {
+        return;
+    };
+    let base = Scenario {
+        name: "",
+        deploys: 20,
+        slow_ms: 300,
+        slow_threads: 2,
+        fast_threads: 4,
+        drain: "500ms",
+        clear: Clear::FastcgiReset,
+        idle: Duration::from_secs(3),
+        max_children: 12,
+    };
+    let only = std::env::var("ZD_ONLY").unwrap_or_default();
+    for sc in [
+        Scenario {
             name: "reload",
-            deploys: 20,
-            slow_ms: 300,
-            slow_threads: 2,
-            fast_threads: 4,
-            drain: "500ms",
             clear: Clear::ReloadHook,
-            idle: Duration::from_secs(3),
-            max_children: 12,
+            ..base
         },
-        &nginx,
-        &fpm,
-    );
-    assert!(r.requests > 0);
+        Scenario {
+            name: "no-reset",
+            clear: Clear::Nothing,
+            ..base
+        },
+        Scenario {
+            name: "no-drain",
+            drain: "0s",
+            ..base
+        },
+    ] {
+        if only.is_empty() || only == sc.name {
+            let r = run_scenario(&sc, &nginx, &fpm);
+            assert!(r.requests > 0);
+        }
+    }
 }
