@@ -107,6 +107,9 @@ server {{
 
 /// Runs `rootswap nginx`.
 pub fn command(cfg: &Config, args: &Args) -> Result<ExitCode> {
+    if let Some(a) = &args.fastcgi {
+        opcache::Endpoint::parse(a)?;
+    }
     print!("{}", server_block(cfg, args));
     Ok(ExitCode::SUCCESS)
 }

@@ -432,7 +432,7 @@ pub fn clear_for_deploy<'a>(
     let ep = match endpoint(cfg) {
         Ok(Some(ep)) => ep,
         Ok(None) => {
-            tracing::debug!("opcache.fastcgi is not set: php-fpm's OPcache is not cleared");
+            tracing::info!("opcache.fastcgi is not set: php-fpm's OPcache is not cleared {when} (`rootswap doctor` tells whether that matters)");
             return None;
         }
         Err(e) => return Some(format!("OPcache not cleared {when}: {e:#}")),
