@@ -80,9 +80,7 @@ pub fn missing_tool(cmd: &str, dir: &Path, optional: bool, timeout: Duration) ->
         ));
     }
     if is_php(first) {
-        let Some(script) = words.next().filter(|w| plain(w) && !w.starts_with('-')) else {
-            return None;
-        };
+        let script = words.next().filter(|w| plain(w) && !w.starts_with('-'))?;
         if !dir.join(script).is_file() {
             return Some(format!(
                 "`{script}` is not in ROOT ({}), and `{first} {script}` needs it",

@@ -127,7 +127,7 @@ fn check_advice(out: &str, docroot: &Path, config: &Path) {
 
 #[test]
 fn init_recognises_each_framework() {
-    let cases: [(&str, Vec<(&str, &str)>, &str, &str); 5] = [
+    let cases: [(&str, skeletons::Files, &str, &str); 5] = [
         ("laravel", skeletons::laravel(), "public", "artisan"),
         ("symfony", skeletons::symfony(), "public", "symfony.lock"),
         ("wordpress", skeletons::wordpress(), ".", "wp-load.php"),
