@@ -345,12 +345,12 @@ fn an_unreachable_repository_is_retried_with_backoff() {
 fn a_failing_commit_keeps_the_old_version_and_is_not_retried_until_the_next() {
     let w = World::new(
         APP,
-        "auto_deploy:\n  every: 1s\nhooks:\n  after_checkout: ['test ! -f fail']\n",
+        "auto_deploy:\n  every: 1s\nhooks:\n  after_checkout: ['! grep -q broken index.php']\n",
     );
     let s = Serve::start(&w);
     wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
 
-    w.write_files(&[("index.php", &php("v2")), ("fail", "")]);
+    w.write_files(&[("index.php", &php("v2 broken"))]);
     let bad = w.commit("v2, whose hook fails");
     let failed = |w: &World| {
         history(w)
@@ -377,7 +377,13 @@ fn a_failing_commit_keeps_the_old_version_and_is_not_retried_until_the_next() {
         s.log()
     );
 
-    std::fs::remove_file(w.repo.join("fail")).unwrap();
+    // A restart (systemd's Restart=) does not retry it either.
+    drop(s);
+    let s = Serve::start(&w);
+    s.wait_log("will not be retried", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(failed(&w), 1, "retried after a restart:\n{}", s.log());
+
     w.write_files(&[("index.php", &php("v3"))]);
     w.commit("v3");
     wait_live(&w, &s, &php("v3"), Duration::from_secs(3));
