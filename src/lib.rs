@@ -30,6 +30,7 @@ pub mod init;
 pub mod layout;
 pub mod recover;
 pub mod lock;
+pub mod machine;
 pub mod nginx;
 pub mod notify;
 pub mod opcache;

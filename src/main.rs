@@ -47,6 +47,9 @@ enum Command {
         /// Show what would change without touching anything.
         #[arg(long)]
         dry_run: bool,
+        /// Print JSON: the deploy's summary, or with --dry-run what would change.
+        #[arg(long)]
+        json: bool,
     },
     /// List, keep or remove snapshots.
     Snapshots {
@@ -223,9 +226,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let cfg = Config::load(&cli.config)?;
     let layout = Layout::from_config(&cfg);
     match cli.command {
-        Command::Deploy { now: _, reference, force, dry_run } => {
+        Command::Deploy { now: _, reference, force, dry_run, json: as_json } => {
             let req = Request { reference, force, dry_run, trigger: Trigger::Manual, id: None };
-            match deploy::deploy(&cfg, &req)? {
+            let outcome = deploy::deploy(&cfg, &req)?;
+            if as_json {
+                json(&rootswap::machine::outcome(&outcome))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            match outcome {
                 Outcome::UpToDate { commit } => println!("up to date ({})", &commit[..7.min(commit.len())]),
                 Outcome::Deployed(s) => {
                     for w in &s.warnings {

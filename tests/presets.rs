@@ -285,6 +285,16 @@ fn drupal_preset_runs_drush_installed_by_composer() {
 #[test]
 fn generic_preset_is_the_plain_defaults() {
     let s = site(&skeletons::generic(), "preset: generic\n", true);
+    let (out, _) = s.ok(&["deploy", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["result"], "deployed");
+    assert!(v["files"]["added"].as_u64().unwrap() >= 4, "{v}");
+    s.w.write_files(&[("src/New.php", "<?php\n")]);
+    s.w.commit("new file");
+    let (out, _) = s.ok(&["deploy", "--dry-run", "--json"], &[]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["result"], "dry-run");
+    assert_eq!(v["added"], serde_json::json!(["src/New.php"]));
     s.ok(&["deploy"], &[]);
     assert!(s.take_log().is_empty());
     let e = s.effective();
