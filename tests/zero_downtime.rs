@@ -677,6 +677,17 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
             "rootswap opcache reset: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The proof is only a proof if OPcache runs in the pool, never revalidating.
+        let out = w.run(&["opcache", "status"]);
+        let status = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success()
+                && status.contains("\"opcache_loaded\": true")
+                && status.contains("\"opcache.validate_timestamps\": \"0\"")
+                && status.contains("\"opcache.enable\": \"1\""),
+            "OPcache is not active in the test's php-fpm:\n{status}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // `rootswap doctor` passes this setup, and fails it with $document_root.
         let conf = dir.join("nginx.conf");
         let out = w.run(&["doctor", "--nginx-conf", &conf.to_string_lossy()]);
