@@ -113,3 +113,64 @@ pub fn command(cfg: &Config, args: &Args) -> Result<ExitCode> {
     print!("{}", server_block(cfg, args));
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> Config {
+        let text =
+            format!("webroot: /srv/site\npublic: public\nsource:\n  repo: /srv/repo\n{extra}");
+        Config::parse(&text, std::path::Path::new("/srv/rootswap.yaml")).unwrap()
+    }
+
+    fn args() -> Args {
+        Args {
+            listen: "127.0.0.1:8080".into(),
+            server_name: "example.com".into(),
+            fastcgi: None,
+        }
+    }
+
+    #[test]
+    fn the_block_serves_through_the_link_with_realpath_root_after_the_include() {
+        let text = server_block(&cfg("opcache:\n  fastcgi: tcp:127.0.0.1:9000\n"), &args());
+        assert!(text.contains("root /srv/site/current/public;"), "{text}");
+        assert!(text.contains("fastcgi_pass 127.0.0.1:9000;"), "{text}");
+        let include = text.find("include fastcgi_params;").unwrap();
+        let sf = text
+            .find("fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;")
+            .unwrap();
+        let dr = text
+            .find("fastcgi_param DOCUMENT_ROOT $realpath_root;")
+            .unwrap();
+        assert!(
+            include < sf && include < dr,
+            "the $realpath_root lines must come after the include"
+        );
+        let conf = crate::doctor::parse(&format!("http {{ {text} }}")).unwrap();
+        let locs = crate::doctor::php_locations(&conf);
+        assert_eq!(locs.len(), 1);
+        assert_eq!(
+            locs[0].script_filename.as_deref(),
+            Some("$realpath_root$fastcgi_script_name")
+        );
+    }
+
+    #[test]
+    fn the_socket_defaults_and_can_be_given() {
+        let text = server_block(&cfg(""), &args());
+        assert!(
+            text.contains(&format!("fastcgi_pass {DEFAULT_FPM};")),
+            "{text}"
+        );
+        let a = Args {
+            fastcgi: Some("unix:/run/php/php8.2-fpm.sock".into()),
+            ..args()
+        };
+        assert!(server_block(&cfg(""), &a).contains("fastcgi_pass unix:/run/php/php8.2-fpm.sock;"));
+        let mut dot = cfg("");
+        dot.public = ".".into();
+        assert!(server_block(&dot, &args()).contains("root /srv/site/current;"));
+    }
+}
