@@ -452,3 +452,79 @@ fn effective_config_masks_secrets() {
         "{out}"
     );
 }
+
+#[test]
+fn status_is_aligned_coloured_only_on_a_terminal_and_honours_no_color() {
+    let s = site(&skeletons::laravel(), "preset: laravel\n", true);
+    s.ok(&["deploy"], &[]);
+    let (out, _) = s.ok(&["status"], &[]);
+    assert!(!out.contains('\x1b'), "no colour into a pipe:\n{out}");
+    for label in [
+        "webroot",
+        "live",
+        "commit",
+        "branch",
+        "deploying",
+        "last",
+        "auto",
+        "snapshots",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} line:\n{out}"));
+        assert_eq!(
+            line.as_bytes()[10],
+            b' ',
+            "values start in column 12: {line:?}"
+        );
+        assert_ne!(
+            line.as_bytes()[11],
+            b' ',
+            "values start in column 12: {line:?}"
+        );
+    }
+    assert!(
+        out.contains("initial"),
+        "the commit's subject is shown:\n{out}"
+    );
+    assert!(
+        out.contains("(deployed)") && out.contains("success"),
+        "{out}"
+    );
+    // On a terminal (util-linux `script` gives one): colour, unless NO_COLOR is set.
+    let has_script = Command::new("script")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_script {
+        eprintln!("no `script` here: the terminal case is not checked");
+        return;
+    }
+    let on_tty = |no_color: bool| {
+        let cmd = format!(
+            "{} -c {} status",
+            common::bin().display(),
+            s.w.config.display()
+        );
+        let mut c = Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"])
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+    };
+    let coloured = on_tty(false);
+    assert!(
+        coloured.contains("\x1b[32mROOT\x1b[0m"),
+        "live ROOT in green on a terminal:\n{coloured:?}"
+    );
+    let plain = on_tty(true);
+    assert!(
+        plain.contains("ROOT") && !plain.contains('\x1b'),
+        "NO_COLOR turns colour off:\n{plain:?}"
+    );
+}
