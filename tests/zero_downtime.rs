@@ -984,3 +984,55 @@ fn measurement_what_each_piece_prevents() {
         }
     }
 }
+
+/// Runs everywhere (no servers needed): php-fpm unreachable means the reset
+/// did not happen, which the deploy reports as a warning and records in the
+/// history; the deploy itself succeeds (the new code is live).
+#[test]
+fn a_reset_that_did_not_happen_is_a_warning_in_the_history() {
+    let first = app_files(1);
+    let files: Vec<(&str, &str)> = first.iter().map(|(p, t)| (*p, t.as_str())).collect();
+    let w = World::new(&files, "");
+    let sock = w.tmp.path().join("no-php-fpm.sock");
+    std::fs::write(
+        &w.config,
+        format!(
+            "webroot: {}\nsource:\n  repo: {}\n  branch: main\npublic: public\ndrain: 0s\nopcache:\n  fastcgi: unix:{}\n",
+            w.webroot.display(),
+            w.repo.display(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    w.ok(&["deploy"]);
+    let v2 = app_files(2);
+    let refs: Vec<(&str, &str)> = v2.iter().map(|(p, t)| (*p, t.as_str())).collect();
+    w.write_files(&refs);
+    w.commit("v2");
+    let out = w.run(&["deploy"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("OPcache not cleared before switching back to ROOT")
+            && stderr.contains("cannot connect to php-fpm"),
+        "{stderr}"
+    );
+    let history = std::fs::read_to_string(w.webroot.join(".rootswap/history.jsonl")).unwrap();
+    let last = history.lines().last().unwrap_or_default();
+    assert!(last.contains("OPcache not cleared"), "history: {last}");
+    // No script is left behind in the state dir.
+    let left: Vec<_> = std::fs::read_dir(w.webroot.join(".rootswap"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".rootswap-opcache-")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // By hand, the same failure is an error.
+    let out = w.run(&["opcache", "reset"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to php-fpm"));
+}
