@@ -36,7 +36,21 @@ use crate::deploy::Trigger;
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Checks `trigger.listen` (an address such as `127.0.0.1:9810`).
+/// Checks `trigger.listen` (an address such as `127.0.0.1:9810`) and that no
+/// secret is empty (an empty `${VAR}` would otherwise accept an empty token).
 pub fn validate(cfg: &Config) -> Result<()> {
+    let t = &cfg.trigger;
+    for (key, v) in [
+        ("trigger.token", &t.token),
+        ("trigger.github_secret", &t.github_secret),
+        ("trigger.gitlab_token", &t.gitlab_token),
+    ] {
+        if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            anyhow::bail!(
+                "`{key}` is empty; set it to a long random value (e.g. from `openssl rand -hex 32`) or remove the key"
+            );
+        }
+    }
     listen_addr(cfg).map(|_| ())
 }
 
@@ -143,7 +157,12 @@ fn not_configured(what: &str, key: &str) -> Response {
 
 fn unauthorized(peer: SocketAddr, what: &str, why: &str) -> Response {
     tracing::warn!("{what} from {peer} rejected (401): {why}");
-    reply(StatusCode::UNAUTHORIZED, json!({ "error": "unauthorized" }))
+    let mut r = reply(StatusCode::UNAUTHORIZED, json!({ "error": "unauthorized" }));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    r
 }
 
 /// Starts a deploy of the branch head: 202 with its id, 409 when one runs.
@@ -380,6 +399,26 @@ mod tests {
         assert!(!github_signature_ok("s", body, Some("sha1=abc")));
         assert!(!github_signature_ok("s", body, Some("sha256=zz")));
         assert!(!github_signature_ok("s", body, Some("sha256=")));
+    }
+
+    #[test]
+    fn empty_secrets_are_refused() {
+        let cfg = |extra: &str| {
+            Config::parse(
+                &format!("webroot: /w\nsource: {{repo: x}}\ntrigger:\n{extra}"),
+                std::path::Path::new("/etc/rootswap/t.yaml"),
+            )
+            .unwrap()
+        };
+        let msg = format!("{:#}", validate(&cfg("  token: ''\n")).unwrap_err());
+        assert!(
+            msg.contains("trigger.token") && msg.contains("empty"),
+            "{msg}"
+        );
+        assert!(validate(&cfg("  gitlab_token: ' '\n")).is_err());
+        assert!(validate(&cfg("  token: t\n  listen: 127.0.0.1:9810\n")).is_ok());
+        let msg = format!("{:#}", validate(&cfg("  listen: localhost\n")).unwrap_err());
+        assert!(msg.contains("trigger.listen"), "{msg}");
     }
 
     #[test]
