@@ -114,15 +114,15 @@ run() {
     t1=$(date +%s%N)
     echo "$name $(( t1 - t0 )) $(tail -1 "$WORK/rss")" >> "$RESULTS"
 }
-copy_cmd() {
+copy_cmd() { # sets CMD to the command copying SRC to $2 with tool $1
     local tool=$1 dst=$2
     case "$tool" in
-        cp) echo cp -a "$SRC" "$dst" ;;
-        rsync) echo rsync -a "$SRC/" "$dst/" ;;
-        tar) echo sh -c "mkdir '$dst' && tar -C '$SRC' -cf - . | tar -C '$dst' -xf -" ;;
-        fs_extra) echo "$FS_EXTRA" "$SRC" "$dst" ;;
-        xcp) echo xcp -r "$SRC" "$dst" ;;
-        rootswap) echo "$ENGINE" copy "$SRC" "$dst" ;;
+        cp) CMD=(cp -a "$SRC" "$dst") ;;
+        rsync) CMD=(rsync -a "$SRC/" "$dst/") ;;
+        tar) CMD=(sh -c 'mkdir "$1" && tar -C "$2" -cf - . | tar -C "$1" -xf -' sh "$dst" "$SRC") ;;
+        fs_extra) CMD=("$FS_EXTRA" "$SRC" "$dst") ;;
+        xcp) CMD=(xcp -r "$SRC" "$dst") ;;
+        rootswap) CMD=("$ENGINE" copy "$SRC" "$dst") ;;
     esac
 }
 TOOLS=(cp rsync tar fs_extra rootswap)
@@ -149,8 +149,8 @@ for r in $(seq 1 "$RUNS"); do
     order=()
     for i in $(seq 0 $(( n - 1 ))); do order+=("${TOOLS[$(( (i + r) % n ))]}"); done
     for tool in "${order[@]}"; do
-        # shellcheck disable=SC2046
-        run "$tool" $(copy_cmd "$tool" "$MNT/out-$tool-$r")
+        copy_cmd "$tool" "$MNT/out-$tool-$r"
+        run "$tool" "${CMD[@]}"
     done
     change_files 1
     run "rootswap-incremental-1-file" "$ENGINE" sync "$SRC" "$INC"
@@ -178,7 +178,7 @@ for line in open(path):
     rows.setdefault(name, []).append((int(ns) / 1e9, int(rss)))
 def med(name): return statistics.median(t for t, _ in rows[name])
 labels = {
-    "cp": "`cp -a`", "rsync": "`rsync -a`", "tar": "`tar -cf - . | tar -xf -`",
+    "cp": "`cp -a`", "rsync": "`rsync -a`", "tar": "`tar -cf - . \\| tar -xf -`",
     "fs_extra": "`fs_extra::dir::copy`", "xcp": "`xcp -r`", "rootswap": "**rootswap copy_tree**",
     "rootswap-incremental-1-file": "**rootswap incremental, 1 file changed**",
     "rootswap-incremental-1pct": "**rootswap incremental, 1 % of files changed**",
@@ -209,7 +209,7 @@ PY
     echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, Linux $(uname -r)"
     echo "Filesystem: $FS_DESC; page cache warm; one run, tools alternating, $RUNS runs each."
     echo "Tree: $TREE_DESC: $ENTRIES entries ($NFILES files, $NDIRS directories, $NLINKS symlinks), $(( BYTES / 1048576 )) MiB."
-    echo "Versions: $(cp --version | head -1); $(rsync --version | head -1 | cut -d' ' -f1-3); $(tar --version | head -1); $(command -v xcp >/dev/null && xcp --version 2>/dev/null | head -1)"
+    echo "Versions: $(cp --version | head -1); $(rsync --version | head -1 | awk '{print $1, $3}'); $(tar --version | head -1); $(command -v xcp >/dev/null && xcp --version 2>/dev/null | head -1)"
     echo
     cat "$WORK/table.md"
 }

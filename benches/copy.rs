@@ -19,13 +19,18 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use rootswap::copy::{copy_tree, remove_tree, sync_tree, CopyOptions};
 
 fn bench_dir() -> PathBuf {
-    let base = std::env::var_os("ROOTSWAP_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base = std::env::var_os("ROOTSWAP_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     base.join("rootswap-copy-bench")
 }
 
 /// The source tree, generated once and reused by later runs.
 fn tree() -> PathBuf {
-    let files: usize = std::env::var("ROOTSWAP_BENCH_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
+    let files: usize = std::env::var("ROOTSWAP_BENCH_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30_000);
     let dir = bench_dir();
     let src = dir.join(format!("src-{files}"));
     if !src.join("public/index.php").exists() {
@@ -46,14 +51,25 @@ fn tree() -> PathBuf {
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 fn fresh(dir: &Path, what: &str) -> PathBuf {
-    dir.join(format!("{what}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)))
+    dir.join(format!(
+        "{what}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 /// Rewrites `n` PHP files of `src` (new content and mtime).
 fn change(src: &Path, files: &[PathBuf], n: usize, round: usize) {
     let step = (files.len() / n.max(1)).max(1);
-    for (i, rel) in files.iter().skip(round % step).step_by(step).take(n).enumerate() {
-        std::fs::write(src.join(rel), format!("<?php // changed {round} {i}\n")).expect("rewrite a file");
+    for (i, rel) in files
+        .iter()
+        .skip(round % step)
+        .step_by(step)
+        .take(n)
+        .enumerate()
+    {
+        std::fs::write(src.join(rel), format!("<?php // changed {round} {i}\n"))
+            .expect("rewrite a file");
     }
 }
 
@@ -74,7 +90,10 @@ fn benches(c: &mut Criterion) {
     let opts = CopyOptions::default();
     let files = php_files(&src);
     let mut g = c.benchmark_group("copy");
-    g.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(10));
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(10));
 
     g.bench_function("full copy", |b| {
         b.iter_custom(|iters| {
@@ -93,7 +112,13 @@ fn benches(c: &mut Criterion) {
     let inc = fresh(&dir, "inc");
     copy_tree(&src, &inc, &opts).expect("copy");
     let mut round = 0;
-    for (name, n) in [("incremental, 1 file changed", 1), ("incremental, 1% of files changed", (files.len() / 100).max(1))] {
+    for (name, n) in [
+        ("incremental, 1 file changed", 1),
+        (
+            "incremental, 1% of files changed",
+            (files.len() / 100).max(1),
+        ),
+    ] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;

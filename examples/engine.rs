@@ -14,16 +14,30 @@ use rootswap::copy::{self, CopyOptions};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut opts = CopyOptions::default();
-    if let Some(n) = std::env::var("ROOTSWAP_COPY_THREADS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("ROOTSWAP_COPY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         opts.threads = n;
     }
-    let res = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["copy", src, dst] => copy::copy_tree(Path::new(src), Path::new(dst), &opts).map(|s| format!("{s:?}")),
-        ["sync", src, dst] => copy::sync_tree(Path::new(src), Path::new(dst), &opts).map(|s| format!("{s:?}")),
-        ["remove", dir] => copy::remove_tree(Path::new(dir), &opts).and_then(|r| match r.failed.first() {
-            Some((p, why)) => Err(anyhow::anyhow!("{}: {why}", p.display())),
-            None => Ok(format!("removed {}", r.removed)),
-        }),
+    let res = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["copy", src, dst] => {
+            copy::copy_tree(Path::new(src), Path::new(dst), &opts).map(|s| format!("{s:?}"))
+        }
+        ["sync", src, dst] => {
+            copy::sync_tree(Path::new(src), Path::new(dst), &opts).map(|s| format!("{s:?}"))
+        }
+        ["remove", dir] => {
+            copy::remove_tree(Path::new(dir), &opts).and_then(|r| match r.failed.first() {
+                Some((p, why)) => Err(anyhow::anyhow!("{}: {why}", p.display())),
+                None => Ok(format!("removed {}", r.removed)),
+            })
+        }
         _ => {
             eprintln!("usage: engine copy SRC DST | sync SRC DST | remove DIR");
             return ExitCode::from(2);

@@ -10,7 +10,10 @@ use std::process::Command;
 use rootswap::copy::{copy_tree, remove_tree, sync_tree, CopyOptions};
 
 fn opts() -> CopyOptions {
-    CopyOptions { threads: 2, nice: None }
+    CopyOptions {
+        threads: 2,
+        nice: None,
+    }
 }
 
 fn is_root() -> bool {
@@ -43,7 +46,10 @@ fn deep_tree_copies_with_few_descriptors() {
     copy_tree(&src, &dst, &opts()).unwrap();
     let after = std::fs::read_dir("/proc/self/fd").unwrap().count();
     // (other tests of this binary run at the same time and open a few)
-    assert!(after <= before + 20, "descriptors leaked: {before} -> {after}");
+    assert!(
+        after <= before + 20,
+        "descriptors leaked: {before} -> {after}"
+    );
     let leaf = dst.join(p.strip_prefix(&src).unwrap()).join("leaf.php");
     assert_eq!(std::fs::read_to_string(leaf).unwrap(), "<?php");
     let stats = sync_tree(&src, &dst, &opts()).unwrap();
@@ -95,13 +101,27 @@ fn owners_and_setgid_directories_as_root() {
     std::os::unix::fs::chown(src.join("uploads/2026"), Some(33), Some(33)).unwrap();
     std::os::unix::fs::chown(src.join("uploads/2026/a.jpg"), Some(33), Some(33)).unwrap();
     std::os::unix::fs::lchown(src.join("link"), Some(1234), Some(4321)).unwrap();
-    std::fs::set_permissions(src.join("index.php"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::set_permissions(
+        src.join("index.php"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
     let dst = t.path().join("dst");
     copy_tree(&src, &dst, &opts()).unwrap();
-    for rel in ["uploads", "uploads/2026", "uploads/2026/a.jpg", "index.php", "link"] {
+    for rel in [
+        "uploads",
+        "uploads/2026",
+        "uploads/2026/a.jpg",
+        "index.php",
+        "link",
+    ] {
         let s = std::fs::symlink_metadata(src.join(rel)).unwrap();
         let d = std::fs::symlink_metadata(dst.join(rel)).unwrap();
-        assert_eq!((s.uid(), s.gid(), s.mode()), (d.uid(), d.gid(), d.mode()), "{rel}");
+        assert_eq!(
+            (s.uid(), s.gid(), s.mode()),
+            (d.uid(), d.gid(), d.mode()),
+            "{rel}"
+        );
     }
     // Sync fixes an owner and a mode changed in the copy.
     std::os::unix::fs::chown(dst.join("index.php"), Some(0), Some(0)).unwrap();
@@ -109,7 +129,10 @@ fn owners_and_setgid_directories_as_root() {
     sync_tree(&src, &dst, &opts()).unwrap();
     let d = std::fs::metadata(dst.join("index.php")).unwrap();
     assert_eq!((d.uid(), d.mode() & 0o7777), (0, 0o4755));
-    assert_eq!(std::fs::metadata(dst.join("uploads")).unwrap().mode() & 0o7777, 0o2775);
+    assert_eq!(
+        std::fs::metadata(dst.join("uploads")).unwrap().mode() & 0o7777,
+        0o2775
+    );
 }
 
 #[test]
@@ -151,7 +174,10 @@ fn sync_failure_names_the_path_and_the_operation() {
     let res = sync_tree(&src, &dst, &opts());
     immutable(&dst.join("locked"), false);
     let msg = format!("{:#}", res.unwrap_err());
-    assert!(msg.contains("cannot create") && msg.contains("locked/new.php"), "{msg}");
+    assert!(
+        msg.contains("cannot create") && msg.contains("locked/new.php"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -163,6 +189,9 @@ fn copy_into_existing_destination_fails_without_touching_it() {
     std::fs::create_dir(&dst).unwrap();
     std::fs::write(dst.join("keep"), "k").unwrap();
     let msg = format!("{:#}", copy_tree(&src, &dst, &opts()).unwrap_err());
-    assert!(msg.contains("cannot create directory") && msg.contains("dst"), "{msg}");
+    assert!(
+        msg.contains("cannot create directory") && msg.contains("dst"),
+        "{msg}"
+    );
     assert!(dst.join("keep").exists());
 }

@@ -17,9 +17,19 @@ const DIR_MODES: [u32; 5] = [0o755, 0o700, 0o775, 0o2775, 0o750];
 
 #[derive(Debug, Clone)]
 enum Spec {
-    File { content: Vec<u8>, mode: u32, mtime: (i64, u32) },
-    Dir { mode: u32, mtime: (i64, u32) },
-    Link { target: String, mtime: (i64, u32) },
+    File {
+        content: Vec<u8>,
+        mode: u32,
+        mtime: (i64, u32),
+    },
+    Dir {
+        mode: u32,
+        mtime: (i64, u32),
+    },
+    Link {
+        target: String,
+        mtime: (i64, u32),
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -64,10 +74,22 @@ fn change() -> impl Strategy<Value = Change> {
 
 fn set_mtime(p: &Path, (s, ns): (i64, u32)) {
     let ts = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec { tv_sec: s, tv_nsec: ns as _ },
-        last_modification: rustix::fs::Timespec { tv_sec: s, tv_nsec: ns as _ },
+        last_access: rustix::fs::Timespec {
+            tv_sec: s,
+            tv_nsec: ns as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: s,
+            tv_nsec: ns as _,
+        },
     };
-    rustix::fs::utimensat(rustix::fs::CWD, p, &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        p,
+        &ts,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
 }
 
 /// Creates `spec` at `p` (whose parent exists); false if something is in the way.
@@ -76,7 +98,11 @@ fn create(p: &Path, spec: &Spec) -> bool {
         return false;
     }
     match spec {
-        Spec::File { content, mode, mtime } => {
+        Spec::File {
+            content,
+            mode,
+            mtime,
+        } => {
             std::fs::write(p, content).unwrap();
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode)).unwrap();
             set_mtime(p, *mtime);
@@ -150,7 +176,9 @@ fn apply(root: &Path, changes: &[(usize, Change)]) {
                 std::fs::write(p, content).unwrap();
                 set_mtime(p, *mtime);
             }
-            Change::Chmod(mode) if m.is_file() => std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode)).unwrap(),
+            Change::Chmod(mode) if m.is_file() => {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(*mode)).unwrap()
+            }
             Change::Touch(t) => set_mtime(p, *t),
             Change::Delete => remove_any(p),
             Change::Replace(s) => {
@@ -175,9 +203,20 @@ fn apply(root: &Path, changes: &[(usize, Change)]) {
 /// What must be equal between two copies, for every entry.
 #[derive(Debug, PartialEq, Eq)]
 enum Seen {
-    File { content: Vec<u8>, mode: u32, mtime: (i64, i64), nlink: u64 },
-    Dir { mode: u32, mtime: (i64, i64) },
-    Link { target: PathBuf, mtime: (i64, i64) },
+    File {
+        content: Vec<u8>,
+        mode: u32,
+        mtime: (i64, i64),
+        nlink: u64,
+    },
+    Dir {
+        mode: u32,
+        mtime: (i64, i64),
+    },
+    Link {
+        target: PathBuf,
+        mtime: (i64, i64),
+    },
 }
 
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, Seen> {
@@ -189,11 +228,22 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Seen> {
         let rel = p.strip_prefix(root).unwrap().to_path_buf();
         let mtime = (m.mtime(), m.mtime_nsec());
         let seen = if m.is_dir() {
-            Seen::Dir { mode: m.mode() & 0o7777, mtime }
+            Seen::Dir {
+                mode: m.mode() & 0o7777,
+                mtime,
+            }
         } else if m.file_type().is_symlink() {
-            Seen::Link { target: std::fs::read_link(&p).unwrap(), mtime }
+            Seen::Link {
+                target: std::fs::read_link(&p).unwrap(),
+                mtime,
+            }
         } else {
-            Seen::File { content: std::fs::read(&p).unwrap(), mode: m.mode() & 0o7777, mtime, nlink: m.nlink() }
+            Seen::File {
+                content: std::fs::read(&p).unwrap(),
+                mode: m.mode() & 0o7777,
+                mtime,
+                nlink: m.nlink(),
+            }
         };
         out.insert(rel, seen);
     }
@@ -202,7 +252,10 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Seen> {
 
 /// Directory mtimes of `root` set from a fixed value (changes bumped them to "now").
 fn settle_dir_times(root: &Path) {
-    let mut dirs: Vec<PathBuf> = all_paths(root).into_iter().filter(|p| std::fs::symlink_metadata(p).unwrap().is_dir()).collect();
+    let mut dirs: Vec<PathBuf> = all_paths(root)
+        .into_iter()
+        .filter(|p| std::fs::symlink_metadata(p).unwrap().is_dir())
+        .collect();
     dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for (i, d) in dirs.iter().enumerate() {
         set_mtime(d, (1_600_000_000 + i as i64, 123_456_789));

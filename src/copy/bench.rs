@@ -63,12 +63,31 @@ pub struct Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "tree: {} entries, {:.1} MiB", self.entries, self.bytes as f64 / (1 << 20) as f64)?;
-        writeln!(f, "{:<34} {:>10} {:>10} {:>12} {:>9}", "operation", "median s", "min s", "entries/s", "MB/s")?;
-        let full = self.rows.first().map(|r| r.median().as_secs_f64()).unwrap_or(0.0);
+        writeln!(
+            f,
+            "tree: {} entries, {:.1} MiB",
+            self.entries,
+            self.bytes as f64 / (1 << 20) as f64
+        )?;
+        writeln!(
+            f,
+            "{:<34} {:>10} {:>10} {:>12} {:>9}",
+            "operation", "median s", "min s", "entries/s", "MB/s"
+        )?;
+        let full = self
+            .rows
+            .first()
+            .map(|r| r.median().as_secs_f64())
+            .unwrap_or(0.0);
         for r in &self.rows {
             let med = r.median().as_secs_f64().max(1e-9);
-            let min = r.times.iter().min().copied().unwrap_or_default().as_secs_f64();
+            let min = r
+                .times
+                .iter()
+                .min()
+                .copied()
+                .unwrap_or_default()
+                .as_secs_f64();
             writeln!(
                 f,
                 "{:<34} {:>10.3} {:>10.3} {:>12.0} {:>9.1}{}",
@@ -77,7 +96,11 @@ impl std::fmt::Display for Report {
                 min,
                 r.entries as f64 / med,
                 r.bytes as f64 / 1e6 / med,
-                if r.what.starts_with("incremental") && full > 0.0 { format!("  ({:.0}x faster than full)", full / med) } else { String::new() }
+                if r.what.starts_with("incremental") && full > 0.0 {
+                    format!("  ({:.0}x faster than full)", full / med)
+                } else {
+                    String::new()
+                }
             )?;
         }
         writeln!(f, "peak RSS: {:.1} MiB", self.peak_rss_kib as f64 / 1024.0)
@@ -86,7 +109,9 @@ impl std::fmt::Display for Report {
 
 /// Runs the benchmark on `src`.
 pub fn run(src: &Path, opts: &BenchOptions) -> Result<Report> {
-    let src = src.canonicalize().with_context(|| format!("cannot resolve {}", src.display()))?;
+    let src = src
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", src.display()))?;
     if !src.is_dir() {
         bail!("{} is not a directory", src.display());
     }
@@ -97,7 +122,8 @@ pub fn run(src: &Path, opts: &BenchOptions) -> Result<Report> {
             parent.join(format!(".rootswap-bench-{}", std::process::id()))
         }
     };
-    std::fs::create_dir(&scratch).with_context(|| format!("cannot create scratch directory {}", scratch.display()))?;
+    std::fs::create_dir(&scratch)
+        .with_context(|| format!("cannot create scratch directory {}", scratch.display()))?;
     let res = measure(&src, &scratch, opts);
     let _ = remove_tree(&scratch, &opts.copy);
     res
@@ -106,7 +132,12 @@ pub fn run(src: &Path, opts: &BenchOptions) -> Result<Report> {
 fn measure(src: &Path, scratch: &Path, opts: &BenchOptions) -> Result<Report> {
     let runs = opts.runs.max(1);
     let (entries, bytes, files) = scan(src);
-    let mut full = Row { what: "full copy".into(), times: Vec::new(), entries, bytes };
+    let mut full = Row {
+        what: "full copy".into(),
+        times: Vec::new(),
+        entries,
+        bytes,
+    };
     let mut copies = Vec::new();
     for i in 0..runs {
         let dst = scratch.join(format!("full-{i}"));
@@ -116,9 +147,24 @@ fn measure(src: &Path, scratch: &Path, opts: &BenchOptions) -> Result<Report> {
         copies.push(dst);
     }
     let target = &copies[0];
-    let mut none = Row { what: "incremental, nothing changed".into(), times: Vec::new(), entries, bytes: 0 };
-    let mut one = Row { what: "incremental, 1 file changed".into(), times: Vec::new(), entries, bytes: 0 };
-    let mut pct = Row { what: "incremental, 1% of files changed".into(), times: Vec::new(), entries, bytes: 0 };
+    let mut none = Row {
+        what: "incremental, nothing changed".into(),
+        times: Vec::new(),
+        entries,
+        bytes: 0,
+    };
+    let mut one = Row {
+        what: "incremental, 1 file changed".into(),
+        times: Vec::new(),
+        entries,
+        bytes: 0,
+    };
+    let mut pct = Row {
+        what: "incremental, 1% of files changed".into(),
+        times: Vec::new(),
+        entries,
+        bytes: 0,
+    };
     for _ in 0..runs {
         let t = Instant::now();
         sync_tree(src, target, &opts.copy)?;
@@ -128,8 +174,11 @@ fn measure(src: &Path, scratch: &Path, opts: &BenchOptions) -> Result<Report> {
             let mut changed = 0;
             for rel in files.iter().step_by(step).take(n) {
                 let p = target.join(rel);
-                std::fs::write(&p, b"changed by rootswap bench-copy\n").with_context(|| format!("cannot write {}", p.display()))?;
-                changed += std::fs::metadata(src.join(rel)).map(|m| m.len()).unwrap_or(0);
+                std::fs::write(&p, b"changed by rootswap bench-copy\n")
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+                changed += std::fs::metadata(src.join(rel))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
             }
             let t = Instant::now();
             sync_tree(src, target, &opts.copy)?;
@@ -137,7 +186,12 @@ fn measure(src: &Path, scratch: &Path, opts: &BenchOptions) -> Result<Report> {
             row.bytes = changed;
         }
     }
-    let mut removal = Row { what: "removal".into(), times: Vec::new(), entries, bytes: 0 };
+    let mut removal = Row {
+        what: "removal".into(),
+        times: Vec::new(),
+        entries,
+        bytes: 0,
+    };
     for dst in &copies {
         let t = Instant::now();
         let r = remove_tree(dst, &opts.copy)?;
@@ -146,13 +200,22 @@ fn measure(src: &Path, scratch: &Path, opts: &BenchOptions) -> Result<Report> {
             bail!("cannot remove {}: {why}", p.display());
         }
     }
-    Ok(Report { entries, bytes, rows: vec![full, none, one, pct, removal], peak_rss_kib: peak_rss_kib() })
+    Ok(Report {
+        entries,
+        bytes,
+        rows: vec![full, none, one, pct, removal],
+        peak_rss_kib: peak_rss_kib(),
+    })
 }
 
 /// Entries, bytes and the relative paths of the regular files under `src`.
 fn scan(src: &Path) -> (u64, u64, Vec<PathBuf>) {
     let (mut entries, mut bytes, mut files) = (0, 0, Vec::new());
-    for e in walkdir::WalkDir::new(src).min_depth(1).into_iter().filter_map(|e| e.ok()) {
+    for e in walkdir::WalkDir::new(src)
+        .min_depth(1)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
         entries += 1;
         if e.file_type().is_file() {
             if let Ok(m) = e.metadata() {

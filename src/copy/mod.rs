@@ -49,7 +49,9 @@ pub struct CopyOptions {
 impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             nice: None,
         }
     }
@@ -104,14 +106,20 @@ fn lower_priority(nice: i32) {
         libc::setpriority(libc::PRIO_PROCESS, 0, nice);
         const IOPRIO_WHO_PROCESS: libc::c_long = 1;
         const IOPRIO_CLASS_BE: libc::c_long = 2;
-        libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, (IOPRIO_CLASS_BE << 13) | 7);
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0,
+            (IOPRIO_CLASS_BE << 13) | 7,
+        );
     }
 }
 
 /// Copies the tree at `src` into `dst`, which must not exist. On failure the
 /// partial `dst` is removed and the error names the path and the operation.
 pub fn copy_tree(src: &Path, dst: &Path, opts: &CopyOptions) -> Result<CopyStats> {
-    let meta = std::fs::symlink_metadata(src).with_context(|| format!("copy: cannot stat {}", src.display()))?;
+    let meta = std::fs::symlink_metadata(src)
+        .with_context(|| format!("copy: cannot stat {}", src.display()))?;
     if !meta.is_dir() {
         return Err(anyhow!("copy: {} is not a directory", src.display()));
     }
@@ -139,7 +147,8 @@ use walk::Walk;
 /// Makes `dst` identical to `src` (types, contents, modes, mtimes, owners,
 /// link targets), touching only what differs. `dst` must be a directory.
 pub fn sync_tree(src: &Path, dst: &Path, opts: &CopyOptions) -> Result<CopyStats> {
-    let meta = std::fs::symlink_metadata(src).with_context(|| format!("sync: cannot stat {}", src.display()))?;
+    let meta = std::fs::symlink_metadata(src)
+        .with_context(|| format!("sync: cannot stat {}", src.display()))?;
     if !meta.is_dir() {
         return Err(anyhow!("sync: {} is not a directory", src.display()));
     }
@@ -161,20 +170,30 @@ fn remove_tree_in_pool(path: &Path) -> Result<RemoveReport> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RemoveReport::default()),
         Err(e) => return Err(e).with_context(|| format!("remove: cannot stat {}", path.display())),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("remove: refusing to remove {} (no final name)", path.display()))?;
+    let name = path.file_name().ok_or_else(|| {
+        anyhow!(
+            "remove: refusing to remove {} (no final name)",
+            path.display()
+        )
+    })?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     if !meta.is_dir() {
         return match std::fs::remove_file(path) {
-            Ok(()) => Ok(RemoveReport { removed: 1, failed: Vec::new() }),
-            Err(e) => Ok(RemoveReport { removed: 0, failed: vec![(path.to_path_buf(), format!("cannot remove: {e}"))] }),
+            Ok(()) => Ok(RemoveReport {
+                removed: 1,
+                failed: Vec::new(),
+            }),
+            Err(e) => Ok(RemoveReport {
+                removed: 0,
+                failed: vec![(path.to_path_buf(), format!("cannot remove: {e}"))],
+            }),
         };
     }
-    let base = sys::open_dir_path(parent).with_context(|| format!("remove: cannot open directory {}", parent.display()))?;
+    let base = sys::open_dir_path(parent)
+        .with_context(|| format!("remove: cannot open directory {}", parent.display()))?;
     let r = remove::Remover::new(base.as_fd(), parent);
     r.remove_dir(Path::new(name));
     Ok(RemoveReport {
@@ -187,75 +206,129 @@ fn remove_tree_in_pool(path: &Path) -> Result<RemoveReport> {
 /// metadata, writing a temporary name beside `dst` and renaming it into place.
 /// Parent directories of `dst` are created as needed.
 pub fn copy_file_atomic(src: &Path, dst: &Path) -> Result<()> {
-    let smeta = std::fs::symlink_metadata(src).with_context(|| format!("copy: cannot stat {}", src.display()))?;
-    let dparent = dst.parent().ok_or_else(|| anyhow!("copy: {} has no parent", dst.display()))?;
-    let dparent = if dparent.as_os_str().is_empty() { Path::new(".") } else { dparent };
+    let smeta = std::fs::symlink_metadata(src)
+        .with_context(|| format!("copy: cannot stat {}", src.display()))?;
+    let dparent = dst
+        .parent()
+        .ok_or_else(|| anyhow!("copy: {} has no parent", dst.display()))?;
+    let dparent = if dparent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dparent
+    };
     let sparent = match src.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let sname = cname(src)?;
     let dname = cname(dst)?;
-    std::fs::create_dir_all(dparent).with_context(|| format!("copy: cannot create directory {}", dparent.display()))?;
+    std::fs::create_dir_all(dparent)
+        .with_context(|| format!("copy: cannot create directory {}", dparent.display()))?;
     let env = walk::Env::new();
     if smeta.is_dir() {
         if !dst.is_dir() {
-            std::fs::create_dir(dst).with_context(|| format!("copy: cannot create directory {}", dst.display()))?;
+            std::fs::create_dir(dst)
+                .with_context(|| format!("copy: cannot create directory {}", dst.display()))?;
         }
         return set_dir_meta(&env, src, dst);
     }
-    let sdir = sys::open_dir_path(sparent).with_context(|| format!("copy: cannot open directory {}", sparent.display()))?;
-    let ddir = sys::open_dir_path(dparent).with_context(|| format!("copy: cannot open directory {}", dparent.display()))?;
-    let m = sys::stat_at(sdir.as_fd(), sname.as_c_str()).with_context(|| format!("copy: cannot stat {}", src.display()))?;
-    let dm = sys::fstat(ddir.as_fd()).with_context(|| format!("copy: cannot stat {}", dparent.display()))?;
-    let new_gid = if dm.mode & sys::S_ISGID != 0 { dm.gid } else { env.egid };
-    let tmp_os = format!(".rootswap-tmp-{}", dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    let tmp = CString::new(tmp_os.as_bytes()).map_err(|_| anyhow!("copy: {} contains a NUL byte", dst.display()))?;
+    let sdir = sys::open_dir_path(sparent)
+        .with_context(|| format!("copy: cannot open directory {}", sparent.display()))?;
+    let ddir = sys::open_dir_path(dparent)
+        .with_context(|| format!("copy: cannot open directory {}", dparent.display()))?;
+    let m = sys::stat_at(sdir.as_fd(), sname.as_c_str())
+        .with_context(|| format!("copy: cannot stat {}", src.display()))?;
+    let dm = sys::fstat(ddir.as_fd())
+        .with_context(|| format!("copy: cannot stat {}", dparent.display()))?;
+    let new_gid = if dm.mode & sys::S_ISGID != 0 {
+        dm.gid
+    } else {
+        env.egid
+    };
+    let tmp_os = format!(
+        ".rootswap-tmp-{}",
+        dst.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    let tmp = CString::new(tmp_os.as_bytes())
+        .map_err(|_| anyhow!("copy: {} contains a NUL byte", dst.display()))?;
     let tmp_path = dparent.join(&tmp_os);
     let _ = rustix::fs::unlinkat(&ddir, tmp.as_c_str(), rustix::fs::AtFlags::empty());
     let named = |(op, side, e): walk::OpError| {
-        let p = if side == walk::Side::Src { src } else { tmp_path.as_path() };
+        let p = if side == walk::Side::Src {
+            src
+        } else {
+            tmp_path.as_path()
+        };
         anyhow!("copy: cannot {op} {}: {e}", p.display())
     };
     match m.kind() {
         sys::Kind::File => {
-            walk::copy_file(&env, sdir.as_fd(), &sname, &m, ddir.as_fd(), &tmp, new_gid).map_err(named)?;
+            walk::copy_file(&env, sdir.as_fd(), &sname, &m, ddir.as_fd(), &tmp, new_gid)
+                .map_err(named)?;
         }
-        sys::Kind::Symlink => walk::copy_symlink(&env, sdir.as_fd(), &sname, &m, ddir.as_fd(), &tmp, new_gid).map_err(named)?,
-        _ => return Err(anyhow!("copy: {} is not a file, directory or symlink", src.display())),
+        sys::Kind::Symlink => {
+            walk::copy_symlink(&env, sdir.as_fd(), &sname, &m, ddir.as_fd(), &tmp, new_gid)
+                .map_err(named)?
+        }
+        _ => {
+            return Err(anyhow!(
+                "copy: {} is not a file, directory or symlink",
+                src.display()
+            ))
+        }
     }
     if let Ok(existing) = sys::stat_at(ddir.as_fd(), dname.as_c_str()) {
         if existing.kind() == sys::Kind::Dir {
             let r = remove_tree_in_pool(dst)?;
             if let Some((p, why)) = r.failed.first() {
                 let _ = rustix::fs::unlinkat(&ddir, tmp.as_c_str(), rustix::fs::AtFlags::empty());
-                return Err(anyhow!("copy: cannot replace directory {}: {}: {why}", dst.display(), p.display()));
+                return Err(anyhow!(
+                    "copy: cannot replace directory {}: {}: {why}",
+                    dst.display(),
+                    p.display()
+                ));
             }
         }
     }
     rustix::fs::renameat(&ddir, tmp.as_c_str(), &ddir, dname.as_c_str()).map_err(|e| {
         let _ = rustix::fs::unlinkat(&ddir, tmp.as_c_str(), rustix::fs::AtFlags::empty());
-        anyhow!("copy: cannot rename {} over {}: {e}", tmp_path.display(), dst.display())
+        anyhow!(
+            "copy: cannot rename {} over {}: {e}",
+            tmp_path.display(),
+            dst.display()
+        )
     })
 }
 
 fn cname(p: &Path) -> Result<CString> {
-    let n = p.file_name().ok_or_else(|| anyhow!("copy: {} has no file name", p.display()))?;
+    let n = p
+        .file_name()
+        .ok_or_else(|| anyhow!("copy: {} has no file name", p.display()))?;
     CString::new(n.as_bytes()).map_err(|_| anyhow!("copy: {} contains a NUL byte", p.display()))
 }
 
 /// Gives the directory `dst` the mode, times and (as root) owner of `src`.
 fn set_dir_meta(env: &walk::Env, src: &Path, dst: &Path) -> Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let m = std::fs::symlink_metadata(src).with_context(|| format!("copy: cannot stat {}", src.display()))?;
+    let m = std::fs::symlink_metadata(src)
+        .with_context(|| format!("copy: cannot stat {}", src.display()))?;
     if env.as_root {
-        std::os::unix::fs::chown(dst, Some(m.uid()), Some(m.gid())).with_context(|| format!("copy: cannot set owner of {}", dst.display()))?;
+        std::os::unix::fs::chown(dst, Some(m.uid()), Some(m.gid()))
+            .with_context(|| format!("copy: cannot set owner of {}", dst.display()))?;
     }
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))
         .with_context(|| format!("copy: cannot set mode of {}", dst.display()))?;
-    let fd = sys::open_dir_path(dst).with_context(|| format!("copy: cannot open directory {}", dst.display()))?;
-    let meta = sys::fstat(sys::open_dir_path(src).with_context(|| format!("copy: cannot open {}", src.display()))?.as_fd())?;
-    rustix::fs::futimens(&fd, &meta.times()).with_context(|| format!("copy: cannot set times of {}", dst.display()))
+    let fd = sys::open_dir_path(dst)
+        .with_context(|| format!("copy: cannot open directory {}", dst.display()))?;
+    let meta = sys::fstat(
+        sys::open_dir_path(src)
+            .with_context(|| format!("copy: cannot open {}", src.display()))?
+            .as_fd(),
+    )?;
+    rustix::fs::futimens(&fd, &meta.times())
+        .with_context(|| format!("copy: cannot set times of {}", dst.display()))
 }
 
 #[cfg(test)]
@@ -264,7 +337,10 @@ mod tests {
     use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
     fn opts() -> CopyOptions {
-        CopyOptions { threads: 2, nice: None }
+        CopyOptions {
+            threads: 2,
+            nice: None,
+        }
     }
 
     fn sample(root: &Path) {
@@ -288,12 +364,21 @@ mod tests {
         assert_eq!(stats.hardlinks, 1);
         assert_eq!(stats.symlinks, 1);
         assert!(dst.join("a/b/empty").is_dir());
-        assert_eq!(std::fs::read_link(dst.join("a/link")).unwrap(), Path::new("../top"));
-        let (sm, dm) = (std::fs::metadata(src.join("top")).unwrap(), std::fs::metadata(dst.join("top")).unwrap());
+        assert_eq!(
+            std::fs::read_link(dst.join("a/link")).unwrap(),
+            Path::new("../top")
+        );
+        let (sm, dm) = (
+            std::fs::metadata(src.join("top")).unwrap(),
+            std::fs::metadata(dst.join("top")).unwrap(),
+        );
         assert_eq!(sm.mode(), dm.mode());
         assert_eq!((sm.mtime(), sm.mtime_nsec()), (dm.mtime(), dm.mtime_nsec()));
         assert_eq!(dm.nlink(), 2);
-        let (sd, dd) = (std::fs::metadata(src.join("a")).unwrap(), std::fs::metadata(dst.join("a")).unwrap());
+        let (sd, dd) = (
+            std::fs::metadata(src.join("a")).unwrap(),
+            std::fs::metadata(dst.join("a")).unwrap(),
+        );
         assert_eq!((sd.mtime(), sd.mtime_nsec()), (dd.mtime(), dd.mtime_nsec()));
     }
 
@@ -310,7 +395,10 @@ mod tests {
         std::fs::remove_dir(src.join("a/b/empty")).unwrap();
         std::fs::write(dst.join("extra"), "x").unwrap();
         let stats = sync_tree(&src, &dst, &opts()).unwrap();
-        assert_eq!(std::fs::read_to_string(dst.join("a/b/f.php")).unwrap(), "<?php echo 2;");
+        assert_eq!(
+            std::fs::read_to_string(dst.join("a/b/f.php")).unwrap(),
+            "<?php echo 2;"
+        );
         assert!(dst.join("new").exists());
         assert!(!dst.join("extra").exists());
         assert!(!dst.join("a/b/empty").exists());
@@ -323,7 +411,8 @@ mod tests {
         let src = t.path().join("src");
         std::fs::create_dir_all(src.join("d")).unwrap();
         std::fs::write(src.join("d/secret"), "s").unwrap();
-        std::fs::set_permissions(src.join("d/secret"), std::fs::Permissions::from_mode(0o000)).unwrap();
+        std::fs::set_permissions(src.join("d/secret"), std::fs::Permissions::from_mode(0o000))
+            .unwrap();
         if rustix::process::geteuid().is_root() {
             // root reads anything: make the destination unwritable instead.
             std::fs::create_dir(t.path().join("ro")).unwrap();

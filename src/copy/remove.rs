@@ -36,7 +36,12 @@ struct Node {
 
 impl<'a> Remover<'a> {
     pub fn new(base: BorrowedFd<'a>, base_path: &'a Path) -> Remover<'a> {
-        Remover { base, base_path, removed: AtomicU64::new(0), failed: Mutex::new(Vec::new()) }
+        Remover {
+            base,
+            base_path,
+            removed: AtomicU64::new(0),
+            failed: Mutex::new(Vec::new()),
+        }
     }
 
     /// Removes the directory `base/rel` and its contents, in the current rayon pool.
@@ -50,7 +55,13 @@ impl<'a> Remover<'a> {
         rayon::scope(|s| self.run(s, root));
     }
 
-    fn report(&self, path: PathBuf, op: &str, e: &io::Error, owner_of: Option<(BorrowedFd<'_>, &CStr)>) {
+    fn report(
+        &self,
+        path: PathBuf,
+        op: &str,
+        e: &io::Error,
+        owner_of: Option<(BorrowedFd<'_>, &CStr)>,
+    ) {
         let owner = owner_of
             .and_then(|(d, n)| sys::stat_at(d, n).ok())
             .map(|m| format!(" (owner uid {}, gid {})", m.uid, m.gid))
@@ -76,7 +87,12 @@ impl<'a> Remover<'a> {
                         self.done(p.clone());
                     }
                 } else {
-                    self.report(self.full(&node.rel), "read directory", &e.into(), Some((self.base, &cpath(&node.rel))));
+                    self.report(
+                        self.full(&node.rel),
+                        "read directory",
+                        &e.into(),
+                        Some((self.base, &cpath(&node.rel))),
+                    );
                     self.fail_up(&node);
                 }
                 return;
@@ -98,11 +114,17 @@ impl<'a> Remover<'a> {
                 continue;
             }
             let mut res = rustix::fs::unlinkat(&fd, name, AtFlags::empty());
-            if matches!(res, Err(rustix::io::Errno::ACCESS) | Err(rustix::io::Errno::PERM)) && !made_writable {
+            if matches!(
+                res,
+                Err(rustix::io::Errno::ACCESS) | Err(rustix::io::Errno::PERM)
+            ) && !made_writable
+            {
                 // A directory we own but without write permission (0555): open it up and retry.
                 made_writable = true;
                 if let Ok(m) = sys::fstat(fd.as_fd()) {
-                    if rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(m.perm() | 0o700)).is_ok() {
+                    if rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(m.perm() | 0o700))
+                        .is_ok()
+                    {
                         res = rustix::fs::unlinkat(&fd, name, AtFlags::empty());
                     }
                 }
@@ -158,7 +180,12 @@ impl<'a> Remover<'a> {
                     }
                     Err(rustix::io::Errno::NOENT) => true,
                     Err(e) => {
-                        self.report(self.full(&node.rel), "remove directory", &e.into(), Some((self.base, &cpath(&node.rel))));
+                        self.report(
+                            self.full(&node.rel),
+                            "remove directory",
+                            &e.into(),
+                            Some((self.base, &cpath(&node.rel))),
+                        );
                         false
                     }
                 }

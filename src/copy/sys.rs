@@ -76,15 +76,25 @@ impl Meta {
     /// Access and modification times, for `futimens`/`utimensat`.
     pub fn times(&self) -> Timestamps {
         Timestamps {
-            last_access: Timespec { tv_sec: self.atime.0, tv_nsec: self.atime.1 as _ },
-            last_modification: Timespec { tv_sec: self.mtime.0, tv_nsec: self.mtime.1 as _ },
+            last_access: Timespec {
+                tv_sec: self.atime.0,
+                tv_nsec: self.atime.1 as _,
+            },
+            last_modification: Timespec {
+                tv_sec: self.mtime.0,
+                tv_nsec: self.mtime.1 as _,
+            },
         }
     }
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
 pub fn stat_at<P: rustix::path::Arg>(dir: BorrowedFd<'_>, name: P) -> io::Result<Meta> {
-    Ok(Meta::from_stat(&rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?))
+    Ok(Meta::from_stat(&rustix::fs::statat(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?))
 }
 
 /// `fstat(fd)`.
@@ -109,7 +119,12 @@ pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
 
 /// Opens a file for reading without following a symlink.
 pub fn open_read(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?)
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// Creates a new file (it must not exist) for writing with `mode`.
@@ -147,7 +162,9 @@ impl Listing {
     /// Sorts the entries by name (bytewise).
     pub fn sort(&mut self) {
         let names = &self.names;
-        self.entries.sort_unstable_by(|a, b| names[a.0 as usize..a.1 as usize].cmp(&names[b.0 as usize..b.1 as usize]));
+        self.entries.sort_unstable_by(|a, b| {
+            names[a.0 as usize..a.1 as usize].cmp(&names[b.0 as usize..b.1 as usize])
+        });
     }
 
     /// Index of `name` in a sorted listing.
@@ -163,7 +180,10 @@ impl Listing {
 pub fn list_dir(fd: BorrowedFd<'_>) -> io::Result<Listing> {
     let mut buf: Vec<MaybeUninit<u8>> = Vec::with_capacity(32 * 1024);
     buf.resize(32 * 1024, MaybeUninit::uninit());
-    let mut out = Listing { names: Vec::new(), entries: Vec::new() };
+    let mut out = Listing {
+        names: Vec::new(),
+        entries: Vec::new(),
+    };
     let mut iter = RawDir::new(fd, &mut buf);
     while let Some(entry) = iter.next() {
         let entry = entry?;
@@ -177,7 +197,8 @@ pub fn list_dir(fd: BorrowedFd<'_>) -> io::Result<Listing> {
         if end > u32::MAX as usize {
             return Err(io::Error::other("directory listing too large"));
         }
-        out.entries.push((start as u32, end as u32, entry.file_type()));
+        out.entries
+            .push((start as u32, end as u32, entry.file_type()));
     }
     Ok(out)
 }
@@ -186,7 +207,11 @@ pub fn list_dir(fd: BorrowedFd<'_>) -> io::Result<Listing> {
 pub fn unsupported(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EOPNOTSUPP) | Some(libc::EXDEV) | Some(libc::EINVAL) | Some(libc::ENOTTY) | Some(libc::ENOSYS)
+        Some(libc::EOPNOTSUPP)
+            | Some(libc::EXDEV)
+            | Some(libc::EINVAL)
+            | Some(libc::ENOTTY)
+            | Some(libc::ENOSYS)
     )
 }
 

@@ -105,7 +105,9 @@ impl LinkSlot {
     }
 
     fn wait(&self) -> std::result::Result<u64, ()> {
-        let Ok(mut s) = self.state.lock() else { return Err(()) };
+        let Ok(mut s) = self.state.lock() else {
+            return Err(());
+        };
         loop {
             if let Some(r) = *s {
                 return r;
@@ -197,7 +199,9 @@ impl<'a> Walk<'a> {
     /// existing destination; else the destination is new and empty (just created
     /// with mode `created_mode`).
     pub fn run(&self, sync: bool) -> Result<()> {
-        let err = |op: &str, p: &Path, e: io::Error| anyhow!("{}: cannot {op} {}: {e}", self.verb, p.display());
+        let err = |op: &str, p: &Path, e: io::Error| {
+            anyhow!("{}: cannot {op} {}: {e}", self.verb, p.display())
+        };
         let src = sys::fstat(self.src_root.as_fd()).map_err(|e| err("stat", self.src_path, e))?;
         let dst = sys::fstat(self.dst_root.as_fd()).map_err(|e| err("stat", self.dst_path, e))?;
         if self.env.as_root && (dst.uid != src.uid || dst.gid != src.gid) {
@@ -261,7 +265,12 @@ impl<'a> Walk<'a> {
     }
 
     fn err(&self, op: &str, path: PathBuf, e: impl Into<io::Error>) -> anyhow::Error {
-        anyhow!("{}: cannot {op} {}: {}", self.verb, path.display(), e.into())
+        anyhow!(
+            "{}: cannot {op} {}: {}",
+            self.verb,
+            path.display(),
+            e.into()
+        )
     }
 
     fn dir_job<'s>(&'s self, s: &rayon::Scope<'s>, node: Arc<Node>) {
@@ -293,12 +302,16 @@ impl<'a> Walk<'a> {
 
     fn open(&self, node: &Arc<Node>) -> Result<Open> {
         let rel = rel_or_dot(&node.rel);
-        let src = sys::open_dir(self.src_root.as_fd(), rel).map_err(|e| self.err("open directory", self.src_full(&node.rel, None), e))?;
-        let dst = sys::open_dir(self.dst_root.as_fd(), rel).map_err(|e| self.err("open directory", self.dst_full(&node.rel, None), e))?;
-        let mut list = sys::list_dir(src.as_fd()).map_err(|e| self.err("read directory", self.src_full(&node.rel, None), e))?;
+        let src = sys::open_dir(self.src_root.as_fd(), rel)
+            .map_err(|e| self.err("open directory", self.src_full(&node.rel, None), e))?;
+        let dst = sys::open_dir(self.dst_root.as_fd(), rel)
+            .map_err(|e| self.err("open directory", self.dst_full(&node.rel, None), e))?;
+        let mut list = sys::list_dir(src.as_fd())
+            .map_err(|e| self.err("read directory", self.src_full(&node.rel, None), e))?;
         let mut dst_list = None;
         if node.sync {
-            let mut dl = sys::list_dir(dst.as_fd()).map_err(|e| self.err("read directory", self.dst_full(&node.rel, None), e))?;
+            let mut dl = sys::list_dir(dst.as_fd())
+                .map_err(|e| self.err("read directory", self.dst_full(&node.rel, None), e))?;
             dl.sort();
             list.sort();
             // Remove what the source no longer has.
@@ -310,7 +323,13 @@ impl<'a> Walk<'a> {
             }
             dst_list = Some(dl);
         }
-        Ok(Open { node: node.clone(), src, dst, list, dst_list })
+        Ok(Open {
+            node: node.clone(),
+            src,
+            dst,
+            list,
+            dst_list,
+        })
     }
 
     fn chunk<'s>(&'s self, s: &rayon::Scope<'s>, open: &Arc<Open>, start: usize, end: usize) {
@@ -319,7 +338,10 @@ impl<'a> Walk<'a> {
                 return;
             }
             let (name, _) = open.list.get(i);
-            let in_dst = open.dst_list.as_ref().is_some_and(|l| l.find(name).is_some());
+            let in_dst = open
+                .dst_list
+                .as_ref()
+                .is_some_and(|l| l.find(name).is_some());
             if let Err(e) = self.entry(s, open, name, in_dst) {
                 self.fail(e);
                 return;
@@ -328,13 +350,23 @@ impl<'a> Walk<'a> {
     }
 
     /// Copies or brings up to date one entry of a directory.
-    fn entry<'s>(&'s self, s: &rayon::Scope<'s>, open: &Arc<Open>, name: &CStr, in_dst: bool) -> Result<()> {
+    fn entry<'s>(
+        &'s self,
+        s: &rayon::Scope<'s>,
+        open: &Arc<Open>,
+        name: &CStr,
+        in_dst: bool,
+    ) -> Result<()> {
         let node = &open.node;
         let (sfd, dfd) = (open.src.as_fd(), open.dst.as_fd());
         let m = match sys::stat_at(sfd, name) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                tracing::warn!("{}: {} vanished while copying", self.verb, self.src_full(&node.rel, Some(name)).display());
+                tracing::warn!(
+                    "{}: {} vanished while copying",
+                    self.verb,
+                    self.src_full(&node.rel, Some(name)).display()
+                );
                 if in_dst {
                     self.remove_existing(node, dfd, name)?;
                 }
@@ -373,7 +405,14 @@ impl<'a> Walk<'a> {
         res
     }
 
-    fn entry_inner<'s>(&'s self, s: &rayon::Scope<'s>, open: &Arc<Open>, name: &CStr, in_dst: bool, m: &Meta) -> Result<()> {
+    fn entry_inner<'s>(
+        &'s self,
+        s: &rayon::Scope<'s>,
+        open: &Arc<Open>,
+        name: &CStr,
+        in_dst: bool,
+        m: &Meta,
+    ) -> Result<()> {
         let node = &open.node;
         let (sfd, dfd) = (open.src.as_fd(), open.dst.as_fd());
         if in_dst {
@@ -388,18 +427,35 @@ impl<'a> Walk<'a> {
                     if !self.env.as_root && mode_now & 0o700 != 0o700 {
                         // We need to write into it; its final mode is set when it is finished.
                         mode_now |= 0o700;
-                        rustix::fs::chmodat(dfd, name, Mode::from_raw_mode(mode_now), AtFlags::empty())
-                            .map_err(|e| self.err("set mode of", self.dst_full(&node.rel, Some(name)), e))?;
+                        rustix::fs::chmodat(
+                            dfd,
+                            name,
+                            Mode::from_raw_mode(mode_now),
+                            AtFlags::empty(),
+                        )
+                        .map_err(|e| {
+                            self.err("set mode of", self.dst_full(&node.rel, Some(name)), e)
+                        })?;
                     }
                     if self.env.as_root && (d.uid != m.uid || d.gid != m.gid) {
-                        rustix::fs::chownat(dfd, name, Some(uid(m.uid)), Some(gid(m.gid)), AtFlags::SYMLINK_NOFOLLOW)
-                            .map_err(|e| self.err("set owner of", self.dst_full(&node.rel, Some(name)), e))?;
+                        rustix::fs::chownat(
+                            dfd,
+                            name,
+                            Some(uid(m.uid)),
+                            Some(gid(m.gid)),
+                            AtFlags::SYMLINK_NOFOLLOW,
+                        )
+                        .map_err(|e| {
+                            self.err("set owner of", self.dst_full(&node.rel, Some(name)), e)
+                        })?;
                     }
                     let (new_gid, setgid) = self.gid_rule(&d, m.gid);
                     self.spawn_dir(s, node, name, *m, Some(d), mode_now, new_gid, setgid, true);
                     return Ok(());
                 }
-                if self.same(m, &d) && (m.kind() != Kind::Symlink || self.same_target(open, name)?) {
+                if self.same(m, &d)
+                    && (m.kind() != Kind::Symlink || self.same_target(open, name)?)
+                {
                     self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
@@ -410,13 +466,22 @@ impl<'a> Walk<'a> {
         match m.kind() {
             Kind::Dir => {
                 let want = m.perm() & 0o1777 | if self.env.as_root { 0 } else { 0o700 };
-                rustix::fs::mkdirat(dfd, name, Mode::from_raw_mode(want))
-                    .map_err(|e| self.err("create directory", self.dst_full(&node.rel, Some(name)), e))?;
+                rustix::fs::mkdirat(dfd, name, Mode::from_raw_mode(want)).map_err(|e| {
+                    self.err("create directory", self.dst_full(&node.rel, Some(name)), e)
+                })?;
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
                 let mut dir_gid = node.new_gid;
                 if self.env.needs_chown(m, node.new_gid) {
-                    rustix::fs::chownat(dfd, name, Some(uid(m.uid)), Some(gid(m.gid)), AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(|e| self.err("set owner of", self.dst_full(&node.rel, Some(name)), e))?;
+                    rustix::fs::chownat(
+                        dfd,
+                        name,
+                        Some(uid(m.uid)),
+                        Some(gid(m.gid)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| {
+                        self.err("set owner of", self.dst_full(&node.rel, Some(name)), e)
+                    })?;
                     dir_gid = m.gid;
                 }
                 // Subdirectories inherit S_ISGID; u32::MAX: mode unknown, set it when finished.
@@ -429,19 +494,31 @@ impl<'a> Walk<'a> {
                 Ok(())
             }
             Kind::File => {
-                let n = copy_file(&self.env, sfd, name, m, dfd, name, node.new_gid).map_err(|(op, which, e)| {
-                    let p = if which == Side::Src { self.src_full(&node.rel, Some(name)) } else { self.dst_full(&node.rel, Some(name)) };
-                    self.err(op, p, e)
-                })?;
+                let n = copy_file(&self.env, sfd, name, m, dfd, name, node.new_gid).map_err(
+                    |(op, which, e)| {
+                        let p = if which == Side::Src {
+                            self.src_full(&node.rel, Some(name))
+                        } else {
+                            self.dst_full(&node.rel, Some(name))
+                        };
+                        self.err(op, p, e)
+                    },
+                )?;
                 self.counters.files.fetch_add(1, Ordering::Relaxed);
                 self.counters.bytes.fetch_add(n, Ordering::Relaxed);
                 Ok(())
             }
             Kind::Symlink => {
-                copy_symlink(&self.env, sfd, name, m, dfd, name, node.new_gid).map_err(|(op, which, e)| {
-                    let p = if which == Side::Src { self.src_full(&node.rel, Some(name)) } else { self.dst_full(&node.rel, Some(name)) };
-                    self.err(op, p, e)
-                })?;
+                copy_symlink(&self.env, sfd, name, m, dfd, name, node.new_gid).map_err(
+                    |(op, which, e)| {
+                        let p = if which == Side::Src {
+                            self.src_full(&node.rel, Some(name))
+                        } else {
+                            self.dst_full(&node.rel, Some(name))
+                        };
+                        self.err(op, p, e)
+                    },
+                )?;
                 self.counters.symlinks.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -512,7 +589,11 @@ impl<'a> Walk<'a> {
         match links.get(&key) {
             Some(s) => (s.clone(), false),
             None => {
-                let slot = Arc::new(LinkSlot { dst_rel: rel.join(osname(name)), state: Mutex::new(None), cv: Condvar::new() });
+                let slot = Arc::new(LinkSlot {
+                    dst_rel: rel.join(osname(name)),
+                    state: Mutex::new(None),
+                    cv: Condvar::new(),
+                });
                 links.insert(key, slot.clone());
                 (slot, true)
             }
@@ -542,8 +623,14 @@ impl<'a> Walk<'a> {
             }
         }
         node.modified.store(true, Ordering::Relaxed);
-        rustix::fs::linkat(&self.dst_root, &slot.dst_rel, &open.dst, name, AtFlags::empty())
-            .map_err(|e| self.err("create hard link", self.dst_full(&node.rel, Some(name)), e))?;
+        rustix::fs::linkat(
+            &self.dst_root,
+            &slot.dst_rel,
+            &open.dst,
+            name,
+            AtFlags::empty(),
+        )
+        .map_err(|e| self.err("create hard link", self.dst_full(&node.rel, Some(name)), e))?;
         self.counters.hardlinks.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -556,7 +643,13 @@ impl<'a> Walk<'a> {
     }
 
     /// Removes an entry of the destination (a whole subtree for a directory).
-    fn remove_entry(&self, node: &Node, dfd: BorrowedFd<'_>, name: &CStr, ft: FileType) -> Result<()> {
+    fn remove_entry(
+        &self,
+        node: &Node,
+        dfd: BorrowedFd<'_>,
+        name: &CStr,
+        ft: FileType,
+    ) -> Result<()> {
         node.modified.store(true, Ordering::Relaxed);
         let path = || self.dst_full(&node.rel, Some(name));
         if ft != FileType::Directory {
@@ -576,7 +669,9 @@ impl<'a> Walk<'a> {
         if let Some((p, why)) = failed.first() {
             return Err(anyhow!("{}: {}: {why}", self.verb, p.display()));
         }
-        self.counters.removed.fetch_add(r.removed.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.counters
+            .removed
+            .fetch_add(r.removed.load(Ordering::Relaxed), Ordering::Relaxed);
         Ok(())
     }
 
@@ -661,22 +756,30 @@ pub(super) fn copy_file(
     dname: &CStr,
     new_gid: u32,
 ) -> std::result::Result<u64, OpError> {
-    let input = if m.size > 0 { Some(sys::open_read(sdir, sname).map_err(|e| ("open", Side::Src, e))?) } else { None };
+    let input = if m.size > 0 {
+        Some(sys::open_read(sdir, sname).map_err(|e| ("open", Side::Src, e))?)
+    } else {
+        None
+    };
     let create_mode = m.perm() & 0o777;
     let out = sys::create_file(ddir, dname, create_mode).map_err(|e| ("create", Side::Dst, e))?;
     let res = (|| {
         let mut n = 0;
         if let Some(input) = &input {
-            n = copy_contents(env, input.as_fd(), out.as_fd(), m.size).map_err(|e| ("copy contents to", Side::Dst, e))?;
+            n = copy_contents(env, input.as_fd(), out.as_fd(), m.size)
+                .map_err(|e| ("copy contents to", Side::Dst, e))?;
         }
         let chowned = env.needs_chown(m, new_gid);
         if chowned {
-            rustix::fs::fchown(&out, Some(uid(m.uid)), Some(gid(m.gid))).map_err(|e| ("set owner of", Side::Dst, e.into()))?;
+            rustix::fs::fchown(&out, Some(uid(m.uid)), Some(gid(m.gid)))
+                .map_err(|e| ("set owner of", Side::Dst, e.into()))?;
         }
         if env.created_mode(create_mode) != Some(m.perm()) {
-            rustix::fs::fchmod(&out, Mode::from_raw_mode(m.perm())).map_err(|e| ("set mode of", Side::Dst, e.into()))?;
+            rustix::fs::fchmod(&out, Mode::from_raw_mode(m.perm()))
+                .map_err(|e| ("set mode of", Side::Dst, e.into()))?;
         }
-        rustix::fs::futimens(&out, &m.times()).map_err(|e| ("set times of", Side::Dst, e.into()))?;
+        rustix::fs::futimens(&out, &m.times())
+            .map_err(|e| ("set times of", Side::Dst, e.into()))?;
         Ok(n)
     })();
     if res.is_err() {
@@ -687,7 +790,12 @@ pub(super) fn copy_file(
 }
 
 /// Reflink when possible, else `copy_file_range` in the kernel, else read/write.
-fn copy_contents(env: &Env, input: BorrowedFd<'_>, output: BorrowedFd<'_>, len: u64) -> io::Result<u64> {
+fn copy_contents(
+    env: &Env,
+    input: BorrowedFd<'_>,
+    output: BorrowedFd<'_>,
+    len: u64,
+) -> io::Result<u64> {
     if env.try_reflink.load(Ordering::Relaxed) {
         match rustix::fs::ioctl_ficlone(output, input) {
             Ok(()) => return Ok(len),
@@ -701,7 +809,13 @@ fn copy_contents(env: &Env, input: BorrowedFd<'_>, output: BorrowedFd<'_>, len: 
     let mut done = 0u64;
     if env.try_cfr.load(Ordering::Relaxed) {
         while done < len {
-            match rustix::fs::copy_file_range(input, None, output, None, (len - done).min(1 << 30) as usize) {
+            match rustix::fs::copy_file_range(
+                input,
+                None,
+                output,
+                None,
+                (len - done).min(1 << 30) as usize,
+            ) {
                 Ok(0) => return Ok(done), // the file shrank while we copied
                 Ok(n) => done += n as u64,
                 Err(e) if done == 0 && sys::unsupported(&e.into()) => {
@@ -740,15 +854,24 @@ pub(super) fn copy_symlink(
     dname: &CStr,
     new_gid: u32,
 ) -> std::result::Result<(), OpError> {
-    let target: CString = rustix::fs::readlinkat(sdir, sname, Vec::with_capacity(m.size as usize + 1))
-        .map_err(|e| ("read link", Side::Src, e.into()))?;
-    rustix::fs::symlinkat(target.as_c_str(), ddir, dname).map_err(|e| ("create symlink", Side::Dst, e.into()))?;
+    let target: CString =
+        rustix::fs::readlinkat(sdir, sname, Vec::with_capacity(m.size as usize + 1))
+            .map_err(|e| ("read link", Side::Src, e.into()))?;
+    rustix::fs::symlinkat(target.as_c_str(), ddir, dname)
+        .map_err(|e| ("create symlink", Side::Dst, e.into()))?;
     let res = (|| {
         if env.needs_chown(m, new_gid) {
-            rustix::fs::chownat(ddir, dname, Some(uid(m.uid)), Some(gid(m.gid)), AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| ("set owner of", Side::Dst, e.into()))?;
+            rustix::fs::chownat(
+                ddir,
+                dname,
+                Some(uid(m.uid)),
+                Some(gid(m.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| ("set owner of", Side::Dst, e.into()))?;
         }
-        rustix::fs::utimensat(ddir, dname, &m.times(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| ("set times of", Side::Dst, e.into()))
+        rustix::fs::utimensat(ddir, dname, &m.times(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| ("set times of", Side::Dst, e.into()))
     })();
     if res.is_err() {
         let _ = rustix::fs::unlinkat(ddir, dname, AtFlags::empty());
