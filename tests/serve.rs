@@ -702,3 +702,23 @@ fn the_head_a_rollback_left_is_not_redeployed() {
         pin()
     );
 }
+
+#[test]
+fn a_cron_schedule_polls_too() {
+    let w = World::new(APP, "");
+    std::fs::write(
+        &w.config,
+        format!(
+            "webroot: {}\nsource:\n  repo: file://{}\ndrain: 0s\nauto_deploy:\n  cron: '* * * * * *'\n",
+            w.webroot.display(),
+            w.repo.display()
+        ),
+    )
+    .unwrap();
+    let s = Serve::start(&w);
+    wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
+    assert!(s.log().contains("polling on cron"), "{}", s.log());
+    w.write_files(&[("index.php", &php("v2"))]);
+    w.commit("v2");
+    wait_live(&w, &s, &php("v2"), Duration::from_secs(3));
+}

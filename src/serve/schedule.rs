@@ -43,7 +43,7 @@ pub fn describe(a: &AutoDeployConfig) -> String {
 fn make_job(a: &AutoDeployConfig, tick: impl Fn() + Send + Sync + 'static) -> Result<Job> {
     match (&a.every, &a.cron) {
         (Some(_), Some(_)) => bail!("`auto_deploy` has both `every` and `cron`; keep exactly one of them"),
-        (_, Some(cron)) => Job::new_async(cron.as_str(), move |_, _| {
+        (_, Some(cron)) => Job::new_async_tz(cron.as_str(), Local, move |_, _| {
             tick();
             Box::pin(async {})
         })
