@@ -30,6 +30,9 @@ use crate::opcache::{self, Endpoint};
 /// Poll interval of `drain: auto`.
 const POLL: Duration = Duration::from_millis(25);
 
+/// Failures of the status page in a row before `auto` falls back to a fixed wait.
+const MAX_STATUS_FAILURES: u32 = 8;
+
 static FALLBACK_SAID: AtomicBool = AtomicBool::new(false);
 
 /// One php-fpm worker as the status page shows it.
@@ -143,7 +146,10 @@ pub fn wait(cfg: &Config, tree: &Path) -> Option<String> {
             trees.push(real);
         }
     }
-    let mut last_busy: Vec<String>;
+    let mut last_busy: Vec<String> = Vec::new();
+    // php-fpm's status page fails now and then under load (HTTP 500/503 while
+    // the scoreboard is busy): only several failures in a row mean there is none.
+    let mut failures = 0;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match fpm_status(
@@ -152,6 +158,7 @@ pub fn wait(cfg: &Config, tree: &Path) -> Option<String> {
             left.clamp(Duration::from_millis(200), opcache::TIMEOUT),
         ) {
             Ok(st) => {
+                failures = 0;
                 let busy = st.busy_on(&trees, &status_path);
                 if busy.is_empty() && st.listen_queue == 0 {
                     tracing::debug!(
@@ -176,7 +183,13 @@ pub fn wait(cfg: &Config, tree: &Path) -> Option<String> {
                     last_busy.push(format!("{} queued", st.listen_queue));
                 }
             }
-            Err(e) => return fallback(cfg, deadline, &format!("{e:#}")),
+            Err(e) => {
+                failures += 1;
+                tracing::debug!("drain: php-fpm's status page failed ({failures} in a row): {e:#}");
+                if failures >= MAX_STATUS_FAILURES {
+                    return fallback(cfg, deadline, &format!("{e:#}"));
+                }
+            }
         }
         if Instant::now() + POLL >= deadline {
             return Some(format!(
