@@ -75,6 +75,8 @@ pub enum Check {
     RefsChanged,
     /// The refs changed while a deploy ran: look again now it is over.
     AfterDeploy,
+    /// A reloaded configuration follows another repository or branch, or turned polling on.
+    Reload,
 }
 
 impl fmt::Display for Check {
@@ -84,6 +86,7 @@ impl fmt::Display for Check {
             Check::Tick => "auto-deploy tick",
             Check::RefsChanged => "refs change",
             Check::AfterDeploy => "re-check after deploy",
+            Check::Reload => "check after reload",
         })
     }
 }
@@ -629,7 +632,7 @@ async fn apply(
                 None
             }
         };
-        tracing::info!("auto-deploy: {}", schedule::describe(b));
+        tracing::info!("schedule: {}", schedule::describe(b));
     }
     if old.source.repo != new.source.repo || a.enabled != b.enabled {
         *repo_watch = if b.enabled {
@@ -640,7 +643,7 @@ async fn apply(
     }
     let moved = old.source.repo != new.source.repo || old.source.branch != new.source.branch;
     if b.enabled && (!a.enabled || moved) {
-        svc.request_check(Check::Startup);
+        svc.request_check(Check::Reload);
     }
 }
 
