@@ -10,6 +10,7 @@
 //! Any failure after step 3 restores ROOT from the snapshot and points the
 //! link back at it: the site serves the old version throughout.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,8 @@ use git2::Oid;
 
 use crate::config::Config;
 use crate::history::{self, Record, StepTiming};
-use crate::journal::{Journal, Phase};
 use crate::hooks::{self, HookEnv};
+use crate::journal::{Journal, Phase};
 use crate::layout::{Layout, LinkState};
 use crate::lock::DeployLock;
 use crate::source::{short, GitSource, Plan};
@@ -74,7 +75,13 @@ pub struct Request {
 impl Request {
     /// A plain manual deploy of the branch head.
     pub fn manual() -> Request {
-        Request { reference: None, force: false, dry_run: false, trigger: Trigger::Manual, id: None }
+        Request {
+            reference: None,
+            force: false,
+            dry_run: false,
+            trigger: Trigger::Manual,
+            id: None,
+        }
     }
 }
 
@@ -159,7 +166,10 @@ impl Run {
         let t = Instant::now();
         let r = f();
         let ms = t.elapsed().as_millis() as u64;
-        self.steps.push(StepTiming { step: name.to_string(), ms });
+        self.steps.push(StepTiming {
+            step: name.to_string(),
+            ms,
+        });
         match &r {
             Ok(_) => tracing::info!("{name} ({})", fmt_ms(ms)),
             Err(_) => tracing::debug!("{name} failed after {}", fmt_ms(ms)),
@@ -167,7 +177,17 @@ impl Run {
         r
     }
 
-    fn record(&self, layout: &Layout, trigger: Trigger, result: &str, commit: Option<&str>, previous: Option<&str>, snap: Option<&str>, evicted: &[String], error: Option<String>) {
+    fn record(
+        &self,
+        layout: &Layout,
+        trigger: Trigger,
+        result: &str,
+        commit: Option<&str>,
+        previous: Option<&str>,
+        snap: Option<&str>,
+        evicted: &[String],
+        error: Option<String>,
+    ) {
         let rec = Record {
             id: self.id.clone(),
             started: self.started.to_rfc3339(),
@@ -187,11 +207,21 @@ impl Run {
             tracing::warn!("cannot record the deploy in the history: {e:#}");
         }
         if let Some(cfg) = &self.notify {
-            let short = rec.commit.as_deref().map(|c| &c[..7.min(c.len())]).unwrap_or("?");
+            let short = rec
+                .commit
+                .as_deref()
+                .map(|c| &c[..7.min(c.len())])
+                .unwrap_or("?");
             let text = match result {
                 "success" => format!("rootswap: deployed {short} to {}", layout.webroot.display()),
-                "rolled-back" => format!("rootswap: deploy of {short} to {} failed its health check and was rolled back", layout.webroot.display()),
-                _ => format!("rootswap: deploy of {short} to {} failed; the previous version stays live", layout.webroot.display()),
+                "rolled-back" => format!(
+                    "rootswap: deploy of {short} to {} failed its health check and was rolled back",
+                    layout.webroot.display()
+                ),
+                _ => format!(
+                    "rootswap: deploy of {short} to {} failed; the previous version stays live",
+                    layout.webroot.display()
+                ),
             };
             crate::notify::send(
                 cfg,
@@ -219,8 +249,15 @@ fn fmt_ms(ms: u64) -> String {
 
 /// A fresh deploy id: local time plus a few random-ish hex digits.
 pub fn new_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{}-{:04x}", Local::now().format("%Y%m%d-%H%M%S"), (nanos ^ std::process::id()) & 0xffff)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{:04x}",
+        Local::now().format("%Y%m%d-%H%M%S"),
+        (nanos ^ std::process::id()) & 0xffff
+    )
 }
 
 /// Runs the whole pipeline once (`rootswap deploy`).
@@ -235,7 +272,11 @@ pub fn deploy(cfg: &Config, req: &Request) -> Result<Outcome> {
         .with_context(|| format!("cannot create state directory {}", layout.state.display()))?;
     let lock = DeployLock::acquire(&layout.state)?;
     let result = deploy_locked(cfg, &layout, req);
-    if result.is_err() && created_state && !layout.root().exists() && !matches!(layout.link_state(), Ok(LinkState::Symlink(_))) {
+    if result.is_err()
+        && created_state
+        && !layout.root().exists()
+        && !matches!(layout.link_state(), Ok(LinkState::Symlink(_)))
+    {
         // Nothing was ever deployed: leave the disk as we found it.
         drop(lock);
         let _ = std::fs::remove_dir_all(&layout.state);
@@ -267,11 +308,16 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     })?;
     let commit = source.resolve(req.reference.as_deref())?;
     let previous = state.deployed.clone();
-    let prev_oid = previous.as_deref().and_then(|p| Oid::from_str(p).ok()).filter(|_| previous.as_deref().is_some_and(|p| source.has_commit(p)));
+    let prev_oid = previous
+        .as_deref()
+        .and_then(|p| Oid::from_str(p).ok())
+        .filter(|_| previous.as_deref().is_some_and(|p| source.has_commit(p)));
     let root_empty = layout.root_is_empty()?;
     if previous.as_deref() == Some(commit.to_string().as_str()) && !req.force && !root_empty {
         tracing::info!("up to date ({})", short(commit));
-        return Ok(Outcome::UpToDate { commit: commit.to_string() });
+        return Ok(Outcome::UpToDate {
+            commit: commit.to_string(),
+        });
     }
     tracing::info!("deploying {}", source.describe(commit));
     let plan = source.plan(prev_oid, commit)?;
@@ -287,7 +333,16 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     };
 
     if root_empty {
-        return first_deploy(cfg, layout, req, &mut run, &source, &plan, &mut state, &mut journal);
+        return first_deploy(
+            cfg,
+            layout,
+            req,
+            &mut run,
+            &source,
+            &plan,
+            &mut state,
+            &mut journal,
+        );
     }
 
     // Step 2: snapshot ROOT.
@@ -297,22 +352,69 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     tracing::info!(
         "snapshot {} ({}{} files copied, {} unchanged)",
         taken.name,
-        taken.recycled.as_ref().map(|r| format!("recycled {r}, ")).unwrap_or_default(),
+        taken
+            .recycled
+            .as_ref()
+            .map(|r| format!("recycled {r}, "))
+            .unwrap_or_default(),
         taken.stats.files,
         taken.stats.unchanged
     );
     state.set_snapshot(&taken.path, previous.clone())?;
     state.save(&layout.state)?;
     let old_classifier = classifier(cfg, &source, prev_oid.unwrap_or(commit))?;
-    let before = run.step("scan-user-content", || user_content::scan(&taken.path, &old_classifier))?;
+    let mut before = run.step("scan-user-content", || {
+        user_content::scan(&taken.path, &old_classifier)
+    })?;
 
     // Step 3: serve the snapshot, let requests on ROOT finish.
+    //
+    // Uploads ROOT receives while the snapshot is being copied belong in the
+    // served tree. They are carried over (`catch-up`) until a pass finds
+    // nothing new, so that the switch happens right after a pass and the two
+    // trees differ for as short a time as possible; then once more at once
+    // after the switch, and once more after the drain, when no request still
+    // runs on ROOT.
+    let mut root_base = before.clone();
+    let mut catch_up = |run: &mut Run, before: &mut Manifest, cutoff: Option<u64>| -> Result<usize> {
+        let (root_now, r) = run.step("catch-up", || {
+            let mut root_now = user_content::scan(&layout.root(), &old_classifier)?;
+            // A file the snapshot had and lost since was deleted by a request there: not brought back.
+            let r = user_content::copy_back(&layout.root(), &taken.path, &root_base, &mut root_now, &HashSet::new(), Some(before), cutoff)?;
+            Ok((root_now, r))
+        })?;
+        for p in &r.copied {
+            if let Some(sig) = root_now.get(p) {
+                before.insert(p.clone(), *sig);
+            }
+        }
+        for p in &r.removed {
+            before.remove(p);
+        }
+        // Changed on both sides and the snapshot's change (a newer version, or
+        // a deletion) won: ROOT's version is superseded. Record it as the base
+        // that the snapshot's state replaces, so the copy-back applies it.
+        for p in &r.superseded {
+            if let Some(sig) = root_now.get(p) {
+                before.insert(p.clone(), *sig);
+            }
+        }
+        root_base = root_now;
+        Ok(r.copied.len() + r.removed.len())
+    };
+    for _ in 0..3 {
+        if catch_up(&mut run, &mut before, None)? == 0 {
+            break;
+        }
+    }
     journal.enter(&layout.state, Phase::SwitchToSnapshot)?;
     run.step("switch-to-snapshot", || switch::point_link(&layout.link(), &taken.name))?;
     journal.switched_at = Some(crate::journal::now_ns());
     journal.enter(&layout.state, Phase::Rewrite)?;
+    catch_up(&mut run, &mut before, journal.switched_at)?;
     let drained = run.step("drain", || Ok(crate::drain::wait(cfg, &layout.root())))?;
     run.warnings.extend(drained);
+    catch_up(&mut run, &mut before, journal.switched_at)?;
 
     // Steps 4-5: rewrite ROOT, run hooks, copy user content back. Any failure restores ROOT.
     let new_tracked = source.tracked(commit)?;
@@ -325,21 +427,55 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     let mut copied = 0;
     let mut removed = 0;
     let rewrite = (|| -> Result<Manifest> {
-        run.step("checkout", || source.checkout(&plan, &layout.root(), |_| {}))?;
-        run.step("hooks", || hooks::run_all("after_checkout", &cfg.hooks.after_checkout, &layout.root(), &env, cfg.hooks.timeout))?;
-        let now = user_content::scan(&taken.path, &old_classifier)?;
-        let r = run.step("copy-back", || user_content::copy_back(&taken.path, &layout.root(), &before, &now, &new_tracked, None))?;
+        run.step("checkout", || {
+            source.checkout(&plan, &layout.root(), |_| {})
+        })?;
+        run.step("hooks", || {
+            hooks::run_all(
+                "after_checkout",
+                &cfg.hooks.after_checkout,
+                &layout.root(),
+                &env,
+                cfg.hooks.timeout,
+            )
+        })?;
+        let mut now = user_content::scan(&taken.path, &old_classifier)?;
+        let r = run.step("copy-back", || {
+            user_content::copy_back(
+                &taken.path,
+                &layout.root(),
+                &before,
+                &mut now,
+                &new_tracked,
+                None,
+                journal.switched_at,
+            )
+        })?;
         copied += r.copied.len();
         removed += r.removed.len();
-        run.step("before-switch hooks", || hooks::run_all("before_switch", &cfg.hooks.before_switch, &layout.root(), &env, cfg.hooks.timeout))?;
+        run.step("before-switch hooks", || {
+            hooks::run_all(
+                "before_switch",
+                &cfg.hooks.before_switch,
+                &layout.root(),
+                &env,
+                cfg.hooks.timeout,
+            )
+        })?;
         Ok(now)
     })();
     let pass1 = match rewrite {
         Ok(m) => m,
         Err(e) => {
-            let restored = journal
-                .enter(&layout.state, Phase::Restore)
-                .and_then(|_| crate::recover::restore_root(cfg, layout, &taken.name, &old_classifier, journal.switched_at));
+            let restored = journal.enter(&layout.state, Phase::Restore).and_then(|_| {
+                crate::recover::restore_root(
+                    cfg,
+                    layout,
+                    &taken.name,
+                    &old_classifier,
+                    journal.switched_at,
+                )
+            });
             if restored.is_ok() {
                 if let Err(je) = Journal::finish(&layout.state) {
                     tracing::warn!("{je:#}");
@@ -352,23 +488,74 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
                     taken.name, taken.name
                 ),
             };
-            run.record(layout, req.trigger, "failed", Some(&commit.to_string()), previous.as_deref(), Some(&taken.name), &[], Some(msg.clone()));
+            run.record(
+                layout,
+                req.trigger,
+                "failed",
+                Some(&commit.to_string()),
+                previous.as_deref(),
+                Some(&taken.name),
+                &[],
+                Some(msg.clone()),
+            );
             return Err(anyhow!(msg));
         }
     };
+
+    // Uploads that reached the snapshot during the first copy-back pass: repeat
+    // until a pass finds nothing, so the switch back follows a quiet pass.
+    let mut pass1 = pass1;
+    for _ in 0..3 {
+        let pass = run.step("copy-back", || {
+            let mut now = user_content::scan(&taken.path, &old_classifier)?;
+            let r = user_content::copy_back(&taken.path, &layout.root(), &pass1, &mut now, &new_tracked, None, journal.switched_at)?;
+            Ok((now, r))
+        });
+        match pass {
+            Ok((now, r)) => {
+                copied += r.copied.len();
+                removed += r.removed.len();
+                pass1 = now;
+                if r.copied.is_empty() && r.removed.is_empty() {
+                    break;
+                }
+            }
+            Err(e) => {
+                run.warnings.push(format!("copy-back: {e:#} (retried after the switch)"));
+                break;
+            }
+        }
+    }
 
     // Step 6: serve ROOT again; catch late uploads; evict.
     // ROOT's user files now: a file that disappears from ROOT after the switch was deleted by a
     // request there, and must not be resurrected by the late copy-back.
     let root_pass1 = user_content::scan(&layout.root(), &old_classifier)?;
     journal.enter(&layout.state, Phase::SwitchToRoot)?;
+    let switched_back = crate::journal::now_ns();
     // ROOT is complete and nothing runs on it: clear php-fpm's OPcache while traffic is still on
     // the snapshot (NOTES.md §8: 0 torn, 0 stale), and once more right after the switch.
     let changed = || plan.changes.iter().map(|c| c.path.as_path());
-    let w = run.step("opcache-reset", || Ok(crate::opcache::clear_for_deploy(cfg, &layout.root(), changed(), "before switching back to ROOT")))?;
+    let w = run.step("opcache-reset", || {
+        Ok(crate::opcache::clear_for_deploy(
+            cfg,
+            &layout.root(),
+            changed(),
+            "before switching back to ROOT",
+        ))
+    })?;
     run.warnings.extend(w);
-    run.step("switch-to-root", || switch::point_link(&layout.link(), &layout.root_name))?;
-    let w = run.step("opcache-reset", || Ok(crate::opcache::clear_for_deploy(cfg, &layout.root(), changed(), "after switching back to ROOT")))?;
+    run.step("switch-to-root", || {
+        switch::point_link(&layout.link(), &layout.root_name)
+    })?;
+    let w = run.step("opcache-reset", || {
+        Ok(crate::opcache::clear_for_deploy(
+            cfg,
+            &layout.root(),
+            changed(),
+            "after switching back to ROOT",
+        ))
+    })?;
     run.warnings.extend(w);
     // Health gate: a failing URL puts the old version back at once.
     if let Some(hc) = &cfg.health_check {
@@ -376,7 +563,16 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
             let msg = roll_back_unhealthy(cfg, layout, &mut journal, &taken.name, &old_classifier, plan.changes.iter().map(|c| c.path.as_path()))
                 .map(|_| format!("{e:#}\nthe link went back to {} and ROOT was restored from it: the previous version is live", taken.name))
                 .unwrap_or_else(|re| format!("{e:#}\nrolling back failed too ({re:#})"));
-            run.record(layout, req.trigger, "rolled-back", Some(&commit.to_string()), previous.as_deref(), Some(&taken.name), &[], Some(msg.clone()));
+            run.record(
+                layout,
+                req.trigger,
+                "rolled-back",
+                Some(&commit.to_string()),
+                previous.as_deref(),
+                Some(&taken.name),
+                &[],
+                Some(msg.clone()),
+            );
             return Err(anyhow!(msg));
         }
     }
@@ -384,18 +580,45 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     pin(&mut state, req, &source, commit);
     state.save(&layout.state)?;
     journal.enter(&layout.state, Phase::Finish)?;
-    let drained = run.step("drain", || Ok(crate::drain::wait(cfg, &taken.path)))?;
-    run.warnings.extend(drained);
-    let pass2 = run.step("copy-back (late)", || {
-        let now = user_content::scan(&taken.path, &old_classifier)?;
-        user_content::copy_back(&taken.path, &layout.root(), &pass1, &now, &new_tracked, Some(&root_pass1))
-    });
-    match pass2 {
-        Ok(r) => {
-            copied += r.copied.len();
-            removed += r.removed.len();
+    // Uploads that landed in the snapshot while the link moved back: once at
+    // once (the window is the length of this pass), once more after the drain
+    // (requests that started on the snapshot have finished by then).
+    let mut seen_before = pass1;
+    let mut root_seen = root_pass1;
+    for (i, name) in ["copy-back (late)", "copy-back (after drain)"]
+        .into_iter()
+        .enumerate()
+    {
+        if i == 1 {
+            let drained = run.step("drain", || Ok(crate::drain::wait(cfg, &taken.path)))?;
+            run.warnings.extend(drained);
         }
-        Err(e) => run.warnings.push(format!("late copy-back: {e:#}")),
+        let pass = run.step(name, || {
+            let mut now = user_content::scan(&taken.path, &old_classifier)?;
+            let r = user_content::copy_back(
+                &taken.path,
+                &layout.root(),
+                &seen_before,
+                &mut now,
+                &new_tracked,
+                Some(&root_seen),
+                Some(switched_back),
+            )?;
+            Ok((now, r))
+        });
+        match pass {
+            Ok((now, r)) => {
+                copied += r.copied.len();
+                removed += r.removed.len();
+                for p in &r.copied {
+                    if let Some(sig) = now.get(p) {
+                        root_seen.insert(p.clone(), *sig);
+                    }
+                }
+                seen_before = now;
+            }
+            Err(e) => run.warnings.push(format!("late copy-back: {e:#}")),
+        }
     }
     let (evicted, warns) = run.step("evict", || snapshot::evict(layout, cfg, Some(&taken.name)))?;
     run.warnings.extend(warns);
@@ -418,7 +641,16 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         steps: run.steps.clone(),
         warnings: run.warnings.clone(),
     };
-    run.record(layout, req.trigger, "success", Some(&summary.commit), previous.as_deref(), Some(&taken.name), &evicted, None);
+    run.record(
+        layout,
+        req.trigger,
+        "success",
+        Some(&summary.commit),
+        previous.as_deref(),
+        Some(&taken.name),
+        &evicted,
+        None,
+    );
     Ok(Outcome::Deployed(summary))
 }
 
@@ -443,17 +675,46 @@ fn first_deploy(
     let res = (|| -> Result<()> {
         journal.enter(&layout.state, Phase::FirstCheckout)?;
         run.step("checkout", || source.checkout(plan, &root, |_| {}))?;
-        run.step("hooks", || hooks::run_all("after_checkout", &cfg.hooks.after_checkout, &root, &env, cfg.hooks.timeout))?;
-        run.step("before-switch hooks", || hooks::run_all("before_switch", &cfg.hooks.before_switch, &root, &env, cfg.hooks.timeout))?;
+        run.step("hooks", || {
+            hooks::run_all(
+                "after_checkout",
+                &cfg.hooks.after_checkout,
+                &root,
+                &env,
+                cfg.hooks.timeout,
+            )
+        })?;
+        run.step("before-switch hooks", || {
+            hooks::run_all(
+                "before_switch",
+                &cfg.hooks.before_switch,
+                &root,
+                &env,
+                cfg.hooks.timeout,
+            )
+        })?;
         journal.enter(&layout.state, Phase::SwitchToRoot)?;
-        run.step("switch-to-root", || switch::point_link(&layout.link(), &layout.root_name))
+        run.step("switch-to-root", || {
+            switch::point_link(&layout.link(), &layout.root_name)
+        })
     })();
     if let Err(e) = res {
         if let Err(re) = crate::recover::recover(cfg, layout) {
             tracing::warn!("cannot clean up the failed first deploy: {re:#}");
         }
-        run.record(layout, req.trigger, "failed", Some(&plan.to.to_string()), None, None, &[], Some(format!("{e:#}")));
-        return Err(e.context("first deploy failed; nothing was live before, so the link was not created"));
+        run.record(
+            layout,
+            req.trigger,
+            "failed",
+            Some(&plan.to.to_string()),
+            None,
+            None,
+            &[],
+            Some(format!("{e:#}")),
+        );
+        return Err(
+            e.context("first deploy failed; nothing was live before, so the link was not created")
+        );
     }
     state.deployed = Some(plan.to.to_string());
     pin(state, req, source, plan.to);
@@ -474,7 +735,16 @@ fn first_deploy(
         steps: run.steps.clone(),
         warnings: run.warnings.clone(),
     };
-    run.record(layout, req.trigger, "success", Some(&summary.commit), None, None, &[], None);
+    run.record(
+        layout,
+        req.trigger,
+        "success",
+        Some(&summary.commit),
+        None,
+        None,
+        &[],
+        None,
+    );
     Ok(Outcome::Deployed(summary))
 }
 
@@ -483,7 +753,10 @@ fn first_deploy(
 /// head, only a newer commit. A deploy of the branch head clears the pin.
 fn pin(state: &mut State, req: &Request, source: &GitSource, commit: Oid) {
     if req.reference.is_some() || req.trigger == Trigger::Rollback {
-        state.pinned_from = source.branch_head().filter(|h| *h != commit).map(|h| h.to_string());
+        state.pinned_from = source
+            .branch_head()
+            .filter(|h| *h != commit)
+            .map(|h| h.to_string());
     } else {
         state.pinned_from = None;
     }
@@ -503,7 +776,13 @@ fn roll_back_unhealthy<'a>(
     switch::point_link(&layout.link(), snap)?;
     let _ = crate::drain::wait(cfg, &layout.root());
     // Uploads ROOT received while it served are kept: rescue everything older than now.
-    crate::recover::restore_root(cfg, layout, snap, classifier, Some(crate::journal::now_ns()))?;
+    crate::recover::restore_root(
+        cfg,
+        layout,
+        snap,
+        classifier,
+        Some(crate::journal::now_ns()),
+    )?;
     let _ = crate::opcache::clear_for_deploy(cfg, &layout.root(), changed, "after rolling back");
     Journal::finish(&layout.state)
 }
@@ -511,7 +790,12 @@ fn roll_back_unhealthy<'a>(
 /// The user-content classifier for a commit (its tracked files and .gitignore files).
 pub fn classifier(cfg: &Config, source: &GitSource, commit: Oid) -> Result<Classifier> {
     let rules = Rules::new(&cfg.user_content)?;
-    Ok(Classifier::new(rules, source.tracked(commit)?, &source.ignore_files(commit)?, source.subdir()))
+    Ok(Classifier::new(
+        rules,
+        source.tracked(commit)?,
+        &source.ignore_files(commit)?,
+        source.subdir(),
+    ))
 }
 
 fn dry_run(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome> {
@@ -528,7 +812,11 @@ fn dry_run(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome> {
         let source = GitSource::open(&state_dir, &cfg.source)?;
         source.fetch(req.reference.is_some())?;
         let to = source.resolve(req.reference.as_deref())?;
-        let from = state.deployed.as_deref().and_then(|p| Oid::from_str(p).ok()).filter(|o| source.has_commit(&o.to_string()));
+        let from = state
+            .deployed
+            .as_deref()
+            .and_then(|p| Oid::from_str(p).ok())
+            .filter(|o| source.has_commit(&o.to_string()));
         let plan = source.plan(from, to)?;
         let mut out = DryRun {
             from: state.deployed.clone(),
@@ -563,7 +851,11 @@ fn dry_run(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome> {
 }
 
 fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("rootswap-dry-run-{}-{}", std::process::id(), new_id()));
+    let dir = std::env::temp_dir().join(format!(
+        "rootswap-dry-run-{}-{}",
+        std::process::id(),
+        new_id()
+    ));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
 }

@@ -29,7 +29,9 @@ use crate::user_content::{self, Classifier, Sig};
 use crate::{copy, snapshot, switch};
 
 fn sig_ns(s: &Sig) -> u64 {
-    (s.mtime.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(s.mtime_ns.max(0) as u64)
+    (s.mtime.max(0) as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(s.mtime_ns.max(0) as u64)
 }
 
 /// Restores ROOT from the snapshot `snap_name` and points the link back at ROOT.
@@ -39,7 +41,13 @@ fn sig_ns(s: &Sig) -> u64 {
 /// snapshot lacks are kept; everything else in ROOT becomes the snapshot's.
 /// Uploads that land in the snapshot while the link moves back are copied
 /// over after the drain.
-pub fn restore_root(cfg: &Config, layout: &Layout, snap_name: &str, classifier: &Classifier, switched_at: Option<u64>) -> Result<()> {
+pub fn restore_root(
+    cfg: &Config,
+    layout: &Layout,
+    snap_name: &str,
+    classifier: &Classifier,
+    switched_at: Option<u64>,
+) -> Result<()> {
     tracing::warn!("restoring ROOT from {snap_name}");
     let snap = layout.entry(snap_name);
     let root = layout.root();
@@ -50,14 +58,21 @@ pub fn restore_root(cfg: &Config, layout: &Layout, snap_name: &str, classifier: 
         if root.is_dir() {
             for (p, sig) in user_content::scan(&root, classifier)? {
                 if !at_restore.contains_key(&p) && sig_ns(&sig) < t {
-                    copy::copy_file_atomic(&root.join(&p), &rescue_dir.join(&p))
-                        .with_context(|| format!("cannot set aside upload {} before restoring ROOT", p.display()))?;
+                    copy::copy_file_atomic(&root.join(&p), &rescue_dir.join(&p)).with_context(
+                        || {
+                            format!(
+                                "cannot set aside upload {} before restoring ROOT",
+                                p.display()
+                            )
+                        },
+                    )?;
                 }
             }
         }
     }
     if !root.is_dir() {
-        std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
     }
     copy::sync_tree(&snap, &root, &opts).context("cannot restore ROOT from the snapshot")?;
     if rescue_dir.is_dir() {
@@ -73,8 +88,8 @@ pub fn restore_root(cfg: &Config, layout: &Layout, snap_name: &str, classifier: 
     }
     switch::point_link(&layout.link(), &layout.root_name)?;
     crate::drain::wait(cfg, &snap);
-    let now = user_content::scan(&snap, classifier)?;
-    user_content::copy_back(&snap, &root, &at_restore, &now, &HashSet::new(), None)?;
+    let mut now = user_content::scan(&snap, classifier)?;
+    user_content::copy_back(&snap, &root, &at_restore, &mut now, &HashSet::new(), None, None)?;
     Ok(())
 }
 
@@ -92,7 +107,10 @@ pub struct Recovered {
 fn classifier_for(cfg: &Config, layout: &Layout, commit: Option<&str>) -> Result<Classifier> {
     let rules = user_content::Rules::new(&cfg.user_content)?;
     let source = GitSource::open(&layout.state, &cfg.source)?;
-    match commit.and_then(|c| Oid::from_str(c).ok()).filter(|o| source.has_commit(&o.to_string())) {
+    match commit
+        .and_then(|c| Oid::from_str(c).ok())
+        .filter(|o| source.has_commit(&o.to_string()))
+    {
         Some(oid) => crate::deploy::classifier(cfg, &source, oid),
         None => Ok(Classifier::new(rules, HashSet::new(), &[], source.subdir())),
     }
@@ -103,7 +121,11 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
     let journal = Journal::load(&layout.state)?;
     snapshot::clean_leftovers(layout, cfg)?;
     let Some(j) = journal else { return Ok(None) };
-    tracing::warn!("deploy {} was interrupted during {}: recovering", j.id, phase_name(j.phase));
+    tracing::warn!(
+        "deploy {} was interrupted during {}: recovering",
+        j.id,
+        phase_name(j.phase)
+    );
     let live = layout.live_name()?;
     let root_live = live.as_deref() == Some(layout.root_name.as_str());
     let action = match (j.phase, j.snapshot.as_deref()) {
@@ -114,9 +136,13 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
             "removed the half-written first checkout (nothing was served yet); the next deploy starts over".to_string()
         }
         (Phase::Snapshot, _) | (Phase::SwitchToSnapshot, _) if root_live => {
-            "the site kept serving ROOT, which was not touched; the partial snapshot was removed".to_string()
+            "the site kept serving ROOT, which was not touched; the partial snapshot was removed"
+                .to_string()
         }
-        (Phase::Snapshot | Phase::SwitchToSnapshot | Phase::Rewrite | Phase::Restore, Some(snap)) => {
+        (
+            Phase::Snapshot | Phase::SwitchToSnapshot | Phase::Rewrite | Phase::Restore,
+            Some(snap),
+        ) => {
             let c = classifier_for(cfg, layout, j.previous.as_deref().or(Some(&j.commit)))?;
             restore_root(cfg, layout, snap, &c, j.switched_at)?;
             format!("rolled back: ROOT restored from {snap}, the previous version stays live")
@@ -134,14 +160,20 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
                     tracing::info!("evicted {}", evicted.join(", "));
                 }
             }
-            format!("rolled forward: ROOT was complete, {} is live", &j.commit[..7.min(j.commit.len())])
+            format!(
+                "rolled forward: ROOT was complete, {} is live",
+                &j.commit[..7.min(j.commit.len())]
+            )
         }
         (phase, None) => {
             // A phase after the snapshot without a snapshot name cannot happen; make ROOT live if it can.
             if matches!(layout.link_state()?, LinkState::Symlink(_)) && !root_live {
                 switch::point_link(&layout.link(), &layout.root_name)?;
             }
-            format!("interrupted during {} with no snapshot recorded; left ROOT as it was", phase_name(phase))
+            format!(
+                "interrupted during {} with no snapshot recorded; left ROOT as it was",
+                phase_name(phase)
+            )
         }
     };
     tracing::warn!("recovered deploy {}: {action}", j.id);
@@ -155,7 +187,10 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
         previous_commit: j.previous.clone(),
         snapshot: j.snapshot.clone(),
         evicted: Vec::new(),
-        error: Some(format!("interrupted during {}; {action}", phase_name(j.phase))),
+        error: Some(format!(
+            "interrupted during {}; {action}",
+            phase_name(j.phase)
+        )),
         warnings: Vec::new(),
         steps: Vec::new(),
         duration_ms: 0,
@@ -168,7 +203,9 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
 /// After a crash past the switch back: copy user files the snapshot got after
 /// the first switch that ROOT lacks or holds an older version of.
 fn late_copy(cfg: &Config, layout: &Layout, snap: &str, j: &Journal) -> Result<()> {
-    let Some(t) = j.switched_at else { return Ok(()) };
+    let Some(t) = j.switched_at else {
+        return Ok(());
+    };
     let c = classifier_for(cfg, layout, j.previous.as_deref().or(Some(&j.commit)))?;
     let snap_path = layout.entry(snap);
     let root = layout.root();

@@ -42,7 +42,8 @@ fn compile(kind: &str, patterns: &[String]) -> Result<GlobSet> {
             .map_err(|e| anyhow!("{kind} pattern '{p}' is not a valid glob: {}", e.kind()))?;
         b.add(g);
     }
-    b.build().map_err(|e| anyhow!("{kind} patterns cannot be compiled: {e}"))
+    b.build()
+        .map_err(|e| anyhow!("{kind} patterns cannot be compiled: {e}"))
 }
 
 /// The part of a glob before its first wildcard, cut back to a whole directory.
@@ -62,7 +63,11 @@ impl Rules {
         Ok(Rules {
             gitignore: cfg.gitignore,
             preserve: compile("preserve", &cfg.preserve)?,
-            preserve_prefixes: if prefixes.iter().any(|p| p.as_os_str().is_empty()) { None } else { Some(prefixes) },
+            preserve_prefixes: if prefixes.iter().any(|p| p.as_os_str().is_empty()) {
+                None
+            } else {
+                Some(prefixes)
+            },
             exclude: compile("exclude", &cfg.exclude)?,
         })
     }
@@ -74,7 +79,9 @@ impl Rules {
         }
         match &self.preserve_prefixes {
             None => true,
-            Some(prefixes) => prefixes.iter().any(|p| p.starts_with(dir) || dir.starts_with(p)),
+            Some(prefixes) => prefixes
+                .iter()
+                .any(|p| p.starts_with(dir) || dir.starts_with(p)),
         }
     }
 }
@@ -93,7 +100,12 @@ impl Classifier {
     /// Builds a classifier from the rules, the files the commit tracks and its
     /// `.gitignore` files (directories relative to the repository root;
     /// `subdir` is where ROOT sits in the repository).
-    pub fn new(rules: Rules, tracked: HashSet<PathBuf>, ignore_files: &[IgnoreFile], subdir: &Path) -> Classifier {
+    pub fn new(
+        rules: Rules,
+        tracked: HashSet<PathBuf>,
+        ignore_files: &[IgnoreFile],
+        subdir: &Path,
+    ) -> Classifier {
         let repo = PathBuf::from("/rootswap-repo");
         let mut ignores: Vec<(usize, Gitignore)> = Vec::new();
         if rules.gitignore {
@@ -102,12 +114,17 @@ impl Classifier {
                 let mut b = GitignoreBuilder::new(&dir);
                 for line in f.text.lines() {
                     if let Err(e) = b.add_line(None, line) {
-                        tracing::warn!("ignoring .gitignore line '{line}' in {}: {e}", f.dir.join(".gitignore").display());
+                        tracing::warn!(
+                            "ignoring .gitignore line '{line}' in {}: {e}",
+                            f.dir.join(".gitignore").display()
+                        );
                     }
                 }
                 match b.build() {
                     Ok(g) => ignores.push((f.dir.components().count(), g)),
-                    Err(e) => tracing::warn!("cannot use {}: {e}", f.dir.join(".gitignore").display()),
+                    Err(e) => {
+                        tracing::warn!("cannot use {}: {e}", f.dir.join(".gitignore").display())
+                    }
                 }
             }
         }
@@ -150,7 +167,9 @@ impl Classifier {
 }
 
 fn is_own_temp(rel: &Path) -> bool {
-    rel.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".rootswap-tmp-"))
+    rel.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(".rootswap-tmp-"))
 }
 
 /// Identity of a user file's version: what changes when it is written.
@@ -179,6 +198,11 @@ impl Sig {
         }
     }
 
+    /// Modification time in nanoseconds since the epoch.
+    pub fn ns(&self) -> u64 {
+        (self.mtime.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(self.mtime_ns.max(0) as u64)
+    }
+
     fn newer_than(&self, other: &Sig) -> bool {
         (self.mtime, self.mtime_ns) > (other.mtime, other.mtime_ns)
     }
@@ -194,12 +218,22 @@ pub fn scan(tree: &Path, c: &Classifier) -> Result<Manifest> {
     Ok(out)
 }
 
-fn scan_dir(tree: &Path, rel: &Path, ignored: bool, c: &Classifier, out: &mut Manifest) -> Result<()> {
+fn scan_dir(
+    tree: &Path,
+    rel: &Path,
+    ignored: bool,
+    c: &Classifier,
+    out: &mut Manifest,
+) -> Result<()> {
     let dir = tree.join(rel);
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read directory {}", dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => {
+            return Ok(())
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read directory {}", dir.display()))
+        }
     };
     for e in rd {
         let e = e.with_context(|| format!("cannot read directory {}", dir.display()))?;
@@ -220,7 +254,10 @@ fn scan_dir(tree: &Path, rel: &Path, ignored: bool, c: &Classifier, out: &mut Ma
                     out.insert(r, Sig::of(&m));
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(err).with_context(|| format!("cannot stat {}", tree.join(&r).display())),
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("cannot stat {}", tree.join(&r).display()))
+                }
             }
         }
     }
@@ -236,6 +273,9 @@ pub struct CopyBackReport {
     pub removed: Vec<PathBuf>,
     /// Paths the new commit tracks: the commit's version was kept.
     pub conflicts: Vec<PathBuf>,
+    /// Paths whose change was superseded by the destination: it holds a newer
+    /// version of its own, or deleted the file since `root_seen`.
+    pub superseded: Vec<PathBuf>,
 }
 
 /// Applies to `root` what changed in `snapshot` between the manifests
@@ -243,29 +283,46 @@ pub struct CopyBackReport {
 /// tracks; where ROOT's file is newer than the snapshot's, ROOT's is kept.
 /// `root_seen`, when given, lists ROOT's user files at the time `before` was
 /// taken: a path ROOT had then and lacks now was deleted in ROOT since, and
-/// is not brought back.
+/// is not brought back. A file deleted from `snapshot` is removed from
+/// `root` when ROOT still holds the version `before` recorded, or any version
+/// written before `cutoff_ns` (the switch that made `snapshot` the served
+/// tree: what ROOT got earlier is superseded by what the served tree did).
 pub fn copy_back(
     snapshot: &Path,
     root: &Path,
     before: &Manifest,
-    now: &Manifest,
+    now: &mut Manifest,
     new_tracked: &HashSet<PathBuf>,
     root_seen: Option<&Manifest>,
+    cutoff_ns: Option<u64>,
 ) -> Result<CopyBackReport> {
     let mut report = CopyBackReport::default();
-    let tracked_or_under_tracked = |p: &Path| p.ancestors().any(|a| !a.as_os_str().is_empty() && new_tracked.contains(a));
-    for (p, sig) in now {
+    let tracked_or_under_tracked = |p: &Path| {
+        p.ancestors()
+            .any(|a| !a.as_os_str().is_empty() && new_tracked.contains(a))
+    };
+    let changed: Vec<(PathBuf, Sig)> = now
+        .iter()
+        .filter(|(p, sig)| before.get(*p) != Some(*sig))
+        .map(|(p, s)| (p.clone(), *s))
+        .collect();
+    for (p, sig) in &changed {
+        let (p, sig) = (p, sig);
         if before.get(p) == Some(sig) {
             continue;
         }
         if tracked_or_under_tracked(p) {
-            tracing::warn!("user file {} is now tracked by the repository: the commit's version wins", p.display());
+            tracing::warn!(
+                "user file {} is now tracked by the repository: the commit's version wins",
+                p.display()
+            );
             report.conflicts.push(p.clone());
             continue;
         }
         let dst = root.join(p);
         let in_root = std::fs::symlink_metadata(&dst);
         if in_root.is_err() && root_seen.is_some_and(|seen| seen.contains_key(p)) {
+            report.superseded.push(p.clone());
             continue; // deleted in ROOT after the switch back: the deletion is newer
         }
         crate::crashpoint::hit("copy-back-entry");
@@ -277,17 +334,28 @@ pub fn copy_back(
                 }
                 if before.get(p) != Some(&cur) && cur.newer_than(sig) {
                     // ROOT got a newer version of its own (a hook, or a request after the switch).
+                    report.superseded.push(p.clone());
                     continue;
                 }
             }
         }
         match crate::copy::copy_file_atomic(&snapshot.join(p), &dst) {
-            Ok(()) => report.copied.push(p.clone()),
+            Ok(()) => {
+                // The file may have changed since it was scanned: remember what was really copied.
+                if let Ok(m) = std::fs::symlink_metadata(&dst) {
+                    now.insert(p.clone(), Sig::of(&m));
+                }
+                report.copied.push(p.clone())
+            }
             Err(e) if !snapshot.join(p).exists() => {
                 // Deleted while we copied; the next pass sees the deletion.
                 tracing::debug!("{} vanished during copy-back: {e:#}", p.display());
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot copy user file {} back into ROOT", p.display())),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot copy user file {} back into ROOT", p.display())
+                })
+            }
         }
     }
     for (p, sig) in before {
@@ -295,11 +363,16 @@ pub fn copy_back(
             continue;
         }
         let dst = root.join(p);
-        let Ok(m) = std::fs::symlink_metadata(&dst) else { continue };
-        if m.is_dir() || &Sig::of(&m) != sig {
-            continue; // ROOT holds another version: not the file the user deleted
+        let Ok(m) = std::fs::symlink_metadata(&dst) else {
+            continue;
+        };
+        let cur = Sig::of(&m);
+        let older_than_cutoff = cutoff_ns.is_some_and(|c| cur.ns() < c);
+        if m.is_dir() || (&cur != sig && !older_than_cutoff) {
+            continue; // ROOT holds a version written since: not the file the user deleted
         }
-        std::fs::remove_file(&dst).with_context(|| format!("cannot remove deleted user file {}", dst.display()))?;
+        std::fs::remove_file(&dst)
+            .with_context(|| format!("cannot remove deleted user file {}", dst.display()))?;
         report.removed.push(p.clone());
     }
     Ok(report)
@@ -319,11 +392,22 @@ mod tests {
     }
 
     fn ig(dir: &str, text: &str) -> IgnoreFile {
-        IgnoreFile { dir: PathBuf::from(dir), text: text.into() }
+        IgnoreFile {
+            dir: PathBuf::from(dir),
+            text: text.into(),
+        }
     }
 
-    fn classifier(preserve: &[&str], exclude: &[&str], files: &[IgnoreFile], subdir: &str) -> Classifier {
-        let tracked: HashSet<PathBuf> = ["index.php", "public/index.php"].iter().map(PathBuf::from).collect();
+    fn classifier(
+        preserve: &[&str],
+        exclude: &[&str],
+        files: &[IgnoreFile],
+        subdir: &str,
+    ) -> Classifier {
+        let tracked: HashSet<PathBuf> = ["index.php", "public/index.php"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
         Classifier::new(rules(preserve, exclude), tracked, files, Path::new(subdir))
     }
 
@@ -336,31 +420,60 @@ mod tests {
             "",
         );
         assert!(!c.is_user_file(Path::new("index.php"), false), "tracked");
-        assert!(c.is_user_file(Path::new("uploads/a.jpg"), false), "untracked, not ignored");
+        assert!(
+            c.is_user_file(Path::new("uploads/a.jpg"), false),
+            "untracked, not ignored"
+        );
         assert!(!c.is_user_file(Path::new("debug.log"), false), "ignored");
-        assert!(c.is_user_file(Path::new("keep.log"), false), "negation re-includes");
-        assert!(c.is_user_file(Path::new(".env"), false), "preserve wins over ignore");
-        assert!(c.is_user_file(Path::new("storage/app/x"), true), "preserve inside an ignored dir");
-        assert!(!c.is_user_file(Path::new("storage/framework/cache/x"), true), "exclude wins over preserve");
+        assert!(
+            c.is_user_file(Path::new("keep.log"), false),
+            "negation re-includes"
+        );
+        assert!(
+            c.is_user_file(Path::new(".env"), false),
+            "preserve wins over ignore"
+        );
+        assert!(
+            c.is_user_file(Path::new("storage/app/x"), true),
+            "preserve inside an ignored dir"
+        );
+        assert!(
+            !c.is_user_file(Path::new("storage/framework/cache/x"), true),
+            "exclude wins over preserve"
+        );
         assert!(!c.is_user_file(Path::new("cache/x"), true), "ignored dir");
-        assert!(!c.is_user_file(Path::new(".rootswap-tmp-x"), false), "own temp files");
+        assert!(
+            !c.is_user_file(Path::new(".rootswap-tmp-x"), false),
+            "own temp files"
+        );
     }
 
     #[test]
     fn nested_gitignore_overrides_parent_and_subdir_maps() {
-        let c = classifier(&[], &[], &[ig("", "*.txt\n"), ig("app/docs", "!*.txt\n")], "app");
+        let c = classifier(
+            &[],
+            &[],
+            &[ig("", "*.txt\n"), ig("app/docs", "!*.txt\n")],
+            "app",
+        );
         assert!(!c.is_user_file(Path::new("a.txt"), false));
         assert!(c.is_user_file(Path::new("docs/a.txt"), false));
         // Anchored pattern in the repository root .gitignore applies to the subdir.
         let c = classifier(&[], &[], &[ig("", "/app/tmp/\n")], "app");
         assert!(c.ignored_here(Path::new("tmp"), true));
-        assert!(!c.ignored_here(Path::new("tmp"), false), "directory pattern only matches directories");
+        assert!(
+            !c.ignored_here(Path::new("tmp"), false),
+            "directory pattern only matches directories"
+        );
     }
 
     #[test]
     fn prefixes() {
         assert_eq!(literal_dir_prefix("storage/**"), PathBuf::from("storage"));
-        assert_eq!(literal_dir_prefix("storage/app/*.jpg"), PathBuf::from("storage/app"));
+        assert_eq!(
+            literal_dir_prefix("storage/app/*.jpg"),
+            PathBuf::from("storage/app")
+        );
         assert_eq!(literal_dir_prefix("**/*.env"), PathBuf::new());
         assert_eq!(literal_dir_prefix(".env"), PathBuf::new());
         let r = rules(&["storage/**"], &[]);
@@ -384,7 +497,12 @@ mod tests {
         for f in ["keep", "gone", "edit"] {
             let m = std::fs::metadata(snap.join("uploads").join(f)).unwrap();
             let ft = std::fs::FileTimes::new().set_modified(m.modified().unwrap());
-            std::fs::File::options().write(true).open(root.join("uploads").join(f)).unwrap().set_times(ft).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(root.join("uploads").join(f))
+                .unwrap()
+                .set_times(ft)
+                .unwrap();
         }
         let before = scan(&snap, &c).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -392,13 +510,22 @@ mod tests {
         std::fs::write(snap.join("uploads/edit"), "22").unwrap();
         std::fs::remove_file(snap.join("uploads/gone")).unwrap();
         std::fs::write(snap.join("index.php"), "user edit of a tracked file").unwrap();
-        let now = scan(&snap, &c).unwrap();
+        let mut now = scan(&snap, &c).unwrap();
         let tracked: HashSet<PathBuf> = [PathBuf::from("index.php")].into_iter().collect();
-        let r = copy_back(&snap, &root, &before, &now, &tracked, None).unwrap();
-        assert_eq!(std::fs::read_to_string(root.join("uploads/new")).unwrap(), "n");
-        assert_eq!(std::fs::read_to_string(root.join("uploads/edit")).unwrap(), "22");
+        let r = copy_back(&snap, &root, &before, &mut now, &tracked, None, None).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("uploads/new")).unwrap(),
+            "n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("uploads/edit")).unwrap(),
+            "22"
+        );
         assert!(!root.join("uploads/gone").exists());
-        assert!(!root.join("index.php").exists(), "tracked files are not user content");
+        assert!(
+            !root.join("index.php").exists(),
+            "tracked files are not user content"
+        );
         assert_eq!(r.copied.len(), 2);
         assert_eq!(r.removed, vec![PathBuf::from("uploads/gone")]);
     }

@@ -1,0 +1,217 @@
+//! Uploads during deploys are never lost: a writer keeps creating, appending
+//! to, renaming and deleting user files through the link (as PHP would)
+//! across 20 deploys; afterwards ROOT holds exactly the writer's final state.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Default, Debug)]
+struct WriterStats {
+    ops: u64,
+    creates: u64,
+    appends: u64,
+    renames: u64,
+    deletes: u64,
+    /// Requests that found their file missing (they change nothing).
+    not_found: u64,
+}
+
+type OpLog = Vec<(std::time::Instant, String)>;
+
+fn writer(
+    link: PathBuf,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) -> (BTreeMap<String, String>, WriterStats, OpLog) {
+    let mut log: OpLog = Vec::new();
+    let mut model: BTreeMap<String, String> = BTreeMap::new();
+    let mut st = WriterStats::default();
+    let mut rng = seed | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        st.ops += 1;
+        let dir = link.join("uploads");
+        let op = if model.len() < 20 { 0 } else { next() % 4 };
+        let target = std::fs::read_link(&link)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let before_len = log.len();
+        let pick = |r: u64, m: &BTreeMap<String, String>| {
+            m.keys().nth((r % m.len() as u64) as usize).cloned()
+        };
+        match op {
+            0 => {
+                let name = format!("f{n}.txt");
+                let text = format!("created {n}\n");
+                std::fs::write(dir.join(&name), &text).expect("create through the link");
+                log.push((std::time::Instant::now(), format!("create {name}")));
+                model.insert(name, text);
+                st.creates += 1;
+            }
+            1 => {
+                let Some(name) = pick(next(), &model) else {
+                    continue;
+                };
+                match std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(dir.join(&name))
+                {
+                    Ok(mut f) => {
+                        let add = format!("appended {n}\n");
+                        f.write_all(add.as_bytes()).expect("append");
+                        model.get_mut(&name).unwrap().push_str(&add);
+                        log.push((std::time::Instant::now(), format!("append {name}")));
+                        st.appends += 1;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        log.push((std::time::Instant::now(), format!("NOTFOUND append {name}")));
+                        st.not_found += 1
+                    }
+                    Err(e) => panic!("append {name}: {e}"),
+                }
+            }
+            2 => {
+                let Some(name) = pick(next(), &model) else {
+                    continue;
+                };
+                let to = format!("r{n}.txt");
+                match std::fs::rename(dir.join(&name), dir.join(&to)) {
+                    Ok(()) => {
+                        let text = model.remove(&name).unwrap();
+                        log.push((std::time::Instant::now(), format!("rename {name} {to}")));
+                        model.insert(to, text);
+                        st.renames += 1;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        log.push((
+                            std::time::Instant::now(),
+                            format!("NOTFOUND rename {name} {to}"),
+                        ));
+                        st.not_found += 1
+                    }
+                    Err(e) => panic!("rename {name}: {e}"),
+                }
+            }
+            _ => {
+                let Some(name) = pick(next(), &model) else {
+                    continue;
+                };
+                match std::fs::remove_file(dir.join(&name)) {
+                    Ok(()) => {
+                        model.remove(&name);
+                        log.push((std::time::Instant::now(), format!("delete {name}")));
+                        st.deletes += 1;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        log.push((std::time::Instant::now(), format!("NOTFOUND delete {name}")));
+                        st.not_found += 1
+                    }
+                    Err(e) => panic!("delete {name}: {e}"),
+                }
+            }
+        }
+        let _ = before_len;
+        log.push((
+            std::time::Instant::now(),
+            format!("op{n} kind{op} link={target} model={}", model.len()),
+        ));
+        std::thread::sleep(Duration::from_micros(3000 + next() % 7000));
+    }
+    (model, st, log)
+}
+
+#[test]
+fn uploads_during_twenty_deploys_are_never_lost() {
+    let mut files: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("src/f{i}.php"), format!("<?php // {i}")))
+        .collect();
+    files.push(("index.php".into(), "<?php echo 0;".into()));
+    files.push(("uploads/.keep".into(), String::new()));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let w = World::new(&refs, "");
+    w.set_config("drain: 50ms\n");
+    let text = read(&w.config).replace("drain: 0s\n", "");
+    std::fs::write(&w.config, text).unwrap();
+    w.ok(&["deploy"]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let handle = {
+        let (link, stop) = (w.link(), stop.clone());
+        std::thread::spawn(move || writer(link, stop, seed))
+    };
+    for i in 1..=20 {
+        w.write_files(&[("index.php", &format!("<?php echo {i};"))]);
+        w.commit(&format!("v{i}"));
+        w.ok(&["deploy"]);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (model, st, log) = handle.join().unwrap();
+
+    assert_eq!(w.link_target(), "ROOT");
+    let got: BTreeMap<String, String> = contents(&w.root().join("uploads"))
+        .into_iter()
+        .filter(|(k, _)| k != ".keep")
+        .collect();
+    let lost: Vec<&String> = model
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .map(|(k, _)| k)
+        .collect();
+    let resurrected: Vec<&String> = got.keys().filter(|k| !model.contains_key(*k)).collect();
+    eprintln!(
+        "20 deploys, writer seed {seed}: {} requests ({} creates, {} appends, {} renames, {} deletes, {} found their file missing); \
+         {} files at the end; lost {}, resurrected {}",
+        st.ops,
+        st.creates,
+        st.appends,
+        st.renames,
+        st.deletes,
+        st.not_found,
+        model.len(),
+        lost.len(),
+        resurrected.len()
+    );
+    if !lost.is_empty() || !resurrected.is_empty() {
+        let t0 = log.first().map(|l| l.0).unwrap();
+        for name in lost.iter().chain(resurrected.iter()) {
+            eprintln!("--- {name}");
+            for (i, (t, line)) in log.iter().enumerate() {
+                if line.split_whitespace().any(|w| w == name.as_str()) {
+                    let ctx = if i > 0 { &log[i - 1].1 } else { line };
+                    eprintln!(
+                        "{:>8.1}ms {line}   [{ctx}]",
+                        (*t - t0).as_secs_f64() * 1000.0
+                    );
+                }
+            }
+        }
+    }
+    assert!(lost.is_empty(), "lost or stale: {lost:?}");
+    assert!(resurrected.is_empty(), "resurrected: {resurrected:?}");
+    assert!(
+        st.ops > 200,
+        "the writer kept writing throughout: {}",
+        st.ops
+    );
+}
