@@ -409,7 +409,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     }
     journal.enter(&layout.state, Phase::SwitchToSnapshot)?;
     run.step("switch-to-snapshot", || switch::point_link(&layout.link(), &taken.name))?;
-    journal.switched_at = Some(crate::journal::now_ns());
+    journal.switched_at = Some(crate::fsutil::fs_now_ns(&layout.state));
     journal.enter(&layout.state, Phase::Rewrite)?;
     catch_up(&mut run, &mut before, journal.switched_at)?;
     let drained = run.step("drain", || Ok(crate::drain::wait(cfg, &layout.root())))?;
@@ -474,6 +474,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
                     &taken.name,
                     &old_classifier,
                     journal.switched_at,
+                    None,
                 )
             });
             if restored.is_ok() {
@@ -532,7 +533,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     // request there, and must not be resurrected by the late copy-back.
     let root_pass1 = user_content::scan(&layout.root(), &old_classifier)?;
     journal.enter(&layout.state, Phase::SwitchToRoot)?;
-    let switched_back = crate::journal::now_ns();
+    let switched_back = crate::fsutil::fs_now_ns(&layout.state);
     // ROOT is complete and nothing runs on it: clear php-fpm's OPcache while traffic is still on
     // the snapshot (NOTES.md §8: 0 torn, 0 stale), and once more right after the switch.
     let changed = || plan.changes.iter().map(|c| c.path.as_path());
@@ -560,7 +561,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     // Health gate: a failing URL puts the old version back at once.
     if let Some(hc) = &cfg.health_check {
         if let Err(e) = run.step("health-check", || crate::health::check(hc)) {
-            let msg = roll_back_unhealthy(cfg, layout, &mut journal, &taken.name, &old_classifier, plan.changes.iter().map(|c| c.path.as_path()))
+            let msg = roll_back_unhealthy(cfg, layout, &mut journal, &taken.name, &old_classifier, plan.changes.iter().map(|c| c.path.as_path()), switched_back)
                 .map(|_| format!("{e:#}\nthe link went back to {} and ROOT was restored from it: the previous version is live", taken.name))
                 .unwrap_or_else(|re| format!("{e:#}\nrolling back failed too ({re:#})"));
             run.record(
@@ -771,18 +772,14 @@ fn roll_back_unhealthy<'a>(
     snap: &str,
     classifier: &Classifier,
     changed: impl Iterator<Item = &'a std::path::Path>,
+    switched_back: u64,
 ) -> Result<()> {
     journal.enter(&layout.state, Phase::Restore)?;
     switch::point_link(&layout.link(), snap)?;
     let _ = crate::drain::wait(cfg, &layout.root());
-    // Uploads ROOT received while it served are kept: rescue everything older than now.
-    crate::recover::restore_root(
-        cfg,
-        layout,
-        snap,
-        classifier,
-        Some(crate::journal::now_ns()),
-    )?;
+    // Uploads ROOT received during the snapshot copy, and while it served the
+    // new version, are kept.
+    crate::recover::restore_root(cfg, layout, snap, classifier, journal.switched_at, Some(switched_back))?;
     let _ = crate::opcache::clear_for_deploy(cfg, &layout.root(), changed, "after rolling back");
     Journal::finish(&layout.state)
 }

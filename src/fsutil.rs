@@ -37,3 +37,17 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
+
+/// "Now" on the filesystem's clock, in nanoseconds since the epoch: the mtime
+/// of a marker file written in `dir`. File mtimes come from the kernel's
+/// coarse clock, which can lag the system clock by a tick; comparing a file's
+/// mtime with this value is consistent, comparing it with `SystemTime::now()`
+/// is not.
+pub fn fs_now_ns(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let p = dir.join("clock");
+    match std::fs::write(&p, b"x").and_then(|_| std::fs::metadata(&p)) {
+        Ok(m) => (m.mtime().max(0) as u64).saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec().max(0) as u64),
+        Err(_) => crate::journal::now_ns(),
+    }
+}

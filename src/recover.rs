@@ -36,9 +36,11 @@ fn sig_ns(s: &Sig) -> u64 {
 
 /// Restores ROOT from the snapshot `snap_name` and points the link back at ROOT.
 ///
-/// User files that ROOT received before the link moved to the snapshot
-/// (`switched_at`; uploads while the snapshot was being copied) and that the
-/// snapshot lacks are kept; everything else in ROOT becomes the snapshot's.
+/// User files that the snapshot lacks are kept when ROOT received them before
+/// the link moved to the snapshot (`switched_at`: uploads while the snapshot
+/// was being copied) or after the link came back to ROOT (`served_since`:
+/// uploads while ROOT served the new version); everything else in ROOT
+/// becomes the snapshot's.
 /// Uploads that land in the snapshot while the link moves back are copied
 /// over after the drain.
 pub fn restore_root(
@@ -47,6 +49,7 @@ pub fn restore_root(
     snap_name: &str,
     classifier: &Classifier,
     switched_at: Option<u64>,
+    served_since: Option<u64>,
 ) -> Result<()> {
     tracing::warn!("restoring ROOT from {snap_name}");
     let snap = layout.entry(snap_name);
@@ -57,7 +60,8 @@ pub fn restore_root(
     if let Some(t) = switched_at {
         if root.is_dir() {
             for (p, sig) in user_content::scan(&root, classifier)? {
-                if !at_restore.contains_key(&p) && sig_ns(&sig) < t {
+                let upload = sig_ns(&sig) < t || served_since.is_some_and(|since| sig_ns(&sig) >= since);
+                if !at_restore.contains_key(&p) && upload {
                     copy::copy_file_atomic(&root.join(&p), &rescue_dir.join(&p)).with_context(
                         || {
                             format!(
@@ -144,7 +148,7 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
             Some(snap),
         ) => {
             let c = classifier_for(cfg, layout, j.previous.as_deref().or(Some(&j.commit)))?;
-            restore_root(cfg, layout, snap, &c, j.switched_at)?;
+            restore_root(cfg, layout, snap, &c, j.switched_at, None)?;
             format!("rolled back: ROOT restored from {snap}, the previous version stays live")
         }
         (Phase::SwitchToRoot | Phase::Finish, snap) => {
