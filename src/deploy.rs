@@ -158,6 +158,14 @@ struct Run {
     warnings: Vec<String>,
     /// The configuration, when a notification webhook is set.
     notify: Option<Config>,
+    /// Who asked.
+    trigger: Trigger,
+    /// Commit being deployed, once resolved.
+    commit: Option<String>,
+    /// Commit live before.
+    previous: Option<String>,
+    /// Snapshot serving during the deploy, once taken.
+    snapshot: Option<String>,
 }
 
 impl Run {
@@ -177,26 +185,16 @@ impl Run {
         r
     }
 
-    fn record(
-        &self,
-        layout: &Layout,
-        trigger: Trigger,
-        result: &str,
-        commit: Option<&str>,
-        previous: Option<&str>,
-        snap: Option<&str>,
-        evicted: &[String],
-        error: Option<String>,
-    ) {
+    fn record(&self, layout: &Layout, result: &str, evicted: &[String], error: Option<String>) {
         let rec = Record {
             id: self.id.clone(),
             started: self.started.to_rfc3339(),
             finished: Local::now().to_rfc3339(),
-            trigger: trigger.as_str().to_string(),
+            trigger: self.trigger.as_str().to_string(),
             result: result.to_string(),
-            commit: commit.map(str::to_owned),
-            previous_commit: previous.map(str::to_owned),
-            snapshot: snap.map(str::to_owned),
+            commit: self.commit.clone(),
+            previous_commit: self.previous.clone(),
+            snapshot: self.snapshot.clone(),
             evicted: evicted.to_vec(),
             error,
             warnings: self.warnings.clone(),
@@ -295,6 +293,10 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         steps: Vec::new(),
         warnings: Vec::new(),
         notify: cfg.notify.webhook.as_ref().map(|_| cfg.clone()),
+        trigger: req.trigger,
+        commit: None,
+        previous: None,
+        snapshot: None,
     };
 
     crate::recover::recover(cfg, layout)?;
@@ -321,6 +323,8 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     }
     tracing::info!("deploying {}", source.describe(commit));
     let plan = source.plan(prev_oid, commit)?;
+    run.commit = Some(commit.to_string());
+    run.previous = previous.clone();
     let mut journal = Journal {
         id: run.id.clone(),
         trigger: req.trigger.as_str().to_string(),
@@ -349,6 +353,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     journal.enter(&layout.state, Phase::Snapshot)?;
     let taken = run.step("snapshot", || snapshot::take(layout, cfg, Local::now()))?;
     journal.snapshot = Some(taken.name.clone());
+    run.snapshot = Some(taken.name.clone());
     tracing::info!(
         "snapshot {} ({}{} files copied, {} unchanged)",
         taken.name,
@@ -489,16 +494,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
                     taken.name, taken.name
                 ),
             };
-            run.record(
-                layout,
-                req.trigger,
-                "failed",
-                Some(&commit.to_string()),
-                previous.as_deref(),
-                Some(&taken.name),
-                &[],
-                Some(msg.clone()),
-            );
+            run.record(layout, "failed", &[], Some(msg.clone()));
             return Err(anyhow!(msg));
         }
     };
@@ -564,16 +560,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
             let msg = roll_back_unhealthy(cfg, layout, &mut journal, &taken.name, &old_classifier, plan.changes.iter().map(|c| c.path.as_path()), switched_back)
                 .map(|_| format!("{e:#}\nthe link went back to {} and ROOT was restored from it: the previous version is live", taken.name))
                 .unwrap_or_else(|re| format!("{e:#}\nrolling back failed too ({re:#})"));
-            run.record(
-                layout,
-                req.trigger,
-                "rolled-back",
-                Some(&commit.to_string()),
-                previous.as_deref(),
-                Some(&taken.name),
-                &[],
-                Some(msg.clone()),
-            );
+            run.record(layout, "rolled-back", &[], Some(msg.clone()));
             return Err(anyhow!(msg));
         }
     }
@@ -642,16 +629,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         steps: run.steps.clone(),
         warnings: run.warnings.clone(),
     };
-    run.record(
-        layout,
-        req.trigger,
-        "success",
-        Some(&summary.commit),
-        previous.as_deref(),
-        Some(&taken.name),
-        &evicted,
-        None,
-    );
+    run.record(layout, "success", &evicted, None);
     Ok(Outcome::Deployed(summary))
 }
 
@@ -703,16 +681,7 @@ fn first_deploy(
         if let Err(re) = crate::recover::recover(cfg, layout) {
             tracing::warn!("cannot clean up the failed first deploy: {re:#}");
         }
-        run.record(
-            layout,
-            req.trigger,
-            "failed",
-            Some(&plan.to.to_string()),
-            None,
-            None,
-            &[],
-            Some(format!("{e:#}")),
-        );
+        run.record(layout, "failed", &[], Some(format!("{e:#}")));
         return Err(
             e.context("first deploy failed; nothing was live before, so the link was not created")
         );
@@ -736,16 +705,7 @@ fn first_deploy(
         steps: run.steps.clone(),
         warnings: run.warnings.clone(),
     };
-    run.record(
-        layout,
-        req.trigger,
-        "success",
-        Some(&summary.commit),
-        None,
-        None,
-        &[],
-        None,
-    );
+    run.record(layout, "success", &[], None);
     Ok(Outcome::Deployed(summary))
 }
 

@@ -128,7 +128,7 @@ impl Classifier {
                 }
             }
         }
-        ignores.sort_by(|a, b| b.0.cmp(&a.0));
+        ignores.sort_by_key(|g| std::cmp::Reverse(g.0));
         Classifier {
             rules,
             tracked,
