@@ -368,9 +368,13 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     state.set_snapshot(&taken.path, previous.clone())?;
     state.save(&layout.state)?;
     let old_classifier = classifier(cfg, &source, prev_oid.unwrap_or(commit))?;
+    // From here on, what changes under the snapshot is recorded, so that the
+    // copy-back passes look only at those paths (full scans when events were lost).
+    let mut watch = crate::changes::ChangeWatch::start(&taken.path);
     let mut before = run.step("scan-user-content", || {
         user_content::scan(&taken.path, &old_classifier)
     })?;
+    let snap_state = before.clone();
 
     // Step 3: serve the snapshot, let requests on ROOT finish.
     //
@@ -444,7 +448,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
                 cfg.hooks.timeout,
             )
         })?;
-        let mut now = user_content::scan(&taken.path, &old_classifier)?;
+        let mut now = crate::changes::manifest(watch.as_mut(), &taken.path, &snap_state, &old_classifier)?;
         let r = run.step("copy-back", || {
             user_content::copy_back(
                 &taken.path,
@@ -504,7 +508,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     let mut pass1 = pass1;
     for _ in 0..3 {
         let pass = run.step("copy-back", || {
-            let mut now = user_content::scan(&taken.path, &old_classifier)?;
+            let mut now = crate::changes::manifest(watch.as_mut(), &taken.path, &pass1, &old_classifier)?;
             let r = user_content::copy_back(&taken.path, &layout.root(), &pass1, &mut now, &new_tracked, None, journal.switched_at)?;
             Ok((now, r))
         });
@@ -582,7 +586,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
             run.warnings.extend(drained);
         }
         let pass = run.step(name, || {
-            let mut now = user_content::scan(&taken.path, &old_classifier)?;
+            let mut now = crate::changes::manifest(watch.as_mut(), &taken.path, &seen_before, &old_classifier)?;
             let r = user_content::copy_back(
                 &taken.path,
                 &layout.root(),

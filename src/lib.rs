@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod changes;
 pub mod config;
 pub mod demo;
 pub mod doctor;

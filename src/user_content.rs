@@ -155,6 +155,11 @@ impl Classifier {
         false
     }
 
+    /// Is directory `dir` (or one of its parents) ignored?
+    fn dir_ignored(&self, dir: &Path) -> bool {
+        dir.ancestors().filter(|a| !a.as_os_str().is_empty()).any(|a| self.ignored_here(a, true))
+    }
+
     /// True when the file `rel` is user content (given whether a parent directory is ignored).
     pub fn is_user_file(&self, rel: &Path, parent_ignored: bool) -> bool {
         if self.tracked.contains(rel) || is_own_temp(rel) {
@@ -262,6 +267,40 @@ fn scan_dir(
         }
     }
     Ok(())
+}
+
+/// Updates the manifest `last` of `tree` for the paths in `changed` (relative
+/// to the tree): each is looked at again, a directory with its whole subtree;
+/// a path that is gone is dropped with everything recorded below it.
+pub fn rescan(tree: &Path, c: &Classifier, last: &Manifest, changed: &HashSet<PathBuf>) -> Manifest {
+    let mut out = last.clone();
+    for rel in changed {
+        if rel.as_os_str().is_empty() || is_own_temp(rel) {
+            continue;
+        }
+        let under: Vec<PathBuf> = out.range(rel.clone()..).take_while(|(k, _)| k.starts_with(rel)).map(|(k, _)| k.clone()).collect();
+        for k in under {
+            out.remove(&k);
+        }
+        let parent_ignored = rel.parent().is_some_and(|p| c.dir_ignored(p));
+        match std::fs::symlink_metadata(tree.join(rel)) {
+            Err(_) => {}
+            Ok(m) if m.is_dir() => {
+                let ignored = parent_ignored || c.ignored_here(rel, true);
+                if !ignored || c.rules.preserve_may_match_below(rel) {
+                    if let Err(e) = scan_dir(tree, rel, ignored, c, &mut out) {
+                        tracing::debug!("rescan of {}: {e:#}", rel.display());
+                    }
+                }
+            }
+            Ok(m) => {
+                if c.is_user_file(rel, parent_ignored) {
+                    out.insert(rel.clone(), Sig::of(&m));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// What one copy-back pass did.
