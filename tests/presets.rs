@@ -528,3 +528,50 @@ fn status_is_aligned_coloured_only_on_a_terminal_and_honours_no_color() {
         "NO_COLOR turns colour off:\n{plain:?}"
     );
 }
+
+#[test]
+fn deploy_on_a_terminal_shows_a_spinner_per_step_and_one_summary_line() {
+    let has_script = Command::new("script")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_script {
+        eprintln!("no `script` here: the terminal case is not checked");
+        return;
+    }
+    let s = site(&skeletons::laravel(), "preset: laravel\n", true);
+    let path = format!(
+        "{}:{}",
+        s.bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let cmd = format!(
+        "{} -c {} deploy",
+        common::bin().display(),
+        s.w.config.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("PATH", path)
+        .env("HOOK_LOG", &s.log)
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // indicatif redraws the spinner line in place (\r + clear line), naming the step.
+    assert!(text.contains("\x1b[2K"), "a spinner was drawn:\n{text:?}");
+    assert!(
+        text.contains(" hooks "),
+        "the spinner names the running step:\n{text:?}"
+    );
+    let summaries: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("deployed ") && l.contains("files changed"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "one summary line:\n{text:?}");
+    // Without a terminal: no spinner at all.
+    let out = s.run(&["deploy", "--force"], &[]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("\x1b[2K"));
+}
