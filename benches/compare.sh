@@ -110,7 +110,7 @@ run() {
     sync
     local t0 t1
     t0=$(date +%s%N)
-    /usr/bin/time -f '%M' -o "$WORK/rss" "$@" > /dev/null 2> "$WORK/err" || { say "$name failed:"; cat "$WORK/err" >&2; exit 1; }
+    /usr/bin/time -f '%M %U %S' -o "$WORK/rss" "$@" > /dev/null 2> "$WORK/err" || { say "$name failed:"; cat "$WORK/err" >&2; exit 1; }
     t1=$(date +%s%N)
     echo "$name $(( t1 - t0 )) $(tail -1 "$WORK/rss")" >> "$RESULTS"
 }
@@ -173,9 +173,11 @@ python3 - "$RESULTS" "$ENTRIES" "$BYTES" "$RUNS" <<'PY' > "$WORK/table.md"
 import statistics, sys
 path, entries, nbytes, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 rows = {}
+cpu = {}
 for line in open(path):
-    name, ns, rss = line.split()
+    name, ns, rss, user, system = line.split()
     rows.setdefault(name, []).append((int(ns) / 1e9, int(rss)))
+    cpu.setdefault(name, []).append(float(user) + float(system))
 def med(name): return statistics.median(t for t, _ in rows[name])
 labels = {
     "cp": "`cp -a`", "rsync": "`rsync -a`", "tar": "`tar -cf - . \\| tar -xf -`",
@@ -186,18 +188,18 @@ labels = {
 }
 base = med("rootswap")
 cp = med("cp")
-print("| operation | runs | median s | min s | max s | entries/s | MB/s | peak RSS MiB | time vs rootswap copy | speed-up vs `cp -a` |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| operation | runs | median s | min s | max s | CPU s (user+sys, median) | entries/s | MB/s | peak RSS MiB | time vs rootswap copy | speed-up vs `cp -a` |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for name in ["cp", "rsync", "tar", "fs_extra", "xcp", "rootswap", "rootswap-incremental-1-file", "rootswap-incremental-1pct"]:
     if name not in rows: continue
     ts = [t for t, _ in rows[name]]; m = med(name)
     rss = max(r for _, r in rows[name]) / 1024
-    print(f"| {labels[name]} | {len(ts)} | {m:.3f} | {min(ts):.3f} | {max(ts):.3f} | {entries / m:,.0f} | {nbytes / 1e6 / m:,.0f} | {rss:.1f} | {m / base:.2f}x | {cp / m:.1f}x |")
+    print(f"| {labels[name]} | {len(ts)} | {m:.3f} | {min(ts):.3f} | {max(ts):.3f} | {statistics.median(cpu[name]):.2f} | {entries / m:,.0f} | {nbytes / 1e6 / m:,.0f} | {rss:.1f} | {m / base:.2f}x | {cp / m:.1f}x |")
 rm = med("rm-rf"); rs = med("rootswap-remove")
 for name in ["rm-rf", "rootswap-remove"]:
     ts = [t for t, _ in rows[name]]; m = med(name)
     rss = max(r for _, r in rows[name]) / 1024
-    print(f"| {labels[name]} | {len(ts)} | {m:.3f} | {min(ts):.3f} | {max(ts):.3f} | {entries / m:,.0f} | | {rss:.1f} | | {rm / m:.1f}x vs `rm -rf` |")
+    print(f"| {labels[name]} | {len(ts)} | {m:.3f} | {min(ts):.3f} | {max(ts):.3f} | {statistics.median(cpu[name]):.2f} | {entries / m:,.0f} | | {rss:.1f} | | {rm / m:.1f}x vs `rm -rf` |")
 print()
 print(f"Targets: full copy {cp / base:.2f}x faster than `cp -a` (goal 2x); "
       f"incremental after 1 file {cp / med('rootswap-incremental-1-file'):.0f}x faster (goal 10x); "
@@ -209,6 +211,7 @@ PY
     echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, Linux $(uname -r)"
     echo "Filesystem: $FS_DESC; page cache warm; one run, tools alternating, $RUNS runs each."
     echo "Tree: $TREE_DESC: $ENTRIES entries ($NFILES files, $NDIRS directories, $NLINKS symlinks), $(( BYTES / 1048576 )) MiB."
+    echo "Load average when done: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine inflates wall times; the CPU column is less sensitive to it)"
     echo "Versions: $(cp --version | head -1); $(rsync --version | head -1 | awk '{print $1, $3}'); $(tar --version | head -1); $(command -v xcp >/dev/null && xcp --version 2>/dev/null | head -1)"
     echo
     cat "$WORK/table.md"

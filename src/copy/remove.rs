@@ -90,7 +90,7 @@ impl<'a> Remover<'a> {
                     self.report(
                         self.full(&node.rel),
                         "read directory",
-                        &e.into(),
+                        &e,
                         Some((self.base, &cpath(&node.rel))),
                     );
                     self.fail_up(&node);
