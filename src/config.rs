@@ -45,7 +45,11 @@ pub struct Config {
     #[serde(default = "default_drain")]
     pub drain: Drain,
     /// Upper bound of `drain: auto`.
-    #[serde(default = "default_drain_max", deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        default = "default_drain_max",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
     pub drain_max: Duration,
     /// Commands run during the deploy.
     #[serde(default)]
@@ -81,17 +85,12 @@ pub enum Drain {
 
 impl<'de> Deserialize<'de> for Drain {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Drain, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Drain::Fixed(Duration::from_secs(s))),
-            Raw::Text(t) if t.trim() == "auto" => Ok(Drain::Auto),
-            Raw::Text(t) => parse_duration(&t).map(Drain::Fixed).map_err(|e| serde::de::Error::custom(format!("{e}, or `auto`"))),
-        }
+        Ok(
+            match d.deserialize_any(DurationVisitor { allow_auto: true })? {
+                Some(t) => Drain::Fixed(t),
+                None => Drain::Auto,
+            },
+        )
     }
 }
 
@@ -112,7 +111,11 @@ pub struct AutoDeployConfig {
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// Poll interval (exclusive with `cron`).
-    #[serde(default, deserialize_with = "de_opt_duration", serialize_with = "ser_opt_duration")]
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration"
+    )]
     pub every: Option<Duration>,
     /// Cron expression with seconds, e.g. `0 */5 * * * *` (exclusive with `every`).
     #[serde(default)]
@@ -121,7 +124,11 @@ pub struct AutoDeployConfig {
 
 impl Default for AutoDeployConfig {
     fn default() -> Self {
-        AutoDeployConfig { enabled: true, every: None, cron: None }
+        AutoDeployConfig {
+            enabled: true,
+            every: None,
+            cron: None,
+        }
     }
 }
 
@@ -168,7 +175,11 @@ pub struct HealthCheckConfig {
     #[serde(default = "default_expect_status")]
     pub expect_status: u16,
     /// Timeout of one request.
-    #[serde(default = "default_health_timeout", deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        default = "default_health_timeout",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
     pub timeout: Duration,
     /// Further attempts after a failure.
     #[serde(default = "default_health_retries")]
@@ -256,7 +267,11 @@ pub struct HooksConfig {
     #[serde(default, deserialize_with = "de_hooks")]
     pub before_switch: Vec<String>,
     /// Upper bound for each hook; the hook's whole process group is killed then.
-    #[serde(default = "default_hook_timeout", deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        default = "default_hook_timeout",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
     pub timeout: Duration,
 }
 
@@ -328,21 +343,55 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if t == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("'{text}' is not a duration ({e}); write it like 2s, 500ms, 10m or 1h"))
+    humantime::parse_duration(t).map_err(|e| {
+        format!("'{text}' is not a duration ({e}); write it like 2s, 500ms, 10m or 1h")
+    })
+}
+
+/// Accepts a number of seconds or a human duration string, keeping the
+/// YAML location in errors (an untagged enum would lose it).
+struct DurationVisitor {
+    allow_auto: bool,
+}
+
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = Option<Duration>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(if self.allow_auto {
+            "a duration such as 2s or 500ms, or `auto`"
+        } else {
+            "a duration such as 2s, 500ms or 10m"
+        })
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(Duration::from_secs(v)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        u64::try_from(v)
+            .map(|s| Some(Duration::from_secs(s)))
+            .map_err(|_| E::custom(format!("{v} is negative; durations are 0 or more")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if self.allow_auto && v.trim() == "auto" {
+            return Ok(None);
+        }
+        parse_duration(v).map(Some).map_err(|e| {
+            E::custom(if self.allow_auto {
+                format!("{e}, or `auto`")
+            } else {
+                e
+            })
+        })
+    }
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Secs(s) => Ok(Duration::from_secs(s)),
-        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
-    }
+    d.deserialize_any(DurationVisitor { allow_auto: false })?
+        .ok_or_else(|| serde::de::Error::custom("`auto` is not allowed here"))
 }
 
 fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -380,14 +429,22 @@ fn de_hooks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         Map(Entry),
     }
     let raw: Vec<Raw> = Deserialize::deserialize(d).map_err(|_: D::Error| {
-        serde::de::Error::custom("a hook list holds commands (strings) or `{run: CMD, optional: true}` entries")
+        serde::de::Error::custom(
+            "a hook list holds commands (strings) or `{run: CMD, optional: true}` entries",
+        )
     })?;
     Ok(raw
         .into_iter()
         .map(|r| match r {
             Raw::Cmd(c) => c,
-            Raw::Map(Entry { run, optional: true }) => format!("? {}", crate::hook_tools::strip_optional(&run).0),
-            Raw::Map(Entry { run, optional: false }) => run,
+            Raw::Map(Entry {
+                run,
+                optional: true,
+            }) => format!("? {}", crate::hook_tools::strip_optional(&run).0),
+            Raw::Map(Entry {
+                run,
+                optional: false,
+            }) => run,
         })
         .collect())
 }
@@ -421,7 +478,8 @@ impl Config {
         if let Some(preset) = cfg.preset {
             // The file alone parsed (so its errors came with line numbers); now
             // parse it again with the preset's values laid under it.
-            cfg = crate::preset::apply(text, preset).with_context(|| format!("{}: with `preset: {preset}`", Source(path)))?;
+            cfg = crate::preset::apply(text, preset)
+                .with_context(|| format!("{}: with `preset: {preset}`", Source(path)))?;
         }
         cfg.expand_env(path)?;
         if cfg.webroot.is_relative() {
@@ -439,9 +497,11 @@ impl Config {
 
     fn expand_env(&mut self, path: &Path) -> Result<()> {
         let ctx = |key: &str| format!("{}: key `{key}`", Source(path));
-        self.webroot = PathBuf::from(expand(&self.webroot.to_string_lossy()).with_context(|| ctx("webroot"))?);
-        self.state_dir =
-            PathBuf::from(expand(&self.state_dir.to_string_lossy()).with_context(|| ctx("state_dir"))?);
+        self.webroot =
+            PathBuf::from(expand(&self.webroot.to_string_lossy()).with_context(|| ctx("webroot"))?);
+        self.state_dir = PathBuf::from(
+            expand(&self.state_dir.to_string_lossy()).with_context(|| ctx("state_dir"))?,
+        );
         self.source.repo = expand(&self.source.repo).with_context(|| ctx("source.repo"))?;
         self.source.branch = expand(&self.source.branch).with_context(|| ctx("source.branch"))?;
         self.source.subdir = expand(&self.source.subdir).with_context(|| ctx("source.subdir"))?;
@@ -463,7 +523,9 @@ impl Config {
         let src = Source(path);
         for (key, name) in [("root", &self.root), ("link", &self.link)] {
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-                bail!("{src}: `{key}: {name}` must be a plain directory name inside webroot (no '/')");
+                bail!(
+                    "{src}: `{key}: {name}` must be a plain directory name inside webroot (no '/')"
+                );
             }
         }
         if self.root == self.link {
@@ -476,14 +538,22 @@ impl Config {
             bail!("{src}: `source.branch` is empty; set it to the branch to deploy, e.g. main");
         }
         let sub = Path::new(&self.source.subdir);
-        if sub.is_absolute() || sub.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if sub.is_absolute()
+            || sub
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             bail!(
                 "{src}: `source.subdir: {}` must be a path inside the repository (relative, no '..')",
                 self.source.subdir
             );
         }
         let public = Path::new(&self.public);
-        if public.is_absolute() || public.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if public.is_absolute()
+            || public
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             bail!("{src}: `public: {}` must be a directory inside the application (relative, no '..')", self.public);
         }
         if self.auto_deploy.every.is_some() && self.auto_deploy.cron.is_some() {
@@ -494,7 +564,8 @@ impl Config {
                 bail!("{src}: `copy.nice: {n}` must be between 0 and 19");
             }
         }
-        crate::user_content::Rules::new(&self.user_content).with_context(|| format!("{src}: user_content"))?;
+        crate::user_content::Rules::new(&self.user_content)
+            .with_context(|| format!("{src}: user_content"))?;
         let state = self.state_path();
         let root = self.webroot.join(&self.root);
         if normalize(&state).starts_with(normalize(&root)) {
@@ -522,7 +593,9 @@ impl Config {
         if self.copy.threads > 0 {
             self.copy.threads
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
         }
     }
 }
@@ -609,12 +682,17 @@ mod tests {
 
     #[test]
     fn durations() {
-        let c = parse("webroot: /w\ndrain: 500ms\nhooks:\n  timeout: 1m\nsource: {repo: x}\n").unwrap();
+        let c =
+            parse("webroot: /w\ndrain: 500ms\nhooks:\n  timeout: 1m\nsource: {repo: x}\n").unwrap();
         assert_eq!(c.drain, Drain::Fixed(Duration::from_millis(500)));
+        assert_eq!(c.hooks.timeout, Duration::from_secs(60));
         let c = parse("webroot: /w\ndrain: auto\nsource: {repo: x}\n").unwrap();
         assert_eq!(c.drain, Drain::Auto);
-        assert_eq!(c.hooks.timeout, Duration::from_secs(60));
-        let msg = format!("{:#}", parse("webroot: /w\ndrain: soon\nsource: {repo: x}\n").unwrap_err());
+        assert_eq!(c.hooks.timeout, Duration::from_secs(600), "default");
+        let msg = format!(
+            "{:#}",
+            parse("webroot: /w\ndrain: soon\nsource: {repo: x}\n").unwrap_err()
+        );
         assert!(msg.contains("soon") && msg.contains("line 2"), "{msg}");
     }
 
@@ -623,13 +701,22 @@ mod tests {
         std::env::set_var("ROOTSWAP_TEST_REPO", "/srv/repo.git");
         let c = parse("webroot: /w\nsource: {repo: '${ROOTSWAP_TEST_REPO}'}\n").unwrap();
         assert_eq!(c.source.repo, "/srv/repo.git");
-        let msg = format!("{:#}", parse("webroot: /w\nsource: {repo: '${ROOTSWAP_NOPE_NOPE}'}\n").unwrap_err());
-        assert!(msg.contains("ROOTSWAP_NOPE_NOPE") && msg.contains("source.repo"), "{msg}");
+        let msg = format!(
+            "{:#}",
+            parse("webroot: /w\nsource: {repo: '${ROOTSWAP_NOPE_NOPE}'}\n").unwrap_err()
+        );
+        assert!(
+            msg.contains("ROOTSWAP_NOPE_NOPE") && msg.contains("source.repo"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn state_dir_inside_root_is_refused() {
-        let msg = format!("{:#}", parse("webroot: /w\nstate_dir: ROOT/.state\nsource: {repo: x}\n").unwrap_err());
+        let msg = format!(
+            "{:#}",
+            parse("webroot: /w\nstate_dir: ROOT/.state\nsource: {repo: x}\n").unwrap_err()
+        );
         assert!(msg.contains("inside ROOT"), "{msg}");
     }
 
@@ -644,7 +731,8 @@ mod tests {
     fn bad_glob_names_pattern() {
         let msg = format!(
             "{:#}",
-            parse("webroot: /w\nsource: {repo: x}\nuser_content: {preserve: ['a/[b']}\n").unwrap_err()
+            parse("webroot: /w\nsource: {repo: x}\nuser_content: {preserve: ['a/[b']}\n")
+                .unwrap_err()
         );
         assert!(msg.contains("a/[b"), "{msg}");
     }

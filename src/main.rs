@@ -16,7 +16,13 @@ use rootswap::{report, snapshot, state::State, status};
 #[command(name = "rootswap", version, about, propagate_version = true)]
 struct Cli {
     /// Configuration file.
-    #[arg(short, long, global = true, default_value = "rootswap.yaml", env = "ROOTSWAP_CONFIG")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "rootswap.yaml",
+        env = "ROOTSWAP_CONFIG"
+    )]
     config: PathBuf,
     /// Log format: human (default) or json (for log shippers).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
@@ -170,24 +176,35 @@ enum SnapshotsCmd {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ROOTSWAP_LOG").unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
+    let filter = EnvFilter::try_from_env("ROOTSWAP_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
     use tracing_subscriber::prelude::*;
     // Log lines go through the progress writer (it lifts the deploy spinner while
     // writing); the progress layer sees only the deploy's step announcements.
     let fmt = tracing_subscriber::fmt::layer().with_writer(rootswap::progress::writer);
     let fmt = match format {
         LogFormat::Human => fmt.event_format(report::HumanFormat).boxed(),
-        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
     };
-    let steps = tracing_subscriber::filter::Targets::new().with_target(rootswap::progress::STEP_TARGET, tracing::Level::DEBUG);
-    tracing_subscriber::registry().with(fmt.with_filter(filter)).with(rootswap::progress::Layer.with_filter(steps)).init();
+    let steps = tracing_subscriber::filter::Targets::new()
+        .with_target(rootswap::progress::STEP_TARGET, tracing::Level::DEBUG);
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(rootswap::progress::Layer.with_filter(steps))
+        .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    if matches!(cli.command, Command::Deploy { dry_run: false, .. } | Command::Rollback { .. })
-        && matches!(cli.log_format, LogFormat::Human)
+    if matches!(
+        cli.command,
+        Command::Deploy { dry_run: false, .. } | Command::Rollback { .. }
+    ) && matches!(cli.log_format, LogFormat::Human)
         && std::io::IsTerminal::is_terminal(&std::io::stderr())
     {
         rootswap::progress::start();
@@ -213,10 +230,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         rootswap::demo::run(dir)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if let Command::BenchCopy { src, runs, scratch, threads } = &cli.command {
+    if let Command::BenchCopy {
+        src,
+        runs,
+        scratch,
+        threads,
+    } = &cli.command
+    {
         let mut copy = rootswap::copy::CopyOptions::default();
         copy.threads = threads.unwrap_or(copy.threads);
-        let opts = rootswap::copy::bench::BenchOptions { runs: *runs, scratch: scratch.clone(), copy };
+        let opts = rootswap::copy::bench::BenchOptions {
+            runs: *runs,
+            scratch: scratch.clone(),
+            copy,
+        };
         print!("{}", rootswap::copy::bench::run(src, &opts)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -226,15 +253,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let cfg = Config::load(&cli.config)?;
     let layout = Layout::from_config(&cfg);
     match cli.command {
-        Command::Deploy { now: _, reference, force, dry_run, json: as_json } => {
-            let req = Request { reference, force, dry_run, trigger: Trigger::Manual, id: None };
+        Command::Deploy {
+            now: _,
+            reference,
+            force,
+            dry_run,
+            json: as_json,
+        } => {
+            let req = Request {
+                reference,
+                force,
+                dry_run,
+                trigger: Trigger::Manual,
+                id: None,
+            };
             let outcome = deploy::deploy(&cfg, &req)?;
             if as_json {
                 json(&rootswap::machine::outcome(&outcome))?;
                 return Ok(ExitCode::SUCCESS);
             }
             match outcome {
-                Outcome::UpToDate { commit } => println!("up to date ({})", &commit[..7.min(commit.len())]),
+                Outcome::UpToDate { commit } => {
+                    println!("up to date ({})", &commit[..7.min(commit.len())])
+                }
                 Outcome::Deployed(s) => {
                     for w in &s.warnings {
                         eprintln!("warning: {w}");
@@ -242,9 +283,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!("{}", report::summary_line(&s));
                 }
                 Outcome::DryRun(d) => {
-                    let from = d.from.as_deref().map(|c| &c[..7.min(c.len())]).unwrap_or("nothing");
+                    let from = d
+                        .from
+                        .as_deref()
+                        .map(|c| &c[..7.min(c.len())])
+                        .unwrap_or("nothing");
                     println!("would deploy {} (live: {from})", d.described);
-                    for (label, list) in [("add", &d.added), ("change", &d.modified), ("remove", &d.deleted)] {
+                    for (label, list) in [
+                        ("add", &d.added),
+                        ("change", &d.modified),
+                        ("remove", &d.deleted),
+                    ] {
                         for p in list {
                             println!("  {label:<6} {}", p.display());
                         }
@@ -288,17 +337,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print!("{}", report::status_text_styled(&s, rootswap::progress::color_stdout()));
             }
         }
-        Command::Rollback { snapshot } => match rootswap::rollback::rollback(&cfg, snapshot.as_deref())? {
-            Outcome::Deployed(s) => {
-                for w in &s.warnings {
-                    eprintln!("warning: {w}");
+        Command::Rollback { snapshot } => {
+            match rootswap::rollback::rollback(&cfg, snapshot.as_deref())? {
+                Outcome::Deployed(s) => {
+                    for w in &s.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    println!("rolled back: {}", report::summary_line(&s));
                 }
-                println!("rolled back: {}", report::summary_line(&s));
+                Outcome::UpToDate { commit } => {
+                    println!("already live ({})", &commit[..7.min(commit.len())])
+                }
+                Outcome::DryRun(_) => {}
             }
-            Outcome::UpToDate { commit } => println!("already live ({})", &commit[..7.min(commit.len())]),
-            Outcome::DryRun(_) => {}
-        },
-        Command::History { json: as_json, limit } => {
+        }
+        Command::History {
+            json: as_json,
+            limit,
+        } => {
             let mut records = rootswap::history::read(&layout.state)?;
             if let Some(n) = limit {
                 let skip = records.len().saturating_sub(n);
@@ -313,17 +369,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Opcache { action } => return rootswap::opcache::command(&cfg, &action),
         Command::Nginx(a) => return rootswap::nginx::command(&cfg, &a),
         Command::Doctor(a) => return rootswap::doctor::command(&cfg, &a),
-        Command::Config { effective, json: as_json } => {
+        Command::Config {
+            effective,
+            json: as_json,
+        } => {
             if as_json {
                 println!("{}", rootswap::effective::json(&cfg)?);
             } else if effective {
                 print!("{}", rootswap::effective::yaml(&cfg, &cli.config)?);
             } else {
-                let preset = cfg.preset.map(|p| format!(", preset {p}")).unwrap_or_default();
-                println!("{}: OK (webroot {}{preset}); `--effective` prints it in full", cli.config.display(), cfg.webroot.display());
+                let preset = cfg
+                    .preset
+                    .map(|p| format!(", preset {p}"))
+                    .unwrap_or_default();
+                println!(
+                    "{}: OK (webroot {}{preset}); `--effective` prints it in full",
+                    cli.config.display(),
+                    cfg.webroot.display()
+                );
             }
         }
-        Command::Init { .. } | Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+        Command::Init { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled above")
+        }
         Command::Serve => rootswap::serve::run(&cli.config, cfg)?,
         Command::Demo { .. } => unreachable!("handled above"),
         Command::BenchCopy { .. } => unreachable!("handled above"),
@@ -336,7 +404,13 @@ fn standalone(cli: &Cli) -> Option<Result<ExitCode>> {
     use clap::CommandFactory;
     use std::io::IsTerminal;
     match &cli.command {
-        Command::Init { webroot, repo, branch, preset, force } => Some((|| {
+        Command::Init {
+            webroot,
+            repo,
+            branch,
+            preset,
+            force,
+        } => Some((|| {
             let opts = rootswap::init::Options {
                 config_path: cli.config.clone(),
                 webroot: webroot.clone(),
@@ -348,14 +422,26 @@ fn standalone(cli: &Cli) -> Option<Result<ExitCode>> {
             let stdin = std::io::stdin();
             let mut lock = stdin.lock();
             let mut stderr = std::io::stderr();
-            let input: Option<&mut dyn std::io::BufRead> = if std::io::stdin().is_terminal() { Some(&mut lock) } else { None };
-            let mut asker = rootswap::init::Asker { input, prompt: &mut stderr };
+            let input: Option<&mut dyn std::io::BufRead> = if std::io::stdin().is_terminal() {
+                Some(&mut lock)
+            } else {
+                None
+            };
+            let mut asker = rootswap::init::Asker {
+                input,
+                prompt: &mut stderr,
+            };
             let outcome = rootswap::init::run(&opts, &mut asker)?;
             print!("{}", rootswap::init::report(&outcome));
             Ok(ExitCode::SUCCESS)
         })()),
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "rootswap", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "rootswap",
+                &mut std::io::stdout(),
+            );
             Some(Ok(ExitCode::SUCCESS))
         }
         Command::Man => Some(

@@ -58,14 +58,21 @@ pub fn snapshot_table(rows: &[Listing]) -> String {
         return "no snapshots\n".into();
     }
     let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    let mut out = format!("{:<w$}  {:<25}  {:<7}  {:>10}  {}\n", "NAME", "CREATED", "COMMIT", "SIZE", "STATE");
+    let mut out = format!(
+        "{:<w$}  {:<25}  {:<7}  {:>10}  {}\n",
+        "NAME", "CREATED", "COMMIT", "SIZE", "STATE"
+    );
     for r in rows {
         let state = match (r.live, r.kept) {
             (true, _) => "live",
             (false, true) => "kept",
             (false, false) => "evictable",
         };
-        let commit = r.commit.as_deref().map(|c| &c[..7.min(c.len())]).unwrap_or("-");
+        let commit = r
+            .commit
+            .as_deref()
+            .map(|c| &c[..7.min(c.len())])
+            .unwrap_or("-");
         let _ = writeln!(
             out,
             "{:<w$}  {:<25}  {:<7}  {:>10}  {state}",
@@ -83,10 +90,21 @@ pub fn history_table(records: &[crate::history::Record]) -> String {
     if records.is_empty() {
         return "no deploys yet\n".into();
     }
-    let mut out = format!("{:<25}  {:<9}  {:<7}  {:<11}  {:>9}  {}\n", "WHEN", "WHO", "COMMIT", "RESULT", "DURATION", "STEPS");
+    let mut out = format!(
+        "{:<25}  {:<9}  {:<7}  {:<11}  {:>9}  {}\n",
+        "WHEN", "WHO", "COMMIT", "RESULT", "DURATION", "STEPS"
+    );
     for r in records {
-        let commit = r.commit.as_deref().map(|c| &c[..7.min(c.len())]).unwrap_or("-");
-        let steps: Vec<String> = r.steps.iter().map(|s| format!("{} {}ms", s.step, s.ms)).collect();
+        let commit = r
+            .commit
+            .as_deref()
+            .map(|c| &c[..7.min(c.len())])
+            .unwrap_or("-");
+        let steps: Vec<String> = r
+            .steps
+            .iter()
+            .map(|s| format!("{} {}ms", s.step, s.ms))
+            .collect();
         let _ = writeln!(
             out,
             "{:<25}  {:<9}  {:<7}  {:<11}  {:>7}ms  {}",
@@ -252,7 +270,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
         let prefix = match *event.metadata().level() {
             Level::ERROR => "error: ",
             Level::WARN => "warning: ",

@@ -51,9 +51,16 @@ pub fn gather(cfg: &Config) -> Result<Status> {
     };
     let branch_head = git2::Repository::open_bare(layout.state.join("repo.git"))
         .ok()
-        .and_then(|r| r.refname_to_id(&format!("refs/remotes/origin/{}", cfg.source.branch)).ok())
+        .and_then(|r| {
+            r.refname_to_id(&format!("refs/remotes/origin/{}", cfg.source.branch))
+                .ok()
+        })
         .map(|o| o.to_string());
-    let snapshots = if layout.webroot.is_dir() { snapshot::list(&layout, &state)? } else { Vec::new() };
+    let snapshots = if layout.webroot.is_dir() {
+        snapshot::list(&layout, &state)?
+    } else {
+        Vec::new()
+    };
     let history = crate::history::read(&layout.state)?;
     let deployed_at = history
         .iter()
@@ -82,7 +89,11 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         deploy_running: DeployLock::holder(&layout.state),
         snapshots,
         last_deploy: crate::history::read(&layout.state)?.pop(),
-        interrupted: if DeployLock::holder(&layout.state).is_some() { None } else { crate::recover::pending(&layout.state) },
+        interrupted: if DeployLock::holder(&layout.state).is_some() {
+            None
+        } else {
+            crate::recover::pending(&layout.state)
+        },
         deployed_subject,
         deployed_at,
         auto_deploy,

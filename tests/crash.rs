@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 fn version(v: u32, files: usize) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for i in 0..files {
-        m.insert(format!("src/m{}/f{i}.php", i % 17), format!("<?php // file {i} version {v}\n{}", "x".repeat(i % 300)));
+        m.insert(
+            format!("src/m{}/f{i}.php", i % 17),
+            format!("<?php // file {i} version {v}\n{}", "x".repeat(i % 300)),
+        );
     }
     m.insert("index.php".into(), format!("<?php echo 'v{v}';"));
     m.insert(format!("only-in-v{v}.php"), "<?php".into());
@@ -38,7 +41,13 @@ struct Site {
 impl Site {
     fn new(files: usize, extra: &str) -> Site {
         let w = World::new(&[], extra);
-        let mut s = Site { w, files, v: 0, live_v: 0, user: BTreeMap::new() };
+        let mut s = Site {
+            w,
+            files,
+            v: 0,
+            live_v: 0,
+            user: BTreeMap::new(),
+        };
         s.commit_next();
         s.w.ok(&["deploy"]);
         s.live_v = s.v;
@@ -78,17 +87,31 @@ impl Site {
         let mut matched = None;
         for v in [self.live_v, self.v] {
             let want = version(v, self.files);
-            let code: BTreeMap<String, String> = got.iter().filter(|(k, _)| want.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-            let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k) && !self.user.contains_key(*k)).collect();
+            let code: BTreeMap<String, String> = got
+                .iter()
+                .filter(|(k, _)| want.contains_key(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let extra: Vec<&String> = got
+                .keys()
+                .filter(|k| !want.contains_key(*k) && !self.user.contains_key(*k))
+                .collect();
             if code == want && extra.is_empty() {
                 matched = Some(v);
             }
         }
         let Some(v) = matched else {
-            panic!("{label}: the served tree {} is not one complete version", live.display());
+            panic!(
+                "{label}: the served tree {} is not one complete version",
+                live.display()
+            );
         };
         for (k, text) in &self.user {
-            assert_eq!(got.get(k), Some(text), "{label}: user file {k} lost or changed in the served tree");
+            assert_eq!(
+                got.get(k),
+                Some(text),
+                "{label}: user file {k} lost or changed in the served tree"
+            );
         }
         v
     }
@@ -96,18 +119,39 @@ impl Site {
     /// After recovery and a new deploy: ROOT is the new version, live, no leftovers.
     fn check_recovered(&self, label: &str) {
         assert_eq!(self.w.link_target(), "ROOT", "{label}");
-        assert_eq!(self.check_served(label), self.v, "{label}: ROOT holds the new commit");
+        assert_eq!(
+            self.check_served(label),
+            self.v,
+            "{label}: ROOT holds the new commit"
+        );
         for e in std::fs::read_dir(&self.w.webroot).unwrap() {
             let n = e.unwrap().file_name().to_string_lossy().into_owned();
-            assert!(!n.starts_with(".partial-") && !n.starts_with(".evicting-") && !n.contains("rootswap-tmp"), "{label}: leftover {n}");
+            assert!(
+                !n.starts_with(".partial-")
+                    && !n.starts_with(".evicting-")
+                    && !n.contains("rootswap-tmp"),
+                "{label}: leftover {n}"
+            );
         }
         for e in walkdir::WalkDir::new(self.w.root()) {
             let e = e.unwrap();
-            assert!(!e.file_name().to_string_lossy().starts_with(".rootswap-tmp-"), "{label}: temp file {}", e.path().display());
+            assert!(
+                !e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".rootswap-tmp-"),
+                "{label}: temp file {}",
+                e.path().display()
+            );
         }
         let state = self.w.webroot.join(".rootswap");
-        assert!(!state.join("journal.json").exists(), "{label}: journal left behind");
-        assert!(!state.join("rescue").exists(), "{label}: rescue dir left behind");
+        assert!(
+            !state.join("journal.json").exists(),
+            "{label}: journal left behind"
+        );
+        assert!(
+            !state.join("rescue").exists(),
+            "{label}: rescue dir left behind"
+        );
     }
 }
 
@@ -123,7 +167,11 @@ fn deploy_crashing_at(w: &World, point: &str) -> bool {
     match out.status.signal() {
         Some(9) => true,
         _ => {
-            assert!(out.status.success(), "deploy with crash point {point} failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "deploy with crash point {point} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             false
         }
     }
@@ -147,7 +195,10 @@ fn deploy_killed_after(w: &World, delay: Duration) -> bool {
 }
 
 fn history_has_interrupted(w: &World) -> usize {
-    read(&w.webroot.join(".rootswap/history.jsonl")).lines().filter(|l| l.contains("\"result\":\"interrupted\"")).count()
+    read(&w.webroot.join(".rootswap/history.jsonl"))
+        .lines()
+        .filter(|l| l.contains("\"result\":\"interrupted\""))
+        .count()
 }
 
 /// One kill: commit, crash, check served tree, status, redeploy, check.
@@ -158,14 +209,20 @@ fn kill_and_recover(site: &mut Site, label: &str, crash: impl FnOnce(&World) -> 
     site.check_served(&format!("{label} (right after the kill)"));
     let status = site.w.ok(&["status"]);
     if killed && site.w.webroot.join(".rootswap/journal.json").exists() {
-        assert!(status.contains("interrupted"), "{label}: status shows the interrupted deploy:\n{status}");
+        assert!(
+            status.contains("interrupted"),
+            "{label}: status shows the interrupted deploy:\n{status}"
+        );
     }
     site.w.ok(&["deploy"]);
     site.live_v = site.v;
     site.check_recovered(label);
     if killed && history_has_interrupted(&site.w) == before {
         // Killed before the journal was first written: nothing to recover.
-        assert!(label.contains("random"), "{label}: the interrupted deploy is in the history");
+        assert!(
+            label.contains("random"),
+            "{label}: the interrupted deploy is in the history"
+        );
     }
     killed
 }
@@ -174,7 +231,16 @@ fn kill_and_recover(site: &mut Site, label: &str, crash: impl FnOnce(&World) -> 
 fn kill_at_every_phase_and_inside_checkout_and_copy_back() {
     let mut site = Site::new(150, "");
     let mut kills = 0;
-    let mut points: Vec<String> = ["snapshot", "switch-to-snapshot", "rewrite", "switch-to-root", "finish"].iter().map(|s| s.to_string()).collect();
+    let mut points: Vec<String> = [
+        "snapshot",
+        "switch-to-snapshot",
+        "rewrite",
+        "switch-to-root",
+        "finish",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     for n in [1, 2, 5, 10, 30, 60, 100, 140, 160] {
         points.push(format!("checkout-entry:{n}"));
     }
@@ -188,7 +254,8 @@ fn kill_at_every_phase_and_inside_checkout_and_copy_back() {
         "user_content:\n  preserve: ['.env']\nhooks:\n  after_checkout: ['for i in 1 2 3 4 5 6; do echo late$i > $ROOTSWAP_SNAPSHOT/uploads/late$i.jpg; done']\n",
     );
     for i in 1..=6 {
-        site.user.insert(format!("uploads/late{i}.jpg"), format!("late{i}\n"));
+        site.user
+            .insert(format!("uploads/late{i}.jpg"), format!("late{i}\n"));
     }
     for n in [1, 3, 6] {
         let p = format!("copy-back-entry:{n}");
@@ -196,14 +263,18 @@ fn kill_at_every_phase_and_inside_checkout_and_copy_back() {
             kills += 1;
         }
     }
-    eprintln!("phase and entry kill points survived: {kills} of {}", points.len() + 3);
+    eprintln!(
+        "phase and entry kill points survived: {kills} of {}",
+        points.len() + 3
+    );
     assert!(kills >= points.len(), "every point was reached: {kills}");
 }
 
 #[test]
 fn kill_during_failure_restore_and_first_deploy() {
     let mut site = Site::new(80, "");
-    site.w.set_config("user_content:\n  preserve: ['.env']\nhooks:\n  after_checkout: ['exit 3']\n");
+    site.w
+        .set_config("user_content:\n  preserve: ['.env']\nhooks:\n  after_checkout: ['exit 3']\n");
     let mut kills = 0;
     for p in ["restore", "rewrite"] {
         site.commit_next();
@@ -215,7 +286,11 @@ fn kill_during_failure_restore_and_first_deploy() {
         let err = site.w.fails(&["deploy"]);
         assert!(err.contains("exited with status 3"), "{err}");
         assert_eq!(site.w.link_target(), "ROOT");
-        assert_eq!(site.check_served(p), site.live_v, "{p}: the previous version stays live");
+        assert_eq!(
+            site.check_served(p),
+            site.live_v,
+            "{p}: the previous version stays live"
+        );
     }
     site.w.set_config("user_content:\n  preserve: ['.env']\n");
     site.w.ok(&["deploy"]);
@@ -227,8 +302,12 @@ fn kill_during_failure_restore_and_first_deploy() {
         let killed = deploy_crashing_at(&w, p);
         assert!(killed, "{p}");
         kills += 1;
-        let link_ok = std::fs::read_link(w.link()).is_err() || read(&w.link().join("index.php")) == "<?php echo 1;";
-        assert!(link_ok, "{p}: the link points at a complete tree or does not exist");
+        let link_ok = std::fs::read_link(w.link()).is_err()
+            || read(&w.link().join("index.php")) == "<?php echo 1;";
+        assert!(
+            link_ok,
+            "{p}: the link points at a complete tree or does not exist"
+        );
         w.ok(&["status"]);
         w.ok(&["deploy"]);
         assert_eq!(read(&w.link().join("index.php")), "<?php echo 1;");
@@ -246,8 +325,15 @@ fn kill_at_random_instants() {
     site.w.ok(&["deploy"]);
     site.live_v = site.v;
     let full = t.elapsed();
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    eprintln!("deploy of {} files takes {full:?}; random seed {seed}", site.files);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!(
+        "deploy of {} files takes {full:?}; random seed {seed}",
+        site.files
+    );
     let mut killed = 0;
     let runs = 30;
     for i in 0..runs {
@@ -255,11 +341,18 @@ fn kill_at_random_instants() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = Duration::from_micros(seed % (full.as_micros() as u64 + 1));
-        if kill_and_recover(&mut site, &format!("random kill {i} after {delay:?}"), |w| deploy_killed_after(w, delay)) {
+        if kill_and_recover(
+            &mut site,
+            &format!("random kill {i} after {delay:?}"),
+            |w| deploy_killed_after(w, delay),
+        ) {
             killed += 1;
         }
     }
     eprintln!("random kill points: {killed} of {runs} deploys killed mid-flight, all recovered");
-    assert!(killed >= runs / 2, "most random kills landed during a deploy: {killed}");
+    assert!(
+        killed >= runs / 2,
+        "most random kills landed during a deploy: {killed}"
+    );
     assert!(Path::new(&site.w.webroot.join("ROOT")).is_dir());
 }

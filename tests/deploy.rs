@@ -20,7 +20,10 @@ fn first_deploy_checks_out_and_creates_the_link() {
     assert_eq!(w.link_target(), "ROOT", "relative link target");
     assert_eq!(read(&w.link().join("index.php")), "<?php echo 'v1';");
     assert!(!w.root().join(".git").exists(), "no .git in ROOT");
-    assert!(w.snapshots().is_empty(), "nothing to snapshot on a first deploy");
+    assert!(
+        w.snapshots().is_empty(),
+        "nothing to snapshot on a first deploy"
+    );
     let hist = read(&w.webroot.join(".rootswap/history.jsonl"));
     assert_eq!(hist.lines().count(), 1);
     assert!(hist.contains("\"result\":\"success\""), "{hist}");
@@ -35,7 +38,10 @@ fn second_deploy_adds_changes_and_deletes_through_a_snapshot() {
     let w = World::new(APP, "");
     w.ok(&["deploy"]);
     let before = contents(&w.root());
-    w.write_files(&[("index.php", "<?php echo 'v2';"), ("lib/new.php", "<?php // new")]);
+    w.write_files(&[
+        ("index.php", "<?php echo 'v2';"),
+        ("lib/new.php", "<?php // new"),
+    ]);
     std::fs::remove_file(w.repo.join("lib/old.php")).unwrap();
     let c2 = w.commit("v2");
     let out = w.ok(&["deploy"]);
@@ -46,7 +52,11 @@ fn second_deploy_adds_changes_and_deletes_through_a_snapshot() {
     assert!(!w.root().join("lib/old.php").exists());
     let snaps = w.snapshots();
     assert_eq!(snaps.len(), 1, "{snaps:?}");
-    assert_eq!(contents(&w.webroot.join(&snaps[0])), before, "the snapshot holds the previous version");
+    assert_eq!(
+        contents(&w.webroot.join(&snaps[0])),
+        before,
+        "the snapshot holds the previous version"
+    );
     let status = w.ok(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(v["deployed_commit"], c2.as_str());
@@ -81,17 +91,46 @@ fn user_files_written_while_the_snapshot_serves_arrive_in_root() {
     let out = w.ok(&["deploy"]);
     assert!(out.contains("user files copied back"), "{out}");
     let root = w.root();
-    assert_eq!(read(&root.join("uploads/old.jpg")), "old", "untouched user file stays");
-    assert_eq!(read(&root.join("uploads/new.jpg")), "new\n", "created during deploy");
-    assert_eq!(read(&root.join("uploads/edit.jpg")), "v2\n", "changed during deploy");
-    assert!(!root.join("uploads/gone.jpg").exists(), "deleted during deploy");
+    assert_eq!(
+        read(&root.join("uploads/old.jpg")),
+        "old",
+        "untouched user file stays"
+    );
+    assert_eq!(
+        read(&root.join("uploads/new.jpg")),
+        "new\n",
+        "created during deploy"
+    );
+    assert_eq!(
+        read(&root.join("uploads/edit.jpg")),
+        "v2\n",
+        "changed during deploy"
+    );
+    assert!(
+        !root.join("uploads/gone.jpg").exists(),
+        "deleted during deploy"
+    );
     assert!(!root.join("debug.log").exists(), "ignored by .gitignore");
     assert!(!root.join("cache/x").exists(), "ignored directory");
-    assert_eq!(read(&root.join("storage/app/avatar.png")), "kept\n", "preserve overrides .gitignore");
-    assert!(!root.join("storage/app/tmp/t").exists(), "exclude wins over preserve");
-    assert!(!root.join("storage/logs/l.log").exists(), "ignored and not preserved");
+    assert_eq!(
+        read(&root.join("storage/app/avatar.png")),
+        "kept\n",
+        "preserve overrides .gitignore"
+    );
+    assert!(
+        !root.join("storage/app/tmp/t").exists(),
+        "exclude wins over preserve"
+    );
+    assert!(
+        !root.join("storage/logs/l.log").exists(),
+        "ignored and not preserved"
+    );
     assert_eq!(read(&root.join(".env")), "SECRET=2\n", "preserved dotfile");
-    assert_eq!(read(&root.join("built.txt")), "built\n", "what the hooks built stays");
+    assert_eq!(
+        read(&root.join("built.txt")),
+        "built\n",
+        "what the hooks built stays"
+    );
     assert_eq!(read(&root.join("index.php")), "<?php echo 'v2';");
 }
 
@@ -100,20 +139,29 @@ fn a_path_the_new_commit_tracks_is_not_overwritten_by_user_content() {
     let w = World::new(APP, "");
     w.ok(&["deploy"]);
     std::fs::write(w.link().join("robots.txt"), "user version").unwrap();
-    w.set_config("hooks:\n  after_checkout: ['echo changed-by-user > $ROOTSWAP_SNAPSHOT/robots.txt']\n");
+    w.set_config(
+        "hooks:\n  after_checkout: ['echo changed-by-user > $ROOTSWAP_SNAPSHOT/robots.txt']\n",
+    );
     w.write_files(&[("robots.txt", "commit version")]);
     w.commit("track robots.txt");
     let out = w.run(&["deploy"]);
     assert!(out.status.success());
     assert_eq!(read(&w.root().join("robots.txt")), "commit version");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("robots.txt") && err.contains("commit's version wins"), "{err}");
+    assert!(
+        err.contains("robots.txt") && err.contains("commit's version wins"),
+        "{err}"
+    );
 }
 
 #[test]
 fn subdir_deploys_only_that_directory() {
     let w = World::new(
-        &[("site/index.php", "<?php echo 'site';"), ("docs/readme.md", "docs"), ("site/.gitignore", "*.tmp\n")],
+        &[
+            ("site/index.php", "<?php echo 'site';"),
+            ("docs/readme.md", "docs"),
+            ("site/.gitignore", "*.tmp\n"),
+        ],
         "",
     );
     let text = read(&w.config).replace("  branch: main\n", "  branch: main\n  subdir: site\n");
@@ -122,7 +170,10 @@ fn subdir_deploys_only_that_directory() {
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'site';");
     assert!(!w.root().join("docs").exists());
     assert!(!w.root().join("site").exists());
-    w.write_files(&[("site/index.php", "<?php echo 'site2';"), ("docs/readme.md", "docs2")]);
+    w.write_files(&[
+        ("site/index.php", "<?php echo 'site2';"),
+        ("docs/readme.md", "docs2"),
+    ]);
     w.commit("v2");
     w.ok(&["deploy"]);
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'site2';");
@@ -147,9 +198,17 @@ fn keep_one_and_keep_three() {
     let snaps = w.snapshots();
     assert_eq!(snaps.len(), 3, "{snaps:?}");
     // The newest snapshot holds the version live before the last deploy.
-    assert_eq!(read(&w.webroot.join(&snaps[2]).join("index.php")), "<?php echo 2;");
+    assert_eq!(
+        read(&w.webroot.join(&snaps[2]).join("index.php")),
+        "<?php echo 2;"
+    );
     // Names sort by creation time (same-second deploys get -2, -3 ...).
-    let listed: Vec<String> = w.ok(&["snapshots", "list", "--json"]).lines().filter(|l| l.contains("\"name\"")).map(|l| l.to_string()).collect();
+    let listed: Vec<String> = w
+        .ok(&["snapshots", "list", "--json"])
+        .lines()
+        .filter(|l| l.contains("\"name\""))
+        .map(|l| l.to_string())
+        .collect();
     assert_eq!(listed.len(), 3);
 }
 
@@ -163,16 +222,29 @@ fn a_renamed_snapshot_survives_ten_deploys() {
     assert!(out.contains("ROOT_before-big-change"), "{out}");
     deploy_n(&w, 10);
     let snaps = w.snapshots();
-    assert!(snaps.contains(&"ROOT_before-big-change".to_string()), "{snaps:?}");
+    assert!(
+        snaps.contains(&"ROOT_before-big-change".to_string()),
+        "{snaps:?}"
+    );
     assert_eq!(snaps.len(), 2, "one kept + keep:1 → {snaps:?}");
-    assert_eq!(read(&w.webroot.join("ROOT_before-big-change/index.php")), "<?php echo 'v1';");
+    assert_eq!(
+        read(&w.webroot.join("ROOT_before-big-change/index.php")),
+        "<?php echo 'v1';"
+    );
     // Renaming by hand (mv) works too.
-    let stamped = w.snapshots().into_iter().find(|s| s != "ROOT_before-big-change").unwrap();
+    let stamped = w
+        .snapshots()
+        .into_iter()
+        .find(|s| s != "ROOT_before-big-change")
+        .unwrap();
     std::fs::rename(w.webroot.join(&stamped), w.webroot.join("ROOT_by-hand")).unwrap();
     deploy_n(&w, 2);
     assert!(w.webroot.join("ROOT_by-hand").is_dir());
     let table = w.ok(&["snapshots", "list"]);
-    assert!(table.contains("kept") && table.contains("ROOT_by-hand"), "{table}");
+    assert!(
+        table.contains("kept") && table.contains("ROOT_by-hand"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -191,7 +263,13 @@ fn a_failing_hook_leaves_the_old_version_live_and_root_identical() {
     assert_eq!(w.link_target(), "ROOT");
     assert_same(&before, &tree_state(&w.root()), "ROOT is exactly as before");
     let hist = read(&w.webroot.join(".rootswap/history.jsonl"));
-    assert!(hist.lines().last().unwrap().contains("\"result\":\"failed\""), "{hist}");
+    assert!(
+        hist.lines()
+            .last()
+            .unwrap()
+            .contains("\"result\":\"failed\""),
+        "{hist}"
+    );
     // The next good commit deploys normally.
     w.set_config("");
     w.write_files(&[("index.php", "<?php echo 'v3';")]);
@@ -210,8 +288,15 @@ fn deploy_ref_dry_run_and_force() {
     w.commit("v2");
     let webroot_before = webroot_state(&w.webroot);
     let out = w.ok(&["deploy", "--dry-run"]);
-    assert!(out.contains("change index.php") && out.contains("1 changed"), "{out}");
-    assert_same(&webroot_before, &webroot_state(&w.webroot), "dry run changes nothing");
+    assert!(
+        out.contains("change index.php") && out.contains("1 changed"),
+        "{out}"
+    );
+    assert_same(
+        &webroot_before,
+        &webroot_state(&w.webroot),
+        "dry run changes nothing",
+    );
     w.ok(&["deploy"]);
     w.ok(&["deploy", "--ref", "v1.0"]);
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v1';");
@@ -228,7 +313,10 @@ fn snapshot_remove_refuses_the_live_one() {
     deploy_n(&w, 1);
     let snap = w.snapshots()[0].clone();
     let err = w.fails(&["snapshots", "remove", "ROOT_nope"]);
-    assert!(err.contains("no snapshot named ROOT_nope") && err.contains(&snap), "{err}");
+    assert!(
+        err.contains("no snapshot named ROOT_nope") && err.contains(&snap),
+        "{err}"
+    );
     std::fs::remove_file(w.link()).unwrap();
     std::os::unix::fs::symlink(&snap, w.link()).unwrap();
     let err = w.fails(&["snapshots", "remove", &snap]);
@@ -248,7 +336,10 @@ fn a_symlink_pointing_outside_root_is_refused() {
     w.commit("evil link");
     let before = tree_state(&w.webroot.join("ROOT"));
     let err = w.fails(&["deploy"]);
-    assert!(err.contains("points outside the deployed tree") && err.contains("passwd"), "{err}");
+    assert!(
+        err.contains("points outside the deployed tree") && err.contains("passwd"),
+        "{err}"
+    );
     assert_same(&before, &tree_state(&w.root()), "ROOT unchanged");
     assert_eq!(w.link_target(), "ROOT");
 }
@@ -270,9 +361,15 @@ fn two_deploys_at_once_one_gets_the_lock_error() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let err = w.fails(&["deploy"]);
-    assert!(err.contains(&format!("a deploy is already running (pid {})", first.id())), "{err}");
+    assert!(
+        err.contains(&format!("a deploy is already running (pid {})", first.id())),
+        "{err}"
+    );
     let status = w.ok(&["status"]);
-    assert!(status.contains(&format!("yes (pid {})", first.id())), "{status}");
+    assert!(
+        status.contains(&format!("yes (pid {})", first.id())),
+        "{status}"
+    );
     assert!(first.wait().unwrap().success());
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v2';");
 }
@@ -284,11 +381,22 @@ fn adopts_an_existing_site() {
     std::fs::write(w.root().join("index.php"), "<?php echo 'hand-made';").unwrap();
     std::fs::write(w.root().join("uploads/photo.jpg"), "p").unwrap();
     w.ok(&["deploy"]);
-    assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v1';", "the commit wins");
-    assert_eq!(read(&w.root().join("uploads/photo.jpg")), "p", "existing user files stay");
+    assert_eq!(
+        read(&w.root().join("index.php")),
+        "<?php echo 'v1';",
+        "the commit wins"
+    );
+    assert_eq!(
+        read(&w.root().join("uploads/photo.jpg")),
+        "p",
+        "existing user files stay"
+    );
     let snaps = w.snapshots();
     assert_eq!(snaps.len(), 1, "the adopted site is kept as a snapshot");
-    assert_eq!(read(&w.webroot.join(&snaps[0]).join("index.php")), "<?php echo 'hand-made';");
+    assert_eq!(
+        read(&w.webroot.join(&snaps[0]).join("index.php")),
+        "<?php echo 'hand-made';"
+    );
 }
 
 // ---- bad input: one clear message, non-zero exit, nothing changed on disk ----
@@ -299,8 +407,16 @@ fn assert_untouched(w: &World, args: &[&str], expect: &[&str]) {
     for e in expect {
         assert!(err.contains(e), "expected {e:?} in:\n{err}");
     }
-    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "one error message:\n{err}");
-    assert_same(&before, &webroot_state(&w.webroot), &format!("disk changed after: {err}"));
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "one error message:\n{err}"
+    );
+    assert_same(
+        &before,
+        &webroot_state(&w.webroot),
+        &format!("disk changed after: {err}"),
+    );
 }
 
 #[test]
@@ -308,12 +424,20 @@ fn bad_config_files() {
     let w = World::new(APP, "");
     std::fs::remove_file(&w.config).unwrap();
     assert_untouched(&w, &["deploy"], &["rootswap.yaml", "cannot read"]);
-    std::fs::write(&w.config, "webroot: /tmp\nsource:\n  repo: x\n  brnach: main\n").unwrap();
+    std::fs::write(
+        &w.config,
+        "webroot: /tmp\nsource:\n  repo: x\n  brnach: main\n",
+    )
+    .unwrap();
     assert_untouched(&w, &["deploy"], &["brnach", "line 4", "rootswap.yaml"]);
     std::fs::write(&w.config, "webroot: [unclosed\n").unwrap();
     assert_untouched(&w, &["deploy"], &["rootswap.yaml", "line"]);
     w.set_config("");
-    std::fs::write(&w.config, read(&w.config).replace("drain: 0s", "drain: forever")).unwrap();
+    std::fs::write(
+        &w.config,
+        read(&w.config).replace("drain: 0s", "drain: forever"),
+    )
+    .unwrap();
     assert_untouched(&w, &["deploy"], &["forever", "drain"]);
     w.set_config("state_dir: ROOT/.state\n");
     assert_untouched(&w, &["deploy"], &["inside ROOT"]);
@@ -323,7 +447,11 @@ fn bad_config_files() {
 fn bad_layouts() {
     let w = World::new(APP, "");
     let text = read(&w.config);
-    std::fs::write(&w.config, text.replace(&w.webroot.display().to_string(), "/nonexistent/webroot")).unwrap();
+    std::fs::write(
+        &w.config,
+        text.replace(&w.webroot.display().to_string(), "/nonexistent/webroot"),
+    )
+    .unwrap();
     assert_untouched(&w, &["deploy"], &["/nonexistent/webroot", "mkdir"]);
     w.set_config("");
     std::fs::write(w.root(), "not a dir").unwrap();
@@ -342,10 +470,17 @@ fn bad_sources() {
     let text = read(&w.config);
     std::fs::write(&w.config, text.replace("branch: main", "branch: nope")).unwrap();
     assert_untouched(&w, &["deploy"], &["branch 'nope' not found", "main"]);
-    std::fs::write(&w.config, text.replace(&w.repo.display().to_string(), "/nonexistent/repo.git")).unwrap();
+    std::fs::write(
+        &w.config,
+        text.replace(&w.repo.display().to_string(), "/nonexistent/repo.git"),
+    )
+    .unwrap();
     let before = tree_state(&w.root());
     let err = w.fails(&["deploy"]);
-    assert!(err.contains("/nonexistent/repo.git does not exist"), "{err}");
+    assert!(
+        err.contains("/nonexistent/repo.git does not exist"),
+        "{err}"
+    );
     assert_same(&before, &tree_state(&w.root()), "ROOT unchanged");
     assert_eq!(w.link_target(), "ROOT");
 }
@@ -354,7 +489,11 @@ fn bad_sources() {
 fn unreachable_repository_on_first_deploy_leaves_no_trace() {
     let w = World::new(APP, "");
     let text = read(&w.config);
-    std::fs::write(&w.config, text.replace(&w.repo.display().to_string(), "/nonexistent/repo.git")).unwrap();
+    std::fs::write(
+        &w.config,
+        text.replace(&w.repo.display().to_string(), "/nonexistent/repo.git"),
+    )
+    .unwrap();
     assert_untouched(&w, &["deploy"], &["/nonexistent/repo.git does not exist"]);
     assert!(!w.webroot.join(".rootswap").exists());
 }
@@ -367,17 +506,27 @@ fn permission_denied_is_reported() {
     }
     let w = World::new(APP, "");
     w.ok(&["deploy"]);
-    std::fs::set_permissions(&w.webroot, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(
+        &w.webroot,
+        std::os::unix::fs::PermissionsExt::from_mode(0o555),
+    )
+    .unwrap();
     w.write_files(&[("index.php", "<?php echo 'v2';")]);
     w.commit("v2");
     let err = w.fails(&["deploy"]);
-    std::fs::set_permissions(&w.webroot, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        &w.webroot,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     assert!(err.contains("ermission denied"), "{err}");
     assert_eq!(w.link_target(), "ROOT");
 }
 
 fn rustix_is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
 
 #[test]
@@ -385,12 +534,19 @@ fn no_git_directory_is_ever_served() {
     let w = World::new(APP, "");
     w.ok(&["deploy"]);
     deploy_n(&w, 2);
-    for e in walkdir::WalkDir::new(&w.webroot).into_iter().filter_map(|e| e.ok()) {
+    for e in walkdir::WalkDir::new(&w.webroot)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
         let p = e.path();
         if p.starts_with(w.webroot.join(".rootswap")) {
             continue;
         }
-        assert!(p.file_name() != Some(std::ffi::OsStr::new(".git")), "{}", p.display());
+        assert!(
+            p.file_name() != Some(std::ffi::OsStr::new(".git")),
+            "{}",
+            p.display()
+        );
     }
     assert!(Path::new(&w.webroot.join(".rootswap/repo.git")).is_dir());
 }
