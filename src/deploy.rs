@@ -744,6 +744,8 @@ fn roll_back_unhealthy<'a>(
     // Uploads ROOT received during the snapshot copy, and while it served the
     // new version, are kept.
     crate::recover::restore_root(cfg, layout, snap, classifier, journal.switched_at, Some(switched_back))?;
+    // restore_root cleared the OPcache before and after its switch; also drop
+    // the bytecode of exactly the files this deploy changed.
     let _ = crate::opcache::clear_for_deploy(cfg, &layout.root(), changed, "after rolling back");
     Journal::finish(&layout.state)
 }

@@ -90,11 +90,21 @@ pub fn restore_root(
         }
         copy::remove_tree(&rescue_dir, &opts)?;
     }
+    // ROOT holds the old version again: clear bytecode compiled from the new one
+    // before any request can run there, and once more right after the switch.
+    warn_opcache(crate::opcache::clear_for_deploy(cfg, &root, std::iter::empty(), "before switching back to the restored ROOT"));
     switch::point_link(&layout.link(), &layout.root_name)?;
+    warn_opcache(crate::opcache::clear_for_deploy(cfg, &root, std::iter::empty(), "after switching back to the restored ROOT"));
     crate::drain::wait(cfg, &snap);
     let mut now = user_content::scan(&snap, classifier)?;
     user_content::copy_back(&snap, &root, &at_restore, &mut now, &HashSet::new(), None, None)?;
     Ok(())
+}
+
+fn warn_opcache(w: Option<String>) {
+    if let Some(w) = w {
+        tracing::warn!("{w}");
+    }
 }
 
 /// What a recovery did.
