@@ -68,23 +68,38 @@ impl ChangeWatch {
             tracing::debug!("no change watch on {}: {e}", tree.display());
             return None;
         }
-        Some(ChangeWatch { tree: tree.to_path_buf(), seen, barrier: 0, _watcher: watcher })
+        Some(ChangeWatch {
+            tree: tree.to_path_buf(),
+            seen,
+            barrier: 0,
+            _watcher: watcher,
+        })
     }
 
     /// The paths changed since the last call (after making sure every change
     /// made before this call has been delivered).
     pub fn take(&mut self) -> Changes {
         self.barrier += 1;
-        let name = PathBuf::from(format!(".rootswap-tmp-barrier-{}-{}", std::process::id(), self.barrier));
+        let name = PathBuf::from(format!(
+            ".rootswap-tmp-barrier-{}-{}",
+            std::process::id(),
+            self.barrier
+        ));
         let path = self.tree.join(&name);
         if std::fs::write(&path, b"").is_err() {
             return Changes::Everything;
         }
         let (lock, cv) = &*self.seen;
-        let Ok(guard) = lock.lock() else { return Changes::Everything };
-        let waited = cv.wait_timeout_while(guard, Duration::from_secs(2), |s| !s.overflow && !s.paths.contains(&name));
+        let Ok(guard) = lock.lock() else {
+            return Changes::Everything;
+        };
+        let waited = cv.wait_timeout_while(guard, Duration::from_secs(2), |s| {
+            !s.overflow && !s.paths.contains(&name)
+        });
         let _ = std::fs::remove_file(&path);
-        let Ok((mut s, timeout)) = waited else { return Changes::Everything };
+        let Ok((mut s, timeout)) = waited else {
+            return Changes::Everything;
+        };
         let out = if timeout.timed_out() || s.overflow {
             Changes::Everything
         } else {
@@ -107,7 +122,12 @@ impl ChangeWatch {
 }
 
 /// The user files of `tree`: through the watch when there is one, else a full scan.
-pub fn manifest(watch: Option<&mut ChangeWatch>, tree: &Path, last: &Manifest, c: &Classifier) -> anyhow::Result<Manifest> {
+pub fn manifest(
+    watch: Option<&mut ChangeWatch>,
+    tree: &Path,
+    last: &Manifest,
+    c: &Classifier,
+) -> anyhow::Result<Manifest> {
     match watch {
         Some(w) => w.manifest(last, c),
         None => user_content::scan(tree, c),

@@ -24,7 +24,11 @@ fn target() -> Option<&'static Target> {
             Some((p, n)) => (p.to_string(), n.parse().unwrap_or(1)),
             None => (v, 1),
         };
-        Some(Target { point, nth, seen: AtomicU64::new(0) })
+        Some(Target {
+            point,
+            nth,
+            seen: AtomicU64::new(0),
+        })
     })
     .as_ref()
 }

@@ -13,9 +13,18 @@ use crate::config::Config;
 use crate::deploy::{self, Outcome, Request};
 
 const FILES: &[(&str, &str)] = &[
-    ("public/index.php", include_str!("../fixtures/demo-app/public/index.php")),
-    ("lib/version.php", include_str!("../fixtures/demo-app/lib/version.php")),
-    (".gitignore", include_str!("../fixtures/demo-app/.gitignore")),
+    (
+        "public/index.php",
+        include_str!("../fixtures/demo-app/public/index.php"),
+    ),
+    (
+        "lib/version.php",
+        include_str!("../fixtures/demo-app/lib/version.php"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../fixtures/demo-app/.gitignore"),
+    ),
     ("README.md", include_str!("../fixtures/demo-app/README.md")),
 ];
 
@@ -51,7 +60,10 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
         None => std::env::temp_dir().join(format!("rootswap-demo-{}", deploy::new_id())),
     };
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        anyhow::bail!("{} is not empty; give an empty or new directory to --dir", dir.display());
+        anyhow::bail!(
+            "{} is not empty; give an empty or new directory to --dir",
+            dir.display()
+        );
     }
     let repo_dir = dir.join("app");
     let webroot = dir.join("webroot");
@@ -77,11 +89,23 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
     show(&deploy::deploy(&cfg, &Request::manual())?);
 
     println!("\n2. a visitor uploads a file to the live site (current/public/uploads/avatar.txt)");
-    write(&webroot.join("current"), "public/uploads/avatar.txt", "a user's upload\n")?;
+    write(
+        &webroot.join("current"),
+        "public/uploads/avatar.txt",
+        "a user's upload\n",
+    )?;
 
     println!("\n3. a developer commits v2");
-    write(&repo_dir, "public/index.php", &FILES[0].1.replace("'v1'", "'v2'"))?;
-    write(&repo_dir, "lib/version.php", &FILES[1].1.replace("'v1'", "'v2'"))?;
+    write(
+        &repo_dir,
+        "public/index.php",
+        &FILES[0].1.replace("'v1'", "'v2'"),
+    )?;
+    write(
+        &repo_dir,
+        "lib/version.php",
+        &FILES[1].1.replace("'v1'", "'v2'"),
+    )?;
     commit_all(&repo, "Demo site v2")?;
 
     println!("\n4. deploy now: snapshot, serve the snapshot, rewrite ROOT, copy uploads back, switch back");
@@ -89,17 +113,42 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
 
     println!("\n5. the result");
     let link = webroot.join("current");
-    println!("  {} -> {}", link.display(), std::fs::read_link(&link)?.display());
+    println!(
+        "  {} -> {}",
+        link.display(),
+        std::fs::read_link(&link)?.display()
+    );
     let page = std::fs::read_to_string(link.join("public/index.php"))?;
-    println!("  live index.php sets {}", page.lines().find(|l| l.contains("$page =")).unwrap_or("").trim());
+    println!(
+        "  live index.php sets {}",
+        page.lines()
+            .find(|l| l.contains("$page ="))
+            .unwrap_or("")
+            .trim()
+    );
     println!(
         "  upload kept: {}",
-        if link.join("public/uploads/avatar.txt").exists() { "public/uploads/avatar.txt" } else { "NO (bug)" }
+        if link.join("public/uploads/avatar.txt").exists() {
+            "public/uploads/avatar.txt"
+        } else {
+            "NO (bug)"
+        }
     );
     println!("  snapshots:");
-    for s in crate::snapshot::list(&crate::layout::Layout::from_config(&cfg), &crate::state::State::load(&cfg.state_path())?)? {
-        println!("    {}  {}", s.name, s.commit.as_deref().map(|c| &c[..7]).unwrap_or("-"));
+    for s in crate::snapshot::list(
+        &crate::layout::Layout::from_config(&cfg),
+        &crate::state::State::load(&cfg.state_path())?,
+    )? {
+        println!(
+            "    {}  {}",
+            s.name,
+            s.commit.as_deref().map(|c| &c[..7]).unwrap_or("-")
+        );
     }
-    println!("\nconfig used: {} (try: rootswap -c {} status)", cfg_path.display(), cfg_path.display());
+    println!(
+        "\nconfig used: {} (try: rootswap -c {} status)",
+        cfg_path.display(),
+        cfg_path.display()
+    );
     Ok(dir)
 }

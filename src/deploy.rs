@@ -385,39 +385,50 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     // after the switch, and once more after the drain, when no request still
     // runs on ROOT.
     let mut root_base = before.clone();
-    let mut catch_up = |run: &mut Run, before: &mut Manifest, cutoff: Option<u64>| -> Result<usize> {
-        let (root_now, r) = run.step("catch-up", || {
-            let mut root_now = user_content::scan(&layout.root(), &old_classifier)?;
-            // A file the snapshot had and lost since was deleted by a request there: not brought back.
-            let r = user_content::copy_back(&layout.root(), &taken.path, &root_base, &mut root_now, &HashSet::new(), Some(before), cutoff)?;
-            Ok((root_now, r))
-        })?;
-        for p in &r.copied {
-            if let Some(sig) = root_now.get(p) {
-                before.insert(p.clone(), *sig);
+    let mut catch_up =
+        |run: &mut Run, before: &mut Manifest, cutoff: Option<u64>| -> Result<usize> {
+            let (root_now, r) = run.step("catch-up", || {
+                let mut root_now = user_content::scan(&layout.root(), &old_classifier)?;
+                // A file the snapshot had and lost since was deleted by a request there: not brought back.
+                let r = user_content::copy_back(
+                    &layout.root(),
+                    &taken.path,
+                    &root_base,
+                    &mut root_now,
+                    &HashSet::new(),
+                    Some(before),
+                    cutoff,
+                )?;
+                Ok((root_now, r))
+            })?;
+            for p in &r.copied {
+                if let Some(sig) = root_now.get(p) {
+                    before.insert(p.clone(), *sig);
+                }
             }
-        }
-        for p in &r.removed {
-            before.remove(p);
-        }
-        // Changed on both sides and the snapshot's change (a newer version, or
-        // a deletion) won: ROOT's version is superseded. Record it as the base
-        // that the snapshot's state replaces, so the copy-back applies it.
-        for p in &r.superseded {
-            if let Some(sig) = root_now.get(p) {
-                before.insert(p.clone(), *sig);
+            for p in &r.removed {
+                before.remove(p);
             }
-        }
-        root_base = root_now;
-        Ok(r.copied.len() + r.removed.len())
-    };
+            // Changed on both sides and the snapshot's change (a newer version, or
+            // a deletion) won: ROOT's version is superseded. Record it as the base
+            // that the snapshot's state replaces, so the copy-back applies it.
+            for p in &r.superseded {
+                if let Some(sig) = root_now.get(p) {
+                    before.insert(p.clone(), *sig);
+                }
+            }
+            root_base = root_now;
+            Ok(r.copied.len() + r.removed.len())
+        };
     for _ in 0..3 {
         if catch_up(&mut run, &mut before, None)? == 0 {
             break;
         }
     }
     journal.enter(&layout.state, Phase::SwitchToSnapshot)?;
-    run.step("switch-to-snapshot", || switch::point_link(&layout.link(), &taken.name))?;
+    run.step("switch-to-snapshot", || {
+        switch::point_link(&layout.link(), &taken.name)
+    })?;
     journal.switched_at = Some(crate::fsutil::fs_now_ns(&layout.state));
     journal.enter(&layout.state, Phase::Rewrite)?;
     catch_up(&mut run, &mut before, journal.switched_at)?;
@@ -448,7 +459,8 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
                 cfg.hooks.timeout,
             )
         })?;
-        let mut now = crate::changes::manifest(watch.as_mut(), &taken.path, &snap_state, &old_classifier)?;
+        let mut now =
+            crate::changes::manifest(watch.as_mut(), &taken.path, &snap_state, &old_classifier)?;
         let r = run.step("copy-back", || {
             user_content::copy_back(
                 &taken.path,
@@ -508,8 +520,17 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     let mut pass1 = pass1;
     for _ in 0..3 {
         let pass = run.step("copy-back", || {
-            let mut now = crate::changes::manifest(watch.as_mut(), &taken.path, &pass1, &old_classifier)?;
-            let r = user_content::copy_back(&taken.path, &layout.root(), &pass1, &mut now, &new_tracked, None, journal.switched_at)?;
+            let mut now =
+                crate::changes::manifest(watch.as_mut(), &taken.path, &pass1, &old_classifier)?;
+            let r = user_content::copy_back(
+                &taken.path,
+                &layout.root(),
+                &pass1,
+                &mut now,
+                &new_tracked,
+                None,
+                journal.switched_at,
+            )?;
             Ok((now, r))
         });
         match pass {
@@ -522,7 +543,8 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
                 }
             }
             Err(e) => {
-                run.warnings.push(format!("copy-back: {e:#} (retried after the switch)"));
+                run.warnings
+                    .push(format!("copy-back: {e:#} (retried after the switch)"));
                 break;
             }
         }
@@ -586,7 +608,12 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
             run.warnings.extend(drained);
         }
         let pass = run.step(name, || {
-            let mut now = crate::changes::manifest(watch.as_mut(), &taken.path, &seen_before, &old_classifier)?;
+            let mut now = crate::changes::manifest(
+                watch.as_mut(),
+                &taken.path,
+                &seen_before,
+                &old_classifier,
+            )?;
             let r = user_content::copy_back(
                 &taken.path,
                 &layout.root(),
@@ -743,7 +770,14 @@ fn roll_back_unhealthy<'a>(
     let _ = crate::drain::wait(cfg, &layout.root());
     // Uploads ROOT received during the snapshot copy, and while it served the
     // new version, are kept.
-    crate::recover::restore_root(cfg, layout, snap, classifier, journal.switched_at, Some(switched_back))?;
+    crate::recover::restore_root(
+        cfg,
+        layout,
+        snap,
+        classifier,
+        journal.switched_at,
+        Some(switched_back),
+    )?;
     // restore_root cleared the OPcache before and after its switch; also drop
     // the bytecode of exactly the files this deploy changed.
     let _ = crate::opcache::clear_for_deploy(cfg, &layout.root(), changed, "after rolling back");

@@ -7,20 +7,29 @@ use anyhow::{Context, Result};
 
 /// fsyncs a directory so that renames inside it survive a crash.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    let f = std::fs::File::open(dir).with_context(|| format!("cannot open {} to fsync it", dir.display()))?;
-    f.sync_all().with_context(|| format!("cannot fsync {}", dir.display()))
+    let f = std::fs::File::open(dir)
+        .with_context(|| format!("cannot open {} to fsync it", dir.display()))?;
+    f.sync_all()
+        .with_context(|| format!("cannot fsync {}", dir.display()))
 }
 
 /// Writes `data` to `path` durably: temporary file, fsync, rename, directory fsync.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let res = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(data).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("cannot fsync {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(data)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot fsync {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
         fsync_dir(dir)
     })();
     if res.is_err() {
@@ -47,7 +56,9 @@ pub fn fs_now_ns(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let p = dir.join("clock");
     match std::fs::write(&p, b"x").and_then(|_| std::fs::metadata(&p)) {
-        Ok(m) => (m.mtime().max(0) as u64).saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec().max(0) as u64),
+        Ok(m) => (m.mtime().max(0) as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(m.mtime_nsec().max(0) as u64),
         Err(_) => crate::journal::now_ns(),
     }
 }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-
 use crate::config::HealthCheckConfig;
 
 /// An HTTP agent with a timeout; TLS through the system's OpenSSL.
@@ -15,7 +14,11 @@ pub fn agent(timeout: Duration) -> Result<ureq::Agent> {
         .timeout_global(Some(timeout))
         .max_redirects(0)
         .http_status_as_error(false)
-        .tls_config(TlsConfig::builder().provider(TlsProvider::NativeTls).build())
+        .tls_config(
+            TlsConfig::builder()
+                .provider(TlsProvider::NativeTls)
+                .build(),
+        )
         .build();
     Ok(cfg.into())
 }
@@ -44,5 +47,9 @@ pub fn check(hc: &HealthCheckConfig) -> Result<()> {
         last = format!("answered {status}, expected {}", hc.expect_status);
         tracing::warn!("health check {} attempt {}: {last}", hc.url, attempt + 1);
     }
-    Err(anyhow!("health check {} failed after {} attempt(s): {last}", hc.url, hc.retries + 1))
+    Err(anyhow!(
+        "health check {} failed after {} attempt(s): {last}",
+        hc.url,
+        hc.retries + 1
+    ))
 }

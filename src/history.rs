@@ -58,8 +58,10 @@ pub fn append(state: &Path, rec: &Record) -> Result<()> {
         .append(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    f.write_all(&line).with_context(|| format!("cannot append to {}", path.display()))?;
-    f.sync_data().with_context(|| format!("cannot fsync {}", path.display()))?;
+    f.write_all(&line)
+        .with_context(|| format!("cannot append to {}", path.display()))?;
+    f.sync_data()
+        .with_context(|| format!("cannot fsync {}", path.display()))?;
     Ok(())
 }
 
@@ -69,5 +71,8 @@ pub fn read(state: &Path) -> Result<Vec<Record>> {
     let Some(text) = crate::fsutil::read_optional(&path)? else {
         return Ok(Vec::new());
     };
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
 }

@@ -28,7 +28,13 @@ pub struct HookEnv {
 }
 
 /// Runs `commands` in order in `dir`; the first failure stops and is returned.
-pub fn run_all(stage: &str, commands: &[String], dir: &Path, env: &HookEnv, timeout: Duration) -> Result<()> {
+pub fn run_all(
+    stage: &str,
+    commands: &[String],
+    dir: &Path,
+    env: &HookEnv,
+    timeout: Duration,
+) -> Result<()> {
     for cmd in commands {
         // `"? CMD"` is optional: skipped when its tool is missing (see hook_tools).
         let (cmd, optional) = crate::hook_tools::strip_optional(cmd);
@@ -63,7 +69,12 @@ fn run_one(stage: &str, cmd: &str, dir: &Path, env: &HookEnv, timeout: Duration)
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .with_context(|| format!("hook {stage} `{cmd}`: cannot start /bin/sh in {}", dir.display()))?;
+        .with_context(|| {
+            format!(
+                "hook {stage} `{cmd}`: cannot start /bin/sh in {}",
+                dir.display()
+            )
+        })?;
     let pgid = child.id() as i32;
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -163,10 +174,22 @@ mod tests {
             Duration::from_secs(5),
         )
         .unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap().trim(), "abc");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out"))
+                .unwrap()
+                .trim(),
+            "abc"
+        );
         let msg = format!(
             "{:#}",
-            run_all("test", &["exit 3".to_string()], dir.path(), &env, Duration::from_secs(5)).unwrap_err()
+            run_all(
+                "test",
+                &["exit 3".to_string()],
+                dir.path(),
+                &env,
+                Duration::from_secs(5)
+            )
+            .unwrap_err()
         );
         assert!(msg.contains("exited with status 3"), "{msg}");
     }

@@ -84,7 +84,10 @@ impl Journal {
         match crate::fsutil::read_optional(&path(state))? {
             None => Ok(None),
             Some(text) => serde_json::from_str(&text).map(Some).with_context(|| {
-                format!("the deploy journal {} is damaged; move it away and check the site by hand", path(state).display())
+                format!(
+                    "the deploy journal {} is damaged; move it away and check the site by hand",
+                    path(state).display()
+                )
             }),
         }
     }

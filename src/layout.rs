@@ -190,7 +190,8 @@ impl Layout {
         let link = self.link();
         match std::fs::symlink_metadata(&link) {
             Ok(m) if m.file_type().is_symlink() => {
-                let target = std::fs::read_link(&link).with_context(|| format!("cannot read link {}", link.display()))?;
+                let target = std::fs::read_link(&link)
+                    .with_context(|| format!("cannot read link {}", link.display()))?;
                 Ok(LinkState::Symlink(target.to_string_lossy().into_owned()))
             }
             Ok(_) => Ok(LinkState::NotALink),
@@ -230,7 +231,8 @@ impl Layout {
     pub fn snapshots(&self) -> Result<Vec<Snapshot>> {
         let prefix = format!("{}_", self.root_name);
         let mut out = Vec::new();
-        let rd = std::fs::read_dir(&self.webroot).with_context(|| format!("cannot list {}", self.webroot.display()))?;
+        let rd = std::fs::read_dir(&self.webroot)
+            .with_context(|| format!("cannot list {}", self.webroot.display()))?;
         for entry in rd {
             let entry = entry.with_context(|| format!("cannot list {}", self.webroot.display()))?;
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
@@ -259,7 +261,11 @@ impl Layout {
 
     /// Timestamped snapshots only, oldest first.
     pub fn timestamped(&self) -> Result<Vec<Snapshot>> {
-        Ok(self.snapshots()?.into_iter().filter(|s| !s.is_kept()).collect())
+        Ok(self
+            .snapshots()?
+            .into_iter()
+            .filter(|s| !s.is_kept())
+            .collect())
     }
 
     /// A new, unused snapshot name for `now`, ordered after every existing one.
@@ -283,7 +289,8 @@ impl Layout {
         loop {
             let name = self.snapshot_dir_name(&SnapshotName { time, seq });
             let taken = std::fs::symlink_metadata(self.entry(&name)).is_ok()
-                || std::fs::symlink_metadata(self.entry(&format!("{PARTIAL_PREFIX}{name}"))).is_ok();
+                || std::fs::symlink_metadata(self.entry(&format!("{PARTIAL_PREFIX}{name}")))
+                    .is_ok();
             if !taken {
                 return Ok(name);
             }
@@ -298,7 +305,8 @@ impl Layout {
 
     /// Time a snapshot name stands for, in local time, if it is timestamped.
     pub fn snapshot_time(s: &Snapshot) -> Option<DateTime<Local>> {
-        s.stamp.and_then(|n| Local.from_local_datetime(&n.time).earliest())
+        s.stamp
+            .and_then(|n| Local.from_local_datetime(&n.time).earliest())
     }
 }
 
@@ -366,7 +374,10 @@ mod tests {
         assert_eq!(names, vec![a, b, "ROOT_kept".to_string()]);
         // A clock that went back still sorts after the newest.
         let earlier = Local.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap();
-        assert_eq!(l.new_snapshot_name(earlier).unwrap(), "ROOT_2026.11.22-10.15.03-3");
+        assert_eq!(
+            l.new_snapshot_name(earlier).unwrap(),
+            "ROOT_2026.11.22-10.15.03-3"
+        );
     }
 
     #[test]
@@ -375,6 +386,9 @@ mod tests {
         let l = layout(dir.path());
         std::fs::create_dir(dir.path().join("current")).unwrap();
         let msg = format!("{:#}", l.preflight().unwrap_err());
-        assert!(msg.contains("not a symlink") && msg.contains("migrate"), "{msg}");
+        assert!(
+            msg.contains("not a symlink") && msg.contains("migrate"),
+            "{msg}"
+        );
     }
 }

@@ -38,9 +38,12 @@ impl DeployLock {
                 path.display()
             );
         }
-        file.set_len(0).with_context(|| format!("cannot write {}", path.display()))?;
-        file.rewind().with_context(|| format!("cannot write {}", path.display()))?;
-        write!(file, "{}", std::process::id()).with_context(|| format!("cannot write {}", path.display()))?;
+        file.set_len(0)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        file.rewind()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        write!(file, "{}", std::process::id())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(DeployLock { _file: file })
     }
 
@@ -67,7 +70,13 @@ mod tests {
         let held = DeployLock::acquire(dir.path()).unwrap();
         // flock locks belong to the open file description: a second open conflicts.
         let msg = format!("{:#}", DeployLock::acquire(dir.path()).unwrap_err());
-        assert!(msg.contains(&format!("a deploy is already running (pid {})", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "a deploy is already running (pid {})",
+                std::process::id()
+            )),
+            "{msg}"
+        );
         assert_eq!(DeployLock::holder(dir.path()), Some(std::process::id()));
         drop(held);
         assert_eq!(DeployLock::holder(dir.path()), None);

@@ -334,7 +334,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if as_json {
                 json(&s)?;
             } else {
-                print!("{}", report::status_text_styled(&s, rootswap::progress::color_stdout()));
+                print!(
+                    "{}",
+                    report::status_text_styled(&s, rootswap::progress::color_stdout())
+                );
             }
         }
         Command::Rollback { snapshot } => {

@@ -30,7 +30,9 @@ pub struct Notification {
 
 /// Sends `n` to the configured webhook (if any): 3 attempts, 5 s timeout each.
 pub fn send(cfg: &Config, n: &Notification) {
-    let Some(url) = cfg.notify.webhook.as_deref() else { return };
+    let Some(url) = cfg.notify.webhook.as_deref() else {
+        return;
+    };
     let agent = match crate::health::agent(Duration::from_secs(5)) {
         Ok(a) => a,
         Err(e) => {
@@ -41,7 +43,10 @@ pub fn send(cfg: &Config, n: &Notification) {
     for attempt in 1..=3u64 {
         match agent.post(url).send_json(n) {
             Ok(r) if r.status().is_success() => return,
-            Ok(r) => tracing::warn!("notification attempt {attempt}: the webhook answered {}", r.status()),
+            Ok(r) => tracing::warn!(
+                "notification attempt {attempt}: the webhook answered {}",
+                r.status()
+            ),
             Err(e) => tracing::warn!("notification attempt {attempt} to the webhook failed: {e}"),
         }
         if attempt < 3 {

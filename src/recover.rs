@@ -60,7 +60,8 @@ pub fn restore_root(
     if let Some(t) = switched_at {
         if root.is_dir() {
             for (p, sig) in user_content::scan(&root, classifier)? {
-                let upload = sig_ns(&sig) < t || served_since.is_some_and(|since| sig_ns(&sig) >= since);
+                let upload =
+                    sig_ns(&sig) < t || served_since.is_some_and(|since| sig_ns(&sig) >= since);
                 if !at_restore.contains_key(&p) && upload {
                     copy::copy_file_atomic(&root.join(&p), &rescue_dir.join(&p)).with_context(
                         || {
@@ -92,12 +93,30 @@ pub fn restore_root(
     }
     // ROOT holds the old version again: clear bytecode compiled from the new one
     // before any request can run there, and once more right after the switch.
-    warn_opcache(crate::opcache::clear_for_deploy(cfg, &root, std::iter::empty(), "before switching back to the restored ROOT"));
+    warn_opcache(crate::opcache::clear_for_deploy(
+        cfg,
+        &root,
+        std::iter::empty(),
+        "before switching back to the restored ROOT",
+    ));
     switch::point_link(&layout.link(), &layout.root_name)?;
-    warn_opcache(crate::opcache::clear_for_deploy(cfg, &root, std::iter::empty(), "after switching back to the restored ROOT"));
+    warn_opcache(crate::opcache::clear_for_deploy(
+        cfg,
+        &root,
+        std::iter::empty(),
+        "after switching back to the restored ROOT",
+    ));
     crate::drain::wait(cfg, &snap);
     let mut now = user_content::scan(&snap, classifier)?;
-    user_content::copy_back(&snap, &root, &at_restore, &mut now, &HashSet::new(), None, None)?;
+    user_content::copy_back(
+        &snap,
+        &root,
+        &at_restore,
+        &mut now,
+        &HashSet::new(),
+        None,
+        None,
+    )?;
     Ok(())
 }
 

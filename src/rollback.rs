@@ -38,9 +38,19 @@ pub fn rollback(cfg: &Config, name: Option<&str>) -> Result<Outcome> {
             snap.name
         );
     };
-    tracing::info!("rolling back to {} ({})", snap.name, &commit[..7.min(commit.len())]);
+    tracing::info!(
+        "rolling back to {} ({})",
+        snap.name,
+        &commit[..7.min(commit.len())]
+    );
     deploy::deploy(
         cfg,
-        &Request { reference: Some(commit), force: true, dry_run: false, trigger: Trigger::Rollback, id: None },
+        &Request {
+            reference: Some(commit),
+            force: true,
+            dry_run: false,
+            trigger: Trigger::Rollback,
+            id: None,
+        },
     )
 }

@@ -70,33 +70,52 @@ pub fn take(layout: &Layout, cfg: &Config, now: DateTime<Local>) -> Result<Taken
     let candidate = recycle_candidate(layout, cfg)?;
     let (stats, recycled) = match candidate {
         Some(old) => {
-            std::fs::rename(&old.path, &partial)
-                .with_context(|| format!("cannot rename snapshot {} to {}", old.path.display(), partial.display()))?;
+            std::fs::rename(&old.path, &partial).with_context(|| {
+                format!(
+                    "cannot rename snapshot {} to {}",
+                    old.path.display(),
+                    partial.display()
+                )
+            })?;
             match copy::sync_tree(&root, &partial, &opts) {
                 Ok(s) => (s, Some(old.name)),
                 Err(e) => {
                     let _ = copy::remove_tree(&partial, &opts);
-                    return Err(e).with_context(|| format!("cannot bring snapshot {} up to date with ROOT", old.name));
+                    return Err(e).with_context(|| {
+                        format!("cannot bring snapshot {} up to date with ROOT", old.name)
+                    });
                 }
             }
         }
         None => (
-            copy::copy_tree(&root, &partial, &opts).with_context(|| format!("cannot copy ROOT to snapshot {name}"))?,
+            copy::copy_tree(&root, &partial, &opts)
+                .with_context(|| format!("cannot copy ROOT to snapshot {name}"))?,
             None,
         ),
     };
     let path = layout.entry(&name);
-    std::fs::rename(&partial, &path).with_context(|| format!("cannot rename {} to {}", partial.display(), path.display()))?;
+    std::fs::rename(&partial, &path)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), path.display()))?;
     crate::fsutil::fsync_dir(&layout.webroot)?;
-    Ok(Taken { name, path, recycled, stats })
+    Ok(Taken {
+        name,
+        path,
+        recycled,
+        stats,
+    })
 }
 
 /// Removes one snapshot: renamed to `.evicting-NAME` first, then removed in
 /// parallel. Paths that could not be removed are returned in the error.
 pub fn remove(layout: &Layout, cfg: &Config, snap: &Snapshot) -> Result<()> {
     let hidden = layout.entry(&format!("{EVICTING_PREFIX}{}", snap.name));
-    std::fs::rename(&snap.path, &hidden)
-        .with_context(|| format!("cannot rename {} to {} before removing it", snap.path.display(), hidden.display()))?;
+    std::fs::rename(&snap.path, &hidden).with_context(|| {
+        format!(
+            "cannot rename {} to {} before removing it",
+            snap.path.display(),
+            hidden.display()
+        )
+    })?;
     remove_hidden(&hidden, cfg)
 }
 
@@ -120,7 +139,11 @@ fn remove_hidden(hidden: &Path, cfg: &Config) -> Result<()> {
 /// Removes the oldest timestamped snapshots beyond `snapshots.keep`, never
 /// `just_served` nor the live target nor a renamed snapshot. Returns the
 /// names removed and warnings for those that failed.
-pub fn evict(layout: &Layout, cfg: &Config, just_served: Option<&str>) -> Result<(Vec<String>, Vec<String>)> {
+pub fn evict(
+    layout: &Layout,
+    cfg: &Config,
+    just_served: Option<&str>,
+) -> Result<(Vec<String>, Vec<String>)> {
     let live = layout.live_name()?;
     let stamped = layout.timestamped()?;
     let keep = cfg.snapshots.keep;
@@ -148,7 +171,8 @@ pub fn evict(layout: &Layout, cfg: &Config, just_served: Option<&str>) -> Result
 /// Removes leftovers of interrupted runs: `.partial-*` and `.evicting-*` directories.
 pub fn clean_leftovers(layout: &Layout, cfg: &Config) -> Result<Vec<String>> {
     let mut cleaned = Vec::new();
-    let rd = std::fs::read_dir(&layout.webroot).with_context(|| format!("cannot list {}", layout.webroot.display()))?;
+    let rd = std::fs::read_dir(&layout.webroot)
+        .with_context(|| format!("cannot list {}", layout.webroot.display()))?;
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let ours = name.starts_with(PARTIAL_PREFIX) || name.starts_with(EVICTING_PREFIX);
@@ -216,7 +240,9 @@ pub fn keep(layout: &Layout, name: &str, label: Option<&str>) -> Result<String> 
     let Some(stamp) = snap.stamp else {
         bail!("snapshot {name} is already kept (its name is not a timestamp)");
     };
-    let label = label.map(str::to_owned).unwrap_or_else(|| format!("kept-{}", stamp.render()));
+    let label = label
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("kept-{}", stamp.render()));
     if label.is_empty() || label.contains('/') || label.starts_with('.') {
         bail!("label '{label}' must be a plain name (no '/', not starting with '.')");
     }
@@ -226,13 +252,22 @@ pub fn keep(layout: &Layout, name: &str, label: Option<&str>) -> Result<String> 
     }
     let new_path = layout.entry(&new_name);
     if std::fs::symlink_metadata(&new_path).is_ok() {
-        bail!("{} already exists; pick another label with --as", new_path.display());
+        bail!(
+            "{} already exists; pick another label with --as",
+            new_path.display()
+        );
     }
     let was_live = layout.live_name()?.as_deref() == Some(name);
     if was_live {
         bail!("{name} is live right now (a deploy is using it); keep it after the deploy finishes");
     }
-    std::fs::rename(&snap.path, &new_path).with_context(|| format!("cannot rename {} to {}", snap.path.display(), new_path.display()))?;
+    std::fs::rename(&snap.path, &new_path).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            snap.path.display(),
+            new_path.display()
+        )
+    })?;
     Ok(new_name)
 }
 
@@ -244,7 +279,10 @@ pub fn find(layout: &Layout, name: &str) -> Result<Snapshot> {
         None => {
             let names: Vec<_> = all.iter().map(|s| s.name.as_str()).collect();
             if names.is_empty() {
-                bail!("no snapshot named {name}: there are no snapshots in {}", layout.webroot.display())
+                bail!(
+                    "no snapshot named {name}: there are no snapshots in {}",
+                    layout.webroot.display()
+                )
             }
             bail!("no snapshot named {name}; snapshots: {}", names.join(", "))
         }
@@ -255,7 +293,10 @@ pub fn find(layout: &Layout, name: &str) -> Result<Snapshot> {
 pub fn remove_by_name(layout: &Layout, cfg: &Config, name: &str) -> Result<()> {
     let snap = find(layout, name)?;
     if layout.live_name()?.as_deref() == Some(name) {
-        bail!("{name} is live (the link {} points at it); it cannot be removed", layout.link().display());
+        bail!(
+            "{name} is live (the link {} points at it); it cannot be removed",
+            layout.link().display()
+        );
     }
     remove(layout, cfg, &snap)
 }

@@ -13,7 +13,10 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use git2::{Delta, DiffOptions, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree, TreeWalkMode};
+use git2::{
+    Delta, DiffOptions, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree,
+    TreeWalkMode,
+};
 
 use crate::config::SourceConfig;
 
@@ -106,11 +109,14 @@ impl GitSource {
                 format!("cannot open the cache repository {}; remove it and deploy again to re-create it", path.display())
             })?
         } else {
-            Repository::init_bare(&path).with_context(|| format!("cannot create the cache repository {}", path.display()))?
+            Repository::init_bare(&path)
+                .with_context(|| format!("cannot create the cache repository {}", path.display()))?
         };
         match repo.find_remote("origin") {
             Ok(r) if r.url() == Some(url.as_str()) => {}
-            Ok(_) => repo.remote_set_url("origin", &url).context("cannot update the cache repository's remote")?,
+            Ok(_) => repo
+                .remote_set_url("origin", &url)
+                .context("cannot update the cache repository's remote")?,
             Err(_) => {
                 repo.remote_with_fetch("origin", &url, "+refs/heads/*:refs/remotes/origin/*")
                     .context("cannot configure the cache repository's remote")?;
@@ -131,7 +137,10 @@ impl GitSource {
 
     /// Fetches the configured branch (and, with `all`, every branch and tag).
     pub fn fetch(&self, all: bool) -> Result<()> {
-        let mut remote = self.repo.find_remote("origin").context("cache repository has no remote")?;
+        let mut remote = self
+            .repo
+            .find_remote("origin")
+            .context("cache repository has no remote")?;
         let branch_spec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", self.branch);
         let mut specs = vec![branch_spec];
         if all {
@@ -141,15 +150,22 @@ impl GitSource {
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks());
         opts.download_tags(git2::AutotagOption::None);
-        remote
-            .fetch(&specs, Some(&mut opts), None)
-            .map_err(|e| anyhow!("cannot fetch from {}: {}; check `source.repo` and that this machine can reach it", self.url, e.message()))?;
+        remote.fetch(&specs, Some(&mut opts), None).map_err(|e| {
+            anyhow!(
+                "cannot fetch from {}: {}; check `source.repo` and that this machine can reach it",
+                self.url,
+                e.message()
+            )
+        })?;
         Ok(())
     }
 
     /// Asks the remote for the branch head without downloading objects (`git ls-remote`).
     pub fn remote_head(&self) -> Result<Option<Oid>> {
-        let mut remote = self.repo.remote_anonymous(&self.url).context("cannot create remote")?;
+        let mut remote = self
+            .repo
+            .remote_anonymous(&self.url)
+            .context("cannot create remote")?;
         let conn = remote
             .connect_auth(git2::Direction::Fetch, Some(callbacks()), None)
             .map_err(|e| anyhow!("cannot reach {}: {}", self.url, e.message()))?;
@@ -185,13 +201,23 @@ impl GitSource {
         }
         match self.repo.revparse_single(r) {
             Ok(obj) => self.peel_commit(obj.id()),
-            Err(_) => bail!("'{r}' is not a branch, tag or commit of {}{}", self.url, self.branch_list()),
+            Err(_) => bail!(
+                "'{r}' is not a branch, tag or commit of {}{}",
+                self.url,
+                self.branch_list()
+            ),
         }
     }
 
     fn peel_commit(&self, oid: Oid) -> Result<Oid> {
-        let obj = self.repo.find_object(oid, None).context("object vanished from the cache")?;
-        Ok(obj.peel_to_commit().map_err(|_| anyhow!("{oid} is not a commit"))?.id())
+        let obj = self
+            .repo
+            .find_object(oid, None)
+            .context("object vanished from the cache")?;
+        Ok(obj
+            .peel_to_commit()
+            .map_err(|_| anyhow!("{oid} is not a commit"))?
+            .id())
     }
 
     fn branch_list(&self) -> String {
@@ -212,12 +238,17 @@ impl GitSource {
 
     /// The configured branch's head as last fetched.
     pub fn branch_head(&self) -> Option<Oid> {
-        self.repo.refname_to_id(&format!("refs/remotes/origin/{}", self.branch)).ok()
+        self.repo
+            .refname_to_id(&format!("refs/remotes/origin/{}", self.branch))
+            .ok()
     }
 
     /// True when the cache has this commit.
     pub fn has_commit(&self, oid: &str) -> bool {
-        Oid::from_str(oid).ok().and_then(|o| self.repo.find_commit(o).ok()).is_some()
+        Oid::from_str(oid)
+            .ok()
+            .and_then(|o| self.repo.find_commit(o).ok())
+            .is_some()
     }
 
     /// `abc1234 subject line` for messages.
@@ -231,15 +262,20 @@ impl GitSource {
 
     /// The deployed tree of `commit`: the subdir's tree, or the whole tree.
     fn deployed_tree(&self, commit: Oid) -> Result<Option<Tree<'_>>> {
-        let c = self.repo.find_commit(commit).with_context(|| format!("commit {commit} is not in the cache"))?;
+        let c = self
+            .repo
+            .find_commit(commit)
+            .with_context(|| format!("commit {commit} is not in the cache"))?;
         let tree = c.tree().context("cannot read commit tree")?;
         if self.subdir.as_os_str().is_empty() {
             return Ok(Some(tree));
         }
         match tree.get_path(&self.subdir) {
-            Ok(entry) if entry.kind() == Some(ObjectType::Tree) => {
-                Ok(Some(self.repo.find_tree(entry.id()).context("cannot read subdir tree")?))
-            }
+            Ok(entry) if entry.kind() == Some(ObjectType::Tree) => Ok(Some(
+                self.repo
+                    .find_tree(entry.id())
+                    .context("cannot read subdir tree")?,
+            )),
             _ => Ok(None),
         }
     }
@@ -265,7 +301,10 @@ impl GitSource {
     /// (those inside the subdir and those in its ancestors), with directories
     /// relative to the deployed subdir's parent chain resolved against it.
     pub fn ignore_files(&self, commit: Oid) -> Result<Vec<IgnoreFile>> {
-        let c = self.repo.find_commit(commit).with_context(|| format!("commit {commit} is not in the cache"))?;
+        let c = self
+            .repo
+            .find_commit(commit)
+            .with_context(|| format!("commit {commit} is not in the cache"))?;
         let tree = c.tree().context("cannot read commit tree")?;
         let mut found = Vec::new();
         tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
@@ -282,7 +321,10 @@ impl GitSource {
         .context("cannot walk commit tree")?;
         let mut out = Vec::new();
         for (dir, id) in found {
-            let blob = self.repo.find_blob(id).context("cannot read .gitignore blob")?;
+            let blob = self
+                .repo
+                .find_blob(id)
+                .context("cannot read .gitignore blob")?;
             out.push(IgnoreFile {
                 dir,
                 text: String::from_utf8_lossy(blob.content()).into_owned(),
@@ -324,7 +366,10 @@ impl GitSource {
                 Delta::Deleted => {
                     if let Some(p) = oldf.path() {
                         if i32::from(oldf.mode()) != 0o160000 {
-                            deletes.push(Change { path: p.to_path_buf(), kind: ChangeKind::Deleted });
+                            deletes.push(Change {
+                                path: p.to_path_buf(),
+                                kind: ChangeKind::Deleted,
+                            });
                         }
                     }
                 }
@@ -332,15 +377,27 @@ impl GitSource {
                     let Some(p) = newf.path() else { continue };
                     let mode = i32::from(newf.mode());
                     if mode == 0o160000 {
-                        tracing::warn!("submodule {} is not deployed (rootswap deploys files, not submodules)", p.display());
+                        tracing::warn!(
+                            "submodule {} is not deployed (rootswap deploys files, not submodules)",
+                            p.display()
+                        );
                         continue;
                     }
                     let kind = if d.status() == Delta::Added {
-                        ChangeKind::Added { blob: newf.id(), mode }
+                        ChangeKind::Added {
+                            blob: newf.id(),
+                            mode,
+                        }
                     } else {
-                        ChangeKind::Modified { blob: newf.id(), mode }
+                        ChangeKind::Modified {
+                            blob: newf.id(),
+                            mode,
+                        }
                     };
-                    writes.push(Change { path: p.to_path_buf(), kind });
+                    writes.push(Change {
+                        path: p.to_path_buf(),
+                        kind,
+                    });
                 }
                 _ => {}
             }
@@ -355,13 +412,17 @@ impl GitSource {
     /// Refuses symlinks in the commit that point outside ROOT (checked before anything is written).
     fn check_links(&self, plan: &Plan) -> Result<()> {
         for ch in &plan.changes {
-            let (ChangeKind::Added { blob, mode } | ChangeKind::Modified { blob, mode }) = ch.kind else {
+            let (ChangeKind::Added { blob, mode } | ChangeKind::Modified { blob, mode }) = ch.kind
+            else {
                 continue;
             };
             if mode != 0o120000 {
                 continue;
             }
-            let target = self.repo.find_blob(blob).context("cannot read symlink blob")?;
+            let target = self
+                .repo
+                .find_blob(blob)
+                .context("cannot read symlink blob")?;
             let target = PathBuf::from(String::from_utf8_lossy(target.content()).into_owned());
             if !link_stays_inside(&ch.path, &target) {
                 bail!(
@@ -377,8 +438,14 @@ impl GitSource {
     }
 
     /// Applies `plan` to `root`. Restartable: applying it twice gives the same tree.
-    pub fn checkout(&self, plan: &Plan, root: &Path, mut progress: impl FnMut(&Path)) -> Result<()> {
-        std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    pub fn checkout(
+        &self,
+        plan: &Plan,
+        root: &Path,
+        mut progress: impl FnMut(&Path),
+    ) -> Result<()> {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
         for ch in &plan.changes {
             let dst = root.join(&ch.path);
             progress(&ch.path);
@@ -387,7 +454,8 @@ impl GitSource {
                 ChangeKind::Deleted => {
                     match std::fs::symlink_metadata(&dst) {
                         Ok(m) if m.is_dir() => {} // a user directory took its place: leave it
-                        Ok(_) => std::fs::remove_file(&dst).with_context(|| format!("cannot remove {}", dst.display()))?,
+                        Ok(_) => std::fs::remove_file(&dst)
+                            .with_context(|| format!("cannot remove {}", dst.display()))?,
                         Err(_) => continue,
                     }
                     prune_empty_parents(root, &dst);
@@ -404,13 +472,20 @@ impl GitSource {
         let dst = root.join(rel);
         let parent = dst.parent().unwrap_or(root);
         ensure_dir(root, parent)?;
-        let name = dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dst
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = parent.join(format!(".rootswap-tmp-{name}"));
         let _ = std::fs::remove_file(&tmp);
-        let content = self.repo.find_blob(blob).with_context(|| format!("cannot read blob for {}", rel.display()))?;
+        let content = self
+            .repo
+            .find_blob(blob)
+            .with_context(|| format!("cannot read blob for {}", rel.display()))?;
         if mode == 0o120000 {
             let target = PathBuf::from(String::from_utf8_lossy(content.content()).into_owned());
-            std::os::unix::fs::symlink(&target, &tmp).with_context(|| format!("cannot create symlink {}", tmp.display()))?;
+            std::os::unix::fs::symlink(&target, &tmp)
+                .with_context(|| format!("cannot create symlink {}", tmp.display()))?;
         } else {
             use std::os::unix::fs::OpenOptionsExt;
             let perm = if mode == 0o100755 { 0o755 } else { 0o644 };
@@ -420,15 +495,18 @@ impl GitSource {
                 .mode(perm)
                 .open(&tmp)
                 .with_context(|| format!("cannot create {}", tmp.display()))?;
-            f.write_all(content.content()).with_context(|| format!("cannot write {}", tmp.display()))?;
+            f.write_all(content.content())
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
         }
         if let Ok(m) = std::fs::symlink_metadata(&dst) {
             if m.is_dir() {
                 // The commit now has a file where a directory was: the commit wins.
-                std::fs::remove_dir_all(&dst).with_context(|| format!("cannot replace directory {}", dst.display()))?;
+                std::fs::remove_dir_all(&dst)
+                    .with_context(|| format!("cannot replace directory {}", dst.display()))?;
             }
         }
-        std::fs::rename(&tmp, &dst).with_context(|| format!("cannot rename {} over {}", tmp.display(), dst.display()))?;
+        std::fs::rename(&tmp, &dst)
+            .with_context(|| format!("cannot rename {} over {}", tmp.display(), dst.display()))?;
         Ok(())
     }
 }
@@ -445,10 +523,14 @@ fn ensure_dir(root: &Path, dir: &Path) -> Result<()> {
         match std::fs::symlink_metadata(&cur) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                std::fs::remove_file(&cur).with_context(|| format!("cannot replace {} with a directory", cur.display()))?;
-                std::fs::create_dir(&cur).with_context(|| format!("cannot create {}", cur.display()))?;
+                std::fs::remove_file(&cur).with_context(|| {
+                    format!("cannot replace {} with a directory", cur.display())
+                })?;
+                std::fs::create_dir(&cur)
+                    .with_context(|| format!("cannot create {}", cur.display()))?;
             }
-            Err(_) => std::fs::create_dir(&cur).with_context(|| format!("cannot create {}", cur.display()))?,
+            Err(_) => std::fs::create_dir(&cur)
+                .with_context(|| format!("cannot create {}", cur.display()))?,
         }
     }
     Ok(())
@@ -513,14 +595,18 @@ fn callbacks<'a>() -> RemoteCallbacks<'a> {
     cb.credentials(move |url, user, allowed| {
         tries += 1;
         if tries > 4 {
-            return Err(git2::Error::from_str("authentication failed (tried ssh-agent, ~/.ssh keys and git credential helpers)"));
+            return Err(git2::Error::from_str(
+                "authentication failed (tried ssh-agent, ~/.ssh keys and git credential helpers)",
+            ));
         }
         let user = user.unwrap_or("git");
         if allowed.contains(git2::CredentialType::SSH_KEY) {
             if tries == 1 {
                 return git2::Cred::ssh_key_from_agent(user);
             }
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
             for key in ["id_ed25519", "id_rsa", "id_ecdsa"] {
                 let p = home.join(".ssh").join(key);
                 if p.exists() {
@@ -544,11 +630,20 @@ mod tests {
 
     #[test]
     fn symlinks_must_stay_inside() {
-        assert!(link_stays_inside(Path::new("vendor/bin/phpunit"), Path::new("../phpunit/phpunit/phpunit")));
+        assert!(link_stays_inside(
+            Path::new("vendor/bin/phpunit"),
+            Path::new("../phpunit/phpunit/phpunit")
+        ));
         assert!(link_stays_inside(Path::new("a"), Path::new("b")));
-        assert!(!link_stays_inside(Path::new("a"), Path::new("../etc/passwd")));
+        assert!(!link_stays_inside(
+            Path::new("a"),
+            Path::new("../etc/passwd")
+        ));
         assert!(!link_stays_inside(Path::new("a/b"), Path::new("../../x")));
         assert!(!link_stays_inside(Path::new("a"), Path::new("/etc/passwd")));
-        assert!(!link_stays_inside(Path::new("a/b"), Path::new("c/../../../x")));
+        assert!(!link_stays_inside(
+            Path::new("a/b"),
+            Path::new("c/../../../x")
+        ));
     }
 }

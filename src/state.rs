@@ -41,7 +41,10 @@ impl State {
         match crate::fsutil::read_optional(&path)? {
             None => Ok(State::default()),
             Some(text) => serde_json::from_str(&text).with_context(|| {
-                format!("{} is damaged; move it away to start from a clean state", path.display())
+                format!(
+                    "{} is damaged; move it away to start from a clean state",
+                    path.display()
+                )
             }),
         }
     }
@@ -54,7 +57,9 @@ impl State {
 
     /// Records the commit of the snapshot directory at `path`.
     pub fn set_snapshot(&mut self, path: &Path, commit: Option<String>) -> Result<()> {
-        let ino = std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?.ino();
+        let ino = std::fs::metadata(path)
+            .with_context(|| format!("cannot stat {}", path.display()))?
+            .ino();
         self.snapshots.insert(
             ino,
             SnapshotInfo {

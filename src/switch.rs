@@ -13,7 +13,10 @@ use anyhow::{Context, Result};
 /// directory, e.g. `ROOT`) with one rename(2), then fsyncs the directory.
 pub fn point_link(link: &Path, target: &str) -> Result<()> {
     let dir = link.parent().unwrap_or(Path::new("."));
-    let name = link.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = link
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.rootswap-tmp-{}", std::process::id()));
     // A leftover from a crashed run with the same pid: remove it first.
     let _ = std::fs::remove_file(&tmp);
@@ -21,7 +24,8 @@ pub fn point_link(link: &Path, target: &str) -> Result<()> {
         .with_context(|| format!("cannot create symlink {} -> {target}", tmp.display()))?;
     if let Err(e) = std::fs::rename(&tmp, link) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot rename {} over {}", tmp.display(), link.display()));
+        return Err(e)
+            .with_context(|| format!("cannot rename {} over {}", tmp.display(), link.display()));
     }
     crate::fsutil::fsync_dir(dir)?;
     Ok(())
@@ -44,7 +48,10 @@ mod tests {
         point_link(&link, "ROOT_x").unwrap();
         assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("ROOT_x"));
         // No temporary names are left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 3, "{names:?}");
     }
 
@@ -79,6 +86,9 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         let (reads, misses) = reader.join().unwrap();
         assert!(reads > 0);
-        assert_eq!(misses, 0, "the link was missing {misses} times in {reads} reads");
+        assert_eq!(
+            misses, 0,
+            "the link was missing {misses} times in {reads} reads"
+        );
     }
 }

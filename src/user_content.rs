@@ -157,7 +157,9 @@ impl Classifier {
 
     /// Is directory `dir` (or one of its parents) ignored?
     fn dir_ignored(&self, dir: &Path) -> bool {
-        dir.ancestors().filter(|a| !a.as_os_str().is_empty()).any(|a| self.ignored_here(a, true))
+        dir.ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .any(|a| self.ignored_here(a, true))
     }
 
     /// True when the file `rel` is user content (given whether a parent directory is ignored).
@@ -205,7 +207,9 @@ impl Sig {
 
     /// Modification time in nanoseconds since the epoch.
     pub fn ns(&self) -> u64 {
-        (self.mtime.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(self.mtime_ns.max(0) as u64)
+        (self.mtime.max(0) as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(self.mtime_ns.max(0) as u64)
     }
 
     fn newer_than(&self, other: &Sig) -> bool {
@@ -272,13 +276,22 @@ fn scan_dir(
 /// Updates the manifest `last` of `tree` for the paths in `changed` (relative
 /// to the tree): each is looked at again, a directory with its whole subtree;
 /// a path that is gone is dropped with everything recorded below it.
-pub fn rescan(tree: &Path, c: &Classifier, last: &Manifest, changed: &HashSet<PathBuf>) -> Manifest {
+pub fn rescan(
+    tree: &Path,
+    c: &Classifier,
+    last: &Manifest,
+    changed: &HashSet<PathBuf>,
+) -> Manifest {
     let mut out = last.clone();
     for rel in changed {
         if rel.as_os_str().is_empty() || is_own_temp(rel) {
             continue;
         }
-        let under: Vec<PathBuf> = out.range(rel.clone()..).take_while(|(k, _)| k.starts_with(rel)).map(|(k, _)| k.clone()).collect();
+        let under: Vec<PathBuf> = out
+            .range(rel.clone()..)
+            .take_while(|(k, _)| k.starts_with(rel))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in under {
             out.remove(&k);
         }

@@ -20,7 +20,11 @@ fn ino(w: &World, name: &str) -> u64 {
 }
 
 /// Commits a change and deploys it; returns ROOT's state just before the deploy.
-fn change_and_deploy(w: &World, files: &[(&str, &str)], remove: &[&str]) -> std::collections::BTreeMap<std::path::PathBuf, String> {
+fn change_and_deploy(
+    w: &World,
+    files: &[(&str, &str)],
+    remove: &[&str],
+) -> std::collections::BTreeMap<std::path::PathBuf, String> {
     w.write_files(files);
     for r in remove {
         std::fs::remove_file(w.repo.join(r)).unwrap();
@@ -35,17 +39,39 @@ fn change_and_deploy(w: &World, files: &[(&str, &str)], remove: &[&str]) -> std:
 fn next_deploy_recycles_the_previous_snapshot_into_an_exact_copy_of_root() {
     let w = World::new(APP, "snapshots:\n  keep: 1\n");
     w.ok(&["deploy"]);
-    change_and_deploy(&w, &[("index.php", "<?php echo 'v2';"), ("lib/new.php", "<?php // new")], &["lib/old.php"]);
+    change_and_deploy(
+        &w,
+        &[
+            ("index.php", "<?php echo 'v2';"),
+            ("lib/new.php", "<?php // new"),
+        ],
+        &["lib/old.php"],
+    );
     let first = w.snapshots();
     assert_eq!(first.len(), 1, "{first:?}");
     let first_ino = ino(&w, &first[0]);
 
-    let root_before = change_and_deploy(&w, &[("index.php", "<?php echo 'v3';"), ("lib/old.php", "<?php // back")], &["lib/new.php"]);
+    let root_before = change_and_deploy(
+        &w,
+        &[
+            ("index.php", "<?php echo 'v3';"),
+            ("lib/old.php", "<?php // back"),
+        ],
+        &["lib/new.php"],
+    );
     let second = w.snapshots();
     assert_eq!(second.len(), 1, "{second:?}");
     assert_ne!(second[0], first[0], "a new snapshot name");
-    assert_eq!(ino(&w, &second[0]), first_ino, "the previous snapshot was renamed and brought up to date, not copied");
-    assert_same(&root_before, &tree_state(&w.webroot.join(&second[0])), "recycled snapshot vs ROOT before the deploy");
+    assert_eq!(
+        ino(&w, &second[0]),
+        first_ino,
+        "the previous snapshot was renamed and brought up to date, not copied"
+    );
+    assert_same(
+        &root_before,
+        &tree_state(&w.webroot.join(&second[0])),
+        "recycled snapshot vs ROOT before the deploy",
+    );
     assert_eq!(read(&w.link().join("index.php")), "<?php echo 'v3';");
 }
 
@@ -60,7 +86,11 @@ fn incremental_false_copies_from_scratch() {
     let second = w.snapshots();
     assert_eq!(second.len(), 1, "{second:?}");
     assert_ne!(ino(&w, &second[0]), first_ino, "a fresh copy");
-    assert_same(&root_before, &tree_state(&w.webroot.join(&second[0])), "fresh snapshot vs ROOT before the deploy");
+    assert_same(
+        &root_before,
+        &tree_state(&w.webroot.join(&second[0])),
+        "fresh snapshot vs ROOT before the deploy",
+    );
 }
 
 #[test]
@@ -74,8 +104,16 @@ fn a_kept_snapshot_is_never_recycled() {
     let kept_ino = ino(&w, "ROOT_before-v3");
     change_and_deploy(&w, &[("index.php", "<?php echo 'v3';")], &[]);
     assert_eq!(ino(&w, "ROOT_before-v3"), kept_ino);
-    assert_same(&kept_state, &tree_state(&w.webroot.join("ROOT_before-v3")), "kept snapshot");
-    let timestamped: Vec<String> = w.snapshots().into_iter().filter(|n| n != "ROOT_before-v3").collect();
+    assert_same(
+        &kept_state,
+        &tree_state(&w.webroot.join("ROOT_before-v3")),
+        "kept snapshot",
+    );
+    let timestamped: Vec<String> = w
+        .snapshots()
+        .into_iter()
+        .filter(|n| n != "ROOT_before-v3")
+        .collect();
     assert_eq!(timestamped.len(), 1, "{timestamped:?}");
     assert_ne!(ino(&w, &timestamped[0]), kept_ino);
 }

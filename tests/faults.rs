@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const APP: &[(&str, &str)] = &[("index.php", "<?php echo 'v1';"), ("lib/a.php", "<?php // v1")];
+const APP: &[(&str, &str)] = &[
+    ("index.php", "<?php echo 'v1';"),
+    ("lib/a.php", "<?php // v1"),
+];
 
 /// A tiny HTTP server on 127.0.0.1 answering every request with `status`,
 /// recording request bodies. Stops when the test process ends.
@@ -43,7 +46,11 @@ fn http_server(status: u16) -> Http {
                 if let Some(end) = text.find("\r\n\r\n") {
                     let len = text
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
                         .unwrap_or(0);
                     if buf.len() >= end + 4 + len {
                         b2.lock().unwrap().push(text[end + 4..].to_string());
@@ -52,14 +59,24 @@ fn http_server(status: u16) -> Http {
                 }
             }
             let code = st2.load(Ordering::Relaxed);
-            let _ = write!(c, "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let _ = write!(
+                c,
+                "HTTP/1.1 {code} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
         }
     });
-    Http { port, status: st, bodies }
+    Http {
+        port,
+        status: st,
+        bodies,
+    }
 }
 
 fn next_version(w: &World, v: &str) {
-    w.write_files(&[("index.php", &format!("<?php echo '{v}';")), ("lib/a.php", &format!("<?php // {v}"))]);
+    w.write_files(&[
+        ("index.php", &format!("<?php echo '{v}';")),
+        ("lib/a.php", &format!("<?php // {v}")),
+    ]);
     w.commit(v);
 }
 
@@ -75,10 +92,17 @@ fn rollback_makes_the_previous_version_live_and_keeps_uploads() {
     assert!(out.contains("rolled back"), "{out}");
     assert_eq!(w.link_target(), "ROOT");
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v1';");
-    assert_eq!(read(&w.root().join("uploads/photo.jpg")), "p", "uploads survive a rollback");
+    assert_eq!(
+        read(&w.root().join("uploads/photo.jpg")),
+        "p",
+        "uploads survive a rollback"
+    );
     let state = read(&w.webroot.join(".rootswap/state.json"));
     let head = git(&w.repo, &["rev-parse", "HEAD"]);
-    assert!(state.contains(&format!("\"pinned_from\": \"{head}\"")), "the branch head is pinned: {state}");
+    assert!(
+        state.contains(&format!("\"pinned_from\": \"{head}\"")),
+        "the branch head is pinned: {state}"
+    );
     // The rollback snapshotted v2 first: rolling back again restores v2.
     w.ok(&["rollback"]);
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v2';");
@@ -88,7 +112,11 @@ fn rollback_makes_the_previous_version_live_and_keeps_uploads() {
     let before = webroot_state(&w.webroot);
     let err = w.fails(&["rollback", "ROOT_nope"]);
     assert!(err.contains("no snapshot named ROOT_nope"), "{err}");
-    assert_same(&before, &webroot_state(&w.webroot), "bad rollback changed the disk");
+    assert_same(
+        &before,
+        &webroot_state(&w.webroot),
+        "bad rollback changed the disk",
+    );
 }
 
 #[test]
@@ -103,7 +131,10 @@ fn rollback_without_snapshots_is_explained() {
 fn health_gate_rolls_back_a_version_that_does_not_answer() {
     let http = http_server(500);
     let w = World::new(APP, "");
-    let hc = format!("health_check:\n  url: http://127.0.0.1:{}/health\n  timeout: 2s\n  retries: 1\n", http.port);
+    let hc = format!(
+        "health_check:\n  url: http://127.0.0.1:{}/health\n  timeout: 2s\n  retries: 1\n",
+        http.port
+    );
     w.set_config(&hc);
     http.status.store(200, Ordering::Relaxed);
     w.ok(&["deploy"]);
@@ -119,7 +150,13 @@ fn health_gate_rolls_back_a_version_that_does_not_answer() {
     assert_eq!(read(&w.root().join("lib/a.php")), "<?php // v1");
     assert_eq!(read(&w.root().join("uploads/u.txt")), "u");
     let hist = read(&w.webroot.join(".rootswap/history.jsonl"));
-    assert!(hist.lines().last().unwrap().contains("\"result\":\"rolled-back\""), "{hist}");
+    assert!(
+        hist.lines()
+            .last()
+            .unwrap()
+            .contains("\"result\":\"rolled-back\""),
+        "{hist}"
+    );
     http.status.store(200, Ordering::Relaxed);
     w.ok(&["deploy"]);
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v2-broken';");
@@ -129,9 +166,15 @@ fn health_gate_rolls_back_a_version_that_does_not_answer() {
 fn notifications_are_sent_and_never_fail_a_deploy() {
     let http = http_server(200);
     let w = World::new(APP, "");
-    w.set_config(&format!("notify:\n  webhook: http://127.0.0.1:{}/hook\n", http.port));
+    w.set_config(&format!(
+        "notify:\n  webhook: http://127.0.0.1:{}/hook\n",
+        http.port
+    ));
     w.ok(&["deploy"]);
-    w.set_config(&format!("notify:\n  webhook: http://127.0.0.1:{}/hook\nhooks:\n  after_checkout: ['exit 1']\n", http.port));
+    w.set_config(&format!(
+        "notify:\n  webhook: http://127.0.0.1:{}/hook\nhooks:\n  after_checkout: ['exit 1']\n",
+        http.port
+    ));
     next_version(&w, "v2");
     w.fails(&["deploy"]);
     let bodies = http.bodies.lock().unwrap().clone();
@@ -141,13 +184,25 @@ fn notifications_are_sent_and_never_fail_a_deploy() {
     assert!(ok["text"].as_str().unwrap().contains("deployed"), "{ok}");
     let failed: serde_json::Value = serde_json::from_str(&bodies[1]).unwrap();
     assert_eq!(failed["result"], "failed");
-    assert!(failed["error"].as_str().unwrap().contains("exit"), "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("exit"),
+        "{failed}"
+    );
     // A webhook that is down: the deploy succeeds anyway, with a warning.
-    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    w.set_config(&format!("notify:\n  webhook: http://127.0.0.1:{dead}/hook\n"));
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    w.set_config(&format!(
+        "notify:\n  webhook: http://127.0.0.1:{dead}/hook\n"
+    ));
     let out = w.run(&["deploy"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("notification"), "the failure is logged");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("notification"),
+        "the failure is logged"
+    );
 }
 
 #[test]
@@ -157,10 +212,18 @@ fn history_lists_deploys() {
     next_version(&w, "v2");
     w.ok(&["deploy"]);
     let table = w.ok(&["history"]);
-    assert!(table.contains("manual") && table.contains("success") && table.contains("snapshot"), "{table}");
-    let last: serde_json::Value = serde_json::from_str(&w.ok(&["history", "--json", "-n", "1"])).unwrap();
+    assert!(
+        table.contains("manual") && table.contains("success") && table.contains("snapshot"),
+        "{table}"
+    );
+    let last: serde_json::Value =
+        serde_json::from_str(&w.ok(&["history", "--json", "-n", "1"])).unwrap();
     assert_eq!(last.as_array().unwrap().len(), 1);
-    assert!(last[0]["steps"].as_array().unwrap().iter().any(|s| s["step"] == "checkout"));
+    assert!(last[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["step"] == "checkout"));
 }
 
 #[test]
@@ -185,7 +248,10 @@ fn a_force_pushed_branch_deploys_the_new_history() {
     git(&w.repo, &["reset", "-q", "--hard", "HEAD~1"]);
     next_version(&w, "v2-rewritten");
     w.ok(&["deploy"]);
-    assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v2-rewritten';");
+    assert_eq!(
+        read(&w.root().join("index.php")),
+        "<?php echo 'v2-rewritten';"
+    );
 }
 
 #[test]
@@ -193,7 +259,10 @@ fn names_with_spaces_newlines_and_non_utf8_bytes() {
     use std::os::unix::ffi::OsStrExt;
     let w = World::new(APP, "");
     let odd = std::ffi::OsStr::from_bytes(b"caf\xe9 \xff.txt");
-    w.write_files(&[("dir with space/a b.php", "<?php // 1"), ("new\nline.txt", "nl")]);
+    w.write_files(&[
+        ("dir with space/a b.php", "<?php // 1"),
+        ("new\nline.txt", "nl"),
+    ]);
     std::fs::write(w.repo.join(odd), "latin1").unwrap();
     w.commit("odd names");
     w.ok(&["deploy"]);
@@ -215,7 +284,9 @@ fn names_with_spaces_newlines_and_non_utf8_bytes() {
 }
 
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
 }
 
 #[test]
@@ -232,7 +303,10 @@ fn disk_full_during_the_snapshot_keeps_the_old_version_live() {
     match mount {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
-            eprintln!("skipped: cannot mount a tmpfs here: {}", String::from_utf8_lossy(&o.stderr).trim());
+            eprintln!(
+                "skipped: cannot mount a tmpfs here: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
             return;
         }
         Err(e) => {
@@ -243,7 +317,10 @@ fn disk_full_during_the_snapshot_keeps_the_old_version_live() {
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
         }
     }
     let _guard = Unmount(w.webroot.clone());
@@ -254,11 +331,22 @@ fn disk_full_during_the_snapshot_keeps_the_old_version_live() {
     w.ok(&["deploy"]);
     next_version(&w, "v2");
     let err = w.fails(&["deploy"]);
-    assert!(err.contains("No space left") || err.contains("space"), "{err}");
+    assert!(
+        err.contains("No space left") || err.contains("space"),
+        "{err}"
+    );
     assert_eq!(w.link_target(), "ROOT");
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v1';");
-    let names: Vec<String> = std::fs::read_dir(&w.webroot).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(names.iter().all(|n| !n.starts_with("ROOT_") && !n.starts_with(".partial-")), "partial snapshot removed: {names:?}");
+    let names: Vec<String> = std::fs::read_dir(&w.webroot)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with("ROOT_") && !n.starts_with(".partial-")),
+        "partial snapshot removed: {names:?}"
+    );
 }
 
 #[test]
@@ -270,7 +358,11 @@ fn an_unreadable_file_in_root_fails_the_snapshot_cleanly() {
     let w = World::new(APP, "");
     w.ok(&["deploy"]);
     std::fs::write(w.root().join("secret.txt"), "s").unwrap();
-    std::fs::set_permissions(w.root().join("secret.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(
+        w.root().join("secret.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
     next_version(&w, "v2");
     let err = w.fails(&["deploy"]);
     assert!(err.contains("secret.txt"), "{err}");

@@ -32,7 +32,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -45,7 +49,12 @@ impl World {
         std::fs::create_dir_all(&repo).unwrap();
         std::fs::create_dir_all(&webroot).unwrap();
         git(&repo, &["init", "-q", "-b", "main"]);
-        let w = World { config: tmp.path().join("rootswap.yaml"), tmp, repo, webroot };
+        let w = World {
+            config: tmp.path().join("rootswap.yaml"),
+            tmp,
+            repo,
+            webroot,
+        };
         w.write_files(files);
         w.commit("initial");
         w.set_config(extra_yaml);
@@ -87,7 +96,12 @@ impl World {
 
     /// Runs `rootswap -c <config> args…`.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin()).arg("-c").arg(&self.config).args(args).output().expect("rootswap runs")
+        Command::new(bin())
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("rootswap runs")
     }
 
     /// Runs and asserts success; returns stdout.
@@ -129,7 +143,10 @@ impl World {
     }
 
     pub fn link_target(&self) -> String {
-        std::fs::read_link(self.link()).unwrap().to_string_lossy().into_owned()
+        std::fs::read_link(self.link())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -167,8 +184,16 @@ pub fn contents(root: &Path) -> BTreeMap<String, String> {
     for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
         let e = e.unwrap();
         if e.file_type().is_file() {
-            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            out.insert(rel, String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned());
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            out.insert(
+                rel,
+                String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned(),
+            );
         }
     }
     out
@@ -180,24 +205,49 @@ pub fn read(p: &Path) -> String {
 
 /// Asserts two tree states are equal, printing only the paths that differ.
 #[track_caller]
-pub fn assert_same(before: &BTreeMap<PathBuf, String>, after: &BTreeMap<PathBuf, String>, what: &str) {
+pub fn assert_same(
+    before: &BTreeMap<PathBuf, String>,
+    after: &BTreeMap<PathBuf, String>,
+    what: &str,
+) {
     let mut diffs = Vec::new();
     for (k, v) in before {
         match after.get(k) {
-            None => diffs.push(format!("- {} ({})", k.display(), v.chars().take(80).collect::<String>())),
-            Some(v2) if v2 != v => diffs.push(format!("~ {}: {} => {}", k.display(), v.chars().take(80).collect::<String>(), v2.chars().take(80).collect::<String>())),
+            None => diffs.push(format!(
+                "- {} ({})",
+                k.display(),
+                v.chars().take(80).collect::<String>()
+            )),
+            Some(v2) if v2 != v => diffs.push(format!(
+                "~ {}: {} => {}",
+                k.display(),
+                v.chars().take(80).collect::<String>(),
+                v2.chars().take(80).collect::<String>()
+            )),
             _ => {}
         }
     }
     for (k, v) in after {
         if !before.contains_key(k) {
-            diffs.push(format!("+ {} ({})", k.display(), v.chars().take(80).collect::<String>()));
+            diffs.push(format!(
+                "+ {} ({})",
+                k.display(),
+                v.chars().take(80).collect::<String>()
+            ));
         }
     }
-    assert!(diffs.is_empty(), "{what}: {} paths differ:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{what}: {} paths differ:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 /// Tree state of a webroot without the Git cache (which fetches update) and the lock file (holder's pid).
 pub fn webroot_state(webroot: &Path) -> BTreeMap<PathBuf, String> {
-    tree_state(webroot).into_iter().filter(|(k, _)| !k.starts_with(".rootswap/repo.git") && !k.starts_with(".rootswap/lock")).collect()
+    tree_state(webroot)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(".rootswap/repo.git") && !k.starts_with(".rootswap/lock"))
+        .collect()
 }
