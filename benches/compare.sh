@@ -3,7 +3,8 @@
 # alternating, on the same tree and filesystem, with the page cache warm:
 #   cp -a, rsync -a, tar | tar, fs_extra::dir::copy, xcp, rootswap (full copy,
 #   incremental snapshot after 1 file and after 1 % of files changed),
-#   and rm -rf vs rootswap's removal.
+#   and rm -rf vs rootswap's removal; plus the floor (creating the same
+#   directories, empty files and links, with the same threads).
 # Prints a Markdown table: median of N runs, files/s, MB/s, peak RSS, ratios.
 #
 # Usage: benches/compare.sh [--runs N] [--tree DIR] [--files N] [--image-size SIZE] [--no-loop] [--keep]
@@ -152,6 +153,9 @@ for r in $(seq 1 "$RUNS"); do
         copy_cmd "$tool" "$MNT/out-$tool-$r"
         run "$tool" "${CMD[@]}"
     done
+    # The floor: the same directories, empty files and links, nothing else.
+    run "floor" "$ENGINE" floor "$SRC" "$MNT/floor-$r"
+    rm -rf "$MNT/floor-$r"
     change_files 1
     run "rootswap-incremental-1-file" "$ENGINE" sync "$SRC" "$INC"
     change_files "$ONE_PCT"
@@ -185,12 +189,13 @@ labels = {
     "rootswap-incremental-1-file": "**rootswap incremental, 1 file changed**",
     "rootswap-incremental-1pct": "**rootswap incremental, 1 % of files changed**",
     "rm-rf": "`rm -rf`", "rootswap-remove": "**rootswap remove_tree**",
+    "floor": "floor: same dirs, empty files, links",
 }
 base = med("rootswap")
 cp = med("cp")
 print("| operation | runs | median s | min s | max s | CPU s (user+sys, median) | entries/s | MB/s | peak RSS MiB | time vs rootswap copy | speed-up vs `cp -a` |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for name in ["cp", "rsync", "tar", "fs_extra", "xcp", "rootswap", "rootswap-incremental-1-file", "rootswap-incremental-1pct"]:
+for name in ["cp", "rsync", "tar", "fs_extra", "xcp", "rootswap", "floor", "rootswap-incremental-1-file", "rootswap-incremental-1pct"]:
     if name not in rows: continue
     ts = [t for t, _ in rows[name]]; m = med(name)
     rss = max(r for _, r in rows[name]) / 1024
