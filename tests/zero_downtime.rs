@@ -9,7 +9,7 @@
 //!
 //! `cargo test --test zero_downtime -- --ignored --nocapture` also runs the
 //! comparison: the FastCGI reset replaced by a php-fpm reload (USR2), the
-//! numbers in docs/readme/50-zero-downtime.md.
+//! numbers in README.md ("Zero downtime, measured").
 
 mod common;
 
