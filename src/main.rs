@@ -174,16 +174,20 @@ enum SnapshotsCmd {
     },
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, spans: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("ROOTSWAP_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
     use tracing_subscriber::prelude::*;
     // Log lines go through the progress writer (it lifts the deploy spinner while
     // writing); the progress layer sees only the deploy's step announcements.
-    let fmt = tracing_subscriber::fmt::layer().with_writer(rootswap::progress::writer);
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(rootswap::progress::writer);
     let fmt = match format {
-        LogFormat::Human => fmt.event_format(report::HumanFormat).boxed(),
+        LogFormat::Human => fmt.event_format(report::HumanFormat { spans }).boxed(),
         LogFormat::Json => fmt
             .json()
             .with_current_span(true)
@@ -200,7 +204,7 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, matches!(cli.command, Command::Serve));
     if matches!(
         cli.command,
         Command::Deploy { dry_run: false, .. } | Command::Rollback { .. }

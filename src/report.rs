@@ -262,8 +262,14 @@ pub fn status_text_styled(s: &Status, color: bool) -> String {
     out
 }
 
-/// Log format for people: the message, prefixed by `warning:`/`error:` when it is one.
-pub struct HumanFormat;
+/// Log format for people: the message, prefixed by `warning:`/`error:` when
+/// it is one. With `spans` (the service, where deploys interleave with other
+/// lines), each line also names the spans it belongs to, e.g.
+/// `deploy{id=20261122-101503-3f2a}`, so every line of a deploy carries its id.
+pub struct HumanFormat {
+    /// Print the enclosing spans and their fields before the message.
+    pub spans: bool,
+}
 
 impl<S, N> FormatEvent<S, N> for HumanFormat
 where
@@ -282,6 +288,19 @@ where
             _ => "  ",
         };
         write!(writer, "{prefix}")?;
+        if self.spans {
+            if let Some(scope) = ctx.event_scope() {
+                for span in scope.from_root() {
+                    let ext = span.extensions();
+                    match ext.get::<tracing_subscriber::fmt::FormattedFields<N>>() {
+                        Some(fields) if !fields.is_empty() => {
+                            write!(writer, "{}{{{}}} ", span.name(), fields)?
+                        }
+                        _ => write!(writer, "{} ", span.name())?,
+                    }
+                }
+            }
+        }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }

@@ -252,6 +252,18 @@ fn local_repo_commits_go_live_within_a_second_and_bursts_end_on_the_last() {
     unique.dedup();
     assert_eq!(commits, unique, "a commit was deployed twice: {hist:#?}");
     assert!(hist.len() <= 7, "{} deploys for 7 commits", hist.len());
+    // Human log lines of a deploy carry its id, without colour codes in a file.
+    let log = s.log();
+    let id = hist.last().unwrap()["id"].as_str().unwrap().to_string();
+    let tagged = log
+        .lines()
+        .filter(|l| l.contains(&format!("deploy{{id={id}}}")))
+        .count();
+    assert!(tagged >= 5, "lines of deploy {id} carry its id:\n{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no ANSI escapes when stderr is not a terminal"
+    );
 }
 
 #[test]
