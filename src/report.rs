@@ -228,9 +228,29 @@ pub fn status_text_styled(s: &Status, color: bool) -> String {
             )),
         );
     }
+    let when = match (&s.next_poll, &s.last_poll) {
+        (Some(next), _) => match chrono::DateTime::parse_from_rfc3339(next) {
+            Ok(t) => {
+                let secs = (t - chrono::Local::now().fixed_offset())
+                    .num_seconds()
+                    .max(0);
+                format!(", next poll in {secs}s")
+            }
+            Err(_) => String::new(),
+        },
+        (None, Some(last)) if s.auto_deploy != "off" => format!(", last poll {last}"),
+        (None, None) if s.auto_deploy != "off" => {
+            ", not polling (is `rootswap serve` running?)".to_string()
+        }
+        _ => String::new(),
+    };
     line(
         "auto",
-        format!("{} {}", s.auto_deploy, dim("(rootswap serve)")),
+        if when.is_empty() {
+            format!("{} {}", s.auto_deploy, dim("(rootswap serve)"))
+        } else {
+            format!("{}{when}", s.auto_deploy)
+        },
     );
     let total: u64 = s.snapshots.iter().map(|r| r.size).sum();
     line(

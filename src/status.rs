@@ -38,6 +38,10 @@ pub struct Status {
     pub deployed_at: Option<String>,
     /// The service's polling schedule, e.g. `every 1m`, `cron 0 */5 * * * *`, `off`.
     pub auto_deploy: String,
+    /// When `rootswap serve` last asked the remote for the branch head.
+    pub last_poll: Option<String>,
+    /// When it will ask next (`every` schedules, while the service polls).
+    pub next_poll: Option<String>,
 }
 
 /// Gathers the status (reads only; takes no lock).
@@ -79,6 +83,11 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         (true, Some(d), None) => format!("every {}", humantime::format_duration(*d)),
         (true, None, None) => "every 1m".to_string(),
     };
+    let last_poll = crate::fsutil::read_optional(&layout.state.join("last-poll"))
+        .ok()
+        .flatten()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok());
+    let next_poll = next_poll(cfg, last_poll);
     Ok(Status {
         webroot: layout.webroot.display().to_string(),
         live,
@@ -97,5 +106,22 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         deployed_subject,
         deployed_at,
         auto_deploy,
+        last_poll: last_poll.map(|t| t.to_rfc3339()),
+        next_poll,
     })
+}
+
+/// The next poll of an `every` schedule: the last poll plus the interval,
+/// when the last poll is recent enough that the service is evidently polling.
+fn next_poll(cfg: &Config, last: Option<chrono::DateTime<chrono::FixedOffset>>) -> Option<String> {
+    let a = &cfg.auto_deploy;
+    if !a.enabled || a.cron.is_some() {
+        return None;
+    }
+    let every =
+        chrono::Duration::from_std(a.every.unwrap_or(std::time::Duration::from_secs(60))).ok()?;
+    let next = last? + every;
+    let now = chrono::Local::now().fixed_offset();
+    // Two intervals without a poll: the service is not running (or cannot reach the remote).
+    (next + every > now).then(|| next.max(now).to_rfc3339())
 }

@@ -264,6 +264,14 @@ fn local_repo_commits_go_live_within_a_second_and_bursts_end_on_the_last() {
         !log.contains('\u{1b}'),
         "no ANSI escapes when stderr is not a terminal"
     );
+    // While the service polls, status tells when it polls next.
+    let v: serde_json::Value = serde_json::from_str(&w.ok(&["status", "--json"])).unwrap();
+    assert!(
+        v["last_poll"].is_string() && v["next_poll"].is_string(),
+        "{v:#}"
+    );
+    let text = w.ok(&["status"]);
+    assert!(text.contains("next poll in"), "{text}");
 }
 
 #[test]

@@ -493,7 +493,13 @@ fn check(cfg: &Config, failed: Option<&str>) -> Result<Decision> {
     std::fs::create_dir_all(&layout.state)
         .with_context(|| format!("cannot create state directory {}", layout.state.display()))?;
     let source = GitSource::open(&layout.state, &cfg.source)?;
-    let Some(head) = source.remote_head()? else {
+    let remote = source.remote_head();
+    // `rootswap status` derives the next poll from this.
+    let _ = std::fs::write(
+        layout.state.join("last-poll"),
+        chrono::Local::now().to_rfc3339(),
+    );
+    let Some(head) = remote? else {
         return Ok(Decision::NoBranch);
     };
     let head = head.to_string();
