@@ -11,7 +11,7 @@
 //! link back at it: the site serves the old version throughout.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -444,8 +444,14 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         snapshot: taken.path.to_string_lossy().into_owned(),
         root: layout.root().to_string_lossy().into_owned(),
     };
-    let mut copied = 0;
-    let mut removed = 0;
+    let mut cb = CopyBack {
+        snapshot: &taken.path,
+        root: layout.root(),
+        classifier: &old_classifier,
+        new_tracked: &new_tracked,
+        copied: 0,
+        removed: 0,
+    };
     let rewrite = (|| -> Result<Manifest> {
         run.step("checkout", || {
             source.checkout(&plan, &layout.root(), |_| {})
@@ -459,21 +465,15 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
                 cfg.hooks.timeout,
             )
         })?;
-        let mut now =
-            crate::changes::manifest(watch.as_mut(), &taken.path, &snap_state, &old_classifier)?;
-        let r = run.step("copy-back", || {
-            user_content::copy_back(
-                &taken.path,
-                &layout.root(),
+        let (now, _) = run.step("copy-back", || {
+            cb.pass(
+                watch.as_mut(),
+                &snap_state,
                 &before,
-                &mut now,
-                &new_tracked,
                 None,
                 journal.switched_at,
             )
         })?;
-        copied += r.copied.len();
-        removed += r.removed.len();
         run.step("before-switch hooks", || {
             hooks::run_all(
                 "before_switch",
@@ -520,23 +520,10 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     let mut pass1 = pass1;
     for _ in 0..3 {
         let pass = run.step("copy-back", || {
-            let mut now =
-                crate::changes::manifest(watch.as_mut(), &taken.path, &pass1, &old_classifier)?;
-            let r = user_content::copy_back(
-                &taken.path,
-                &layout.root(),
-                &pass1,
-                &mut now,
-                &new_tracked,
-                None,
-                journal.switched_at,
-            )?;
-            Ok((now, r))
+            cb.pass(watch.as_mut(), &pass1, &pass1, None, journal.switched_at)
         });
         match pass {
             Ok((now, r)) => {
-                copied += r.copied.len();
-                removed += r.removed.len();
                 pass1 = now;
                 if r.copied.is_empty() && r.removed.is_empty() {
                     break;
@@ -608,27 +595,16 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
             run.warnings.extend(drained);
         }
         let pass = run.step(name, || {
-            let mut now = crate::changes::manifest(
+            cb.pass(
                 watch.as_mut(),
-                &taken.path,
                 &seen_before,
-                &old_classifier,
-            )?;
-            let r = user_content::copy_back(
-                &taken.path,
-                &layout.root(),
                 &seen_before,
-                &mut now,
-                &new_tracked,
                 Some(&root_seen),
                 Some(switched_back),
-            )?;
-            Ok((now, r))
+            )
         });
         match pass {
             Ok((now, r)) => {
-                copied += r.copied.len();
-                removed += r.removed.len();
                 for p in &r.copied {
                     if let Some(sig) = now.get(p) {
                         root_seen.insert(p.clone(), *sig);
@@ -653,8 +629,8 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         snapshot: Some(taken.name.clone()),
         recycled: taken.recycled.clone(),
         files: plan.counts(),
-        user_files_copied: copied,
-        user_files_removed: removed,
+        user_files_copied: cb.copied,
+        user_files_removed: cb.removed,
         evicted: evicted.clone(),
         duration: run.clock.elapsed(),
         steps: run.steps.clone(),
@@ -738,6 +714,46 @@ fn first_deploy(
     };
     run.record(layout, "success", &[], None);
     Ok(Outcome::Deployed(summary))
+}
+
+/// The copy-back from the served snapshot into ROOT, pass after pass.
+struct CopyBack<'a> {
+    snapshot: &'a Path,
+    root: PathBuf,
+    classifier: &'a Classifier,
+    new_tracked: &'a HashSet<PathBuf>,
+    /// User files copied into ROOT so far, over all passes.
+    copied: usize,
+    /// User files removed from ROOT so far.
+    removed: usize,
+}
+
+impl CopyBack<'_> {
+    /// One pass: the snapshot's user files now (its state `last` plus what the
+    /// watch saw change since) applied to ROOT against `base`. Returns the
+    /// snapshot's state and what the pass did.
+    fn pass(
+        &mut self,
+        watch: Option<&mut crate::changes::ChangeWatch>,
+        last: &Manifest,
+        base: &Manifest,
+        root_seen: Option<&Manifest>,
+        cutoff: Option<u64>,
+    ) -> Result<(Manifest, user_content::CopyBackReport)> {
+        let mut now = crate::changes::manifest(watch, self.snapshot, last, self.classifier)?;
+        let r = user_content::copy_back(
+            self.snapshot,
+            &self.root,
+            base,
+            &mut now,
+            self.new_tracked,
+            root_seen,
+            cutoff,
+        )?;
+        self.copied += r.copied.len();
+        self.removed += r.removed.len();
+        Ok((now, r))
+    }
 }
 
 /// A deploy of another ref than the branch head (or a rollback) pins the
