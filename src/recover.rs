@@ -25,14 +25,8 @@ use crate::journal::{phase_name, Journal, Phase};
 use crate::layout::{Layout, LinkState};
 use crate::source::GitSource;
 use crate::state::State;
-use crate::user_content::{self, Classifier, Sig};
+use crate::user_content::{self, Classifier};
 use crate::{copy, snapshot, switch};
-
-fn sig_ns(s: &Sig) -> u64 {
-    (s.mtime.max(0) as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(s.mtime_ns.max(0) as u64)
-}
 
 /// Restores ROOT from the snapshot `snap_name` and points the link back at ROOT.
 ///
@@ -60,8 +54,7 @@ pub fn restore_root(
     if let Some(t) = switched_at {
         if root.is_dir() {
             for (p, sig) in user_content::scan(&root, classifier)? {
-                let upload =
-                    sig_ns(&sig) < t || served_since.is_some_and(|since| sig_ns(&sig) >= since);
+                let upload = sig.ns() < t || served_since.is_some_and(|since| sig.ns() >= since);
                 if !at_restore.contains_key(&p) && upload {
                     copy::copy_file_atomic(&root.join(&p), &rescue_dir.join(&p)).with_context(
                         || {
@@ -243,7 +236,7 @@ fn late_copy(cfg: &Config, layout: &Layout, snap: &str, j: &Journal) -> Result<(
     let snap_path = layout.entry(snap);
     let root = layout.root();
     for (p, sig) in user_content::scan(&snap_path, &c)? {
-        if sig_ns(&sig) < t {
+        if sig.ns() < t {
             continue;
         }
         let dst: PathBuf = root.join(&p);

@@ -88,6 +88,8 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         .flatten()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok());
     let next_poll = next_poll(cfg, last_poll);
+    // A running deploy's journal is not an interrupted one.
+    let deploy_running = DeployLock::holder(&layout.state);
     Ok(Status {
         webroot: layout.webroot.display().to_string(),
         live,
@@ -95,10 +97,10 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         deployed_commit: state.deployed.clone(),
         branch: cfg.source.branch.clone(),
         branch_head,
-        deploy_running: DeployLock::holder(&layout.state),
+        deploy_running,
         snapshots,
         last_deploy: crate::history::read(&layout.state)?.pop(),
-        interrupted: if DeployLock::holder(&layout.state).is_some() {
+        interrupted: if deploy_running.is_some() {
             None
         } else {
             crate::recover::pending(&layout.state)

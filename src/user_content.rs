@@ -359,10 +359,6 @@ pub fn copy_back(
         .map(|(p, s)| (p.clone(), *s))
         .collect();
     for (p, sig) in &changed {
-        let (p, sig) = (p, sig);
-        if before.get(p) == Some(sig) {
-            continue;
-        }
         if tracked_or_under_tracked(p) {
             tracing::warn!(
                 "user file {} is now tracked by the repository: the commit's version wins",

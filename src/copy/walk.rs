@@ -438,14 +438,7 @@ impl<'a> Walk<'a> {
                         })?;
                     }
                     if self.env.as_root && (d.uid != m.uid || d.gid != m.gid) {
-                        rustix::fs::chownat(
-                            dfd,
-                            name,
-                            Some(uid(m.uid)),
-                            Some(gid(m.gid)),
-                            AtFlags::SYMLINK_NOFOLLOW,
-                        )
-                        .map_err(|e| {
+                        chown_to(dfd, name, m).map_err(|e| {
                             self.err("set owner of", self.dst_full(&node.rel, Some(name)), e)
                         })?;
                     }
@@ -472,14 +465,7 @@ impl<'a> Walk<'a> {
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
                 let mut dir_gid = node.new_gid;
                 if self.env.needs_chown(m, node.new_gid) {
-                    rustix::fs::chownat(
-                        dfd,
-                        name,
-                        Some(uid(m.uid)),
-                        Some(gid(m.gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| {
+                    chown_to(dfd, name, m).map_err(|e| {
                         self.err("set owner of", self.dst_full(&node.rel, Some(name)), e)
                     })?;
                     dir_gid = m.gid;
@@ -725,6 +711,17 @@ fn file_type(k: Kind) -> FileType {
     }
 }
 
+/// Gives the entry `dir/name` (not following a symlink) the owner and group of `m`.
+fn chown_to(dir: impl AsFd, name: &CStr, m: &Meta) -> rustix::io::Result<()> {
+    rustix::fs::chownat(
+        dir,
+        name,
+        Some(uid(m.uid)),
+        Some(gid(m.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+}
+
 fn uid(u: u32) -> Uid {
     Uid::from_raw(u)
 }
@@ -861,14 +858,7 @@ pub(super) fn copy_symlink(
         .map_err(|e| ("create symlink", Side::Dst, e.into()))?;
     let res = (|| {
         if env.needs_chown(m, new_gid) {
-            rustix::fs::chownat(
-                ddir,
-                dname,
-                Some(uid(m.uid)),
-                Some(gid(m.gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| ("set owner of", Side::Dst, e.into()))?;
+            chown_to(ddir, dname, m).map_err(|e| ("set owner of", Side::Dst, e.into()))?;
         }
         rustix::fs::utimensat(ddir, dname, &m.times(), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| ("set times of", Side::Dst, e.into()))
