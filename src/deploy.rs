@@ -305,6 +305,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     // Step 1: fetch and resolve.
     let source = run.step("fetch", || {
         let s = GitSource::open(&layout.state, &cfg.source)?;
+        s.clear_stale_locks()?;
         s.fetch(req.reference.is_some())?;
         Ok(s)
     })?;

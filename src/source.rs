@@ -160,6 +160,27 @@ impl GitSource {
         Ok(())
     }
 
+    /// Removes `*.lock` files that a killed fetch left in the cache
+    /// repository; libgit2 refuses to update a ref whose lock file exists, so
+    /// one left behind would fail every later deploy. Call only with the
+    /// deploy lock held: rootswap is the cache's only writer.
+    pub fn clear_stale_locks(&self) -> Result<()> {
+        for e in walkdir::WalkDir::new(self.repo.path())
+            .into_iter()
+            .filter_map(|e| e.ok())
+        {
+            if e.file_type().is_file() && e.file_name().to_string_lossy().ends_with(".lock") {
+                tracing::warn!(
+                    "removing {} left by an interrupted fetch",
+                    e.path().display()
+                );
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("cannot remove stale lock {}", e.path().display()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Asks the remote for the branch head without downloading objects (`git ls-remote`).
     pub fn remote_head(&self) -> Result<Option<Oid>> {
         let mut remote = self

@@ -356,3 +356,20 @@ fn kill_at_random_instants() {
     );
     assert!(Path::new(&site.w.webroot.join("ROOT")).is_dir());
 }
+
+#[test]
+fn a_fetch_killed_midway_leaves_no_lock_that_blocks_the_next_deploy() {
+    let w = World::new(&[("index.php", "<?php echo 1;")], "");
+    w.ok(&["deploy"]);
+    // What libgit2 leaves when SIGKILL lands inside a fetch.
+    let cache = w.webroot.join(".rootswap/repo.git");
+    std::fs::write(cache.join("refs/remotes/origin/main.lock"), "").unwrap();
+    std::fs::write(cache.join("config.lock"), "").unwrap();
+    w.write_files(&[("index.php", "<?php echo 2;")]);
+    w.commit("v2");
+    let out = w.run(&["deploy"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("left by an interrupted fetch"), "{err}");
+    assert_eq!(read(&w.root().join("index.php")), "<?php echo 2;");
+}
