@@ -119,6 +119,24 @@ fn warn_opcache(w: Option<String>) {
     }
 }
 
+/// Removes rootswap's own `.rootswap-tmp-*` files under `tree` (best effort).
+fn remove_own_temps(tree: &Path) {
+    for e in walkdir::WalkDir::new(tree)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
+        if !e.file_type().is_dir()
+            && e.file_name()
+                .to_string_lossy()
+                .starts_with(".rootswap-tmp-")
+        {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!("cannot remove {}: {err}", e.path().display());
+            }
+        }
+    }
+}
+
 /// What a recovery did.
 #[derive(Debug, Clone)]
 pub struct Recovered {
@@ -147,6 +165,12 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
     let journal = Journal::load(&layout.state)?;
     snapshot::clean_leftovers(layout, cfg)?;
     let Some(j) = journal else { return Ok(None) };
+    // Temporary files of the interrupted run (a copy in flight, a change-watch
+    // barrier) are not part of either version.
+    remove_own_temps(&layout.root());
+    if let Some(snap) = &j.snapshot {
+        remove_own_temps(&layout.entry(snap));
+    }
     tracing::warn!(
         "deploy {} was interrupted during {}: recovering",
         j.id,

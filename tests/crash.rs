@@ -83,7 +83,17 @@ impl Site {
     /// The served tree is one complete version (the old or the new) plus every user file.
     fn check_served(&self, label: &str) -> u32 {
         let live = self.w.webroot.join(self.w.link_target());
-        let got = contents(&live);
+        // rootswap's own temporary files (a copy in flight, a change-watch
+        // barrier) may stand in a tree right after a kill: they are no
+        // version's; recovery removes them (checked in check_recovered).
+        let got: BTreeMap<String, String> = contents(&live)
+            .into_iter()
+            .filter(|(k, _)| {
+                !Path::new(k)
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".rootswap-tmp-"))
+            })
+            .collect();
         let mut matched = None;
         for v in [self.live_v, self.v] {
             let want = version(v, self.files);
@@ -133,7 +143,7 @@ impl Site {
                 "{label}: leftover {n}"
             );
         }
-        for e in walkdir::WalkDir::new(self.w.root()) {
+        for e in walkdir::WalkDir::new(&self.w.webroot) {
             let e = e.unwrap();
             assert!(
                 !e.file_name()
