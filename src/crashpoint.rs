@@ -3,7 +3,9 @@
 //! the named point — exactly what the OOM killer or a power cut would do
 //! there. Points are the journal phases (`snapshot`, `rewrite`, …, reached
 //! right after the phase is journaled) and per-entry points inside the long
-//! steps (`copy-entry`, `checkout-entry`, `copy-back-entry`, `evict-entry`).
+//! steps (`copy-entry`, `checkout-entry`, `copy-back-entry`, `evict-entry`),
+//! and `link-temp`, between creating the temporary link and renaming it over
+//! the serving link.
 //!
 //! Unset (always, in production) it costs one relaxed atomic load per call.
 

@@ -164,6 +164,9 @@ fn classifier_for(cfg: &Config, layout: &Layout, commit: Option<&str>) -> Result
 pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
     let journal = Journal::load(&layout.state)?;
     snapshot::clean_leftovers(layout, cfg)?;
+    // A kill between creating the temporary link and renaming it leaves the
+    // temporary link behind, with or without a journal.
+    switch::remove_stale_temps(&layout.link())?;
     let Some(j) = journal else { return Ok(None) };
     // Temporary files of the interrupted run (a copy in flight, a change-watch
     // barrier) are not part of either version.

@@ -22,12 +22,37 @@ pub fn point_link(link: &Path, target: &str) -> Result<()> {
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)
         .with_context(|| format!("cannot create symlink {} -> {target}", tmp.display()))?;
+    crate::crashpoint::hit("link-temp");
     if let Err(e) = std::fs::rename(&tmp, link) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e)
             .with_context(|| format!("cannot rename {} over {}", tmp.display(), link.display()));
     }
     crate::fsutil::fsync_dir(dir)?;
+    Ok(())
+}
+
+/// Removes temporary links a killed run left next to `link` (the
+/// `.NAME.rootswap-tmp-PID` names `point_link` creates). Call with the deploy
+/// lock held: no other rootswap process is switching then.
+pub fn remove_stale_temps(link: &Path) -> Result<()> {
+    let dir = link.parent().unwrap_or(Path::new("."));
+    let Some(name) = link.file_name() else {
+        return Ok(());
+    };
+    let prefix = format!(".{}.rootswap-tmp-", name.to_string_lossy());
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let path = entry.path();
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove stale link {}", path.display()))?;
+        }
+    }
     Ok(())
 }
 
@@ -53,6 +78,20 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 3, "{names:?}");
+    }
+
+    #[test]
+    fn stale_temporary_links_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("ROOT")).unwrap();
+        let link = dir.path().join("current");
+        point_link(&link, "ROOT").unwrap();
+        std::os::unix::fs::symlink("ROOT_x", dir.path().join(".current.rootswap-tmp-123")).unwrap();
+        std::fs::write(dir.path().join(".other.rootswap-tmp-1"), "keep").unwrap();
+        remove_stale_temps(&link).unwrap();
+        assert!(std::fs::symlink_metadata(dir.path().join(".current.rootswap-tmp-123")).is_err());
+        assert!(dir.path().join(".other.rootswap-tmp-1").exists());
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("ROOT"));
     }
 
     #[test]

@@ -247,6 +247,8 @@ fn kill_at_every_phase_and_inside_checkout_and_copy_back() {
         "rewrite",
         "switch-to-root",
         "finish",
+        "link-temp:1",
+        "link-temp:2",
     ]
     .iter()
     .map(|s| s.to_string())
