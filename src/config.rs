@@ -243,6 +243,18 @@ pub struct UserContentConfig {
     /// Globs never copied back (wins over `preserve`).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Directories (relative to ROOT) kept outside the trees, in `shared_dir`,
+    /// and symlinked into ROOT and so into every snapshot: what requests write
+    /// there is never copied, so no deploy can lose it (see [`crate::shared`]).
+    #[serde(default)]
+    pub shared: Vec<String>,
+    /// Where the shared directories live: relative to webroot unless absolute.
+    #[serde(default = "default_shared_dir")]
+    pub shared_dir: PathBuf,
+}
+
+fn default_shared_dir() -> PathBuf {
+    PathBuf::from("shared")
 }
 
 impl Default for UserContentConfig {
@@ -251,6 +263,8 @@ impl Default for UserContentConfig {
             gitignore: true,
             preserve: Vec::new(),
             exclude: Vec::new(),
+            shared: Vec::new(),
+            shared_dir: default_shared_dir(),
         }
     }
 }
@@ -502,6 +516,10 @@ impl Config {
         self.state_dir = PathBuf::from(
             expand(&self.state_dir.to_string_lossy()).with_context(|| ctx("state_dir"))?,
         );
+        self.user_content.shared_dir = PathBuf::from(
+            expand(&self.user_content.shared_dir.to_string_lossy())
+                .with_context(|| ctx("user_content.shared_dir"))?,
+        );
         self.source.repo = expand(&self.source.repo).with_context(|| ctx("source.repo"))?;
         self.source.branch = expand(&self.source.branch).with_context(|| ctx("source.branch"))?;
         self.source.subdir = expand(&self.source.subdir).with_context(|| ctx("source.subdir"))?;
@@ -566,6 +584,7 @@ impl Config {
         }
         crate::user_content::Rules::new(&self.user_content)
             .with_context(|| format!("{src}: user_content"))?;
+        crate::shared::Shared::from_config(self).with_context(|| format!("{src}: user_content"))?;
         let state = self.state_path();
         let root = self.webroot.join(&self.root);
         if normalize(&state).starts_with(normalize(&root)) {

@@ -24,6 +24,7 @@ use crate::hooks::{self, HookEnv};
 use crate::journal::{Journal, Phase};
 use crate::layout::{Layout, LinkState};
 use crate::lock::DeployLock;
+use crate::shared::Shared;
 use crate::source::{short, GitSource, Plan};
 use crate::state::State;
 use crate::user_content::{self, Classifier, Manifest, Rules};
@@ -323,7 +324,17 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         });
     }
     tracing::info!("deploying {}", source.describe(commit));
-    let plan = source.plan(prev_oid, commit)?;
+    let mut plan = source.plan(prev_oid, commit)?;
+    let new_tracked = source.tracked(commit)?;
+    // Shared directories are checked before anything changes; once linked,
+    // the checkout leaves what is below them alone.
+    let shared = Shared::from_config(cfg)?;
+    if !shared.is_empty() {
+        shared.check(&layout.root(), &new_tracked)?;
+        let linked = shared.linked_in(&layout.root());
+        plan.changes
+            .retain(|c| !crate::shared::covers(&linked, &c.path));
+    }
     run.commit = Some(commit.to_string());
     run.previous = previous.clone();
     let mut journal = Journal {
@@ -345,6 +356,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
             &mut run,
             &source,
             &plan,
+            &shared,
             &mut state,
             &mut journal,
         );
@@ -438,7 +450,6 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     catch_up(&mut run, &mut before, journal.switched_at)?;
 
     // Steps 4-5: rewrite ROOT, run hooks, copy user content back. Any failure restores ROOT.
-    let new_tracked = source.tracked(commit)?;
     let env = HookEnv {
         commit: commit.to_string(),
         previous_commit: previous.clone().unwrap_or_default(),
@@ -457,6 +468,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         run.step("checkout", || {
             source.checkout(&plan, &layout.root(), |_| {})
         })?;
+        run.step("shared", || link_shared(&shared, &layout.root()))?;
         run.step("hooks", || {
             hooks::run_all(
                 "after_checkout",
@@ -650,6 +662,7 @@ fn first_deploy(
     run: &mut Run,
     source: &GitSource,
     plan: &Plan,
+    shared: &Shared,
     state: &mut State,
     journal: &mut Journal,
 ) -> Result<Outcome> {
@@ -662,6 +675,7 @@ fn first_deploy(
     let res = (|| -> Result<()> {
         journal.enter(&layout.state, Phase::FirstCheckout)?;
         run.step("checkout", || source.checkout(plan, &root, |_| {}))?;
+        run.step("shared", || link_shared(shared, &root))?;
         run.step("hooks", || {
             hooks::run_all(
                 "after_checkout",
@@ -715,6 +729,14 @@ fn first_deploy(
     };
     run.record(layout, "success", &[], None);
     Ok(Outcome::Deployed(summary))
+}
+
+/// Links the shared directories into `root` (after a checkout, before the hooks).
+fn link_shared(shared: &Shared, root: &Path) -> Result<()> {
+    for done in shared.link_into(root)? {
+        tracing::info!("shared directory {done}");
+    }
+    Ok(())
 }
 
 /// The copy-back from the served snapshot into ROOT, pass after pass.

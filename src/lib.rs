@@ -40,6 +40,7 @@ pub mod recover;
 pub mod report;
 pub mod rollback;
 pub mod serve;
+pub mod shared;
 pub mod snapshot;
 pub mod source;
 pub mod state;

@@ -435,6 +435,7 @@ mod tests {
             gitignore: true,
             preserve: preserve.iter().map(|s| s.to_string()).collect(),
             exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         })
         .unwrap()
     }

@@ -401,24 +401,6 @@ fn adopts_an_existing_site() {
 
 // ---- bad input: one clear message, non-zero exit, nothing changed on disk ----
 
-fn assert_untouched(w: &World, args: &[&str], expect: &[&str]) {
-    let before = webroot_state(&w.webroot);
-    let err = w.fails(args);
-    for e in expect {
-        assert!(err.contains(e), "expected {e:?} in:\n{err}");
-    }
-    assert_eq!(
-        err.lines().filter(|l| l.starts_with("error:")).count(),
-        1,
-        "one error message:\n{err}"
-    );
-    assert_same(
-        &before,
-        &webroot_state(&w.webroot),
-        &format!("disk changed after: {err}"),
-    );
-}
-
 #[test]
 fn bad_config_files() {
     let w = World::new(APP, "");

@@ -25,10 +25,18 @@ struct WriterStats {
 
 type OpLog = Vec<(std::time::Instant, String)>;
 
+/// Time between two requests of the writer: `min_us` plus up to `spread_us`.
+#[derive(Clone, Copy)]
+struct Pace {
+    min_us: u64,
+    spread_us: u64,
+}
+
 fn writer(
     link: PathBuf,
     stop: Arc<AtomicBool>,
     seed: u64,
+    pace: Pace,
 ) -> (BTreeMap<String, String>, WriterStats, OpLog) {
     let mut log: OpLog = Vec::new();
     let mut model: BTreeMap<String, String> = BTreeMap::new();
@@ -129,13 +137,23 @@ fn writer(
             std::time::Instant::now(),
             format!("op{n} kind{op} link={target} model={}", model.len()),
         ));
-        std::thread::sleep(Duration::from_micros(3000 + next() % 7000));
+        std::thread::sleep(Duration::from_micros(
+            pace.min_us + next() % pace.spread_us.max(1),
+        ));
     }
     (model, st, log)
 }
 
-#[test]
-fn uploads_during_twenty_deploys_are_never_lost() {
+/// What a writer run over 20 deploys ended with.
+struct Run {
+    w: World,
+    st: WriterStats,
+    files: usize,
+}
+
+/// Keeps a writer going through the link during 20 deploys; asserts that
+/// ROOT's `uploads/` ends exactly as the writer left it.
+fn twenty_deploys_under_a_writer(extra_yaml: &str, pace: Pace, label: &str) -> Run {
     let mut files: Vec<(String, String)> = (0..200)
         .map(|i| (format!("src/f{i}.php"), format!("<?php // {i}")))
         .collect();
@@ -146,7 +164,7 @@ fn uploads_during_twenty_deploys_are_never_lost() {
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     let w = World::new(&refs, "");
-    w.set_config("drain: 50ms\n");
+    w.set_config(&format!("drain: 50ms\n{extra_yaml}"));
     let text = read(&w.config).replace("drain: 0s\n", "");
     std::fs::write(&w.config, text).unwrap();
     w.ok(&["deploy"]);
@@ -158,7 +176,7 @@ fn uploads_during_twenty_deploys_are_never_lost() {
         .as_nanos() as u64;
     let handle = {
         let (link, stop) = (w.link(), stop.clone());
-        std::thread::spawn(move || writer(link, stop, seed))
+        std::thread::spawn(move || writer(link, stop, seed, pace))
     };
     for i in 1..=20 {
         w.write_files(&[("index.php", &format!("<?php echo {i};"))]);
@@ -180,7 +198,7 @@ fn uploads_during_twenty_deploys_are_never_lost() {
         .collect();
     let resurrected: Vec<&String> = got.keys().filter(|k| !model.contains_key(*k)).collect();
     eprintln!(
-        "20 deploys, writer seed {seed}: {} requests ({} creates, {} appends, {} renames, {} deletes, {} found their file missing); \
+        "{label}: 20 deploys, writer seed {seed}: {} requests ({} creates, {} appends, {} renames, {} deletes, {} found their file missing); \
          {} files at the end; lost {}, resurrected {}",
         st.ops,
         st.creates,
@@ -213,5 +231,59 @@ fn uploads_during_twenty_deploys_are_never_lost() {
         st.ops > 200,
         "the writer kept writing throughout: {}",
         st.ops
+    );
+    Run {
+        w,
+        files: model.len(),
+        st,
+    }
+}
+
+#[test]
+fn uploads_during_twenty_deploys_are_never_lost() {
+    // A busy but realistic site: one upload request every 3-10 ms.
+    let pace = Pace {
+        min_us: 3000,
+        spread_us: 7000,
+    };
+    twenty_deploys_under_a_writer("", pace, "copy-back");
+}
+
+#[test]
+fn shared_uploads_survive_a_harsh_writer_with_no_request_ever_missing_its_file() {
+    // A request every 0.5-3 ms: harsher than the copy-back can promise (see
+    // README, "Uploads during a deploy"); a shared directory needs no copy.
+    let pace = Pace {
+        min_us: 500,
+        spread_us: 2500,
+    };
+    let r = twenty_deploys_under_a_writer(
+        "user_content:\n  shared: [uploads]\n",
+        pace,
+        "shared uploads",
+    );
+    assert_eq!(
+        r.st.not_found, 0,
+        "with a shared directory every request finds the file the previous one wrote"
+    );
+    let up = r.w.root().join("uploads");
+    assert_eq!(
+        std::fs::read_link(&up).unwrap(),
+        std::path::Path::new("../shared/uploads")
+    );
+    // Every snapshot links to the same directory.
+    for s in r.w.snapshots() {
+        assert_eq!(
+            std::fs::read_link(r.w.webroot.join(&s).join("uploads")).unwrap(),
+            std::path::Path::new("../shared/uploads"),
+            "{s}"
+        );
+    }
+    assert_eq!(
+        contents(&r.w.webroot.join("shared/uploads"))
+            .keys()
+            .filter(|k| *k != ".keep")
+            .count(),
+        r.files
     );
 }

@@ -232,9 +232,9 @@ pub fn copy_file_atomic(src: &Path, dst: &Path) -> Result<()> {
         }
         return set_dir_meta(&env, src, dst);
     }
-    let sdir = sys::open_dir_path(sparent)
+    let sdir = sys::open_dir_path_follow(sparent)
         .with_context(|| format!("copy: cannot open directory {}", sparent.display()))?;
-    let ddir = sys::open_dir_path(dparent)
+    let ddir = sys::open_dir_path_follow(dparent)
         .with_context(|| format!("copy: cannot open directory {}", dparent.display()))?;
     let m = sys::stat_at(sdir.as_fd(), sname.as_c_str())
         .with_context(|| format!("copy: cannot stat {}", src.display()))?;

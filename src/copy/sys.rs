@@ -117,6 +117,17 @@ pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
     open_dir(rustix::fs::CWD, path)
 }
 
+/// Opens a directory by path, following symlinks on the way (the parent of
+/// a single file being copied may be a link, e.g. a shared directory).
+pub fn open_dir_path_follow(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
 /// Opens a file for reading without following a symlink.
 pub fn open_read(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     Ok(rustix::fs::openat(

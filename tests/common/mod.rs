@@ -251,3 +251,23 @@ pub fn webroot_state(webroot: &Path) -> BTreeMap<PathBuf, String> {
         .filter(|(k, _)| !k.starts_with(".rootswap/repo.git") && !k.starts_with(".rootswap/lock"))
         .collect()
 }
+
+/// Runs `args`, expecting failure with one `error:` line containing every
+/// `expect` string, and no change in the webroot.
+pub fn assert_untouched(w: &World, args: &[&str], expect: &[&str]) {
+    let before = webroot_state(&w.webroot);
+    let err = w.fails(args);
+    for e in expect {
+        assert!(err.contains(e), "expected {e:?} in:\n{err}");
+    }
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "one error message:\n{err}"
+    );
+    assert_same(
+        &before,
+        &webroot_state(&w.webroot),
+        &format!("disk changed after: {err}"),
+    );
+}
