@@ -4,8 +4,9 @@
 //! there. Points are the journal phases (`snapshot`, `rewrite`, …, reached
 //! right after the phase is journaled) and per-entry points inside the long
 //! steps (`copy-entry`, `checkout-entry`, `copy-back-entry`, `evict-entry`),
-//! and `link-temp`, between creating the temporary link and renaming it over
-//! the serving link.
+//! `link-temp`, between creating the temporary link and renaming it over the
+//! serving link, and `shared-entry`/`shared-link` while a directory moves into
+//! `user_content.shared_dir`.
 //!
 //! Unset (always, in production) it costs one relaxed atomic load per call.
 

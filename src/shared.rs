@@ -208,6 +208,7 @@ impl Shared {
                 }
                 Some(m) if m.is_dir() => {
                     let moved = move_into(&at, &store)?;
+                    crate::crashpoint::hit("shared-link");
                     place_link(&at, &want)?;
                     done.push(format!(
                         "{}: {moved} entries moved to {}, linked",
@@ -309,6 +310,7 @@ fn move_into(from: &Path, store: &Path) -> Result<usize> {
             .path()
             .strip_prefix(from)
             .map_err(|e| anyhow!("{e}"))?;
+        crate::crashpoint::hit("shared-entry");
         let dst = store.join(rel);
         let dst_exists = std::fs::symlink_metadata(&dst).is_ok();
         if entry.file_type().is_dir() && dst_exists {

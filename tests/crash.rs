@@ -86,7 +86,7 @@ impl Site {
         // rootswap's own temporary files (a copy in flight, a change-watch
         // barrier) may stand in a tree right after a kill: they are no
         // version's; recovery removes them (checked in check_recovered).
-        let got: BTreeMap<String, String> = contents(&live)
+        let got: BTreeMap<String, String> = served_contents(&live)
             .into_iter()
             .filter(|(k, _)| {
                 !Path::new(k)
@@ -326,6 +326,44 @@ fn kill_during_failure_restore_and_first_deploy() {
         assert!(!w.webroot.join(".rootswap/journal.json").exists());
     }
     eprintln!("restore and first-deploy kill points survived: {kills}");
+}
+
+#[test]
+fn kill_while_moving_uploads_into_a_shared_directory() {
+    let mut site = Site::new(80, "");
+    // The operator copied some uploads over already: the move merges.
+    let shared = site.w.webroot.join("shared/uploads");
+    std::fs::create_dir_all(&shared).unwrap();
+    for i in 0..3 {
+        std::fs::write(shared.join(format!("u{i}.jpg")), format!("upload {i}")).unwrap();
+    }
+    site.w
+        .set_config("user_content:\n  preserve: ['.env']\n  shared: [uploads]\n");
+    let mut kills = 0;
+    for p in ["shared-entry:1", "shared-entry:9", "shared-link"] {
+        // The first kill interrupts the move; its recovery deploy finishes it,
+        // so a later point is reached only if an earlier one was not.
+        if kill_and_recover(&mut site, p, |w| deploy_crashing_at(w, p)) {
+            kills += 1;
+        }
+        assert_eq!(
+            std::fs::read_link(site.w.root().join("uploads"))
+                .unwrap()
+                .display()
+                .to_string(),
+            "../shared/uploads",
+            "{p}"
+        );
+        for (k, text) in site.user.iter().filter(|(k, _)| k.starts_with("uploads/")) {
+            assert_eq!(
+                &read(&site.w.webroot.join("shared").join(k)),
+                text,
+                "{p}: {k}"
+            );
+        }
+    }
+    assert!(kills >= 1, "the move was interrupted at least once");
+    eprintln!("shared-directory kill points survived: {kills}");
 }
 
 #[test]

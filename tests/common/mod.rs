@@ -178,10 +178,24 @@ pub fn tree_state(root: &Path) -> BTreeMap<PathBuf, String> {
     out
 }
 
-/// File contents only (path → text) of a tree, skipping directories.
+/// File contents only (path → text) of a tree, skipping directories and symlinks.
 pub fn contents(root: &Path) -> BTreeMap<String, String> {
+    contents_walk(root, false)
+}
+
+/// File contents of a tree as a request sees it: symlinks followed (a
+/// shared directory's files appear at their place in the tree).
+pub fn served_contents(root: &Path) -> BTreeMap<String, String> {
+    contents_walk(root, true)
+}
+
+fn contents_walk(root: &Path, follow_links: bool) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+    for e in walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(follow_links)
+        .sort_by_file_name()
+    {
         let e = e.unwrap();
         if e.file_type().is_file() {
             let rel = e
