@@ -351,10 +351,6 @@ fn disk_full_during_the_snapshot_keeps_the_old_version_live() {
 
 #[test]
 fn an_unreadable_file_in_root_fails_the_snapshot_cleanly() {
-    if is_root() {
-        eprintln!("skipped: root reads files whatever their mode");
-        return;
-    }
     let w = World::new(APP, "");
     w.ok(&["deploy"]);
     std::fs::write(w.root().join("secret.txt"), "s").unwrap();
@@ -364,8 +360,33 @@ fn an_unreadable_file_in_root_fails_the_snapshot_cleanly() {
     )
     .unwrap();
     next_version(&w, "v2");
-    let err = w.fails(&["deploy"]);
+    // root reads any file: run it without the capabilities that allow that
+    // (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), as a deploy user would be.
+    let mut cmd = if is_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--bounding-set", "-dac_override,-dac_read_search"])
+            .arg(bin());
+        c
+    } else {
+        std::process::Command::new(bin())
+    };
+    let out = cmd.arg("-c").arg(&w.config).arg("deploy").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
     assert!(err.contains("secret.txt"), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
     assert_eq!(w.link_target(), "ROOT");
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v1';");
+    // The failed copy left no partial snapshot behind.
+    let names: Vec<String> = std::fs::read_dir(&w.webroot)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with(".partial-") && !n.starts_with("ROOT_")),
+        "{names:?}"
+    );
 }
