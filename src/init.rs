@@ -216,6 +216,14 @@ pub fn render(
         ));
         t.push_str(&commented(p.yaml()));
     }
+    if let Some(dir) = p.upload_dir() {
+        t.push_str(&format!(
+            "\n# Uploads never need copying back when they live once, outside the trees, symlinked\n\
+             # into ROOT and every snapshot (README: Shared directories). The next deploy moves the\n\
+             # directory to webroot/shared/. To turn it on, add under user_content:\n\
+             #   shared: [{dir}]\n"
+        ));
+    }
     t.push_str(
         "\n# Wait after pointing the link away from a tree before that tree is changed:\n\
          # longer than your slowest request (or `auto` with opcache.status_path).\n\

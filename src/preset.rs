@@ -109,6 +109,19 @@ impl Preset {
         }
     }
 
+    /// The directory where this framework keeps what visitors upload: a
+    /// candidate for `user_content.shared` (suggested by `init`, not set:
+    /// sharing moves the directory out of ROOT on the next deploy).
+    pub fn upload_dir(self) -> Option<&'static str> {
+        match self {
+            Preset::Laravel => Some("storage/app"),
+            Preset::Symfony => Some("public/uploads"),
+            Preset::Wordpress => Some("wp-content/uploads"),
+            Preset::Drupal => Some("web/sites/default/files"),
+            Preset::Generic => None,
+        }
+    }
+
     /// The preset's values as a YAML mapping.
     pub fn values(self) -> Mapping {
         match serde_yaml_ng::from_str::<Value>(self.yaml()) {

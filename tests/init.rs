@@ -173,6 +173,24 @@ fn init_recognises_each_framework() {
             s.webroot.join("current").join(public)
         };
         check_advice(&out, &docroot, &s.config);
+        let upload_dir = match name {
+            "laravel" => Some("storage/app"),
+            "symfony" => Some("public/uploads"),
+            "wordpress" => Some("wp-content/uploads"),
+            "drupal" => Some("web/sites/default/files"),
+            _ => None,
+        };
+        match upload_dir {
+            Some(dir) => assert!(
+                text.contains(&format!("#   shared: [{dir}]\n")),
+                "{name}: shared directory suggested:\n{text}"
+            ),
+            None => assert!(!text.contains("shared: ["), "{name}: {text}"),
+        }
+        assert!(
+            e["user_content"]["shared"].as_array().unwrap().is_empty(),
+            "{name}: suggested, not set"
+        );
         if name == "generic" {
             let hooks = e["hooks"]["after_checkout"].as_array().unwrap();
             assert_eq!(

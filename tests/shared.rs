@@ -174,3 +174,35 @@ fn bad_shared_settings_change_nothing() {
         &["notes", "is a file", "shared entries are directories"],
     );
 }
+
+#[test]
+fn doctor_reports_each_shared_directory() {
+    let w = World::new(APP, "");
+    w.ok(&["deploy"]);
+    w.set_config("user_content:\n  shared: [uploads]\n");
+    let text = |w: &World| String::from_utf8_lossy(&w.run(&["doctor"]).stdout).into_owned();
+    let before = text(&w);
+    assert!(
+        before.contains(
+            "✓ shared directory uploads is still a directory in ROOT: the next deploy moves it"
+        ),
+        "{before}"
+    );
+    next_version(&w, 2);
+    w.ok(&["deploy"]);
+    let after = text(&w);
+    let store = w.webroot.join("shared/uploads");
+    assert!(
+        after.contains(&format!(
+            "✓ shared directory uploads -> {}",
+            store.display()
+        )),
+        "{after}"
+    );
+    std::fs::remove_dir_all(&store).unwrap();
+    let gone = text(&w);
+    assert!(
+        gone.contains("✗ shared directory uploads:") && gone.contains("is missing"),
+        "{gone}"
+    );
+}
