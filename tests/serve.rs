@@ -742,3 +742,71 @@ fn a_cron_schedule_polls_too() {
     w.commit("v2");
     wait_live(&w, &s, &php("v2"), Duration::from_secs(3));
 }
+
+#[test]
+fn a_reload_moves_the_trigger_url_and_a_bad_address_keeps_the_old_one() {
+    let (a, b) = (free_port(), free_port());
+    let trigger = |port: u16| {
+        format!("auto_deploy:\n  enabled: false\ntrigger:\n  listen: 127.0.0.1:{port}\n  token: t0ken\n")
+    };
+    let w = World::new(APP, &trigger(a));
+    let mut s = Serve::start(&w);
+    wait_http(&s, a);
+    assert_eq!(http(a, "GET", "/status", &[], b"").0, 200);
+
+    // Moved: the new port answers, the old one is closed.
+    w.set_config(&trigger(b));
+    s.wait_log(
+        &format!("trigger URL moved to 127.0.0.1:{b}"),
+        Duration::from_secs(5),
+    );
+    wait_http(&s, b);
+    let (code, body) = http(
+        b,
+        "POST",
+        "/deploy",
+        &[("Authorization", "Bearer t0ken")],
+        b"",
+    );
+    assert_eq!(code, 202, "{body}");
+    assert!(
+        wait_until(Duration::from_secs(5), || TcpStream::connect((
+            "127.0.0.1",
+            a
+        ))
+        .is_err()),
+        "the old port still answers:\n{}",
+        s.log()
+    );
+
+    // A port someone else holds: the URL stays where it was.
+    let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap().port();
+    w.set_config(&trigger(taken));
+    s.wait_log(
+        &format!("the trigger URL stays on 127.0.0.1:{b}"),
+        Duration::from_secs(5),
+    );
+    wait_http(&s, b);
+    assert_eq!(http(b, "GET", "/status", &[], b"").0, 200);
+
+    // Turned off.
+    w.set_config("auto_deploy:\n  enabled: false\n");
+    s.wait_log("trigger URL moved to off", Duration::from_secs(5));
+    assert!(
+        wait_until(Duration::from_secs(5), || TcpStream::connect((
+            "127.0.0.1",
+            b
+        ))
+        .is_err()),
+        "{}",
+        s.log()
+    );
+    assert!(s.running(), "{}", s.log());
+    s.signal(libc::SIGTERM);
+    let status = s
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", s.log());
+    drop(squatter);
+}

@@ -469,13 +469,6 @@ impl Service {
                     &mut *self.cfg.write().unwrap_or_else(|e| e.into_inner()),
                     new.clone(),
                 );
-                if old.trigger.listen != new.trigger.listen {
-                    tracing::warn!(
-                        "trigger.listen changed ({:?} -> {:?}); restart the service to apply it",
-                        old.trigger.listen,
-                        new.trigger.listen
-                    );
-                }
                 tracing::info!(
                     "configuration reloaded ({why}) from {}",
                     self.config_path.display()
@@ -536,10 +529,9 @@ async fn serve(config_path: &Path, cfg: Config) -> Result<()> {
         );
     }
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let http = trigger::bind(&cfg)
+    let mut http = trigger::bind(&cfg)
         .await?
-        .map(|listener| tokio::spawn(trigger::serve(svc.clone(), listener, stop_rx.clone())));
+        .map(|listener| Http::spawn(&svc, listener));
     let mut sched = schedule::start(svc.clone(), &cfg.auto_deploy).await?;
     let (refs_tx, mut refs_rx) = mpsc::channel::<()>(16);
     let mut repo_watch = if cfg.auto_deploy.enabled {
@@ -573,7 +565,7 @@ async fn serve(config_path: &Path, cfg: Config) -> Result<()> {
             _ = sigint.recv() => break "SIGINT",
             _ = sighup.recv() => {
                 if let Some((old, new)) = svc.reload("SIGHUP") {
-                    apply(&svc, &old, &new, &mut sched, &mut repo_watch, &refs_tx).await;
+                    apply(&svc, &old, &new, &mut sched, &mut repo_watch, &refs_tx, &mut http).await;
                 }
             }
             Some(()) = conf_rx.recv() => {
@@ -581,7 +573,7 @@ async fn serve(config_path: &Path, cfg: Config) -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 while conf_rx.try_recv().is_ok() {}
                 if let Some((old, new)) = svc.reload("config file changed") {
-                    apply(&svc, &old, &new, &mut sched, &mut repo_watch, &refs_tx).await;
+                    apply(&svc, &old, &new, &mut sched, &mut repo_watch, &refs_tx, &mut http).await;
                 }
             }
             Some(()) = refs_rx.recv() => {
@@ -609,15 +601,83 @@ async fn serve(config_path: &Path, cfg: Config) -> Result<()> {
             }
         }
     }
-    let _ = stop_tx.send(true);
     if let Some(h) = http {
-        let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+        h.stop().await;
     }
     tracing::info!("{stop_signal}: rootswap serve stopped");
     Ok(())
 }
 
-/// Applies a reloaded configuration: reschedule, re-watch.
+/// The trigger URL's HTTP server, with its own stop switch (a reload that
+/// changes `trigger.listen` replaces it).
+struct Http {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Http {
+    fn spawn(svc: &Arc<Service>, listener: tokio::net::TcpListener) -> Http {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        Http {
+            stop,
+            task: tokio::spawn(trigger::serve(svc.clone(), listener, rx)),
+        }
+    }
+
+    /// Stops accepting, lets running requests finish (at most 5 s).
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// Moves the trigger URL to `new`'s `trigger.listen` (or stops it). The new
+/// address is bound before the old one is let go; when that fails because the
+/// old listener holds the port (127.0.0.1:P -> 0.0.0.0:P), the old one is
+/// stopped and the bind retried; when it still fails, the old address is
+/// bound again, so a bad reload never leaves the service without its URL.
+async fn rebind(svc: &Arc<Service>, old: &Config, new: &Config, http: &mut Option<Http>) {
+    if old.trigger.listen == new.trigger.listen {
+        return;
+    }
+    let shown = new.trigger.listen.as_deref().unwrap_or("off");
+    match trigger::bind(new).await {
+        Ok(listener) => {
+            if let Some(h) = http.take() {
+                h.stop().await;
+            }
+            *http = listener.map(|l| Http::spawn(svc, l));
+            tracing::info!("trigger URL moved to {shown}");
+        }
+        Err(first) => {
+            let Some(h) = http.take() else {
+                tracing::error!("cannot apply trigger.listen: {first:#}");
+                return;
+            };
+            h.stop().await;
+            match trigger::bind(new).await {
+                Ok(listener) => {
+                    *http = listener.map(|l| Http::spawn(svc, l));
+                    tracing::info!("trigger URL moved to {shown}");
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "cannot apply trigger.listen: {e:#}; the trigger URL stays on {}",
+                        old.trigger.listen.as_deref().unwrap_or("off")
+                    );
+                    match trigger::bind(old).await {
+                        Ok(l) => *http = l.map(|l| Http::spawn(svc, l)),
+                        Err(e) => {
+                            tracing::error!("cannot listen on the old address again either: {e:#}")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies a reloaded configuration: reschedule, re-watch, re-listen.
 async fn apply(
     svc: &Arc<Service>,
     old: &Config,
@@ -625,7 +685,9 @@ async fn apply(
     sched: &mut Option<tokio_cron_scheduler::JobScheduler>,
     repo_watch: &mut Option<notify::RecommendedWatcher>,
     refs_tx: &mpsc::Sender<()>,
+    http: &mut Option<Http>,
 ) {
+    rebind(svc, old, new, http).await;
     let (a, b) = (&old.auto_deploy, &new.auto_deploy);
     if a.enabled != b.enabled || a.every != b.every || a.cron != b.cron {
         if let Some(s) = sched.as_mut() {
