@@ -287,6 +287,11 @@ pub struct HooksConfig {
         serialize_with = "ser_duration"
     )]
     pub timeout: Duration,
+    /// Extra environment for every hook, e.g. `COMPOSER_AUTH: ${COMPOSER_AUTH}`:
+    /// credentials reach composer without an `auth.json` in the web-reachable
+    /// tree. `${VAR}` is expanded; values are masked by `config --effective`.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for HooksConfig {
@@ -295,6 +300,7 @@ impl Default for HooksConfig {
             after_checkout: Vec::new(),
             before_switch: Vec::new(),
             timeout: default_hook_timeout(),
+            env: Default::default(),
         }
     }
 }
@@ -534,6 +540,9 @@ impl Config {
                 *text = expand(text).with_context(|| ctx(key))?;
             }
         }
+        for (name, value) in self.hooks.env.iter_mut() {
+            *value = expand(value).with_context(|| ctx(&format!("hooks.env.{name}")))?;
+        }
         Ok(())
     }
 
@@ -580,6 +589,19 @@ impl Config {
         if let Some(n) = self.copy.nice {
             if !(0..=19).contains(&n) {
                 bail!("{src}: `copy.nice: {n}` must be between 0 and 19");
+            }
+        }
+        for name in self.hooks.env.keys() {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || name.starts_with("ROOTSWAP_") {
+                bail!(
+                    "{src}: `hooks.env: {name}` is not a variable name a hook can get: use letters, digits and _ \
+                     (not starting with a digit), and not the ROOTSWAP_ prefix, which rootswap sets itself"
+                );
             }
         }
         crate::user_content::Rules::new(&self.user_content)

@@ -24,6 +24,7 @@ use crate::hooks::{self, HookEnv};
 use crate::journal::{Journal, Phase};
 use crate::layout::{Layout, LinkState};
 use crate::lock::DeployLock;
+use crate::progress::Count;
 use crate::shared::Shared;
 use crate::source::{short, GitSource, Plan};
 use crate::state::State;
@@ -169,11 +170,32 @@ struct Run {
     snapshot: Option<String>,
 }
 
+/// Copy-back passes count the user files they copy (how many there are is
+/// known only inside the pass).
+const COPIED: Option<Count> = Some(Count {
+    unit: "files copied",
+    total: None,
+});
+
 impl Run {
     fn step<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        tracing::debug!(target: crate::progress::STEP_TARGET, step = name, "started");
+        self.counted(name, None, f)
+    }
+
+    /// A step whose work is counted: on a terminal, a progress bar (or a
+    /// counter, without a total) instead of the spinner.
+    fn counted<T>(
+        &mut self,
+        name: &str,
+        count: Option<Count>,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        crate::progress::step_started(name, count);
         let t = Instant::now();
         let r = f();
+        if count.is_some() {
+            crate::progress::step_finished(name);
+        }
         let ms = t.elapsed().as_millis() as u64;
         self.steps.push(StepTiming {
             step: name.to_string(),
@@ -364,7 +386,14 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
 
     // Step 2: snapshot ROOT.
     journal.enter(&layout.state, Phase::Snapshot)?;
-    let taken = run.step("snapshot", || snapshot::take(layout, cfg, Local::now()))?;
+    // Counted by the copy engine; the total is ROOT's entry count at the last snapshot.
+    let entries = Some(Count {
+        unit: "entries",
+        total: state.root_entries,
+    });
+    let taken = run.counted("snapshot", entries, || {
+        snapshot::take(layout, cfg, Local::now())
+    })?;
     journal.snapshot = Some(taken.name.clone());
     run.snapshot = Some(taken.name.clone());
     tracing::info!(
@@ -379,6 +408,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         taken.stats.unchanged
     );
     state.set_snapshot(&taken.path, previous.clone())?;
+    state.root_entries = Some(taken.stats.entries);
     state.save(&layout.state)?;
     let old_classifier = classifier(cfg, &source, prev_oid.unwrap_or(commit))?;
     // From here on, what changes under the snapshot is recorded, so that the
@@ -400,7 +430,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     let mut root_base = before.clone();
     let mut catch_up =
         |run: &mut Run, before: &mut Manifest, cutoff: Option<u64>| -> Result<usize> {
-            let (root_now, r) = run.step("catch-up", || {
+            let (root_now, r) = run.counted("catch-up", COPIED, || {
                 let mut root_now = user_content::scan(&layout.root(), &old_classifier)?;
                 // A file the snapshot had and lost since was deleted by a request there: not brought back.
                 let r = user_content::copy_back(
@@ -455,6 +485,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         previous_commit: previous.clone().unwrap_or_default(),
         snapshot: taken.path.to_string_lossy().into_owned(),
         root: layout.root().to_string_lossy().into_owned(),
+        extra: hook_extra_env(cfg),
     };
     let mut cb = CopyBack {
         snapshot: &taken.path,
@@ -464,9 +495,13 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         copied: 0,
         removed: 0,
     };
+    let changes = Some(Count {
+        unit: "changes",
+        total: Some(plan.changes.len() as u64),
+    });
     let rewrite = (|| -> Result<Manifest> {
-        run.step("checkout", || {
-            source.checkout(&plan, &layout.root(), |_| {})
+        run.counted("checkout", changes, || {
+            source.checkout(&plan, &layout.root(), |_| crate::progress::advance())
         })?;
         run.step("shared", || link_shared(&shared, &layout.root()))?;
         run.step("hooks", || {
@@ -478,7 +513,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
                 cfg.hooks.timeout,
             )
         })?;
-        let (now, _) = run.step("copy-back", || {
+        let (now, _) = run.counted("copy-back", COPIED, || {
             cb.pass(
                 watch.as_mut(),
                 &snap_state,
@@ -527,12 +562,13 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
             return Err(anyhow!(msg));
         }
     };
+    warn_exposed_credentials(cfg, layout, &mut run);
 
     // Uploads that reached the snapshot during the first copy-back pass: repeat
     // until a pass finds nothing, so the switch back follows a quiet pass.
     let mut pass1 = pass1;
     for _ in 0..3 {
-        let pass = run.step("copy-back", || {
+        let pass = run.counted("copy-back", COPIED, || {
             cb.pass(watch.as_mut(), &pass1, &pass1, None, journal.switched_at)
         });
         match pass {
@@ -607,7 +643,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
             let drained = run.step("drain", || Ok(crate::drain::wait(cfg, &taken.path)))?;
             run.warnings.extend(drained);
         }
-        let pass = run.step(name, || {
+        let pass = run.counted(name, COPIED, || {
             cb.pass(
                 watch.as_mut(),
                 &seen_before,
@@ -628,7 +664,16 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
             Err(e) => run.warnings.push(format!("late copy-back: {e:#}")),
         }
     }
-    let (evicted, warns) = run.step("evict", || snapshot::evict(layout, cfg, Some(&taken.name)))?;
+    // Counted as entries removed; each evicted snapshot holds about as many as this one.
+    let evicting =
+        snapshot::evictable(layout, cfg, Some(&taken.name)).map_or(0, |v| v.len() as u64);
+    let removing = Some(Count {
+        unit: "entries removed",
+        total: Some(evicting * (taken.stats.entries + 1)).filter(|t| *t > 0),
+    });
+    let (evicted, warns) = run.counted("evict", removing, || {
+        snapshot::evict(layout, cfg, Some(&taken.name))
+    })?;
     run.warnings.extend(warns);
     state.retain_snapshots(&snapshot::inodes(layout)?);
     state.save(&layout.state)?;
@@ -670,11 +715,18 @@ fn first_deploy(
     let env = HookEnv {
         commit: plan.to.to_string(),
         root: root.to_string_lossy().into_owned(),
+        extra: hook_extra_env(cfg),
         ..Default::default()
     };
     let res = (|| -> Result<()> {
         journal.enter(&layout.state, Phase::FirstCheckout)?;
-        run.step("checkout", || source.checkout(plan, &root, |_| {}))?;
+        let changes = Some(Count {
+            unit: "changes",
+            total: Some(plan.changes.len() as u64),
+        });
+        run.counted("checkout", changes, || {
+            source.checkout(plan, &root, |_| crate::progress::advance())
+        })?;
         run.step("shared", || link_shared(shared, &root))?;
         run.step("hooks", || {
             hooks::run_all(
@@ -708,6 +760,7 @@ fn first_deploy(
             e.context("first deploy failed; nothing was live before, so the link was not created")
         );
     }
+    warn_exposed_credentials(cfg, layout, run);
     state.deployed = Some(plan.to.to_string());
     pin(state, req, source, plan.to);
     state.save(&layout.state)?;
@@ -729,6 +782,23 @@ fn first_deploy(
     };
     run.record(layout, "success", &[], None);
     Ok(Outcome::Deployed(summary))
+}
+
+/// Credential files the hooks left where the web server hands them out.
+fn warn_exposed_credentials(cfg: &Config, layout: &Layout, run: &mut Run) {
+    for w in hooks::exposed_credentials(&layout.root(), &cfg.public) {
+        tracing::warn!("{w}");
+        run.warnings.push(w);
+    }
+}
+
+/// `hooks.env` as the hooks get it.
+fn hook_extra_env(cfg: &Config) -> Vec<(String, String)> {
+    cfg.hooks
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Links the shared directories into `root` (after a checkout, before the hooks).

@@ -317,6 +317,13 @@ fn check_served_tree(cfg: &Config, layout: &Layout) -> Vec<Check> {
             served.display()
         )));
     }
+    for w in crate::hooks::exposed_credentials(&layout.root(), &cfg.public) {
+        out.push(Check::fail(
+            false,
+            w,
+            "rm it; set `hooks.env: {COMPOSER_AUTH: ${COMPOSER_AUTH}}` and export COMPOSER_AUTH for the service",
+        ));
+    }
     if served.is_dir() {
         let git = walkdir::WalkDir::new(&served)
             .into_iter()

@@ -3,6 +3,7 @@
 //! and `${VAR}`s expanded — with secrets masked.
 //!
 //! Masked: `trigger.token`, `trigger.github_secret`, `trigger.gitlab_token`,
+//! every value of `hooks.env`,
 //! the password (or lone token) in any `scheme://user:password@host` URL, and
 //! the value of URL query parameters named like a secret (`token=`, `key=`,
 //! `secret=`, `password=`, `sig=`…).
@@ -30,6 +31,11 @@ pub fn value(cfg: &Config) -> Result<Value> {
                 *slot = Value::String(MASK.into());
             }
         }
+    }
+    // Hook environment values are credentials more often than not.
+    if let Some(Value::Mapping(env)) = v.get_mut("hooks").and_then(|h| h.get_mut("env")) {
+        env.iter_mut()
+            .for_each(|(_, val)| *val = Value::String(MASK.into()));
     }
     mask_urls(&mut v);
     drop_nulls(&mut v);

@@ -14,6 +14,31 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+/// Credential files that hooks commonly leave behind, checked in the served
+/// directory after the hooks: composer writes `auth.json` where it runs.
+const CREDENTIAL_FILES: [&str; 1] = ["auth.json"];
+
+/// Warnings for credential files the web server would hand out: `root` is
+/// ROOT, `public` the document root inside it (`.` when ROOT is served whole).
+pub fn exposed_credentials(root: &Path, public: &str) -> Vec<String> {
+    let served = match public.trim_matches('/') {
+        "" | "." => root.to_path_buf(),
+        p => root.join(p),
+    };
+    CREDENTIAL_FILES
+        .iter()
+        .map(|name| served.join(name))
+        .filter(|p| p.is_file())
+        .map(|p| {
+            format!(
+                "{} is in the served tree: anyone can download it. Delete it, and give composer its credentials \
+                 through `hooks.env: {{COMPOSER_AUTH: ${{COMPOSER_AUTH}}}}` instead",
+                p.display()
+            )
+        })
+        .collect()
+}
+
 /// Variables passed to every hook.
 #[derive(Debug, Clone, Default)]
 pub struct HookEnv {
@@ -25,6 +50,8 @@ pub struct HookEnv {
     pub snapshot: String,
     /// `ROOTSWAP_ROOT`: path of ROOT.
     pub root: String,
+    /// `hooks.env`: extra variables (credentials such as `COMPOSER_AUTH`).
+    pub extra: Vec<(String, String)>,
 }
 
 /// Runs `commands` in order in `dir`; the first failure stops and is returned.
@@ -64,6 +91,7 @@ fn run_one(stage: &str, cmd: &str, dir: &Path, env: &HookEnv, timeout: Duration)
         .env("ROOTSWAP_PREVIOUS_COMMIT", &env.previous_commit)
         .env("ROOTSWAP_SNAPSHOT", &env.snapshot)
         .env("ROOTSWAP_ROOT", &env.root)
+        .envs(env.extra.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

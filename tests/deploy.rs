@@ -532,3 +532,39 @@ fn no_git_directory_is_ever_served() {
     }
     assert!(Path::new(&w.webroot.join(".rootswap/repo.git")).is_dir());
 }
+
+#[test]
+fn hooks_get_hooks_env_and_a_served_auth_json_is_flagged() {
+    let w = World::new(
+        APP,
+        "public: .\nhooks:\n  env:\n    COMPOSER_AUTH: '{\"github-oauth\":{\"github.com\":\"gh0-secret\"}}'\n  \
+         after_checkout: ['printf %s \"$COMPOSER_AUTH\" > auth.json']\n",
+    );
+    let out = w.run(&["deploy"]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        read(&w.root().join("auth.json")),
+        "{\"github-oauth\":{\"github.com\":\"gh0-secret\"}}",
+        "the hook got hooks.env"
+    );
+    assert!(
+        err.contains("auth.json is in the served tree: anyone can download it"),
+        "{err}"
+    );
+    let hist = read(&w.webroot.join(".rootswap/history.jsonl"));
+    assert!(hist.contains("auth.json is in the served tree"), "{hist}");
+    // The value is masked where configs are shown, and the doctor flags the file.
+    let eff = w.ok(&["config", "--effective"]);
+    assert!(!eff.contains("gh0-secret"), "{eff}");
+    assert!(eff.contains("COMPOSER_AUTH: '********'"), "{eff}");
+    let doc = String::from_utf8_lossy(&w.run(&["doctor"]).stdout).into_owned();
+    assert!(
+        doc.contains("✗") && doc.contains("auth.json is in the served tree"),
+        "{doc}"
+    );
+    // A bad variable name is refused before anything happens.
+    w.set_config("hooks:\n  env:\n    ROOTSWAP_ROOT: x\n");
+    let err = w.fails(&["deploy"]);
+    assert!(err.contains("hooks.env: ROOTSWAP_ROOT"), "{err}");
+}
