@@ -154,6 +154,9 @@ struct Run {
 /// Keeps a writer going through the link during 20 deploys; asserts that
 /// ROOT's `uploads/` ends exactly as the writer left it.
 fn twenty_deploys_under_a_writer(extra_yaml: &str, pace: Pace, label: &str) -> Run {
+    // One writer at a time: the two tests measure rootswap, not each other.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut files: Vec<(String, String)> = (0..200)
         .map(|i| (format!("src/f{i}.php"), format!("<?php // {i}")))
         .collect();
