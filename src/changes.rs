@@ -47,21 +47,28 @@ impl ChangeWatch {
         let seen: Arc<(Mutex<Seen>, Condvar)> = Arc::default();
         let sink = seen.clone();
         let root = tree.to_path_buf();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
-            let (lock, cv) = &*sink;
-            let Ok(mut s) = lock.lock() else { return };
-            match res {
-                Ok(ev) if !ev.need_rescan() => {
-                    for p in ev.paths {
-                        if let Ok(rel) = p.strip_prefix(&root) {
-                            s.paths.insert(rel.to_path_buf());
+        // Symlinks are not followed, as the scans do not follow them: a shared
+        // directory (`user_content.shared`) is the same for both trees and is
+        // never copied back.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let mut watcher = RecommendedWatcher::new(
+            move |res: notify::Result<Event>| {
+                let (lock, cv) = &*sink;
+                let Ok(mut s) = lock.lock() else { return };
+                match res {
+                    Ok(ev) if !ev.need_rescan() => {
+                        for p in ev.paths {
+                            if let Ok(rel) = p.strip_prefix(&root) {
+                                s.paths.insert(rel.to_path_buf());
+                            }
                         }
                     }
+                    _ => s.overflow = true,
                 }
-                _ => s.overflow = true,
-            }
-            cv.notify_all();
-        })
+                cv.notify_all();
+            },
+            config,
+        )
         .map_err(|e| tracing::debug!("no change watch on {}: {e}", tree.display()))
         .ok()?;
         if let Err(e) = watcher.watch(tree, RecursiveMode::Recursive) {
@@ -165,5 +172,26 @@ mod tests {
         // Later events (directory attributes, the barrier's removal) only cause rescans.
         let again = w.manifest(&watched, &c).unwrap();
         assert_eq!(again, watched);
+    }
+
+    #[test]
+    fn a_symlinked_directory_is_not_watched() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("tree");
+        let shared = t.path().join("shared");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::create_dir_all(&shared).unwrap();
+        std::os::unix::fs::symlink("../shared", tree.join("uploads")).unwrap();
+        let mut w = ChangeWatch::start(&tree).expect("inotify works here");
+        std::fs::write(shared.join("through-the-store"), "x").unwrap();
+        std::fs::write(tree.join("uploads/through-the-link"), "y").unwrap();
+        std::fs::write(tree.join("own"), "z").unwrap();
+        match w.take() {
+            Changes::Paths(p) => {
+                assert!(p.contains(Path::new("own")), "{p:?}");
+                assert!(p.iter().all(|p| !p.starts_with("uploads/")), "{p:?}");
+            }
+            Changes::Everything => panic!("no overflow expected"),
+        }
     }
 }
