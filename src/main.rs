@@ -179,8 +179,8 @@ fn init_logging(format: LogFormat, spans: bool) {
     let filter = EnvFilter::try_from_env("ROOTSWAP_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
     use tracing_subscriber::prelude::*;
-    // Log lines go through the progress writer (it lifts the deploy spinner while
-    // writing); the progress layer sees only the deploy's step announcements.
+    // Log lines go through the progress writer (it lifts the deploy's spinner or
+    // bar while writing); the progress layer sees only the deploy's step events.
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt::layer()
@@ -205,9 +205,16 @@ fn init_logging(format: LogFormat, spans: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, matches!(cli.command, Command::Serve));
+    // The spinner and progress bars: only for a person watching a deploy
+    // (not `--json`, `--dry-run`, `--log-format json`, `serve`, nor a pipe);
+    // otherwise nothing is counted either.
     if matches!(
         cli.command,
-        Command::Deploy { dry_run: false, .. } | Command::Rollback { .. }
+        Command::Deploy {
+            dry_run: false,
+            json: false,
+            ..
+        } | Command::Rollback { .. }
     ) && matches!(cli.log_format, LogFormat::Human)
         && std::io::IsTerminal::is_terminal(&std::io::stderr())
     {
@@ -272,6 +279,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 id: None,
             };
             let outcome = deploy::deploy(&cfg, &req)?;
+            // The bar goes before the summary is printed (both may be the terminal).
+            rootswap::progress::finish();
             if as_json {
                 json(&rootswap::machine::outcome(&outcome))?;
                 return Ok(ExitCode::SUCCESS);
@@ -345,7 +354,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Rollback { snapshot } => {
-            match rootswap::rollback::rollback(&cfg, snapshot.as_deref())? {
+            let outcome = rootswap::rollback::rollback(&cfg, snapshot.as_deref())?;
+            rootswap::progress::finish();
+            match outcome {
                 Outcome::Deployed(s) => {
                     for w in &s.warnings {
                         eprintln!("warning: {w}");

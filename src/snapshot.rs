@@ -136,6 +136,28 @@ fn remove_hidden(hidden: &Path, cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The snapshots [`evict`] would remove now, oldest first: the oldest
+/// timestamped ones beyond `snapshots.keep`, never `just_served` nor the live
+/// target nor a renamed snapshot.
+pub fn evictable(
+    layout: &Layout,
+    cfg: &Config,
+    just_served: Option<&str>,
+) -> Result<Vec<Snapshot>> {
+    let live = layout.live_name()?;
+    let stamped = layout.timestamped()?;
+    let total = stamped.len();
+    let keep = cfg.snapshots.keep;
+    let mut removable: Vec<Snapshot> = stamped
+        .into_iter()
+        .filter(|s| Some(s.name.as_str()) != just_served && Some(&s.name) != live.as_ref())
+        .collect();
+    let protected = total - removable.len();
+    let excess = total.saturating_sub(keep.max(protected));
+    removable.truncate(excess);
+    Ok(removable)
+}
+
 /// Removes the oldest timestamped snapshots beyond `snapshots.keep`, never
 /// `just_served` nor the live target nor a renamed snapshot. Returns the
 /// names removed and warnings for those that failed.
@@ -144,19 +166,10 @@ pub fn evict(
     cfg: &Config,
     just_served: Option<&str>,
 ) -> Result<(Vec<String>, Vec<String>)> {
-    let live = layout.live_name()?;
-    let stamped = layout.timestamped()?;
-    let keep = cfg.snapshots.keep;
-    let mut removable: Vec<&Snapshot> = stamped
-        .iter()
-        .filter(|s| Some(s.name.as_str()) != just_served && Some(&s.name) != live.as_ref())
-        .collect();
-    let protected = stamped.len() - removable.len();
-    let excess = stamped.len().saturating_sub(keep.max(protected));
-    removable.truncate(excess);
+    let removable = evictable(layout, cfg, just_served)?;
     let mut removed = Vec::new();
     let mut warnings = Vec::new();
-    for s in removable {
+    for s in &removable {
         match remove(layout, cfg, s) {
             Ok(()) => removed.push(s.name.clone()),
             Err(e) => {

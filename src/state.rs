@@ -23,6 +23,10 @@ pub struct State {
     /// Commit of each snapshot, keyed by the directory's inode number.
     #[serde(default)]
     pub snapshots: BTreeMap<u64, SnapshotInfo>,
+    /// Entries ROOT had when the last snapshot was taken (the copy engine
+    /// counts them as it goes): the next snapshot's progress-bar total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_entries: Option<u64>,
 }
 
 /// What is known about one snapshot.

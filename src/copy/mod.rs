@@ -28,7 +28,7 @@ use std::ffi::CString;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{anyhow, Context, Result};
 
@@ -74,6 +74,10 @@ pub struct CopyStats {
     pub unchanged: u64,
     /// Entries removed (sync only).
     pub removed: u64,
+    /// Entries of the source tree copied or checked, the top directory not
+    /// included: for a complete copy or sync, the number of entries in the
+    /// source (remembered as the next deploy's progress total).
+    pub entries: u64,
 }
 
 /// What a removal could not remove.
@@ -160,11 +164,45 @@ pub fn sync_tree(src: &Path, dst: &Path, opts: &CopyOptions) -> Result<CopyStats
 
 /// Removes `path` and everything below it, in parallel, continuing past
 /// failures; the report lists what stayed. A missing `path` is not an error.
+/// Entries removed are counted on a progress bar that shows the running step.
 pub fn remove_tree(path: &Path, opts: &CopyOptions) -> Result<RemoveReport> {
-    pool(opts)?.install(|| remove_tree_in_pool(path))
+    pool(opts)?.install(|| remove_tree_counted(path, crate::progress::counting()))
 }
 
 fn remove_tree_in_pool(path: &Path) -> Result<RemoveReport> {
+    remove_tree_counted(path, false)
+}
+
+/// While `f` runs, a thread moves the growth of `counter` to the progress
+/// bar every 50 ms (the removal's own counter: nothing added per entry).
+fn reporting<R>(counter: &AtomicU64, f: impl FnOnce() -> R) -> R {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let watcher = std::thread::Builder::new().spawn_scoped(s, move || {
+            let mut seen = 0;
+            loop {
+                let done = !matches!(
+                    stopped.recv_timeout(std::time::Duration::from_millis(50)),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                );
+                let now = counter.load(Ordering::Relaxed);
+                crate::progress::advance_by(now.saturating_sub(seen));
+                seen = now;
+                if done {
+                    return;
+                }
+            }
+        });
+        let r = f();
+        drop(stop);
+        if let Ok(w) = watcher {
+            let _ = w.join();
+        }
+        r
+    })
+}
+
+fn remove_tree_counted(path: &Path, counted: bool) -> Result<RemoveReport> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RemoveReport::default()),
@@ -195,7 +233,11 @@ fn remove_tree_in_pool(path: &Path) -> Result<RemoveReport> {
     let base = sys::open_dir_path(parent)
         .with_context(|| format!("remove: cannot open directory {}", parent.display()))?;
     let r = remove::Remover::new(base.as_fd(), parent);
-    r.remove_dir(Path::new(name));
+    if counted {
+        reporting(&r.removed, || r.remove_dir(Path::new(name)));
+    } else {
+        r.remove_dir(Path::new(name));
+    }
     Ok(RemoveReport {
         removed: r.removed.load(Ordering::Relaxed),
         failed: r.failed.into_inner().unwrap_or_default(),
@@ -204,8 +246,15 @@ fn remove_tree_in_pool(path: &Path) -> Result<RemoveReport> {
 
 /// Copies one file, symlink or empty directory from `src` to `dst` with its
 /// metadata, writing a temporary name beside `dst` and renaming it into place.
-/// Parent directories of `dst` are created as needed.
+/// Parent directories of `dst` are created as needed. Counts one entry on a
+/// progress bar that shows the running step (the copy-back passes).
 pub fn copy_file_atomic(src: &Path, dst: &Path) -> Result<()> {
+    copy_one(src, dst)?;
+    crate::progress::advance();
+    Ok(())
+}
+
+fn copy_one(src: &Path, dst: &Path) -> Result<()> {
     let smeta = std::fs::symlink_metadata(src)
         .with_context(|| format!("copy: cannot stat {}", src.display()))?;
     let dparent = dst
@@ -403,6 +452,26 @@ mod tests {
         assert!(!dst.join("extra").exists());
         assert!(!dst.join("a/b/empty").exists());
         assert!(stats.unchanged >= 2, "{stats:?}");
+    }
+
+    #[test]
+    fn copy_and_sync_count_every_source_entry() {
+        // The snapshot's progress total is the last count: copy and sync of the
+        // same tree must count the same, whatever they had to do.
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        sample(&src); // a, a/b, a/b/empty, a/b/f.php, top, a/link, a/hard
+        for i in 0..300 {
+            // More than one chunk in one directory.
+            std::fs::write(src.join(format!("a/b/many-{i}")), "x").unwrap();
+        }
+        let dst = t.path().join("dst");
+        assert_eq!(copy_tree(&src, &dst, &opts()).unwrap().entries, 307);
+        assert_eq!(sync_tree(&src, &dst, &opts()).unwrap().entries, 307);
+        std::fs::write(src.join("new"), "n").unwrap();
+        std::fs::write(dst.join("extra"), "x").unwrap();
+        assert_eq!(sync_tree(&src, &dst, &opts()).unwrap().entries, 308);
     }
 
     #[test]

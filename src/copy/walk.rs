@@ -73,6 +73,7 @@ pub(super) struct Counters {
     pub bytes: AtomicU64,
     pub unchanged: AtomicU64,
     pub removed: AtomicU64,
+    pub entries: AtomicU64,
 }
 
 impl Counters {
@@ -85,6 +86,7 @@ impl Counters {
             bytes: self.bytes.load(Ordering::Relaxed),
             unchanged: self.unchanged.load(Ordering::Relaxed),
             removed: self.removed.load(Ordering::Relaxed),
+            entries: self.entries.load(Ordering::Relaxed),
         }
     }
 }
@@ -333,9 +335,12 @@ impl<'a> Walk<'a> {
     }
 
     fn chunk<'s>(&'s self, s: &rayon::Scope<'s>, open: &Arc<Open>, start: usize, end: usize) {
+        // Entries are counted once per chunk (the stats), and per entry only
+        // for a progress bar that shows them (one relaxed load when none does).
+        let mut done = 0;
         for i in start..end {
             if self.aborted.load(Ordering::Relaxed) {
-                return;
+                break;
             }
             let (name, _) = open.list.get(i);
             let in_dst = open
@@ -344,9 +349,12 @@ impl<'a> Walk<'a> {
                 .is_some_and(|l| l.find(name).is_some());
             if let Err(e) = self.entry(s, open, name, in_dst) {
                 self.fail(e);
-                return;
+                break;
             }
+            done += 1;
+            crate::progress::advance();
         }
+        self.counters.entries.fetch_add(done, Ordering::Relaxed);
     }
 
     /// Copies or brings up to date one entry of a directory.
