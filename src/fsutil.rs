@@ -13,6 +13,31 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot fsync {}", dir.display()))
 }
 
+/// Is `name` a temporary name [`write_atomic`] uses (`.NAME.tmp-PID`)?
+pub fn is_write_temp(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp-")
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the temporary files a killed [`write_atomic`] left in `dir`
+/// (best effort; call with the deploy lock held).
+pub fn remove_write_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if is_write_temp(&e.file_name().to_string_lossy())
+            && e.file_type().is_ok_and(|t| t.is_file())
+        {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!("cannot remove {}: {err}", e.path().display());
+            }
+        }
+    }
+}
+
 /// Writes `data` to `path` durably: temporary file, fsync, rename, directory fsync.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -60,5 +85,27 @@ pub fn fs_now_ns(dir: &Path) -> u64 {
             .saturating_mul(1_000_000_000)
             .saturating_add(m.mtime_nsec().max(0) as u64),
         Err(_) => crate::journal::now_ns(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_killed_write_leaves_a_temp_that_is_recognised_and_removed() {
+        let t = tempfile::tempdir().unwrap();
+        write_atomic(&t.path().join("state.json"), b"{}").unwrap();
+        std::fs::write(t.path().join(".journal.json.tmp-4242"), b"half").unwrap();
+        std::fs::write(t.path().join(".keep.tmp-notapid"), b"user").unwrap();
+        assert!(is_write_temp(".state.json.tmp-1"));
+        assert!(!is_write_temp("state.json.tmp-1"));
+        remove_write_temps(t.path());
+        let mut names: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".keep.tmp-notapid", "state.json"]);
     }
 }

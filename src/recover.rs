@@ -167,6 +167,8 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
     // A kill between creating the temporary link and renaming it leaves the
     // temporary link behind, with or without a journal.
     switch::remove_stale_temps(&layout.link())?;
+    // ... and so does a kill inside a durable write of the state files.
+    crate::fsutil::remove_write_temps(&layout.state);
     let Some(j) = journal else { return Ok(None) };
     // Temporary files of the interrupted run (a copy in flight, a change-watch
     // barrier) are not part of either version.

@@ -158,6 +158,13 @@ impl Site {
             !state.join("journal.json").exists(),
             "{label}: journal left behind"
         );
+        for e in std::fs::read_dir(&state).unwrap() {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !n.contains(".tmp-"),
+                "{label}: state temp file {n} left behind"
+            );
+        }
         assert!(
             !state.join("rescue").exists(),
             "{label}: rescue dir left behind"
