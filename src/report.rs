@@ -217,6 +217,14 @@ pub fn status_text_styled(s: &Status, color: bool) -> String {
         }
         line("last", text);
     }
+    for d in &s.shared {
+        let state = if d.linked {
+            dim("(linked)")
+        } else {
+            yellow("(not linked yet: the next deploy moves it there)")
+        };
+        line("shared", format!("{} -> {} {state}", d.path, d.store));
+    }
     if let Some(j) = &s.interrupted {
         line(
             "interrupted",

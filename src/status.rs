@@ -42,6 +42,19 @@ pub struct Status {
     pub last_poll: Option<String>,
     /// When it will ask next (`every` schedules, while the service polls).
     pub next_poll: Option<String>,
+    /// `user_content.shared` directories and whether ROOT links them yet.
+    pub shared: Vec<SharedDir>,
+}
+
+/// One shared directory, as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedDir {
+    /// Path relative to ROOT.
+    pub path: String,
+    /// Where it lives.
+    pub store: String,
+    /// ROOT holds the symlink to `store` (else the next deploy puts it there).
+    pub linked: bool,
 }
 
 /// Gathers the status (reads only; takes no lock).
@@ -88,6 +101,18 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         .flatten()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok());
     let next_poll = next_poll(cfg, last_poll);
+    let shared = match crate::shared::Shared::from_config(cfg) {
+        Ok(sh) => sh
+            .paths()
+            .iter()
+            .map(|p| SharedDir {
+                path: p.display().to_string(),
+                store: sh.store(p).display().to_string(),
+                linked: std::fs::read_link(layout.root().join(p)).ok() == Some(sh.target(p)),
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     // A running deploy's journal is not an interrupted one.
     let deploy_running = DeployLock::holder(&layout.state);
     Ok(Status {
@@ -110,6 +135,7 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         auto_deploy,
         last_poll: last_poll.map(|t| t.to_rfc3339()),
         next_poll,
+        shared,
     })
 }
 

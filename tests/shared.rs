@@ -183,6 +183,11 @@ fn doctor_reports_each_shared_directory() {
     let text = |w: &World| String::from_utf8_lossy(&w.run(&["doctor"]).stdout).into_owned();
     let before = text(&w);
     assert!(
+        w.ok(&["status"])
+            .contains("(not linked yet: the next deploy moves it there)"),
+        "status before the first deploy with sharing"
+    );
+    assert!(
         before.contains(
             "✓ shared directory uploads is still a directory in ROOT: the next deploy moves it"
         ),
@@ -190,6 +195,16 @@ fn doctor_reports_each_shared_directory() {
     );
     next_version(&w, 2);
     w.ok(&["deploy"]);
+    let status = w.ok(&["status"]);
+    assert!(
+        status.contains(&format!(
+            "uploads -> {} (linked)",
+            w.webroot.join("shared/uploads").display()
+        )),
+        "{status}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&w.ok(&["status", "--json"])).unwrap();
+    assert_eq!(json["shared"][0]["linked"], true, "{json}");
     let after = text(&w);
     let store = w.webroot.join("shared/uploads");
     assert!(
