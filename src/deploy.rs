@@ -564,6 +564,27 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     };
     warn_exposed_credentials(cfg, layout, &mut run);
 
+    // Step 6: serve ROOT again. ROOT is complete and nothing runs on it: clear
+    // php-fpm's OPcache while traffic is still on the snapshot (NOTES.md §8: 0
+    // torn, 0 stale), and once more right after the switch. From the journal
+    // entry on, a crash rolls forward (what the last passes would have copied,
+    // recovery copies), so that nothing but the last pass stands between the
+    // last look at the snapshot and the switch.
+    let changed = || plan.changes.iter().map(|c| c.path.as_path());
+    let w = run.step("opcache-reset", || {
+        Ok(crate::opcache::clear_for_deploy(
+            cfg,
+            &layout.root(),
+            changed(),
+            "before switching back to ROOT",
+        ))
+    })?;
+    run.warnings.extend(w);
+    journal.enter(&layout.state, Phase::SwitchToRoot)?;
+    // ROOT's user files: a file that disappears from ROOT after the switch was
+    // deleted by a request there, and must not be resurrected by the late
+    // copy-back. Scanned here, then kept up to date with what the passes do.
+    let mut root_pass1 = user_content::scan(&layout.root(), &old_classifier)?;
     // Uploads that reached the snapshot during the first copy-back pass: repeat
     // until a pass finds nothing, so the switch back follows a quiet pass.
     let mut pass1 = pass1;
@@ -573,6 +594,15 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         });
         match pass {
             Ok((now, r)) => {
+                // A copied file's entry in `now` is what was written into ROOT.
+                for p in &r.copied {
+                    if let Some(sig) = now.get(p) {
+                        root_pass1.insert(p.clone(), *sig);
+                    }
+                }
+                for p in &r.removed {
+                    root_pass1.remove(p);
+                }
                 pass1 = now;
                 if r.copied.is_empty() && r.removed.is_empty() {
                     break;
@@ -585,25 +615,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
             }
         }
     }
-
-    // Step 6: serve ROOT again; catch late uploads; evict.
-    // ROOT's user files now: a file that disappears from ROOT after the switch was deleted by a
-    // request there, and must not be resurrected by the late copy-back.
-    let root_pass1 = user_content::scan(&layout.root(), &old_classifier)?;
-    journal.enter(&layout.state, Phase::SwitchToRoot)?;
     let switched_back = crate::fsutil::fs_now_ns(&layout.state);
-    // ROOT is complete and nothing runs on it: clear php-fpm's OPcache while traffic is still on
-    // the snapshot (NOTES.md §8: 0 torn, 0 stale), and once more right after the switch.
-    let changed = || plan.changes.iter().map(|c| c.path.as_path());
-    let w = run.step("opcache-reset", || {
-        Ok(crate::opcache::clear_for_deploy(
-            cfg,
-            &layout.root(),
-            changed(),
-            "before switching back to ROOT",
-        ))
-    })?;
-    run.warnings.extend(w);
     run.step("switch-to-root", || {
         switch::point_link(&layout.link(), &layout.root_name)
     })?;

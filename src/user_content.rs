@@ -369,6 +369,16 @@ pub fn copy_back(
         }
         let dst = root.join(p);
         let in_root = std::fs::symlink_metadata(&dst);
+        // The copy lands only if ROOT's file is still what is looked at here:
+        // a request that deletes, creates or rewrites it meanwhile wins.
+        let expect = match &in_root {
+            Ok(m) if !m.is_dir() => crate::copy::Expect::Present(Some(crate::copy::Version {
+                size: m.len(),
+                mtime: (m.mtime(), m.mtime_nsec()),
+            })),
+            Ok(_) => crate::copy::Expect::Any,
+            Err(_) => crate::copy::Expect::Absent,
+        };
         if in_root.is_err() && root_seen.is_some_and(|seen| seen.contains_key(p)) {
             report.superseded.push(p.clone());
             continue; // deleted in ROOT after the switch back: the deletion is newer
@@ -387,8 +397,12 @@ pub fn copy_back(
                 }
             }
         }
-        match crate::copy::copy_file_atomic(&snapshot.join(p), &dst) {
-            Ok(()) => {
+        match crate::copy::copy_file_if(&snapshot.join(p), &dst, expect) {
+            Ok(crate::copy::Placed::Skipped) => {
+                // Changed in ROOT while the copy was in flight: that change is newer.
+                report.superseded.push(p.clone());
+            }
+            Ok(crate::copy::Placed::Done) => {
                 // The file may have changed since it was scanned: remember what was really copied.
                 if let Ok(m) = std::fs::symlink_metadata(&dst) {
                     now.insert(p.clone(), Sig::of(&m));
@@ -396,8 +410,14 @@ pub fn copy_back(
                 report.copied.push(p.clone())
             }
             Err(e) if !snapshot.join(p).exists() => {
-                // Deleted while we copied; the next pass sees the deletion.
+                // Deleted (or renamed) since the scan; the next pass sees the
+                // deletion. The version scanned never reached ROOT: record the
+                // one that did, so that the deletion removes it from ROOT.
                 tracing::debug!("{} vanished during copy-back: {e:#}", p.display());
+                match before.get(p) {
+                    Some(applied) => now.insert(p.clone(), *applied),
+                    None => now.remove(p),
+                };
             }
             Err(e) => {
                 return Err(e).with_context(|| {

@@ -249,12 +249,58 @@ fn remove_tree_counted(path: &Path, counted: bool) -> Result<RemoveReport> {
 /// Parent directories of `dst` are created as needed. Counts one entry on a
 /// progress bar that shows the running step (the copy-back passes).
 pub fn copy_file_atomic(src: &Path, dst: &Path) -> Result<()> {
-    copy_one(src, dst)?;
+    copy_one(src, dst, Expect::Any)?;
     crate::progress::advance();
     Ok(())
 }
 
-fn copy_one(src: &Path, dst: &Path) -> Result<()> {
+/// What the destination of [`copy_file_if`] must be at the instant the copy
+/// lands there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever it is (a plain rename).
+    Any,
+    /// Absent: a file that appeared meanwhile is not replaced (RENAME_NOREPLACE).
+    Absent,
+    /// Present, and (when given) still this version: a file deleted or
+    /// rewritten meanwhile is not overwritten or brought back (RENAME_EXCHANGE,
+    /// swapped back when the file it replaced is not this version).
+    Present(Option<Version>),
+}
+
+/// A file's version as the copy-back compares it: size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time: seconds and nanoseconds.
+    pub mtime: (i64, i64),
+}
+
+/// Whether a conditional copy landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// The copy is in place.
+    Done,
+    /// The destination changed (appeared or vanished) since the caller
+    /// looked: the copy was discarded, the destination left as it is.
+    Skipped,
+}
+
+/// [`copy_file_atomic`], landing only if the destination is still as the
+/// caller saw it (`expect`), decided atomically by the final rename. The
+/// copy-back uses it so that a file a request deletes or creates while the
+/// copy is in flight is not overwritten or brought back. On filesystems
+/// without rename flags it falls back to a plain rename.
+pub fn copy_file_if(src: &Path, dst: &Path, expect: Expect) -> Result<Placed> {
+    let placed = copy_one(src, dst, expect)?;
+    if placed == Placed::Done {
+        crate::progress::advance();
+    }
+    Ok(placed)
+}
+
+fn copy_one(src: &Path, dst: &Path, expect: Expect) -> Result<Placed> {
     let smeta = std::fs::symlink_metadata(src)
         .with_context(|| format!("copy: cannot stat {}", src.display()))?;
     let dparent = dst
@@ -279,7 +325,7 @@ fn copy_one(src: &Path, dst: &Path) -> Result<()> {
             std::fs::create_dir(dst)
                 .with_context(|| format!("copy: cannot create directory {}", dst.display()))?;
         }
-        return set_dir_meta(&env, src, dst);
+        return set_dir_meta(&env, src, dst).map(|()| Placed::Done);
     }
     let sdir = sys::open_dir_path_follow(sparent)
         .with_context(|| format!("copy: cannot open directory {}", sparent.display()))?;
@@ -328,8 +374,10 @@ fn copy_one(src: &Path, dst: &Path) -> Result<()> {
             ))
         }
     }
+    let mut expect = expect;
     if let Ok(existing) = sys::stat_at(ddir.as_fd(), dname.as_c_str()) {
         if existing.kind() == sys::Kind::Dir {
+            expect = Expect::Any;
             let r = remove_tree_in_pool(dst)?;
             if let Some((p, why)) = r.failed.first() {
                 let _ = rustix::fs::unlinkat(&ddir, tmp.as_c_str(), rustix::fs::AtFlags::empty());
@@ -341,14 +389,69 @@ fn copy_one(src: &Path, dst: &Path) -> Result<()> {
             }
         }
     }
-    rustix::fs::renameat(&ddir, tmp.as_c_str(), &ddir, dname.as_c_str()).map_err(|e| {
+    let unlink_tmp = || {
         let _ = rustix::fs::unlinkat(&ddir, tmp.as_c_str(), rustix::fs::AtFlags::empty());
+    };
+    let flags = match expect {
+        Expect::Any => None,
+        Expect::Absent => Some(rustix::fs::RenameFlags::NOREPLACE),
+        Expect::Present(_) => Some(rustix::fs::RenameFlags::EXCHANGE),
+    };
+    if let Some(flags) = flags {
+        match rustix::fs::renameat_with(&ddir, tmp.as_c_str(), &ddir, dname.as_c_str(), flags) {
+            Ok(()) => {
+                // After an exchange the temporary name holds the replaced file:
+                // if it is not the version the caller decided on, put it back.
+                if let Expect::Present(Some(want)) = expect {
+                    let replaced =
+                        sys::stat_at(ddir.as_fd(), tmp.as_c_str())
+                            .ok()
+                            .map(|m| Version {
+                                size: m.size,
+                                mtime: m.mtime,
+                            });
+                    if replaced.is_some_and(|v| v != want)
+                        && rustix::fs::renameat_with(
+                            &ddir,
+                            tmp.as_c_str(),
+                            &ddir,
+                            dname.as_c_str(),
+                            rustix::fs::RenameFlags::EXCHANGE,
+                        )
+                        .is_ok()
+                    {
+                        unlink_tmp();
+                        return Ok(Placed::Skipped);
+                    }
+                }
+                unlink_tmp();
+                return Ok(Placed::Done);
+            }
+            Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOENT) => {
+                unlink_tmp();
+                return Ok(Placed::Skipped);
+            }
+            // No rename flags here (an old kernel, some network filesystems): plain rename.
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {}
+            Err(e) => {
+                unlink_tmp();
+                return Err(anyhow!(
+                    "copy: cannot rename {} over {}: {e}",
+                    tmp_path.display(),
+                    dst.display()
+                ));
+            }
+        }
+    }
+    rustix::fs::renameat(&ddir, tmp.as_c_str(), &ddir, dname.as_c_str()).map_err(|e| {
+        unlink_tmp();
         anyhow!(
             "copy: cannot rename {} over {}: {e}",
             tmp_path.display(),
             dst.display()
         )
-    })
+    })?;
+    Ok(Placed::Done)
 }
 
 fn cname(p: &Path) -> Result<CString> {
@@ -491,6 +594,65 @@ mod tests {
         let msg = format!("{:#}", copy_tree(&src, &dst, &opts()).unwrap_err());
         assert!(msg.contains("secret"), "{msg}");
         assert!(!dst.exists());
+    }
+
+    #[test]
+    fn a_conditional_copy_lands_only_on_what_the_caller_saw() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::write(&src, "snapshot's version").unwrap();
+        let dst = t.path().join("dst");
+        // Absent, and still absent: lands.
+        assert_eq!(
+            copy_file_if(&src, &dst, Expect::Absent).unwrap(),
+            Placed::Done
+        );
+        assert_eq!(std::fs::read_to_string(&dst).unwrap(), "snapshot's version");
+        // Absent, but a request created it meanwhile: the request's file stays.
+        std::fs::write(&dst, "request's upload").unwrap();
+        assert_eq!(
+            copy_file_if(&src, &dst, Expect::Absent).unwrap(),
+            Placed::Skipped
+        );
+        assert_eq!(std::fs::read_to_string(&dst).unwrap(), "request's upload");
+        // Present at the version seen: replaced.
+        let seen = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            Some(Version {
+                size: m.len(),
+                mtime: (m.mtime(), m.mtime_nsec()),
+            })
+        };
+        let v = seen(&dst);
+        assert_eq!(
+            copy_file_if(&src, &dst, Expect::Present(v)).unwrap(),
+            Placed::Done
+        );
+        assert_eq!(std::fs::read_to_string(&dst).unwrap(), "snapshot's version");
+        // Present, but rewritten meanwhile: swapped back, the rewrite stays.
+        let v = seen(&dst);
+        std::fs::write(&dst, "appended by a request").unwrap();
+        assert_eq!(
+            copy_file_if(&src, &dst, Expect::Present(v)).unwrap(),
+            Placed::Skipped
+        );
+        assert_eq!(
+            std::fs::read_to_string(&dst).unwrap(),
+            "appended by a request"
+        );
+        // Present, but deleted meanwhile: not brought back.
+        std::fs::remove_file(&dst).unwrap();
+        assert_eq!(
+            copy_file_if(&src, &dst, Expect::Present(None)).unwrap(),
+            Placed::Skipped
+        );
+        assert!(!dst.exists());
+        // No temporary file is left by any of them.
+        let names: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("src")]);
     }
 
     #[test]
