@@ -565,6 +565,9 @@ fn hooks_get_hooks_env_and_a_served_auth_json_is_flagged() {
     );
     // A bad variable name is refused before anything happens.
     w.set_config("hooks:\n  env:\n    ROOTSWAP_ROOT: x\n");
-    let err = w.fails(&["deploy"]);
-    assert!(err.contains("hooks.env: ROOTSWAP_ROOT"), "{err}");
+    assert_untouched(
+        &w,
+        &["deploy", "--force"],
+        &["hooks.env: ROOTSWAP_ROOT", "rootswap.yaml"],
+    );
 }
