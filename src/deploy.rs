@@ -570,16 +570,19 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     // entry on, a crash rolls forward (what the last passes would have copied,
     // recovery copies), so that nothing but the last pass stands between the
     // last look at the snapshot and the switch.
-    let changed = || plan.changes.iter().map(|c| c.path.as_path());
-    let w = run.step("opcache-reset", || {
-        Ok(crate::opcache::clear_for_deploy(
-            cfg,
-            &layout.root(),
-            changed(),
-            "before switching back to ROOT",
-        ))
-    })?;
-    run.warnings.extend(w);
+    let opcache_reset = |run: &mut Run, when: &str| -> Result<()> {
+        let w = run.step("opcache-reset", || {
+            Ok(crate::opcache::clear_for_deploy(
+                cfg,
+                &layout.root(),
+                plan.changes.iter().map(|c| c.path.as_path()),
+                when,
+            ))
+        })?;
+        run.warnings.extend(w);
+        Ok(())
+    };
+    opcache_reset(&mut run, "before switching back to ROOT")?;
     journal.enter(&layout.state, Phase::SwitchToRoot)?;
     // ROOT's user files: a file that disappears from ROOT after the switch was
     // deleted by a request there, and must not be resurrected by the late
@@ -594,15 +597,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         });
         match pass {
             Ok((now, r)) => {
-                // A copied file's entry in `now` is what was written into ROOT.
-                for p in &r.copied {
-                    if let Some(sig) = now.get(p) {
-                        root_pass1.insert(p.clone(), *sig);
-                    }
-                }
-                for p in &r.removed {
-                    root_pass1.remove(p);
-                }
+                applied_to_root(&mut root_pass1, &now, &r);
                 pass1 = now;
                 if r.copied.is_empty() && r.removed.is_empty() {
                     break;
@@ -619,15 +614,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     run.step("switch-to-root", || {
         switch::point_link(&layout.link(), &layout.root_name)
     })?;
-    let w = run.step("opcache-reset", || {
-        Ok(crate::opcache::clear_for_deploy(
-            cfg,
-            &layout.root(),
-            changed(),
-            "after switching back to ROOT",
-        ))
-    })?;
-    run.warnings.extend(w);
+    opcache_reset(&mut run, "after switching back to ROOT")?;
     // Health gate: a failing URL puts the old version back at once.
     if let Some(hc) = &cfg.health_check {
         if let Err(e) = run.step("health-check", || crate::health::check(hc)) {
@@ -666,11 +653,7 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         });
         match pass {
             Ok((now, r)) => {
-                for p in &r.copied {
-                    if let Some(sig) = now.get(p) {
-                        root_seen.insert(p.clone(), *sig);
-                    }
-                }
+                applied_to_root(&mut root_seen, &now, &r);
                 seen_before = now;
             }
             Err(e) => run.warnings.push(format!("late copy-back: {e:#}")),
@@ -858,6 +841,20 @@ impl CopyBack<'_> {
         self.copied += r.copied.len();
         self.removed += r.removed.len();
         Ok((now, r))
+    }
+}
+
+/// Keeps `root_seen` (ROOT's user files) in step with what a copy-back pass
+/// did to ROOT: a copied file's entry in `now` is what was written there; a
+/// removed file is gone (removed by rootswap, not deleted by a request).
+fn applied_to_root(root_seen: &mut Manifest, now: &Manifest, r: &user_content::CopyBackReport) {
+    for p in &r.copied {
+        if let Some(sig) = now.get(p) {
+            root_seen.insert(p.clone(), *sig);
+        }
+    }
+    for p in &r.removed {
+        root_seen.remove(p);
     }
 }
 

@@ -288,19 +288,11 @@ fn move_into(from: &Path, store: &Path) -> Result<usize> {
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         // The whole directory at once, owner and modes included.
-        match std::fs::rename(from, store) {
-            Ok(()) => return Ok(1),
-            Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
-                crate::copy::copy_tree(from, store, &crate::copy::CopyOptions::default())?;
-                remove(from)?;
-                return Ok(1);
-            }
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("cannot move {} to {}", from.display(), store.display())
-                })
-            }
+        move_path(from, store, true)?;
+        if from.exists() {
+            remove(from)?; // copied across filesystems
         }
+        return Ok(1);
     }
     let mut moved = 0;
     let mut it = walkdir::WalkDir::new(from).min_depth(1).into_iter();
@@ -312,39 +304,37 @@ fn move_into(from: &Path, store: &Path) -> Result<usize> {
             .map_err(|e| anyhow!("{e}"))?;
         crate::crashpoint::hit("shared-entry");
         let dst = store.join(rel);
-        let dst_exists = std::fs::symlink_metadata(&dst).is_ok();
-        if entry.file_type().is_dir() && dst_exists {
-            continue; // merge inside
+        if std::fs::symlink_metadata(&dst).is_ok() {
+            // A file there is the live one; a directory there is merged into.
+            continue;
         }
-        if dst_exists {
-            continue; // the shared directory's version is the live one
-        }
-        match std::fs::rename(entry.path(), &dst) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
-                if entry.file_type().is_dir() {
-                    crate::copy::copy_tree(entry.path(), &dst, &Default::default())?;
-                } else {
-                    crate::copy::copy_file_atomic(entry.path(), &dst)?;
-                }
-            }
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "cannot move {} to {}",
-                        entry.path().display(),
-                        dst.display()
-                    )
-                })
-            }
-        }
+        let is_dir = entry.file_type().is_dir();
+        move_path(entry.path(), &dst, is_dir)?;
         moved += 1;
-        if entry.file_type().is_dir() {
+        if is_dir {
             it.skip_current_dir();
         }
     }
     remove(from)?;
     Ok(moved)
+}
+
+/// Renames `from` to `to`; across filesystems, copies it instead (the
+/// caller removes what stays at `from`).
+fn move_path(from: &Path, to: &Path, is_dir: bool) -> Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+            if is_dir {
+                crate::copy::copy_tree(from, to, &Default::default()).map(|_| ())
+            } else {
+                crate::copy::copy_file_atomic(from, to)
+            }
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot move {} to {}", from.display(), to.display()))
+        }
+    }
 }
 
 fn remove(dir: &Path) -> Result<()> {
@@ -353,10 +343,6 @@ fn remove(dir: &Path) -> Result<()> {
         bail!("cannot remove {}: {err}", path.display());
     }
     Ok(())
-}
-
-fn libc_exdev() -> i32 {
-    rustix::io::Errno::XDEV.raw_os_error()
 }
 
 #[cfg(test)]
