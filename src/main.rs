@@ -277,6 +277,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 dry_run,
                 trigger: Trigger::Manual,
                 id: None,
+                snapshot_name: None,
+                fleet_id: None,
             };
             let outcome = deploy::deploy(&cfg, &req)?;
             // The bar goes before the summary is printed (both may be the terminal).

@@ -242,6 +242,8 @@ impl Service {
             dry_run: false,
             trigger,
             id: Some(id.clone()),
+            snapshot_name: None,
+            fleet_id: None,
         };
         let started = Instant::now();
         let job_cfg = cfg.clone();
