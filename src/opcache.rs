@@ -445,7 +445,7 @@ pub fn clear_for_deploy<'a>(
     match run(&ep, &script_dir(cfg), &files, true) {
         Ok(a) => match judge(&a) {
             Ok(msg) => {
-                tracing::info!("{msg} {when}");
+                tracing::debug!("{msg} {when}");
                 None
             }
             Err(w) => Some(format!("OPcache {when}: {w}")),

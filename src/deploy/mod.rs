@@ -126,7 +126,9 @@ impl Prepared {
         let span = d.run.span.clone();
         let _enter = span.enter();
         d.switch_to_root()?;
-        d.evict()?;
+        if !d.first_deploy() {
+            d.evict()?;
+        }
         Ok(d.record_success())
     }
 

@@ -145,7 +145,7 @@ impl Run {
         };
         let ms = t.elapsed().as_millis() as u64;
         let sep = if what.is_empty() { "" } else { ": " };
-        tracing::info!(step = %step, ms, "{step} ({}){sep}{what}", fmt_ms(ms));
+        tracing::info!("{step} ({}){sep}{what}", fmt_ms(ms));
         self.steps.push(StepTiming { step, ms, passes });
     }
 
