@@ -149,6 +149,9 @@ pub struct DryRun {
     pub deleted: Vec<PathBuf>,
     /// User files that would be carried into the new version.
     pub user_files: Vec<PathBuf>,
+    /// Lines worth the operator's attention: adopting a Git clone
+    /// (crate::adopt), symlinks that leave the tree.
+    pub notes: Vec<String>,
 }
 
 /// Timings and identity of one run.
@@ -347,7 +350,17 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
     }
     tracing::info!("deploying {}", source.describe(commit));
     let mut plan = source.plan(prev_oid, commit)?;
+    run.warnings
+        .extend(plan.external_links.iter().map(|l| l.to_string()));
     let new_tracked = source.tracked(commit)?;
+    // A site that was a `git clone`: its .git leaves the served tree before
+    // the first snapshot copies it (crate::adopt).
+    if previous.is_none() {
+        let adopted = crate::adopt::adopt_git_clone(layout, cfg, &new_tracked, false)?;
+        for line in adopted.log_lines() {
+            tracing::info!("{line}");
+        }
+    }
     // Shared directories are checked before anything changes; once linked,
     // the checkout leaves what is below them alone.
     let shared = Shared::from_config(cfg)?;
@@ -941,7 +954,13 @@ fn dry_run(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome> {
             modified: Vec::new(),
             deleted: Vec::new(),
             user_files: Vec::new(),
+            notes: plan.external_links.iter().map(|l| l.to_string()).collect(),
         };
+        let adopted = match state.deployed {
+            None => crate::adopt::adopt_git_clone(layout, cfg, &source.tracked(to)?, true)?,
+            Some(_) => crate::adopt::Adopted::default(),
+        };
+        out.notes.extend(adopted.lines(None));
         for ch in &plan.changes {
             match ch.kind {
                 crate::source::ChangeKind::Added { .. } => out.added.push(ch.path.clone()),
@@ -955,6 +974,7 @@ fn dry_run(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome> {
             out.user_files = user_content::scan(&layout.root(), &c)?
                 .into_keys()
                 .filter(|p| !new_tracked.contains(p))
+                .filter(|p| adopted.git_dir.is_none() || !p.starts_with(".git"))
                 .collect();
         }
         Ok(Outcome::DryRun(out))
