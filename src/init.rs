@@ -216,12 +216,13 @@ pub fn render(
         ));
         t.push_str(&commented(p.yaml()));
     }
-    if let Some(dir) = p.upload_dir() {
+    if !p.shared_dirs().is_empty() {
         t.push_str(&format!(
-            "\n# Uploads never need copying back when they live once, outside the trees, symlinked\n\
-             # into ROOT and every snapshot (README: Shared directories). The next deploy moves the\n\
-             # directory to webroot/shared/. To turn it on, add under user_content:\n\
-             #   shared: [{dir}]\n"
+            "\n# Uploads (and logs) live once, outside the trees, symlinked into ROOT and every\n\
+             # snapshot: no deploy can lose or resurrect them (docs/sites.md). The first deploy\n\
+             # moves these directories from ROOT to webroot/shared/. `shared: []` turns it off.\n\
+             user_content:\n  shared: [{}]\n",
+            p.shared_dirs().join(", ")
         ));
     }
     t.push_str(
