@@ -138,7 +138,11 @@ pub fn adopt_git_clone(
 
 /// Entries of `root` not tracked: a file next to tracked ones by name, a
 /// directory holding nothing tracked as one entry with its file count.
-fn untracked(root: &Path, cfg: &Config, tracked: &HashSet<PathBuf>) -> Vec<(PathBuf, Option<usize>)> {
+fn untracked(
+    root: &Path,
+    cfg: &Config,
+    tracked: &HashSet<PathBuf>,
+) -> Vec<(PathBuf, Option<usize>)> {
     let mut tracked_dirs: HashSet<&Path> = HashSet::new();
     for t in tracked {
         for a in t.ancestors().skip(1) {

@@ -47,7 +47,9 @@ pub fn discover_in(root: &Path) -> Found {
     let mut add = |ep: Endpoint, how: String| {
         let same = |a: &Endpoint| match (a, &ep) {
             (Endpoint::Unix(x), Endpoint::Unix(y)) => {
-                x == y || (x.canonicalize().ok().is_some() && x.canonicalize().ok() == y.canonicalize().ok())
+                x == y
+                    || (x.canonicalize().ok().is_some()
+                        && x.canonicalize().ok() == y.canonicalize().ok())
             }
             _ => *a == ep,
         };
@@ -56,7 +58,10 @@ pub fn discover_in(root: &Path) -> Found {
         }
     };
     for p in sorted_dir(&run) {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with("php") && name.ends_with("-fpm.sock") && is_socket(&p) {
             add(Endpoint::Unix(p.clone()), format!("socket {}", p.display()));
         }
@@ -70,7 +75,10 @@ pub fn discover_in(root: &Path) -> Found {
                         continue;
                     };
                     if live(&ep) {
-                        add(ep, format!("pool [{pool}] of {} (listen = {listen})", conf.display()));
+                        add(
+                            ep,
+                            format!("pool [{pool}] of {} (listen = {listen})", conf.display()),
+                        );
                     }
                 }
             }
@@ -140,7 +148,11 @@ pub fn listens(text: &str) -> Vec<(String, String)> {
         if k.trim() != "listen" || pool == "global" {
             continue;
         }
-        let v = v.trim().trim_matches('"').trim_matches('\'').replace("$pool", &pool);
+        let v = v
+            .trim()
+            .trim_matches('"')
+            .trim_matches('\'')
+            .replace("$pool", &pool);
         out.push((pool.clone(), v));
     }
     out
@@ -175,13 +187,25 @@ mod tests {
         assert_eq!(
             listens(text),
             vec![
-                ("www".to_string(), "/run/php/php8.2-fpm-www.sock".to_string()),
+                (
+                    "www".to_string(),
+                    "/run/php/php8.2-fpm-www.sock".to_string()
+                ),
                 ("api".to_string(), "127.0.0.1:9001".to_string())
             ]
         );
-        assert_eq!(listen_endpoint("9000"), Some(Endpoint::Tcp("127.0.0.1:9000".into())));
-        assert_eq!(listen_endpoint("[::]:9000"), Some(Endpoint::Tcp("[::1]:9000".into())));
-        assert_eq!(listen_endpoint("/a.sock"), Some(Endpoint::Unix("/a.sock".into())));
+        assert_eq!(
+            listen_endpoint("9000"),
+            Some(Endpoint::Tcp("127.0.0.1:9000".into()))
+        );
+        assert_eq!(
+            listen_endpoint("[::]:9000"),
+            Some(Endpoint::Tcp("[::1]:9000".into()))
+        );
+        assert_eq!(
+            listen_endpoint("/a.sock"),
+            Some(Endpoint::Unix("/a.sock".into()))
+        );
     }
 
     #[test]

@@ -160,7 +160,9 @@ fn read_entries(files: &[PathBuf]) -> Vec<Entry> {
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
     match (pattern.first(), text.first()) {
         (None, None) => true,
-        (Some(b'*'), _) => glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..])),
+        (Some(b'*'), _) => {
+            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+        }
         (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
         (Some(p), Some(t)) if p.eq_ignore_ascii_case(t) => glob(&pattern[1..], &text[1..]),
         _ => false,
@@ -336,7 +338,10 @@ pub fn ssh_host_port(url: &str) -> Option<(String, u16)> {
         let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         if let Some(v6) = hostport.strip_prefix('[') {
             let (h, after) = v6.split_once(']')?;
-            let port = after.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(22);
+            let port = after
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(22);
             return Some((h.to_string(), port));
         }
         return Some(match hostport.rsplit_once(':') {
@@ -413,8 +418,14 @@ mod tests {
         assert_eq!(lookup(&files, "[h]:2222", &key), Verdict::Known);
         assert!(matches!(lookup(&files, "h", &key), Verdict::Unknown { .. }));
         assert_eq!(lookup(&files, "git.example.org", &other), Verdict::Known);
-        assert!(matches!(lookup(&files, "git.example.org", &key), Verdict::Changed { .. }));
-        assert!(matches!(lookup(&files, "bad.example.org", &other), Verdict::Unknown { .. }));
+        assert!(matches!(
+            lookup(&files, "git.example.org", &key),
+            Verdict::Changed { .. }
+        ));
+        assert!(matches!(
+            lookup(&files, "bad.example.org", &other),
+            Verdict::Unknown { .. }
+        ));
     }
 
     #[test]

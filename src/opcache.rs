@@ -319,7 +319,9 @@ impl Located {
         match self {
             Located::Configured(e) => format!("{e} (opcache.fastcgi)"),
             Located::Found(e, how) => format!("{e} (found: {how}; opcache.fastcgi is not set)"),
-            Located::NotFound(why) => format!("php-fpm not found: opcache.fastcgi is not set and {why}"),
+            Located::NotFound(why) => {
+                format!("php-fpm not found: opcache.fastcgi is not set and {why}")
+            }
         }
     }
 
@@ -496,7 +498,13 @@ pub fn clear_for_deploy<'a>(
             ep
         }
         Ok(l @ Located::NotFound(_)) => {
-            return l.warning().map(|w| w.replacen("OPcache not cleared", &format!("OPcache not cleared {when}"), 1))
+            return l.warning().map(|w| {
+                w.replacen(
+                    "OPcache not cleared",
+                    &format!("OPcache not cleared {when}"),
+                    1,
+                )
+            })
         }
         Err(e) => return Some(format!("OPcache not cleared {when}: {e:#}")),
     };
@@ -520,7 +528,12 @@ pub fn clear_for_deploy<'a>(
 /// `rootswap opcache reset`: resets php-fpm's cache, returns what happened.
 pub fn reset_by_hand(cfg: &Config) -> Result<String> {
     let loc = locate(cfg)?;
-    let ep = loc.endpoint().cloned().ok_or_else(|| anyhow!("{}; set `opcache.fastcgi` to php-fpm's address, e.g. unix:/run/php/php8.2-fpm.sock", loc.describe()))?;
+    let ep = loc.endpoint().cloned().ok_or_else(|| {
+        anyhow!(
+            "{}; set `opcache.fastcgi` to php-fpm's address, e.g. unix:/run/php/php8.2-fpm.sock",
+            loc.describe()
+        )
+    })?;
     let a = run(&ep, &script_dir(cfg), &[], true)?;
     judge(&a)
         .map_err(|w| anyhow!(w))
@@ -551,7 +564,10 @@ pub fn command(cfg: &Config, cmd: &Cmd) -> Result<std::process::ExitCode> {
 /// Reads php-fpm's OPcache settings without changing anything (doctor).
 pub fn inspect(cfg: &Config) -> Result<Answer> {
     let loc = locate(cfg)?;
-    let ep = loc.endpoint().cloned().ok_or_else(|| anyhow!("{}", loc.describe()))?;
+    let ep = loc
+        .endpoint()
+        .cloned()
+        .ok_or_else(|| anyhow!("{}", loc.describe()))?;
     run(&ep, &script_dir(cfg), &[], false)
 }
 

@@ -287,7 +287,12 @@ mod tests {
                 .get("user_content")
                 .and_then(|u| u.get("shared"))
                 .and_then(Value::as_sequence)
-                .map(|s| s.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .map(|s| {
+                    s.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default();
             assert_eq!(listed, p.shared_dirs(), "{p}");
         }

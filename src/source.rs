@@ -232,7 +232,11 @@ impl GitSource {
         self.ssh.preflight()?;
         let why = Why::default();
         let conn = remote
-            .connect_auth(git2::Direction::Fetch, Some(callbacks(&self.ssh, &why)), None)
+            .connect_auth(
+                git2::Direction::Fetch,
+                Some(callbacks(&self.ssh, &why)),
+                None,
+            )
             .map_err(|e| why.error("cannot reach", &self.url, &e))?;
         let want = format!("refs/heads/{}", self.branch);
         let head = conn

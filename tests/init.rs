@@ -185,7 +185,10 @@ fn init_recognises_each_framework() {
             assert!(!text.contains("shared: ["), "{name}: {text}");
         } else {
             assert!(
-                text.contains(&format!("\nuser_content:\n  shared: [{}]\n", shared.join(", "))),
+                text.contains(&format!(
+                    "\nuser_content:\n  shared: [{}]\n",
+                    shared.join(", ")
+                )),
                 "{name}: shared directories written explicitly:\n{text}"
             );
         }

@@ -19,7 +19,12 @@ fn last_history_warnings(w: &World) -> Vec<String> {
     v.as_array()
         .and_then(|a| a.last())
         .and_then(|r| r["warnings"].as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str()).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -62,7 +67,10 @@ fn external_symlinks_are_deployed_as_git_has_them_with_one_warning_each() {
     std::fs::write(w.webroot.join("shared/uploads/cat.jpg"), "jpg").unwrap();
     let (stdout, stderr) = stderr_of(&w, &["deploy"]);
     let links = [
-        ("wp-includes/certificates/ca-bundle.crt", "/etc/ssl/certs/ca-certificates.crt"),
+        (
+            "wp-includes/certificates/ca-bundle.crt",
+            "/etc/ssl/certs/ca-certificates.crt",
+        ),
         ("app/config/host.txt", "../../../etc/hostname"),
         ("app/cache", "/nonexistent/rootswap-test/cache"),
         ("public/uploads", "../../shared/uploads"),
@@ -103,7 +111,10 @@ fn external_symlinks_are_deployed_as_git_has_them_with_one_warning_each() {
         .lines()
         .find(|l| l.starts_with('✗') && l.contains("under the public directory"))
         .unwrap_or_else(|| panic!("served links listed:\n{doc}"));
-    assert!(served.contains("public/uploads -> ../../shared/uploads"), "{served}");
+    assert!(
+        served.contains("public/uploads -> ../../shared/uploads"),
+        "{served}"
+    );
     assert!(!served.contains("ca-bundle"), "{served}");
     let other = doc
         .lines()
@@ -112,15 +123,15 @@ fn external_symlinks_are_deployed_as_git_has_them_with_one_warning_each() {
     for (path, _) in &links[..3] {
         assert!(other.contains(path), "{path} in {other}");
     }
-    assert!(other.contains("app/cache -> /nonexistent/rootswap-test/cache (dangling)"), "{other}");
+    assert!(
+        other.contains("app/cache -> /nonexistent/rootswap-test/cache (dangling)"),
+        "{other}"
+    );
 }
 
 #[test]
 fn external_symlinks_refuse_restores_the_refusal_and_changes_nothing() {
-    let w = World::new(
-        &[("index.php", "<?php echo 1;")],
-        "",
-    );
+    let w = World::new(&[("index.php", "<?php echo 1;")], "");
     // set_config writes `source:` itself: write the whole file instead.
     std::fs::write(
         &w.config,
@@ -165,7 +176,11 @@ fn a_git_clone_in_root_is_adopted_without_its_git_dir_in_the_served_tree() {
         .arg(w.root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(w.root().join("phpinfo.php"), "<?php phpinfo();").unwrap();
     std::fs::create_dir_all(w.root().join("uploads/2026")).unwrap();
     std::fs::write(w.root().join("uploads/2026/a.jpg"), "a").unwrap();
@@ -184,12 +199,21 @@ fn a_git_clone_in_root_is_adopted_without_its_git_dir_in_the_served_tree() {
     assert!(dry.contains("would keep 2 entries"), "{dry}");
     assert!(dry.contains("  phpinfo.php\n"), "{dry}");
     assert!(dry.contains("  uploads/ (2 files)\n"), "{dry}");
-    assert!(!dry.contains(".git/"), "no .git file counted as user content: {dry}");
+    assert!(
+        !dry.contains(".git/"),
+        "no .git file counted as user content: {dry}"
+    );
     assert_same(&before, &tree_state(&w.webroot), "dry run changed the disk");
 
     let (_, log) = stderr_of(&w, &["deploy"]);
-    assert!(log.contains("moved") && log.contains("adopted.git"), "{log}");
-    assert!(log.contains("phpinfo.php") && log.contains("uploads/ (2 files)"), "{log}");
+    assert!(
+        log.contains("moved") && log.contains("adopted.git"),
+        "{log}"
+    );
+    assert!(
+        log.contains("phpinfo.php") && log.contains("uploads/ (2 files)"),
+        "{log}"
+    );
     // No .git anywhere the web server can reach: ROOT, the snapshot it served.
     for e in walkdir::WalkDir::new(&w.webroot)
         .into_iter()
@@ -206,7 +230,10 @@ fn a_git_clone_in_root_is_adopted_without_its_git_dir_in_the_served_tree() {
         );
     }
     let adopted = w.webroot.join(".rootswap/adopted.git");
-    assert!(adopted.join("HEAD").is_file(), "the clone's .git kept in the state dir");
+    assert!(
+        adopted.join("HEAD").is_file(),
+        "the clone's .git kept in the state dir"
+    );
     assert_eq!(read(&w.link().join("index.php")), "<?php echo 'v2';");
     assert_eq!(read(&w.link().join("phpinfo.php")), "<?php phpinfo();");
     assert_eq!(read(&w.link().join("uploads/2026/b.jpg")), "b");
@@ -214,7 +241,10 @@ fn a_git_clone_in_root_is_adopted_without_its_git_dir_in_the_served_tree() {
     w.write_files(&[("index.php", "<?php echo 'v3';")]);
     w.commit("v3");
     let (_, log) = stderr_of(&w, &["deploy"]);
-    assert!(!log.contains("adopted.git") && !log.contains("phpinfo"), "{log}");
+    assert!(
+        !log.contains("adopted.git") && !log.contains("phpinfo"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -278,14 +308,16 @@ fn upgrading_a_running_site_to_the_shared_uploads_preset_loses_no_upload() {
     let served = served_contents(&w.link().join("wp-content/uploads"));
     for i in 0..200 {
         assert_eq!(
-            served.get(&format!("2026/11/old{i}.jpg")).map(String::as_str),
+            served
+                .get(&format!("2026/11/old{i}.jpg"))
+                .map(String::as_str),
             Some(format!("old {i}").as_str()),
             "old upload {i}"
         );
     }
     let lost: Vec<&String> = written
         .iter()
-        .filter(|n| served.get(&format!("2026/12/{n}")).is_none())
+        .filter(|n| !served.contains_key(&format!("2026/12/{n}")))
         .collect();
     assert!(written.len() >= 50, "the writer wrote {}", written.len());
     assert!(lost.is_empty(), "{} uploads lost: {lost:?}", lost.len());
@@ -293,7 +325,10 @@ fn upgrading_a_running_site_to_the_shared_uploads_preset_loses_no_upload() {
     w.write_files(&[("index.php", "<?php echo 4;")]);
     w.commit("v4");
     w.ok(&["deploy"]);
-    assert_eq!(served_contents(&w.link().join("wp-content/uploads")), served);
+    assert_eq!(
+        served_contents(&w.link().join("wp-content/uploads")),
+        served
+    );
 }
 
 const FPM_INI: &str = "zend_extension=opcache.so\nopcache.enable=1\nopcache.validate_timestamps=0\ndisplay_errors=Off\nlog_errors=On\n";
@@ -340,8 +375,14 @@ fn php_fpm_is_found_on_its_socket_or_the_deploy_and_status_warn() {
     // Nothing to find: the summary line and status say WARNING.
     std::fs::create_dir_all(search.join("run/php")).unwrap();
     let (out, err) = deploy(&w, 2);
-    assert!(out.contains("WARNING: php-fpm's OPcache was not cleared"), "{out}");
-    assert!(err.contains("OPcache not cleared") && err.contains("opcache.fastcgi"), "{err}");
+    assert!(
+        out.contains("WARNING: php-fpm's OPcache was not cleared"),
+        "{out}"
+    );
+    assert!(
+        err.contains("OPcache not cleared") && err.contains("opcache.fastcgi"),
+        "{err}"
+    );
     let st = cmd(&w, &["status"]);
     assert!(st.contains("opcache") && st.contains("WARNING:"), "{st}");
 
@@ -363,9 +404,15 @@ fn php_fpm_is_found_on_its_socket_or_the_deploy_and_status_warn() {
     );
     assert!(err.contains("OPcache reset scheduled"), "{err}");
     let st = cmd(&w, &["status"]);
-    assert!(!st.contains("WARNING") && st.contains(&sock.display().to_string()), "{st}");
+    assert!(
+        !st.contains("WARNING") && st.contains(&sock.display().to_string()),
+        "{st}"
+    );
     let doc = cmd(&w, &["doctor"]);
-    assert!(doc.contains(&format!("php-fpm found at unix:{}", sock.display())), "{doc}");
+    assert!(
+        doc.contains(&format!("php-fpm found at unix:{}", sock.display())),
+        "{doc}"
+    );
     assert!(
         doc.contains("validate_timestamps is 0") && doc.contains("stale code"),
         "doctor asks php-fpm: {doc}"

@@ -19,12 +19,20 @@ fn keygen(path: &Path) {
         .arg(path)
         .output()
         .expect("ssh-keygen runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `SHA256:...` of a public key file, as ssh-keygen prints it.
 fn fingerprint(pubkey: &Path) -> String {
-    let out = Command::new("ssh-keygen").arg("-lf").arg(pubkey).output().unwrap();
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(pubkey)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.split_whitespace()
         .nth(1)
@@ -135,14 +143,22 @@ fn deploy_key_and_host_keys_against_a_real_sshd() {
     let wrong_key = keys.join("wrong_key");
     keygen(&deploy_key);
     keygen(&wrong_key);
-    let server = start_sshd(&sshd_bin, &t.join("sshd"), &deploy_key.with_extension("pub"));
+    let server = start_sshd(
+        &sshd_bin,
+        &t.join("sshd"),
+        &deploy_key.with_extension("pub"),
+    );
     let port = server.port;
     let url = format!("ssh://{}@127.0.0.1:{port}{}", whoami(), bare.display());
     let fp = fingerprint(&server.host_pub());
     let home = t.join("home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     let known = keys.join("known_hosts");
-    std::fs::write(&known, format!("[127.0.0.1]:{port} {}\n", key_of(&server.host_pub()))).unwrap();
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{port} {}\n", key_of(&server.host_pub())),
+    )
+    .unwrap();
 
     // Unknown host on a first deploy: fails, shows the fingerprint and how to add it, leaves nothing.
     let empty = keys.join("empty_known_hosts");
@@ -151,21 +167,44 @@ fn deploy_key_and_host_keys_against_a_real_sshd() {
     let out = run(&w, &home, &["deploy"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains(&format!("the host key of [127.0.0.1]:{port} is not known")), "{err}");
+    assert!(
+        err.contains(&format!("the host key of [127.0.0.1]:{port} is not known")),
+        "{err}"
+    );
     assert!(err.contains(&fp), "fingerprint {fp} shown: {err}");
-    assert!(err.contains(&format!("ssh-keyscan -p {port} -t ed25519 127.0.0.1")), "{err}");
+    assert!(
+        err.contains(&format!("ssh-keyscan -p {port} -t ed25519 127.0.0.1")),
+        "{err}"
+    );
     assert!(err.contains("accept-new"), "{err}");
-    assert_eq!(std::fs::read_dir(&w.webroot).unwrap().count(), 0, "nothing left behind");
+    assert_eq!(
+        std::fs::read_dir(&w.webroot).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
 
     // Right key, known host (hashed entry, as `ssh-keygen -H` writes it): deploys.
     let hashed = keys.join("hashed_known_hosts");
     std::fs::copy(&known, &hashed).unwrap();
-    let out = Command::new("ssh-keygen").arg("-H").arg("-f").arg(&hashed).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&hashed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(read(&hashed).starts_with("|1|"), "{}", read(&hashed));
     write_config(&w, &url, &deploy_key, hashed.to_str().unwrap());
     let out = run(&w, &home, &["deploy"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(read(&w.link().join("index.php")), "<?php echo 'v1';");
 
     // A new commit behind sshd, then each failure leaves the site as it was.
@@ -182,14 +221,21 @@ fn deploy_key_and_host_keys_against_a_real_sshd() {
             assert!(err.contains(e), "expected {e:?} in:\n{err}");
         }
         assert!(!err.contains("panicked"), "{err}");
-        assert_same(&before, &webroot_state(&w.webroot), &format!("disk changed after: {err}"));
+        assert_same(
+            &before,
+            &webroot_state(&w.webroot),
+            &format!("disk changed after: {err}"),
+        );
         assert_eq!(read(&w.link().join("index.php")), "<?php echo 'v1';");
     };
     // Wrong key.
     check_fails(
         &wrong_key,
         known.to_str().unwrap(),
-        &["the server refused the deploy key", wrong_key.to_str().unwrap()],
+        &[
+            "the server refused the deploy key",
+            wrong_key.to_str().unwrap(),
+        ],
     );
     // Unknown host.
     check_fails(&deploy_key, empty.to_str().unwrap(), &["is not known", &fp]);
@@ -199,7 +245,10 @@ fn deploy_key_and_host_keys_against_a_real_sshd() {
     let changed = keys.join("changed_known_hosts");
     std::fs::write(
         &changed,
-        format!("[127.0.0.1]:{port} {}\n", key_of(&other.with_extension("pub"))),
+        format!(
+            "[127.0.0.1]:{port} {}\n",
+            key_of(&other.with_extension("pub"))
+        ),
     )
     .unwrap();
     check_fails(
@@ -210,18 +259,32 @@ fn deploy_key_and_host_keys_against_a_real_sshd() {
     // A private key others can read is refused, as ssh refuses it.
     let open_key = keys.join("open_key");
     std::fs::copy(&deploy_key, &open_key).unwrap();
-    std::fs::set_permissions(&open_key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    check_fails(&open_key, known.to_str().unwrap(), &["permissions 0644", "too open", "chmod 600"]);
+    std::fs::set_permissions(
+        &open_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    check_fails(
+        &open_key,
+        known.to_str().unwrap(),
+        &["permissions 0644", "too open", "chmod 600"],
+    );
 
     // accept-new: the first contact is accepted and recorded; then a changed key still fails.
     write_config(&w, &url, &deploy_key, "accept-new");
     let out = run(&w, &home, &["deploy"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("first contact with") && err.contains(&fp), "{err}");
+    assert!(
+        err.contains("first contact with") && err.contains(&fp),
+        "{err}"
+    );
     assert_eq!(read(&w.link().join("index.php")), "<?php echo 'v2';");
     let recorded = read(&w.webroot.join(".rootswap/known_hosts"));
-    assert!(recorded.contains(&format!("[127.0.0.1]:{port} ssh-ed25519 ")), "{recorded}");
+    assert!(
+        recorded.contains(&format!("[127.0.0.1]:{port} ssh-ed25519 ")),
+        "{recorded}"
+    );
     w.write_files(&[("index.php", "<?php echo 'v3';")]);
     w.commit("v3");
     git(&w.repo, &["push", "-q", bare.to_str().unwrap(), "main"]);
@@ -233,7 +296,10 @@ fn deploy_key_and_host_keys_against_a_real_sshd() {
     // The server's key changes: accept-new does not accept that.
     std::fs::write(
         w.webroot.join(".rootswap/known_hosts"),
-        format!("[127.0.0.1]:{port} {}\n", key_of(&other.with_extension("pub"))),
+        format!(
+            "[127.0.0.1]:{port} {}\n",
+            key_of(&other.with_extension("pub"))
+        ),
     )
     .unwrap();
     w.write_files(&[("index.php", "<?php echo 'v4';")]);

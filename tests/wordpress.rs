@@ -72,20 +72,41 @@ fn visitor(port: u16, stop: Arc<AtomicBool>) -> (BTreeMap<String, String>, Stats
             0 => {
                 let name = format!("f{n}.jpg");
                 let text = format!("c{n};");
-                (format!("op=create&name={name}&text={text}"), name, None, text)
+                (
+                    format!("op=create&name={name}&text={text}"),
+                    name,
+                    None,
+                    text,
+                )
             }
             1 => {
-                let Some(name) = pick(next(), &model) else { continue };
+                let Some(name) = pick(next(), &model) else {
+                    continue;
+                };
                 let text = format!("a{n};");
-                (format!("op=append&name={name}&text={text}"), name, None, text)
+                (
+                    format!("op=append&name={name}&text={text}"),
+                    name,
+                    None,
+                    text,
+                )
             }
             2 => {
-                let Some(name) = pick(next(), &model) else { continue };
+                let Some(name) = pick(next(), &model) else {
+                    continue;
+                };
                 let to = format!("r{n}.jpg");
-                (format!("op=rename&name={name}&to={to}"), name, Some(to), String::new())
+                (
+                    format!("op=rename&name={name}&to={to}"),
+                    name,
+                    Some(to),
+                    String::new(),
+                )
             }
             _ => {
-                let Some(name) = pick(next(), &model) else { continue };
+                let Some(name) = pick(next(), &model) else {
+                    continue;
+                };
                 (format!("op=delete&name={name}"), name, None, String::new())
             }
         };
@@ -124,7 +145,10 @@ fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
     let install = "apt-get install -y --no-install-recommends wordpress nginx-light php-fpm";
     let wp = sites_support::require(
         "Debian's wordpress package",
-        Path::new(WP).join("wp-includes").is_dir().then(|| WP.into()),
+        Path::new(WP)
+            .join("wp-includes")
+            .is_dir()
+            .then(|| WP.into()),
         install,
     );
     let nginx = sites_support::require("nginx", sites_support::find_program(&["nginx"]), install);
@@ -138,7 +162,11 @@ fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
         .args(["-a", &format!("{WP}/."), w.repo.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     w.write_files(&[
         ("rs-upload.php", UPLOAD_PHP),
         (".gitignore", "wp-content/uploads/\n"),
@@ -165,7 +193,9 @@ fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
         ((), e)
     };
     assert!(
-        first.contains("wp-includes/certificates/ca-bundle.crt -> /etc/ssl/certs/ca-certificates.crt"),
+        first.contains(
+            "wp-includes/certificates/ca-bundle.crt -> /etc/ssl/certs/ca-certificates.crt"
+        ),
         "the CA bundle link is named: {first}"
     );
     assert_eq!(
@@ -176,9 +206,15 @@ fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
     let (_nginx, port) = sites_support::start_nginx(&nginx, &srv, &w.config, &sock);
     let mut http = sites_support::Http::new(port);
     let (status, body) = http.get("/readme.html").unwrap();
-    assert!(status == 200 && body.contains("WordPress"), "{status} {body}");
+    assert!(
+        status == 200 && body.contains("WordPress"),
+        "{status} {body}"
+    );
     let (status, body) = http.get("/rs-upload.php?op=version").unwrap();
-    assert!(status == 200 && body.starts_with("wordpress "), "PHP from the tree: {status} {body}");
+    assert!(
+        status == 200 && body.starts_with("wordpress "),
+        "PHP from the tree: {status} {body}"
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let visitor = {
@@ -192,7 +228,10 @@ fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
         .unwrap_or(0)
         < 30
     {
-        assert!(t.elapsed() < Duration::from_secs(30), "the visitor uploads nothing");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the visitor uploads nothing"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     for i in 1..=20 {
@@ -207,7 +246,12 @@ fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
     }
     stop.store(true, Ordering::Relaxed);
     let (model, st) = visitor.join().unwrap();
-    assert!(st.failed.is_empty(), "{} requests failed: {:?}", st.failed.len(), &st.failed[..st.failed.len().min(10)]);
+    assert!(
+        st.failed.is_empty(),
+        "{} requests failed: {:?}",
+        st.failed.len(),
+        &st.failed[..st.failed.len().min(10)]
+    );
     assert!(
         st.creates > 30 && st.appends > 0 && st.renames > 0 && st.deletes > 0,
         "the visitor did little: {st:?}"

@@ -144,7 +144,10 @@ pub fn start_fpm(fpm_bin: &Path, dir: &Path, socket: &Path, ini: &str, children:
     std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
     std::fs::write(
         dir.join("php.ini"),
-        format!("{ini}\nerror_log={}\n", dir.join("php-errors.log").display()),
+        format!(
+            "{ini}\nerror_log={}\n",
+            dir.join("php-errors.log").display()
+        ),
     )
     .unwrap();
     let mut pool = format!(
