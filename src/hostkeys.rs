@@ -235,81 +235,128 @@ pub fn lookup(files: &[PathBuf], id: &str, key: &[u8]) -> Verdict {
     }
 }
 
+/// A presented key, as the messages show it.
+struct Shown {
+    /// `host` or `[host]:port`.
+    id: String,
+    /// `ssh-ed25519`, `ssh-rsa`, ...
+    ty: String,
+    /// `ED25519`, `RSA`, `ECDSA`.
+    short_ty: String,
+    /// `SHA256:...`.
+    fp: String,
+    /// The `ssh-keyscan` command that fetches this key type.
+    keyscan: String,
+}
+
+impl Shown {
+    fn new(host: &str, port: u16, key: &[u8]) -> Shown {
+        let ty = key_type(key);
+        let scan_ty = ty
+            .trim_start_matches("ssh-")
+            .split('-')
+            .next()
+            .unwrap_or("ed25519")
+            .to_string();
+        let port_arg = if port == 22 {
+            String::new()
+        } else {
+            format!(" -p {port}")
+        };
+        Shown {
+            id: host_id(host, port),
+            short_ty: scan_ty.to_ascii_uppercase(),
+            keyscan: format!("ssh-keyscan{port_arg} -t {scan_ty} {host}"),
+            fp: fingerprint(key),
+            ty,
+        }
+    }
+
+    fn changed(&self, at: &str) -> String {
+        let Shown {
+            id,
+            ty,
+            short_ty,
+            fp,
+            keyscan,
+        } = self;
+        let file = at.rsplit_once(':').map(|(f, _)| f).unwrap_or(at);
+        format!(
+            "the host key of {id} has CHANGED: the server offers the {short_ty} key {fp}, but {at} holds another {ty} key for it. \
+             Someone may be intercepting the connection (man-in-the-middle), or the server's key was replaced. \
+             Ask the server's administrator for its fingerprint; if {fp} is right, remove the old line \
+             (ssh-keygen -R '{id}' -f {file}) and add the new key ({keyscan} >> {file}, after checking the fingerprint)"
+        )
+    }
+
+    fn unknown(&self, policy: &Policy, other_types: &[String]) -> String {
+        let Shown {
+            id,
+            ty,
+            short_ty,
+            fp,
+            keyscan,
+        } = self;
+        let files = policy
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let add_to = policy
+            .files
+            .iter()
+            .find(|f| f.to_string_lossy().contains("/.ssh/"))
+            .or(policy.files.first())
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "~/.ssh/known_hosts".into());
+        let others = if other_types.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (the files know it only with {} key(s); rootswap's ssh library negotiated {ty})",
+                other_types.join(", ")
+            )
+        };
+        format!(
+            "the host key of {id} is not known: the server offers the {short_ty} key {fp}, and no line of {files} has it{others}. \
+             Check that fingerprint with the server's administrator (or the Git host's documentation), then add the key: \
+             {keyscan} >> {add_to} (and compare the fingerprint: ssh-keygen -lf {add_to}); \
+             or set `source.known_hosts: accept-new` to accept a first contact"
+        )
+    }
+}
+
 /// Checks the key `host:port` presented. `Ok(note)`: accepted (the note says
 /// when it was a first contact just recorded); `Err(message)`: refused, with
 /// the fingerprint and how to fix it.
 pub fn check(policy: &Policy, host: &str, port: u16, key: &[u8]) -> Result<Option<String>, String> {
-    let id = host_id(host, port);
-    let ty = key_type(key);
-    let fp = fingerprint(key);
-    let files = policy
-        .files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let scan_ty = ty
-        .trim_start_matches("ssh-")
-        .split('-')
-        .next()
-        .unwrap_or("ed25519")
-        .to_string();
-    let short_ty = scan_ty.to_ascii_uppercase();
-    let keyscan = format!(
-        "ssh-keyscan{} -t {scan_ty} {host}",
-        if port == 22 {
-            String::new()
-        } else {
-            format!(" -p {port}")
-        }
-    );
-    let add_to = policy
-        .files
-        .iter()
-        .find(|f| f.to_string_lossy().contains("/.ssh/"))
-        .or(policy.files.first())
-        .map(|f| f.display().to_string())
-        .unwrap_or_else(|| "~/.ssh/known_hosts".into());
-    match lookup(&policy.files, &id, key) {
+    let shown = Shown::new(host, port, key);
+    let Shown {
+        id, short_ty, fp, ..
+    } = &shown;
+    match lookup(&policy.files, id, key) {
         Verdict::Known => Ok(None),
         Verdict::Revoked { at } => Err(format!(
             "the host key of {id} ({short_ty} key {fp}) is marked @revoked in {at}: rootswap will not connect"
         )),
-        Verdict::Changed { at } => Err(format!(
-            "the host key of {id} has CHANGED: the server offers the {short_ty} key {fp}, but {at} holds another {ty} key for it. \
-             Someone may be intercepting the connection (man-in-the-middle), or the server's key was replaced. \
-             Ask the server's administrator for its fingerprint; if {fp} is right, remove the old line \
-             (ssh-keygen -R '{id}' -f {file}) and add the new key ({keyscan} >> {file}, after checking the fingerprint)",
-            file = at.rsplit_once(':').map(|(f, _)| f).unwrap_or(&at)
-        )),
+        Verdict::Changed { at } => Err(shown.changed(&at)),
         Verdict::Unknown { other_types } => {
-            if let Some(record) = &policy.record_new {
-                let line = format!(
-                    "{id} {ty} {}\n",
-                    base64::engine::general_purpose::STANDARD.encode(key)
-                );
-                append(record, &line).map_err(|e| {
-                    format!("cannot record the host key of {id} in {}: {e}", record.display())
-                })?;
-                return Ok(Some(format!(
-                    "first contact with {id}: accepted its {short_ty} key {fp} (source.known_hosts: accept-new) and recorded it in {}",
-                    record.display()
-                )));
-            }
-            let others = if other_types.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (the files know it only with {} key(s); rootswap's ssh library negotiated {ty})",
-                    other_types.join(", ")
-                )
+            let Some(record) = &policy.record_new else {
+                return Err(shown.unknown(policy, &other_types));
             };
-            Err(format!(
-                "the host key of {id} is not known: the server offers the {short_ty} key {fp}, and no line of {files} has it{others}. \
-                 Check that fingerprint with the server's administrator (or the Git host's documentation), then add the key: \
-                 {keyscan} >> {add_to} (and compare the fingerprint: ssh-keygen -lf {add_to}); \
-                 or set `source.known_hosts: accept-new` to accept a first contact"
-            ))
+            let line = format!(
+                "{id} {} {}\n",
+                shown.ty,
+                base64::engine::general_purpose::STANDARD.encode(key)
+            );
+            append(record, &line).map_err(|e| {
+                format!("cannot record the host key of {id} in {}: {e}", record.display())
+            })?;
+            Ok(Some(format!(
+                "first contact with {id}: accepted its {short_ty} key {fp} (source.known_hosts: accept-new) and recorded it in {}",
+                record.display()
+            )))
         }
     }
 }

@@ -710,75 +710,96 @@ fn callbacks<'a>(ssh: &'a SshAuth, why: &Why) -> RemoteCallbacks<'a> {
     let cred_why = why.clone();
     cb.credentials(move |url, user, allowed| {
         tries += 1;
-        let user = user.unwrap_or("git");
-        if let (Some(key), true) = (&ssh.key, allowed.contains(git2::CredentialType::SSH_KEY)) {
-            if tries > 1 {
-                let msg = format!(
-                    "the server refused the deploy key {} (source.ssh_key) for user {user}: add its public key \
-                     (ssh-keygen -y -f {}) to the repository's deploy keys, or fix `source.ssh_key`",
-                    key.display(),
-                    key.display()
-                );
-                cred_why.set(msg.clone());
-                return Err(git2::Error::from_str(&msg));
-            }
-            return git2::Cred::ssh_key(user, None, key, None);
-        }
-        if tries > 4 {
-            return Err(git2::Error::from_str(
-                "authentication failed (tried ssh-agent, ~/.ssh keys and git credential helpers)",
-            ));
-        }
-        if allowed.contains(git2::CredentialType::SSH_KEY) {
-            if tries == 1 {
-                return git2::Cred::ssh_key_from_agent(user);
-            }
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            for key in ["id_ed25519", "id_rsa", "id_ecdsa"] {
-                let p = home.join(".ssh").join(key);
-                if p.exists() {
-                    return git2::Cred::ssh_key(user, None, &p, None);
-                }
-            }
-        }
-        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
-            if let Ok(cfg) = git2::Config::open_default() {
-                return git2::Cred::credential_helper(&cfg, url, None);
-            }
-        }
-        git2::Cred::default()
+        credential(ssh, &cred_why, tries, url, user.unwrap_or("git"), allowed)
     });
     let cert_why = why.clone();
-    cb.certificate_check(move |cert, hostname| {
-        let Some(hk) = cert.as_hostkey() else {
-            // TLS: libgit2's own certificate validation.
-            return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
-        };
-        let Some(key) = hk.hostkey() else {
-            let msg = format!("the ssh server {hostname} sent no host key rootswap can check");
-            cert_why.set(msg.clone());
+    cb.certificate_check(move |cert, hostname| host_key_check(ssh, &cert_why, cert, hostname));
+    cb
+}
+
+/// The credentials for attempt number `tries`: the deploy key alone when
+/// `source.ssh_key` is set; else ssh-agent, `~/.ssh/id_*`, credential helpers.
+fn credential(
+    ssh: &SshAuth,
+    why: &Why,
+    tries: u32,
+    url: &str,
+    user: &str,
+    allowed: git2::CredentialType,
+) -> std::result::Result<git2::Cred, git2::Error> {
+    if let (Some(key), true) = (&ssh.key, allowed.contains(git2::CredentialType::SSH_KEY)) {
+        if tries > 1 {
+            let msg = format!(
+                "the server refused the deploy key {} (source.ssh_key) for user {user}: add its public key \
+                 (ssh-keygen -y -f {}) to the repository's deploy keys, or fix `source.ssh_key`",
+                key.display(),
+                key.display()
+            );
+            why.set(msg.clone());
             return Err(git2::Error::from_str(&msg));
-        };
-        let (host, port) = ssh
-            .host
-            .clone()
-            .unwrap_or_else(|| (hostname.to_string(), 22));
-        match hostkeys::check(&ssh.policy, &host, port, key) {
-            Ok(note) => {
-                if let Some(n) = note {
-                    tracing::warn!("{n}");
-                }
-                Ok(git2::CertificateCheckStatus::CertificateOk)
-            }
-            Err(msg) => {
-                cert_why.set(msg.clone());
-                Err(git2::Error::from_str(&msg))
+        }
+        return git2::Cred::ssh_key(user, None, key, None);
+    }
+    if tries > 4 {
+        return Err(git2::Error::from_str(
+            "authentication failed (tried ssh-agent, ~/.ssh keys and git credential helpers)",
+        ));
+    }
+    if allowed.contains(git2::CredentialType::SSH_KEY) {
+        if tries == 1 {
+            return git2::Cred::ssh_key_from_agent(user);
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        for key in ["id_ed25519", "id_rsa", "id_ecdsa"] {
+            let p = home.join(".ssh").join(key);
+            if p.exists() {
+                return git2::Cred::ssh_key(user, None, &p, None);
             }
         }
-    });
-    cb
+    }
+    if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+        if let Ok(cfg) = git2::Config::open_default() {
+            return git2::Cred::credential_helper(&cfg, url, None);
+        }
+    }
+    git2::Cred::default()
+}
+
+/// Checks an ssh server's host key against known_hosts ([`hostkeys::check`]);
+/// TLS certificates are left to libgit2.
+fn host_key_check(
+    ssh: &SshAuth,
+    why: &Why,
+    cert: &git2::cert::Cert<'_>,
+    hostname: &str,
+) -> std::result::Result<git2::CertificateCheckStatus, git2::Error> {
+    let Some(hk) = cert.as_hostkey() else {
+        return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+    };
+    let refuse = |msg: String| {
+        why.set(msg.clone());
+        Err(git2::Error::from_str(&msg))
+    };
+    let Some(key) = hk.hostkey() else {
+        return refuse(format!(
+            "the ssh server {hostname} sent no host key rootswap can check"
+        ));
+    };
+    let (host, port) = ssh
+        .host
+        .clone()
+        .unwrap_or_else(|| (hostname.to_string(), 22));
+    match hostkeys::check(&ssh.policy, &host, port, key) {
+        Ok(note) => {
+            if let Some(n) = note {
+                tracing::warn!("{n}");
+            }
+            Ok(git2::CertificateCheckStatus::CertificateOk)
+        }
+        Err(msg) => refuse(msg),
+    }
 }
 
 #[cfg(test)]
