@@ -130,6 +130,15 @@ fn deploy_key_and_host_keys_against_a_real_sshd() {
     ) else {
         return;
     };
+    if sites_support::require(
+        "ssh-keygen",
+        sites_support::find_program(&["ssh-keygen"]),
+        "apt-get install -y openssh-client",
+    )
+    .is_none()
+    {
+        return;
+    }
     let w = World::new(&[("index.php", "<?php echo 'v1';")], "");
     let t = w.tmp.path();
     // The private repository, served by sshd by absolute path.
