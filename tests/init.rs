@@ -185,10 +185,8 @@ fn init_recognises_each_framework() {
             assert!(!text.contains("shared: ["), "{name}: {text}");
         } else {
             assert!(
-                text.contains(&format!(
-                    "\nuser_content:\n  shared: [{}]\n",
-                    shared.join(", ")
-                )),
+                text.contains("\nuser_content:\n")
+                    && text.contains(&format!("\n  shared: [{}]\n", shared.join(", "))),
                 "{name}: shared directories written explicitly:\n{text}"
             );
         }
