@@ -141,10 +141,6 @@ fn yaml_scalar(s: &str) -> String {
     }
 }
 
-fn commented(text: &str) -> String {
-    text.trim().lines().map(|l| format!("# {l}\n")).collect()
-}
-
 /// The preset's values, commented out, except its shared directories, which
 /// are written explicitly (with the `user_content:` line above them).
 fn preset_block(p: Preset) -> String {
