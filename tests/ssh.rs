@@ -302,6 +302,26 @@ fn deploy_key_and_host_keys_against_a_real_sshd() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("first contact"), "known now: {err}");
     assert_eq!(read(&w.link().join("index.php")), "<?php echo 'v3';");
+    // No `known_hosts` setting: the user's ~/.ssh/known_hosts is read.
+    std::fs::remove_file(w.webroot.join(".rootswap/known_hosts")).unwrap();
+    std::fs::copy(&known, home.join(".ssh/known_hosts")).unwrap();
+    std::fs::write(
+        &w.config,
+        format!(
+            "webroot: {}\nsource:\n  repo: {url}\n  branch: main\n  ssh_key: {}\ndrain: 0s\n",
+            w.webroot.display(),
+            deploy_key.display()
+        ),
+    )
+    .unwrap();
+    let out = run(&w, &home, &["deploy", "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(home.join(".ssh/known_hosts")).unwrap();
+    write_config(&w, &url, &deploy_key, "accept-new");
     // The server's key changes: accept-new does not accept that.
     std::fs::write(
         w.webroot.join(".rootswap/known_hosts"),
