@@ -83,6 +83,27 @@ impl Adopted {
     }
 }
 
+/// What the deploy calls before its first snapshot: on the first deploy
+/// rootswap makes of a site (`first`), adopts ROOT; on any later deploy, a
+/// `ROOT/.git` that appeared since (a `git clone` over the site) is still
+/// moved out of the served tree, without the list of untracked entries.
+/// Returns the lines to log.
+pub fn before_snapshot(
+    layout: &Layout,
+    cfg: &Config,
+    tracked: &HashSet<PathBuf>,
+    first: bool,
+) -> Result<Vec<String>> {
+    if !first && std::fs::symlink_metadata(layout.root().join(".git")).is_err() {
+        return Ok(Vec::new());
+    }
+    let mut adopted = adopt_git_clone(layout, cfg, tracked, false)?;
+    if !first {
+        adopted.untracked.clear();
+    }
+    Ok(adopted.log_lines())
+}
+
 /// Where `ROOT/.git` goes: `<state>/adopted.git`, or `adopted-N.git` when taken.
 fn destination(state: &Path) -> PathBuf {
     let first = state.join("adopted.git");

@@ -354,12 +354,9 @@ fn deploy_locked(cfg: &Config, layout: &Layout, req: &Request) -> Result<Outcome
         .extend(plan.external_links.iter().map(|l| l.to_string()));
     let new_tracked = source.tracked(commit)?;
     // A site that was a `git clone`: its .git leaves the served tree before
-    // the first snapshot copies it (crate::adopt).
-    if previous.is_none() {
-        let adopted = crate::adopt::adopt_git_clone(layout, cfg, &new_tracked, false)?;
-        for line in adopted.log_lines() {
-            tracing::info!("{line}");
-        }
+    // the snapshot copies it (crate::adopt).
+    for line in crate::adopt::before_snapshot(layout, cfg, &new_tracked, previous.is_none())? {
+        tracing::info!("{line}");
     }
     // Shared directories are checked before anything changes; once linked,
     // the checkout leaves what is below them alone.

@@ -245,6 +245,26 @@ fn a_git_clone_in_root_is_adopted_without_its_git_dir_in_the_served_tree() {
         !log.contains("adopted.git") && !log.contains("phpinfo"),
         "{log}"
     );
+    // A clone over the running site later: its .git still leaves the served tree.
+    let again = w.tmp.path().join("again");
+    let out = Command::new("git")
+        .args(["clone", "-q"])
+        .arg(&w.repo)
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::rename(again.join(".git"), w.root().join(".git")).unwrap();
+    w.write_files(&[("index.php", "<?php echo 'v4';")]);
+    w.commit("v4");
+    let (_, log) = stderr_of(&w, &["deploy"]);
+    assert!(log.contains("adopted-2.git"), "{log}");
+    assert!(
+        !log.contains("phpinfo"),
+        "no list after the first deploy: {log}"
+    );
+    assert!(!w.root().join(".git").exists());
+    assert!(w.webroot.join(".rootswap/adopted-2.git/HEAD").is_file());
 }
 
 #[test]
