@@ -352,7 +352,7 @@ fn check_external_links(cfg: &Config, layout: &Layout) -> Vec<Check> {
             "{} symlink(s) in ROOT point outside it, not under the public directory `{}`: {}",
             other.len(),
             cfg.public,
-            other.join(", ")
+            some(&other)
         )));
     }
     if !served.is_empty() {
@@ -362,12 +362,26 @@ fn check_external_links(cfg: &Config, layout: &Layout) -> Vec<Check> {
                 "{} symlink(s) under the public directory `{}` point outside ROOT, so nginx serves what they point at: {}",
                 served.len(),
                 cfg.public,
-                served.join(", ")
+                some(&served)
             ),
             "check that each target may be downloaded (nginx follows symlinks unless `disable_symlinks` is set), or move the link out of the public directory; `source.external_symlinks: refuse` makes deploys refuse such links",
         ));
     }
     out
+}
+
+/// At most 20 items, comma-separated, then how many more.
+fn some(items: &[String]) -> String {
+    let mut text = items
+        .iter()
+        .take(20)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > 20 {
+        text.push_str(&format!(" and {} more", items.len() - 20));
+    }
+    text
 }
 
 fn check_served_tree(cfg: &Config, layout: &Layout) -> Vec<Check> {
