@@ -317,6 +317,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .map(|c| &c[..7.min(c.len())])
                         .unwrap_or("nothing");
                     println!("would deploy {} (live: {from})", d.described);
+                    for n in &d.notes {
+                        println!("{n}");
+                    }
                     for (label, list) in [
                         ("add", &d.added),
                         ("change", &d.modified),

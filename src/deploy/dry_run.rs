@@ -45,7 +45,13 @@ pub(super) fn run(cfg: &Config, req: &Request) -> Result<Outcome> {
             modified: Vec::new(),
             deleted: Vec::new(),
             user_files: Vec::new(),
+            notes: plan.external_links.iter().map(|l| l.to_string()).collect(),
         };
+        let adopted = match state.deployed {
+            None => crate::adopt::adopt_git_clone(layout, cfg, &source.tracked(to)?, true)?,
+            Some(_) => crate::adopt::Adopted::default(),
+        };
+        out.notes.extend(adopted.lines(None));
         for ch in &plan.changes {
             match ch.kind {
                 crate::source::ChangeKind::Added { .. } => out.added.push(ch.path.clone()),
@@ -59,6 +65,7 @@ pub(super) fn run(cfg: &Config, req: &Request) -> Result<Outcome> {
             out.user_files = user_content::scan(&layout.root(), &c)?
                 .into_keys()
                 .filter(|p| !new_tracked.contains(p))
+                .filter(|p| adopted.git_dir.is_none() || !p.starts_with(".git"))
                 .collect();
         }
         Ok(Outcome::DryRun(out))

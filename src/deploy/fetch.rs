@@ -47,7 +47,13 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         return Ok(Fetched::UpToDate(commit.to_string()));
     }
     let mut plan = source.plan(prev_oid, commit)?;
+    run.warn(plan.external_links.iter().map(|l| l.to_string()));
     let new_tracked = source.tracked(commit)?;
+    // A site that was a `git clone`: its .git leaves the served tree before
+    // the snapshot copies it (crate::adopt).
+    for line in crate::adopt::before_snapshot(&layout, cfg, &new_tracked, previous.is_none())? {
+        tracing::info!("{line}");
+    }
     // Shared directories are checked before anything changes; once linked,
     // the checkout leaves what is below them alone.
     let shared = Shared::from_config(cfg)?;

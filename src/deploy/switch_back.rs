@@ -23,7 +23,10 @@ impl Deploy {
             return self.guard(|d| d.step("switch-to-root", |d| d.first_switch()));
         }
         self.step("switch-to-root", |d| {
-            d.opcache_reset("before switching back to ROOT");
+            let opcache = d.php_fpm_found();
+            if opcache {
+                d.opcache_reset("before switching back to ROOT");
+            }
             d.journal.enter(&d.layout.state, Phase::SwitchToRoot)?;
             d.last_look_at_root()?;
             d.quiet_pass();
@@ -34,7 +37,9 @@ impl Deploy {
             let (link, root_name) = (d.layout.link(), d.layout.root_name.clone());
             d.run
                 .pass("switch", || crate::switch::point_link(&link, &root_name))?;
-            d.opcache_reset("after switching back to ROOT");
+            if opcache {
+                d.opcache_reset("after switching back to ROOT");
+            }
             d.health_gate()?;
             d.mark_live()?;
             d.journal.enter(&d.layout.state, Phase::Finish)?;
@@ -50,6 +55,19 @@ impl Deploy {
         self.mark_live()?;
         crate::journal::Journal::finish(&self.layout.state)?;
         Ok(format!("ROOT serves {}", crate::source::short(self.commit)))
+    }
+
+    /// Whether there is a php-fpm to clear the OPcache of; when there is
+    /// none, one warning for the deploy (and its summary line) says so.
+    fn php_fpm_found(&mut self) -> bool {
+        match crate::opcache::locate(&self.cfg).map(|l| l.warning()) {
+            Ok(Some(w)) => {
+                self.run.warn([w]);
+                false
+            }
+            // A bad address is reported by the reset itself.
+            Ok(None) | Err(_) => true,
+        }
     }
 
     fn opcache_reset(&mut self, when: &str) {

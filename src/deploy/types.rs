@@ -130,4 +130,7 @@ pub struct DryRun {
     pub deleted: Vec<PathBuf>,
     /// User files that would be carried into the new version.
     pub user_files: Vec<PathBuf>,
+    /// Lines worth the operator's attention: adopting a Git clone
+    /// (crate::adopt), symlinks that leave the tree.
+    pub notes: Vec<String>,
 }

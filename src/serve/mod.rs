@@ -273,6 +273,9 @@ impl Service {
                 self.metrics.count("success");
                 *lock(&self.failed) = None;
                 lock(&self.backoff).reset();
+                for w in &s.warnings {
+                    tracing::warn!("deploy {id}: {w}");
+                }
                 tracing::info!("deploy {id}: {}", crate::report::summary_line(&s));
             }
             Ok(Outcome::UpToDate { commit }) => {
