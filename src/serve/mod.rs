@@ -20,6 +20,8 @@
 //! SIGHUP and edits of the config file reload it (an invalid one is rejected
 //! and the old one kept).
 
+pub mod dashboard;
+pub mod events;
 mod metrics;
 mod schedule;
 mod trigger;
@@ -228,14 +230,6 @@ impl Service {
         trigger: Trigger,
         expected: Option<String>,
     ) -> tokio::task::JoinHandle<()> {
-        let svc = self.clone();
-        tokio::spawn(async move { svc.run_deploy(id, trigger, expected).await })
-    }
-
-    async fn run_deploy(self: Arc<Self>, id: String, trigger: Trigger, expected: Option<String>) {
-        let cfg = self.config();
-        let span = tracing::info_span!("deploy", id = %id);
-        tracing::info!(parent: &span, "deploy {id} started ({})", trigger.as_str());
         let req = Request {
             reference: None,
             force: false,
@@ -243,6 +237,24 @@ impl Service {
             trigger,
             id: Some(id.clone()),
         };
+        self.spawn_request(id, req, expected)
+    }
+
+    /// Runs the claimed deploy `id` as `req` asks (a ref, a rollback) in the background.
+    pub fn spawn_request(
+        self: &Arc<Self>,
+        id: String,
+        req: Request,
+        expected: Option<String>,
+    ) -> tokio::task::JoinHandle<()> {
+        let svc = self.clone();
+        tokio::spawn(async move { svc.run_deploy(id, req, expected).await })
+    }
+
+    async fn run_deploy(self: Arc<Self>, id: String, req: Request, expected: Option<String>) {
+        let cfg = self.config();
+        let span = tracing::info_span!("deploy", id = %id);
+        tracing::info!(parent: &span, "deploy {id} started ({})", req.trigger.as_str());
         let started = Instant::now();
         let job_cfg = cfg.clone();
         let res = tokio::task::spawn_blocking(move || deploy::deploy(&job_cfg, &req))
