@@ -268,9 +268,10 @@ fn live_section(out: &mut String, v: &View) {
 }
 
 /// Colours of the chart's steps (the legend says which is which).
-const PALETTE: [&str; 10] = [
+const PALETTE: [&str; 20] = [
     "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac",
+    "#9c755f", "#bab0ac", "#1f77b4", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#c5b0d5",
+    "#8c564b", "#e377c2", "#7f7f7f", "#17becf",
 ];
 
 fn chart_section(out: &mut String, v: &View) {
