@@ -76,7 +76,7 @@ done
 
 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
-  --user-data-dir="$tmp/chromium" --hide-scrollbars --window-size=1100,1900 \
+  --user-data-dir="$tmp/chromium" --hide-scrollbars --window-size=1100,1760 \
   --virtual-time-budget=3000 --screenshot="$out" "http://127.0.0.1:$port/" >/dev/null 2>&1
 test -s "$out"
 echo "wrote $out"
