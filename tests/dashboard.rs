@@ -405,6 +405,7 @@ impl Browser {
                 "--disable-component-update",
                 "--disable-sync",
                 "--disable-extensions",
+                "--disable-dev-shm-usage",
                 "--remote-debugging-port=0",
                 "--window-size=1200,900",
             ])

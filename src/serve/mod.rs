@@ -160,7 +160,7 @@ impl Service {
         let layout = Layout::from_config(&cfg);
         // A commit that failed before the service (re)started is not retried
         // in a loop either: systemd restarts must not turn into deploy loops.
-        let failed = crate::history::read(&layout.state)
+        let failed = crate::history::read_last(&layout.state, 1)
             .ok()
             .and_then(|h| h.into_iter().last())
             .filter(|r| r.result == "failed")
@@ -300,9 +300,9 @@ impl Service {
                 }
                 self.metrics.count("failed");
                 let state = cfg.state_path();
-                let record = crate::history::read(&state)
+                let record = crate::history::find_last(&state, |r| r.id == id)
                     .ok()
-                    .and_then(|h| h.into_iter().rev().find(|r| r.id == id));
+                    .flatten();
                 match record {
                     Some(r) => {
                         // The pipeline ran and failed: the commit itself is at fault.
