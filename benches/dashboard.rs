@@ -18,9 +18,25 @@ use rootswap::history::{self, Record, StepTiming};
 const DEPLOYS: usize = 1000;
 
 const STEPS: [&str; 20] = [
-    "fetch", "snapshot", "scan-user-content", "catch-up", "switch-to-snapshot", "catch-up",
-    "drain", "catch-up", "checkout", "shared", "hooks", "copy-back", "before-switch hooks",
-    "opcache-reset", "copy-back", "switch-to-root", "opcache-reset", "copy-back (late)", "drain",
+    "fetch",
+    "snapshot",
+    "scan-user-content",
+    "catch-up",
+    "switch-to-snapshot",
+    "catch-up",
+    "drain",
+    "catch-up",
+    "checkout",
+    "shared",
+    "hooks",
+    "copy-back",
+    "before-switch hooks",
+    "opcache-reset",
+    "copy-back",
+    "switch-to-root",
+    "opcache-reset",
+    "copy-back (late)",
+    "drain",
     "evict",
 ];
 
@@ -56,7 +72,12 @@ fn site(dir: &Path) -> Config {
     let webroot = dir.join("webroot");
     let state = webroot.join(".rootswap");
     std::fs::create_dir_all(&state).unwrap();
-    for name in ["ROOT", "ROOT_2026.01.01-10.00.01", "ROOT_2026.01.01-10.00.02", "ROOT_before-upgrade"] {
+    for name in [
+        "ROOT",
+        "ROOT_2026.01.01-10.00.01",
+        "ROOT_2026.01.01-10.00.02",
+        "ROOT_before-upgrade",
+    ] {
         for f in 0..200 {
             let d = webroot.join(name).join(format!("lib/d{}", f % 10));
             std::fs::create_dir_all(&d).unwrap();
@@ -70,6 +91,12 @@ fn site(dir: &Path) -> Config {
         line.push(b'\n');
         f.write_all(&line).unwrap();
     }
+    // ROOT holds the last deploy's commit, as after a real deploy.
+    let live = rootswap::state::State {
+        deployed: record(DEPLOYS - 1).commit,
+        ..Default::default()
+    };
+    live.save(&state).unwrap();
     let yaml = format!(
         "webroot: {}\nsource:\n  repo: https://github.com/acme/site.git\n  branch: main\ntrigger:\n  token: t\n",
         webroot.display()
@@ -81,7 +108,10 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = site(dir.path());
     let html = rootswap::serve::dashboard::first_render(&cfg).unwrap();
-    assert!(html.contains("li class=\"deploy\""), "the history is rendered");
+    assert!(
+        html.contains("li class=\"deploy\""),
+        "the history is rendered"
+    );
     assert_eq!(history::read(&cfg.state_path()).unwrap().len(), DEPLOYS);
     c.bench_function("dashboard first render, 1000 deploys", |b| {
         b.iter(|| rootswap::serve::dashboard::first_render(&cfg).unwrap())

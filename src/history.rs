@@ -200,11 +200,16 @@ mod tests {
         assert_eq!(all.len(), 300);
         for n in [0, 1, 2, 49, 50, 299, 300, 1000] {
             let tail = read_last(dir.path(), n).unwrap();
-            let want: Vec<_> = all[all.len() - n.min(300)..].iter().map(|r| &r.id).collect();
+            let want: Vec<_> = all[all.len() - n.min(300)..]
+                .iter()
+                .map(|r| &r.id)
+                .collect();
             let got: Vec<_> = tail.iter().map(|r| &r.id).collect();
             assert_eq!(got, want, "n = {n}");
         }
-        let failed = find_last(dir.path(), |r| r.result == "failed").unwrap().unwrap();
+        let failed = find_last(dir.path(), |r| r.result == "failed")
+            .unwrap()
+            .unwrap();
         assert_eq!(failed.id, "d297");
         let first = find_last(dir.path(), |r| r.id == "d0").unwrap().unwrap();
         assert_eq!(first.duration_ms, 0);

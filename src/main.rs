@@ -200,7 +200,11 @@ fn init_logging(format: LogFormat, spans: bool) {
         .with(fmt.with_filter(filter))
         .with(rootswap::progress::Layer.with_filter(steps))
         // `serve`: the dashboard's live feed of the running deploy.
-        .with(spans.then(|| rootswap::serve::events::Layer.with_filter(rootswap::serve::events::filter())))
+        .with(
+            spans.then(|| {
+                rootswap::serve::events::Layer.with_filter(rootswap::serve::events::filter())
+            }),
+        )
         .init();
 }
 

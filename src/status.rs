@@ -79,10 +79,13 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         Vec::new()
     };
     // Both read history.jsonl from its end, so a long history costs nothing here.
-    let deployed_at = crate::history::find_last(&layout.state, |r| {
-        r.result == "success" && r.commit.is_some() && r.commit == state.deployed
-    })?
-    .map(|r| r.finished);
+    let deployed_at = match &state.deployed {
+        Some(live) => crate::history::find_last(&layout.state, |r| {
+            r.result == "success" && r.commit.as_ref() == Some(live)
+        })?
+        .map(|r| r.finished),
+        None => None,
+    };
     let deployed_subject = state.deployed.as_deref().and_then(|c| {
         let repo = git2::Repository::open_bare(layout.state.join("repo.git")).ok()?;
         let commit = repo.find_commit(git2::Oid::from_str(c).ok()?).ok()?;

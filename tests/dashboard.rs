@@ -49,7 +49,13 @@ impl Serve {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
         http(self.port, method, path, headers, body.as_bytes())
     }
 }
@@ -83,7 +89,13 @@ fn free_port() -> u16 {
 }
 
 /// One HTTP/1.1 request; the status code and the body.
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req = format!(
@@ -99,8 +111,15 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (code, body)
 }
 
@@ -179,7 +198,10 @@ impl Events {
         let (mut name, mut data) = (String::new(), String::new());
         loop {
             let mut line = String::new();
-            let n = self.reader.read_line(&mut line).expect("the event stream goes on");
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .expect("the event stream goes on");
             assert!(n > 0, "the event stream ended");
             let l = line.trim_end_matches(['\r', '\n']);
             if let Some(v) = l.strip_prefix("event:") {
@@ -204,18 +226,33 @@ fn the_page_the_view_and_the_live_stream_of_a_real_deploy() {
     // Public status: the page carries the view without a token.
     let (code, page) = s.http("GET", "/", &[], "");
     assert_eq!(code, 200, "{page}");
-    assert!(page.contains("<!doctype html>") && page.contains("dashboard.js"), "{page}");
-    assert!(page.contains(&format!(r#"data-commit="{head}""#)), "live commit shown:\n{page}");
+    assert!(
+        page.contains("<!doctype html>") && page.contains("dashboard.js"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(r#"data-commit="{head}""#)),
+        "live commit shown:\n{page}"
+    );
     assert!(page.contains("v2: second version"), "subject shown");
     for r in &hist {
         let id = r["id"].as_str().unwrap();
-        assert!(page.contains(&format!(r#"data-id="{id}""#)), "history row {id}");
+        assert!(
+            page.contains(&format!(r#"data-id="{id}""#)),
+            "history row {id}"
+        );
     }
     assert!(page.contains("<svg class=\"chart\""), "the chart");
-    assert!(page.contains("Roll back to this"), "a snapshot row with its actions");
+    assert!(
+        page.contains("Roll back to this"),
+        "a snapshot row with its actions"
+    );
     assert!(page.contains("success"), "results in words");
     let (code, css) = s.http("GET", "/dashboard/assets/dashboard.css", &[], "");
-    assert!(code == 200 && css.contains("prefers-color-scheme"), "{code}");
+    assert!(
+        code == 200 && css.contains("prefers-color-scheme"),
+        "{code}"
+    );
     let (code, js) = s.http("GET", "/dashboard/assets/dashboard.js", &[], "");
     assert!(code == 200 && js.contains("sessionStorage"), "{code}");
 
@@ -227,7 +264,10 @@ fn the_page_the_view_and_the_live_stream_of_a_real_deploy() {
     let (h, v) = bearer();
     let (code, body) = s.http("POST", "/dashboard/deploy", &[(h, &v)], "{}");
     assert_eq!(code, 202, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut steps = Vec::new();
     let mut logs = Vec::new();
     loop {
@@ -248,7 +288,13 @@ fn the_page_the_view_and_the_live_stream_of_a_real_deploy() {
             other => panic!("unexpected event {other}: {data}"),
         }
     }
-    for want in ["fetch", "snapshot", "switch-to-snapshot", "hooks", "switch-to-root"] {
+    for want in [
+        "fetch",
+        "snapshot",
+        "switch-to-snapshot",
+        "hooks",
+        "switch-to-root",
+    ] {
         assert!(
             steps.iter().any(|s| s.starts_with(want)),
             "step {want} streamed: {steps:?}\n{}",
@@ -263,16 +309,33 @@ fn the_page_the_view_and_the_live_stream_of_a_real_deploy() {
     // The view now has the new row first, with its steps and log.
     let (code, view) = s.http("GET", "/dashboard/view", &[], "");
     assert_eq!(code, 200);
-    let row = view.find(&format!(r#"data-id="{id}""#)).expect("new history row");
-    assert!(row < view.find(&format!(r#"data-id="{}""#, hist[0]["id"].as_str().unwrap())).unwrap());
+    let row = view
+        .find(&format!(r#"data-id="{id}""#))
+        .expect("new history row");
+    assert!(
+        row < view
+            .find(&format!(r#"data-id="{}""#, hist[0]["id"].as_str().unwrap()))
+            .unwrap()
+    );
     assert!(view.contains(&format!(r#"data-commit="{c3}""#)));
-    assert!(view.contains("deploying"), "the new row carries the deploy's log");
+    assert!(
+        view.contains("deploying"),
+        "the new row carries the deploy's log"
+    );
 
     // Deploy a ref (the first commit) from the dashboard.
     let c1 = hist[0]["commit"].as_str().unwrap().to_string();
-    let (code, body) = s.http("POST", "/dashboard/deploy", &[(h, &v)], &json!({ "ref": c1 }).to_string());
+    let (code, body) = s.http(
+        "POST",
+        "/dashboard/deploy",
+        &[(h, &v)],
+        &json!({ "ref": c1 }).to_string(),
+    );
     assert_eq!(code, 202, "{body}");
-    let ref_id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    let ref_id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(wait_until(Duration::from_secs(20), || history(&w)
         .last()
         .is_some_and(|r| r["id"] == ref_id.as_str())));
@@ -280,7 +343,9 @@ fn the_page_the_view_and_the_live_stream_of_a_real_deploy() {
     assert_eq!(history(&w).last().unwrap()["commit"], c1.as_str());
     // The service lets go of the deploy gate right after the record is written.
     assert!(wait_until(Duration::from_secs(5), || {
-        s.http("GET", "/dashboard/view", &[], "").1.contains("<dt>Service</dt><dd>idle</dd>")
+        s.http("GET", "/dashboard/view", &[], "")
+            .1
+            .contains("<dt>Service</dt><dd>idle</dd>")
     }));
 
     // Keep and remove through the API; a bad name is one clear error.
@@ -293,10 +358,20 @@ fn the_page_the_view_and_the_live_stream_of_a_real_deploy() {
     );
     assert_eq!(code, 200, "{body}");
     assert!(w.snapshots().contains(&"ROOT_before-v3".to_string()));
-    let (code, body) = s.http("POST", "/dashboard/remove", &[(h, &v)], r#"{"snapshot":"ROOT_nope"}"#);
+    let (code, body) = s.http(
+        "POST",
+        "/dashboard/remove",
+        &[(h, &v)],
+        r#"{"snapshot":"ROOT_nope"}"#,
+    );
     assert_eq!(code, 400);
     assert!(body.contains("no snapshot named ROOT_nope"), "{body}");
-    let (code, _) = s.http("POST", "/dashboard/remove", &[(h, &v)], r#"{"snapshot":"ROOT_before-v3"}"#);
+    let (code, _) = s.http(
+        "POST",
+        "/dashboard/remove",
+        &[(h, &v)],
+        r#"{"snapshot":"ROOT_before-v3"}"#,
+    );
     assert_eq!(code, 200);
     assert!(!w.snapshots().contains(&"ROOT_before-v3".to_string()));
 }
@@ -315,7 +390,10 @@ fn without_the_token_or_from_another_origin_nothing_happens() {
     // Reading needs the token: the page is the shell only.
     let (code, page) = s.http("GET", "/", &[], "");
     assert_eq!(code, 200);
-    assert!(page.contains("token-form") && !page.contains("data-commit"), "{page}");
+    assert!(
+        page.contains("token-form") && !page.contains("data-commit"),
+        "{page}"
+    );
     for path in ["/dashboard/view", "/dashboard/events"] {
         assert_eq!(s.http("GET", path, &[], "").0, 401, "{path}");
         let wrong = ("Authorization", "Bearer nope");
@@ -340,14 +418,28 @@ fn without_the_token_or_from_another_origin_nothing_happens() {
             let (code, _) = s.http("POST", &path, &[("Authorization", wrong)], &b);
             assert_eq!(code, 401, "{action} with {wrong:?}");
         }
-        assert_eq!(s.http("POST", &path, &[("X-Rootswap-Token", "nope")], &b).0, 401);
+        assert_eq!(
+            s.http("POST", &path, &[("X-Rootswap-Token", "nope")], &b).0,
+            401
+        );
         // What a form on another site can send: no custom header, its Origin.
-        let form = [("Origin", "http://evil.example"), ("Content-Type", "text/plain")];
-        assert_eq!(s.http("POST", &path, &form, &b).0, 403, "{action} cross-origin");
+        let form = [
+            ("Origin", "http://evil.example"),
+            ("Content-Type", "text/plain"),
+        ];
+        assert_eq!(
+            s.http("POST", &path, &form, &b).0,
+            403,
+            "{action} cross-origin"
+        );
         // Even with the token, a request from another origin's page is refused.
         let (h, v) = bearer();
         let cross = [(h, v.as_str()), ("Origin", "http://evil.example")];
-        assert_eq!(s.http("POST", &path, &cross, &b).0, 403, "{action} cross-origin with token");
+        assert_eq!(
+            s.http("POST", &path, &cross, &b).0,
+            403,
+            "{action} cross-origin with token"
+        );
         let site = [(h, v.as_str()), ("Sec-Fetch-Site", "cross-site")];
         assert_eq!(s.http("POST", &path, &site, &b).0, 403);
         // No CORS preflight is ever granted.
@@ -454,10 +546,14 @@ impl Browser {
         self.next += 1;
         let id = self.next;
         let msg = json!({ "id": id, "method": method, "params": params }).to_string();
-        self.ws.send(tungstenite::Message::Text(msg.into())).expect("send to chromium");
+        self.ws
+            .send(tungstenite::Message::Text(msg.into()))
+            .expect("send to chromium");
         loop {
             let m = self.ws.read().expect("chromium answers");
-            let tungstenite::Message::Text(t) = m else { continue };
+            let tungstenite::Message::Text(t) = m else {
+                continue;
+            };
             let v: Value = serde_json::from_str(t.as_str()).unwrap();
             if v["id"] == id {
                 assert!(v.get("error").is_none(), "{method}: {v}");
@@ -547,9 +643,16 @@ fn a_browser_deploys_watches_the_steps_live_and_rolls_back() {
     let mut b = Browser::start(&exe, &w.tmp.path().join("chromium-profile"));
     let url = format!("http://127.0.0.1:{port}/");
     b.call("Page.navigate", json!({ "url": url }));
-    b.wait("document.readyState === 'complete' && !!document.getElementById('token-form')", Duration::from_secs(20), "page loads");
+    b.wait(
+        "document.readyState === 'complete' && !!document.getElementById('token-form')",
+        Duration::from_secs(20),
+        "page loads",
+    );
     // Without the token, the page asks for it and shows nothing of the site.
-    assert_eq!(b.eval("document.querySelector('#live-commit') === null"), json!(true));
+    assert_eq!(
+        b.eval("document.querySelector('#live-commit') === null"),
+        json!(true)
+    );
     b.screenshot(&shots.join("1-token.png"));
 
     // Give the token.
@@ -557,16 +660,29 @@ fn a_browser_deploys_watches_the_steps_live_and_rolls_back() {
         "document.getElementById('token').value = {}; document.querySelector('#token-form button').click(); true",
         json!(TOKEN)
     ));
-    let v2 = history(&w).last().unwrap()["commit"].as_str().unwrap().to_string();
+    let v2 = history(&w).last().unwrap()["commit"]
+        .as_str()
+        .unwrap()
+        .to_string();
     b.wait(
         &format!("!!document.querySelector('#live-commit[data-commit=\"{v2}\"]')"),
         Duration::from_secs(20),
         "the view appears once the token is given",
     );
-    assert_eq!(b.eval("sessionStorage.getItem('rootswap-token')"), json!(TOKEN));
+    assert_eq!(
+        b.eval("sessionStorage.getItem('rootswap-token')"),
+        json!(TOKEN)
+    );
     assert_eq!(b.eval("document.cookie"), json!(""), "no cookie");
-    b.wait("document.getElementById('running').dataset.connected === 'true'", Duration::from_secs(20), "live feed connected");
-    let rows_before = b.eval("document.querySelectorAll('li.deploy').length").as_u64().unwrap();
+    b.wait(
+        "document.getElementById('running').dataset.connected === 'true'",
+        Duration::from_secs(20),
+        "live feed connected",
+    );
+    let rows_before = b
+        .eval("document.querySelectorAll('li.deploy').length")
+        .as_u64()
+        .unwrap();
     b.screenshot(&shots.join("2-dashboard.png"));
 
     // Deploy now: the hook holds the deploy until the gate reappears, so the
@@ -582,11 +698,19 @@ fn a_browser_deploys_watches_the_steps_live_and_rolls_back() {
     );
     let status = b.text("#run-status");
     assert!(status.contains("is running"), "{status}");
-    let done = b.eval("[...document.querySelectorAll('#steps li.done')].map(li => li.dataset.step)");
+    let done =
+        b.eval("[...document.querySelectorAll('#steps li.done')].map(li => li.dataset.step)");
     let done: Vec<String> = serde_json::from_value(done).unwrap();
-    assert!(done.contains(&"fetch".to_string()) && done.contains(&"snapshot".to_string()), "{done:?}");
+    assert!(
+        done.contains(&"fetch".to_string()) && done.contains(&"snapshot".to_string()),
+        "{done:?}"
+    );
     assert!(b.text("#steps").contains("done in"), "durations shown");
-    assert!(b.eval("document.getElementById('run-log').textContent").as_str().unwrap().contains("deploying"));
+    assert!(b
+        .eval("document.getElementById('run-log').textContent")
+        .as_str()
+        .unwrap()
+        .contains("deploying"));
     b.screenshot(&shots.join("3-running.png"));
     std::fs::write(&gate, "").unwrap();
     b.wait(
@@ -599,11 +723,17 @@ fn a_browser_deploys_watches_the_steps_live_and_rolls_back() {
         Duration::from_secs(10),
         "the live commit moves to v3",
     );
-    let rows = b.eval("document.querySelectorAll('li.deploy').length").as_u64().unwrap();
+    let rows = b
+        .eval("document.querySelectorAll('li.deploy').length")
+        .as_u64()
+        .unwrap();
     assert_eq!(rows, rows_before + 1, "a new history row");
     let first = b.eval("document.querySelector('li.deploy').dataset.result");
     assert_eq!(first, json!("success"));
-    assert!(b.text("li.deploy summary").contains("success"), "the result in words");
+    assert!(
+        b.text("li.deploy summary").contains("success"),
+        "the result in words"
+    );
     assert_eq!(live(&w).as_deref(), Some(php("v3").as_str()));
     b.screenshot(&shots.join("4-deployed.png"));
 
@@ -624,7 +754,10 @@ fn a_browser_deploys_watches_the_steps_live_and_rolls_back() {
     assert_eq!(live(&w).as_deref(), Some(php("v2").as_str()));
     assert_eq!(w.link_target(), "ROOT");
     assert_eq!(history(&w).last().unwrap()["trigger"], "rollback");
-    assert_eq!(b.eval("document.querySelector('li.deploy').querySelector('.trigger').textContent"), json!("rollback"));
+    assert_eq!(
+        b.eval("document.querySelector('li.deploy').querySelector('.trigger').textContent"),
+        json!("rollback")
+    );
     b.screenshot(&shots.join("5-rolled-back.png"));
 
     // An action's error is a message on the page, not a stack trace.
@@ -632,7 +765,11 @@ fn a_browser_deploys_watches_the_steps_live_and_rolls_back() {
     b.eval(
         "(() => { const f = document.querySelector('form[data-action=keep]'); f.querySelector('input').value = '2026.01.01-00.00.00'; f.querySelector('button').click(); return true; })()",
     );
-    b.wait("document.getElementById('message').className === 'error'", Duration::from_secs(10), "the error shows");
+    b.wait(
+        "document.getElementById('message').className === 'error'",
+        Duration::from_secs(10),
+        "the error shows",
+    );
     let msg = b.text("#message");
     assert!(msg.contains("looks like a timestamp"), "{msg}");
 
@@ -641,10 +778,24 @@ fn a_browser_deploys_watches_the_steps_live_and_rolls_back() {
         "Emulation.setDeviceMetricsOverride",
         json!({ "width": 360, "height": 800, "deviceScaleFactor": 1, "mobile": true }),
     );
-    b.wait("document.documentElement.scrollWidth <= 360", Duration::from_secs(5), "fits 360 px");
+    b.wait(
+        "document.documentElement.scrollWidth <= 360",
+        Duration::from_secs(5),
+        "fits 360 px",
+    );
     b.screenshot(&shots.join("6-narrow.png"));
-    for f in ["1-token", "2-dashboard", "3-running", "4-deployed", "5-rolled-back", "6-narrow"] {
-        assert!(shots.join(format!("{f}.png")).metadata().unwrap().len() > 1000, "{f}");
+    for f in [
+        "1-token",
+        "2-dashboard",
+        "3-running",
+        "4-deployed",
+        "5-rolled-back",
+        "6-narrow",
+    ] {
+        assert!(
+            shots.join(format!("{f}.png")).metadata().unwrap().len() > 1000,
+            "{f}"
+        );
     }
     // The temp dir goes with the test; ROOTSWAP_KEEP_SCREENSHOTS=DIR keeps a copy.
     if let Some(keep) = std::env::var_os("ROOTSWAP_KEEP_SCREENSHOTS") {

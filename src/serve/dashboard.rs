@@ -62,7 +62,10 @@ fn given_token(h: &HeaderMap) -> Option<&str> {
     let bearer = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
     bearer
         .or_else(|| h.get("x-rootswap-token").and_then(|v| v.to_str().ok()))
         .map(str::trim)
@@ -137,11 +140,7 @@ fn unauthorized(peer: SocketAddr, what: &str) -> Response {
 }
 
 fn html(body: String) -> Response {
-    let mut r = (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
-    )
-        .into_response();
+    let mut r = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -149,8 +148,14 @@ fn html(body: String) -> Response {
             "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     no_store(&mut r);
     r
 }
@@ -248,48 +253,53 @@ fn admit(
     headers: &HeaderMap,
     body: &[u8],
     what: &str,
-) -> Result<ActionBody, Response> {
+) -> Result<ActionBody, Refusal> {
     if cfg.trigger.token.is_none() {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::NOT_FOUND,
             format!("{what} is off: set trigger.token in the configuration"),
-        ));
+        )));
     }
     if cross_origin(headers) {
-        tracing::warn!("dashboard: {what} from {peer} refused (403): sent by a page of another origin");
-        return Err(error(
+        tracing::warn!(
+            "dashboard: {what} from {peer} refused (403): sent by a page of another origin"
+        );
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "refused: the request comes from a page of another origin",
-        ));
+        )));
     }
     if !has_token(cfg, headers) {
-        return Err(unauthorized(peer, what));
+        return Err(Box::new(unauthorized(peer, what)));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ActionBody::default());
     }
     serde_json::from_slice(body).map_err(|e| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("the body is not the JSON {what} expects: {e}"),
-        )
+        ))
     })
 }
 
 /// A snapshot name from the body (a plain directory name).
-fn snapshot_name(b: &ActionBody) -> Result<String, Response> {
+fn snapshot_name(b: &ActionBody) -> Result<String, Refusal> {
     match b.snapshot.as_deref().map(str::trim) {
         Some(n) if !n.is_empty() && !n.contains('/') && !n.starts_with('.') => Ok(n.to_string()),
-        Some(n) => Err(error(
+        Some(n) => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("{n:?} is not a snapshot name"),
-        )),
-        None => Err(error(
+        ))),
+        None => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "say which snapshot: {\"snapshot\": \"ROOT_…\"}",
-        )),
+        ))),
     }
 }
+
+/// Why an action is refused (boxed: a response is large).
+type Refusal = Box<Response>;
 
 fn busy_reply(busy: Busy) -> Response {
     let status = match busy {
@@ -322,9 +332,15 @@ async fn deploy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let b = match admit(&svc.config(), peer, &headers, &body, "POST /dashboard/deploy") {
+    let b = match admit(
+        &svc.config(),
+        peer,
+        &headers,
+        &body,
+        "POST /dashboard/deploy",
+    ) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let reference = b
         .reference
@@ -355,16 +371,15 @@ async fn rollback(
         .and_then(|b| snapshot_name(&b))
     {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(id) = svc.running() {
         return busy_reply(Busy::Deploying(id));
     }
     let job_name = name.clone();
-    let req = tokio::task::spawn_blocking(move || {
-        crate::rollback::request(&cfg, Some(&job_name), None)
-    })
-    .await;
+    let req =
+        tokio::task::spawn_blocking(move || crate::rollback::request(&cfg, Some(&job_name), None))
+            .await;
     match req {
         Ok(Ok(req)) => start(&svc, req, &format!("rollback to {name} asked by {peer}")),
         Ok(Err(e)) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
@@ -410,13 +425,16 @@ async fn keep(
 ) -> Response {
     let b = match admit(&svc.config(), peer, &headers, &body, "POST /dashboard/keep") {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let name = match snapshot_name(&b) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    let label = b.label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
+    let label = b
+        .label
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty());
     with_lock(&svc, move |_, layout| {
         let kept = crate::snapshot::keep(layout, &name, label.as_deref())?;
         tracing::info!("dashboard: {name} kept as {kept} (asked by {peer})");
@@ -431,13 +449,19 @@ async fn remove(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let b = match admit(&svc.config(), peer, &headers, &body, "POST /dashboard/remove") {
+    let b = match admit(
+        &svc.config(),
+        peer,
+        &headers,
+        &body,
+        "POST /dashboard/remove",
+    ) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let name = match snapshot_name(&b) {
         Ok(n) => n,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     with_lock(&svc, move |cfg, layout| {
         crate::snapshot::remove_by_name(layout, cfg, &name)?;
@@ -492,9 +516,15 @@ mod tests {
             std::path::Path::new("/etc/rootswap/t.yaml"),
         )
         .unwrap();
-        assert!(has_token(&cfg, &headers(&[("authorization", "Bearer s3cret")])));
+        assert!(has_token(
+            &cfg,
+            &headers(&[("authorization", "Bearer s3cret")])
+        ));
         assert!(has_token(&cfg, &headers(&[("x-rootswap-token", "s3cret")])));
-        assert!(!has_token(&cfg, &headers(&[("authorization", "Bearer s3cre")])));
+        assert!(!has_token(
+            &cfg,
+            &headers(&[("authorization", "Bearer s3cre")])
+        ));
         assert!(!has_token(&cfg, &headers(&[("cookie", "token=s3cret")])));
         assert!(!may_read(&cfg, &HeaderMap::new()));
     }

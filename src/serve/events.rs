@@ -308,9 +308,11 @@ pub fn stream(svc: Arc<Service>) -> Sse<impl Stream<Item = Result<SseEvent, Infa
         running,
         tick: tokio::time::interval(Duration::from_secs(1)),
     };
-    let s = futures_util::stream::unfold(reader, |mut r| async move {
-        r.next().await.map(|e| (Ok(e), r))
-    });
+    let s =
+        futures_util::stream::unfold(
+            reader,
+            |mut r| async move { r.next().await.map(|e| (Ok(e), r)) },
+        );
     Sse::new(s).keep_alive(KeepAlive::default())
 }
 
@@ -321,9 +323,8 @@ mod tests {
 
     #[test]
     fn steps_and_log_lines_of_a_deploy_span_reach_the_feed() {
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::Layer::with_filter(Layer, filter()),
-        );
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::Layer::with_filter(Layer, filter()));
         let (_, mut rx) = subscribe(None);
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!("outside any deploy");

@@ -78,7 +78,11 @@ fn parse_remote(remote: &str) -> Option<Url> {
     if user_host.contains('/') || path.starts_with("//") {
         return None;
     }
-    Url::parse(&format!("ssh://{user_host}/{}", path.trim_start_matches('/'))).ok()
+    Url::parse(&format!(
+        "ssh://{user_host}/{}",
+        path.trim_start_matches('/')
+    ))
+    .ok()
 }
 
 #[cfg(test)]
@@ -122,7 +126,10 @@ mod tests {
             "https://gitlab.example.com/web/site/-/commit/abc"
         );
         let bb = RepoWeb::from_remote("git@bitbucket.org:acme/site.git").unwrap();
-        assert_eq!(bb.commit("abc"), "https://bitbucket.org/acme/site/commits/abc");
+        assert_eq!(
+            bb.commit("abc"),
+            "https://bitbucket.org/acme/site/commits/abc"
+        );
         assert_eq!(
             bb.compare("old", "new"),
             "https://bitbucket.org/acme/site/branches/compare/new%0Dold#diff"

@@ -193,7 +193,9 @@ fn row(out: &mut String, key: &str, value: &str) {
 fn live_section(out: &mut String, v: &View) {
     let s = &v.status;
     let web = v.web.as_ref();
-    out.push_str(r#"<section id="live" aria-labelledby="live-h"><h2 id="live-h">Live version</h2>"#);
+    out.push_str(
+        r#"<section id="live" aria-labelledby="live-h"><h2 id="live-h">Live version</h2>"#,
+    );
     let _ = write!(
         out,
         r#"<p class="site">{} · branch <code>{}</code> of <code>{}</code></p><dl class="facts">"#,
@@ -202,7 +204,15 @@ fn live_section(out: &mut String, v: &View) {
         esc(&v.repo)
     );
     match s.deployed_commit.as_deref() {
-        Some(c) => row(out, "Commit", &format!(r#"<span id="live-commit" data-commit="{}">{}</span>"#, esc(c), commit_link(web, c))),
+        Some(c) => row(
+            out,
+            "Commit",
+            &format!(
+                r#"<span id="live-commit" data-commit="{}">{}</span>"#,
+                esc(c),
+                commit_link(web, c)
+            ),
+        ),
         None => row(out, "Commit", "nothing deployed yet"),
     }
     if let Some(subject) = &s.deployed_subject {
@@ -220,7 +230,10 @@ fn live_section(out: &mut String, v: &View) {
     }
     let served = match (s.live.as_deref(), s.link.as_str()) {
         (Some("ROOT"), _) => "ROOT (the deployed tree)".to_string(),
-        (Some(name), _) => format!("snapshot <code>{}</code> (a deploy or rollback is under way, or was interrupted)", esc(name)),
+        (Some(name), _) => format!(
+            "snapshot <code>{}</code> (a deploy or rollback is under way, or was interrupted)",
+            esc(name)
+        ),
         (None, "missing") => "nothing: the link is missing".to_string(),
         (None, _) => "the link is not a symlink".to_string(),
     };
@@ -240,7 +253,11 @@ fn live_section(out: &mut String, v: &View) {
     }
     if let (Some(head), Some(live)) = (s.branch_head.as_deref(), s.deployed_commit.as_deref()) {
         if head != live {
-            row(out, "Branch head", &format!("{} (not live)", commit_link(web, head)));
+            row(
+                out,
+                "Branch head",
+                &format!("{} (not live)", commit_link(web, head)),
+            );
         }
     }
     let next = match &s.next_poll {
@@ -365,27 +382,52 @@ fn history_row(out: &mut String, v: &View, r: &Record) {
         esc(&r.result),
         esc(&r.id),
         esc(&r.trigger),
-        commit_range(v.web.as_ref(), r.previous_commit.as_deref(), r.commit.as_deref()),
+        commit_range(
+            v.web.as_ref(),
+            r.previous_commit.as_deref(),
+            r.commit.as_deref()
+        ),
         result_badge(&r.result),
         duration(r.duration_ms),
         time_el(v.now, &r.started)
     );
     if let Some(e) = &r.error {
-        let _ = write!(out, r#"<p class="error"><strong>Error:</strong> {}</p>"#, esc(e));
+        let _ = write!(
+            out,
+            r#"<p class="error"><strong>Error:</strong> {}</p>"#,
+            esc(e)
+        );
     }
     for w in &r.warnings {
-        let _ = write!(out, r#"<p class="warning"><strong>Warning:</strong> {}</p>"#, esc(w));
+        let _ = write!(
+            out,
+            r#"<p class="warning"><strong>Warning:</strong> {}</p>"#,
+            esc(w)
+        );
     }
     if let Some(s) = &r.snapshot {
-        let _ = write!(out, "<p>Served snapshot <code>{}</code> meanwhile.</p>", esc(s));
+        let _ = write!(
+            out,
+            "<p>Served snapshot <code>{}</code> meanwhile.</p>",
+            esc(s)
+        );
     }
     if !r.evicted.is_empty() {
-        let names: Vec<String> = r.evicted.iter().map(|e| format!("<code>{}</code>", esc(e))).collect();
+        let names: Vec<String> = r
+            .evicted
+            .iter()
+            .map(|e| format!("<code>{}</code>", esc(e)))
+            .collect();
         let _ = write!(out, "<p>Evicted {}.</p>", names.join(", "));
     }
     out.push_str(r#"<table class="steps"><thead><tr><th scope="col">Step</th><th scope="col">Took</th></tr></thead><tbody>"#);
     for s in &r.steps {
-        let _ = write!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(&s.step), duration(s.ms));
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            esc(&s.step),
+            duration(s.ms)
+        );
     }
     out.push_str("</tbody></table>");
     if let Some(events) = super::super::events::events_of(&r.id) {
@@ -489,10 +531,9 @@ pub struct Shell<'a> {
 
 /// The whole page: the shell around the view (or a request for the token).
 pub fn page_html(shell: &Shell<'_>) -> String {
-    let view = match shell.view {
-        Some(v) => v,
-        None => r#"<p class="hint">Give the trigger token to see this site's status.</p>"#,
-    };
+    let view = shell
+        .view
+        .unwrap_or(r#"<p class="hint">Give the trigger token to see this site's status.</p>"#);
     let controls = if shell.actions {
         r#"<section id="controls" aria-labelledby="controls-h"><h2 id="controls-h">Deploy</h2><form id="deploy-form" class="action" data-action="deploy"><label for="deploy-ref">Branch, tag or commit (empty: the branch head)</label> <input id="deploy-ref" name="ref" autocomplete="off"> <button type="submit" id="deploy-now">Deploy now</button></form></section>"#
     } else {
@@ -534,7 +575,10 @@ mod tests {
 
     #[test]
     fn text_is_escaped_and_durations_read_well() {
-        assert_eq!(esc(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(duration(12), "12 ms");
         assert_eq!(duration(1500), "1.5 s");
         assert_eq!(duration(125_000), "2 min 5 s");
