@@ -150,7 +150,7 @@ fn site(port: u16, public: bool) -> (World, PathBuf) {
     let gate = w.tmp.path().join("gate");
     std::fs::write(&gate, "").unwrap();
     w.set_config(&format!(
-        "auto_deploy:\n  enabled: false\nhooks:\n  after_checkout:\n    - 'i=0; while [ ! -e {} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; [ -e {} ]'\n\
+        "auto_deploy:\n  enabled: false\nhooks:\n  after_checkout:\n    - 'i=0; while [ ! -e {} ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done; [ -e {} ]'\n\
          trigger:\n  listen: 127.0.0.1:{port}\n  token: {TOKEN}\n  public_status: {public}\n",
         gate.display(),
         gate.display()
@@ -512,7 +512,8 @@ impl Browser {
         // Chromium writes its DevTools port into the profile.
         let port_file = profile.join("DevToolsActivePort");
         let mut port = None;
-        let up = wait_until(Duration::from_secs(30), || {
+        // Generous: a first start on a busy 2-core machine takes a while.
+        let up = wait_until(Duration::from_secs(90), || {
             port = std::fs::read_to_string(&port_file)
                 .ok()
                 .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u16>().ok()));
@@ -521,7 +522,7 @@ impl Browser {
         assert!(up, "chromium did not open its DevTools port");
         let port = port.unwrap();
         let mut page_ws = None;
-        let found = wait_until(Duration::from_secs(10), || {
+        let found = wait_until(Duration::from_secs(30), || {
             let (code, body) = http(port, "GET", "/json/list", &[], b"");
             if code != 200 {
                 return false;
@@ -536,7 +537,7 @@ impl Browser {
         assert!(found, "no page target in chromium");
         let (ws, _) = tungstenite::connect(page_ws.unwrap()).expect("DevTools websocket");
         if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
-            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         }
         Browser { child, ws, next: 0 }
     }
@@ -645,7 +646,7 @@ fn a_browser_deploys_watches_the_steps_live_and_rolls_back() {
     b.call("Page.navigate", json!({ "url": url }));
     b.wait(
         "document.readyState === 'complete' && !!document.getElementById('token-form')",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "page loads",
     );
     // Without the token, the page asks for it and shows nothing of the site.
