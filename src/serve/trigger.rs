@@ -86,7 +86,7 @@ pub async fn bind(cfg: &Config) -> Result<Option<TcpListener>> {
         format!("cannot listen on {addr} (trigger.listen): another process may use the port; pick another or stop that process")
     })?;
     let local = listener.local_addr().unwrap_or(addr);
-    tracing::info!("trigger URL: http://{local}/deploy (also /webhook/github, /webhook/gitlab, /status, /metrics)");
+    tracing::info!("trigger URL: http://{local}/deploy (also /webhook/github, /webhook/gitlab, /status, /metrics); dashboard: http://{local}/");
     Ok(Some(listener))
 }
 

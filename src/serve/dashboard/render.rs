@@ -587,6 +587,65 @@ mod tests {
     }
 
     #[test]
+    fn a_github_site_links_its_commits_and_the_changes_of_each_deploy() {
+        let dir = tempfile::tempdir().unwrap();
+        let webroot = dir.path().join("webroot");
+        std::fs::create_dir_all(webroot.join("ROOT")).unwrap();
+        std::fs::create_dir_all(webroot.join("ROOT_2026.01.01-10.00.00")).unwrap();
+        std::os::unix::fs::symlink("ROOT", webroot.join("current")).unwrap();
+        let cfg = Config::parse(
+            &format!(
+                "webroot: {}\nsource: {{repo: 'git@github.com:acme/site.git'}}\n",
+                webroot.display()
+            ),
+            &dir.path().join("c.yaml"),
+        )
+        .unwrap();
+        let state = cfg.state_path();
+        std::fs::create_dir_all(&state).unwrap();
+        let (a, b) = ("a".repeat(40), "b".repeat(40));
+        for (i, (prev, commit, result)) in [(None, &a, "success"), (Some(&a), &b, "failed")]
+            .into_iter()
+            .enumerate()
+        {
+            let rec = Record {
+                id: format!("d{i}"),
+                started: "2026-01-01T10:00:00+00:00".into(),
+                finished: "2026-01-01T10:00:01+00:00".into(),
+                trigger: "webhook".into(),
+                result: result.into(),
+                commit: Some(commit.clone()),
+                previous_commit: prev.cloned(),
+                snapshot: None,
+                evicted: Vec::new(),
+                error: (result == "failed").then(|| "hook <build> failed".into()),
+                warnings: Vec::new(),
+                steps: vec![crate::history::StepTiming {
+                    step: "fetch".into(),
+                    ms: 12,
+                }],
+                duration_ms: 12,
+            };
+            crate::history::append(&state, &rec).unwrap();
+        }
+        let html = view_html(&gather(&cfg, None).unwrap());
+        assert!(
+            html.contains(&format!("https://github.com/acme/site/compare/{a}...{b}")),
+            "{html}"
+        );
+        assert!(html.contains(&format!("https://github.com/acme/site/commit/{b}")));
+        assert!(html.contains("hook &lt;build&gt; failed"), "escaped error");
+        assert!(html.contains("✗</span> failed"), "the result in words");
+        let newest = html.find(r#"data-id="d1""#).unwrap();
+        assert!(
+            newest < html.find(r#"data-id="d0""#).unwrap(),
+            "newest first"
+        );
+        assert!(html.contains("ROOT_2026.01.01-10.00.00") && html.contains("evictable"));
+        assert!(html.contains("<rect"), "the chart has bars");
+    }
+
+    #[test]
     fn results_are_said_in_words() {
         assert!(result_badge("success").contains("success"));
         assert!(result_badge("failed").contains("failed"));
