@@ -13,13 +13,12 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use git2::{
-    Delta, DiffOptions, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree,
-    TreeWalkMode,
-};
+use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree, TreeWalkMode};
 
 use crate::config::{ExternalSymlinks, SourceConfig};
 use crate::hostkeys;
+
+mod diff;
 
 /// The cached mirror of the configured repository.
 pub struct GitSource {
@@ -351,55 +350,60 @@ impl GitSource {
 
     /// Files (and symlinks) tracked by `commit`, relative to the deployed subdir.
     pub fn tracked(&self, commit: Oid) -> Result<HashSet<PathBuf>> {
-        let mut out = HashSet::new();
+        Ok(self.tracked_and_ignores(commit)?.0)
+    }
+
+    /// The `.gitignore` files of `commit` that apply to the deployed tree
+    /// (those inside the subdir and those in its ancestors), with directories
+    /// relative to the repository root.
+    pub fn ignore_files(&self, commit: Oid) -> Result<Vec<IgnoreFile>> {
+        Ok(self.tracked_and_ignores(commit)?.1)
+    }
+
+    /// [`GitSource::tracked`] and [`GitSource::ignore_files`] in one walk of
+    /// the commit's tree.
+    pub fn tracked_and_ignores(&self, commit: Oid) -> Result<(HashSet<PathBuf>, Vec<IgnoreFile>)> {
+        let mut tracked = HashSet::new();
+        let mut ignores = Vec::new();
+        let mut found = Vec::new();
+        // The subdir's ancestors (the repository root included) may hold .gitignore files too.
+        let c = self
+            .repo
+            .find_commit(commit)
+            .with_context(|| format!("commit {commit} is not in the cache"))?;
+        let root = c.tree().context("cannot read commit tree")?;
+        for dir in self.subdir.ancestors().skip(1) {
+            if let Ok(e) = root.get_path(&dir.join(".gitignore")) {
+                found.push((dir.to_path_buf(), e.id()));
+            }
+        }
         if let Some(tree) = self.deployed_tree(commit)? {
             tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
                 if entry.kind() == Some(ObjectType::Blob) {
                     if let Some(name) = entry.name() {
-                        out.insert(Path::new(dir).join(name));
+                        let path = Path::new(dir).join(name);
+                        if name == ".gitignore" {
+                            found.push((self.subdir.join(dir.trim_end_matches('/')), entry.id()));
+                        }
+                        tracked.insert(path);
                     }
                 }
                 git2::TreeWalkResult::Ok
             })
             .context("cannot walk commit tree")?;
         }
-        Ok(out)
-    }
-
-    /// The `.gitignore` files of `commit` that apply to the deployed tree
-    /// (those inside the subdir and those in its ancestors), with directories
-    /// relative to the deployed subdir's parent chain resolved against it.
-    pub fn ignore_files(&self, commit: Oid) -> Result<Vec<IgnoreFile>> {
-        let c = self
-            .repo
-            .find_commit(commit)
-            .with_context(|| format!("commit {commit} is not in the cache"))?;
-        let tree = c.tree().context("cannot read commit tree")?;
-        let mut found = Vec::new();
-        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            let dirp = Path::new(dir.trim_end_matches('/'));
-            let relevant = dirp.starts_with(&self.subdir) || self.subdir.starts_with(dirp);
-            if !relevant {
-                return git2::TreeWalkResult::Skip;
-            }
-            if entry.kind() == Some(ObjectType::Blob) && entry.name() == Some(".gitignore") {
-                found.push((dirp.to_path_buf(), entry.id()));
-            }
-            git2::TreeWalkResult::Ok
-        })
-        .context("cannot walk commit tree")?;
-        let mut out = Vec::new();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
         for (dir, id) in found {
             let blob = self
                 .repo
                 .find_blob(id)
                 .context("cannot read .gitignore blob")?;
-            out.push(IgnoreFile {
+            ignores.push(IgnoreFile {
                 dir,
                 text: String::from_utf8_lossy(blob.content()).into_owned(),
             });
         }
-        Ok(out)
+        Ok((tracked, ignores))
     }
 
     /// The deployed subdir, relative to the repository root ("" for all of it).
@@ -420,57 +424,8 @@ impl GitSource {
             Some(f) if self.repo.find_commit(f).is_ok() => self.deployed_tree(f)?,
             _ => None,
         };
-        let mut opts = DiffOptions::new();
-        opts.include_typechange(false);
-        let diff = self
-            .repo
-            .diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), Some(&mut opts))
+        let (deletes, writes) = diff::changes(&self.repo, old_tree.as_ref(), &new_tree)
             .context("cannot compare commits")?;
-        let mut deletes = Vec::new();
-        let mut writes = Vec::new();
-        for d in diff.deltas() {
-            let newf = d.new_file();
-            let oldf = d.old_file();
-            match d.status() {
-                Delta::Deleted => {
-                    if let Some(p) = oldf.path() {
-                        if i32::from(oldf.mode()) != 0o160000 {
-                            deletes.push(Change {
-                                path: p.to_path_buf(),
-                                kind: ChangeKind::Deleted,
-                            });
-                        }
-                    }
-                }
-                Delta::Added | Delta::Modified | Delta::Typechange => {
-                    let Some(p) = newf.path() else { continue };
-                    let mode = i32::from(newf.mode());
-                    if mode == 0o160000 {
-                        tracing::warn!(
-                            "submodule {} is not deployed (rootswap deploys files, not submodules)",
-                            p.display()
-                        );
-                        continue;
-                    }
-                    let kind = if d.status() == Delta::Added {
-                        ChangeKind::Added {
-                            blob: newf.id(),
-                            mode,
-                        }
-                    } else {
-                        ChangeKind::Modified {
-                            blob: newf.id(),
-                            mode,
-                        }
-                    };
-                    writes.push(Change {
-                        path: p.to_path_buf(),
-                        kind,
-                    });
-                }
-                _ => {}
-            }
-        }
         let mut changes = deletes;
         changes.extend(writes);
         let mut plan = Plan {

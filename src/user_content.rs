@@ -162,6 +162,11 @@ impl Classifier {
             .any(|a| self.ignored_here(a, true))
     }
 
+    /// The files the commit tracks (relative to ROOT).
+    pub fn tracked(&self) -> &HashSet<PathBuf> {
+        &self.tracked
+    }
+
     /// True when the file `rel` is user content (given whether a parent directory is ignored).
     pub fn is_user_file(&self, rel: &Path, parent_ignored: bool) -> bool {
         if self.tracked.contains(rel) || is_own_temp(rel) {
@@ -187,12 +192,8 @@ pub fn classifier(
     commit: git2::Oid,
 ) -> Result<Classifier> {
     let rules = Rules::new(&cfg.user_content)?;
-    Ok(Classifier::new(
-        rules,
-        source.tracked(commit)?,
-        &source.ignore_files(commit)?,
-        source.subdir(),
-    ))
+    let (tracked, ignores) = source.tracked_and_ignores(commit)?;
+    Ok(Classifier::new(rules, tracked, &ignores, source.subdir()))
 }
 
 /// Identity of a user file's version: what changes when it is written.

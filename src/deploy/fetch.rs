@@ -5,6 +5,9 @@
 //! tracks, and the classifier of user content (the live commit's tracked
 //! files and `.gitignore` rules), which every later pass reuses.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+
 use anyhow::Result;
 use git2::Oid;
 
@@ -14,7 +17,7 @@ use super::types::Request;
 use crate::config::Config;
 use crate::journal::{Journal, Phase};
 use crate::shared::Shared;
-use crate::source::{short, GitSource};
+use crate::source::{short, ChangeKind, GitSource, Plan};
 
 /// What the fetch found.
 pub(super) enum Fetched {
@@ -51,7 +54,14 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
     }
     let mut plan = run.pass("plan", || source.plan(prev_oid, commit))?;
     run.warn(plan.external_links.iter().map(|l| l.to_string()));
-    let new_tracked = run.pass("tracked files", || source.tracked(commit))?;
+    let classifier = run.pass("classify", || {
+        crate::user_content::classifier(cfg, &source, prev_oid.unwrap_or(commit))
+    })?;
+    let new_tracked = match prev_oid {
+        // The live commit's files, changed as the plan changes them: no second walk.
+        Some(_) => tracked_after(classifier.tracked(), &plan),
+        None => classifier.tracked().clone(),
+    };
     // A site that was a `git clone`: its .git leaves the served tree before
     // the snapshot copies it (crate::adopt).
     for line in crate::adopt::before_snapshot(&layout, cfg, &new_tracked, previous.is_none())? {
@@ -66,9 +76,6 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         plan.changes
             .retain(|c| !crate::shared::covers(&linked, &c.path));
     }
-    let classifier = run.pass("classify", || {
-        crate::user_content::classifier(cfg, &source, prev_oid.unwrap_or(commit))
-    })?;
     let journal = Journal {
         id: run.id.clone(),
         trigger: req.trigger.as_str().to_string(),
@@ -111,4 +118,16 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         served: None,
         evicted: Vec::new(),
     })))
+}
+
+/// The files tracked after `plan`, from those tracked before it.
+fn tracked_after(before: &HashSet<PathBuf>, plan: &Plan) -> HashSet<PathBuf> {
+    let mut out = before.clone();
+    for c in &plan.changes {
+        match c.kind {
+            ChangeKind::Deleted => out.remove(&c.path),
+            ChangeKind::Added { .. } | ChangeKind::Modified { .. } => out.insert(c.path.clone()),
+        };
+    }
+    out
 }
