@@ -13,7 +13,8 @@
 #                   generated tree (fixtures/php-tree.py, 30,000 files)
 #   --no-loop       do not make a loop-mounted ext4 image; work in $TMPDIR
 #                   (needed when not root; on an ext4 without journal this
-#                   measures ext4's recently-deleted-inode check, see NOTES §8)
+#                   measures ext4's recently-deleted-inode check, see
+#                   docs/performance.md#why-a-loop-mounted-image)
 #   --keep          leave the image mounted at the end (for strace runs)
 #
 # Needs: root for the loop mount (otherwise use --no-loop), python3, and it

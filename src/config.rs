@@ -1,8 +1,10 @@
 //! Configuration: the YAML file (`-c/--config`, default `./rootswap.yaml`).
 //!
-//! Every key is documented in `config.example.yaml`. Unknown keys are an
-//! error naming the key and its line; `${VAR}` in string values is replaced
-//! from the environment (an unset variable is an error naming it).
+//! Every key is documented in `config.example.yaml`, with its default
+//! (`tests/config_reference.rs` checks both ways). Unknown keys are an error
+//! naming the key and its line; `${VAR}` in every string value (hook commands
+//! excepted: the shell expands those) is replaced from the environment (an
+//! unset variable is an error naming it).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -515,34 +517,17 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Replaces `${VAR}` in every string value of the configuration (found by
+    /// walking its YAML form, so a new key needs nothing here). Hook commands
+    /// are the exception: the shell that runs them expands their variables,
+    /// including the `ROOTSWAP_*` ones only a hook sees.
     fn expand_env(&mut self, path: &Path) -> Result<()> {
-        let ctx = |key: &str| format!("{}: key `{key}`", Source(path));
-        self.webroot =
-            PathBuf::from(expand(&self.webroot.to_string_lossy()).with_context(|| ctx("webroot"))?);
-        self.state_dir = PathBuf::from(
-            expand(&self.state_dir.to_string_lossy()).with_context(|| ctx("state_dir"))?,
-        );
-        self.user_content.shared_dir = PathBuf::from(
-            expand(&self.user_content.shared_dir.to_string_lossy())
-                .with_context(|| ctx("user_content.shared_dir"))?,
-        );
-        self.source.repo = expand(&self.source.repo).with_context(|| ctx("source.repo"))?;
-        self.source.branch = expand(&self.source.branch).with_context(|| ctx("source.branch"))?;
-        self.source.subdir = expand(&self.source.subdir).with_context(|| ctx("source.subdir"))?;
-        for (key, v) in [
-            ("trigger.token", &mut self.trigger.token),
-            ("trigger.github_secret", &mut self.trigger.github_secret),
-            ("trigger.gitlab_token", &mut self.trigger.gitlab_token),
-            ("notify.webhook", &mut self.notify.webhook),
-            ("opcache.fastcgi", &mut self.opcache.fastcgi),
-        ] {
-            if let Some(text) = v.as_mut() {
-                *text = expand(text).with_context(|| ctx(key))?;
-            }
-        }
-        for (name, value) in self.hooks.env.iter_mut() {
-            *value = expand(value).with_context(|| ctx(&format!("hooks.env.{name}")))?;
-        }
+        let mut value = serde_yaml_ng::to_value(&*self)
+            .with_context(|| format!("{}: cannot expand ${{VAR}}s", Source(path)))?;
+        expand_strings(&mut value, &mut Vec::new())
+            .map_err(|(key, e)| anyhow::anyhow!("{}: key `{key}`: {e:#}", Source(path)))?;
+        *self = serde_yaml_ng::from_value(value)
+            .map_err(|e| anyhow::anyhow!("{}: after expanding ${{VAR}}s: {e}", Source(path)))?;
         Ok(())
     }
 
@@ -657,7 +642,44 @@ pub fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// Replaces `${VAR}` with the environment's value; `$$` stays a literal `$`.
+/// Keys whose strings are shell commands, left for the shell to expand.
+const SHELL_KEYS: [&str; 2] = ["hooks.after_checkout", "hooks.before_switch"];
+
+/// Expands `${VAR}` in every string below `v`; on error, the dotted key.
+fn expand_strings(
+    v: &mut serde_yaml_ng::Value,
+    key: &mut Vec<String>,
+) -> Result<(), (String, anyhow::Error)> {
+    use serde_yaml_ng::Value;
+    match v {
+        Value::String(text) => {
+            *text = expand(text).map_err(|e| (key.join("."), e))?;
+        }
+        Value::Sequence(items) => {
+            if SHELL_KEYS.contains(&key.join(".").as_str()) {
+                return Ok(());
+            }
+            for item in items {
+                expand_strings(item, key)?;
+            }
+        }
+        Value::Mapping(m) => {
+            // Unset optional keys: left out, so that they read back as unset.
+            m.retain(|_, item| !item.is_null());
+            for (k, item) in m.iter_mut() {
+                key.push(k.as_str().map_or_else(|| format!("{k:?}"), str::to_owned));
+                let r = expand_strings(item, key);
+                key.pop();
+                r?;
+            }
+        }
+        Value::Tagged(t) => expand_strings(&mut t.value, key)?,
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+    Ok(())
+}
+
+/// Replaces `${VAR}` with the environment's value.
 fn expand(text: &str) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -765,7 +787,7 @@ mod tests {
     fn the_example_config_is_valid() {
         let c = parse(include_str!("../config.example.yaml")).unwrap();
         assert_eq!(c.webroot, PathBuf::from("/var/www/webroot"));
-        assert_eq!(c.user_content.preserve, vec![".env", "storage/**"]);
+        assert!(c.user_content.preserve.is_empty(), "the example shows defaults");
     }
 
     #[test]

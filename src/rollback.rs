@@ -41,7 +41,7 @@ pub fn rollback(cfg: &Config, name: Option<&str>) -> Result<Outcome> {
     tracing::info!(
         "rolling back to {} ({})",
         snap.name,
-        &commit[..7.min(commit.len())]
+        crate::report::short_commit(&commit)
     );
     deploy::deploy(
         cfg,

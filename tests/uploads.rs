@@ -137,6 +137,7 @@ fn writer(
             std::time::Instant::now(),
             format!("op{n} kind{op} link={target} model={}", model.len()),
         ));
+        // The writer's pace between requests (load shape), not a synchronisation.
         std::thread::sleep(Duration::from_micros(
             pace.min_us + next() % pace.spread_us.max(1),
         ));
