@@ -775,6 +775,34 @@ mod tests {
     }
 
     #[test]
+    fn env_expansion_covers_every_string_but_hook_commands() {
+        std::env::set_var("ROOTSWAP_TEST_PORT", "9811");
+        std::env::set_var("ROOTSWAP_TEST_HOST", "127.0.0.1");
+        let c = parse(
+            "webroot: /w\nsource: {repo: x}\ntrigger: {listen: '${ROOTSWAP_TEST_HOST}:${ROOTSWAP_TEST_PORT}'}\n\
+             health_check: {url: 'http://${ROOTSWAP_TEST_HOST}/h.php'}\n\
+             user_content: {preserve: ['${ROOTSWAP_TEST_PORT}/**']}\n\
+             hooks: {after_checkout: ['echo ${ROOTSWAP_COMMIT}'], env: {A: '${ROOTSWAP_TEST_PORT}'}}\n",
+        )
+        .unwrap();
+        assert_eq!(c.trigger.listen.as_deref(), Some("127.0.0.1:9811"));
+        assert_eq!(c.health_check.unwrap().url, "http://127.0.0.1/h.php");
+        assert_eq!(c.user_content.preserve, vec!["9811/**"]);
+        assert_eq!(c.hooks.env["A"], "9811");
+        // The shell expands hook commands when it runs them.
+        assert_eq!(c.hooks.after_checkout, vec!["echo ${ROOTSWAP_COMMIT}"]);
+        let msg = format!(
+            "{:#}",
+            parse("webroot: /w\nsource: {repo: x}\ntrigger: {listen: '${ROOTSWAP_NOPE_LISTEN}'}\n")
+                .unwrap_err()
+        );
+        assert!(
+            msg.contains("ROOTSWAP_NOPE_LISTEN") && msg.contains("trigger.listen"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn state_dir_inside_root_is_refused() {
         let msg = format!(
             "{:#}",
@@ -787,7 +815,10 @@ mod tests {
     fn the_example_config_is_valid() {
         let c = parse(include_str!("../config.example.yaml")).unwrap();
         assert_eq!(c.webroot, PathBuf::from("/var/www/webroot"));
-        assert!(c.user_content.preserve.is_empty(), "the example shows defaults");
+        assert!(
+            c.user_content.preserve.is_empty(),
+            "the example shows defaults"
+        );
     }
 
     #[test]

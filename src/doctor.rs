@@ -578,7 +578,9 @@ fn expand(
         if d.name == "include" && d.block.is_none() {
             let Some(arg) = d.args.first() else { continue };
             if depth >= 16 {
-                problems.push(format!("include {arg} not followed: includes nest more than 16 deep"));
+                problems.push(format!(
+                    "include {arg} not followed: includes nest more than 16 deep"
+                ));
                 continue;
             }
             let p = Path::new(arg);
@@ -590,8 +592,12 @@ fn expand(
             for f in files.glob(&p) {
                 match files.read(&f).map(|text| parse(&text)) {
                     Ok(Ok(parsed)) => out.extend(expand(parsed, base, files, depth + 1, problems)),
-                    Ok(Err(e)) => problems.push(format!("cannot parse included file {}: {e:#}", f.display())),
-                    Err(e) => problems.push(format!("cannot read included file {}: {e}", f.display())),
+                    Ok(Err(e)) => {
+                        problems.push(format!("cannot parse included file {}: {e:#}", f.display()))
+                    }
+                    Err(e) => {
+                        problems.push(format!("cannot read included file {}: {e}", f.display()))
+                    }
                 }
             }
             continue;
@@ -908,14 +914,26 @@ http {
         let bad = GOOD
             .replace("include fastcgi.conf;\n", "")
             .replace("fastcgi_pass", "include fastcgi.conf;\n fastcgi_pass");
-        let conf = expand(parse(&bad).unwrap(), dir.path(), &Files::Disk, 0, &mut Vec::new());
+        let conf = expand(
+            parse(&bad).unwrap(),
+            dir.path(),
+            &Files::Disk,
+            0,
+            &mut Vec::new(),
+        );
         let locs = php_locations(&conf);
         assert_eq!(
             locs[0].script_filename.as_deref(),
             Some("$document_root$fastcgi_script_name")
         );
         // And in the right order, the include is overridden.
-        let conf = expand(parse(GOOD).unwrap(), dir.path(), &Files::Disk, 0, &mut Vec::new());
+        let conf = expand(
+            parse(GOOD).unwrap(),
+            dir.path(),
+            &Files::Disk,
+            0,
+            &mut Vec::new(),
+        );
         assert_eq!(
             php_locations(&conf)[0].script_filename.as_deref(),
             Some("$realpath_root$fastcgi_script_name")
@@ -942,7 +960,13 @@ http {
         assert_eq!(files.len(), 2);
         let (main, text) = files[0].clone();
         let map = Files::Dump(files.into_iter().collect());
-        let conf = expand(parse(&text).unwrap(), main.parent().unwrap(), &map, 0, &mut Vec::new());
+        let conf = expand(
+            parse(&text).unwrap(),
+            main.parent().unwrap(),
+            &map,
+            0,
+            &mut Vec::new(),
+        );
         let locs = php_locations(&conf);
         assert_eq!(locs.len(), 1);
         assert_eq!(locs[0].document_root.as_deref(), Some("$realpath_root"));
@@ -951,16 +975,24 @@ http {
     #[test]
     fn an_include_that_cannot_be_read_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let text = "http { include missing.conf; include sites/*.conf; server { root /w/current; } }";
+        let text =
+            "http { include missing.conf; include sites/*.conf; server { root /w/current; } }";
         std::fs::create_dir(dir.path().join("sites")).unwrap();
         // A directory where a file is expected: found by the glob, unreadable as a file.
         std::fs::create_dir(dir.path().join("sites/a.conf")).unwrap();
         std::fs::write(dir.path().join("sites/b.conf"), "server { root /w/b; }").unwrap();
         let mut problems = Vec::new();
-        let conf = expand(parse(text).unwrap(), dir.path(), &Files::Disk, 0, &mut problems);
+        let conf = expand(
+            parse(text).unwrap(),
+            dir.path(),
+            &Files::Disk,
+            0,
+            &mut problems,
+        );
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
-            problems[0].contains("cannot read included file") && problems[0].contains("missing.conf"),
+            problems[0].contains("cannot read included file")
+                && problems[0].contains("missing.conf"),
             "{problems:?}"
         );
         assert!(problems[1].contains("sites/a.conf"), "{problems:?}");
@@ -970,8 +1002,17 @@ http {
         // From an `nginx -T` dump: a file the dump lacks.
         let mut problems = Vec::new();
         let map = Files::Dump(HashMap::new());
-        expand(parse("include /etc/nginx/x.conf;").unwrap(), Path::new("/etc/nginx"), &map, 0, &mut problems);
-        assert!(problems[0].contains("not in the output of `nginx -T`"), "{problems:?}");
+        expand(
+            parse("include /etc/nginx/x.conf;").unwrap(),
+            Path::new("/etc/nginx"),
+            &map,
+            0,
+            &mut problems,
+        );
+        assert!(
+            problems[0].contains("not in the output of `nginx -T`"),
+            "{problems:?}"
+        );
     }
 
     #[test]

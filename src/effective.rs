@@ -165,6 +165,17 @@ mod tests {
             Some("https://example.com/hook?x=1&token=********#f")
         );
         assert_eq!(mask_url("https://example.com/path@x"), None);
+        // The rest of the URL stays as written (encoding, order, other parameters).
+        assert_eq!(
+            mask_url("https://example.com/h?next=%2Fa%20b&api_key=k1&x").as_deref(),
+            Some("https://example.com/h?next=%2Fa%20b&api_key=********&x")
+        );
+        assert_eq!(
+            mask_url("https://example.com/h?token="),
+            None,
+            "empty: nothing to hide"
+        );
+        assert_eq!(mask_url("not a url://"), None);
         assert_eq!(mask_url("/srv/repo.git"), None);
     }
 }

@@ -219,7 +219,7 @@ pub fn render(
     if let Some(dir) = p.upload_dir() {
         t.push_str(&format!(
             "\n# Uploads never need copying back when they live once, outside the trees, symlinked\n\
-             # into ROOT and every snapshot (README: Shared directories). The next deploy moves the\n\
+             # into ROOT and every snapshot (docs/configuration.md#shared-directories). The next deploy moves the\n\
              # directory to webroot/shared/. To turn it on, add under user_content:\n\
              #   shared: [{dir}]\n"
         ));

@@ -304,7 +304,10 @@ pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Re
         "invalidate": invalidate.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>(),
         "reset": reset,
     });
-    let text = SCRIPT.replace("%REQ%", &base64::engine::general_purpose::STANDARD.encode(req.to_string().as_bytes()));
+    let text = SCRIPT.replace(
+        "%REQ%",
+        &base64::engine::general_purpose::STANDARD.encode(req.to_string().as_bytes()),
+    );
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

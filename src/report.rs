@@ -75,11 +75,7 @@ pub fn snapshot_table(rows: &[Listing]) -> String {
             (false, true) => "kept",
             (false, false) => "evictable",
         };
-        let commit = r
-            .commit
-            .as_deref()
-            .map(short_commit)
-            .unwrap_or("-");
+        let commit = r.commit.as_deref().map(short_commit).unwrap_or("-");
         let _ = writeln!(
             out,
             "{:<w$}  {:<25}  {:<7}  {:>10}  {state}",
@@ -102,11 +98,7 @@ pub fn history_table(records: &[crate::history::Record]) -> String {
         "WHEN", "WHO", "COMMIT", "RESULT", "DURATION", "STEPS"
     );
     for r in records {
-        let commit = r
-            .commit
-            .as_deref()
-            .map(short_commit)
-            .unwrap_or("-");
+        let commit = r.commit.as_deref().map(short_commit).unwrap_or("-");
         let steps: Vec<String> = r
             .steps
             .iter()

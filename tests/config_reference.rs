@@ -236,8 +236,14 @@ fn commented_keys_are_recognised_and_prose_is_not() {
         Some("health_check:")
     );
     assert_eq!(commented_key("# Upper bound of `drain: auto`."), None);
-    assert_eq!(commented_key("#   root /var/www/webroot/current/public;"), None);
-    assert_eq!(commented_key("  #   - {run: php artisan x, optional: true}"), None);
+    assert_eq!(
+        commented_key("#   root /var/www/webroot/current/public;"),
+        None
+    );
+    assert_eq!(
+        commented_key("  #   - {run: php artisan x, optional: true}"),
+        None
+    );
 }
 
 fn yaml(v: &Value) -> String {

@@ -531,7 +531,6 @@ fn permission_denied_is_reported() {
     assert_eq!(w.link_target(), "ROOT");
 }
 
-
 #[test]
 fn no_git_directory_is_ever_served() {
     let w = World::new(APP, "");

@@ -283,7 +283,6 @@ fn names_with_spaces_newlines_and_non_utf8_bytes() {
     assert!(serde_json::from_str::<serde_json::Value>(&hist).is_ok());
 }
 
-
 #[test]
 fn disk_full_during_the_snapshot_keeps_the_old_version_live() {
     if !require_root("mounting a small filesystem") {

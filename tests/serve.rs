@@ -78,7 +78,11 @@ impl Serve {
 
     /// Waits until `needle` has been logged `times` times after `mark`.
     fn wait_log_after(&self, mark: usize, needle: &str, times: usize, timeout: Duration) {
-        let count = || self.log().get(mark..).map_or(0, |l| l.matches(needle).count());
+        let count = || {
+            self.log()
+                .get(mark..)
+                .map_or(0, |l| l.matches(needle).count())
+        };
         let ok = wait_until(timeout, || count() >= times);
         assert!(
             ok,
@@ -341,7 +345,12 @@ fn local_repo_commits_go_live_within_a_second_and_bursts_end_on_the_last() {
         history(&w)
     );
     let mark = s.log_len();
-    s.wait_log_after(mark, "auto-deploy tick: up to date", 1, Duration::from_secs(10));
+    s.wait_log_after(
+        mark,
+        "auto-deploy tick: up to date",
+        1,
+        Duration::from_secs(10),
+    );
     let hist = history(&w);
     assert_no_overlap(&hist);
     assert!(hist.iter().all(|r| r["result"] == "success"), "{hist:#?}");

@@ -9,7 +9,7 @@
 //!
 //! `cargo test --test zero_downtime -- --ignored --nocapture` also runs the
 //! comparison: the FastCGI reset replaced by a php-fpm reload (USR2), the
-//! numbers in README.md ("Zero downtime, measured").
+//! numbers in docs/zero-downtime.md#measured.
 
 mod common;
 
@@ -941,7 +941,7 @@ fn three_second_requests_under_drain_auto() {
     assert_clean(&r, 5);
 }
 
-/// The comparisons for the README, each with one piece of the design taken
+/// The comparisons in docs/zero-downtime.md, each with one piece of the design taken
 /// away: php-fpm reloaded (USR2, default `process_control_timeout = 0`)
 /// instead of the FastCGI reset; no OPcache clearing at all; no drain. Each
 /// is expected to fail or mix responses; they print their numbers and assert
