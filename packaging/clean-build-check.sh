@@ -30,7 +30,7 @@ hide "/usr/lib/$arch" libssl.so libcrypto.so libz.so libssl.a libcrypto.a libz.a
   libgit2.so libssh2.so pkgconfig/openssl.pc pkgconfig/libssl.pc pkgconfig/libcrypto.pc pkgconfig/zlib.pc
 if [ -e /usr/bin/pkg-config ]; then mount --bind /bin/false /usr/bin/pkg-config; fi
 echo "hidden: /usr/include/{openssl,zlib.h}, /usr/lib/$arch/lib{ssl,crypto,z}.so, their .pc files, pkg-config"
-ls /usr/include/openssl /usr/include/zlib.h "/usr/lib/$arch/libssl.so" "/usr/lib/$arch/libz.so" 2>&1 | sed 's/^/  /'
+{ ls /usr/include/openssl /usr/include/zlib.h "/usr/lib/$arch/libssl.so" "/usr/lib/$arch/libz.so" 2>&1 || true; } | sed 's/^/  /'
 # A fresh target dir unless you pass one (CARGO_TARGET_DIR=...): every C
 # library is then built from scratch, inside the namespace.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$work/target}"
