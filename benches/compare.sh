@@ -8,12 +8,13 @@
 # Prints a Markdown table: median of N runs, files/s, MB/s, peak RSS, ratios.
 #
 # Usage: benches/compare.sh [--runs N] [--tree DIR] [--files N] [--image-size SIZE] [--no-loop] [--keep]
-#   --runs N        runs per tool (default 5, at least 5 for the README table)
+#   --runs N        runs per tool (default 5, at least 5 for docs/performance.md)
 #   --tree DIR      copy DIR into the test filesystem and use it instead of the
 #                   generated tree (fixtures/php-tree.py, 30,000 files)
 #   --no-loop       do not make a loop-mounted ext4 image; work in $TMPDIR
 #                   (needed when not root; on an ext4 without journal this
-#                   measures ext4's recently-deleted-inode check, see NOTES §8)
+#                   measures ext4's recently-deleted-inode check, see
+#                   docs/performance.md#why-a-loop-mounted-image)
 #   --keep          leave the image mounted at the end (for strace runs)
 #
 # Needs: root for the loop mount (otherwise use --no-loop), python3, and it

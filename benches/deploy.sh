@@ -67,10 +67,11 @@ fi
 
 say "generating $FILES files and committing them"
 python3 "$REPO/fixtures/php-tree.py" "$W/repo" --files "$FILES" >/dev/null
-g() { git -C "$W/repo" -c user.name=bench -c user.email=bench@localhost "$@"; }
+g() { git -C "$W/repo" -c gc.auto=0 -c user.name=bench -c user.email=bench@localhost "$@"; }
 g init -q -b main
 g add -A
 g commit -qm "the site"
+g gc -q   # packed, as a real remote serves it
 commit_change() { # $1: how many files to change
     g ls-files | grep '\.php$' | sed -n "1,${1}p" | while read -r f; do
         printf '\n// change %s\n' "$RANDOM$RANDOM" >>"$W/repo/$f"

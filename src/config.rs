@@ -1,8 +1,10 @@
 //! Configuration: the YAML file (`-c/--config`, default `./rootswap.yaml`).
 //!
-//! Every key is documented in `config.example.yaml`. Unknown keys are an
-//! error naming the key and its line; `${VAR}` in string values is replaced
-//! from the environment (an unset variable is an error naming it).
+//! Every key is documented in `config.example.yaml`, with its default
+//! (`tests/config_reference.rs` checks both ways). Unknown keys are an error
+//! naming the key and its line; `${VAR}` in every string value (hook commands
+//! excepted: the shell expands those) is replaced from the environment (an
+//! unset variable is an error naming it).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -219,13 +221,13 @@ pub struct SourceConfig {
     pub external_symlinks: ExternalSymlinks,
     /// Private key file for ssh repositories (a read-only deploy key). When
     /// set, only this key is offered; absent: ssh-agent, then `~/.ssh/id_*`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub ssh_key: Option<PathBuf>,
     /// Where ssh host keys are checked: a known_hosts file, or `accept-new`
     /// (the default files, and a first contact is accepted and recorded in
     /// `<state>/known_hosts`). Absent: `/etc/ssh/ssh_known_hosts`,
     /// `~/.ssh/known_hosts` and `<state>/known_hosts`; an unknown host fails.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub known_hosts: Option<String>,
 }
 
@@ -554,44 +556,24 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Replaces `${VAR}` in every string value of the configuration (found by
+    /// walking its YAML form, so a new key needs nothing here). Hook commands
+    /// are the exception: the shell that runs them expands their variables,
+    /// including the `ROOTSWAP_*` ones only a hook sees.
     fn expand_env(&mut self, path: &Path) -> Result<()> {
-        let ctx = |key: &str| format!("{}: key `{key}`", Source(path));
-        self.webroot =
-            PathBuf::from(expand(&self.webroot.to_string_lossy()).with_context(|| ctx("webroot"))?);
-        self.state_dir = PathBuf::from(
-            expand(&self.state_dir.to_string_lossy()).with_context(|| ctx("state_dir"))?,
-        );
-        self.user_content.shared_dir = PathBuf::from(
-            expand(&self.user_content.shared_dir.to_string_lossy())
-                .with_context(|| ctx("user_content.shared_dir"))?,
-        );
-        self.source.repo = expand(&self.source.repo).with_context(|| ctx("source.repo"))?;
-        self.source.branch = expand(&self.source.branch).with_context(|| ctx("source.branch"))?;
-        self.source.subdir = expand(&self.source.subdir).with_context(|| ctx("source.subdir"))?;
+        let mut value = serde_yaml_ng::to_value(&*self)
+            .with_context(|| format!("{}: cannot expand ${{VAR}}s", Source(path)))?;
+        expand_strings(&mut value, &mut Vec::new())
+            .map_err(|(key, e)| anyhow::anyhow!("{}: key `{key}`: {e:#}", Source(path)))?;
+        *self = serde_yaml_ng::from_value(value)
+            .map_err(|e| anyhow::anyhow!("{}: after expanding ${{VAR}}s: {e}", Source(path)))?;
         if let Some(k) = self.source.ssh_key.as_mut() {
-            *k = home_path(&expand(&k.to_string_lossy()).with_context(|| ctx("source.ssh_key"))?);
+            *k = home_path(&k.to_string_lossy());
         }
         if let Some(k) = self.source.known_hosts.as_mut() {
-            let text = expand(k).with_context(|| ctx("source.known_hosts"))?;
-            *k = if text == "accept-new" {
-                text
-            } else {
-                home_path(&text).to_string_lossy().into_owned()
-            };
-        }
-        for (key, v) in [
-            ("trigger.token", &mut self.trigger.token),
-            ("trigger.github_secret", &mut self.trigger.github_secret),
-            ("trigger.gitlab_token", &mut self.trigger.gitlab_token),
-            ("notify.webhook", &mut self.notify.webhook),
-            ("opcache.fastcgi", &mut self.opcache.fastcgi),
-        ] {
-            if let Some(text) = v.as_mut() {
-                *text = expand(text).with_context(|| ctx(key))?;
+            if k != "accept-new" {
+                *k = home_path(k).to_string_lossy().into_owned();
             }
-        }
-        for (name, value) in self.hooks.env.iter_mut() {
-            *value = expand(value).with_context(|| ctx(&format!("hooks.env.{name}")))?;
         }
         Ok(())
     }
@@ -717,7 +699,44 @@ pub fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// Replaces `${VAR}` with the environment's value; `$$` stays a literal `$`.
+/// Keys whose strings are shell commands, left for the shell to expand.
+const SHELL_KEYS: [&str; 2] = ["hooks.after_checkout", "hooks.before_switch"];
+
+/// Expands `${VAR}` in every string below `v`; on error, the dotted key.
+fn expand_strings(
+    v: &mut serde_yaml_ng::Value,
+    key: &mut Vec<String>,
+) -> Result<(), (String, anyhow::Error)> {
+    use serde_yaml_ng::Value;
+    match v {
+        Value::String(text) => {
+            *text = expand(text).map_err(|e| (key.join("."), e))?;
+        }
+        Value::Sequence(items) => {
+            if SHELL_KEYS.contains(&key.join(".").as_str()) {
+                return Ok(());
+            }
+            for item in items {
+                expand_strings(item, key)?;
+            }
+        }
+        Value::Mapping(m) => {
+            // Unset optional keys: left out, so that they read back as unset.
+            m.retain(|_, item| !item.is_null());
+            for (k, item) in m.iter_mut() {
+                key.push(k.as_str().map_or_else(|| format!("{k:?}"), str::to_owned));
+                let r = expand_strings(item, key);
+                key.pop();
+                r?;
+            }
+        }
+        Value::Tagged(t) => expand_strings(&mut t.value, key)?,
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+    Ok(())
+}
+
+/// Replaces `${VAR}` with the environment's value.
 fn expand(text: &str) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -813,6 +832,34 @@ mod tests {
     }
 
     #[test]
+    fn env_expansion_covers_every_string_but_hook_commands() {
+        std::env::set_var("ROOTSWAP_TEST_PORT", "9811");
+        std::env::set_var("ROOTSWAP_TEST_HOST", "127.0.0.1");
+        let c = parse(
+            "webroot: /w\nsource: {repo: x}\ntrigger: {listen: '${ROOTSWAP_TEST_HOST}:${ROOTSWAP_TEST_PORT}'}\n\
+             health_check: {url: 'http://${ROOTSWAP_TEST_HOST}/h.php'}\n\
+             user_content: {preserve: ['${ROOTSWAP_TEST_PORT}/**']}\n\
+             hooks: {after_checkout: ['echo ${ROOTSWAP_COMMIT}'], env: {A: '${ROOTSWAP_TEST_PORT}'}}\n",
+        )
+        .unwrap();
+        assert_eq!(c.trigger.listen.as_deref(), Some("127.0.0.1:9811"));
+        assert_eq!(c.health_check.unwrap().url, "http://127.0.0.1/h.php");
+        assert_eq!(c.user_content.preserve, vec!["9811/**"]);
+        assert_eq!(c.hooks.env["A"], "9811");
+        // The shell expands hook commands when it runs them.
+        assert_eq!(c.hooks.after_checkout, vec!["echo ${ROOTSWAP_COMMIT}"]);
+        let msg = format!(
+            "{:#}",
+            parse("webroot: /w\nsource: {repo: x}\ntrigger: {listen: '${ROOTSWAP_NOPE_LISTEN}'}\n")
+                .unwrap_err()
+        );
+        assert!(
+            msg.contains("ROOTSWAP_NOPE_LISTEN") && msg.contains("trigger.listen"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn state_dir_inside_root_is_refused() {
         let msg = format!(
             "{:#}",
@@ -825,7 +872,10 @@ mod tests {
     fn the_example_config_is_valid() {
         let c = parse(include_str!("../config.example.yaml")).unwrap();
         assert_eq!(c.webroot, PathBuf::from("/var/www/webroot"));
-        assert_eq!(c.user_content.preserve, vec![".env", "storage/**"]);
+        assert!(
+            c.user_content.preserve.is_empty(),
+            "the example shows defaults"
+        );
     }
 
     #[test]

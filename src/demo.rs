@@ -142,7 +142,10 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
         println!(
             "    {}  {}",
             s.name,
-            s.commit.as_deref().map(|c| &c[..7]).unwrap_or("-")
+            s.commit
+                .as_deref()
+                .map(crate::report::short_commit)
+                .unwrap_or("-")
         );
     }
     println!(

@@ -625,10 +625,14 @@ enum Files {
 }
 
 impl Files {
-    fn read(&self, p: &Path) -> Option<String> {
+    /// The text of an included file, or why it cannot be had.
+    fn read(&self, p: &Path) -> Result<String, String> {
         match self {
-            Files::Disk => std::fs::read_to_string(p).ok(),
-            Files::Dump(m) => m.get(p).cloned(),
+            Files::Disk => std::fs::read_to_string(p).map_err(|e| e.to_string()),
+            Files::Dump(m) => m
+                .get(p)
+                .cloned()
+                .ok_or_else(|| "it is not in the output of `nginx -T`".to_string()),
         }
     }
 
@@ -658,29 +662,47 @@ impl Files {
     }
 }
 
-fn expand(dirs: Vec<Directive>, base: &Path, files: &Files, depth: usize) -> Vec<Directive> {
+/// Directives with their `include`s replaced by the included files' own.
+/// An include that cannot be read or parsed is left out and said in `problems`
+/// (the checks then cannot see what it holds).
+fn expand(
+    dirs: Vec<Directive>,
+    base: &Path,
+    files: &Files,
+    depth: usize,
+    problems: &mut Vec<String>,
+) -> Vec<Directive> {
     let mut out = Vec::new();
     for mut d in dirs {
-        if d.name == "include" && d.block.is_none() && depth < 16 {
-            if let Some(arg) = d.args.first() {
-                let p = Path::new(arg);
-                let p = if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    base.join(p)
-                };
-                for f in files.glob(&p) {
-                    if let Some(text) = files.read(&f) {
-                        if let Ok(parsed) = parse(&text) {
-                            out.extend(expand(parsed, base, files, depth + 1));
-                        }
+        if d.name == "include" && d.block.is_none() {
+            let Some(arg) = d.args.first() else { continue };
+            if depth >= 16 {
+                problems.push(format!(
+                    "include {arg} not followed: includes nest more than 16 deep"
+                ));
+                continue;
+            }
+            let p = Path::new(arg);
+            let p = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            };
+            for f in files.glob(&p) {
+                match files.read(&f).map(|text| parse(&text)) {
+                    Ok(Ok(parsed)) => out.extend(expand(parsed, base, files, depth + 1, problems)),
+                    Ok(Err(e)) => {
+                        problems.push(format!("cannot parse included file {}: {e:#}", f.display()))
+                    }
+                    Err(e) => {
+                        problems.push(format!("cannot read included file {}: {e}", f.display()))
                     }
                 }
             }
             continue;
         }
         if let Some(b) = d.block.take() {
-            d.block = Some(expand(b, base, files, depth));
+            d.block = Some(expand(b, base, files, depth, problems));
         }
         out.push(d);
     }
@@ -806,17 +828,30 @@ pub fn php_locations(conf: &[Directive]) -> Vec<PhpLocation> {
     out
 }
 
+/// The nginx configuration as doctor read it.
+struct NginxConf {
+    /// Where it came from (the file, or `nginx -T`).
+    source: String,
+    /// Its directives, includes followed.
+    directives: Vec<Directive>,
+    /// Includes that could not be followed, and why.
+    problems: Vec<String>,
+}
+
 /// Loads the nginx configuration (a file and its includes, or `nginx -T`).
-fn load_nginx(args: &Args) -> Result<(String, Vec<Directive>)> {
+fn load_nginx(args: &Args) -> Result<NginxConf> {
+    let mut problems = Vec::new();
     match &args.nginx_conf {
         Some(f) => {
             let text = std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read {}", f.display()))?;
             let base = f.parent().map(Path::to_path_buf).unwrap_or_default();
-            Ok((
-                f.display().to_string(),
-                expand(parse(&text)?, &base, &Files::Disk, 0),
-            ))
+            let directives = expand(parse(&text)?, &base, &Files::Disk, 0, &mut problems);
+            Ok(NginxConf {
+                source: f.display().to_string(),
+                directives,
+                problems,
+            })
         }
         None => {
             let out = std::process::Command::new("nginx")
@@ -835,16 +870,22 @@ fn load_nginx(args: &Args) -> Result<(String, Vec<Directive>)> {
             };
             let base = main.parent().map(Path::to_path_buf).unwrap_or_default();
             let map = Files::Dump(files.into_iter().collect());
-            Ok((
-                "nginx -T".to_string(),
-                expand(parse(&text)?, &base, &map, 0),
-            ))
+            let directives = expand(parse(&text)?, &base, &map, 0, &mut problems);
+            Ok(NginxConf {
+                source: "nginx -T".to_string(),
+                directives,
+                problems,
+            })
         }
     }
 }
 
 fn check_nginx(cfg: &Config, args: &Args) -> Vec<Check> {
-    let (source, conf) = match load_nginx(args) {
+    let NginxConf {
+        source,
+        directives: conf,
+        problems,
+    } = match load_nginx(args) {
         Ok(c) => c,
         Err(e) => {
             return vec![Check::fail(
@@ -854,6 +895,22 @@ fn check_nginx(cfg: &Config, args: &Args) -> Vec<Check> {
             )]
         }
     };
+    let mut out: Vec<Check> = problems
+        .iter()
+        .map(|p| {
+            Check::fail(
+                false,
+                format!("{source}: {p}; the checks below cannot see what it holds"),
+                "make it readable for the user running doctor (run it as root), or pass --nginx-conf FILE",
+            )
+        })
+        .collect();
+    out.extend(check_locations(cfg, &source, &conf));
+    out
+}
+
+/// The `$realpath_root` checks of every PHP location served through the link.
+fn check_locations(cfg: &Config, source: &str, conf: &[Directive]) -> Vec<Check> {
     let mut links = vec![cfg.webroot.join(&cfg.link)];
     if let Ok(w) = cfg.webroot.canonicalize() {
         links.push(w.join(&cfg.link));
@@ -863,7 +920,7 @@ fn check_nginx(cfg: &Config, args: &Args) -> Vec<Check> {
             .iter()
             .any(|l| Path::new(root.trim_end_matches('/')).starts_with(l))
     };
-    let locs: Vec<PhpLocation> = php_locations(&conf)
+    let locs: Vec<PhpLocation> = php_locations(conf)
         .into_iter()
         .filter(|l| through_link(&l.root))
         .collect();
@@ -956,14 +1013,26 @@ http {
         let bad = GOOD
             .replace("include fastcgi.conf;\n", "")
             .replace("fastcgi_pass", "include fastcgi.conf;\n fastcgi_pass");
-        let conf = expand(parse(&bad).unwrap(), dir.path(), &Files::Disk, 0);
+        let conf = expand(
+            parse(&bad).unwrap(),
+            dir.path(),
+            &Files::Disk,
+            0,
+            &mut Vec::new(),
+        );
         let locs = php_locations(&conf);
         assert_eq!(
             locs[0].script_filename.as_deref(),
             Some("$document_root$fastcgi_script_name")
         );
         // And in the right order, the include is overridden.
-        let conf = expand(parse(GOOD).unwrap(), dir.path(), &Files::Disk, 0);
+        let conf = expand(
+            parse(GOOD).unwrap(),
+            dir.path(),
+            &Files::Disk,
+            0,
+            &mut Vec::new(),
+        );
         assert_eq!(
             php_locations(&conf)[0].script_filename.as_deref(),
             Some("$realpath_root$fastcgi_script_name")
@@ -990,10 +1059,59 @@ http {
         assert_eq!(files.len(), 2);
         let (main, text) = files[0].clone();
         let map = Files::Dump(files.into_iter().collect());
-        let conf = expand(parse(&text).unwrap(), main.parent().unwrap(), &map, 0);
+        let conf = expand(
+            parse(&text).unwrap(),
+            main.parent().unwrap(),
+            &map,
+            0,
+            &mut Vec::new(),
+        );
         let locs = php_locations(&conf);
         assert_eq!(locs.len(), 1);
         assert_eq!(locs[0].document_root.as_deref(), Some("$realpath_root"));
+    }
+
+    #[test]
+    fn an_include_that_cannot_be_read_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let text =
+            "http { include missing.conf; include sites/*.conf; server { root /w/current; } }";
+        std::fs::create_dir(dir.path().join("sites")).unwrap();
+        // A directory where a file is expected: found by the glob, unreadable as a file.
+        std::fs::create_dir(dir.path().join("sites/a.conf")).unwrap();
+        std::fs::write(dir.path().join("sites/b.conf"), "server { root /w/b; }").unwrap();
+        let mut problems = Vec::new();
+        let conf = expand(
+            parse(text).unwrap(),
+            dir.path(),
+            &Files::Disk,
+            0,
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("cannot read included file")
+                && problems[0].contains("missing.conf"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("sites/a.conf"), "{problems:?}");
+        // What could be read is still there.
+        let http = conf[0].block.as_ref().unwrap();
+        assert_eq!(http.iter().filter(|d| d.name == "server").count(), 2);
+        // From an `nginx -T` dump: a file the dump lacks.
+        let mut problems = Vec::new();
+        let map = Files::Dump(HashMap::new());
+        expand(
+            parse("include /etc/nginx/x.conf;").unwrap(),
+            Path::new("/etc/nginx"),
+            &map,
+            0,
+            &mut problems,
+        );
+        assert!(
+            problems[0].contains("not in the output of `nginx -T`"),
+            "{problems:?}"
+        );
     }
 
     #[test]

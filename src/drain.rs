@@ -4,7 +4,8 @@
 //!
 //! nginx resolves the link once per request (`$realpath_root`), so a request
 //! that started on a tree finishes on it; the wait must outlast the slowest
-//! such request (NOTES.md §8: 190 torn responses in 50 deploys without it).
+//! such request (docs/zero-downtime.md#draining-requests: without it, 190 torn
+//! responses in 50 deploys).
 //!
 //! `drain: <duration>` waits that long. `drain: auto` asks php-fpm's status
 //! page (`pm.status_path`, set as `opcache.status_path`) over FastCGI with

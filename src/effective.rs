@@ -82,71 +82,49 @@ fn mask_urls(v: &mut Value) {
     }
 }
 
-/// Masks the credentials of a URL; None when there are none.
+/// Masks the credentials of a URL (the password, a token given as the user
+/// name of an http(s) URL, secret-looking query parameters); None when there
+/// are none. Only text written as a URL (`scheme://...`) is considered: an
+/// scp-style `git@host:path` or a path is left alone.
 pub fn mask_url(text: &str) -> Option<String> {
-    let scheme_end = text.find("://")?;
-    let scheme = &text[..scheme_end];
-    if scheme.is_empty()
-        || !scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    {
+    if !text.contains("://") {
         return None;
     }
-    let rest_start = scheme_end + 3;
-    let rest = &text[rest_start..];
-    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..auth_end];
-    let mut out = text[..rest_start].to_string();
+    let mut url = url::Url::parse(text).ok()?;
     let mut changed = false;
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => {
-                    out.push_str(&format!("{user}:{MASK}"));
-                    changed = true;
-                }
-                // A lone user name is a token for http(s) (https://TOKEN@host);
-                // for ssh://git@host it is just the account.
-                None if scheme.starts_with("http") => {
-                    out.push_str(MASK);
-                    changed = true;
-                }
-                None => out.push_str(userinfo),
-            }
-            out.push_str(&authority[at..]);
-        }
-        None => out.push_str(authority),
+    if url.password().is_some_and(|p| !p.is_empty()) {
+        url.set_password(Some(MASK)).ok()?;
+        changed = true;
+    } else if !url.username().is_empty() && url.scheme().starts_with("http") {
+        // A lone user name is a token for http(s) (https://TOKEN@host);
+        // for ssh://git@host it is just the account.
+        url.set_username(MASK).ok()?;
+        changed = true;
     }
-    let tail = &rest[auth_end..];
-    match tail.split_once('?') {
-        Some((path, query)) => {
-            out.push_str(path);
-            out.push('?');
-            let (query, fragment) = match query.split_once('#') {
-                Some((q, f)) => (q, Some(f)),
-                None => (query, None),
-            };
-            let parts: Vec<String> = query
-                .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, v)) if secret_param(k) && !v.is_empty() => {
-                        changed = true;
-                        format!("{k}={MASK}")
+    if let Some(query) = url.query() {
+        // Rebuilt from the raw parts, so the rest stays encoded as written.
+        let mut masked_any = false;
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|kv| {
+                let name = url::form_urlencoded::parse(kv.as_bytes())
+                    .next()
+                    .map(|(k, v)| (k.into_owned(), !v.is_empty()));
+                match (name, kv.split_once('=')) {
+                    (Some((k, true)), Some((raw, _))) if secret_param(&k) => {
+                        masked_any = true;
+                        format!("{raw}={MASK}")
                     }
                     _ => kv.to_string(),
-                })
-                .collect();
-            out.push_str(&parts.join("&"));
-            if let Some(f) = fragment {
-                out.push('#');
-                out.push_str(f);
-            }
+                }
+            })
+            .collect();
+        if masked_any {
+            url.set_query(Some(&parts.join("&")));
+            changed = true;
         }
-        None => out.push_str(tail),
     }
-    changed.then_some(out)
+    changed.then(|| url.to_string())
 }
 
 fn secret_param(name: &str) -> bool {
@@ -187,6 +165,17 @@ mod tests {
             Some("https://example.com/hook?x=1&token=********#f")
         );
         assert_eq!(mask_url("https://example.com/path@x"), None);
+        // The rest of the URL stays as written (encoding, order, other parameters).
+        assert_eq!(
+            mask_url("https://example.com/h?next=%2Fa%20b&api_key=k1&x").as_deref(),
+            Some("https://example.com/h?next=%2Fa%20b&api_key=********&x")
+        );
+        assert_eq!(
+            mask_url("https://example.com/h?token="),
+            None,
+            "empty: nothing to hide"
+        );
+        assert_eq!(mask_url("not a url://"), None);
         assert_eq!(mask_url("/srv/repo.git"), None);
     }
 }

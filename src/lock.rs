@@ -1,7 +1,7 @@
 //! The deploy lock: a kernel `flock` on `<state>/lock`.
 //!
 //! The kernel releases it when the process dies, so a crash never leaves a
-//! stale lock (NOTES.md §6). The holder's pid is written into the file for
+//! stale lock (docs/flow.md#locking). The holder's pid is written into the file for
 //! the "already running" message.
 
 use std::fs::File;

@@ -308,7 +308,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             match outcome {
                 Outcome::UpToDate { commit } => {
-                    println!("up to date ({})", &commit[..7.min(commit.len())])
+                    println!("up to date ({})", report::short_commit(&commit))
                 }
                 Outcome::Deployed(s) => {
                     for w in &s.warnings {
@@ -320,7 +320,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let from = d
                         .from
                         .as_deref()
-                        .map(|c| &c[..7.min(c.len())])
+                        .map(report::short_commit)
                         .unwrap_or("nothing");
                     println!("would deploy {} (live: {from})", d.described);
                     for n in &d.notes {
@@ -388,7 +388,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!("rolled back: {}", report::summary_line(&s));
                 }
                 Outcome::UpToDate { commit } => {
-                    println!("already live ({})", &commit[..7.min(commit.len())])
+                    println!("already live ({})", report::short_commit(&commit))
                 }
                 Outcome::DryRun(_) => {}
             }

@@ -1,5 +1,5 @@
 //! `rootswap nginx`: an nginx server block for the configured layout, each
-//! line commented with why it is there (NOTES.md §1, §2, §8).
+//! line commented with why it is there (docs/zero-downtime.md#real-paths-for-php).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

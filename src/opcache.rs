@@ -2,7 +2,7 @@
 //!
 //! rootswap writes the new version into the same ROOT path that served the
 //! old one, so OPcache entries compiled from `ROOT/...` before the deploy are
-//! still there when the link returns to ROOT (NOTES.md §3). `php -r
+//! still there when the link returns to ROOT (docs/zero-downtime.md#opcache). `php -r
 //! 'opcache_reset();'` on the command line clears the CLI's own cache, not
 //! php-fpm's: the reset has to run inside the php-fpm pool. Like cachetool,
 //! rootswap writes a small PHP script outside the web-reachable tree (by
@@ -16,11 +16,12 @@
 //! cache; it also covers files a hook wrote and files the deploy deleted,
 //! which `opcache_invalidate` cannot reach). Reloading php-fpm is never done:
 //! with the default `process_control_timeout = 0` it kills busy workers
-//! (NOTES.md §4, §8).
+//! (docs/zero-downtime.md#never-reload-php-fpm).
 //!
 //! The FastCGI client is the `fastcgi-client` crate, driven by a
 //! single-threaded tokio runtime that lives for one request.
 
+use base64::Engine as _;
 use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -365,7 +366,10 @@ pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Re
         "invalidate": invalidate.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>(),
         "reset": reset,
     });
-    let text = SCRIPT.replace("%REQ%", &base64(req.to_string().as_bytes()));
+    let text = SCRIPT.replace(
+        "%REQ%",
+        &base64::engine::general_purpose::STANDARD.encode(req.to_string().as_bytes()),
+    );
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -462,7 +466,7 @@ pub fn judge(a: &Answer) -> std::result::Result<String, String> {
             "OPcache reset scheduled ({} changed files invalidated)",
             a.invalidated
         )),
-        // Under load a reset may already be pending: not a failure (NOTES.md §8).
+        // Under load a reset may already be pending: not a failure (docs/zero-downtime.md#opcache).
         Some(false) if pending => Ok(format!(
             "OPcache reset already pending ({} changed files invalidated)",
             a.invalidated
@@ -585,27 +589,6 @@ pub fn inspect(cfg: &Config) -> Result<Answer> {
     run(&ep, &script_dir(cfg), &[], false)
 }
 
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,15 +621,6 @@ mod tests {
             Endpoint::parse("tcp:127.0.0.1:9000").unwrap().nginx(),
             "127.0.0.1:9000"
         );
-    }
-
-    #[test]
-    fn base64_matches_the_standard() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 
     #[test]

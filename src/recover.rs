@@ -217,7 +217,7 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
             }
             format!(
                 "rolled forward: ROOT was complete, {} is live",
-                &j.commit[..7.min(j.commit.len())]
+                crate::report::short_commit(&j.commit)
             )
         }
         (phase, None) => {

@@ -47,7 +47,7 @@ pub fn request(cfg: &Config, name: Option<&str>, id: Option<String>) -> Result<R
     tracing::info!(
         "rolling back to {} ({})",
         snap.name,
-        &commit[..7.min(commit.len())]
+        crate::report::short_commit(&commit)
     );
     Ok(Request {
         reference: Some(commit),

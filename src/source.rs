@@ -608,8 +608,7 @@ pub fn link_stays_inside(link: &Path, target: &Path) -> bool {
 
 /// Seven-character commit id.
 pub fn short(oid: Oid) -> String {
-    let s = oid.to_string();
-    s[..7.min(s.len())].to_string()
+    crate::report::short_commit(&oid.to_string()).to_string()
 }
 
 /// True when the repository is given as a local path rather than a URL.

@@ -3,7 +3,8 @@
 //! The new link is created under a unique temporary name in the same
 //! directory and renamed over the old one with rename(2), which replaces the
 //! directory entry in one step: at no instant is there no link. (`ln -sfn`
-//! unlinks then creates, and requests in that window fail: see NOTES.md §1.)
+//! unlinks then creates, and requests in that window fail: see
+//! docs/zero-downtime.md#switching-the-link.)
 
 use std::path::Path;
 

@@ -204,6 +204,8 @@ fn deploy_killed_after(w: &World, delay: Duration) -> bool {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // The kill instant itself (random by design), not a synchronisation:
+    // whether the deploy was still running is checked right after.
     std::thread::sleep(delay);
     let killed = child.try_wait().unwrap().is_none();
     let _ = child.kill();

@@ -353,7 +353,15 @@ fn a_symlink_pointing_outside_root_is_deployed_as_git_has_it_with_a_warning() {
 fn two_deploys_at_once_one_gets_the_lock_error() {
     let w = World::new(APP, "");
     w.ok(&["deploy"]);
-    w.set_config("hooks:\n  after_checkout: ['sleep 3']\n");
+    // The first deploy's hook says when it runs (so the lock is held: hooks
+    // run under it) and then waits until the test lets it go.
+    let running = w.tmp.path().join("hook-running");
+    let go = w.tmp.path().join("hook-go");
+    w.set_config(&format!(
+        "hooks:\n  after_checkout:\n    - 'touch {}; i=0; while [ ! -e {} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done'\n",
+        running.display(),
+        go.display()
+    ));
     w.write_files(&[("index.php", "<?php echo 'v2';")]);
     w.commit("v2");
     let mut first = std::process::Command::new(bin())
@@ -364,7 +372,16 @@ fn two_deploys_at_once_one_gets_the_lock_error() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Bounded poll for the hook's marker (the sleep is the polling interval).
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !running.exists() {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first deploy ended before its hook ran"
+        );
+        assert!(std::time::Instant::now() < until, "the hook never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let err = w.fails(&["deploy"]);
     assert!(
         err.contains(&format!("a deploy is already running (pid {})", first.id())),
@@ -375,6 +392,7 @@ fn two_deploys_at_once_one_gets_the_lock_error() {
         status.contains(&format!("yes (pid {})", first.id())),
         "{status}"
     );
+    std::fs::write(&go, "").unwrap();
     assert!(first.wait().unwrap().success());
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v2';");
 }
@@ -487,10 +505,10 @@ fn unreachable_repository_on_first_deploy_leaves_no_trace() {
 
 #[test]
 fn permission_denied_is_reported() {
-    if rustix_is_root() {
-        eprintln!("skipped: running as root, permissions are not enforced (the message path is covered by the unit tests)");
+    // As root, run without CAP_DAC_OVERRIDE: permissions are enforced then too.
+    let Some(mut unprivileged) = bin_without_dac_override() else {
         return;
-    }
+    };
     let w = World::new(APP, "");
     w.ok(&["deploy"]);
     std::fs::set_permissions(
@@ -500,7 +518,15 @@ fn permission_denied_is_reported() {
     .unwrap();
     w.write_files(&[("index.php", "<?php echo 'v2';")]);
     w.commit("v2");
-    let err = w.fails(&["deploy"]);
+    let out = unprivileged
+        .arg("-c")
+        .arg(&w.config)
+        .arg("deploy")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
     std::fs::set_permissions(
         &w.webroot,
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -508,12 +534,6 @@ fn permission_denied_is_reported() {
     .unwrap();
     assert!(err.contains("ermission denied"), "{err}");
     assert_eq!(w.link_target(), "ROOT");
-}
-
-fn rustix_is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
 }
 
 #[test]

@@ -283,34 +283,30 @@ fn names_with_spaces_newlines_and_non_utf8_bytes() {
     assert!(serde_json::from_str::<serde_json::Value>(&hist).is_ok());
 }
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
 #[test]
 fn disk_full_during_the_snapshot_keeps_the_old_version_live() {
-    if !is_root() {
-        eprintln!("skipped: mounting a small filesystem needs root");
+    if !require_root("mounting a small filesystem") {
         return;
     }
+    let Some(mount) = require_tool("mount") else {
+        return;
+    };
     let w = World::new(APP, "");
-    let mount = std::process::Command::new("mount")
+    let mount = std::process::Command::new(mount)
         .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
         .arg(&w.webroot)
         .output();
     match mount {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
-            eprintln!(
-                "skipped: cannot mount a tmpfs here: {}",
+            skip_or_fail(&format!(
+                "cannot mount a tmpfs here: {}",
                 String::from_utf8_lossy(&o.stderr).trim()
-            );
+            ));
             return;
         }
         Err(e) => {
-            eprintln!("skipped: cannot run mount: {e}");
+            skip_or_fail(&format!("cannot run mount: {e}"));
             return;
         }
     }
@@ -367,13 +363,8 @@ fn an_unreadable_file_in_root_fails_the_snapshot_cleanly() {
     next_version(&w, "v2");
     // root reads any file: run it without the capabilities that allow that
     // (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), as a deploy user would be.
-    let mut cmd = if is_root() {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--bounding-set", "-dac_override,-dac_read_search"])
-            .arg(bin());
-        c
-    } else {
-        std::process::Command::new(bin())
+    let Some(mut cmd) = bin_without_dac_override() else {
+        return;
     };
     let out = cmd.arg("-c").arg(&w.config).arg("deploy").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

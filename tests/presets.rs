@@ -327,16 +327,15 @@ fn missing_artisan_fails_saying_so_and_keeps_the_old_version() {
 
 #[test]
 fn missing_composer_fails_saying_so() {
-    let on_path = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .any(|d| Path::new(d).join("composer").exists());
-    if on_path {
-        eprintln!("a real composer is on PATH here; the missing-composer case cannot be staged");
-        return;
-    }
     let s = site(&skeletons::laravel(), "preset: laravel\n", false);
-    let err = s.fails(&["deploy"], &[]);
+    // A PATH without composer, even where a real one is installed: the fake
+    // tools (no composer among them) and a directory holding only `sh`.
+    let tools = s.w.tmp.path().join("tools-without-composer");
+    std::fs::create_dir_all(&tools).unwrap();
+    let sh = common::find_tool("sh").expect("sh is on PATH");
+    std::os::unix::fs::symlink(sh, tools.join("sh")).unwrap();
+    let path = format!("{}:{}", s.bin.display(), tools.display());
+    let err = s.fails(&["deploy"], &[("PATH", &path)]);
     assert!(err.contains("`composer` is not installed"), "{err}");
     assert!(!s.w.link().exists(), "nothing went live");
 }
@@ -493,22 +492,16 @@ fn status_is_aligned_coloured_only_on_a_terminal_and_honours_no_color() {
         "{out}"
     );
     // On a terminal (util-linux `script` gives one): colour, unless NO_COLOR is set.
-    let has_script = Command::new("script")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !has_script {
-        eprintln!("no `script` here: the terminal case is not checked");
+    let Some(script) = common::require_tool("script") else {
         return;
-    }
+    };
     let on_tty = |no_color: bool| {
         let cmd = format!(
             "{} -c {} status",
             common::bin().display(),
             s.w.config.display()
         );
-        let mut c = Command::new("script");
+        let mut c = Command::new(&script);
         c.args(["-qec", &cmd, "/dev/null"])
             .env_remove("NO_COLOR")
             .env("TERM", "xterm");
@@ -531,15 +524,9 @@ fn status_is_aligned_coloured_only_on_a_terminal_and_honours_no_color() {
 
 #[test]
 fn deploy_on_a_terminal_shows_a_spinner_per_step_and_one_summary_line() {
-    let has_script = Command::new("script")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !has_script {
-        eprintln!("no `script` here: the terminal case is not checked");
+    let Some(script) = common::require_tool("script") else {
         return;
-    }
+    };
     let s = site(&skeletons::laravel(), "preset: laravel\n", true);
     let path = format!(
         "{}:{}",
@@ -551,7 +538,7 @@ fn deploy_on_a_terminal_shows_a_spinner_per_step_and_one_summary_line() {
         common::bin().display(),
         s.w.config.display()
     );
-    let out = Command::new("script")
+    let out = Command::new(script)
         .args(["-qec", &cmd, "/dev/null"])
         .env("PATH", path)
         .env("HOOK_LOG", &s.log)

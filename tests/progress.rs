@@ -11,25 +11,9 @@ use std::process::{Command, Stdio};
 
 use common::World;
 
-fn script_available() -> bool {
-    Command::new("script")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Skips (locally) or fails (under CI=true) when there is no `script`.
 fn need_script() -> bool {
-    if script_available() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "`script` (util-linux; Debian package bsdutils) is needed for tests/progress.rs"
-    );
-    eprintln!("skipped: no `script` command (util-linux) for a pseudo-terminal");
-    false
+    common::require_tool("script").is_some()
 }
 
 fn quote(s: &str) -> String {

@@ -30,28 +30,66 @@ impl Serve {
         Serve::start_with(w, &[])
     }
 
+    /// Starts the service with its debug lines on (`ROOTSWAP_LOG`): the
+    /// decisions not to deploy ("up to date", "backing off") are logged
+    /// there, so a test can wait for them instead of sleeping.
+    fn start_debug(w: &World) -> Serve {
+        Serve::spawn(
+            w,
+            &[],
+            Some("info,rootswap=debug,tokio_cron_scheduler=warn"),
+        )
+    }
+
     fn start_with(w: &World, args: &[&str]) -> Serve {
+        Serve::spawn(w, args, None)
+    }
+
+    fn spawn(w: &World, args: &[&str], log_filter: Option<&str>) -> Serve {
         let log = w
             .tmp
             .path()
             .join(format!("serve-{}.log", std::process::id()));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new(bin())
-            .arg("-c")
+        let mut cmd = Command::new(bin());
+        cmd.arg("-c")
             .arg(&w.config)
             .args(args)
             .arg("serve")
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("rootswap serve starts");
+            .stderr(Stdio::from(err));
+        if let Some(f) = log_filter {
+            cmd.env("ROOTSWAP_LOG", f);
+        }
+        let child = cmd.spawn().expect("rootswap serve starts");
         Serve { child, log }
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How much has been logged so far (a mark for [`Serve::wait_log_after`]).
+    fn log_len(&self) -> usize {
+        self.log().len()
+    }
+
+    /// Waits until `needle` has been logged `times` times after `mark`.
+    fn wait_log_after(&self, mark: usize, needle: &str, times: usize, timeout: Duration) {
+        let count = || {
+            self.log()
+                .get(mark..)
+                .map_or(0, |l| l.matches(needle).count())
+        };
+        let ok = wait_until(timeout, || count() >= times);
+        assert!(
+            ok,
+            "{needle:?} logged {} of {times} times within {timeout:?}:\n{}",
+            count(),
+            self.log()
+        );
     }
 
     fn signal(&self, sig: i32) {
@@ -71,6 +109,7 @@ impl Serve {
             if let Some(s) = self.child.try_wait().expect("try_wait") {
                 return Some(s);
             }
+            // Polling interval of a bounded wait.
             std::thread::sleep(Duration::from_millis(20));
         }
         None
@@ -93,6 +132,8 @@ impl Drop for Serve {
     }
 }
 
+/// Polls `f` until it holds or `timeout` passes (the sleep is the polling
+/// interval of a bounded loop, not a synchronisation).
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     loop {
@@ -104,6 +145,60 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until the service has checked the branch `n` more times. Every
+/// check writes `.rootswap/last-poll` first; checks run one at a time and a
+/// deploy a check starts is awaited before the next check, so when the
+/// `n`-th new timestamp appears, the check before it has made its decision
+/// and finished whatever it started.
+fn wait_polls(w: &World, s: &Serve, n: usize, timeout: Duration) {
+    let file = w.webroot.join(".rootswap/last-poll");
+    let read = || std::fs::read_to_string(&file).ok();
+    let mut seen = vec![read()];
+    let ok = wait_until(timeout, || {
+        let now = read();
+        if !seen.contains(&now) {
+            seen.push(now);
+        }
+        seen.len() > n
+    });
+    assert!(
+        ok,
+        "{} of {n} checks within {timeout:?}:\n{}",
+        seen.len() - 1,
+        s.log()
+    );
+}
+
+/// `(running, finished)`: the deploy this service runs now (0 or 1) and
+/// those it finished, from `GET /metrics`. The trigger URL claims a deploy
+/// before it answers and counts it before releasing the claim, so right
+/// after an answer `(0, n)` proves that the request started nothing.
+fn deploy_counts(port: u16) -> (u64, u64) {
+    let (code, body) = http(port, "GET", "/metrics", &[], b"");
+    assert_eq!(code, 200, "{body}");
+    let value = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok());
+    let running = body
+        .lines()
+        .find(|l| l.starts_with("rootswap_deploy_running "))
+        .and_then(value)
+        .unwrap_or_else(|| panic!("no rootswap_deploy_running in\n{body}"));
+    let finished = body
+        .lines()
+        .filter(|l| l.starts_with("rootswap_deploys_total{"))
+        .filter_map(value)
+        .sum();
+    (running, finished)
+}
+
+/// Waits until the service runs no deploy and has finished `n`.
+fn wait_finished(port: u16, n: u64) {
+    assert!(
+        wait_until(Duration::from_secs(10), || deploy_counts(port) == (0, n)),
+        "not (0 running, {n} finished): {:?}",
+        deploy_counts(port)
+    );
 }
 
 /// What the site serves now (index.php through the link), if anything.
@@ -224,7 +319,7 @@ fn assert_no_overlap(hist: &[serde_json::Value]) {
 #[test]
 fn local_repo_commits_go_live_within_a_second_and_bursts_end_on_the_last() {
     let w = World::new(APP, "auto_deploy:\n  every: 1s\n");
-    let s = Serve::start(&w);
+    let s = Serve::start_debug(&w);
     wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
 
     w.write_files(&[("index.php", &php("v2"))]);
@@ -240,8 +335,22 @@ fn local_repo_commits_go_live_within_a_second_and_bursts_end_on_the_last() {
     }
     let took = wait_live(&w, &s, &php("v7"), Duration::from_secs(10));
     eprintln!("burst of 5: last commit live {took:?} after the last commit");
-    // Nothing more to do: no further deploy may start.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Nothing more to do: once the last deploy is recorded, a whole tick
+    // decides "up to date" and no further deploy starts.
+    assert!(
+        wait_until(Duration::from_secs(10), || history(&w)
+            .last()
+            .is_some_and(|r| r["commit"] == last.as_str())),
+        "{:#?}",
+        history(&w)
+    );
+    let mark = s.log_len();
+    s.wait_log_after(
+        mark,
+        "auto-deploy tick: up to date",
+        1,
+        Duration::from_secs(10),
+    );
     let hist = history(&w);
     assert_no_overlap(&hist);
     assert!(hist.iter().all(|r| r["result"] == "success"), "{hist:#?}");
@@ -341,11 +450,16 @@ fn an_unreachable_repository_is_retried_with_backoff() {
         ),
     )
     .unwrap();
-    let mut s = Serve::start(&w);
+    let mut s = Serve::start_debug(&w);
     s.wait_log("next attempt at", Duration::from_secs(5));
     assert!(s.log().contains("(in 5s)"), "{}", s.log());
-    // Ticks inside the backoff do not hammer the remote.
-    std::thread::sleep(Duration::from_millis(2000));
+    // Ticks inside the backoff do not hammer the remote: two ticks say so.
+    s.wait_log_after(
+        0,
+        "auto-deploy tick skipped: backing off",
+        2,
+        Duration::from_secs(5),
+    );
     assert_eq!(s.log().matches("next attempt at").count(), 1, "{}", s.log());
     assert!(s.running());
     // The repository appears: the next attempt deploys it.
@@ -384,8 +498,13 @@ fn a_failing_commit_keeps_the_old_version_and_is_not_retried_until_the_next() {
         s.log()
     );
     assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
-    // Several ticks later: still one failed attempt, old version live, service up.
-    std::thread::sleep(Duration::from_millis(3500));
+    // Later ticks decide not to retry it (said once), and two more checks
+    // later there is still one failed attempt, old version live, service up.
+    s.wait_log(
+        "failed to deploy; waiting for a new commit",
+        Duration::from_secs(5),
+    );
+    wait_polls(&w, &s, 2, Duration::from_secs(10));
     let hist = history(&w);
     assert_eq!(failed(&w), 1, "the failed commit was retried:\n{hist:#?}");
     assert_eq!(hist.last().unwrap()["commit"], bad.as_str());
@@ -401,7 +520,12 @@ fn a_failing_commit_keeps_the_old_version_and_is_not_retried_until_the_next() {
     drop(s);
     let s = Serve::start(&w);
     s.wait_log("will not be retried", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(1500));
+    // The start-up check's decision, then one more complete check.
+    s.wait_log(
+        "failed to deploy; waiting for a new commit",
+        Duration::from_secs(5),
+    );
+    wait_polls(&w, &s, 2, Duration::from_secs(10));
     assert_eq!(failed(&w), 1, "retried after a restart:\n{}", s.log());
 
     w.write_files(&[("index.php", &php("v3"))]);
@@ -413,11 +537,17 @@ fn a_failing_commit_keeps_the_old_version_and_is_not_retried_until_the_next() {
 #[test]
 fn during_a_slow_deploy_others_are_refused_and_sigterm_waits_for_it() {
     let port = free_port();
+    // The slow hook runs until the test creates `go` (at most 60 s): the
+    // deploy is certainly still running while the test checks what it must.
+    let go_dir = tempfile::tempdir().unwrap();
+    let go = go_dir.path().join("go");
     let w = World::new(
         APP,
         &format!(
-            "auto_deploy:\n  every: 1s\nhooks:\n  after_checkout: ['if [ -f slow ]; then sleep 3; fi']\n\
-             trigger:\n  listen: 127.0.0.1:{port}\n  token: tok\n"
+            "auto_deploy:\n  every: 1s\nhooks:\n  after_checkout: ['if [ -f slow ]; then i=0; \
+             while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; fi']\n\
+             trigger:\n  listen: 127.0.0.1:{port}\n  token: tok\n",
+            go = go.display()
         ),
     );
     let mut s = Serve::start(&w);
@@ -447,9 +577,12 @@ fn during_a_slow_deploy_others_are_refused_and_sigterm_waits_for_it() {
 
     // SIGTERM mid-deploy: it finishes, then the service exits 0; a second signal is ignored.
     s.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
+    s.wait_log("waiting for deploy", Duration::from_secs(5));
     assert!(s.running(), "exited during the deploy:\n{}", s.log());
     s.signal(libc::SIGTERM);
+    s.wait_log("SIGTERM ignored", Duration::from_secs(5));
+    assert!(s.running(), "exited during the deploy:\n{}", s.log());
+    std::fs::write(&go, "").unwrap();
     let status = s
         .wait_exit(Duration::from_secs(15))
         .unwrap_or_else(|| panic!("still running:\n{}", s.log()));
@@ -495,7 +628,7 @@ fn trigger_url_and_webhooks() {
     assert_eq!(code, 401);
     let (code, _) = http(port, "POST", "/deploy", &[], b"");
     assert_eq!(code, 401);
-    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(deploy_counts(port), (0, 0), "a rejected request deployed");
     assert!(live(&w).is_none());
     assert!(history(&w).is_empty());
 
@@ -522,6 +655,7 @@ fn trigger_url_and_webhooks() {
     let push = format!(r#"{{"ref":"refs/heads/main","after":"{c2}"}}"#);
     let sig = github_sig("gh-s3cret", push.as_bytes());
     let tampered = push.replace("main", "mainx");
+    wait_finished(port, 1);
     let (code, _) = http(
         port,
         "POST",
@@ -542,7 +676,7 @@ fn trigger_url_and_webhooks() {
         push.as_bytes(),
     );
     assert_eq!(code, 401, "no signature");
-    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(deploy_counts(port), (0, 1), "a rejected webhook deployed");
     assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
     // A push to another branch is acknowledged and ignored.
     let other = r#"{"ref":"refs/heads/feature"}"#;
@@ -561,6 +695,7 @@ fn trigger_url_and_webhooks() {
     );
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("ignored"), "{body}");
+    assert_eq!(deploy_counts(port), (0, 1), "an ignored push deployed");
     let (code, body) = http(
         port,
         "POST",
@@ -582,6 +717,7 @@ fn trigger_url_and_webhooks() {
     w.write_files(&[("index.php", &php("v3"))]);
     w.commit("v3");
     let gl = r#"{"object_kind":"push","ref":"refs/heads/main"}"#;
+    wait_finished(port, 2);
     let (code, _) = http(
         port,
         "POST",
@@ -590,6 +726,7 @@ fn trigger_url_and_webhooks() {
         gl.as_bytes(),
     );
     assert_eq!(code, 401);
+    assert_eq!(deploy_counts(port), (0, 2), "a wrong GitLab token deployed");
     let (code, body) = http(
         port,
         "POST",
@@ -704,7 +841,8 @@ fn the_head_a_rollback_left_is_not_redeployed() {
 
     let s = Serve::start(&w);
     s.wait_log("rollback moved away from", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(2000));
+    // Two more complete checks decide the same.
+    wait_polls(&w, &s, 3, Duration::from_secs(10));
     assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
     assert_eq!(history(&w).len(), 1);
 

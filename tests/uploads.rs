@@ -137,6 +137,7 @@ fn writer(
             std::time::Instant::now(),
             format!("op{n} kind{op} link={target} model={}", model.len()),
         ));
+        // The writer's pace between requests (load shape), not a synchronisation.
         std::thread::sleep(Duration::from_micros(
             pace.min_us + next() % pace.spread_us.max(1),
         ));
@@ -255,7 +256,7 @@ fn uploads_during_twenty_deploys_are_never_lost() {
 #[test]
 fn shared_uploads_survive_a_harsh_writer_with_no_request_ever_missing_its_file() {
     // A request every 0.5-3 ms: harsher than the copy-back can promise (see
-    // README, "Uploads during a deploy"); a shared directory needs no copy.
+    // docs/flow.md#what-is-left-to-chance); a shared directory needs no copy.
     let pace = Pace {
         min_us: 500,
         spread_us: 2500,

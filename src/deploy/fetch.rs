@@ -93,7 +93,7 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
     let (a, m, d) = plan.counts();
     let from = previous
         .as_deref()
-        .map(|p| format!(" (live: {})", p.chars().take(7).collect::<String>()))
+        .map(|p| format!(" (live: {})", crate::report::short_commit(p)))
         .unwrap_or_default();
     run.end(&format!(
         "{}{from}; {a} added, {m} modified, {d} deleted",

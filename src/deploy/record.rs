@@ -35,7 +35,7 @@ impl Deploy {
     }
 
     fn notify(&self, cfg: &crate::config::Config, rec: &Record) {
-        let short: String = self.commit_hex.chars().take(7).collect();
+        let short = crate::report::short_commit(&self.commit_hex);
         let webroot = self.layout.webroot.display();
         let text = match rec.result.as_str() {
             "success" => format!("rootswap: deployed {short} to {webroot}"),

@@ -734,5 +734,5 @@ async fn apply(
 
 /// Seven-character form of a commit id, for messages.
 fn abbrev(c: &str) -> &str {
-    c.get(..7).unwrap_or(c)
+    crate::report::short_commit(c)
 }
