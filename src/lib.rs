@@ -21,6 +21,7 @@ pub mod deploy;
 pub mod doctor;
 pub mod drain;
 pub mod effective;
+pub mod fleet;
 pub mod fsutil;
 pub mod health;
 pub mod history;

@@ -6,6 +6,7 @@
 //!   raw body with `trigger.github_secret`; pushes to the configured branch deploy;
 //! - `POST /webhook/gitlab`: `X-Gitlab-Token` must equal `trigger.gitlab_token`;
 //! - `GET /status`: the JSON of `rootswap status --json`;
+//! - `GET /health`: 200, or 503 while a fleet node has not caught up;
 //! - `GET /metrics`: Prometheus text.
 //!
 //! Credentials are compared in constant time; a rejected request is logged
@@ -100,6 +101,7 @@ pub async fn serve(
         .route("/webhook/github", post(github))
         .route("/webhook/gitlab", post(gitlab))
         .route("/status", get(status))
+        .route("/health", get(health))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(svc);
@@ -167,6 +169,9 @@ fn unauthorized(peer: SocketAddr, what: &str, why: &str) -> Response {
 
 /// Starts a deploy of the branch head: 202 with its id, 409 when one runs.
 fn start(svc: &Arc<Service>, trigger: Trigger, who: &str) -> Response {
+    if let Some(agent) = svc.fleet() {
+        return crate::fleet::http::trigger(agent, trigger, who);
+    }
     match svc.try_begin() {
         Ok(id) => {
             tracing::info!("{who}: deploy {id} accepted");
@@ -329,6 +334,11 @@ async fn gitlab(
             json!({ "ignored": format!("event {other:?}; only push deploys") }),
         ),
     }
+}
+
+/// `GET /health`: 503 while a fleet node has not caught up (see [`crate::fleet::http::health`]).
+async fn health(State(svc): State<Arc<Service>>) -> Response {
+    crate::fleet::http::health(svc.fleet())
 }
 
 async fn status(State(svc): State<Arc<Service>>) -> Response {

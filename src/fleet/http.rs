@@ -1,0 +1,77 @@
+//! The fleet's answers on a node's HTTP port: `GET /health` and the
+//! trigger URL of a fleet node (the leader coordinates, a follower says
+//! where the leader is).
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::Agent;
+use crate::deploy::Trigger;
+
+/// `GET /health`: 200 when this node serves what the fleet committed (or
+/// is no fleet node), 503 while it has not caught up.
+pub fn health(agent: Option<&Arc<Agent>>) -> Response {
+    match agent {
+        None => (StatusCode::OK, Json(json!({ "ok": true }))).into_response(),
+        Some(a) if a.caught_up() => (
+            StatusCode::OK,
+            Json(json!({ "ok": true, "node": a.node(), "caught_up": true })),
+        )
+            .into_response(),
+        Some(a) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "ok": false,
+                "node": a.node(),
+                "caught_up": false,
+                "error": "this node does not serve the fleet's committed version yet",
+            })),
+        )
+            .into_response(),
+    }
+}
+
+/// A deploy asked of a fleet node over HTTP: the leader starts a fleet
+/// deploy (202 with its id, 409 when one runs); a follower answers 421
+/// with the leader's node id and trigger address.
+pub fn trigger(agent: &Arc<Agent>, trigger: Trigger, who: &str) -> Response {
+    if !agent.is_leader() {
+        let (leader, addr) = agent.leader().unwrap_or_else(|| ("unknown".into(), None));
+        tracing::info!("{who}: refused (421): node {} is not the fleet's leader ({leader} is)", agent.node());
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            Json(json!({
+                "error": format!("node {} is a follower; ask the fleet's leader, node {leader}", agent.node()),
+                "leader": leader,
+                "leader_trigger": addr,
+            })),
+        )
+            .into_response();
+    }
+    if agent.deploying() {
+        return (
+            StatusCode::CONFLICT,
+            Json(json!({ "error": "a fleet deploy is already in progress on this node" })),
+        )
+            .into_response();
+    }
+    let id = super::coordinator::new_id();
+    tracing::info!("{who}: fleet deploy {id} accepted");
+    let a = agent.clone();
+    let fid = id.clone();
+    tokio::spawn(async move {
+        match a.coordinate(trigger, None, Some(fid.clone())).await {
+            Ok(_) => {}
+            Err(e) => tracing::error!("fleet deploy {fid}: {e:#}"),
+        }
+    });
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "status": "started", "fleet": true, "trigger": trigger.as_str() })),
+    )
+        .into_response()
+}

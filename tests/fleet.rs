@@ -1,0 +1,531 @@
+//! Fleet deploys through a real etcd: a 3-member cluster of Debian's
+//! `etcd` on 127.0.0.1 ports of each test's own (data in temp dirs, stopped
+//! by PID), three real `rootswap serve` nodes with their own webroots, one
+//! shared bare Git repository, and `rootswap deploy` as the coordinator.
+//!
+//! Without `etcd` the tests skip locally and fail under CI=true.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin, git};
+
+const LEASE_S: u64 = 2;
+
+/// Finds etcd, or skips (locally) / fails (CI=true).
+fn etcd_bin() -> Option<PathBuf> {
+    for p in ["/usr/bin/etcd", "/usr/local/bin/etcd"] {
+        if Path::new(p).exists() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    let msg = "etcd is not installed (Debian: apt-get install etcd-server)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg} (CI=true: the fleet tests must run)");
+    }
+    eprintln!("skipping: {msg}");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` every 50 ms for at most `max`.
+fn wait_for(what: &str, max: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < max, "timed out after {max:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((code, body))
+}
+
+fn kill(pid: u32, sig: i32) {
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// A 3-member etcd cluster.
+struct Etcd {
+    children: Vec<Option<Child>>,
+    clients: Vec<u16>,
+}
+
+impl Etcd {
+    fn start(bin: &Path, dir: &Path) -> Etcd {
+        let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let cluster = (0..3)
+            .map(|i| format!("e{i}=http://127.0.0.1:{}", peers[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!("rootswap-test-{}-{}", std::process::id(), clients[0]);
+        let children = (0..3)
+            .map(|i| {
+                let log = std::fs::File::create(dir.join(format!("etcd{i}.log"))).unwrap();
+                Some(
+                    Command::new(bin)
+                        .args(["--name", &format!("e{i}")])
+                        .arg("--data-dir")
+                        .arg(dir.join(format!("etcd{i}")))
+                        .args([
+                            "--listen-client-urls",
+                            &format!("http://127.0.0.1:{}", clients[i]),
+                            "--advertise-client-urls",
+                            &format!("http://127.0.0.1:{}", clients[i]),
+                            "--listen-peer-urls",
+                            &format!("http://127.0.0.1:{}", peers[i]),
+                            "--initial-advertise-peer-urls",
+                            &format!("http://127.0.0.1:{}", peers[i]),
+                            "--initial-cluster",
+                            &cluster,
+                            "--initial-cluster-token",
+                            &token,
+                            "--initial-cluster-state",
+                            "new",
+                            "--heartbeat-interval",
+                            "50",
+                            "--election-timeout",
+                            "500",
+                        ])
+                        .stdout(Stdio::null())
+                        .stderr(log)
+                        .spawn()
+                        .expect("etcd starts"),
+                )
+            })
+            .collect();
+        let e = Etcd { children, clients };
+        for &c in &e.clients {
+            wait_for("etcd health", Duration::from_secs(30), || {
+                http_get(c, "/health").is_some_and(|(code, b)| code == 200 && b.contains("true"))
+            });
+        }
+        e
+    }
+
+    fn endpoints(&self) -> String {
+        self.clients
+            .iter()
+            .map(|c| format!("'http://127.0.0.1:{c}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One web node: its webroot, config and (when running) its `rootswap serve`.
+struct Node {
+    name: String,
+    dir: PathBuf,
+    config: PathBuf,
+    port: u16,
+    serve: Option<Child>,
+    starts: usize,
+}
+
+impl Node {
+    fn webroot(&self) -> PathBuf {
+        self.dir.join("webroot")
+    }
+
+    fn start(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("serve-{}.log", self.starts))).unwrap();
+        let child = Command::new(bin())
+            .arg("-c")
+            .arg(&self.config)
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("rootswap serve starts");
+        self.serve = Some(child);
+        let port = self.port;
+        wait_for(&format!("{}'s HTTP port", self.name), Duration::from_secs(20), || {
+            http_get(port, "/health").is_some()
+        });
+    }
+
+    fn pid(&self) -> u32 {
+        self.serve.as_ref().expect("running").id()
+    }
+
+    fn sigkill(&mut self) {
+        if let Some(mut c) = self.serve.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|i| std::fs::read_to_string(self.dir.join(format!("serve-{i}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n--- restarted ---\n")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("rootswap runs")
+    }
+
+    /// What ROOT holds (index.php), what the link points at, what state.json says.
+    fn version(&self) -> (String, String, Option<String>) {
+        let w = self.webroot();
+        let index = std::fs::read_to_string(w.join("ROOT/index.php")).unwrap_or_default();
+        let link = std::fs::read_link(w.join("current"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let state: Option<serde_json::Value> = std::fs::read_to_string(w.join(".rootswap/state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let deployed = state.and_then(|s| s["deployed"].as_str().map(String::from));
+        (index, link, deployed)
+    }
+
+    /// What a request gets: index.php through the serving link.
+    fn served(&self) -> String {
+        std::fs::read_to_string(self.webroot().join("current/index.php")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(c) = self.serve.as_mut() {
+            kill(c.id(), libc::SIGCONT);
+        }
+        self.sigkill();
+    }
+}
+
+/// Three nodes, one bare repository, one etcd cluster.
+struct Fleet {
+    nodes: Vec<Node>,
+    work: PathBuf,
+    tmp: PathBuf,
+    _etcd: Etcd,
+    _dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    fn new() -> Option<Fleet> {
+        let etcd_bin = etcd_bin()?;
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().to_path_buf();
+        let etcd = Etcd::start(&etcd_bin, &tmp);
+        let bare = tmp.join("app.git");
+        let work = tmp.join("work");
+        std::fs::create_dir_all(&bare).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        let site = format!("t{}-{}", std::process::id(), etcd.clients[0]);
+        let nodes = (0..3)
+            .map(|i| {
+                let name = format!("n{i}");
+                let ndir = tmp.join(&name);
+                std::fs::create_dir_all(ndir.join("webroot")).unwrap();
+                let port = free_port();
+                let t = tmp.display();
+                let config = ndir.join("rootswap.yaml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "webroot: {webroot}\nsource:\n  repo: {bare}\n  branch: main\ndrain: 0s\n\
+                         auto_deploy: {{enabled: false}}\ntrigger: {{listen: '127.0.0.1:{port}'}}\n\
+                         hooks:\n  after_checkout:\n    - test ! -e {t}/fail-{name}\n    - touch {t}/in-prepare-{name}; while [ -e {t}/hold-{name} ]; do sleep 0.05; done\n\
+                         fleet:\n  etcd: [{eps}]\n  site: {site}\n  node: {name}\n  lease: {LEASE_S}s\n  prepare_timeout: 60s\n",
+                        webroot = ndir.join("webroot").display(),
+                        bare = bare.display(),
+                        eps = etcd.endpoints(),
+                    ),
+                )
+                .unwrap();
+                Node {
+                    name,
+                    dir: ndir,
+                    config,
+                    port,
+                    serve: None,
+                    starts: 0,
+                }
+            })
+            .collect();
+        let mut f = Fleet {
+            nodes,
+            work,
+            tmp,
+            _etcd: etcd,
+            _dir: dir,
+        };
+        for n in f.nodes.iter_mut() {
+            n.start();
+        }
+        f.wait_members(3);
+        Some(f)
+    }
+
+    /// Commits `index.php` = `text` and pushes it; returns the commit id.
+    fn push(&self, text: &str) -> String {
+        std::fs::write(self.work.join("index.php"), text).unwrap();
+        std::fs::write(self.work.join("lib.php"), format!("<?php // {text}\n")).unwrap();
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["-c", "user.name=t", "-c", "user.email=t@e.invalid", "commit", "-q", "-m", text]);
+        git(&self.work, &["push", "-q", "origin", "main"]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    fn status(&self, via: usize) -> serde_json::Value {
+        let out = self.nodes[via].run(&["fleet", "status", "--json"]);
+        assert!(out.status.success(), "fleet status: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn wait_members(&self, n: usize) {
+        wait_for(&format!("{n} alive members and a leader"), Duration::from_secs(30), || {
+            let s = self.status(0);
+            let alive = s["nodes"]
+                .as_array()
+                .map(|a| a.iter().filter(|n| n["alive"] == true).count())
+                .unwrap_or(0);
+            alive == n && !s["leader"].is_null()
+        });
+    }
+
+    fn deploy(&self, via: usize) -> Output {
+        self.nodes[via].run(&["deploy"])
+    }
+
+    fn deploy_ok(&self, via: usize) -> String {
+        let out = self.deploy(via);
+        let text = format!(
+            "stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "fleet deploy failed\n{text}\n{}", self.logs());
+        text
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("==== {} ====\n{}", n.name, n.log()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn flag(&self, name: &str) -> PathBuf {
+        self.tmp.join(name)
+    }
+
+    /// Every node serves `text` from ROOT and its state says `commit`.
+    fn assert_all_on(&self, text: &str, commit: &str) {
+        for n in &self.nodes {
+            let (index, link, deployed) = n.version();
+            assert_eq!(index, text, "{}: ROOT\n{}", n.name, self.logs());
+            assert_eq!(link, "ROOT", "{}: the link", n.name);
+            assert_eq!(deployed.as_deref(), Some(commit), "{}: state.json", n.name);
+            assert_eq!(n.served(), text, "{}: served", n.name);
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        // Hooks waiting on a hold file of a killed node must end too.
+        for n in &self.nodes {
+            let _ = std::fs::remove_file(self.flag(&format!("hold-{}", n.name)));
+        }
+    }
+}
+
+#[test]
+fn happy_path_all_three_switch_and_status_shows_it() {
+    let Some(f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    let out = f.deploy_ok(0);
+    assert!(out.contains("live on 3 of 3 nodes"), "{out}");
+    f.assert_all_on("v1", &c1);
+    let c2 = f.push("v2");
+    let out = f.deploy_ok(1);
+    assert!(out.contains("commit point passed"), "{out}");
+    for n in ["n0", "n1", "n2"] {
+        assert!(out.contains(&format!("{n}: prepared")), "{out}");
+        assert!(out.contains(&format!("{n}: switched")), "{out}");
+    }
+    f.assert_all_on("v2", &c2);
+    let s = f.status(2);
+    assert_eq!(s["committed"]["commit"], c2.as_str(), "{s}");
+    assert_eq!(s["last_result"], "committed", "{s}");
+    let nodes = s["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{s}");
+    for n in nodes {
+        assert_eq!(n["alive"], true, "{s}");
+        assert_eq!(n["live"], c2.as_str(), "{s}");
+        assert_eq!(n["caught_up"], true, "{s}");
+        assert_eq!(n["last_deploy"]["state"], "switched", "{s}");
+        assert!(n["last_deploy"]["rename_ns"].is_i64() || n["last_deploy"]["rename_ns"].is_u64(), "{s}");
+    }
+    assert_eq!(nodes.iter().filter(|n| n["leader"] == true).count(), 1, "{s}");
+    // Every node's history records the fleet deploy id.
+    let id = s["last_deploy"]["id"].as_str().unwrap().to_string();
+    for n in &f.nodes {
+        let h = n.run(&["history", "--json"]);
+        let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+        let last = h.as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["id"], id.as_str(), "{}: {last}", n.name);
+        assert_eq!(last["result"], "success", "{}: {last}", n.name);
+    }
+    // Every node is healthy.
+    for n in &f.nodes {
+        assert_eq!(http_get(n.port, "/health").map(|r| r.0), Some(200), "{}", n.name);
+    }
+    // Nothing new: up to date everywhere, nothing touched.
+    let out = f.deploy_ok(2);
+    assert!(out.contains("up to date on every node"), "{out}");
+}
+
+#[test]
+fn a_hook_failing_on_one_node_aborts_and_all_stay_old() {
+    let Some(f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    f.deploy_ok(0);
+    std::fs::write(f.flag("fail-n1"), "").unwrap();
+    f.push("v2");
+    let out = f.deploy(0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the fleet deploy must fail\n{stdout}");
+    assert!(stderr.contains("aborted") && stderr.contains("n1"), "{stderr}");
+    assert!(stdout.contains("n1: failed"), "{stdout}");
+    f.assert_all_on("v1", &c1);
+    let s = f.status(1);
+    assert_eq!(s["committed"]["commit"], c1.as_str(), "{s}");
+    assert!(s["last_result"].as_str().unwrap().starts_with("aborted"), "{s}");
+    for n in s["nodes"].as_array().unwrap() {
+        let state = n["last_deploy"]["state"].as_str().unwrap();
+        let want = if n["node"] == "n1" { "failed" } else { "aborted" };
+        assert_eq!(state, want, "{s}");
+    }
+}
+
+#[test]
+fn sigkill_during_prepare_aborts_within_a_lease_and_the_node_rejoins() {
+    let Some(mut f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    f.deploy_ok(0);
+    std::fs::write(f.flag("hold-n2"), "").unwrap();
+    let _ = std::fs::remove_file(f.flag("in-prepare-n2"));
+    f.push("v2");
+    let coordinator = Command::new(bin())
+        .arg("-c")
+        .arg(&f.nodes[0].config)
+        .arg("deploy")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let flag = f.flag("in-prepare-n2");
+    wait_for("n2 to be preparing", Duration::from_secs(30), || flag.exists());
+    let killed = Instant::now();
+    f.nodes[2].sigkill();
+    let out = coordinator.wait_with_output().unwrap();
+    let took = killed.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("aborted") && stderr.contains("n2"), "{stderr}");
+    // About one lease (etcd expires a lease between TTL and TTL + its tick).
+    assert!(
+        took < Duration::from_secs(LEASE_S * 3),
+        "abort took {took:?} after the kill (lease {LEASE_S}s)"
+    );
+    for n in &f.nodes[..2] {
+        let (index, link, deployed) = n.version();
+        assert_eq!((index.as_str(), link.as_str()), ("v1", "ROOT"), "{}", n.name);
+        assert_eq!(deployed.as_deref(), Some(c1.as_str()), "{}", n.name);
+    }
+    // n2 served the old version throughout, and does after a restart.
+    assert_eq!(f.nodes[2].served(), "v1");
+    std::fs::remove_file(f.flag("hold-n2")).unwrap();
+    f.nodes[2].start();
+    f.wait_members(3);
+    let (index, link, _) = f.nodes[2].version();
+    assert_eq!((index.as_str(), link.as_str()), ("v1", "ROOT"));
+    let out = f.deploy_ok(1);
+    assert!(out.contains("live on 3 of 3 nodes"), "{out}");
+    let c2 = git(&f.work, &["rev-parse", "HEAD"]);
+    f.assert_all_on("v2", &c2);
+}
+
+#[test]
+fn two_deploys_at_once_one_runs_the_other_is_told() {
+    let Some(f) = Fleet::new() else { return };
+    f.push("v1");
+    f.deploy_ok(0);
+    std::fs::write(f.flag("hold-n0"), "").unwrap();
+    let _ = std::fs::remove_file(f.flag("in-prepare-n0"));
+    let c2 = f.push("v2");
+    let first = Command::new(bin())
+        .arg("-c")
+        .arg(&f.nodes[0].config)
+        .arg("deploy")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let flag = f.flag("in-prepare-n0");
+    wait_for("n0 to be preparing", Duration::from_secs(30), || flag.exists());
+    let second = f.deploy(1);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second deploy must not run");
+    assert!(stderr.contains("fleet deploy is already in progress"), "{stderr}");
+    assert!(stderr.contains("rootswap deploy on n0"), "names the holder: {stderr}");
+    let s = f.status(2);
+    assert_eq!(s["deploying"], true, "{s}");
+    std::fs::remove_file(f.flag("hold-n0")).unwrap();
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f.assert_all_on("v2", &c2);
+}
