@@ -125,6 +125,22 @@ impl Etcd {
         e
     }
 
+    /// Index of the member that is the raft leader now.
+    fn leader(&self) -> Option<usize> {
+        self.clients.iter().position(|&c| {
+            self.children[self.clients.iter().position(|&x| x == c).unwrap()].is_some()
+                && http_get(c, "/metrics")
+                    .is_some_and(|(_, b)| b.lines().any(|l| l.trim() == "etcd_server_is_leader 1"))
+        })
+    }
+
+    fn kill_member(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     fn endpoints(&self) -> String {
         self.clients
             .iter()
@@ -159,12 +175,18 @@ impl Node {
     }
 
     fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts `rootswap serve` with extra environment variables.
+    fn start_with(&mut self, env: &[(&str, &str)]) {
         self.starts += 1;
         let log = std::fs::File::create(self.dir.join(format!("serve-{}.log", self.starts))).unwrap();
         let child = Command::new(bin())
             .arg("-c")
             .arg(&self.config)
             .arg("serve")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -179,6 +201,24 @@ impl Node {
 
     fn pid(&self) -> u32 {
         self.serve.as_ref().expect("running").id()
+    }
+
+    fn health(&self) -> Option<u16> {
+        http_get(self.port, "/health").map(|r| r.0)
+    }
+
+    /// Waits (at most `max`) for the serve process to end by itself.
+    fn wait_exit(&mut self, max: Duration) -> std::process::ExitStatus {
+        let c = self.serve.as_mut().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                self.serve = None;
+                return st;
+            }
+            assert!(start.elapsed() < max, "{} did not exit within {max:?}", self.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn sigkill(&mut self) {
@@ -238,7 +278,7 @@ struct Fleet {
     nodes: Vec<Node>,
     work: PathBuf,
     tmp: PathBuf,
-    _etcd: Etcd,
+    etcd: Etcd,
     _dir: tempfile::TempDir,
 }
 
@@ -291,7 +331,7 @@ impl Fleet {
             nodes,
             work,
             tmp,
-            _etcd: etcd,
+            etcd,
             _dir: dir,
         };
         for n in f.nodes.iter_mut() {
@@ -309,6 +349,18 @@ impl Fleet {
         git(&self.work, &["-c", "user.name=t", "-c", "user.email=t@e.invalid", "commit", "-q", "-m", text]);
         git(&self.work, &["push", "-q", "origin", "main"]);
         git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// Spawns `rootswap deploy` on node `via` (the coordinator), output piped.
+    fn spawn_deploy(&self, via: usize) -> Child {
+        Command::new(bin())
+            .arg("-c")
+            .arg(&self.nodes[via].config)
+            .arg("deploy")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     fn status(&self, via: usize) -> serde_json::Value {
@@ -528,4 +580,128 @@ fn two_deploys_at_once_one_runs_the_other_is_told() {
         String::from_utf8_lossy(&out.stderr)
     );
     f.assert_all_on("v2", &c2);
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn sigkill_after_the_commit_point_the_node_switches_when_it_comes_back() {
+    let Some(mut f) = Fleet::new() else { return };
+    f.push("v1");
+    f.deploy_ok(0);
+    // n2 kills itself right after journaling `switch-to-root`: the commit
+    // point has passed, its link still points at the snapshot.
+    f.nodes[2].sigkill();
+    f.nodes[2].start_with(&[("ROOTSWAP_CRASH_AT", "switch-to-root")]);
+    f.wait_members(3);
+    let c2 = f.push("v2");
+    let out = f.deploy(0);
+    let t = text(&out);
+    assert!(t.contains("commit point passed"), "{t}");
+    assert!(t.contains("n2: down; it switches when it comes back"), "{t}");
+    assert_eq!(out.status.code(), Some(2), "not every node switched: {t}");
+    let st = f.nodes[2].wait_exit(Duration::from_secs(30));
+    assert!(!st.success(), "n2 was killed: {st:?}");
+    for n in &f.nodes[..2] {
+        let (index, link, deployed) = n.version();
+        assert_eq!((index.as_str(), link.as_str()), ("v2", "ROOT"), "{}", n.name);
+        assert_eq!(deployed.as_deref(), Some(c2.as_str()), "{}", n.name);
+    }
+    // n2 serves one complete version meanwhile (the snapshot of v1, or v2).
+    let served = f.nodes[2].served();
+    assert!(served == "v1" || served == "v2", "n2 serves {served:?}");
+    f.nodes[2].start();
+    wait_for("n2 to catch up", Duration::from_secs(60), || {
+        f.nodes[2].version().2.as_deref() == Some(c2.as_str()) && f.nodes[2].health() == Some(200)
+    });
+    f.assert_all_on("v2", &c2);
+    wait_for("fleet status: all three on v2", Duration::from_secs(20), || {
+        let s = f.status(1);
+        s["nodes"].as_array().unwrap().iter().all(|n| {
+            n["alive"] == true && n["live"] == c2.as_str() && n["caught_up"] == true
+        })
+    });
+}
+
+#[test]
+fn sigstop_longer_than_the_lease_aborts_and_the_woken_node_does_not_act() {
+    let Some(f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    f.deploy_ok(0);
+    std::fs::write(f.flag("hold-n1"), "").unwrap();
+    let _ = std::fs::remove_file(f.flag("in-prepare-n1"));
+    f.push("v2");
+    let coordinator = f.spawn_deploy(0);
+    let flag = f.flag("in-prepare-n1");
+    wait_for("n1 to be preparing", Duration::from_secs(30), || flag.exists());
+    let pid = f.nodes[1].pid();
+    kill(pid, libc::SIGSTOP);
+    let out = coordinator.wait_with_output().unwrap();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("n1 stopped renewing its lease"), "{t}");
+    // The prepare finishes while n1 sleeps; then it wakes up.
+    std::fs::remove_file(f.flag("hold-n1")).unwrap();
+    kill(pid, libc::SIGCONT);
+    let id = f.status(0)["last_deploy"]["id"].as_str().unwrap().to_string();
+    wait_for("n1 to report it aborted", Duration::from_secs(30), || {
+        f.status(0)["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["node"] == "n1" && n["last_deploy"]["state"] == "aborted")
+    });
+    assert_eq!(f.status(0)["last_deploy"]["id"], id.as_str());
+    f.assert_all_on("v1", &c1);
+    f.wait_members(3);
+    let out = f.deploy_ok(2);
+    assert!(out.contains("live on 3 of 3 nodes"), "{out}");
+}
+
+#[test]
+fn killing_the_etcd_leader_mid_deploy_ends_all_committed_or_all_aborted() {
+    let Some(mut f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    f.deploy_ok(0);
+    std::fs::write(f.flag("hold-n1"), "").unwrap();
+    let _ = std::fs::remove_file(f.flag("in-prepare-n1"));
+    let c2 = f.push("v2");
+    let coordinator = f.spawn_deploy(0);
+    let flag = f.flag("in-prepare-n1");
+    wait_for("n1 to be preparing", Duration::from_secs(30), || flag.exists());
+    let mut leader = None;
+    wait_for("an etcd leader", Duration::from_secs(10), || {
+        leader = f.etcd.leader();
+        leader.is_some()
+    });
+    f.etcd.kill_member(leader.unwrap());
+    std::fs::remove_file(f.flag("hold-n1")).unwrap();
+    let out = coordinator.wait_with_output().unwrap();
+    let t = text(&out);
+    // Exit 0: committed and switched everywhere; 1: aborted; 2 would be a
+    // commit with a node reported down, which killing etcd must not cause.
+    assert_ne!(out.status.code(), Some(2), "{t}");
+    let want = if out.status.success() { ("v2", c2) } else { ("v1", c1) };
+    eprintln!("etcd leader killed: the deploy {}", if out.status.success() { "committed" } else { "aborted" });
+    let start = Instant::now();
+    while !f.nodes.iter().all(|n| {
+        let (index, link, deployed) = n.version();
+        index == want.0 && link == "ROOT" && deployed.as_deref() == Some(want.1.as_str())
+    }) {
+        let seen: Vec<_> = f.nodes.iter().map(|n| n.version()).collect();
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nodes did not settle on {}: {seen:?}\n{t}\n{}",
+            want.0,
+            f.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f.assert_all_on(want.0, &want.1);
 }

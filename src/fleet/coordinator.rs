@@ -179,6 +179,7 @@ pub async fn alive(etcd: &Etcd) -> Result<BTreeMap<String, Member>> {
 /// absent; its create revision is the fencing token.
 struct Lock {
     lease: i64,
+    ttl: Duration,
     revision: i64,
     keeper: tokio::task::JoinHandle<()>,
     lost: tokio::sync::watch::Receiver<bool>,
@@ -208,6 +209,7 @@ impl Lock {
         let keeper = etcd.keep_alive(lease, ttl, tx);
         Ok(Lock {
             lease,
+            ttl,
             revision,
             keeper,
             lost,
@@ -283,6 +285,24 @@ pub async fn abort(etcd: &Etcd, id: &str, reason: &str) -> Result<bool> {
         )
         .await?;
     Ok(ok || etcd.has(&k.abort(id)).await?)
+}
+
+/// Writes `abort`, retrying while etcd does not answer (at most `max`):
+/// Ok(true) aborted, Ok(false) the commit point passed first.
+async fn abort_until_known(etcd: &Etcd, id: &str, reason: &str, max: Duration) -> Result<bool> {
+    let until = std::time::Instant::now() + max;
+    loop {
+        match abort(etcd, id, reason).await {
+            Ok(aborted) => return Ok(aborted),
+            Err(e) if std::time::Instant::now() > until => {
+                return Err(e.context(format!(
+                    "fleet deploy {id}: cannot write its abort; the nodes abort by themselves once the lock expires \
+                     (see `rootswap fleet status`)"
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
 }
 
 /// Waits for the next change under the site's prefix, at most `max`.
@@ -366,7 +386,7 @@ async fn run(
     };
     if let Some(reason) = reason {
         on(Event::Aborting(reason.clone()));
-        if abort(etcd, &id, &reason).await.unwrap_or(false) {
+        if abort_until_known(etcd, &id, &reason, fleet.lease * 3).await? {
             settle(etcd, &record, fleet.lease * 2, &mut waker, &mut seen, on, |s| {
                 matches!(s, NodeState::Aborted | NodeState::Failed)
             })
@@ -430,8 +450,19 @@ async fn prepare_phase(
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<Option<String>> {
     let k = &etcd.keys;
+    let mut last_ok = std::time::Instant::now();
+    let patience = lock.ttl;
     loop {
-        let view = View::read(etcd, &record.id).await?;
+        let view = match View::read(etcd, &record.id).await {
+            Ok(v) => v,
+            // One member of etcd going away: the client moves to another.
+            Err(e) if last_ok.elapsed() > patience => return Err(e),
+            Err(_) => {
+                waker.wait(etcd, Duration::from_millis(250)).await;
+                continue;
+            }
+        };
+        last_ok = std::time::Instant::now();
         report_changes(&view, seen, on);
         if let Some(r) = view.aborted {
             return Ok(Some(r));
@@ -443,7 +474,9 @@ async fn prepare_phase(
             let e = r.error.as_deref().unwrap_or("no reason given");
             return Ok(Some(format!("node {n} failed to prepare: {e}")));
         }
-        let live = alive(etcd).await?;
+        let Ok(live) = alive(etcd).await else {
+            continue;
+        };
         if let Some(gone) = record.members.iter().find(|m| !live.contains_key(*m)) {
             return Ok(Some(format!(
                 "node {gone} stopped renewing its lease (down, paused or cut off)"
@@ -478,7 +511,7 @@ async fn prepare_phase(
                 id: record.id.clone(),
                 commit: record.commit.clone(),
             };
-            let (ok, _) = etcd
+            let done = etcd
                 .txn(
                     when,
                     vec![
@@ -486,10 +519,12 @@ async fn prepare_phase(
                         put_op(&k.committed(), &committed, None),
                     ],
                 )
-                .await?;
-            if ok {
+                .await;
+            if matches!(done, Ok((true, _))) {
                 return Ok(None);
             }
+            // Not applied, or no answer (then the next read tells).
+            waker.wait(etcd, Duration::from_millis(50)).await;
             continue;
         }
         waker.wait(etcd, Duration::from_millis(250)).await;
@@ -515,7 +550,10 @@ async fn settle(
             continue;
         };
         report_changes(&view, seen, on);
-        let live = alive(etcd).await.unwrap_or_default();
+        let Ok(live) = alive(etcd).await else {
+            waker.wait(etcd, Duration::from_millis(250)).await;
+            continue;
+        };
         let pending: Vec<&String> = record
             .members
             .iter()

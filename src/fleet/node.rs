@@ -434,10 +434,20 @@ impl Agent {
         }
     }
 
+    /// Writes this node's report, retrying for a while when etcd does not answer.
     async fn write_state(&self, id: &str, r: &NodeReport) -> Result<()> {
-        self.etcd
-            .put(&self.etcd.keys.node_state(id, &self.node), r, None)
-            .await
+        let key = self.etcd.keys.node_state(id, &self.node);
+        let mut tries = 0;
+        loop {
+            match self.etcd.put(&key, r, None).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tries >= 20 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
     }
 
     /// This node's part of deploy `rec`.
@@ -482,20 +492,34 @@ impl Agent {
         let up_to_date = matches!(prepared, Prepare::UpToDate { .. });
         let mut ready = NodeReport::now(NodeState::Prepared);
         ready.up_to_date = up_to_date;
-        let wrote = self
-            .etcd
-            .txn(
-                vec![absent(&k.abort(&rec.id))],
-                vec![
-                    put_op(&k.prepared(&rec.id, &self.node), &now_ms(), None),
-                    put_op(&k.node_state(&rec.id, &self.node), &ready, None),
-                ],
-            )
-            .await;
+        // Retried while etcd does not answer: the write may have been applied
+        // without our hearing it, so only `decision` (reading commit/abort) decides.
+        let mut wrote = None;
+        while now_ms() < rec.deadline_ms {
+            let r = self
+                .etcd
+                .txn(
+                    vec![absent(&k.abort(&rec.id))],
+                    vec![
+                        put_op(&k.prepared(&rec.id, &self.node), &now_ms(), None),
+                        put_op(&k.node_state(&rec.id, &self.node), &ready, None),
+                    ],
+                )
+                .await;
+            match r {
+                Ok((ok, _)) => {
+                    wrote = Some(ok);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("fleet: deploy {}: cannot report prepared yet: {e:#}", rec.id);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
         let decision = match wrote {
-            Ok((true, _)) => self.decision(&rec).await,
-            Ok((false, _)) => Decision::Abort("aborted while this node prepared".into()),
-            Err(e) => Decision::Abort(format!("cannot report prepared: {e:#}")),
+            Some(false) => Decision::Abort("aborted while this node prepared".into()),
+            _ => self.decision(&rec).await,
         };
         self.finish(&cfg, &rec, prepared, decision).await;
     }
