@@ -705,3 +705,44 @@ fn killing_the_etcd_leader_mid_deploy_ends_all_committed_or_all_aborted() {
     }
     f.assert_all_on(want.0, &want.1);
 }
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Twenty fleet deploys in a row: each one commits on all three nodes, and
+/// the mixed-version window (first to last rename instant, from the links'
+/// ctimes) is printed as p50/p99 (a measurement, not asserted).
+#[test]
+fn twenty_deploys_report_the_mixed_version_window() {
+    let Some(f) = Fleet::new() else { return };
+    f.push("v0");
+    f.deploy_ok(0);
+    let mut windows = Vec::new();
+    let mut took = Vec::new();
+    for i in 1..=20 {
+        let c = f.push(&format!("v{i}"));
+        let started = Instant::now();
+        let out = f.nodes[i % 3].run(&["deploy", "--json"]);
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(out.status.success(), "deploy {i}: {}\n{}", text(&out), f.logs());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["result"], "committed", "{v}");
+        assert_eq!(v["commit"], c.as_str(), "{v}");
+        windows.push(v["window_ms"].as_f64().expect("three renames"));
+        f.assert_all_on(&format!("v{i}"), &c);
+    }
+    windows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    took.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let line = format!(
+        "fleet: 20 deploys, 3 nodes: mixed-version window p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+         fleet deploy p50 {:.0} ms, p99 {:.0} ms",
+        percentile(&windows, 0.5),
+        percentile(&windows, 0.99),
+        windows[windows.len() - 1],
+        percentile(&took, 0.5),
+        percentile(&took, 0.99)
+    );
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
