@@ -604,7 +604,10 @@ impl Config {
             for e in f.etcd.iter_mut() {
                 *e = expand(e).with_context(|| ctx("fleet.etcd"))?;
             }
-            for (key, v) in [("fleet.user", &mut f.user), ("fleet.password", &mut f.password)] {
+            for (key, v) in [
+                ("fleet.user", &mut f.user),
+                ("fleet.password", &mut f.password),
+            ] {
                 if let Some(text) = v.as_mut() {
                     *text = expand(text).with_context(|| ctx(key))?;
                 }
@@ -921,9 +924,15 @@ mod tests {
             ("{etcd: ['127.0.0.1'], site: shop}", "client URL"),
             ("{etcd: ['http://a:1'], site: a/b}", "without '/'"),
             ("{etcd: ['http://a:1'], site: s, node: 'x y'}", "node"),
-            ("{etcd: ['http://a:1'], site: s, lease: 100ms}", "granularity"),
+            (
+                "{etcd: ['http://a:1'], site: s, lease: 100ms}",
+                "granularity",
+            ),
             ("{etcd: ['http://a:1'], site: s, user: u}", "together"),
-            ("{etcd: ['http://a:1'], site: s, ca_file: /nope/ca.pem}", "/nope/ca.pem"),
+            (
+                "{etcd: ['http://a:1'], site: s, ca_file: /nope/ca.pem}",
+                "/nope/ca.pem",
+            ),
             ("{etcd: ['http://a:1'], site: s, sight: x}", "sight"),
         ] {
             let msg = format!("{:#}", parse(&format!("{base}fleet: {bad}\n")).unwrap_err());

@@ -44,7 +44,10 @@ fn free_port() -> u16 {
 fn wait_for(what: &str, max: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < max, "timed out after {max:?} waiting for {what}");
+        assert!(
+            start.elapsed() < max,
+            "timed out after {max:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -181,7 +184,8 @@ impl Node {
     /// Starts `rootswap serve` with extra environment variables.
     fn start_with(&mut self, env: &[(&str, &str)]) {
         self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("serve-{}.log", self.starts))).unwrap();
+        let log =
+            std::fs::File::create(self.dir.join(format!("serve-{}.log", self.starts))).unwrap();
         let child = Command::new(bin())
             .arg("-c")
             .arg(&self.config)
@@ -194,9 +198,11 @@ impl Node {
             .expect("rootswap serve starts");
         self.serve = Some(child);
         let port = self.port;
-        wait_for(&format!("{}'s HTTP port", self.name), Duration::from_secs(20), || {
-            http_get(port, "/health").is_some()
-        });
+        wait_for(
+            &format!("{}'s HTTP port", self.name),
+            Duration::from_secs(20),
+            || http_get(port, "/health").is_some(),
+        );
     }
 
     fn pid(&self) -> u32 {
@@ -216,7 +222,11 @@ impl Node {
                 self.serve = None;
                 return st;
             }
-            assert!(start.elapsed() < max, "{} did not exit within {max:?}", self.name);
+            assert!(
+                start.elapsed() < max,
+                "{} did not exit within {max:?}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -230,7 +240,9 @@ impl Node {
 
     fn log(&self) -> String {
         (1..=self.starts)
-            .map(|i| std::fs::read_to_string(self.dir.join(format!("serve-{i}.log"))).unwrap_or_default())
+            .map(|i| {
+                std::fs::read_to_string(self.dir.join(format!("serve-{i}.log"))).unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("\n--- restarted ---\n")
     }
@@ -251,9 +263,10 @@ impl Node {
         let link = std::fs::read_link(w.join("current"))
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        let state: Option<serde_json::Value> = std::fs::read_to_string(w.join(".rootswap/state.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+        let state: Option<serde_json::Value> =
+            std::fs::read_to_string(w.join(".rootswap/state.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
         let deployed = state.and_then(|s| s["deployed"].as_str().map(String::from));
         (index, link, deployed)
     }
@@ -346,7 +359,19 @@ impl Fleet {
         std::fs::write(self.work.join("index.php"), text).unwrap();
         std::fs::write(self.work.join("lib.php"), format!("<?php // {text}\n")).unwrap();
         git(&self.work, &["add", "-A"]);
-        git(&self.work, &["-c", "user.name=t", "-c", "user.email=t@e.invalid", "commit", "-q", "-m", text]);
+        git(
+            &self.work,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e.invalid",
+                "commit",
+                "-q",
+                "-m",
+                text,
+            ],
+        );
         git(&self.work, &["push", "-q", "origin", "main"]);
         git(&self.work, &["rev-parse", "HEAD"])
     }
@@ -365,19 +390,27 @@ impl Fleet {
 
     fn status(&self, via: usize) -> serde_json::Value {
         let out = self.nodes[via].run(&["fleet", "status", "--json"]);
-        assert!(out.status.success(), "fleet status: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fleet status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
     fn wait_members(&self, n: usize) {
-        wait_for(&format!("{n} alive members and a leader"), Duration::from_secs(30), || {
-            let s = self.status(0);
-            let alive = s["nodes"]
-                .as_array()
-                .map(|a| a.iter().filter(|n| n["alive"] == true).count())
-                .unwrap_or(0);
-            alive == n && !s["leader"].is_null()
-        });
+        wait_for(
+            &format!("{n} alive members and a leader"),
+            Duration::from_secs(30),
+            || {
+                let s = self.status(0);
+                let alive = s["nodes"]
+                    .as_array()
+                    .map(|a| a.iter().filter(|n| n["alive"] == true).count())
+                    .unwrap_or(0);
+                alive == n && !s["leader"].is_null()
+            },
+        );
     }
 
     fn deploy(&self, via: usize) -> Output {
@@ -391,7 +424,11 @@ impl Fleet {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(out.status.success(), "fleet deploy failed\n{text}\n{}", self.logs());
+        assert!(
+            out.status.success(),
+            "fleet deploy failed\n{text}\n{}",
+            self.logs()
+        );
         text
     }
 
@@ -453,9 +490,16 @@ fn happy_path_all_three_switch_and_status_shows_it() {
         assert_eq!(n["live"], c2.as_str(), "{s}");
         assert_eq!(n["caught_up"], true, "{s}");
         assert_eq!(n["last_deploy"]["state"], "switched", "{s}");
-        assert!(n["last_deploy"]["rename_ns"].is_i64() || n["last_deploy"]["rename_ns"].is_u64(), "{s}");
+        assert!(
+            n["last_deploy"]["rename_ns"].is_i64() || n["last_deploy"]["rename_ns"].is_u64(),
+            "{s}"
+        );
     }
-    assert_eq!(nodes.iter().filter(|n| n["leader"] == true).count(), 1, "{s}");
+    assert_eq!(
+        nodes.iter().filter(|n| n["leader"] == true).count(),
+        1,
+        "{s}"
+    );
     // Every node's history records the fleet deploy id.
     let id = s["last_deploy"]["id"].as_str().unwrap().to_string();
     for n in &f.nodes {
@@ -467,7 +511,12 @@ fn happy_path_all_three_switch_and_status_shows_it() {
     }
     // Every node is healthy.
     for n in &f.nodes {
-        assert_eq!(http_get(n.port, "/health").map(|r| r.0), Some(200), "{}", n.name);
+        assert_eq!(
+            http_get(n.port, "/health").map(|r| r.0),
+            Some(200),
+            "{}",
+            n.name
+        );
     }
     // Nothing new: up to date everywhere, nothing touched.
     let out = f.deploy_ok(2);
@@ -484,16 +533,29 @@ fn a_hook_failing_on_one_node_aborts_and_all_stay_old() {
     let out = f.deploy(0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the fleet deploy must fail\n{stdout}");
-    assert!(stderr.contains("aborted") && stderr.contains("n1"), "{stderr}");
+    assert!(
+        !out.status.success(),
+        "the fleet deploy must fail\n{stdout}"
+    );
+    assert!(
+        stderr.contains("aborted") && stderr.contains("n1"),
+        "{stderr}"
+    );
     assert!(stdout.contains("n1: failed"), "{stdout}");
     f.assert_all_on("v1", &c1);
     let s = f.status(1);
     assert_eq!(s["committed"]["commit"], c1.as_str(), "{s}");
-    assert!(s["last_result"].as_str().unwrap().starts_with("aborted"), "{s}");
+    assert!(
+        s["last_result"].as_str().unwrap().starts_with("aborted"),
+        "{s}"
+    );
     for n in s["nodes"].as_array().unwrap() {
         let state = n["last_deploy"]["state"].as_str().unwrap();
-        let want = if n["node"] == "n1" { "failed" } else { "aborted" };
+        let want = if n["node"] == "n1" {
+            "failed"
+        } else {
+            "aborted"
+        };
         assert_eq!(state, want, "{s}");
     }
 }
@@ -515,14 +577,23 @@ fn sigkill_during_prepare_aborts_within_a_lease_and_the_node_rejoins() {
         .spawn()
         .unwrap();
     let flag = f.flag("in-prepare-n2");
-    wait_for("n2 to be preparing", Duration::from_secs(30), || flag.exists());
+    wait_for("n2 to be preparing", Duration::from_secs(30), || {
+        flag.exists()
+    });
     let killed = Instant::now();
     f.nodes[2].sigkill();
     let out = coordinator.wait_with_output().unwrap();
     let took = killed.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    assert!(stderr.contains("aborted") && stderr.contains("n2"), "{stderr}");
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("aborted") && stderr.contains("n2"),
+        "{stderr}"
+    );
     // About one lease (etcd expires a lease between TTL and TTL + its tick).
     assert!(
         took < Duration::from_secs(LEASE_S * 3),
@@ -530,7 +601,12 @@ fn sigkill_during_prepare_aborts_within_a_lease_and_the_node_rejoins() {
     );
     for n in &f.nodes[..2] {
         let (index, link, deployed) = n.version();
-        assert_eq!((index.as_str(), link.as_str()), ("v1", "ROOT"), "{}", n.name);
+        assert_eq!(
+            (index.as_str(), link.as_str()),
+            ("v1", "ROOT"),
+            "{}",
+            n.name
+        );
         assert_eq!(deployed.as_deref(), Some(c1.as_str()), "{}", n.name);
     }
     // n2 served the old version throughout, and does after a restart.
@@ -563,12 +639,20 @@ fn two_deploys_at_once_one_runs_the_other_is_told() {
         .spawn()
         .unwrap();
     let flag = f.flag("in-prepare-n0");
-    wait_for("n0 to be preparing", Duration::from_secs(30), || flag.exists());
+    wait_for("n0 to be preparing", Duration::from_secs(30), || {
+        flag.exists()
+    });
     let second = f.deploy(1);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success(), "the second deploy must not run");
-    assert!(stderr.contains("fleet deploy is already in progress"), "{stderr}");
-    assert!(stderr.contains("rootswap deploy on n0"), "names the holder: {stderr}");
+    assert!(
+        stderr.contains("fleet deploy is already in progress"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rootswap deploy on n0"),
+        "names the holder: {stderr}"
+    );
     let s = f.status(2);
     assert_eq!(s["deploying"], true, "{s}");
     std::fs::remove_file(f.flag("hold-n0")).unwrap();
@@ -604,13 +688,21 @@ fn sigkill_after_the_commit_point_the_node_switches_when_it_comes_back() {
     let out = f.deploy(0);
     let t = text(&out);
     assert!(t.contains("commit point passed"), "{t}");
-    assert!(t.contains("n2: down; it switches when it comes back"), "{t}");
+    assert!(
+        t.contains("n2: down; it switches when it comes back"),
+        "{t}"
+    );
     assert_eq!(out.status.code(), Some(2), "not every node switched: {t}");
     let st = f.nodes[2].wait_exit(Duration::from_secs(30));
     assert!(!st.success(), "n2 was killed: {st:?}");
     for n in &f.nodes[..2] {
         let (index, link, deployed) = n.version();
-        assert_eq!((index.as_str(), link.as_str()), ("v2", "ROOT"), "{}", n.name);
+        assert_eq!(
+            (index.as_str(), link.as_str()),
+            ("v2", "ROOT"),
+            "{}",
+            n.name
+        );
         assert_eq!(deployed.as_deref(), Some(c2.as_str()), "{}", n.name);
     }
     // n2 serves one complete version meanwhile (the snapshot of v1, or v2).
@@ -621,12 +713,18 @@ fn sigkill_after_the_commit_point_the_node_switches_when_it_comes_back() {
         f.nodes[2].version().2.as_deref() == Some(c2.as_str()) && f.nodes[2].health() == Some(200)
     });
     f.assert_all_on("v2", &c2);
-    wait_for("fleet status: all three on v2", Duration::from_secs(20), || {
-        let s = f.status(1);
-        s["nodes"].as_array().unwrap().iter().all(|n| {
-            n["alive"] == true && n["live"] == c2.as_str() && n["caught_up"] == true
-        })
-    });
+    wait_for(
+        "fleet status: all three on v2",
+        Duration::from_secs(20),
+        || {
+            let s = f.status(1);
+            s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["alive"] == true && n["live"] == c2.as_str() && n["caught_up"] == true)
+        },
+    );
 }
 
 #[test]
@@ -639,7 +737,9 @@ fn sigstop_longer_than_the_lease_aborts_and_the_woken_node_does_not_act() {
     f.push("v2");
     let coordinator = f.spawn_deploy(0);
     let flag = f.flag("in-prepare-n1");
-    wait_for("n1 to be preparing", Duration::from_secs(30), || flag.exists());
+    wait_for("n1 to be preparing", Duration::from_secs(30), || {
+        flag.exists()
+    });
     let pid = f.nodes[1].pid();
     kill(pid, libc::SIGSTOP);
     let out = coordinator.wait_with_output().unwrap();
@@ -649,7 +749,10 @@ fn sigstop_longer_than_the_lease_aborts_and_the_woken_node_does_not_act() {
     // The prepare finishes while n1 sleeps; then it wakes up.
     std::fs::remove_file(f.flag("hold-n1")).unwrap();
     kill(pid, libc::SIGCONT);
-    let id = f.status(0)["last_deploy"]["id"].as_str().unwrap().to_string();
+    let id = f.status(0)["last_deploy"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     wait_for("n1 to report it aborted", Duration::from_secs(30), || {
         f.status(0)["nodes"]
             .as_array()
@@ -674,7 +777,9 @@ fn killing_the_etcd_leader_mid_deploy_ends_all_committed_or_all_aborted() {
     let c2 = f.push("v2");
     let coordinator = f.spawn_deploy(0);
     let flag = f.flag("in-prepare-n1");
-    wait_for("n1 to be preparing", Duration::from_secs(30), || flag.exists());
+    wait_for("n1 to be preparing", Duration::from_secs(30), || {
+        flag.exists()
+    });
     let mut leader = None;
     wait_for("an etcd leader", Duration::from_secs(10), || {
         leader = f.etcd.leader();
@@ -687,8 +792,19 @@ fn killing_the_etcd_leader_mid_deploy_ends_all_committed_or_all_aborted() {
     // Exit 0: committed and switched everywhere; 1: aborted; 2 would be a
     // commit with a node reported down, which killing etcd must not cause.
     assert_ne!(out.status.code(), Some(2), "{t}");
-    let want = if out.status.success() { ("v2", c2) } else { ("v1", c1) };
-    eprintln!("etcd leader killed: the deploy {}", if out.status.success() { "committed" } else { "aborted" });
+    let want = if out.status.success() {
+        ("v2", c2)
+    } else {
+        ("v1", c1)
+    };
+    eprintln!(
+        "etcd leader killed: the deploy {}",
+        if out.status.success() {
+            "committed"
+        } else {
+            "aborted"
+        }
+    );
     let start = Instant::now();
     while !f.nodes.iter().all(|n| {
         let (index, link, deployed) = n.version();
@@ -726,7 +842,12 @@ fn twenty_deploys_report_the_mixed_version_window() {
         let started = Instant::now();
         let out = f.nodes[i % 3].run(&["deploy", "--json"]);
         took.push(started.elapsed().as_secs_f64() * 1000.0);
-        assert!(out.status.success(), "deploy {i}: {}\n{}", text(&out), f.logs());
+        assert!(
+            out.status.success(),
+            "deploy {i}: {}\n{}",
+            text(&out),
+            f.logs()
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["result"], "committed", "{v}");
         assert_eq!(v["commit"], c.as_str(), "{v}");

@@ -73,7 +73,10 @@ pub fn deploy(
     }
     match outcome {
         FleetOutcome::UpToDate { commit } => {
-            println!("up to date on every node ({})", &commit[..7.min(commit.len())])
+            println!(
+                "up to date on every node ({})",
+                &commit[..7.min(commit.len())]
+            )
         }
         FleetOutcome::Committed {
             record,

@@ -49,6 +49,7 @@ pub enum Event {
 
 /// How a fleet deploy ended (an abort is an `Err` of type [`Aborted`]).
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // returned once per deploy
 pub enum FleetOutcome {
     /// Every member serves the commit already.
     UpToDate {
@@ -154,9 +155,8 @@ async fn resolve(cfg: &Config, reference: Option<String>) -> Result<(String, Str
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || {
         let layout = Layout::from_config(&cfg);
-        std::fs::create_dir_all(&layout.state).with_context(|| {
-            format!("cannot create state directory {}", layout.state.display())
-        })?;
+        std::fs::create_dir_all(&layout.state)
+            .with_context(|| format!("cannot create state directory {}", layout.state.display()))?;
         let source = GitSource::open(&layout.state, &cfg.source)?;
         source.fetch(reference.is_some())?;
         let oid = source.resolve(reference.as_deref())?;
@@ -199,11 +199,13 @@ impl Lock {
         if !ok {
             let _ = etcd.revoke(lease).await;
             let held = etcd.get::<Busy>(&key).await.ok().flatten();
-            return Err(held.map(|h| h.value).unwrap_or(Busy {
-                id: "?".into(),
-                coordinator: "another node".into(),
-            })
-            .into());
+            return Err(held
+                .map(|h| h.value)
+                .unwrap_or(Busy {
+                    id: "?".into(),
+                    coordinator: "another node".into(),
+                })
+                .into());
         }
         let (tx, lost) = tokio::sync::watch::channel(false);
         let keeper = etcd.keep_alive(lease, ttl, tx);
@@ -387,9 +389,15 @@ async fn run(
     if let Some(reason) = reason {
         on(Event::Aborting(reason.clone()));
         if abort_until_known(etcd, &id, &reason, fleet.lease * 3).await? {
-            settle(etcd, &record, fleet.lease * 2, &mut waker, &mut seen, on, |s| {
-                matches!(s, NodeState::Aborted | NodeState::Failed)
-            })
+            settle(
+                etcd,
+                &record,
+                fleet.lease * 2,
+                &mut waker,
+                &mut seen,
+                on,
+                |s| matches!(s, NodeState::Aborted | NodeState::Failed),
+            )
             .await;
             return Err(Aborted {
                 id,
@@ -470,7 +478,11 @@ async fn prepare_phase(
         if view.committed {
             return Ok(None);
         }
-        if let Some((n, r)) = view.nodes.iter().find(|(_, r)| r.state == NodeState::Failed) {
+        if let Some((n, r)) = view
+            .nodes
+            .iter()
+            .find(|(_, r)| r.state == NodeState::Failed)
+        {
             let e = r.error.as_deref().unwrap_or("no reason given");
             return Ok(Some(format!("node {n} failed to prepare: {e}")));
         }

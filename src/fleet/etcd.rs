@@ -83,7 +83,11 @@ pub fn created_at(key: &str, revision: i64) -> Compare {
 
 /// Put `value` as JSON (transaction operation).
 pub fn put_op<T: Serialize>(key: &str, value: &T, lease: Option<i64>) -> TxnOp {
-    TxnOp::put(key, encode(value), lease.map(|l| PutOptions::new().with_lease(l)))
+    TxnOp::put(
+        key,
+        encode(value),
+        lease.map(|l| PutOptions::new().with_lease(l)),
+    )
 }
 
 impl Etcd {
@@ -160,7 +164,12 @@ impl Etcd {
         let kvs = r
             .take_kvs()
             .into_iter()
-            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec()))
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.value().to_vec(),
+                )
+            })
             .collect();
         Ok((kvs, rev))
     }
@@ -204,7 +213,9 @@ impl Etcd {
     pub async fn grant(&self, ttl: Duration) -> Result<i64> {
         let mut c = self.client.clone();
         let secs = ttl.as_secs().max(1) as i64;
-        Ok(bounded("lease grant", c.lease_grant(secs, None)).await?.id())
+        Ok(bounded("lease grant", c.lease_grant(secs, None))
+            .await?
+            .id())
     }
 
     /// Revokes a lease (its keys disappear at once).

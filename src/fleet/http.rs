@@ -41,7 +41,10 @@ pub fn health(agent: Option<&Arc<Agent>>) -> Response {
 pub fn trigger(agent: &Arc<Agent>, trigger: Trigger, who: &str) -> Response {
     if !agent.is_leader() {
         let (leader, addr) = agent.leader().unwrap_or_else(|| ("unknown".into(), None));
-        tracing::info!("{who}: refused (421): node {} is not the fleet's leader ({leader} is)", agent.node());
+        tracing::info!(
+            "{who}: refused (421): node {} is not the fleet's leader ({leader} is)",
+            agent.node()
+        );
         return (
             StatusCode::MISDIRECTED_REQUEST,
             Json(json!({

@@ -276,8 +276,14 @@ mod tests {
     fn key_layout() {
         let k = Keys::new("shop");
         assert_eq!(k.member("web1"), "/rootswap/shop/members/web1");
-        assert_eq!(k.prepared("d1", "web1"), "/rootswap/shop/deploys/d1/prepared/web1");
-        assert_eq!(k.split_deploy_key("/rootswap/shop/deploys/d1"), Some(("d1", "")));
+        assert_eq!(
+            k.prepared("d1", "web1"),
+            "/rootswap/shop/deploys/d1/prepared/web1"
+        );
+        assert_eq!(
+            k.split_deploy_key("/rootswap/shop/deploys/d1"),
+            Some(("d1", ""))
+        );
         assert_eq!(
             k.split_deploy_key("/rootswap/shop/deploys/d1/commit"),
             Some(("d1", "commit"))

@@ -157,7 +157,8 @@ impl Agent {
             id,
             trigger: trigger.as_str().to_string(),
         };
-        let log = |e: coordinator::Event| tracing::info!("fleet: {}", super::status::event_line(&e));
+        let log =
+            |e: coordinator::Event| tracing::info!("fleet: {}", super::status::event_line(&e));
         coordinator::coordinate(&self.etcd, &cfg, req, &log).await
     }
 
@@ -382,7 +383,11 @@ impl Agent {
     async fn catch_up(self: Arc<Self>) {
         let _busy = self.busy.lock().await;
         let cfg = (self.config)();
-        let committed = match self.etcd.get::<Committed>(&self.etcd.keys.committed()).await {
+        let committed = match self
+            .etcd
+            .get::<Committed>(&self.etcd.keys.committed())
+            .await
+        {
             Ok(c) => c.map(|c| c.value),
             Err(e) => {
                 tracing::warn!("fleet: cannot read the committed version: {e:#}");
@@ -404,7 +409,9 @@ impl Agent {
             "fleet: the fleet committed {} (deploy {}), this node serves {}: catching up",
             &c.commit[..7.min(c.commit.len())],
             c.id,
-            live.as_deref().map(|l| &l[..7.min(l.len())]).unwrap_or("nothing")
+            live.as_deref()
+                .map(|l| &l[..7.min(l.len())])
+                .unwrap_or("nothing")
         );
         let req = Request {
             reference: Some(c.commit.clone()),
@@ -512,7 +519,10 @@ impl Agent {
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!("fleet: deploy {}: cannot report prepared yet: {e:#}", rec.id);
+                    tracing::warn!(
+                        "fleet: deploy {}: cannot report prepared yet: {e:#}",
+                        rec.id
+                    );
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }

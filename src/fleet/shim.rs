@@ -28,6 +28,7 @@ use crate::source::GitSource;
 use crate::state::State;
 
 /// SHIM: what `deploy::prepare` returns.
+#[allow(clippy::large_enum_variant)] // the contract's shape; returned once per deploy
 pub enum Prepare {
     /// The commit is already live (nothing was touched).
     UpToDate {

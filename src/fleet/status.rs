@@ -84,15 +84,20 @@ pub async fn gather(etcd: &Etcd, site: &str) -> Result<FleetStatus> {
     let k = &etcd.keys;
     let members: BTreeMap<String, Member> = alive(etcd).await?;
     let mut c = etcd.client();
-    let leader = c
-        .leader(k.election())
-        .await
-        .ok()
-        .and_then(|r| r.kv().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()));
-    let committed = etcd.get::<Committed>(&k.committed()).await?.map(|e| e.value);
+    let leader = c.leader(k.election()).await.ok().and_then(|r| {
+        r.kv()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+    });
+    let committed = etcd
+        .get::<Committed>(&k.committed())
+        .await?
+        .map(|e| e.value);
     let last_id = etcd.get::<String>(&k.last()).await?.map(|e| e.value);
     let record = match &last_id {
-        Some(id) => etcd.get::<DeployRecord>(&k.record(id)).await?.map(|e| e.value),
+        Some(id) => etcd
+            .get::<DeployRecord>(&k.record(id))
+            .await?
+            .map(|e| e.value),
         None => None,
     };
     let view = match &record {
