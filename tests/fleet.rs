@@ -867,3 +867,272 @@ fn twenty_deploys_report_the_mixed_version_window() {
     );
     let _ = writeln!(std::io::stderr(), "{line}");
 }
+
+// ------------------------------------------------ under load: nginx + php-fpm
+
+fn find_php_fpm() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/sbin")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("php-fpm"))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// nginx and php-fpm, or None locally / a failure under CI=true.
+fn web_servers() -> Option<(PathBuf, PathBuf)> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    match (nginx, find_php_fpm()) {
+        (Some(n), Some(f)) => Some((n, f)),
+        _ => {
+            let msg = "nginx or php-fpm is not installed (apt-get install nginx-light php-fpm)";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg} (CI=true: the fleet load test must run)");
+            }
+            eprintln!("skipping: {msg}");
+            None
+        }
+    }
+}
+
+/// A server process in its own process group, killed with its workers on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.0.id() as i32;
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) && matches!(self.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// One php-fpm pool and one nginx with a server block per node, each
+/// resolving the node's link per request (`$realpath_root`).
+fn start_web(dir: &Path, nodes: &[Node], nginx: &Path, fpm: &Path) -> (Vec<u16>, Server, Server) {
+    use std::os::unix::process::CommandExt;
+    let root = unsafe { libc::geteuid() } == 0;
+    let sock = dir.join("fpm.sock");
+    let mut pool = format!(
+        "[global]\npid = {d}/fpm.pid\nerror_log = {d}/fpm.log\ndaemonize = no\n[fleet]\nlisten = {s}\n\
+         listen.mode = 0666\npm = static\npm.max_children = 6\n",
+        d = dir.display(),
+        s = sock.display()
+    );
+    if root {
+        pool.push_str("user = root\ngroup = root\n");
+    }
+    std::fs::write(dir.join("fpm.conf"), pool).unwrap();
+    std::fs::write(
+        dir.join("php.ini"),
+        "opcache.enable=0\nrealpath_cache_ttl=120\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(fpm);
+    cmd.arg("-F")
+        .arg("-y")
+        .arg(dir.join("fpm.conf"))
+        .arg("-c")
+        .arg(dir.join("php.ini"));
+    if root {
+        cmd.arg("-R");
+    }
+    let fpm = Server(
+        cmd.env("PHP_INI_SCAN_DIR", "")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("fpm.out")).unwrap())
+            .spawn()
+            .expect("php-fpm starts"),
+    );
+    wait_for("php-fpm's socket", Duration::from_secs(15), || {
+        sock.exists()
+    });
+    let ports: Vec<u16> = nodes.iter().map(|_| free_port()).collect();
+    let servers: String = nodes
+        .iter()
+        .zip(&ports)
+        .map(|(n, p)| {
+            format!(
+                "server {{ listen 127.0.0.1:{p}; root {w}/current; index index.php;\n\
+                 location ~ \\.php$ {{ fastcgi_pass unix:{s}; fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;\n\
+                 fastcgi_param DOCUMENT_ROOT $realpath_root; fastcgi_param REQUEST_METHOD $request_method;\n\
+                 fastcgi_param SCRIPT_NAME $fastcgi_script_name; fastcgi_param QUERY_STRING $query_string; }} }}\n",
+                w = n.webroot().display(),
+                s = sock.display()
+            )
+        })
+        .collect();
+    let t = dir.join("nginx-tmp");
+    std::fs::create_dir_all(&t).unwrap();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n{u}\
+             events {{ worker_connections 1024; }}\nhttp {{ access_log off; client_body_temp_path {t}/b; \
+             fastcgi_temp_path {t}/f; proxy_temp_path {t}/p; uwsgi_temp_path {t}/u; scgi_temp_path {t}/s;\n{servers}}}\n",
+            d = dir.display(),
+            t = t.display(),
+            u = if root { "user root root;\n" } else { "" },
+        ),
+    )
+    .unwrap();
+    let nginx = Server(
+        Command::new(nginx)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("nginx-error.log"))
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("nginx.out")).unwrap())
+            .spawn()
+            .expect("nginx starts"),
+    );
+    for &p in &ports {
+        wait_for("nginx", Duration::from_secs(15), || {
+            TcpStream::connect(("127.0.0.1", p)).is_ok()
+        });
+    }
+    (ports, nginx, fpm)
+}
+
+/// `A<n> B<n>`: index.php of version n and the lib.php it includes.
+fn parse_pair(body: &str) -> Option<(u32, u32)> {
+    let mut it = body.split_whitespace();
+    let a = it.next()?.strip_prefix('A')?.parse().ok()?;
+    let b = it.next()?.strip_prefix('B')?.parse().ok()?;
+    Some((a, b))
+}
+
+/// Twenty fleet deploys while a load checker sends each request to a node
+/// chosen at random: no failed request, no torn response (index.php and
+/// the lib.php it includes of one version), every node on the last commit;
+/// the mixed-version window is printed (p50/p99).
+#[test]
+fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
+    let Some((nginx, fpm)) = web_servers() else {
+        return;
+    };
+    let Some(f) = Fleet::new() else { return };
+    let push = |n: u32| {
+        std::fs::write(
+            f.work.join("index.php"),
+            format!("<?php require __DIR__ . '/lib.php'; echo 'A{n} ', $lib;\n"),
+        )
+        .unwrap();
+        std::fs::write(f.work.join("lib.php"), format!("<?php $lib = 'B{n}';\n")).unwrap();
+        git(&f.work, &["add", "-A"]);
+        git(
+            &f.work,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e.invalid",
+                "commit",
+                "-q",
+                "-m",
+                &format!("v{n}"),
+            ],
+        );
+        git(&f.work, &["push", "-q", "origin", "main"]);
+        git(&f.work, &["rev-parse", "HEAD"])
+    };
+    push(0);
+    f.deploy_ok(0);
+    let web = f.tmp.join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    let (ports, _nginx, _fpm) = start_web(&web, &f.nodes, &nginx, &fpm);
+    for &p in &ports {
+        wait_for("the site through nginx", Duration::from_secs(10), || {
+            http_get(p, "/index.php")
+                .is_some_and(|(c, b)| c == 200 && parse_pair(&b) == Some((0, 0)))
+        });
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checkers: Vec<_> = (0..3u64)
+        .map(|seed| {
+            let (stop, ports) = (stop.clone(), ports.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut bad) = (0u64, Vec::new());
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (seed + 1);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let port = ports[(x % ports.len() as u64) as usize];
+                    match http_get(port, "/index.php") {
+                        Some((200, body)) => match parse_pair(&body) {
+                            Some((a, b)) if a == b => ok += 1,
+                            _ => bad.push(format!("torn or garbled: {body:?}")),
+                        },
+                        other => bad.push(format!("failed: {other:?}")),
+                    }
+                }
+                (ok, bad)
+            })
+        })
+        .collect();
+    let mut windows = Vec::new();
+    let mut last = String::new();
+    for i in 1..=20u32 {
+        last = push(i);
+        let out = f.nodes[i as usize % 3].run(&["deploy", "--json"]);
+        assert!(
+            out.status.success(),
+            "deploy {i}: {}\n{}",
+            text(&out),
+            f.logs()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        windows.push(v["window_ms"].as_f64().expect("three renames"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut bad) = (0, Vec::new());
+    for c in checkers {
+        let (o, b) = c.join().unwrap();
+        ok += o;
+        bad.extend(b);
+    }
+    assert!(
+        bad.is_empty(),
+        "{} bad responses of {}: {:?}",
+        bad.len(),
+        ok + bad.len() as u64,
+        &bad[..bad.len().min(10)]
+    );
+    assert!(ok > 100, "the load checker got only {ok} responses");
+    for n in &f.nodes {
+        assert_eq!(n.version().2.as_deref(), Some(last.as_str()), "{}", n.name);
+    }
+    windows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let _ = writeln!(
+        std::io::stderr(),
+        "fleet under load: 20 deploys, 3 nodes, {ok} requests, 0 failed, 0 torn; mixed-version window p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&windows, 0.5),
+        percentile(&windows, 0.99)
+    );
+}
