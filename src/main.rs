@@ -372,6 +372,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Rollback { snapshot } if cfg.fleet.is_some() => {
+            return rootswap::fleet::cli::rollback(&cfg, snapshot.as_deref());
+        }
         Command::Rollback { snapshot } => {
             let outcome = rootswap::rollback::rollback(&cfg, snapshot.as_deref())?;
             rootswap::progress::finish();

@@ -521,6 +521,15 @@ fn happy_path_all_three_switch_and_status_shows_it() {
     // Nothing new: up to date everywhere, nothing touched.
     let out = f.deploy_ok(2);
     assert!(out.contains("up to date on every node"), "{out}");
+    // A rollback on one node rolls the whole fleet back.
+    let out = f.nodes[1].run(&["rollback"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), f.logs());
+    assert!(
+        text(&out).contains("live on 3 of 3 nodes"),
+        "{}",
+        text(&out)
+    );
+    f.assert_all_on("v1", &c1);
 }
 
 #[test]

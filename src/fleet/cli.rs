@@ -31,6 +31,16 @@ pub fn deploy(
     force: bool,
     as_json: bool,
 ) -> Result<ExitCode> {
+    deploy_as(cfg, reference, force, as_json, "manual")
+}
+
+fn deploy_as(
+    cfg: &Config,
+    reference: Option<String>,
+    force: bool,
+    as_json: bool,
+    trigger: &str,
+) -> Result<ExitCode> {
     let fleet = fleet_of(cfg)?;
     let rt = runtime()?;
     let outcome = rt.block_on(async {
@@ -40,7 +50,7 @@ pub fn deploy(
             force,
             coordinator: format!("rootswap deploy on {}", fleet.node),
             id: None,
-            trigger: "manual".into(),
+            trigger: trigger.into(),
         };
         let print = |e: coordinator::Event| {
             if !as_json {
@@ -120,4 +130,37 @@ pub fn status(cfg: &Config, as_json: bool) -> Result<ExitCode> {
         print!("{}", status::text(&s));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rootswap rollback [SNAPSHOT]` on a fleet node: a fleet deploy of the
+/// commit that snapshot holds on this node (every node then deploys it).
+pub fn rollback(cfg: &Config, name: Option<&str>) -> Result<ExitCode> {
+    let layout = crate::layout::Layout::from_config(cfg);
+    layout.preflight()?;
+    let snap = match name {
+        Some(n) => crate::snapshot::find(&layout, n)?,
+        None => layout.timestamped()?.pop().ok_or_else(|| {
+            anyhow!(
+                "there is no snapshot to roll back to in {}; name one with `rootswap rollback NAME`",
+                layout.webroot.display()
+            )
+        })?,
+    };
+    let state = crate::state::State::load(&layout.state)?;
+    let commit = state
+        .snapshot(&snap.path)
+        .and_then(|i| i.commit.clone())
+        .ok_or_else(|| {
+            anyhow!(
+                "the commit of {} is not known; deploy a known version instead with `rootswap deploy --ref REF`",
+                snap.name
+            )
+        })?;
+    println!(
+        "rolling the fleet back to {} ({}), the version of {}",
+        &commit[..7.min(commit.len())],
+        snap.name,
+        fleet_of(cfg)?.node
+    );
+    deploy_as(cfg, Some(commit), true, false, "rollback")
 }

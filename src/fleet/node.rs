@@ -640,6 +640,7 @@ pub fn prepare_local(cfg: &Config, rec: &DeployRecord) -> Result<Prepare> {
             "manual" => Trigger::Manual,
             "trigger" => Trigger::TriggerUrl,
             "webhook" => Trigger::Webhook,
+            "rollback" => Trigger::Rollback,
             _ => Trigger::Schedule,
         },
         // The fleet id is this node's deploy id too: `history` shows it.
