@@ -1145,3 +1145,75 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
         percentile(&windows, 0.99)
     );
 }
+
+/// Start-up errors: an etcd that does not answer, a node id already alive.
+#[test]
+fn bad_fleet_values_are_one_clear_error_at_start() {
+    let Some(f) = Fleet::new() else { return };
+    let cfg = std::fs::read_to_string(&f.nodes[0].config).unwrap();
+    let webroot = f.tmp.join("extra/webroot");
+    std::fs::create_dir_all(&webroot).unwrap();
+    let other = cfg
+        .replace(
+            &f.nodes[0].webroot().display().to_string(),
+            &webroot.display().to_string(),
+        )
+        .replace(
+            &format!("127.0.0.1:{}", f.nodes[0].port),
+            &format!("127.0.0.1:{}", free_port()),
+        );
+    // Same node id as n0, which is alive (another pid).
+    let dup = f.tmp.join("extra/dup.yaml");
+    std::fs::write(&dup, &other).unwrap();
+    let out = Command::new(bin())
+        .arg("-c")
+        .arg(&dup)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("node id `n0` is already alive"), "{err}");
+    // No etcd at that address.
+    let dead = free_port();
+    let mut nowhere = String::new();
+    for line in other.lines() {
+        if line.trim_start().starts_with("etcd:") {
+            nowhere.push_str(&format!("  etcd: ['http://127.0.0.1:{dead}']\n"));
+        } else {
+            nowhere.push_str(&format!("{}\n", line.replace("node: n0", "node: n9")));
+        }
+    }
+    let path = f.tmp.join("extra/nowhere.yaml");
+    std::fs::write(&path, nowhere).unwrap();
+    let out = Command::new(bin())
+        .arg("-c")
+        .arg(&path)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{dead}")) && err.contains("fleet.etcd"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // Nothing was written into the webroot by either attempt.
+    let entries: Vec<_> = std::fs::read_dir(&webroot).unwrap().collect();
+    assert!(entries.is_empty(), "{entries:?}");
+    // And a site name with '/' is refused by `config` already.
+    let slash = f.tmp.join("extra/slash.yaml");
+    std::fs::write(&slash, other.replace("site: ", "site: a/")).unwrap();
+    let out = Command::new(bin())
+        .arg("-c")
+        .arg(&slash)
+        .arg("config")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("without '/'"),
+        "{err}"
+    );
+}
