@@ -1,143 +1,269 @@
-//! Recording what changes under the served snapshot, so that copy-back passes
-//! look only at those paths instead of walking the whole tree.
+//! Knowing what changed in a tree without walking it again.
 //!
-//! A recursive `notify` (inotify) watch is set on the snapshot before it is
-//! first scanned. Each pass asks for the paths changed since the previous one
-//! ([`ChangeWatch::take`]); a barrier file written into the tree and awaited
-//! in the event stream makes sure every change made before the call has been
-//! delivered. When the kernel's queue overflowed, the watch could not be set,
-//! or the barrier did not come back in time, the caller falls back to a full
-//! scan: the watch only ever saves work, it never decides alone.
+//! A deploy looks at the user files of two trees many times: ROOT (uploads
+//! it gets while the snapshot is copied, what the checkout and the hooks
+//! wrote) and the served snapshot (uploads while it serves). Walking a
+//! 40,000-entry tree for each look costs more than the deploy itself, so each
+//! tree is walked once ([`Watched::scan`]) and an inotify watch is set on
+//! every directory that walk reads, *before* reading it: whatever changes
+//! later is reported. Each later look ([`Watched::manifest`]) re-reads only
+//! the reported paths.
+//!
+//! A barrier file written into the tree and awaited in the event stream makes
+//! sure every change made before the look has been read. When the kernel's
+//! queue overflowed, a watch could not be added, or the barrier did not come
+//! back in time, the look is a full scan again, and the log says why: the
+//! watch only ever saves work, it never decides alone.
+//!
+//! Symlinks are not followed (the scans do not follow them either): a shared
+//! directory (`user_content.shared`) is the same for both trees and is never
+//! copied back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
+use anyhow::Result;
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
 use crate::user_content::{self, Classifier, Manifest};
 
-#[derive(Default)]
-struct Seen {
-    paths: HashSet<PathBuf>,
-    overflow: bool,
+/// How long a look waits for its barrier event before it trusts nothing.
+const BARRIER_WAIT: Duration = Duration::from_secs(2);
+
+/// `ROOTSWAP_FAULT=watch-overflow` makes every look behave as if the kernel's
+/// event queue had overflowed (for the tests of the full-scan fallback).
+fn overflow_injected() -> bool {
+    std::env::var("ROOTSWAP_FAULT").is_ok_and(|v| v.split(',').any(|f| f == "watch-overflow"))
 }
 
-/// A recursive watch on one tree.
-pub struct ChangeWatch {
-    tree: PathBuf,
-    seen: Arc<(Mutex<Seen>, Condvar)>,
-    barrier: u64,
-    _watcher: RecommendedWatcher,
-}
-
-/// Paths changed since the last [`ChangeWatch::take`], or "look at everything".
+/// What changed in a tree since the last [`TreeWatch::take`].
+#[derive(Debug)]
 pub enum Changes {
-    /// These paths (relative to the tree) changed.
+    /// These paths (relative to the tree) changed; a directory with its subtree.
     Paths(HashSet<PathBuf>),
-    /// Events were lost: compare the whole tree.
-    Everything,
+    /// Events were lost (the reason, for the log): compare the whole tree.
+    Everything(String),
 }
 
-impl ChangeWatch {
-    /// Starts watching `tree`; `None` when the watch cannot be set (the
-    /// caller then scans the whole tree each time).
-    pub fn start(tree: &Path) -> Option<ChangeWatch> {
-        let seen: Arc<(Mutex<Seen>, Condvar)> = Arc::default();
-        let sink = seen.clone();
-        let root = tree.to_path_buf();
-        // Symlinks are not followed, as the scans do not follow them: a shared
-        // directory (`user_content.shared`) is the same for both trees and is
-        // never copied back.
-        let config = notify::Config::default().with_follow_symlinks(false);
-        let mut watcher = RecommendedWatcher::new(
-            move |res: notify::Result<Event>| {
-                let (lock, cv) = &*sink;
-                let Ok(mut s) = lock.lock() else { return };
-                match res {
-                    Ok(ev) if !ev.need_rescan() => {
-                        for p in ev.paths {
-                            if let Ok(rel) = p.strip_prefix(&root) {
-                                s.paths.insert(rel.to_path_buf());
-                            }
-                        }
-                    }
-                    _ => s.overflow = true,
-                }
-                cv.notify_all();
-            },
-            config,
-        )
-        .map_err(|e| tracing::debug!("no change watch on {}: {e}", tree.display()))
-        .ok()?;
-        if let Err(e) = watcher.watch(tree, RecursiveMode::Recursive) {
-            tracing::debug!("no change watch on {}: {e}", tree.display());
-            return None;
-        }
-        Some(ChangeWatch {
+/// An inotify watch on the directories of one tree that a scan has read.
+pub struct TreeWatch {
+    tree: PathBuf,
+    inotify: Inotify,
+    /// Watched directories, relative to the tree.
+    dirs: HashMap<WatchDescriptor, PathBuf>,
+    changed: HashSet<PathBuf>,
+    /// Why the events since the last look cannot be trusted.
+    lost: Option<String>,
+    barrier: u64,
+    buf: Vec<u8>,
+}
+
+fn mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MODIFY
+        | WatchMask::ATTRIB
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::ONLYDIR
+        | WatchMask::DONT_FOLLOW
+        | WatchMask::EXCL_UNLINK
+}
+
+impl TreeWatch {
+    /// An inotify instance for `tree`, with no directory watched yet.
+    pub fn new(tree: &Path) -> std::io::Result<TreeWatch> {
+        Ok(TreeWatch {
             tree: tree.to_path_buf(),
-            seen,
+            inotify: Inotify::init()?,
+            dirs: HashMap::new(),
+            changed: HashSet::new(),
+            lost: None,
             barrier: 0,
-            _watcher: watcher,
+            buf: vec![0; 64 * 1024],
         })
     }
 
-    /// The paths changed since the last call (after making sure every change
-    /// made before this call has been delivered).
+    /// Watches the directory `rel` (relative to the tree). Call before
+    /// reading the directory, so that nothing created meanwhile is missed.
+    pub fn add_dir(&mut self, rel: &Path) {
+        match self.inotify.watches().add(self.tree.join(rel), mask()) {
+            // The same directory (moved since) gets the same descriptor: its new name wins.
+            Ok(wd) => {
+                self.dirs.insert(wd, rel.to_path_buf());
+            }
+            // Gone before it could be watched: its parent reports that.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                if self.lost.is_none() {
+                    self.lost = Some(format!(
+                        "cannot watch {}: {e} (see fs.inotify.max_user_watches)",
+                        self.tree.join(rel).display()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Reads the events the kernel has queued; true when `barrier` was among them.
+    fn read_queued(&mut self, barrier: Option<&std::ffi::OsStr>) -> bool {
+        let mut seen = false;
+        loop {
+            let events = match self.inotify.read_events(&mut self.buf) {
+                Ok(ev) => ev,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return seen,
+                Err(e) => {
+                    self.lost
+                        .get_or_insert(format!("cannot read the change events: {e}"));
+                    return seen;
+                }
+            };
+            for ev in events {
+                if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                    self.lost.get_or_insert(
+                        "the kernel's event queue overflowed (fs.inotify.max_queued_events)".into(),
+                    );
+                    continue;
+                }
+                if ev.mask.contains(EventMask::IGNORED) {
+                    self.dirs.remove(&ev.wd);
+                    continue;
+                }
+                let (Some(name), Some(dir)) = (ev.name, self.dirs.get(&ev.wd)) else {
+                    continue; // an event on a watched directory itself: its parent reports what matters
+                };
+                if dir.as_os_str().is_empty() && Some(name) == barrier {
+                    seen = true;
+                    continue;
+                }
+                self.changed.insert(dir.join(name));
+            }
+        }
+    }
+
+    /// The paths changed since the last call, after making sure every change
+    /// made before this call has been read.
     pub fn take(&mut self) -> Changes {
         self.barrier += 1;
-        let name = PathBuf::from(format!(
+        let name = format!(
             ".rootswap-tmp-barrier-{}-{}",
             std::process::id(),
             self.barrier
-        ));
+        );
         let path = self.tree.join(&name);
-        if std::fs::write(&path, b"").is_err() {
-            return Changes::Everything;
-        }
-        let (lock, cv) = &*self.seen;
-        let Ok(guard) = lock.lock() else {
-            return Changes::Everything;
+        let seen = match std::fs::write(&path, b"") {
+            Ok(()) => self.wait_for(std::ffi::OsStr::new(&name)),
+            Err(e) => {
+                self.lost
+                    .get_or_insert(format!("cannot write {}: {e}", path.display()));
+                false
+            }
         };
-        let waited = cv.wait_timeout_while(guard, Duration::from_secs(2), |s| {
-            !s.overflow && !s.paths.contains(&name)
-        });
         let _ = std::fs::remove_file(&path);
-        let Ok((mut s, timeout)) = waited else {
-            return Changes::Everything;
-        };
-        let out = if timeout.timed_out() || s.overflow {
-            Changes::Everything
-        } else {
-            Changes::Paths(std::mem::take(&mut s.paths))
-        };
-        s.paths.clear();
-        s.overflow = false;
-        out
+        if !seen {
+            self.lost.get_or_insert(format!(
+                "the change events did not arrive within {}s",
+                BARRIER_WAIT.as_secs()
+            ));
+        }
+        if overflow_injected() {
+            self.lost.get_or_insert(
+                "the kernel's event queue overflowed (injected: ROOTSWAP_FAULT=watch-overflow)"
+                    .into(),
+            );
+        }
+        let changed = std::mem::take(&mut self.changed);
+        match self.lost.take() {
+            Some(why) => Changes::Everything(why),
+            None => Changes::Paths(changed),
+        }
     }
 
-    /// The user files of the tree now, starting from `last` (its state at the
-    /// previous call) and looking only at what changed; a full scan when the
-    /// events cannot be trusted.
-    pub fn manifest(&mut self, last: &Manifest, c: &Classifier) -> anyhow::Result<Manifest> {
-        match self.take() {
-            Changes::Everything => user_content::scan(&self.tree, c),
-            Changes::Paths(paths) => Ok(user_content::rescan(&self.tree, c, last, &paths)),
+    fn wait_for(&mut self, barrier: &std::ffi::OsStr) -> bool {
+        let deadline = Instant::now() + BARRIER_WAIT;
+        loop {
+            if self.read_queued(Some(barrier)) {
+                return true;
+            }
+            if self.lost.is_some() {
+                return true; // events were lost anyway: no need to wait for the barrier
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let fd = self.inotify.as_fd();
+            let mut fds = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::IN,
+            )];
+            let timeout = rustix::event::Timespec::try_from(left).ok();
+            let _ = rustix::event::poll(&mut fds, timeout.as_ref());
         }
     }
 }
 
-/// The user files of `tree`: through the watch when there is one, else a full scan.
-pub fn manifest(
-    watch: Option<&mut ChangeWatch>,
-    tree: &Path,
-    last: &Manifest,
-    c: &Classifier,
-) -> anyhow::Result<Manifest> {
-    match watch {
-        Some(w) => w.manifest(last, c),
-        None => user_content::scan(tree, c),
+/// A tree whose user files are known: walked once, then followed by its watch.
+pub struct Watched {
+    tree: PathBuf,
+    watch: Option<TreeWatch>,
+    /// Why there is no watch (every look is then a full scan).
+    no_watch: Option<String>,
+    /// Full scans done after the first one, with their reasons.
+    pub full_scans: usize,
+}
+
+impl Watched {
+    /// Lists the user files of `tree`, watching every directory the walk reads.
+    pub fn scan(tree: &Path, c: &Classifier) -> Result<(Watched, Manifest)> {
+        let (watch, no_watch) = match TreeWatch::new(tree) {
+            Ok(w) => (Some(w), None),
+            Err(e) => (
+                None,
+                Some(format!("no change watch on {}: {e}", tree.display())),
+            ),
+        };
+        let mut w = Watched {
+            tree: tree.to_path_buf(),
+            watch,
+            no_watch,
+            full_scans: 0,
+        };
+        let m = w.full(c)?;
+        Ok((w, m))
+    }
+
+    fn full(&mut self, c: &Classifier) -> Result<Manifest> {
+        match &mut self.watch {
+            Some(w) => user_content::scan_with(&self.tree, c, &mut |rel| w.add_dir(rel)),
+            None => user_content::scan(&self.tree, c),
+        }
+    }
+
+    /// The user files of the tree now, from `last` (what the previous look
+    /// returned) and the paths that changed since; a full scan, logged with
+    /// its reason, when the events cannot be trusted.
+    pub fn manifest(&mut self, last: &Manifest, c: &Classifier) -> Result<Manifest> {
+        let why = match self.watch.as_mut().map(|w| w.take()) {
+            Some(Changes::Paths(paths)) => {
+                let w = self.watch.as_mut().expect("watch present");
+                return Ok(user_content::rescan_with(
+                    &self.tree,
+                    c,
+                    last,
+                    &paths,
+                    &mut |rel| w.add_dir(rel),
+                ));
+            }
+            Some(Changes::Everything(why)) => why,
+            None => self.no_watch.clone().unwrap_or_default(),
+        };
+        tracing::info!("full scan of {}: {why}", self.tree.display());
+        self.full_scans += 1;
+        self.full(c)
     }
 }
 
@@ -146,6 +272,11 @@ mod tests {
     use super::*;
     use crate::config::UserContentConfig;
     use crate::user_content::Rules;
+
+    fn classifier() -> Classifier {
+        let rules = Rules::new(&UserContentConfig::default()).unwrap();
+        Classifier::new(rules, HashSet::new(), &[], Path::new(""))
+    }
 
     #[test]
     fn watched_manifest_equals_a_full_scan() {
@@ -156,10 +287,9 @@ mod tests {
             std::fs::write(tree.join(format!("uploads/f{i}")), "x").unwrap();
         }
         std::fs::write(tree.join("uploads/old/a"), "a").unwrap();
-        let rules = Rules::new(&UserContentConfig::default()).unwrap();
-        let c = Classifier::new(rules, HashSet::new(), &[], Path::new(""));
-        let mut w = ChangeWatch::start(tree).expect("inotify works here");
-        let first = user_content::scan(tree, &c).unwrap();
+        let c = classifier();
+        let (mut w, first) = Watched::scan(tree, &c).unwrap();
+        assert!(w.watch.is_some(), "inotify works here");
         std::fs::write(tree.join("uploads/new"), "n").unwrap();
         std::fs::write(tree.join("uploads/f0"), "changed").unwrap();
         std::fs::remove_file(tree.join("uploads/f1")).unwrap();
@@ -169,9 +299,14 @@ mod tests {
         std::fs::rename(tree.join("uploads/old"), tree.join("uploads/moved")).unwrap();
         let watched = w.manifest(&first, &c).unwrap();
         assert_eq!(watched, user_content::scan(tree, &c).unwrap());
-        // Later events (directory attributes, the barrier's removal) only cause rescans.
+        // A directory created since is watched too, and so is a moved one under its new name.
+        std::fs::write(tree.join("uploads/deep/er/y"), "y").unwrap();
+        std::fs::write(tree.join("uploads/moved/b"), "b").unwrap();
         let again = w.manifest(&watched, &c).unwrap();
-        assert_eq!(again, watched);
+        assert_eq!(again, user_content::scan(tree, &c).unwrap());
+        assert!(again.contains_key(Path::new("uploads/moved/b")));
+        assert!(!again.contains_key(Path::new("uploads/old/b")));
+        assert_eq!(w.full_scans, 0, "no look needed a full scan");
     }
 
     #[test]
@@ -182,16 +317,48 @@ mod tests {
         std::fs::create_dir_all(&tree).unwrap();
         std::fs::create_dir_all(&shared).unwrap();
         std::os::unix::fs::symlink("../shared", tree.join("uploads")).unwrap();
-        let mut w = ChangeWatch::start(&tree).expect("inotify works here");
+        let c = classifier();
+        let (mut w, _) = Watched::scan(&tree, &c).unwrap();
+        let watch = w.watch.as_mut().unwrap();
         std::fs::write(shared.join("through-the-store"), "x").unwrap();
         std::fs::write(tree.join("uploads/through-the-link"), "y").unwrap();
         std::fs::write(tree.join("own"), "z").unwrap();
-        match w.take() {
+        match watch.take() {
             Changes::Paths(p) => {
                 assert!(p.contains(Path::new("own")), "{p:?}");
                 assert!(p.iter().all(|p| !p.starts_with("uploads/")), "{p:?}");
             }
-            Changes::Everything => panic!("no overflow expected"),
+            Changes::Everything(why) => panic!("no overflow expected: {why}"),
         }
+    }
+
+    #[test]
+    fn a_real_queue_overflow_falls_back_to_a_full_scan_that_finds_everything() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path();
+        std::fs::create_dir_all(tree.join("uploads")).unwrap();
+        let c = classifier();
+        let (mut w, first) = Watched::scan(tree, &c).unwrap();
+        // More events than the kernel queues for one reader (16,384 by default).
+        let limit: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(16384);
+        for i in 0..limit + 100 {
+            std::fs::write(tree.join(format!("uploads/u{i}")), "u").unwrap();
+        }
+        let now = w.manifest(&first, &c).unwrap();
+        assert_eq!(w.full_scans, 1, "the overflow was noticed");
+        assert_eq!(
+            now.len(),
+            limit + 100,
+            "the full scan found every user file"
+        );
+        assert_eq!(now, user_content::scan(tree, &c).unwrap());
+        // The watch goes on after the full scan.
+        std::fs::write(tree.join("uploads/after"), "a").unwrap();
+        let later = w.manifest(&now, &c).unwrap();
+        assert_eq!(w.full_scans, 1);
+        assert!(later.contains_key(Path::new("uploads/after")));
     }
 }

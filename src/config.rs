@@ -265,6 +265,32 @@ pub struct SourceConfig {
     /// Deploy only this subdirectory of the repository ("" for all of it).
     #[serde(default)]
     pub subdir: String,
+    /// A symlink of the commit whose target leaves the deployed tree (an
+    /// absolute or `../..` target): deployed as Git has it with a warning
+    /// (`allow`, the default), or the deploy is refused (`refuse`).
+    #[serde(default)]
+    pub external_symlinks: ExternalSymlinks,
+    /// Private key file for ssh repositories (a read-only deploy key). When
+    /// set, only this key is offered; absent: ssh-agent, then `~/.ssh/id_*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<PathBuf>,
+    /// Where ssh host keys are checked: a known_hosts file, or `accept-new`
+    /// (the default files, and a first contact is accepted and recorded in
+    /// `<state>/known_hosts`). Absent: `/etc/ssh/ssh_known_hosts`,
+    /// `~/.ssh/known_hosts` and `<state>/known_hosts`; an unknown host fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<String>,
+}
+
+/// `source.external_symlinks:` — symlinks that point outside the deployed tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExternalSymlinks {
+    /// Deploy them as Git checks them out; the deploy log and history name each one.
+    #[default]
+    Allow,
+    /// Refuse the commit before anything is written.
+    Refuse,
 }
 
 /// `snapshots:` — how many timestamped copies of ROOT are kept.
@@ -373,6 +399,14 @@ pub struct CopyConfig {
     /// Lower the copying threads' CPU and I/O priority (nice value 1-19).
     #[serde(default)]
     pub nice: Option<i32>,
+}
+
+/// `~/x` → `$HOME/x`; anything else as written.
+fn home_path(text: &str) -> PathBuf {
+    match (text.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(text),
+    }
 }
 
 fn default_root() -> String {
@@ -587,6 +621,17 @@ impl Config {
         self.source.repo = expand(&self.source.repo).with_context(|| ctx("source.repo"))?;
         self.source.branch = expand(&self.source.branch).with_context(|| ctx("source.branch"))?;
         self.source.subdir = expand(&self.source.subdir).with_context(|| ctx("source.subdir"))?;
+        if let Some(k) = self.source.ssh_key.as_mut() {
+            *k = home_path(&expand(&k.to_string_lossy()).with_context(|| ctx("source.ssh_key"))?);
+        }
+        if let Some(k) = self.source.known_hosts.as_mut() {
+            let text = expand(k).with_context(|| ctx("source.known_hosts"))?;
+            *k = if text == "accept-new" {
+                text
+            } else {
+                home_path(&text).to_string_lossy().into_owned()
+            };
+        }
         for (key, v) in [
             ("trigger.token", &mut self.trigger.token),
             ("trigger.github_secret", &mut self.trigger.github_secret),
@@ -647,6 +692,16 @@ impl Config {
                 "{src}: `source.subdir: {}` must be a path inside the repository (relative, no '..')",
                 self.source.subdir
             );
+        }
+        if let Some(k) = &self.source.ssh_key {
+            if !k.is_absolute() {
+                bail!("{src}: `source.ssh_key: {}` must be an absolute path (or start with ~/), e.g. /etc/rootswap/deploy_key", k.display());
+            }
+        }
+        if let Some(k) = &self.source.known_hosts {
+            if k != "accept-new" && !Path::new(k).is_absolute() {
+                bail!("{src}: `source.known_hosts: {k}` must be `accept-new` or an absolute path to a known_hosts file (or start with ~/)");
+            }
         }
         let public = Path::new(&self.public);
         if public.is_absolute()

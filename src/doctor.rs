@@ -61,6 +61,7 @@ pub fn checks(cfg: &Config, args: &Args) -> Vec<Check> {
     out.push(check_space(&layout));
     out.extend(check_served_tree(cfg, &layout));
     out.extend(check_shared(cfg, &layout));
+    out.extend(check_external_links(cfg, &layout));
     out.extend(check_php(cfg));
     out.extend(check_nginx(cfg, args));
     out
@@ -106,7 +107,18 @@ fn check_link(layout: &Layout) -> Check {
             let p = Path::new(&t);
             let bare = p.components().count() == 1 && !t.contains('/');
             let target = layout.webroot.join(p);
-            if !bare {
+            // An absolute link to an entry of the webroot is what deploy
+            // adopts (Layout::live_name) and rewrites by name at its switch.
+            let adopted = (!bare)
+                .then(|| layout.live_name().ok().flatten())
+                .flatten()
+                .filter(|n| !n.contains('/') && layout.webroot.join(n).is_dir());
+            if let Some(name) = adopted {
+                Check::pass(format!(
+                    "link {} -> {t}: an absolute link to {name} in the webroot; deploys accept it and point the link at {name} by name at their next switch",
+                    link.display()
+                ))
+            } else if !bare {
                 Check::fail(
                     true,
                     format!("link {} -> {t}: not a name inside the webroot", link.display()),
@@ -291,6 +303,87 @@ fn check_shared(cfg: &Config, layout: &Layout) -> Vec<Check> {
     out
 }
 
+/// Symlinks in ROOT whose target leaves ROOT (deployed as Git has them, see
+/// `source.external_symlinks`), and which of them nginx serves (under `public`).
+fn check_external_links(cfg: &Config, layout: &Layout) -> Vec<Check> {
+    let root = layout.root();
+    if !root.is_dir() {
+        return Vec::new();
+    }
+    let shared: Vec<PathBuf> = cfg
+        .user_content
+        .shared
+        .iter()
+        .map(|p| PathBuf::from(p.trim_end_matches('/')))
+        .collect();
+    let public = Path::new(cfg.public.trim_matches('/'));
+    let all_public = public.as_os_str().is_empty() || public == Path::new(".");
+    let (mut served, mut other) = (Vec::new(), Vec::new());
+    for e in walkdir::WalkDir::new(&root)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path_is_symlink())
+    {
+        let Ok(rel) = e.path().strip_prefix(&root) else {
+            continue;
+        };
+        if shared.iter().any(|s| s == rel) {
+            continue;
+        }
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        if crate::source::link_stays_inside(rel, &target) {
+            continue;
+        }
+        let dangling = if e.path().exists() { "" } else { " (dangling)" };
+        let text = format!("{} -> {}{dangling}", rel.display(), target.display());
+        if all_public || rel.starts_with(public) {
+            served.push(text);
+        } else {
+            other.push(text);
+        }
+    }
+    let mut out = Vec::new();
+    if !other.is_empty() {
+        out.push(Check::pass(format!(
+            "{} symlink(s) in ROOT point outside it, not under the public directory `{}`: {}",
+            other.len(),
+            cfg.public,
+            some(&other)
+        )));
+    }
+    if !served.is_empty() {
+        out.push(Check::fail(
+            false,
+            format!(
+                "{} symlink(s) under the public directory `{}` point outside ROOT, so nginx serves what they point at: {}",
+                served.len(),
+                cfg.public,
+                some(&served)
+            ),
+            "check that each target may be downloaded (nginx follows symlinks unless `disable_symlinks` is set), or move the link out of the public directory; `source.external_symlinks: refuse` makes deploys refuse such links",
+        ));
+    }
+    out
+}
+
+/// At most 20 items, comma-separated, then how many more.
+fn some(items: &[String]) -> String {
+    let mut text = items
+        .iter()
+        .take(20)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > 20 {
+        text.push_str(&format!(" and {} more", items.len() - 20));
+    }
+    text
+}
+
 fn check_served_tree(cfg: &Config, layout: &Layout) -> Vec<Check> {
     let mut out = Vec::new();
     let public = cfg.public.trim_matches('/');
@@ -344,12 +437,18 @@ fn check_served_tree(cfg: &Config, layout: &Layout) -> Vec<Check> {
 
 fn check_php(cfg: &Config) -> Vec<Check> {
     let mut out = Vec::new();
-    let ep = match opcache::endpoint(cfg) {
-        Ok(Some(ep)) => ep,
-        Ok(None) => {
+    let ep = match opcache::locate(cfg) {
+        Ok(opcache::Located::Configured(ep)) => ep,
+        Ok(opcache::Located::Found(ep, how)) => {
+            out.push(Check::pass(format!(
+                "opcache.fastcgi is not set; php-fpm found at {ep} ({how}): deploys clear its OPcache there"
+            )));
+            ep
+        }
+        Ok(opcache::Located::NotFound(why)) => {
             out.push(Check::fail(
                 true,
-                "opcache.fastcgi is not set: rootswap cannot clear php-fpm's OPcache, and ROOT's old code stays cached after a deploy",
+                format!("opcache.fastcgi is not set and {why}: rootswap cannot clear php-fpm's OPcache, and ROOT's old code stays cached after a deploy"),
                 "set opcache.fastcgi to php-fpm's address in rootswap.yaml, e.g. unix:/run/php/php8.2-fpm.sock (the fastcgi_pass of your nginx site)",
             ));
             return out;
@@ -363,7 +462,7 @@ fn check_php(cfg: &Config) -> Vec<Check> {
             return out;
         }
     };
-    let a = match opcache::inspect(cfg) {
+    let a = match opcache::run(&ep, &opcache::script_dir(cfg), &[], false) {
         Ok(a) => a,
         Err(e) => {
             out.push(Check::fail(true, format!("php-fpm at {ep} did not run rootswap's OPcache script: {e:#}"), "check that php-fpm runs and listens there, and that its pool user can read opcache.script_dir (default: the state dir)"));
@@ -393,7 +492,7 @@ fn check_php(cfg: &Config) -> Vec<Check> {
             "OPcache: {settings}: php-fpm re-checks each file at most every {freq} s, which alone serves old code and mixes versions for that long; rootswap's reset before and after the switch back covers it (validate_timestamps=0 is faster and safe with rootswap)"
         )));
     } else {
-        out.push(Check::pass(format!("OPcache: {settings}: new code is only seen after a reset, which rootswap does over FastCGI before and after the switch back")));
+        out.push(Check::pass(format!("OPcache: {settings}: opcache.validate_timestamps is 0, so php-fpm serves stale code until its cache is reset (guaranteed without a reset); rootswap resets it over FastCGI at {ep} before and after the switch back")));
     }
     let restrict = a.ini("opcache.restrict_api");
     if a.cache_on() && !restrict.is_empty() && !opcache::script_dir(cfg).starts_with(restrict) {

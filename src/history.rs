@@ -13,6 +13,10 @@ pub struct StepTiming {
     pub step: String,
     /// Duration in milliseconds.
     pub ms: u64,
+    /// The passes the step is made of (a catch-up, a copy-back pass, a
+    /// drain…), with their own durations; `history --json` shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passes: Vec<StepTiming>,
 }
 
 /// One deploy, as recorded.
@@ -26,7 +30,7 @@ pub struct Record {
     pub finished: String,
     /// Who asked: `manual`, `schedule`, `trigger`, `webhook`, `recovery`.
     pub trigger: String,
-    /// `success`, `failed`, `rolled-back`, `interrupted`.
+    /// `success`, `failed`, `rolled-back`, `aborted`, `interrupted`.
     pub result: String,
     /// Commit deployed (or attempted).
     pub commit: Option<String>,
@@ -46,6 +50,9 @@ pub struct Record {
     pub steps: Vec<StepTiming>,
     /// Total duration in milliseconds.
     pub duration_ms: u64,
+    /// The fleet deploy this node's deploy was part of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_id: Option<String>,
 }
 
 /// Appends one record (one line, fsynced).

@@ -141,8 +141,27 @@ fn yaml_scalar(s: &str) -> String {
     }
 }
 
-fn commented(text: &str) -> String {
-    text.trim().lines().map(|l| format!("# {l}\n")).collect()
+/// The preset's values, commented out, except its shared directories, which
+/// are written explicitly (with the `user_content:` line above them).
+fn preset_block(p: Preset) -> String {
+    let mut out = String::new();
+    for l in p.yaml().trim().lines() {
+        if l == "user_content:" {
+            out.push_str("user_content:\n");
+        } else if l.trim_start().starts_with("shared:") {
+            out.push_str(
+                "  # Uploads (and logs) live once, outside the trees, symlinked into ROOT and\n\
+                 \x20 # every snapshot: no deploy can lose or resurrect them (docs/sites.md). The\n\
+                 \x20 # first deploy moves them from ROOT to webroot/shared/. `shared: []` turns it off.\n",
+            );
+            out.push_str(l);
+            out.push('\n');
+        } else {
+            let indent = l.len() - l.trim_start().len();
+            out.push_str(&format!("{}# {}\n", &l[..indent], l.trim_start()));
+        }
+    }
+    out
 }
 
 /// Renders the commented config file.
@@ -214,15 +233,7 @@ pub fn render(
         t.push_str(&format!(
             "#\n# The {p} preset sets (uncomment and edit to override):\n"
         ));
-        t.push_str(&commented(p.yaml()));
-    }
-    if let Some(dir) = p.upload_dir() {
-        t.push_str(&format!(
-            "\n# Uploads never need copying back when they live once, outside the trees, symlinked\n\
-             # into ROOT and every snapshot (README: Shared directories). The next deploy moves the\n\
-             # directory to webroot/shared/. To turn it on, add under user_content:\n\
-             #   shared: [{dir}]\n"
-        ));
+        t.push_str(&preset_block(p));
     }
     t.push_str(
         "\n# Wait after pointing the link away from a tree before that tree is changed:\n\

@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adopt;
 pub mod changes;
 pub mod config;
 pub mod copy;
@@ -22,11 +23,13 @@ pub mod doctor;
 pub mod drain;
 pub mod effective;
 pub mod fleet;
+pub mod fpm_socket;
 pub mod fsutil;
 pub mod health;
 pub mod history;
 pub mod hook_tools;
 pub mod hooks;
+pub mod hostkeys;
 pub mod init;
 pub mod journal;
 pub mod layout;

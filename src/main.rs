@@ -24,6 +24,10 @@ struct Cli {
         env = "ROOTSWAP_CONFIG"
     )]
     config: PathBuf,
+    /// Show the passes inside each deploy step (catch-up, copy-back passes,
+    /// drains, OPcache resets), not only one line per step.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     /// Log format: human (default) or json (for log shippers).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -189,10 +193,15 @@ enum SnapshotsCmd {
     },
 }
 
-fn init_logging(format: LogFormat, spans: bool) {
+fn init_logging(format: LogFormat, spans: bool, verbose: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ROOTSWAP_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
+    let default = if verbose {
+        "info,rootswap=debug,rootswap::step=info,tokio_cron_scheduler=warn"
+    } else {
+        "info,tokio_cron_scheduler=warn"
+    };
+    let filter =
+        EnvFilter::try_from_env("ROOTSWAP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     use tracing_subscriber::prelude::*;
     // Log lines go through the progress writer (it lifts the deploy's spinner or
     // bar while writing); the progress layer sees only the deploy's step events.
@@ -219,7 +228,11 @@ fn init_logging(format: LogFormat, spans: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, matches!(cli.command, Command::Serve));
+    init_logging(
+        cli.log_format,
+        matches!(cli.command, Command::Serve),
+        cli.verbose,
+    );
     // The spinner and progress bars: only for a person watching a deploy
     // (not `--json`, `--dry-run`, `--log-format json`, `serve`, nor a pipe);
     // otherwise nothing is counted either.
@@ -296,6 +309,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 dry_run,
                 trigger: Trigger::Manual,
                 id: None,
+                snapshot_name: None,
+                fleet_id: None,
             };
             let outcome = deploy::deploy(&cfg, &req)?;
             // The bar goes before the summary is printed (both may be the terminal).
@@ -321,6 +336,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .map(|c| &c[..7.min(c.len())])
                         .unwrap_or("nothing");
                     println!("would deploy {} (live: {from})", d.described);
+                    for n in &d.notes {
+                        println!("{n}");
+                    }
                     for (label, list) in [
                         ("add", &d.added),
                         ("change", &d.modified),

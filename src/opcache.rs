@@ -294,6 +294,68 @@ pub fn endpoint(cfg: &Config) -> Result<Option<Endpoint>> {
         .transpose()
 }
 
+/// Where rootswap reaches php-fpm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// `opcache.fastcgi`.
+    Configured(Endpoint),
+    /// Not configured; found by [`crate::fpm_socket::discover`] (the text says where).
+    Found(Endpoint, String),
+    /// Not configured and not found (the text says why).
+    NotFound(String),
+}
+
+impl Located {
+    /// The address to use, if any.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        match self {
+            Located::Configured(e) | Located::Found(e, _) => Some(e),
+            Located::NotFound(_) => None,
+        }
+    }
+
+    /// One line for people: which address and why.
+    pub fn describe(&self) -> String {
+        match self {
+            Located::Configured(e) => format!("{e} (opcache.fastcgi)"),
+            Located::Found(e, how) => format!("{e} (found: {how}; opcache.fastcgi is not set)"),
+            Located::NotFound(why) => {
+                format!("php-fpm not found: opcache.fastcgi is not set and {why}")
+            }
+        }
+    }
+
+    /// The warning when php-fpm is not found: old code may be served.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            Located::NotFound(why) => Some(format!(
+                "OPcache not cleared: `opcache.fastcgi` is not set and {why}; php-fpm may keep serving the old code \
+                 (with opcache.validate_timestamps=0, until it restarts). Set `opcache.fastcgi` to php-fpm's address, \
+                 e.g. unix:/run/php/php8.2-fpm.sock (the fastcgi_pass of your nginx site)"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// `opcache.fastcgi`, or else the one php-fpm found on this machine.
+pub fn locate(cfg: &Config) -> Result<Located> {
+    if let Some(ep) = endpoint(cfg)? {
+        return Ok(Located::Configured(ep));
+    }
+    Ok(match crate::fpm_socket::discover() {
+        crate::fpm_socket::Found::One(ep, how) => Located::Found(ep, how),
+        crate::fpm_socket::Found::None(why) => Located::NotFound(why),
+        crate::fpm_socket::Found::Many(all) => Located::NotFound(format!(
+            "several php-fpm addresses were found ({}), so rootswap cannot tell which serves this site",
+            all.iter()
+                .map(|(e, how)| format!("{e} from {how}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    })
+}
+
 /// Runs the script inside php-fpm: invalidates `invalidate` (absolute
 /// paths), then calls `opcache_reset()` when `reset` is set.
 pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Result<Answer> {
@@ -429,11 +491,20 @@ pub fn clear_for_deploy<'a>(
     changed: impl Iterator<Item = &'a Path>,
     when: &str,
 ) -> Option<String> {
-    let ep = match endpoint(cfg) {
-        Ok(Some(ep)) => ep,
-        Ok(None) => {
-            tracing::info!("opcache.fastcgi is not set: php-fpm's OPcache is not cleared {when} (`rootswap doctor` tells whether that matters)");
-            return None;
+    let ep = match locate(cfg) {
+        Ok(Located::Configured(ep)) => ep,
+        Ok(Located::Found(ep, how)) => {
+            tracing::info!("php-fpm found at {ep} ({how}); opcache.fastcgi is not set, so rootswap clears OPcache there");
+            ep
+        }
+        Ok(l @ Located::NotFound(_)) => {
+            return l.warning().map(|w| {
+                w.replacen(
+                    "OPcache not cleared",
+                    &format!("OPcache not cleared {when}"),
+                    1,
+                )
+            })
         }
         Err(e) => return Some(format!("OPcache not cleared {when}: {e:#}")),
     };
@@ -445,7 +516,7 @@ pub fn clear_for_deploy<'a>(
     match run(&ep, &script_dir(cfg), &files, true) {
         Ok(a) => match judge(&a) {
             Ok(msg) => {
-                tracing::info!("{msg} {when}");
+                tracing::debug!("{msg} {when}");
                 None
             }
             Err(w) => Some(format!("OPcache {when}: {w}")),
@@ -456,7 +527,13 @@ pub fn clear_for_deploy<'a>(
 
 /// `rootswap opcache reset`: resets php-fpm's cache, returns what happened.
 pub fn reset_by_hand(cfg: &Config) -> Result<String> {
-    let ep = endpoint(cfg)?.ok_or_else(|| anyhow!("`opcache.fastcgi` is not set in the config: set it to php-fpm's address, e.g. unix:/run/php/php8.2-fpm.sock"))?;
+    let loc = locate(cfg)?;
+    let ep = loc.endpoint().cloned().ok_or_else(|| {
+        anyhow!(
+            "{}; set `opcache.fastcgi` to php-fpm's address, e.g. unix:/run/php/php8.2-fpm.sock",
+            loc.describe()
+        )
+    })?;
     let a = run(&ep, &script_dir(cfg), &[], true)?;
     judge(&a)
         .map_err(|w| anyhow!(w))
@@ -486,7 +563,11 @@ pub fn command(cfg: &Config, cmd: &Cmd) -> Result<std::process::ExitCode> {
 
 /// Reads php-fpm's OPcache settings without changing anything (doctor).
 pub fn inspect(cfg: &Config) -> Result<Answer> {
-    let ep = endpoint(cfg)?.ok_or_else(|| anyhow!("`opcache.fastcgi` is not set"))?;
+    let loc = locate(cfg)?;
+    let ep = loc
+        .endpoint()
+        .cloned()
+        .ok_or_else(|| anyhow!("{}", loc.describe()))?;
     run(&ep, &script_dir(cfg), &[], false)
 }
 

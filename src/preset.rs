@@ -48,6 +48,7 @@ public: public
 user_content:
   preserve: [".env", "storage/app/**", "storage/logs/**", "storage/framework/sessions/**"]
   exclude: ["storage/framework/cache/**", "storage/framework/views/**", "bootstrap/cache/*.php"]
+  shared: [storage/app/public, storage/logs]
 hooks:
   after_checkout:
     - composer install --no-dev --no-interaction --prefer-dist --optimize-autoloader
@@ -62,6 +63,7 @@ public: public
 user_content:
   preserve: [".env.local", "var/log/**", "public/uploads/**"]
   exclude: ["var/cache/**"]
+  shared: [public/uploads, var/log]
 hooks:
   after_checkout:
     - composer install --no-dev --optimize-autoloader
@@ -74,12 +76,14 @@ public: .
 user_content:
   preserve: ["wp-config.php", "wp-content/uploads/**", ".htaccess"]
   exclude: ["wp-content/cache/**"]
+  shared: [wp-content/uploads]
 "#;
 
 const DRUPAL: &str = r#"
 public: web
 user_content:
   preserve: ["web/sites/*/settings.local.php", "web/sites/*/files/**"]
+  shared: [web/sites/default/files]
 hooks:
   after_checkout:
     - composer install --no-dev
@@ -109,16 +113,16 @@ impl Preset {
         }
     }
 
-    /// The directory where this framework keeps what visitors upload: a
-    /// candidate for `user_content.shared` (suggested by `init`, not set:
-    /// sharing moves the directory out of ROOT on the next deploy).
-    pub fn upload_dir(self) -> Option<&'static str> {
+    /// The directories where this framework keeps what visitors upload and
+    /// what it logs: the preset's `user_content.shared` (kept once, outside
+    /// the trees; the first deploy that applies them moves them out of ROOT).
+    pub fn shared_dirs(self) -> &'static [&'static str] {
         match self {
-            Preset::Laravel => Some("storage/app"),
-            Preset::Symfony => Some("public/uploads"),
-            Preset::Wordpress => Some("wp-content/uploads"),
-            Preset::Drupal => Some("web/sites/default/files"),
-            Preset::Generic => None,
+            Preset::Laravel => &["storage/app/public", "storage/logs"],
+            Preset::Symfony => &["public/uploads", "var/log"],
+            Preset::Wordpress => &["wp-content/uploads"],
+            Preset::Drupal => &["web/sites/default/files"],
+            Preset::Generic => &[],
         }
     }
 
@@ -272,6 +276,25 @@ mod tests {
             if p != Preset::Generic {
                 assert_eq!(public.as_deref(), Some(p.public()), "{p}");
             }
+        }
+    }
+
+    #[test]
+    fn shared_dirs_are_the_presets_shared_list() {
+        for p in ALL {
+            let listed: Vec<String> = p
+                .values()
+                .get("user_content")
+                .and_then(|u| u.get("shared"))
+                .and_then(Value::as_sequence)
+                .map(|s| {
+                    s.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(listed, p.shared_dirs(), "{p}");
         }
     }
 

@@ -155,7 +155,7 @@ fn classifier_for(cfg: &Config, layout: &Layout, commit: Option<&str>) -> Result
         .and_then(|c| Oid::from_str(c).ok())
         .filter(|o| source.has_commit(&o.to_string()))
     {
-        Some(oid) => crate::deploy::classifier(cfg, &source, oid),
+        Some(oid) => user_content::classifier(cfg, &source, oid),
         None => Ok(Classifier::new(rules, HashSet::new(), &[], source.subdir())),
     }
 }
@@ -249,6 +249,7 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
         warnings: Vec::new(),
         steps: Vec::new(),
         duration_ms: 0,
+        fleet_id: None,
     };
     history::append(&layout.state, &rec)?;
     Journal::finish(&layout.state)?;

@@ -33,6 +33,11 @@ pub fn summary_line(s: &Summary) -> String {
     if !s.evicted.is_empty() {
         let _ = write!(line, ", evicted {}", s.evicted.join(", "));
     }
+    if s.warnings.iter().any(|w| w.starts_with("OPcache ")) {
+        line.push_str(
+            "; WARNING: php-fpm's OPcache was not cleared, old code may be served (see the warning above)",
+        );
+    }
     line
 }
 
@@ -224,6 +229,10 @@ pub fn status_text_styled(s: &Status, color: bool) -> String {
             yellow("(not linked yet: the next deploy moves it there)")
         };
         line("shared", format!("{} -> {} {state}", d.path, d.store));
+    }
+    match &s.opcache_warning {
+        Some(w) => line("opcache", red(&format!("WARNING: {w}"))),
+        None => line("opcache", s.opcache.clone()),
     }
     if let Some(j) = &s.interrupted {
         line(

@@ -51,6 +51,8 @@ pub fn rollback(cfg: &Config, name: Option<&str>) -> Result<Outcome> {
             dry_run: false,
             trigger: Trigger::Rollback,
             id: None,
+            snapshot_name: None,
+            fleet_id: None,
         },
     )
 }

@@ -63,7 +63,18 @@ pub fn recycle_candidate(layout: &Layout, cfg: &Config) -> Result<Option<Snapsho
 
 /// Copies ROOT into a new timestamped snapshot (recycling one when allowed).
 pub fn take(layout: &Layout, cfg: &Config, now: DateTime<Local>) -> Result<Taken> {
-    let name = layout.new_snapshot_name(now)?;
+    take_as(layout, cfg, &layout.new_snapshot_name(now)?)
+}
+
+/// Copies ROOT into the snapshot `name` (recycling one when allowed).
+pub fn take_as(layout: &Layout, cfg: &Config, name: &str) -> Result<Taken> {
+    let name = name.to_string();
+    if layout.entry(&name).exists() {
+        anyhow::bail!(
+            "cannot take snapshot {name}: {} already exists; remove it or pick another name",
+            layout.entry(&name).display()
+        );
+    }
     let partial = layout.entry(&format!("{PARTIAL_PREFIX}{name}"));
     let root = layout.root();
     let opts = copy_options(cfg);

@@ -18,7 +18,8 @@ use git2::{
     TreeWalkMode,
 };
 
-use crate::config::SourceConfig;
+use crate::config::{ExternalSymlinks, SourceConfig};
+use crate::hostkeys;
 
 /// The cached mirror of the configured repository.
 pub struct GitSource {
@@ -26,6 +27,39 @@ pub struct GitSource {
     url: String,
     branch: String,
     subdir: PathBuf,
+    external: ExternalSymlinks,
+    ssh: SshAuth,
+}
+
+/// How rootswap authenticates to an ssh remote and checks its host key.
+#[derive(Debug, Clone)]
+struct SshAuth {
+    /// `source.ssh_key`: the only key offered when set.
+    key: Option<PathBuf>,
+    /// Host and port of an ssh URL (None: not ssh).
+    host: Option<(String, u16)>,
+    /// known_hosts policy.
+    policy: hostkeys::Policy,
+}
+
+/// A symlink of a commit whose target leaves the deployed tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalLink {
+    /// Where the link is, relative to ROOT.
+    pub path: PathBuf,
+    /// What it points at, as Git has it.
+    pub target: PathBuf,
+}
+
+impl std::fmt::Display for ExternalLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "symlink {} -> {} points outside the deployed tree; deployed as Git has it (`source.external_symlinks: refuse` refuses such commits)",
+            self.path.display(),
+            self.target.display()
+        )
+    }
 }
 
 /// One file-level change between two commits (paths relative to the deployed subdir).
@@ -67,6 +101,9 @@ pub struct Plan {
     pub to: Oid,
     /// Deletions first, then additions and modifications.
     pub changes: Vec<Change>,
+    /// Symlinks this plan writes whose target leaves the deployed tree
+    /// (allowed by `source.external_symlinks`; each is worth one warning).
+    pub external_links: Vec<ExternalLink>,
 }
 
 impl Plan {
@@ -122,11 +159,18 @@ impl GitSource {
                     .context("cannot configure the cache repository's remote")?;
             }
         }
+        let ssh = SshAuth {
+            key: cfg.ssh_key.clone(),
+            host: hostkeys::ssh_host_port(&url),
+            policy: hostkeys::Policy::from_config(cfg.known_hosts.as_deref(), state),
+        };
         Ok(GitSource {
             repo,
             url,
             branch: cfg.branch.clone(),
             subdir: PathBuf::from(cfg.subdir.trim_matches('/')),
+            external: cfg.external_symlinks,
+            ssh,
         })
     }
 
@@ -147,16 +191,14 @@ impl GitSource {
             specs.push("+refs/heads/*:refs/remotes/origin/*".into());
             specs.push("+refs/tags/*:refs/tags/*".into());
         }
+        self.ssh.preflight()?;
+        let why = Why::default();
         let mut opts = FetchOptions::new();
-        opts.remote_callbacks(callbacks());
+        opts.remote_callbacks(callbacks(&self.ssh, &why));
         opts.download_tags(git2::AutotagOption::None);
-        remote.fetch(&specs, Some(&mut opts), None).map_err(|e| {
-            anyhow!(
-                "cannot fetch from {}: {}; check `source.repo` and that this machine can reach it",
-                self.url,
-                e.message()
-            )
-        })?;
+        remote
+            .fetch(&specs, Some(&mut opts), None)
+            .map_err(|e| why.error("cannot fetch from", &self.url, &e))?;
         Ok(())
     }
 
@@ -187,9 +229,15 @@ impl GitSource {
             .repo
             .remote_anonymous(&self.url)
             .context("cannot create remote")?;
+        self.ssh.preflight()?;
+        let why = Why::default();
         let conn = remote
-            .connect_auth(git2::Direction::Fetch, Some(callbacks()), None)
-            .map_err(|e| anyhow!("cannot reach {}: {}", self.url, e.message()))?;
+            .connect_auth(
+                git2::Direction::Fetch,
+                Some(callbacks(&self.ssh, &why)),
+                None,
+            )
+            .map_err(|e| why.error("cannot reach", &self.url, &e))?;
         let want = format!("refs/heads/{}", self.branch);
         let head = conn
             .list()
@@ -425,13 +473,21 @@ impl GitSource {
         }
         let mut changes = deletes;
         changes.extend(writes);
-        let plan = Plan { from, to, changes };
-        self.check_links(&plan)?;
+        let mut plan = Plan {
+            from,
+            to,
+            changes,
+            external_links: Vec::new(),
+        };
+        plan.external_links = self.external_links(&plan)?;
         Ok(plan)
     }
 
-    /// Refuses symlinks in the commit that point outside ROOT (checked before anything is written).
-    fn check_links(&self, plan: &Plan) -> Result<()> {
+    /// The symlinks `plan` writes that point outside ROOT; with
+    /// `source.external_symlinks: refuse`, an error naming the first one
+    /// (checked before anything is written).
+    fn external_links(&self, plan: &Plan) -> Result<Vec<ExternalLink>> {
+        let mut out = Vec::new();
         for ch in &plan.changes {
             let (ChangeKind::Added { blob, mode } | ChangeKind::Modified { blob, mode }) = ch.kind
             else {
@@ -445,17 +501,24 @@ impl GitSource {
                 .find_blob(blob)
                 .context("cannot read symlink blob")?;
             let target = PathBuf::from(String::from_utf8_lossy(target.content()).into_owned());
-            if !link_stays_inside(&ch.path, &target) {
+            if link_stays_inside(&ch.path, &target) {
+                continue;
+            }
+            if self.external == ExternalSymlinks::Refuse {
                 bail!(
-                    "commit {} has a symlink {} -> {} that points outside the deployed tree; \
-                     rootswap refuses it (it would serve files from elsewhere on the server). Make the link relative and inside the repository",
+                    "commit {} has a symlink {} -> {} that points outside the deployed tree, and `source.external_symlinks: refuse` is set; \
+                     make the link relative and inside the repository, or set `source.external_symlinks: allow` to deploy it as Git has it",
                     short(plan.to),
                     ch.path.display(),
                     target.display()
                 );
             }
+            out.push(ExternalLink {
+                path: ch.path.clone(),
+                target,
+            });
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Applies `plan` to `root`. Restartable: applying it twice gives the same tree.
@@ -610,39 +673,133 @@ fn resolve_url(repo: &str) -> String {
     }
 }
 
-fn callbacks<'a>() -> RemoteCallbacks<'a> {
+/// What the callbacks learnt when a remote operation failed (a refused host
+/// key, a refused deploy key): libgit2's own message says less.
+#[derive(Default, Clone)]
+struct Why(std::rc::Rc<std::cell::RefCell<Option<String>>>);
+
+impl Why {
+    fn set(&self, msg: String) {
+        *self.0.borrow_mut() = Some(msg);
+    }
+
+    fn error(&self, what: &str, url: &str, e: &git2::Error) -> anyhow::Error {
+        match self.0.borrow().as_ref() {
+            Some(m) => anyhow!("{what} {url}: {m}"),
+            None => anyhow!(
+                "{what} {url}: {}; check `source.repo` and that this machine can reach it",
+                e.message()
+            ),
+        }
+    }
+}
+
+impl SshAuth {
+    /// Checks what can be checked before connecting: the key file.
+    fn preflight(&self) -> Result<()> {
+        match (&self.key, &self.host) {
+            (Some(k), Some(_)) => hostkeys::check_key_file(k),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn callbacks<'a>(ssh: &'a SshAuth, why: &Why) -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
     let mut tries = 0;
+    let cred_why = why.clone();
     cb.credentials(move |url, user, allowed| {
         tries += 1;
-        if tries > 4 {
-            return Err(git2::Error::from_str(
-                "authentication failed (tried ssh-agent, ~/.ssh keys and git credential helpers)",
-            ));
-        }
-        let user = user.unwrap_or("git");
-        if allowed.contains(git2::CredentialType::SSH_KEY) {
-            if tries == 1 {
-                return git2::Cred::ssh_key_from_agent(user);
-            }
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            for key in ["id_ed25519", "id_rsa", "id_ecdsa"] {
-                let p = home.join(".ssh").join(key);
-                if p.exists() {
-                    return git2::Cred::ssh_key(user, None, &p, None);
-                }
-            }
-        }
-        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
-            if let Ok(cfg) = git2::Config::open_default() {
-                return git2::Cred::credential_helper(&cfg, url, None);
-            }
-        }
-        git2::Cred::default()
+        credential(ssh, &cred_why, tries, url, user.unwrap_or("git"), allowed)
     });
+    let cert_why = why.clone();
+    cb.certificate_check(move |cert, hostname| host_key_check(ssh, &cert_why, cert, hostname));
     cb
+}
+
+/// The credentials for attempt number `tries`: the deploy key alone when
+/// `source.ssh_key` is set; else ssh-agent, `~/.ssh/id_*`, credential helpers.
+fn credential(
+    ssh: &SshAuth,
+    why: &Why,
+    tries: u32,
+    url: &str,
+    user: &str,
+    allowed: git2::CredentialType,
+) -> std::result::Result<git2::Cred, git2::Error> {
+    if let (Some(key), true) = (&ssh.key, allowed.contains(git2::CredentialType::SSH_KEY)) {
+        if tries > 1 {
+            let msg = format!(
+                "the server refused the deploy key {} (source.ssh_key) for user {user}: add its public key \
+                 (ssh-keygen -y -f {}) to the repository's deploy keys, or fix `source.ssh_key`",
+                key.display(),
+                key.display()
+            );
+            why.set(msg.clone());
+            return Err(git2::Error::from_str(&msg));
+        }
+        return git2::Cred::ssh_key(user, None, key, None);
+    }
+    if tries > 4 {
+        return Err(git2::Error::from_str(
+            "authentication failed (tried ssh-agent, ~/.ssh keys and git credential helpers)",
+        ));
+    }
+    if allowed.contains(git2::CredentialType::SSH_KEY) {
+        if tries == 1 {
+            return git2::Cred::ssh_key_from_agent(user);
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        for key in ["id_ed25519", "id_rsa", "id_ecdsa"] {
+            let p = home.join(".ssh").join(key);
+            if p.exists() {
+                return git2::Cred::ssh_key(user, None, &p, None);
+            }
+        }
+    }
+    if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+        if let Ok(cfg) = git2::Config::open_default() {
+            return git2::Cred::credential_helper(&cfg, url, None);
+        }
+    }
+    git2::Cred::default()
+}
+
+/// Checks an ssh server's host key against known_hosts ([`hostkeys::check`]);
+/// TLS certificates are left to libgit2.
+fn host_key_check(
+    ssh: &SshAuth,
+    why: &Why,
+    cert: &git2::cert::Cert<'_>,
+    hostname: &str,
+) -> std::result::Result<git2::CertificateCheckStatus, git2::Error> {
+    let Some(hk) = cert.as_hostkey() else {
+        return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+    };
+    let refuse = |msg: String| {
+        why.set(msg.clone());
+        Err(git2::Error::from_str(&msg))
+    };
+    let Some(key) = hk.hostkey() else {
+        return refuse(format!(
+            "the ssh server {hostname} sent no host key rootswap can check"
+        ));
+    };
+    let (host, port) = ssh
+        .host
+        .clone()
+        .unwrap_or_else(|| (hostname.to_string(), 22));
+    match hostkeys::check(&ssh.policy, &host, port, key) {
+        Ok(note) => {
+            if let Some(n) = note {
+                tracing::warn!("{n}");
+            }
+            Ok(git2::CertificateCheckStatus::CertificateOk)
+        }
+        Err(msg) => refuse(msg),
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,10 @@ pub struct Status {
     pub next_poll: Option<String>,
     /// `user_content.shared` directories and whether ROOT links them yet.
     pub shared: Vec<SharedDir>,
+    /// Where deploys clear php-fpm's OPcache (`opcache.fastcgi`, or the socket found).
+    pub opcache: String,
+    /// Set when deploys cannot clear php-fpm's OPcache (php-fpm not found).
+    pub opcache_warning: Option<String>,
 }
 
 /// One shared directory, as `status` shows it.
@@ -113,6 +117,13 @@ pub fn gather(cfg: &Config) -> Result<Status> {
             .collect(),
         Err(_) => Vec::new(),
     };
+    let (opcache, opcache_warning) = match crate::opcache::locate(cfg) {
+        Ok(l) => (l.describe(), l.warning()),
+        Err(e) => (
+            format!("{e:#}"),
+            Some(format!("OPcache not cleared by deploys: {e:#}")),
+        ),
+    };
     // A running deploy's journal is not an interrupted one.
     let deploy_running = DeployLock::holder(&layout.state);
     Ok(Status {
@@ -136,6 +147,8 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         last_poll: last_poll.map(|t| t.to_rfc3339()),
         next_poll,
         shared,
+        opcache,
+        opcache_warning,
     })
 }
 

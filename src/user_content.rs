@@ -179,6 +179,22 @@ fn is_own_temp(rel: &Path) -> bool {
         .is_some_and(|n| n.starts_with(".rootswap-tmp-"))
 }
 
+/// The user-content classifier of `commit`: its tracked files and
+/// `.gitignore` files, with the configured rules. Built once per deploy.
+pub fn classifier(
+    cfg: &crate::config::Config,
+    source: &crate::source::GitSource,
+    commit: git2::Oid,
+) -> Result<Classifier> {
+    let rules = Rules::new(&cfg.user_content)?;
+    Ok(Classifier::new(
+        rules,
+        source.tracked(commit)?,
+        &source.ignore_files(commit)?,
+        source.subdir(),
+    ))
+}
+
 /// Identity of a user file's version: what changes when it is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sig {
@@ -222,8 +238,14 @@ pub type Manifest = BTreeMap<PathBuf, Sig>;
 
 /// Lists the user files under `tree`.
 pub fn scan(tree: &Path, c: &Classifier) -> Result<Manifest> {
+    scan_with(tree, c, &mut |_| {})
+}
+
+/// Lists the user files under `tree`, calling `on_dir` with each directory
+/// (relative to the tree) before it is read (the change watch's hook).
+pub fn scan_with(tree: &Path, c: &Classifier, on_dir: &mut dyn FnMut(&Path)) -> Result<Manifest> {
     let mut out = Manifest::new();
-    scan_dir(tree, Path::new(""), false, c, &mut out)?;
+    scan_dir(tree, Path::new(""), false, c, &mut out, on_dir)?;
     Ok(out)
 }
 
@@ -233,8 +255,10 @@ fn scan_dir(
     ignored: bool,
     c: &Classifier,
     out: &mut Manifest,
+    on_dir: &mut dyn FnMut(&Path),
 ) -> Result<()> {
     let dir = tree.join(rel);
+    on_dir(rel);
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => {
@@ -256,7 +280,7 @@ fn scan_dir(
             if dir_ignored && !c.rules.preserve_may_match_below(&r) {
                 continue;
             }
-            scan_dir(tree, &r, dir_ignored, c, out)?;
+            scan_dir(tree, &r, dir_ignored, c, out, on_dir)?;
         } else if c.is_user_file(&r, ignored) {
             match e.metadata() {
                 Ok(m) => {
@@ -282,6 +306,17 @@ pub fn rescan(
     last: &Manifest,
     changed: &HashSet<PathBuf>,
 ) -> Manifest {
+    rescan_with(tree, c, last, changed, &mut |_| {})
+}
+
+/// [`rescan`], calling `on_dir` with each directory it reads (see [`scan_with`]).
+pub fn rescan_with(
+    tree: &Path,
+    c: &Classifier,
+    last: &Manifest,
+    changed: &HashSet<PathBuf>,
+    on_dir: &mut dyn FnMut(&Path),
+) -> Manifest {
     let mut out = last.clone();
     for rel in changed {
         if rel.as_os_str().is_empty() || is_own_temp(rel) {
@@ -301,7 +336,7 @@ pub fn rescan(
             Ok(m) if m.is_dir() => {
                 let ignored = parent_ignored || c.ignored_here(rel, true);
                 if !ignored || c.rules.preserve_may_match_below(rel) {
-                    if let Err(e) = scan_dir(tree, rel, ignored, c, &mut out) {
+                    if let Err(e) = scan_dir(tree, rel, ignored, c, &mut out, on_dir) {
                         tracing::debug!("rescan of {}: {e:#}", rel.display());
                     }
                 }

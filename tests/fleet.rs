@@ -506,7 +506,7 @@ fn happy_path_all_three_switch_and_status_shows_it() {
         let h = n.run(&["history", "--json"]);
         let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
         let last = h.as_array().unwrap().last().unwrap().clone();
-        assert_eq!(last["id"], id.as_str(), "{}: {last}", n.name);
+        assert_eq!(last["fleet_id"], id.as_str(), "{}: {last}", n.name);
         assert_eq!(last["result"], "success", "{}: {last}", n.name);
     }
     // Every node is healthy.

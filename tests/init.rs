@@ -173,24 +173,30 @@ fn init_recognises_each_framework() {
             s.webroot.join("current").join(public)
         };
         check_advice(&out, &docroot, &s.config);
-        let upload_dir = match name {
-            "laravel" => Some("storage/app"),
-            "symfony" => Some("public/uploads"),
-            "wordpress" => Some("wp-content/uploads"),
-            "drupal" => Some("web/sites/default/files"),
-            _ => None,
+        // Uploads (and logs) are shared by default, and init writes them explicitly.
+        let shared: &[&str] = match name {
+            "laravel" => &["storage/app/public", "storage/logs"],
+            "symfony" => &["public/uploads", "var/log"],
+            "wordpress" => &["wp-content/uploads"],
+            "drupal" => &["web/sites/default/files"],
+            _ => &[],
         };
-        match upload_dir {
-            Some(dir) => assert!(
-                text.contains(&format!("#   shared: [{dir}]\n")),
-                "{name}: shared directory suggested:\n{text}"
-            ),
-            None => assert!(!text.contains("shared: ["), "{name}: {text}"),
+        if shared.is_empty() {
+            assert!(!text.contains("shared: ["), "{name}: {text}");
+        } else {
+            assert!(
+                text.contains("\nuser_content:\n")
+                    && text.contains(&format!("\n  shared: [{}]\n", shared.join(", "))),
+                "{name}: shared directories written explicitly:\n{text}"
+            );
         }
-        assert!(
-            e["user_content"]["shared"].as_array().unwrap().is_empty(),
-            "{name}: suggested, not set"
-        );
+        let effective: Vec<&str> = e["user_content"]["shared"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(effective, shared, "{name}: shared set");
         if name == "generic" {
             let hooks = e["hooks"]["after_checkout"].as_array().unwrap();
             assert_eq!(

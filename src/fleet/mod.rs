@@ -26,7 +26,6 @@ pub mod coordinator;
 pub mod etcd;
 pub mod http;
 pub mod node;
-pub mod shim;
 pub mod status;
 
 use serde::{Deserialize, Serialize};

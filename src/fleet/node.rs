@@ -12,10 +12,9 @@ use anyhow::{anyhow, Context, Result};
 
 use super::coordinator::{self, Coordinate, View, Waker};
 use super::etcd::{absent, put_op, Etcd};
-use super::shim::{self, Prepare};
 use super::{host_name, now_ms, Committed, DeployRecord, Member, NodeReport, NodeState};
 use crate::config::Config;
-use crate::deploy::{Request, Trigger};
+use crate::deploy::{Prepare, Request, Trigger};
 use crate::layout::Layout;
 use crate::lock::DeployLock;
 use crate::state::State;
@@ -418,7 +417,9 @@ impl Agent {
             force: false,
             dry_run: false,
             trigger: Trigger::Schedule,
-            id: Some(c.id.clone()),
+            id: None,
+            snapshot_name: None,
+            fleet_id: Some(c.id.clone()),
         };
         let job = cfg.clone();
         let res = tokio::task::spawn_blocking(move || crate::deploy::deploy(&job, &req))
@@ -643,10 +644,11 @@ pub fn prepare_local(cfg: &Config, rec: &DeployRecord) -> Result<Prepare> {
             "rollback" => Trigger::Rollback,
             _ => Trigger::Schedule,
         },
-        // The fleet id is this node's deploy id too: `history` shows it.
-        id: Some(rec.id.clone()),
+        id: None,
+        snapshot_name: Some(rec.snapshot.clone()),
+        fleet_id: Some(rec.id.clone()),
     };
-    shim::prepare(cfg, &req, Some(rec.snapshot.clone()))
+    crate::deploy::prepare(cfg, &req)
 }
 
 /// The instant the link last changed (its ctime: the rename), ns since the epoch.

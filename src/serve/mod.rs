@@ -250,6 +250,8 @@ impl Service {
             dry_run: false,
             trigger,
             id: Some(id.clone()),
+            snapshot_name: None,
+            fleet_id: None,
         };
         let started = Instant::now();
         let job_cfg = cfg.clone();
@@ -279,6 +281,9 @@ impl Service {
                 self.metrics.count("success");
                 *lock(&self.failed) = None;
                 lock(&self.backoff).reset();
+                for w in &s.warnings {
+                    tracing::warn!("deploy {id}: {w}");
+                }
                 tracing::info!("deploy {id}: {}", crate::report::summary_line(&s));
             }
             Ok(Outcome::UpToDate { commit }) => {

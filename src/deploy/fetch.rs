@@ -1,0 +1,109 @@
+//! Step `fetch`: bring the branch into the Git cache and decide what to deploy.
+//!
+//! Everything a deploy needs to know about the two commits is worked out
+//! here, once: the plan (what changes in ROOT), the files the new commit
+//! tracks, and the classifier of user content (the live commit's tracked
+//! files and `.gitignore` rules), which every later pass reuses.
+
+use anyhow::Result;
+use git2::Oid;
+
+use super::lock::Locked;
+use super::run::{Deploy, Run};
+use super::types::Request;
+use crate::config::Config;
+use crate::journal::{Journal, Phase};
+use crate::shared::Shared;
+use crate::source::{short, GitSource};
+
+/// What the fetch found.
+pub(super) enum Fetched {
+    /// The commit is already live.
+    UpToDate(String),
+    /// A deploy to run.
+    New(Box<Deploy>),
+}
+
+/// Fetches, resolves the commit to deploy and plans the checkout.
+pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -> Result<Fetched> {
+    let Locked {
+        layout,
+        lock,
+        state,
+    } = locked;
+    run.begin("fetch");
+    let source = GitSource::open(&layout.state, &cfg.source)?;
+    source.clear_stale_locks()?;
+    source.fetch(req.reference.is_some())?;
+    let commit = source.resolve(req.reference.as_deref())?;
+    let previous = state.deployed.clone();
+    let prev_oid = previous
+        .as_deref()
+        .and_then(|p| Oid::from_str(p).ok())
+        .filter(|_| previous.as_deref().is_some_and(|p| source.has_commit(p)));
+    let root_empty = layout.root_is_empty()?;
+    if previous.as_deref() == Some(commit.to_string().as_str()) && !req.force && !root_empty {
+        tracing::info!("up to date ({})", short(commit));
+        return Ok(Fetched::UpToDate(commit.to_string()));
+    }
+    let mut plan = source.plan(prev_oid, commit)?;
+    run.warn(plan.external_links.iter().map(|l| l.to_string()));
+    let new_tracked = source.tracked(commit)?;
+    // A site that was a `git clone`: its .git leaves the served tree before
+    // the snapshot copies it (crate::adopt).
+    for line in crate::adopt::before_snapshot(&layout, cfg, &new_tracked, previous.is_none())? {
+        tracing::info!("{line}");
+    }
+    // Shared directories are checked before anything changes; once linked,
+    // the checkout leaves what is below them alone.
+    let shared = Shared::from_config(cfg)?;
+    if !shared.is_empty() {
+        shared.check(&layout.root(), &new_tracked)?;
+        let linked = shared.linked_in(&layout.root());
+        plan.changes
+            .retain(|c| !crate::shared::covers(&linked, &c.path));
+    }
+    let classifier = crate::user_content::classifier(cfg, &source, prev_oid.unwrap_or(commit))?;
+    let journal = Journal {
+        id: run.id.clone(),
+        trigger: req.trigger.as_str().to_string(),
+        commit: commit.to_string(),
+        previous: previous.clone(),
+        snapshot: None,
+        phase: if root_empty {
+            Phase::FirstCheckout
+        } else {
+            Phase::Snapshot
+        },
+        started: run.started.to_rfc3339(),
+        switched_at: None,
+    };
+    let (a, m, d) = plan.counts();
+    let from = previous
+        .as_deref()
+        .map(|p| format!(" (live: {})", p.chars().take(7).collect::<String>()))
+        .unwrap_or_default();
+    run.end(&format!(
+        "{}{from}; {a} added, {m} modified, {d} deleted",
+        source.describe(commit)
+    ));
+    Ok(Fetched::New(Box::new(Deploy {
+        cfg: cfg.clone(),
+        layout,
+        req: req.clone(),
+        _lock: lock,
+        run,
+        state,
+        source,
+        commit,
+        commit_hex: commit.to_string(),
+        previous,
+        plan,
+        new_tracked,
+        classifier,
+        shared,
+        journal,
+        served: None,
+        evicted: Vec::new(),
+    })))
+}

@@ -1,0 +1,148 @@
+//! The deploy pipeline: Enscale's zero-downtime flow, one file per step.
+//!
+//! The order is written once, here, top to bottom:
+//!
+//! | step | file | what it does |
+//! |---|---|---|
+//! | lock | [`lock`](self) | the deploy lock, recovery of an interrupted deploy |
+//! | fetch | `fetch.rs` | fetch the branch, resolve the commit (up to date: stop) |
+//! | snapshot | `snapshot.rs` | copy ROOT into `ROOT_<timestamp>`, start the change watches |
+//! | switch-to-snapshot | `switch.rs` | carry uploads over, point the link at the snapshot, drain |
+//! | checkout | `checkout.rs` | write the new commit into ROOT, link the shared directories |
+//! | hooks | `hooks.rs` | `after_checkout` and `before_switch` |
+//! | copy-back | `copy_back.rs` | user files the snapshot got meanwhile, back into ROOT |
+//! | switch-to-root | `switch_back.rs` | last copy-back, OPcache reset, point the link back, health check |
+//! | evict | `evict.rs` | remove the oldest snapshots |
+//! | record | `record.rs` | the history line and the summary |
+//!
+//! [`prepare`] runs the steps up to the copy-back: the site still serves the
+//! old version (the snapshot) and ROOT holds the new one. [`Prepared::commit`]
+//! runs the rest; [`Prepared::abort`] restores ROOT instead. [`deploy`] is
+//! both halves in a row. Any failure before the switch back restores ROOT
+//! from the snapshot: the site serves the old version throughout.
+//!
+//! Why each step is what it is: `docs/flow.md` and `docs/zero-downtime.md`.
+
+mod checkout;
+mod copy_back;
+mod dry_run;
+mod evict;
+mod fetch;
+mod hooks;
+mod lock;
+mod record;
+mod restore;
+mod run;
+mod snapshot;
+mod switch;
+mod switch_back;
+mod types;
+
+use anyhow::Result;
+
+pub use types::{DryRun, Outcome, Request, Summary, Trigger};
+
+use crate::config::Config;
+use fetch::Fetched;
+use run::{Deploy, Run};
+
+/// Runs the whole pipeline once (`rootswap deploy`).
+pub fn deploy(cfg: &Config, req: &Request) -> Result<Outcome> {
+    if req.dry_run {
+        return dry_run::run(cfg, req);
+    }
+    match prepare(cfg, req)? {
+        Prepare::UpToDate { commit } => Ok(Outcome::UpToDate { commit }),
+        Prepare::Ready(p) => p.commit(),
+    }
+}
+
+/// What [`prepare`] left.
+pub enum Prepare {
+    /// The commit is already live; nothing was touched.
+    UpToDate {
+        /// The live commit.
+        commit: String,
+    },
+    /// ROOT holds the new version, the snapshot serves the old one.
+    Ready(Prepared),
+}
+
+/// A deploy between its two halves: it holds the deploy lock, the site
+/// serves the old version, ROOT holds the new one.
+pub struct Prepared(Box<Deploy>);
+
+/// The first half: lock, fetch, snapshot, switch to the snapshot, checkout
+/// (with its hooks), copy-back (then `before_switch`).
+pub fn prepare(cfg: &Config, req: &Request) -> Result<Prepare> {
+    let fresh = lock::fresh(cfg);
+    let result = prepare_locked(cfg, req);
+    if result.is_err() && fresh {
+        lock::forget_fresh_state(cfg);
+    }
+    result
+}
+
+fn prepare_locked(cfg: &Config, req: &Request) -> Result<Prepare> {
+    let run = Run::new(cfg, req);
+    let span = run.span.clone();
+    let _enter = span.enter();
+    let locked = lock::acquire(cfg)?;
+    let mut d = match fetch::fetch(cfg, req, locked, run)? {
+        Fetched::UpToDate(commit) => return Ok(Prepare::UpToDate { commit }),
+        Fetched::New(d) => d,
+    };
+    if d.first_deploy() {
+        d.guard(|d| {
+            d.checkout()?;
+            d.before_switch()
+        })?;
+        return Ok(Prepare::Ready(Prepared(d)));
+    }
+    d.snapshot()?;
+    d.guard(|d| {
+        d.switch_to_snapshot()?;
+        d.checkout()?;
+        d.copy_back()
+    })?;
+    Ok(Prepare::Ready(Prepared(d)))
+}
+
+impl Prepared {
+    /// The commit being deployed (full hex id).
+    pub fn commit_id(&self) -> &str {
+        self.0.commit_hex()
+    }
+
+    /// The snapshot serving now (None on a first deploy).
+    pub fn snapshot(&self) -> Option<&str> {
+        self.0.snapshot_name()
+    }
+
+    /// The second half: switch back to ROOT (last copy-back, OPcache reset,
+    /// health check), evict, record.
+    pub fn commit(self) -> Result<Outcome> {
+        let mut d = self.0;
+        let span = d.run.span.clone();
+        let _enter = span.enter();
+        d.switch_to_root()?;
+        if !d.first_deploy() {
+            d.evict()?;
+        }
+        Ok(d.record_success())
+    }
+
+    /// Gives up: ROOT is restored from the snapshot and the link points back
+    /// at it; the deploy is recorded as aborted with `reason`. Nothing ever
+    /// served the new version.
+    pub fn abort(self, reason: &str) -> Result<()> {
+        let span = self.0.run.span.clone();
+        let _enter = span.enter();
+        self.0.abort(reason)
+    }
+}
+
+/// A fresh deploy id: local time plus a few random-ish hex digits.
+pub fn new_id() -> String {
+    run::new_id()
+}

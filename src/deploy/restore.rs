@@ -1,0 +1,107 @@
+//! Putting the old version back from inside a deploy: after a failed step,
+//! on a fleet abort, and after a failed health check.
+//!
+//! ROOT is restored from the snapshot ([`crate::recover::restore_root`], the
+//! same code recovery after a crash uses) and the link points at it again;
+//! uploads ROOT received meanwhile are kept. The history records why.
+
+use anyhow::{anyhow, Result};
+
+use super::run::Deploy;
+use crate::journal::{Journal, Phase};
+
+impl Deploy {
+    /// A step failed with `e`: serve the old version and say so.
+    pub(super) fn fail(&mut self, e: anyhow::Error) -> anyhow::Error {
+        if self.first_deploy() {
+            if let Err(re) = crate::recover::recover(&self.cfg, &self.layout) {
+                tracing::warn!("cannot clean up the failed first deploy: {re:#}");
+            }
+            self.record("failed", Some(format!("{e:#}")));
+            return e.context(
+                "first deploy failed; nothing was live before, so the link was not created",
+            );
+        }
+        if self.journal.phase < Phase::Rewrite {
+            // ROOT was not touched and still serves; recovery removes the snapshot.
+            return e;
+        }
+        let snap = self.snapshot_name().unwrap_or_default().to_string();
+        let msg = match self.restore(None) {
+            Ok(()) => format!(
+                "{e:#}\nROOT was restored from {snap} and the previous version stays live"
+            ),
+            Err(re) => format!(
+                "{e:#}\nrestoring ROOT from {snap} failed too ({re:#}); the site keeps serving the complete snapshot {snap}"
+            ),
+        };
+        self.record("failed", Some(msg.clone()));
+        anyhow!(msg)
+    }
+
+    /// Restores ROOT from the snapshot and points the link back at it.
+    /// `served_since`: when ROOT started serving the new version (its uploads are kept).
+    fn restore(&mut self, served_since: Option<u64>) -> Result<()> {
+        let snap = self.snapshot_name().unwrap_or_default().to_string();
+        self.journal.enter(&self.layout.state, Phase::Restore)?;
+        crate::recover::restore_root(
+            &self.cfg,
+            &self.layout,
+            &snap,
+            &self.classifier,
+            self.journal.switched_at,
+            served_since,
+        )?;
+        Journal::finish(&self.layout.state)
+    }
+
+    /// Gives up a prepared deploy (a fleet that did not reach its commit point).
+    pub(super) fn abort(mut self: Box<Self>, reason: &str) -> Result<()> {
+        tracing::warn!("deploy {} aborted: {reason}", self.run.id);
+        if self.first_deploy() {
+            crate::recover::recover(&self.cfg, &self.layout)?;
+        } else {
+            self.restore(None)?;
+        }
+        self.record("aborted", Some(reason.to_string()));
+        Ok(())
+    }
+
+    /// After the switch back: a failing health check puts the old version
+    /// back at once (serve the snapshot, drain, restore ROOT, serve ROOT).
+    pub(super) fn health_gate(&mut self) -> Result<()> {
+        let Some(hc) = self.cfg.health_check.clone() else {
+            return Ok(());
+        };
+        let Err(e) = self.run.pass("health-check", || crate::health::check(&hc)) else {
+            return Ok(());
+        };
+        let snap = self.snapshot_name().unwrap_or_default().to_string();
+        let msg = match self.roll_back_unhealthy(&snap) {
+            Ok(()) => format!("{e:#}\nthe link went back to {snap} and ROOT was restored from it: the previous version is live"),
+            Err(re) => format!("{e:#}\nrolling back failed too ({re:#})"),
+        };
+        self.record("rolled-back", Some(msg.clone()));
+        Err(anyhow!(msg))
+    }
+
+    fn roll_back_unhealthy(&mut self, snap: &str) -> Result<()> {
+        let switched_back = self.served.as_ref().and_then(|s| s.switched_back);
+        // Journaled first: a crash from here on restores, it does not roll forward.
+        self.journal.enter(&self.layout.state, Phase::Restore)?;
+        crate::switch::point_link(&self.layout.link(), snap)?;
+        let _ = crate::drain::wait(&self.cfg, &self.layout.root());
+        // Uploads ROOT received during the snapshot copy, and while it served
+        // the new version, are kept.
+        self.restore(switched_back)?;
+        // restore_root cleared the OPcache before and after its switch; also
+        // drop the bytecode of exactly the files this deploy changed.
+        let _ = crate::opcache::clear_for_deploy(
+            &self.cfg,
+            &self.layout.root(),
+            self.plan.changes.iter().map(|c| c.path.as_path()),
+            "after rolling back",
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! Step `snapshot`: copy ROOT into `ROOT_<timestamp>`, and start knowing
+//! what changes in both trees from now on.
+//!
+//! ROOT is walked once, before the copy, with a change watch set on each of
+//! its directories (uploads that ROOT receives while the copy runs are then
+//! known without walking it again); the snapshot likewise right after the
+//! copy. These two walks are the only full walks of user content in a
+//! deploy: every later look at either tree re-reads only what the watches
+//! report (see [`crate::changes`]).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use chrono::Local;
+
+use super::run::Deploy;
+use crate::changes::Watched;
+use crate::journal::Phase;
+use crate::progress::Count;
+use crate::snapshot::{self, Taken};
+use crate::user_content::Manifest;
+
+/// The served snapshot and what is known of the user files of both trees.
+pub(super) struct Served {
+    pub(super) taken: Taken,
+    pub(super) root_path: PathBuf,
+    /// ROOT's watch, until ROOT's user files are last looked at before the switch back.
+    pub(super) root: Option<Watched>,
+    /// ROOT's user files at the last look.
+    pub(super) root_last: Manifest,
+    /// Catch-up: ROOT's user files as last carried into the snapshot.
+    pub(super) root_base: Manifest,
+    pub(super) snap: Watched,
+    /// The snapshot's user files at the last look.
+    pub(super) snap_last: Manifest,
+    /// Base of the first copy-back pass: the snapshot's user files after the
+    /// copy and the catch-up (None once that pass ran).
+    pub(super) before: Option<Manifest>,
+    /// ROOT's user files, kept in step with what the passes do to ROOT, from
+    /// the last look before the switch back.
+    pub(super) root_seen: Option<Manifest>,
+    /// When the link returned to ROOT (ns since the epoch).
+    pub(super) switched_back: Option<u64>,
+    /// User files copied into ROOT, over all copy-back passes.
+    pub(super) copied: usize,
+    /// User files removed from ROOT, over all copy-back passes.
+    pub(super) removed: usize,
+    /// User files carried from ROOT into the snapshot before it served.
+    pub(super) caught_up: usize,
+}
+
+impl Deploy {
+    /// Copies ROOT into a new snapshot (recycling the oldest one when allowed).
+    pub(super) fn snapshot(&mut self) -> Result<()> {
+        self.step("snapshot", |d| {
+            d.journal.enter(&d.layout.state, Phase::Snapshot)?;
+            let root = d.layout.root();
+            let c = &d.classifier;
+            let (root_watch, root_last) = d.run.pass("scan ROOT", || Watched::scan(&root, c))?;
+            let name = match &d.req.snapshot_name {
+                Some(n) => n.clone(),
+                None => d.layout.new_snapshot_name(Local::now())?,
+            };
+            // Counted by the copy engine; the total is ROOT's entry count at the last snapshot.
+            let entries = Some(Count {
+                unit: "entries",
+                total: d.state.root_entries,
+            });
+            let (layout, cfg) = (&d.layout, &d.cfg);
+            let taken = d.run.counted("snapshot", entries, || {
+                snapshot::take_as(layout, cfg, &name)
+            })?;
+            d.journal.snapshot = Some(taken.name.clone());
+            d.state.set_snapshot(&taken.path, d.previous.clone())?;
+            d.state.root_entries = Some(taken.stats.entries);
+            d.state.save(&d.layout.state)?;
+            let (snap, snap_last) = d
+                .run
+                .pass("scan snapshot", || Watched::scan(&taken.path, c))?;
+            let what = format!(
+                "{} ({}{} files copied, {} unchanged)",
+                taken.name,
+                taken
+                    .recycled
+                    .as_ref()
+                    .map(|r| format!("recycled {r}, "))
+                    .unwrap_or_default(),
+                taken.stats.files,
+                taken.stats.unchanged
+            );
+            d.served = Some(Served {
+                taken,
+                root_path: root,
+                root: Some(root_watch),
+                root_base: snap_last.clone(),
+                root_last,
+                before: Some(snap_last.clone()),
+                snap,
+                snap_last,
+                root_seen: None,
+                switched_back: None,
+                copied: 0,
+                removed: 0,
+                caught_up: 0,
+            });
+            Ok(what)
+        })
+    }
+}

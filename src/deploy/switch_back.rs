@@ -1,0 +1,160 @@
+//! Step `switch-to-root`: ROOT serves again, with the new version.
+//!
+//! ROOT is complete and nothing runs on it: php-fpm's OPcache is cleared
+//! while traffic is still on the snapshot, and once more right after the
+//! switch (ROOT's path serves new code, so bytecode compiled for it before
+//! the deploy is stale: see `docs/zero-downtime.md`). From the journal entry
+//! on, a crash rolls forward: what the last passes would have copied,
+//! recovery copies. Copy-back passes repeat until one finds nothing, so the
+//! switch follows a quiet pass; after the switch, one pass at once (the
+//! uploads that landed while the link moved) and one after the drain
+//! (requests that started on the snapshot have finished by then).
+
+use anyhow::Result;
+
+use super::run::Deploy;
+use super::types::Trigger;
+use crate::journal::Phase;
+
+impl Deploy {
+    /// Points the link back at ROOT (with the passes and resets around it).
+    pub(super) fn switch_to_root(&mut self) -> Result<()> {
+        if self.first_deploy() {
+            return self.guard(|d| d.step("switch-to-root", |d| d.first_switch()));
+        }
+        self.step("switch-to-root", |d| {
+            let opcache = d.php_fpm_found();
+            if opcache {
+                d.opcache_reset("before switching back to ROOT");
+            }
+            d.journal.enter(&d.layout.state, Phase::SwitchToRoot)?;
+            d.last_look_at_root()?;
+            d.quiet_pass();
+            let switched_back = crate::fsutil::fs_now_ns(&d.layout.state);
+            if let Some(s) = d.served.as_mut() {
+                s.switched_back = Some(switched_back);
+            }
+            let (link, root_name) = (d.layout.link(), d.layout.root_name.clone());
+            d.run
+                .pass("switch", || crate::switch::point_link(&link, &root_name))?;
+            if opcache {
+                d.opcache_reset("after switching back to ROOT");
+            }
+            d.health_gate()?;
+            d.mark_live()?;
+            d.journal.enter(&d.layout.state, Phase::Finish)?;
+            d.late_passes(switched_back);
+            Ok(format!("ROOT serves {}", crate::source::short(d.commit)))
+        })
+    }
+
+    fn first_switch(&mut self) -> Result<String> {
+        self.journal
+            .enter(&self.layout.state, Phase::SwitchToRoot)?;
+        crate::switch::point_link(&self.layout.link(), &self.layout.root_name)?;
+        self.mark_live()?;
+        crate::journal::Journal::finish(&self.layout.state)?;
+        Ok(format!("ROOT serves {}", crate::source::short(self.commit)))
+    }
+
+    /// Whether there is a php-fpm to clear the OPcache of; when there is
+    /// none, one warning for the deploy (and its summary line) says so.
+    fn php_fpm_found(&mut self) -> bool {
+        match crate::opcache::locate(&self.cfg).map(|l| l.warning()) {
+            Ok(Some(w)) => {
+                self.run.warn([w]);
+                false
+            }
+            // A bad address is reported by the reset itself.
+            Ok(None) | Err(_) => true,
+        }
+    }
+
+    fn opcache_reset(&mut self, when: &str) {
+        let (cfg, root, plan) = (&self.cfg, self.layout.root(), &self.plan);
+        let w = self.run.pass("opcache-reset", || {
+            Ok(crate::opcache::clear_for_deploy(
+                cfg,
+                &root,
+                plan.changes.iter().map(|c| c.path.as_path()),
+                when,
+            ))
+        });
+        self.run.warn(w.ok().flatten());
+    }
+
+    /// ROOT's user files before the switch back: a file that disappears from
+    /// ROOT after the switch was deleted by a request there, and must not be
+    /// resurrected by a late pass. From ROOT's watch; the watch stops here.
+    fn last_look_at_root(&mut self) -> Result<()> {
+        let Some(s) = self.served.as_mut() else {
+            return Ok(());
+        };
+        let c = &self.classifier;
+        let seen = self.run.pass("scan ROOT", || match s.root.as_mut() {
+            Some(w) => w.manifest(&s.root_last, c),
+            None => crate::user_content::scan(&s.root_path, c),
+        })?;
+        s.root_seen = Some(seen);
+        s.root = None;
+        Ok(())
+    }
+
+    /// Uploads that reached the snapshot during the first copy-back pass:
+    /// repeat until a pass finds nothing (at most three times).
+    fn quiet_pass(&mut self) {
+        let cutoff = self.journal.switched_at;
+        for _ in 0..3 {
+            match self.copy_back_pass("copy-back", cutoff, false) {
+                Ok(r) if r.copied.is_empty() && r.removed.is_empty() => break,
+                Ok(_) => {}
+                Err(e) => {
+                    self.run
+                        .warn([format!("copy-back: {e:#} (retried after the switch)")]);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The two passes after the switch back, the drain between them.
+    fn late_passes(&mut self, switched_back: u64) {
+        for (i, name) in ["copy-back (late)", "copy-back (after drain)"]
+            .into_iter()
+            .enumerate()
+        {
+            if i == 1 {
+                let (cfg, snap) = (
+                    &self.cfg,
+                    self.served.as_ref().map(|s| s.taken.path.clone()),
+                );
+                if let Some(snap) = snap {
+                    let drained = self
+                        .run
+                        .pass("drain", || Ok(crate::drain::wait(cfg, &snap)));
+                    self.run.warn(drained.ok().flatten());
+                }
+            }
+            if let Err(e) = self.copy_back_pass(name, Some(switched_back), true) {
+                self.run.warn([format!("late copy-back: {e:#}")]);
+            }
+        }
+    }
+
+    /// The commit is live: recorded in the state (and the branch head pinned
+    /// when a deploy of another ref moved away from it).
+    fn mark_live(&mut self) -> Result<()> {
+        self.state.deployed = Some(self.commit_hex.clone());
+        let off_branch = self.req.reference.is_some() || self.req.trigger == Trigger::Rollback;
+        // `rootswap serve` does not redeploy a head a rollback moved away from, only a newer commit.
+        self.state.pinned_from = if off_branch {
+            self.source
+                .branch_head()
+                .filter(|h| *h != self.commit)
+                .map(|h| h.to_string())
+        } else {
+            None
+        };
+        self.state.save(&self.layout.state)
+    }
+}
