@@ -364,6 +364,15 @@ pub struct HooksConfig {
     /// Run in ROOT just before the link returns to it (entries as in `after_checkout`).
     #[serde(default, deserialize_with = "de_hooks")]
     pub before_switch: Vec<String>,
+    /// Fleet only: run by ONE node in its ROOT once every node has prepared,
+    /// before the fleet's commit point (database migrations); a failure aborts
+    /// the fleet deploy. Entries as in `after_checkout`.
+    #[serde(
+        default,
+        deserialize_with = "de_hooks",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub once: Vec<String>,
     /// Upper bound for each hook; the hook's whole process group is killed then.
     #[serde(
         default = "default_hook_timeout",
@@ -383,6 +392,7 @@ impl Default for HooksConfig {
         HooksConfig {
             after_checkout: Vec::new(),
             before_switch: Vec::new(),
+            once: Vec::new(),
             timeout: default_hook_timeout(),
             env: Default::default(),
         }
@@ -734,6 +744,11 @@ impl Config {
         }
         if let Some(f) = &self.fleet {
             f.validate().with_context(|| format!("{src}: fleet"))?;
+        } else if !self.hooks.once.is_empty() {
+            bail!(
+                "{src}: `hooks.once` runs once per fleet deploy and needs a `fleet:` section; \
+                 on a single node put these commands into `hooks.before_switch`"
+            );
         }
         crate::user_content::Rules::new(&self.user_content)
             .with_context(|| format!("{src}: user_content"))?;
@@ -993,6 +1008,11 @@ mod tests {
             let msg = format!("{:#}", parse(&format!("{base}fleet: {bad}\n")).unwrap_err());
             assert!(msg.contains(want), "{bad}: {msg}");
         }
+        let msg = format!(
+            "{:#}",
+            parse(&format!("{base}hooks: {{once: ['php artisan migrate']}}\n")).unwrap_err()
+        );
+        assert!(msg.contains("needs a `fleet:`"), "{msg}");
     }
 
     #[test]

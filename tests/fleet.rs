@@ -297,6 +297,11 @@ struct Fleet {
 
 impl Fleet {
     fn new() -> Option<Fleet> {
+        Fleet::build(&[])
+    }
+
+    /// A fleet whose nodes also have these `hooks.once` entries (`{t}`: the temp dir).
+    fn build(once: &[&str]) -> Option<Fleet> {
         let etcd_bin = etcd_bin()?;
         let dir = tempfile::tempdir().unwrap();
         let tmp = dir.path().to_path_buf();
@@ -317,12 +322,21 @@ impl Fleet {
                 let port = free_port();
                 let t = tmp.display();
                 let config = ndir.join("rootswap.yaml");
+                let once: String = if once.is_empty() {
+                    String::new()
+                } else {
+                    let items: String = once
+                        .iter()
+                        .map(|c| format!("    - {}\n", c.replace("{t}", &t.to_string())))
+                        .collect();
+                    format!("  once:\n{items}")
+                };
                 std::fs::write(
                     &config,
                     format!(
                         "webroot: {webroot}\nsource:\n  repo: {bare}\n  branch: main\ndrain: 0s\n\
                          auto_deploy: {{enabled: false}}\ntrigger: {{listen: '127.0.0.1:{port}'}}\n\
-                         hooks:\n  after_checkout:\n    - test ! -e {t}/fail-{name}\n    - touch {t}/in-prepare-{name}; while [ -e {t}/hold-{name} ]; do sleep 0.05; done\n\
+                         hooks:\n{once}  after_checkout:\n    - test ! -e {t}/fail-{name}\n    - touch {t}/in-prepare-{name}; while [ -e {t}/hold-{name} ]; do sleep 0.05; done\n\
                          fleet:\n  etcd: [{eps}]\n  site: {site}\n  node: {name}\n  lease: {LEASE_S}s\n  prepare_timeout: 60s\n",
                         webroot = ndir.join("webroot").display(),
                         bare = bare.display(),
@@ -1216,4 +1230,42 @@ fn bad_fleet_values_are_one_clear_error_at_start() {
         !out.status.success() && err.contains("without '/'"),
         "{err}"
     );
+}
+
+#[test]
+fn hooks_once_run_on_one_node_before_the_commit_point_and_a_failure_aborts() {
+    let Some(f) = Fleet::build(&[
+        "echo \"$(cat index.php) $(cat ../current/index.php 2>/dev/null) $ROOTSWAP_ROOT\" >> {t}/once.log",
+        "test ! -e {t}/fail-once",
+    ]) else {
+        return;
+    };
+    f.push("v1");
+    let out = f.deploy_ok(0);
+    assert!(
+        out.contains("n0 runs hooks.once"),
+        "the coordinating node runs them: {out}"
+    );
+    let c2 = f.push("v2");
+    let out = f.deploy_ok(1);
+    assert!(
+        out.contains("every member prepared; n1 runs hooks.once"),
+        "{out}"
+    );
+    f.assert_all_on("v2", &c2);
+    let log = std::fs::read_to_string(f.flag("once.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "once per fleet deploy: {log}");
+    // Run in n1's ROOT, which held v2, while its link still served v1.
+    assert!(
+        lines[1].starts_with("v2 v1 ") && lines[1].contains("/n1/webroot/ROOT"),
+        "{log}"
+    );
+    std::fs::write(f.flag("fail-once"), "").unwrap();
+    f.push("v3");
+    let out = f.deploy(2);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("hooks.once failed on node n2"), "{t}");
+    f.assert_all_on("v2", &c2);
 }

@@ -45,6 +45,8 @@ pub enum Event {
     Aborting(String),
     /// A member is down after the commit point: it switches when it comes back.
     Behind(String),
+    /// Every member prepared; this node runs `hooks.once`.
+    Once(String),
 }
 
 /// How a fleet deploy ended (an abort is an `Err` of type [`Aborted`]).
@@ -145,7 +147,7 @@ pub async fn coordinate(
         return Ok(FleetOutcome::UpToDate { commit });
     }
     let id = req.id.clone().unwrap_or_else(new_id);
-    let lock = Lock::take(etcd, fleet.lease, &id, &req.coordinator).await?;
+    let lock = Lock::take(etcd, fleet.lease, &id, &req.coordinator, &fleet.node).await?;
     let result = run(etcd, cfg, &req, &lock, id, commit, described, members, on).await;
     lock.release(etcd).await;
     result
@@ -180,13 +182,20 @@ pub async fn alive(etcd: &Etcd) -> Result<BTreeMap<String, Member>> {
 struct Lock {
     lease: i64,
     ttl: Duration,
+    node: String,
     revision: i64,
     keeper: tokio::task::JoinHandle<()>,
     lost: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Lock {
-    async fn take(etcd: &Etcd, ttl: Duration, id: &str, coordinator: &str) -> Result<Lock> {
+    async fn take(
+        etcd: &Etcd,
+        ttl: Duration,
+        id: &str,
+        coordinator: &str,
+        node: &str,
+    ) -> Result<Lock> {
         let key = etcd.keys.lock();
         let lease = etcd.grant(ttl).await?;
         let holder = Busy {
@@ -212,6 +221,7 @@ impl Lock {
         Ok(Lock {
             lease,
             ttl,
+            node: node.to_string(),
             revision,
             keeper,
             lost,
@@ -246,6 +256,12 @@ pub struct View {
     pub committed: bool,
     /// Abort reason, once aborted.
     pub aborted: Option<String>,
+    /// Node chosen to run `hooks.once`.
+    pub once: Option<String>,
+    /// `hooks.once` succeeded.
+    pub once_done: bool,
+    /// `hooks.once` failed: the error.
+    pub once_failed: Option<String>,
 }
 
 impl View {
@@ -265,6 +281,12 @@ impl View {
                     serde_json::from_slice::<String>(&value)
                         .unwrap_or_else(|_| String::from_utf8_lossy(&value).into_owned()),
                 );
+            } else if rest == "once" {
+                v.once = serde_json::from_slice(&value).ok();
+            } else if rest == "once-done" {
+                v.once_done = true;
+            } else if rest == "once-failed" {
+                v.once_failed = Some(serde_json::from_slice(&value).unwrap_or_default());
             } else if let Some(n) = rest.strip_prefix("prepared/") {
                 v.prepared.push(n.to_string());
             } else if let Some(n) = rest.strip_prefix("nodes/") {
@@ -274,6 +296,15 @@ impl View {
             }
         }
         Ok(v)
+    }
+}
+
+/// Who runs `hooks.once`: the coordinating node when it is a member, else the first member.
+fn once_runner(record: &DeployRecord, coordinator_node: &str) -> String {
+    if record.members.iter().any(|m| m == coordinator_node) {
+        coordinator_node.to_string()
+    } else {
+        record.members.first().cloned().unwrap_or_default()
     }
 }
 
@@ -363,6 +394,7 @@ async fn run(
         lock_revision: lock.revision,
         created: chrono::Local::now().to_rfc3339(),
         trigger: req.trigger.clone(),
+        once: !cfg.hooks.once.is_empty(),
     };
     let k = &etcd.keys;
     let mut waker = Waker::new(etcd, k.prefix()).await;
@@ -486,6 +518,10 @@ async fn prepare_phase(
             let e = r.error.as_deref().unwrap_or("no reason given");
             return Ok(Some(format!("node {n} failed to prepare: {e}")));
         }
+        if let Some(e) = &view.once_failed {
+            let n = view.once.as_deref().unwrap_or("?");
+            return Ok(Some(format!("hooks.once failed on node {n}: {e}")));
+        }
         let Ok(live) = alive(etcd).await else {
             continue;
         };
@@ -510,11 +546,26 @@ async fn prepare_phase(
             )));
         }
         if record.members.iter().all(|m| view.prepared.contains(m)) {
-            // THE commit point: one transaction.
             let mut when = vec![
                 created_at(&k.lock(), lock.revision),
                 absent(&k.abort(&record.id)),
             ];
+            if record.once {
+                if view.once.is_none() {
+                    let runner = once_runner(record, &lock.node);
+                    let put = put_op(&k.once(&record.id), &runner, None);
+                    if let Ok((true, _)) = etcd.txn(when.clone(), vec![put]).await {
+                        on(Event::Once(runner));
+                    }
+                    continue;
+                }
+                if !view.once_done {
+                    waker.wait(etcd, Duration::from_millis(250)).await;
+                    continue;
+                }
+                when.push(exists(&k.once_done(&record.id)));
+            }
+            // THE commit point: one transaction.
             for m in &record.members {
                 when.push(exists(&k.prepared(&record.id, m)));
                 when.push(exists(&k.member(m)));

@@ -102,6 +102,21 @@ impl Keys {
         format!("{}deploys/{id}/commit", self.prefix)
     }
 
+    /// Node chosen to run `hooks.once` in deploy `id`.
+    pub fn once(&self, id: &str) -> String {
+        format!("{}deploys/{id}/once", self.prefix)
+    }
+
+    /// Exists once `hooks.once` succeeded in deploy `id`.
+    pub fn once_done(&self, id: &str) -> String {
+        format!("{}deploys/{id}/once-done", self.prefix)
+    }
+
+    /// Exists once `hooks.once` failed in deploy `id` (value: the error).
+    pub fn once_failed(&self, id: &str) -> String {
+        format!("{}deploys/{id}/once-failed", self.prefix)
+    }
+
     /// Exists once deploy `id` was aborted (value: the reason).
     pub fn abort(&self, id: &str) -> String {
         format!("{}deploys/{id}/abort", self.prefix)
@@ -150,6 +165,9 @@ pub struct DeployRecord {
     pub created: String,
     /// Who asked: `manual`, `schedule`, `trigger`, `webhook`.
     pub trigger: String,
+    /// `hooks.once` must run (on one node) before the commit point.
+    #[serde(default)]
+    pub once: bool,
 }
 
 /// A node's state in one deploy.

@@ -541,6 +541,7 @@ impl Agent {
         let k = &self.etcd.keys;
         let mut waker = Waker::new(&self.etcd, &k.under(&rec.id)).await;
         let grace = self.ttl.as_millis() as i64;
+        let mut ran_once = false;
         loop {
             if let Ok(view) = View::read(&self.etcd, &rec.id).await {
                 if view.committed {
@@ -548,6 +549,11 @@ impl Agent {
                 }
                 if let Some(r) = view.aborted {
                     return Decision::Abort(r);
+                }
+                if view.once.as_deref() == Some(self.node.as_str()) && !ran_once {
+                    ran_once = true;
+                    self.run_once(rec).await;
+                    continue;
                 }
                 let lock = self.etcd.get::<coordinator::Busy>(&k.lock()).await;
                 let reason = match lock {
@@ -568,6 +574,40 @@ impl Agent {
                 }
             }
             waker.wait(&self.etcd, Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Runs `hooks.once` in this node's ROOT (the new version, not served
+    /// yet) and reports the result.
+    async fn run_once(&self, rec: &DeployRecord) {
+        let cfg = (self.config)();
+        let layout = Layout::from_config(&cfg);
+        let env = crate::hooks::HookEnv {
+            commit: rec.commit.clone(),
+            previous_commit: lock(&self.member).live.clone().unwrap_or_default(),
+            snapshot: layout.entry(&rec.snapshot).to_string_lossy().into_owned(),
+            root: layout.root().to_string_lossy().into_owned(),
+            extra: cfg.hooks.env.clone().into_iter().collect(),
+        };
+        tracing::info!("fleet: deploy {}: running hooks.once on this node", rec.id);
+        let job = cfg.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let root = Layout::from_config(&job).root();
+            crate::hooks::run_all("once", &job.hooks.once, &root, &env, job.hooks.timeout)
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow!("hooks.once stopped unexpectedly: {e}")));
+        let k = &self.etcd.keys;
+        let wrote = match res {
+            Ok(()) => self.etcd.put(&k.once_done(&rec.id), &now_ms(), None).await,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                tracing::error!("fleet: deploy {}: hooks.once failed: {msg}", rec.id);
+                self.etcd.put(&k.once_failed(&rec.id), &msg, None).await
+            }
+        };
+        if let Err(e) = wrote {
+            tracing::error!("fleet: deploy {}: cannot report hooks.once: {e:#}", rec.id);
         }
     }
 

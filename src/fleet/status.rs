@@ -34,6 +34,7 @@ pub fn event_line(e: &Event) -> String {
         Event::CommitPoint => "commit point passed: every member switches now".into(),
         Event::Aborting(why) => format!("aborting: {why}"),
         Event::Behind(n) => format!("  {n}: down; it switches when it comes back"),
+        Event::Once(n) => format!("every member prepared; {n} runs hooks.once"),
     }
 }
 
