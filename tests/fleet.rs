@@ -1269,3 +1269,75 @@ fn hooks_once_run_on_one_node_before_the_commit_point_and_a_failure_aborts() {
     assert!(t.contains("hooks.once failed on node n2"), "{t}");
     f.assert_all_on("v2", &c2);
 }
+
+/// A health endpoint for one node: 200 while `ok`, else 500.
+fn health_server(ok: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let good = ok.load(std::sync::atomic::Ordering::SeqCst);
+            let status = if good {
+                "200 OK"
+            } else {
+                "500 Internal Server Error"
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_health_check_failing_after_the_commit_point_rolls_the_whole_fleet_back() {
+    let Some(mut f) = Fleet::new() else { return };
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hport = health_server(healthy.clone());
+    let cfg = std::fs::read_to_string(&f.nodes[1].config).unwrap();
+    std::fs::write(
+        &f.nodes[1].config,
+        format!(
+            "{cfg}health_check:\n  url: http://127.0.0.1:{hport}/\n  timeout: 2s\n  retries: 0\n"
+        ),
+    )
+    .unwrap();
+    f.nodes[1].sigkill();
+    f.nodes[1].start();
+    f.wait_members(3);
+    let c1 = f.push("v1");
+    f.deploy_ok(0);
+    f.assert_all_on("v1", &c1);
+    healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    f.push("v2");
+    let out = f.deploy(2);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("n1: switch-failed"), "{t}");
+    assert!(t.contains("rolling the whole fleet back"), "{t}");
+    assert!(t.contains("the whole fleet was rolled back to"), "{t}");
+    f.assert_all_on("v1", &c1);
+    let s = f.status(0);
+    assert_eq!(s["committed"]["commit"], c1.as_str(), "{s}");
+    // Every node's history: the rollback deploy is the last one.
+    for n in &f.nodes {
+        let h = n.run(&["history", "--json"]);
+        let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+        let last = h.as_array().unwrap().last().unwrap().clone();
+        let trig = last["trigger"].as_str().unwrap_or("");
+        let res = last["result"].as_str().unwrap_or("");
+        assert!(
+            trig == "rollback" || res == "rolled-back",
+            "{}: last history record {last}",
+            n.name
+        );
+    }
+    wait_for("n1 healthy again", Duration::from_secs(20), || {
+        f.nodes[1].health() == Some(200)
+    });
+}

@@ -47,6 +47,8 @@ pub enum Event {
     Behind(String),
     /// Every member prepared; this node runs `hooks.once`.
     Once(String),
+    /// A switch failed after the commit point: the fleet rolls back.
+    RollingBack(String),
 }
 
 /// How a fleet deploy ended (an abort is an `Err` of type [`Aborted`]).
@@ -147,10 +149,50 @@ pub async fn coordinate(
         return Ok(FleetOutcome::UpToDate { commit });
     }
     let id = req.id.clone().unwrap_or_else(new_id);
+    let previous = etcd
+        .get::<Committed>(&etcd.keys.committed())
+        .await?
+        .map(|c| c.value.commit);
     let lock = Lock::take(etcd, fleet.lease, &id, &req.coordinator, &fleet.node).await?;
     let result = run(etcd, cfg, &req, &lock, id, commit, described, members, on).await;
     lock.release(etcd).await;
-    result
+    let Ok(FleetOutcome::Committed { record, nodes, .. }) = &result else {
+        return result;
+    };
+    let failed: Vec<String> = nodes
+        .iter()
+        .filter(|(_, r)| r.state == NodeState::SwitchFailed)
+        .map(|(n, r)| format!("{n} ({})", r.error.as_deref().unwrap_or("no reason given")))
+        .collect();
+    let Some(prev) = previous.filter(|p| !failed.is_empty() && *p != record.commit) else {
+        return result;
+    };
+    // A node's switch (its health check) failed after the commit point: it
+    // rolled itself back; roll the rest of the fleet back to the same version.
+    let why = format!(
+        "fleet deploy {} of {}: the switch failed after the commit point on {}",
+        record.id,
+        record.described,
+        failed.join(", ")
+    );
+    on(Event::RollingBack(why.clone()));
+    let back = Coordinate {
+        reference: Some(prev.clone()),
+        force: true,
+        coordinator: req.coordinator.clone(),
+        id: None,
+        trigger: "rollback".into(),
+    };
+    match Box::pin(coordinate(etcd, cfg, back, on)).await {
+        Ok(_) => Err(anyhow!(
+            "{why}; the whole fleet was rolled back to {}",
+            &prev[..7.min(prev.len())]
+        )),
+        Err(e) => Err(anyhow!(
+            "{why}; rolling the fleet back to {} failed too: {e:#}",
+            &prev[..7.min(prev.len())]
+        )),
+    }
 }
 
 async fn resolve(cfg: &Config, reference: Option<String>) -> Result<(String, String)> {

@@ -403,6 +403,16 @@ impl Agent {
             self.set_caught_up(true, live);
             return;
         }
+        // This node's switch to it already failed (its health check): the
+        // coordinator rolls the fleet back; trying again would fail again.
+        let mine = self
+            .etcd
+            .get::<NodeReport>(&self.etcd.keys.node_state(&c.id, &self.node))
+            .await;
+        if matches!(&mine, Ok(Some(r)) if r.value.state == NodeState::SwitchFailed) {
+            self.set_caught_up(false, live);
+            return;
+        }
         self.set_caught_up(false, None);
         tracing::info!(
             "fleet: the fleet committed {} (deploy {}), this node serves {}: catching up",

@@ -35,6 +35,7 @@ pub fn event_line(e: &Event) -> String {
         Event::Aborting(why) => format!("aborting: {why}"),
         Event::Behind(n) => format!("  {n}: down; it switches when it comes back"),
         Event::Once(n) => format!("every member prepared; {n} runs hooks.once"),
+        Event::RollingBack(why) => format!("{why}: rolling the whole fleet back"),
     }
 }
 
