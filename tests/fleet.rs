@@ -523,7 +523,7 @@ fn happy_path_all_three_switch_and_status_shows_it() {
         assert_eq!(last["fleet_id"], id.as_str(), "{}: {last}", n.name);
         assert_eq!(last["result"], "success", "{}: {last}", n.name);
     }
-    // Every node is healthy.
+    // Every node is healthy, and says so in /status.
     for n in &f.nodes {
         assert_eq!(
             http_get(n.port, "/health").map(|r| r.0),
@@ -531,6 +531,11 @@ fn happy_path_all_three_switch_and_status_shows_it() {
             "{}",
             n.name
         );
+        let (code, body) = http_get(n.port, "/status").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(v["fleet"]["node"], n.name.as_str(), "{body}");
+        assert_eq!(v["fleet"]["caught_up"], true, "{body}");
     }
     // Nothing new: up to date everywhere, nothing touched.
     let out = f.deploy_ok(2);

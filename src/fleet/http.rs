@@ -78,3 +78,23 @@ pub fn trigger(agent: &Arc<Agent>, trigger: Trigger, who: &str) -> Response {
     )
         .into_response()
 }
+
+/// `GET /status` of a fleet node: the node's status plus a `fleet` object
+/// (node id, leader, whether it serves the fleet's committed version).
+pub fn with_fleet<T: serde::Serialize>(status: &T, agent: &Arc<Agent>) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or(serde_json::Value::Null);
+    let fleet = json!({
+        "node": agent.node(),
+        "leader": agent.is_leader(),
+        "leader_node": agent.leader().map(|l| l.0),
+        "caught_up": agent.caught_up(),
+        "deploying": agent.deploying(),
+    });
+    match v.as_object_mut() {
+        Some(o) => {
+            o.insert("fleet".into(), fleet);
+            v
+        }
+        None => json!({ "status": v, "fleet": fleet }),
+    }
+}

@@ -344,7 +344,14 @@ async fn health(State(svc): State<Arc<Service>>) -> Response {
 async fn status(State(svc): State<Arc<Service>>) -> Response {
     let cfg = svc.config();
     match tokio::task::spawn_blocking(move || crate::status::gather(&cfg)).await {
-        Ok(Ok(s)) => (StatusCode::OK, Json(s)).into_response(),
+        Ok(Ok(s)) => match svc.fleet() {
+            Some(agent) => (
+                StatusCode::OK,
+                Json(crate::fleet::http::with_fleet(&s, agent)),
+            )
+                .into_response(),
+            None => (StatusCode::OK, Json(s)).into_response(),
+        },
         Ok(Err(e)) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({ "error": format!("{e:#}") }),
