@@ -182,6 +182,16 @@ impl TreeWatch {
         }
     }
 
+    /// Puts `changes` back, so that the next [`TreeWatch::take`] reports them again.
+    fn put_back(&mut self, changes: &Changes) {
+        match changes {
+            Changes::Paths(p) => self.changed.extend(p.iter().cloned()),
+            Changes::Everything(why) => {
+                self.lost.get_or_insert(why.clone());
+            }
+        }
+    }
+
     fn wait_for(&mut self, barrier: &std::ffi::OsStr) -> bool {
         let deadline = Instant::now() + BARRIER_WAIT;
         loop {
@@ -240,6 +250,52 @@ impl Watched {
         match &mut self.watch {
             Some(w) => user_content::scan_with(&self.tree, c, &mut |rel| w.add_dir(rel)),
             None => user_content::scan(&self.tree, c),
+        }
+    }
+
+    /// Watches `tree`, a copy of the tree `like` watches, on the same
+    /// directories, without walking it; its user files are then `like`'s at
+    /// the time of the copy, re-read where `like` changed since (see
+    /// [`Watched::rescan`]). `None` when `like` has no watch.
+    pub fn follow(tree: &Path, like: &Watched) -> Option<Watched> {
+        let dirs = like.watch.as_ref()?.dirs.values();
+        let mut watch = TreeWatch::new(tree).ok()?;
+        for rel in dirs {
+            watch.add_dir(rel);
+        }
+        Some(Watched {
+            tree: tree.to_path_buf(),
+            watch: Some(watch),
+            no_watch: None,
+            full_scans: 0,
+        })
+    }
+
+    /// What changed since the last look, left in place for the next look.
+    pub fn peek(&mut self) -> Changes {
+        match self.watch.as_mut() {
+            Some(w) => {
+                let c = w.take();
+                w.put_back(&c);
+                c
+            }
+            None => Changes::Everything(self.no_watch.clone().unwrap_or_default()),
+        }
+    }
+
+    /// `last` with the `paths` of the tree read again (watching the
+    /// directories read).
+    pub fn rescan(
+        &mut self,
+        last: &Manifest,
+        paths: &HashSet<PathBuf>,
+        c: &Classifier,
+    ) -> Manifest {
+        match self.watch.as_mut() {
+            Some(w) => {
+                user_content::rescan_with(&self.tree, c, last, paths, &mut |rel| w.add_dir(rel))
+            }
+            None => user_content::rescan(&self.tree, c, last, paths),
         }
     }
 

@@ -206,6 +206,11 @@ pub struct TriggerConfig {
     /// Token of the GitLab webhook (`X-Gitlab-Token`).
     #[serde(default)]
     pub gitlab_token: Option<String>,
+    /// The dashboard (`/`) shows the site's status, history and snapshots to
+    /// anyone who can reach the listener, without the token (default false:
+    /// reading needs the token too). Actions always need the token.
+    #[serde(default)]
+    pub public_status: bool,
 }
 
 /// `opcache:` — how rootswap clears php-fpm's OPcache.

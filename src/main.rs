@@ -223,6 +223,12 @@ fn init_logging(format: LogFormat, spans: bool, verbose: bool) {
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .with(rootswap::progress::Layer.with_filter(steps))
+        // `serve`: the dashboard's live feed of the running deploy.
+        .with(
+            spans.then(|| {
+                rootswap::serve::events::Layer.with_filter(rootswap::serve::events::filter())
+            }),
+        )
         .init();
 }
 

@@ -491,22 +491,39 @@ pub fn clear_for_deploy<'a>(
     changed: impl Iterator<Item = &'a Path>,
     when: &str,
 ) -> Option<String> {
-    let ep = match locate(cfg) {
-        Ok(Located::Configured(ep)) => ep,
+    match clear(cfg, root, changed, when) {
+        Ok(note) => {
+            tracing::info!("{note}");
+            None
+        }
+        Err(w) => Some(w),
+    }
+}
+
+/// [`clear_for_deploy`] without the log line: `Ok(what happened)` for
+/// people, or `Err(warning)` when the reset did not happen (the deploy's
+/// step line carries the note).
+pub fn clear<'a>(
+    cfg: &Config,
+    root: &Path,
+    changed: impl Iterator<Item = &'a Path>,
+    when: &str,
+) -> Result<String, String> {
+    let (ep, found) = match locate(cfg) {
+        Ok(Located::Configured(ep)) => (ep, String::new()),
         Ok(Located::Found(ep, how)) => {
-            tracing::info!("php-fpm found at {ep} ({how}); opcache.fastcgi is not set, so rootswap clears OPcache there");
-            ep
+            let found = format!(" (php-fpm found at {ep}: {how}; opcache.fastcgi is not set)");
+            (ep, found)
         }
         Ok(l @ Located::NotFound(_)) => {
-            return l.warning().map(|w| {
-                w.replacen(
-                    "OPcache not cleared",
-                    &format!("OPcache not cleared {when}"),
-                    1,
-                )
-            })
+            let w = l.warning().unwrap_or_default();
+            return Err(w.replacen(
+                "OPcache not cleared",
+                &format!("OPcache not cleared {when}"),
+                1,
+            ));
         }
-        Err(e) => return Some(format!("OPcache not cleared {when}: {e:#}")),
+        Err(e) => return Err(format!("OPcache not cleared {when}: {e:#}")),
     };
     let real = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let mut files: Vec<PathBuf> = changed.map(|p| real.join(p)).collect();
@@ -515,13 +532,10 @@ pub fn clear_for_deploy<'a>(
     }
     match run(&ep, &script_dir(cfg), &files, true) {
         Ok(a) => match judge(&a) {
-            Ok(msg) => {
-                tracing::debug!("{msg} {when}");
-                None
-            }
-            Err(w) => Some(format!("OPcache {when}: {w}")),
+            Ok(msg) => Ok(format!("{msg} {when}{found}")),
+            Err(w) => Err(format!("OPcache {when}: {w}")),
         },
-        Err(e) => Some(format!("OPcache not cleared {when}: {e:#}")),
+        Err(e) => Err(format!("OPcache not cleared {when}: {e:#}")),
     }
 }
 

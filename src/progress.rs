@@ -132,6 +132,23 @@ pub fn step_started(name: &str, count: Option<Count>) {
     }
 }
 
+/// Announces that pass `name` of the running step starts (a catch-up, a
+/// copy-back pass, the copy itself): drawn like a step, but a `pass` field
+/// instead of `step`, so that listeners that follow the steps of the flow
+/// (the dashboard's live view) can tell the two apart.
+pub fn pass_started(name: &str, count: Option<Count>) {
+    match count {
+        None => tracing::debug!(target: STEP_TARGET, pass = name, "started"),
+        Some(Count { unit, total: None }) => {
+            tracing::debug!(target: STEP_TARGET, pass = name, unit, "started")
+        }
+        Some(Count {
+            unit,
+            total: Some(total),
+        }) => tracing::debug!(target: STEP_TARGET, pass = name, unit, total, "started"),
+    }
+}
+
 /// Announces that step `name` ended: a bar shows its final count.
 pub fn step_finished(name: &str) {
     tracing::debug!(target: STEP_TARGET, finished = name, "finished");
@@ -251,7 +268,7 @@ struct StepEvent {
 impl Visit for StepEvent {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "step" => self.step = Some(value.to_string()),
+            "step" | "pass" => self.step = Some(value.to_string()),
             "unit" => self.unit = Some(value.to_string()),
             "finished" => self.finished = Some(value.to_string()),
             _ => {}
@@ -270,7 +287,7 @@ impl Visit for StepEvent {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let text = || format!("{value:?}").trim_matches('"').to_string();
         match field.name() {
-            "step" => self.step = Some(text()),
+            "step" | "pass" => self.step = Some(text()),
             "unit" => self.unit = Some(text()),
             "finished" => self.finished = Some(text()),
             "total" => self.total = text().parse().ok(),

@@ -18,6 +18,12 @@ use crate::state::State;
 
 /// Rolls back to `name` (default: the newest timestamped snapshot).
 pub fn rollback(cfg: &Config, name: Option<&str>) -> Result<Outcome> {
+    deploy::deploy(cfg, &request(cfg, name, None)?)
+}
+
+/// The deploy that rolls back to `name` (default: the newest timestamped
+/// snapshot), with deploy id `id` (generated when None).
+pub fn request(cfg: &Config, name: Option<&str>, id: Option<String>) -> Result<Request> {
     let layout = Layout::from_config(cfg);
     layout.preflight()?;
     let snap = match name {
@@ -43,16 +49,13 @@ pub fn rollback(cfg: &Config, name: Option<&str>) -> Result<Outcome> {
         snap.name,
         &commit[..7.min(commit.len())]
     );
-    deploy::deploy(
-        cfg,
-        &Request {
-            reference: Some(commit),
-            force: true,
-            dry_run: false,
-            trigger: Trigger::Rollback,
-            id: None,
-            snapshot_name: None,
-            fleet_id: None,
-        },
-    )
+    Ok(Request {
+        reference: Some(commit),
+        force: true,
+        dry_run: false,
+        trigger: Trigger::Rollback,
+        id,
+        snapshot_name: None,
+        fleet_id: None,
+    })
 }

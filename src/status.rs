@@ -82,12 +82,14 @@ pub fn gather(cfg: &Config) -> Result<Status> {
     } else {
         Vec::new()
     };
-    let history = crate::history::read(&layout.state)?;
-    let deployed_at = history
-        .iter()
-        .rev()
-        .find(|r| r.result == "success" && r.commit.is_some() && r.commit == state.deployed)
-        .map(|r| r.finished.clone());
+    // Both read history.jsonl from its end, so a long history costs nothing here.
+    let deployed_at = match &state.deployed {
+        Some(live) => crate::history::find_last(&layout.state, |r| {
+            r.result == "success" && r.commit.as_ref() == Some(live)
+        })?
+        .map(|r| r.finished),
+        None => None,
+    };
     let deployed_subject = state.deployed.as_deref().and_then(|c| {
         let repo = git2::Repository::open_bare(layout.state.join("repo.git")).ok()?;
         let commit = repo.find_commit(git2::Oid::from_str(c).ok()?).ok()?;
@@ -135,7 +137,7 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         branch_head,
         deploy_running,
         snapshots,
-        last_deploy: crate::history::read(&layout.state)?.pop(),
+        last_deploy: crate::history::read_last(&layout.state, 1)?.pop(),
         interrupted: if deploy_running.is_some() {
             None
         } else {

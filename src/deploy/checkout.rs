@@ -1,5 +1,5 @@
 //! Step `checkout`: write the new commit into ROOT, link the shared
-//! directories, run the `after_checkout` hooks.
+//! directories.
 //!
 //! Only what the plan changes is written (the plan is the diff between the
 //! live commit and the new one); on a first deploy that is every file. The
@@ -16,7 +16,7 @@ use crate::progress::Count;
 use crate::shared::Shared;
 
 impl Deploy {
-    /// Checks the new commit out into ROOT, links the shared directories, runs `after_checkout`.
+    /// Checks the new commit out into ROOT and links the shared directories.
     pub(super) fn checkout(&mut self) -> Result<()> {
         self.step("checkout", |d| {
             if d.first_deploy() {
@@ -32,9 +32,8 @@ impl Deploy {
                 source.checkout(plan, &root, |_| crate::progress::advance())
             })?;
             d.run.pass("shared", || link_shared(shared, &root))?;
-            let hooks = d.run_hooks("after_checkout")?;
             let (a, m, del) = d.plan.counts();
-            Ok(format!("{a} added, {m} modified, {del} deleted{hooks}"))
+            Ok(format!("{a} added, {m} modified, {del} deleted"))
         })
     }
 }

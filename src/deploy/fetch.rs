@@ -32,9 +32,12 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         state,
     } = locked;
     run.begin("fetch");
-    let source = GitSource::open(&layout.state, &cfg.source)?;
-    source.clear_stale_locks()?;
-    source.fetch(req.reference.is_some())?;
+    let source = run.pass("git fetch", || {
+        let source = GitSource::open(&layout.state, &cfg.source)?;
+        source.clear_stale_locks()?;
+        source.fetch(req.reference.is_some())?;
+        Ok(source)
+    })?;
     let commit = source.resolve(req.reference.as_deref())?;
     let previous = state.deployed.clone();
     let prev_oid = previous
@@ -46,9 +49,9 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         tracing::info!("up to date ({})", short(commit));
         return Ok(Fetched::UpToDate(commit.to_string()));
     }
-    let mut plan = source.plan(prev_oid, commit)?;
+    let mut plan = run.pass("plan", || source.plan(prev_oid, commit))?;
     run.warn(plan.external_links.iter().map(|l| l.to_string()));
-    let new_tracked = source.tracked(commit)?;
+    let new_tracked = run.pass("tracked files", || source.tracked(commit))?;
     // A site that was a `git clone`: its .git leaves the served tree before
     // the snapshot copies it (crate::adopt).
     for line in crate::adopt::before_snapshot(&layout, cfg, &new_tracked, previous.is_none())? {
@@ -63,7 +66,9 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         plan.changes
             .retain(|c| !crate::shared::covers(&linked, &c.path));
     }
-    let classifier = crate::user_content::classifier(cfg, &source, prev_oid.unwrap_or(commit))?;
+    let classifier = run.pass("classify", || {
+        crate::user_content::classifier(cfg, &source, prev_oid.unwrap_or(commit))
+    })?;
     let journal = Journal {
         id: run.id.clone(),
         trigger: req.trigger.as_str().to_string(),

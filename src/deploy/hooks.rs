@@ -1,6 +1,7 @@
-//! Step `hooks`: the commands of `hooks.after_checkout` (part of the
-//! checkout step) and `hooks.before_switch` (the last thing before the link
-//! may return to ROOT), run in ROOT while the snapshot serves.
+//! Step `hooks`: the commands of `hooks.after_checkout` (right after the
+//! checkout) and `hooks.before_switch` (the last thing before the link may
+//! return to ROOT), run in ROOT while the snapshot serves. Each list is a
+//! step of its own when it has commands, and no line at all when it has none.
 //!
 //! Hooks get `ROOTSWAP_*` variables and `hooks.env`; a hook that fails
 //! fails the deploy, and ROOT is restored from the snapshot.
@@ -11,9 +12,21 @@ use super::run::Deploy;
 use crate::hooks::{self, HookEnv};
 
 impl Deploy {
+    /// `hooks.after_checkout`, as step `hooks` when there are any.
+    pub(super) fn hooks(&mut self) -> Result<()> {
+        if self.cfg.hooks.after_checkout.is_empty() {
+            return Ok(());
+        }
+        self.step("hooks", |d| {
+            Ok(d.run_hooks("after_checkout")?
+                .trim_start_matches("; ")
+                .to_string())
+        })
+    }
+
     /// Runs the hook list `stage` (`after_checkout` or `before_switch`) as a
     /// pass of the running step; returns a few words for the step's line.
-    pub(super) fn run_hooks(&mut self, stage: &str) -> Result<String> {
+    fn run_hooks(&mut self, stage: &str) -> Result<String> {
         let commands = match stage {
             "after_checkout" => &self.cfg.hooks.after_checkout,
             _ => &self.cfg.hooks.before_switch,

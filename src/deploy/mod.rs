@@ -9,7 +9,7 @@
 //! | snapshot | `snapshot.rs` | copy ROOT into `ROOT_<timestamp>`, start the change watches |
 //! | switch-to-snapshot | `switch.rs` | carry uploads over, point the link at the snapshot, drain |
 //! | checkout | `checkout.rs` | write the new commit into ROOT, link the shared directories |
-//! | hooks | `hooks.rs` | `after_checkout` and `before_switch` |
+//! | hooks | `hooks.rs` | `after_checkout` (and, after the copy-back, `before_switch`) |
 //! | copy-back | `copy_back.rs` | user files the snapshot got meanwhile, back into ROOT |
 //! | switch-to-root | `switch_back.rs` | last copy-back, OPcache reset, point the link back, health check |
 //! | evict | `evict.rs` | remove the oldest snapshots |
@@ -72,8 +72,8 @@ pub enum Prepare {
 /// serves the old version, ROOT holds the new one.
 pub struct Prepared(Box<Deploy>);
 
-/// The first half: lock, fetch, snapshot, switch to the snapshot, checkout
-/// (with its hooks), copy-back (then `before_switch`).
+/// The first half: lock, fetch, snapshot, switch to the snapshot, checkout,
+/// hooks, copy-back (then `before_switch`).
 pub fn prepare(cfg: &Config, req: &Request) -> Result<Prepare> {
     let fresh = lock::fresh(cfg);
     let result = prepare_locked(cfg, req);
@@ -95,6 +95,7 @@ fn prepare_locked(cfg: &Config, req: &Request) -> Result<Prepare> {
     if d.first_deploy() {
         d.guard(|d| {
             d.checkout()?;
+            d.hooks()?;
             d.before_switch()
         })?;
         return Ok(Prepare::Ready(Prepared(d)));
@@ -103,6 +104,7 @@ fn prepare_locked(cfg: &Config, req: &Request) -> Result<Prepare> {
     d.guard(|d| {
         d.switch_to_snapshot()?;
         d.checkout()?;
+        d.hooks()?;
         d.copy_back()
     })?;
     Ok(Prepare::Ready(Prepared(d)))

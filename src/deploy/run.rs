@@ -135,6 +135,7 @@ impl Run {
         if self.open.is_some() {
             self.end("");
         }
+        crate::progress::step_started(name, None);
         self.open = Some((name.to_string(), Instant::now(), Vec::new()));
     }
 
@@ -171,7 +172,7 @@ impl Run {
         count: Option<Count>,
         f: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        crate::progress::step_started(name, count);
+        crate::progress::pass_started(name, count);
         let t = Instant::now();
         let r = f();
         if count.is_some() {

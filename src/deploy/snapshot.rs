@@ -14,10 +14,11 @@ use anyhow::Result;
 use chrono::Local;
 
 use super::run::Deploy;
-use crate::changes::Watched;
+use crate::changes::{Changes, Watched};
 use crate::journal::Phase;
 use crate::progress::Count;
 use crate::snapshot::{self, Taken};
+use crate::user_content::Classifier;
 use crate::user_content::Manifest;
 
 /// The served snapshot and what is known of the user files of both trees.
@@ -56,7 +57,8 @@ impl Deploy {
             d.journal.enter(&d.layout.state, Phase::Snapshot)?;
             let root = d.layout.root();
             let c = &d.classifier;
-            let (root_watch, root_last) = d.run.pass("scan ROOT", || Watched::scan(&root, c))?;
+            let (mut root_watch, root_last) =
+                d.run.pass("scan ROOT", || Watched::scan(&root, c))?;
             let name = match &d.req.snapshot_name {
                 Some(n) => n.clone(),
                 None => d.layout.new_snapshot_name(Local::now())?,
@@ -74,9 +76,9 @@ impl Deploy {
             d.state.set_snapshot(&taken.path, d.previous.clone())?;
             d.state.root_entries = Some(taken.stats.entries);
             d.state.save(&d.layout.state)?;
-            let (snap, snap_last) = d
-                .run
-                .pass("scan snapshot", || Watched::scan(&taken.path, c))?;
+            let (snap, snap_last) = d.run.pass("scan snapshot", || {
+                snapshot_manifest(&taken.path, &mut root_watch, &root_last, c)
+            })?;
             let what = format!(
                 "{} ({}{} files copied, {} unchanged)",
                 taken.name,
@@ -105,5 +107,29 @@ impl Deploy {
             });
             Ok(what)
         })
+    }
+}
+
+/// The snapshot's user files right after the copy, and its watch. The copy
+/// holds ROOT's files as ROOT's scan saw them, except where ROOT changed
+/// since (its watch says where): only those paths are read in the snapshot,
+/// and its directories are watched without walking it. When ROOT's events
+/// cannot be trusted, the snapshot is scanned whole.
+fn snapshot_manifest(
+    snap: &std::path::Path,
+    root: &mut Watched,
+    root_at_scan: &Manifest,
+    c: &Classifier,
+) -> Result<(Watched, Manifest)> {
+    match (root.peek(), Watched::follow(snap, root)) {
+        (Changes::Paths(changed), Some(mut watched)) => {
+            let m = watched.rescan(root_at_scan, &changed, c);
+            Ok((watched, m))
+        }
+        (Changes::Everything(why), _) => {
+            tracing::info!("full scan of {}: {why}", snap.display());
+            Watched::scan(snap, c)
+        }
+        (_, None) => Watched::scan(snap, c),
     }
 }

@@ -24,9 +24,10 @@ impl Deploy {
         }
         self.step("switch-to-root", |d| {
             let opcache = d.php_fpm_found();
-            if opcache {
-                d.opcache_reset("before switching back to ROOT");
-            }
+            let note = match opcache {
+                true => d.opcache_reset("before switching back to ROOT"),
+                false => String::new(),
+            };
             d.journal.enter(&d.layout.state, Phase::SwitchToRoot)?;
             d.last_look_at_root()?;
             d.quiet_pass();
@@ -44,7 +45,15 @@ impl Deploy {
             d.mark_live()?;
             d.journal.enter(&d.layout.state, Phase::Finish)?;
             d.late_passes(switched_back);
-            Ok(format!("ROOT serves {}", crate::source::short(d.commit)))
+            let note = if note.is_empty() {
+                note
+            } else {
+                format!("; {note}")
+            };
+            Ok(format!(
+                "ROOT serves {}{note}",
+                crate::source::short(d.commit)
+            ))
         })
     }
 
@@ -70,17 +79,28 @@ impl Deploy {
         }
     }
 
-    fn opcache_reset(&mut self, when: &str) {
+    /// Clears php-fpm's OPcache; returns what happened, for the step's line.
+    fn opcache_reset(&mut self, when: &str) -> String {
         let (cfg, root, plan) = (&self.cfg, self.layout.root(), &self.plan);
-        let w = self.run.pass("opcache-reset", || {
-            Ok(crate::opcache::clear_for_deploy(
+        let r = self.run.pass("opcache-reset", || {
+            Ok(crate::opcache::clear(
                 cfg,
                 &root,
                 plan.changes.iter().map(|c| c.path.as_path()),
                 when,
             ))
         });
-        self.run.warn(w.ok().flatten());
+        match r {
+            Ok(Ok(note)) => {
+                tracing::debug!("{note}");
+                note
+            }
+            Ok(Err(w)) => {
+                self.run.warn([w]);
+                String::new()
+            }
+            Err(_) => String::new(),
+        }
     }
 
     /// ROOT's user files before the switch back: a file that disappears from

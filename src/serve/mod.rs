@@ -20,6 +20,8 @@
 //! SIGHUP and edits of the config file reload it (an invalid one is rejected
 //! and the old one kept).
 
+pub mod dashboard;
+pub mod events;
 mod metrics;
 mod schedule;
 mod trigger;
@@ -160,7 +162,7 @@ impl Service {
         let layout = Layout::from_config(&cfg);
         // A commit that failed before the service (re)started is not retried
         // in a loop either: systemd restarts must not turn into deploy loops.
-        let failed = crate::history::read(&layout.state)
+        let failed = crate::history::read_last(&layout.state, 1)
             .ok()
             .and_then(|h| h.into_iter().last())
             .filter(|r| r.result == "failed")
@@ -236,14 +238,6 @@ impl Service {
         trigger: Trigger,
         expected: Option<String>,
     ) -> tokio::task::JoinHandle<()> {
-        let svc = self.clone();
-        tokio::spawn(async move { svc.run_deploy(id, trigger, expected).await })
-    }
-
-    async fn run_deploy(self: Arc<Self>, id: String, trigger: Trigger, expected: Option<String>) {
-        let cfg = self.config();
-        let span = tracing::info_span!("deploy", id = %id);
-        tracing::info!(parent: &span, "deploy {id} started ({})", trigger.as_str());
         let req = Request {
             reference: None,
             force: false,
@@ -253,6 +247,24 @@ impl Service {
             snapshot_name: None,
             fleet_id: None,
         };
+        self.spawn_request(id, req, expected)
+    }
+
+    /// Runs the claimed deploy `id` as `req` asks (a ref, a rollback) in the background.
+    pub fn spawn_request(
+        self: &Arc<Self>,
+        id: String,
+        req: Request,
+        expected: Option<String>,
+    ) -> tokio::task::JoinHandle<()> {
+        let svc = self.clone();
+        tokio::spawn(async move { svc.run_deploy(id, req, expected).await })
+    }
+
+    async fn run_deploy(self: Arc<Self>, id: String, req: Request, expected: Option<String>) {
+        let cfg = self.config();
+        let span = tracing::info_span!("deploy", id = %id);
+        tracing::info!(parent: &span, "deploy {id} started ({})", req.trigger.as_str());
         let started = Instant::now();
         let job_cfg = cfg.clone();
         let res = tokio::task::spawn_blocking(move || deploy::deploy(&job_cfg, &req))
@@ -301,9 +313,9 @@ impl Service {
                 }
                 self.metrics.count("failed");
                 let state = cfg.state_path();
-                let record = crate::history::read(&state)
+                let record = crate::history::find_last(&state, |r| r.id == id)
                     .ok()
-                    .and_then(|h| h.into_iter().rev().find(|r| r.id == id));
+                    .flatten();
                 match record {
                     Some(r) => {
                         // The pipeline ran and failed: the commit itself is at fault.

@@ -7,7 +7,8 @@
 //! - `POST /webhook/gitlab`: `X-Gitlab-Token` must equal `trigger.gitlab_token`;
 //! - `GET /status`: the JSON of `rootswap status --json`;
 //! - `GET /health`: 200, or 503 while a fleet node has not caught up;
-//! - `GET /metrics`: Prometheus text.
+//! - `GET /metrics`: Prometheus text;
+//! - `GET /` and `/dashboard/…`: the deploy dashboard ([`super::dashboard`]).
 //!
 //! Credentials are compared in constant time; a rejected request is logged
 //! with its peer address, never with what it sent. Bodies over 1 MiB get 413.
@@ -86,7 +87,7 @@ pub async fn bind(cfg: &Config) -> Result<Option<TcpListener>> {
         format!("cannot listen on {addr} (trigger.listen): another process may use the port; pick another or stop that process")
     })?;
     let local = listener.local_addr().unwrap_or(addr);
-    tracing::info!("trigger URL: http://{local}/deploy (also /webhook/github, /webhook/gitlab, /status, /metrics)");
+    tracing::info!("trigger URL: http://{local}/deploy (also /webhook/github, /webhook/gitlab, /status, /metrics); dashboard: http://{local}/");
     Ok(Some(listener))
 }
 
@@ -103,6 +104,7 @@ pub async fn serve(
         .route("/status", get(status))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(super::dashboard::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(svc);
     let shutdown = async move {
