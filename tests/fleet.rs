@@ -63,6 +63,21 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+fn http_post_deploy(port: u16) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "POST /deploy HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer fleet-test-token\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((code, body))
+}
+
 fn kill(pid: u32, sig: i32) {
     unsafe {
         libc::kill(pid as i32, sig);
@@ -335,7 +350,7 @@ impl Fleet {
                     &config,
                     format!(
                         "webroot: {webroot}\nsource:\n  repo: {bare}\n  branch: main\ndrain: 0s\n\
-                         auto_deploy: {{enabled: false}}\ntrigger: {{listen: '127.0.0.1:{port}'}}\n\
+                         auto_deploy: {{enabled: false}}\ntrigger: {{listen: '127.0.0.1:{port}', token: fleet-test-token}}\n\
                          hooks:\n{once}  after_checkout:\n    - test ! -e {t}/fail-{name}\n    - touch {t}/in-prepare-{name}; while [ -e {t}/hold-{name} ]; do sleep 0.05; done\n\
                          fleet:\n  etcd: [{eps}]\n  site: {site}\n  node: {name}\n  lease: {LEASE_S}s\n  prepare_timeout: 60s\n",
                         webroot = ndir.join("webroot").display(),
@@ -1345,4 +1360,42 @@ fn a_health_check_failing_after_the_commit_point_rolls_the_whole_fleet_back() {
     wait_for("n1 healthy again", Duration::from_secs(20), || {
         f.nodes[1].health() == Some(200)
     });
+}
+
+#[test]
+fn the_trigger_url_the_leader_deploys_the_fleet_a_follower_names_the_leader() {
+    let Some(f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    let s = f.status(0);
+    let leader = s["leader"].as_str().unwrap().to_string();
+    let li: usize = leader[1..].parse().unwrap();
+    let fi = (li + 1) % 3;
+    // /status knows who leads (refreshed every second).
+    wait_for(
+        "the follower to know the leader",
+        Duration::from_secs(10),
+        || {
+            http_get(f.nodes[fi].port, "/status").is_some_and(|(_, b)| {
+                serde_json::from_str::<serde_json::Value>(&b)
+                    .is_ok_and(|v| v["fleet"]["leader_node"] == leader.as_str())
+            })
+        },
+    );
+    let (code, body) = http_post_deploy(f.nodes[fi].port).unwrap();
+    assert_eq!(code, 421, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["leader"], leader.as_str(), "{body}");
+    assert_eq!(
+        v["leader_trigger"],
+        format!("127.0.0.1:{}", f.nodes[li].port).as_str(),
+        "{body}"
+    );
+    let (code, body) = http_post_deploy(f.nodes[li].port).unwrap();
+    assert_eq!(code, 202, "{body}");
+    wait_for("the fleet to deploy v1", Duration::from_secs(60), || {
+        f.nodes
+            .iter()
+            .all(|n| n.version().2.as_deref() == Some(c1.as_str()) && n.version().1 == "ROOT")
+    });
+    f.assert_all_on("v1", &c1);
 }

@@ -39,6 +39,15 @@ pub fn health(agent: Option<&Arc<Agent>>) -> Response {
 /// deploy (202 with its id, 409 when one runs); a follower answers 421
 /// with the leader's node id and trigger address.
 pub fn trigger(agent: &Arc<Agent>, trigger: Trigger, who: &str) -> Response {
+    let mut req = crate::deploy::Request::manual();
+    req.trigger = trigger;
+    request(agent, req, who)
+}
+
+/// A deploy (or rollback) asked of a fleet node by the trigger URL, a
+/// webhook or the dashboard: as [`trigger`], for `req`'s ref, force and trigger.
+pub fn request(agent: &Arc<Agent>, req: crate::deploy::Request, who: &str) -> Response {
+    let trigger = req.trigger;
     if !agent.is_leader() {
         let (leader, addr) = agent.leader().unwrap_or_else(|| ("unknown".into(), None));
         tracing::info!(
@@ -67,7 +76,10 @@ pub fn trigger(agent: &Arc<Agent>, trigger: Trigger, who: &str) -> Response {
     let a = agent.clone();
     let fid = id.clone();
     tokio::spawn(async move {
-        match a.coordinate(trigger, None, Some(fid.clone())).await {
+        match a
+            .coordinate(trigger, req.reference, req.force, Some(fid.clone()))
+            .await
+        {
             Ok(_) => {}
             Err(e) => tracing::error!("fleet deploy {fid}: {e:#}"),
         }

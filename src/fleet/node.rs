@@ -146,12 +146,13 @@ impl Agent {
         &self,
         trigger: Trigger,
         reference: Option<String>,
+        force: bool,
         id: Option<String>,
     ) -> Result<coordinator::FleetOutcome> {
         let cfg = (self.config)();
         let req = Coordinate {
             reference,
-            force: false,
+            force,
             coordinator: self.node.clone(),
             id,
             trigger: trigger.as_str().to_string(),
@@ -766,7 +767,7 @@ pub async fn poll_deploy(
         &head[..7.min(head.len())]
     );
     match agent
-        .coordinate(Trigger::Schedule, Some(head.to_string()), None)
+        .coordinate(Trigger::Schedule, Some(head.to_string()), false, None)
         .await
     {
         Ok(_) => None,
