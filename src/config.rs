@@ -74,6 +74,64 @@ pub struct Config {
     /// Notifications of deploy results.
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// Several web nodes deploying together through etcd (see [`crate::fleet`]);
+    /// absent: this node deploys on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `fleet:` — the etcd cluster and this node's place in the fleet.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// etcd client endpoints, e.g. `http://10.0.0.1:2379`.
+    pub etcd: Vec<String>,
+    /// Name of the site: the key prefix `/rootswap/<site>/` all its nodes share.
+    pub site: String,
+    /// This node's id (default: the host name).
+    #[serde(default = "default_node")]
+    pub node: String,
+    /// Time-to-live of this node's membership key, of the leadership and of the deploy lock.
+    #[serde(
+        default = "default_lease",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub lease: Duration,
+    /// How long every member may take to prepare before the deploy is aborted.
+    #[serde(
+        default = "default_prepare_timeout",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub prepare_timeout: Duration,
+    /// etcd user (with `password`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// etcd password of `user`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// CA certificate (PEM) that signed the etcd servers' certificates: turns TLS on.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's client-certificate authentication.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Key (PEM) of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+fn default_node() -> String {
+    crate::fleet::host_name()
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_prepare_timeout() -> Duration {
+    Duration::from_secs(600)
 }
 
 /// `drain:` — a fixed wait or `auto`.
@@ -313,6 +371,15 @@ pub struct HooksConfig {
     /// Run in ROOT just before the link returns to it (entries as in `after_checkout`).
     #[serde(default, deserialize_with = "de_hooks")]
     pub before_switch: Vec<String>,
+    /// Fleet only: run by ONE node in its ROOT once every node has prepared,
+    /// before the fleet's commit point (database migrations); a failure aborts
+    /// the fleet deploy. Entries as in `after_checkout`.
+    #[serde(
+        default,
+        deserialize_with = "de_hooks",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub once: Vec<String>,
     /// Upper bound for each hook; the hook's whole process group is killed then.
     #[serde(
         default = "default_hook_timeout",
@@ -332,6 +399,7 @@ impl Default for HooksConfig {
         HooksConfig {
             after_checkout: Vec::new(),
             before_switch: Vec::new(),
+            once: Vec::new(),
             timeout: default_hook_timeout(),
             env: Default::default(),
         }
@@ -646,6 +714,14 @@ impl Config {
                 );
             }
         }
+        if let Some(f) = &self.fleet {
+            f.validate().with_context(|| format!("{src}: fleet"))?;
+        } else if !self.hooks.once.is_empty() {
+            bail!(
+                "{src}: `hooks.once` runs once per fleet deploy and needs a `fleet:` section; \
+                 on a single node put these commands into `hooks.before_switch`"
+            );
+        }
         crate::user_content::Rules::new(&self.user_content)
             .with_context(|| format!("{src}: user_content"))?;
         crate::shared::Shared::from_config(self).with_context(|| format!("{src}: user_content"))?;
@@ -680,6 +756,63 @@ impl Config {
                 .map(|n| n.get())
                 .unwrap_or(2)
         }
+    }
+}
+
+impl FleetConfig {
+    /// Checks the values that need no network: names, endpoints, durations, files.
+    pub fn validate(&self) -> Result<()> {
+        if self.etcd.is_empty() {
+            bail!("`etcd` lists no endpoint; add the client URLs of your etcd members, e.g. [http://10.0.0.1:2379]");
+        }
+        for e in &self.etcd {
+            let ok = ["http://", "https://"]
+                .iter()
+                .any(|p| e.strip_prefix(p).is_some_and(|rest| rest.contains(':')));
+            if !ok {
+                bail!("`etcd: {e}` is not a client URL with a port; write it like http://127.0.0.1:2379");
+            }
+        }
+        for (key, name) in [("site", &self.site), ("node", &self.node)] {
+            if name.trim().is_empty()
+                || name.contains('/')
+                || name.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                bail!(
+                    "`{key}: {name}` must be a non-empty name without '/' or spaces (it becomes part of etcd keys), e.g. shop-prod"
+                );
+            }
+        }
+        if self.lease < Duration::from_secs(1) {
+            bail!(
+                "`lease: {}` is shorter than etcd's lease granularity (1s); use 2s or more",
+                humantime::format_duration(self.lease)
+            );
+        }
+        if self.prepare_timeout < self.lease {
+            bail!("`prepare_timeout` is shorter than `lease`; give the nodes at least one lease to prepare");
+        }
+        if self.user.is_some() != self.password.is_some() {
+            bail!("`user` and `password` go together; set both or neither");
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            bail!("`cert_file` and `key_file` go together; set both or neither");
+        }
+        if self.cert_file.is_some() && self.ca_file.is_none() {
+            bail!("`cert_file` needs `ca_file` (the CA of the etcd servers) to turn TLS on");
+        }
+        for (key, p) in [
+            ("ca_file", &self.ca_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+        ] {
+            if let Some(p) = p {
+                if !p.is_file() {
+                    bail!("`{key}: {}` is not a readable file", p.display());
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -876,6 +1009,50 @@ mod tests {
             c.user_content.preserve.is_empty(),
             "the example shows defaults"
         );
+    }
+
+    #[test]
+    fn fleet_defaults_and_errors() {
+        let base = "webroot: /w\nsource: {repo: x}\n";
+        let c = parse(base).unwrap();
+        assert!(c.fleet.is_none(), "no fleet section: single node");
+        let c = parse(&format!(
+            "{base}fleet: {{etcd: ['http://127.0.0.1:2379'], site: shop, node: web1}}\n"
+        ))
+        .unwrap();
+        let f = c.fleet.unwrap();
+        assert_eq!(f.lease, Duration::from_secs(10));
+        assert_eq!(f.prepare_timeout, Duration::from_secs(600));
+        assert_eq!(f.node, "web1");
+        let c = parse(&format!(
+            "{base}fleet: {{etcd: ['http://127.0.0.1:2379'], site: shop}}\n"
+        ))
+        .unwrap();
+        assert!(!c.fleet.unwrap().node.is_empty(), "host name by default");
+        for (bad, want) in [
+            ("{etcd: [], site: shop}", "no endpoint"),
+            ("{etcd: ['127.0.0.1'], site: shop}", "client URL"),
+            ("{etcd: ['http://a:1'], site: a/b}", "without '/'"),
+            ("{etcd: ['http://a:1'], site: s, node: 'x y'}", "node"),
+            (
+                "{etcd: ['http://a:1'], site: s, lease: 100ms}",
+                "granularity",
+            ),
+            ("{etcd: ['http://a:1'], site: s, user: u}", "together"),
+            (
+                "{etcd: ['http://a:1'], site: s, ca_file: /nope/ca.pem}",
+                "/nope/ca.pem",
+            ),
+            ("{etcd: ['http://a:1'], site: s, sight: x}", "sight"),
+        ] {
+            let msg = format!("{:#}", parse(&format!("{base}fleet: {bad}\n")).unwrap_err());
+            assert!(msg.contains(want), "{bad}: {msg}");
+        }
+        let msg = format!(
+            "{:#}",
+            parse(&format!("{base}hooks: {{once: ['php artisan migrate']}}\n")).unwrap_err()
+        );
+        assert!(msg.contains("needs a `fleet:`"), "{msg}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod deploy;
 pub mod doctor;
 pub mod drain;
 pub mod effective;
+pub mod fleet;
 pub mod fpm_socket;
 pub mod fsutil;
 pub mod health;

@@ -133,6 +133,11 @@ enum Command {
     Man,
     /// Run as a service: auto-deploy when the branch moves, the deploy trigger URL, until SIGTERM.
     Serve,
+    /// Several web nodes deploying together through etcd (`fleet:` in the config).
+    Fleet {
+        #[command(subcommand)]
+        action: FleetCmd,
+    },
     /// Run the whole flow against an embedded sample site in a scratch directory.
     Demo {
         /// Directory to use (new or empty); default: a new one under the temp dir.
@@ -152,6 +157,16 @@ enum Command {
         /// Copy threads (default: the number of cores).
         #[arg(long)]
         threads: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FleetCmd {
+    /// Each member (alive or not), the leader, live commits, the last fleet deploy per node.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -290,6 +305,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
             json: as_json,
         } => {
+            if cfg.fleet.is_some() && !dry_run {
+                // On a fleet node this process coordinates; every node's serve deploys.
+                return rootswap::fleet::cli::deploy(&cfg, reference, force, as_json);
+            }
             let req = Request {
                 reference,
                 force,
@@ -377,6 +396,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Rollback { snapshot } if cfg.fleet.is_some() => {
+            return rootswap::fleet::cli::rollback(&cfg, snapshot.as_deref());
+        }
         Command::Rollback { snapshot } => {
             let outcome = rootswap::rollback::rollback(&cfg, snapshot.as_deref())?;
             rootswap::progress::finish();
@@ -435,6 +457,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             unreachable!("handled above")
         }
         Command::Serve => rootswap::serve::run(&cli.config, cfg)?,
+        Command::Fleet {
+            action: FleetCmd::Status { json: as_json },
+        } => return rootswap::fleet::cli::status(&cfg, as_json),
         Command::Demo { .. } => unreachable!("handled above"),
         Command::BenchCopy { .. } => unreachable!("handled above"),
     }

@@ -311,6 +311,9 @@ fn busy_reply(busy: Busy) -> Response {
 
 /// Claims the deploy gate and runs `req` (its id filled in): 202 with the id.
 fn start(svc: &Arc<Service>, mut req: Request, who: &str) -> Response {
+    if let Some(agent) = svc.fleet() {
+        return crate::fleet::http::request(agent, req, who);
+    }
     match svc.try_begin() {
         Ok(id) => {
             tracing::info!("dashboard: {who}: deploy {id} accepted");

@@ -149,6 +149,8 @@ pub struct Service {
     recheck: AtomicBool,
     checks: mpsc::Sender<Check>,
     metrics: metrics::Metrics,
+    /// This node's part in a fleet (`fleet:`), once joined.
+    fleet: std::sync::OnceLock<Arc<crate::fleet::Agent>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -178,6 +180,7 @@ impl Service {
             recheck: AtomicBool::new(false),
             checks,
             metrics: metrics::Metrics::default(),
+            fleet: std::sync::OnceLock::new(),
         }
     }
 
@@ -188,6 +191,11 @@ impl Service {
 
     fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// This node's fleet agent, when the config has `fleet:`.
+    pub fn fleet(&self) -> Option<&Arc<crate::fleet::Agent>> {
+        self.fleet.get()
     }
 
     /// Id of the deploy this service runs, if any.
@@ -377,6 +385,10 @@ impl Service {
     }
 
     async fn check_once(self: &Arc<Self>, why: Check) {
+        // In a fleet only the leader polls.
+        if self.fleet().is_some_and(|f| !f.is_leader()) {
+            return;
+        }
         if let Some(id) = self.running() {
             tracing::info!("{why} skipped: deploy {id} is running");
             return;
@@ -435,6 +447,10 @@ impl Service {
                     abbrev(&h)
                 ),
             ),
+            Decision::Deploy(h) if self.fleet().is_some() => {
+                let failed = crate::fleet::node::poll_deploy(self.fleet(), why, &h).await;
+                *lock(&self.failed) = failed;
+            }
             Decision::Deploy(h) => match self.try_begin() {
                 Ok(id) => {
                     tracing::info!("{why}: {} moved to {}, deploying", cfg.source.branch, abbrev(&h));
@@ -546,6 +562,10 @@ async fn serve(config_path: &Path, cfg: Config) -> Result<()> {
         );
     }
 
+    if cfg.fleet.is_some() {
+        let agent = crate::fleet::node::join(&svc, &cfg).await?;
+        let _ = svc.fleet.set(agent);
+    }
     let mut http = trigger::bind(&cfg)
         .await?
         .map(|listener| Http::spawn(&svc, listener));
@@ -617,6 +637,9 @@ async fn serve(config_path: &Path, cfg: Config) -> Result<()> {
                 _ = sigint.recv() => tracing::warn!("SIGINT ignored: deploy {id} is still running; the service exits once the site is consistent"),
             }
         }
+    }
+    if let Some(agent) = svc.fleet() {
+        agent.stop().await;
     }
     if let Some(h) = http {
         h.stop().await;

@@ -6,6 +6,7 @@
 //!   raw body with `trigger.github_secret`; pushes to the configured branch deploy;
 //! - `POST /webhook/gitlab`: `X-Gitlab-Token` must equal `trigger.gitlab_token`;
 //! - `GET /status`: the JSON of `rootswap status --json`;
+//! - `GET /health`: 200, or 503 while a fleet node has not caught up;
 //! - `GET /metrics`: Prometheus text;
 //! - `GET /` and `/dashboard/…`: the deploy dashboard ([`super::dashboard`]).
 //!
@@ -101,6 +102,7 @@ pub async fn serve(
         .route("/webhook/github", post(github))
         .route("/webhook/gitlab", post(gitlab))
         .route("/status", get(status))
+        .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(super::dashboard::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -169,6 +171,9 @@ fn unauthorized(peer: SocketAddr, what: &str, why: &str) -> Response {
 
 /// Starts a deploy of the branch head: 202 with its id, 409 when one runs.
 fn start(svc: &Arc<Service>, trigger: Trigger, who: &str) -> Response {
+    if let Some(agent) = svc.fleet() {
+        return crate::fleet::http::trigger(agent, trigger, who);
+    }
     match svc.try_begin() {
         Ok(id) => {
             tracing::info!("{who}: deploy {id} accepted");
@@ -333,10 +338,22 @@ async fn gitlab(
     }
 }
 
+/// `GET /health`: 503 while a fleet node has not caught up (see [`crate::fleet::http::health`]).
+async fn health(State(svc): State<Arc<Service>>) -> Response {
+    crate::fleet::http::health(svc.fleet())
+}
+
 async fn status(State(svc): State<Arc<Service>>) -> Response {
     let cfg = svc.config();
     match tokio::task::spawn_blocking(move || crate::status::gather(&cfg)).await {
-        Ok(Ok(s)) => (StatusCode::OK, Json(s)).into_response(),
+        Ok(Ok(s)) => match svc.fleet() {
+            Some(agent) => (
+                StatusCode::OK,
+                Json(crate::fleet::http::with_fleet(&s, agent)),
+            )
+                .into_response(),
+            None => (StatusCode::OK, Json(s)).into_response(),
+        },
         Ok(Err(e)) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({ "error": format!("{e:#}") }),

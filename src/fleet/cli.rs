@@ -1,0 +1,166 @@
+//! The fleet's commands: `rootswap deploy` on a fleet node (it coordinates
+//! and prints every node's progress) and `rootswap fleet status`.
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+
+use super::coordinator::{self, Coordinate, FleetOutcome};
+use super::etcd::Etcd;
+use super::status;
+use crate::config::Config;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn fleet_of(cfg: &Config) -> Result<&crate::config::FleetConfig> {
+    cfg.fleet
+        .as_ref()
+        .ok_or_else(|| anyhow!("this configuration has no `fleet:` section"))
+}
+
+/// `rootswap deploy` on a fleet node: coordinates one fleet deploy.
+pub fn deploy(
+    cfg: &Config,
+    reference: Option<String>,
+    force: bool,
+    as_json: bool,
+) -> Result<ExitCode> {
+    deploy_as(cfg, reference, force, as_json, "manual")
+}
+
+fn deploy_as(
+    cfg: &Config,
+    reference: Option<String>,
+    force: bool,
+    as_json: bool,
+    trigger: &str,
+) -> Result<ExitCode> {
+    let fleet = fleet_of(cfg)?;
+    let rt = runtime()?;
+    let outcome = rt.block_on(async {
+        let etcd = Etcd::connect(fleet).await?;
+        let req = Coordinate {
+            reference,
+            force,
+            coordinator: format!("rootswap deploy on {}", fleet.node),
+            id: None,
+            trigger: trigger.into(),
+        };
+        let print = |e: coordinator::Event| {
+            if !as_json {
+                println!("{}", status::event_line(&e));
+            }
+        };
+        coordinator::coordinate(&etcd, cfg, req, &print).await
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    let outcome = outcome?;
+    if as_json {
+        let v = match &outcome {
+            FleetOutcome::UpToDate { commit } => {
+                serde_json::json!({ "result": "up-to-date", "commit": commit })
+            }
+            FleetOutcome::Committed {
+                record,
+                nodes,
+                window_ns,
+            } => serde_json::json!({
+                "result": "committed",
+                "id": record.id,
+                "commit": record.commit,
+                "nodes": nodes,
+                "window_ms": window_ns.map(|w| w as f64 / 1e6),
+            }),
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match outcome {
+        FleetOutcome::UpToDate { commit } => {
+            println!(
+                "up to date on every node ({})",
+                &commit[..7.min(commit.len())]
+            )
+        }
+        FleetOutcome::Committed {
+            record,
+            nodes,
+            window_ns,
+        } => {
+            let switched = nodes
+                .values()
+                .filter(|r| r.state == super::NodeState::Switched)
+                .count();
+            println!(
+                "fleet deploy {}: {} live on {switched} of {} nodes{}",
+                record.id,
+                record.described,
+                record.members.len(),
+                window_ns
+                    .map(|w| format!("; mixed-version window {:.1} ms", w as f64 / 1e6))
+                    .unwrap_or_default()
+            );
+            if switched < record.members.len() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rootswap fleet status [--json]`.
+pub fn status(cfg: &Config, as_json: bool) -> Result<ExitCode> {
+    let fleet = fleet_of(cfg)?;
+    let rt = runtime()?;
+    let s = rt.block_on(async {
+        let etcd = Etcd::connect(fleet).await?;
+        status::gather(&etcd, &fleet.site).await
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    let s = s?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print!("{}", status::text(&s));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rootswap rollback [SNAPSHOT]` on a fleet node: a fleet deploy of the
+/// commit that snapshot holds on this node (every node then deploys it).
+pub fn rollback(cfg: &Config, name: Option<&str>) -> Result<ExitCode> {
+    let layout = crate::layout::Layout::from_config(cfg);
+    layout.preflight()?;
+    let snap = match name {
+        Some(n) => crate::snapshot::find(&layout, n)?,
+        None => layout.timestamped()?.pop().ok_or_else(|| {
+            anyhow!(
+                "there is no snapshot to roll back to in {}; name one with `rootswap rollback NAME`",
+                layout.webroot.display()
+            )
+        })?,
+    };
+    let state = crate::state::State::load(&layout.state)?;
+    let commit = state
+        .snapshot(&snap.path)
+        .and_then(|i| i.commit.clone())
+        .ok_or_else(|| {
+            anyhow!(
+                "the commit of {} is not known; deploy a known version instead with `rootswap deploy --ref REF`",
+                snap.name
+            )
+        })?;
+    println!(
+        "rolling the fleet back to {} ({}), the version of {}",
+        &commit[..7.min(commit.len())],
+        snap.name,
+        fleet_of(cfg)?.node
+    );
+    deploy_as(cfg, Some(commit), true, false, "rollback")
+}

@@ -1,0 +1,1423 @@
+//! Fleet deploys through a real etcd: a 3-member cluster of Debian's
+//! `etcd` on 127.0.0.1 ports of each test's own (data in temp dirs, stopped
+//! by PID), three real `rootswap serve` nodes with their own webroots, one
+//! shared bare Git repository, and `rootswap deploy` as the coordinator.
+//!
+//! Without `etcd` the tests skip locally and fail under CI=true.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin, git};
+
+const LEASE_S: u64 = 2;
+
+/// Finds etcd, or skips (locally) / fails (CI=true).
+fn etcd_bin() -> Option<PathBuf> {
+    for p in ["/usr/bin/etcd", "/usr/local/bin/etcd"] {
+        if Path::new(p).exists() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    let msg = "etcd is not installed (Debian: apt-get install etcd-server)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg} (CI=true: the fleet tests must run)");
+    }
+    eprintln!("skipping: {msg}");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` every 50 ms for at most `max`.
+fn wait_for(what: &str, max: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < max,
+            "timed out after {max:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((code, body))
+}
+
+fn http_post_deploy(port: u16) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "POST /deploy HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer fleet-test-token\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((code, body))
+}
+
+fn kill(pid: u32, sig: i32) {
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// A 3-member etcd cluster.
+struct Etcd {
+    children: Vec<Option<Child>>,
+    clients: Vec<u16>,
+}
+
+impl Etcd {
+    fn start(bin: &Path, dir: &Path) -> Etcd {
+        let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let cluster = (0..3)
+            .map(|i| format!("e{i}=http://127.0.0.1:{}", peers[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!("rootswap-test-{}-{}", std::process::id(), clients[0]);
+        let children = (0..3)
+            .map(|i| {
+                let log = std::fs::File::create(dir.join(format!("etcd{i}.log"))).unwrap();
+                Some(
+                    Command::new(bin)
+                        .args(["--name", &format!("e{i}")])
+                        .arg("--data-dir")
+                        .arg(dir.join(format!("etcd{i}")))
+                        .args([
+                            "--listen-client-urls",
+                            &format!("http://127.0.0.1:{}", clients[i]),
+                            "--advertise-client-urls",
+                            &format!("http://127.0.0.1:{}", clients[i]),
+                            "--listen-peer-urls",
+                            &format!("http://127.0.0.1:{}", peers[i]),
+                            "--initial-advertise-peer-urls",
+                            &format!("http://127.0.0.1:{}", peers[i]),
+                            "--initial-cluster",
+                            &cluster,
+                            "--initial-cluster-token",
+                            &token,
+                            "--initial-cluster-state",
+                            "new",
+                            "--heartbeat-interval",
+                            "50",
+                            "--election-timeout",
+                            "500",
+                        ])
+                        .stdout(Stdio::null())
+                        .stderr(log)
+                        .spawn()
+                        .expect("etcd starts"),
+                )
+            })
+            .collect();
+        let e = Etcd { children, clients };
+        for &c in &e.clients {
+            wait_for("etcd health", Duration::from_secs(30), || {
+                http_get(c, "/health").is_some_and(|(code, b)| code == 200 && b.contains("true"))
+            });
+        }
+        e
+    }
+
+    /// Index of the member that is the raft leader now.
+    fn leader(&self) -> Option<usize> {
+        self.clients.iter().position(|&c| {
+            self.children[self.clients.iter().position(|&x| x == c).unwrap()].is_some()
+                && http_get(c, "/metrics")
+                    .is_some_and(|(_, b)| b.lines().any(|l| l.trim() == "etcd_server_is_leader 1"))
+        })
+    }
+
+    fn kill_member(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn endpoints(&self) -> String {
+        self.clients
+            .iter()
+            .map(|c| format!("'http://127.0.0.1:{c}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One web node: its webroot, config and (when running) its `rootswap serve`.
+struct Node {
+    name: String,
+    dir: PathBuf,
+    config: PathBuf,
+    port: u16,
+    serve: Option<Child>,
+    starts: usize,
+}
+
+impl Node {
+    fn webroot(&self) -> PathBuf {
+        self.dir.join("webroot")
+    }
+
+    fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts `rootswap serve` with extra environment variables.
+    fn start_with(&mut self, env: &[(&str, &str)]) {
+        self.starts += 1;
+        let log =
+            std::fs::File::create(self.dir.join(format!("serve-{}.log", self.starts))).unwrap();
+        let child = Command::new(bin())
+            .arg("-c")
+            .arg(&self.config)
+            .arg("serve")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("rootswap serve starts");
+        self.serve = Some(child);
+        let port = self.port;
+        wait_for(
+            &format!("{}'s HTTP port", self.name),
+            Duration::from_secs(20),
+            || http_get(port, "/health").is_some(),
+        );
+    }
+
+    fn pid(&self) -> u32 {
+        self.serve.as_ref().expect("running").id()
+    }
+
+    fn health(&self) -> Option<u16> {
+        http_get(self.port, "/health").map(|r| r.0)
+    }
+
+    /// Waits (at most `max`) for the serve process to end by itself.
+    fn wait_exit(&mut self, max: Duration) -> std::process::ExitStatus {
+        let c = self.serve.as_mut().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                self.serve = None;
+                return st;
+            }
+            assert!(
+                start.elapsed() < max,
+                "{} did not exit within {max:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn sigkill(&mut self) {
+        if let Some(mut c) = self.serve.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|i| {
+                std::fs::read_to_string(self.dir.join(format!("serve-{i}.log"))).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n--- restarted ---\n")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("rootswap runs")
+    }
+
+    /// What ROOT holds (index.php), what the link points at, what state.json says.
+    fn version(&self) -> (String, String, Option<String>) {
+        let w = self.webroot();
+        let index = std::fs::read_to_string(w.join("ROOT/index.php")).unwrap_or_default();
+        let link = std::fs::read_link(w.join("current"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let state: Option<serde_json::Value> =
+            std::fs::read_to_string(w.join(".rootswap/state.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+        let deployed = state.and_then(|s| s["deployed"].as_str().map(String::from));
+        (index, link, deployed)
+    }
+
+    /// What a request gets: index.php through the serving link.
+    fn served(&self) -> String {
+        std::fs::read_to_string(self.webroot().join("current/index.php")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(c) = self.serve.as_mut() {
+            kill(c.id(), libc::SIGCONT);
+        }
+        self.sigkill();
+    }
+}
+
+/// Three nodes, one bare repository, one etcd cluster.
+struct Fleet {
+    nodes: Vec<Node>,
+    work: PathBuf,
+    tmp: PathBuf,
+    etcd: Etcd,
+    _dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    fn new() -> Option<Fleet> {
+        Fleet::build(&[])
+    }
+
+    /// A fleet whose nodes also have these `hooks.once` entries (`{t}`: the temp dir).
+    fn build(once: &[&str]) -> Option<Fleet> {
+        let etcd_bin = etcd_bin()?;
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().to_path_buf();
+        let etcd = Etcd::start(&etcd_bin, &tmp);
+        let bare = tmp.join("app.git");
+        let work = tmp.join("work");
+        std::fs::create_dir_all(&bare).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        git(&bare, &["init", "-q", "--bare", "-b", "main"]);
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        let site = format!("t{}-{}", std::process::id(), etcd.clients[0]);
+        let nodes = (0..3)
+            .map(|i| {
+                let name = format!("n{i}");
+                let ndir = tmp.join(&name);
+                std::fs::create_dir_all(ndir.join("webroot")).unwrap();
+                let port = free_port();
+                let t = tmp.display();
+                let config = ndir.join("rootswap.yaml");
+                let once: String = if once.is_empty() {
+                    String::new()
+                } else {
+                    let items: String = once
+                        .iter()
+                        .map(|c| format!("    - {}\n", c.replace("{t}", &t.to_string())))
+                        .collect();
+                    format!("  once:\n{items}")
+                };
+                std::fs::write(
+                    &config,
+                    format!(
+                        "webroot: {webroot}\nsource:\n  repo: {bare}\n  branch: main\ndrain: 0s\n\
+                         auto_deploy: {{enabled: false}}\ntrigger: {{listen: '127.0.0.1:{port}', token: fleet-test-token}}\n\
+                         hooks:\n{once}  after_checkout:\n    - test ! -e {t}/fail-{name}\n    - touch {t}/in-prepare-{name}; while [ -e {t}/hold-{name} ]; do sleep 0.05; done\n\
+                         fleet:\n  etcd: [{eps}]\n  site: {site}\n  node: {name}\n  lease: {LEASE_S}s\n  prepare_timeout: 60s\n",
+                        webroot = ndir.join("webroot").display(),
+                        bare = bare.display(),
+                        eps = etcd.endpoints(),
+                    ),
+                )
+                .unwrap();
+                Node {
+                    name,
+                    dir: ndir,
+                    config,
+                    port,
+                    serve: None,
+                    starts: 0,
+                }
+            })
+            .collect();
+        let mut f = Fleet {
+            nodes,
+            work,
+            tmp,
+            etcd,
+            _dir: dir,
+        };
+        for n in f.nodes.iter_mut() {
+            n.start();
+        }
+        f.wait_members(3);
+        Some(f)
+    }
+
+    /// Commits `index.php` = `text` and pushes it; returns the commit id.
+    fn push(&self, text: &str) -> String {
+        std::fs::write(self.work.join("index.php"), text).unwrap();
+        std::fs::write(self.work.join("lib.php"), format!("<?php // {text}\n")).unwrap();
+        git(&self.work, &["add", "-A"]);
+        git(
+            &self.work,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e.invalid",
+                "commit",
+                "-q",
+                "-m",
+                text,
+            ],
+        );
+        git(&self.work, &["push", "-q", "origin", "main"]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// Spawns `rootswap deploy` on node `via` (the coordinator), output piped.
+    fn spawn_deploy(&self, via: usize) -> Child {
+        Command::new(bin())
+            .arg("-c")
+            .arg(&self.nodes[via].config)
+            .arg("deploy")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn status(&self, via: usize) -> serde_json::Value {
+        let out = self.nodes[via].run(&["fleet", "status", "--json"]);
+        assert!(
+            out.status.success(),
+            "fleet status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn wait_members(&self, n: usize) {
+        wait_for(
+            &format!("{n} alive members and a leader"),
+            Duration::from_secs(30),
+            || {
+                let s = self.status(0);
+                let alive = s["nodes"]
+                    .as_array()
+                    .map(|a| a.iter().filter(|n| n["alive"] == true).count())
+                    .unwrap_or(0);
+                alive == n && !s["leader"].is_null()
+            },
+        );
+    }
+
+    fn deploy(&self, via: usize) -> Output {
+        self.nodes[via].run(&["deploy"])
+    }
+
+    fn deploy_ok(&self, via: usize) -> String {
+        let out = self.deploy(via);
+        let text = format!(
+            "stdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "fleet deploy failed\n{text}\n{}",
+            self.logs()
+        );
+        text
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("==== {} ====\n{}", n.name, n.log()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn flag(&self, name: &str) -> PathBuf {
+        self.tmp.join(name)
+    }
+
+    /// Every node serves `text` from ROOT and its state says `commit`.
+    fn assert_all_on(&self, text: &str, commit: &str) {
+        for n in &self.nodes {
+            let (index, link, deployed) = n.version();
+            assert_eq!(index, text, "{}: ROOT\n{}", n.name, self.logs());
+            assert_eq!(link, "ROOT", "{}: the link", n.name);
+            assert_eq!(deployed.as_deref(), Some(commit), "{}: state.json", n.name);
+            assert_eq!(n.served(), text, "{}: served", n.name);
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        // Hooks waiting on a hold file of a killed node must end too.
+        for n in &self.nodes {
+            let _ = std::fs::remove_file(self.flag(&format!("hold-{}", n.name)));
+        }
+    }
+}
+
+#[test]
+fn happy_path_all_three_switch_and_status_shows_it() {
+    let Some(f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    let out = f.deploy_ok(0);
+    assert!(out.contains("live on 3 of 3 nodes"), "{out}");
+    f.assert_all_on("v1", &c1);
+    let c2 = f.push("v2");
+    let out = f.deploy_ok(1);
+    assert!(out.contains("commit point passed"), "{out}");
+    for n in ["n0", "n1", "n2"] {
+        assert!(out.contains(&format!("{n}: prepared")), "{out}");
+        assert!(out.contains(&format!("{n}: switched")), "{out}");
+    }
+    f.assert_all_on("v2", &c2);
+    let s = f.status(2);
+    assert_eq!(s["committed"]["commit"], c2.as_str(), "{s}");
+    assert_eq!(s["last_result"], "committed", "{s}");
+    let nodes = s["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{s}");
+    for n in nodes {
+        assert_eq!(n["alive"], true, "{s}");
+        assert_eq!(n["live"], c2.as_str(), "{s}");
+        assert_eq!(n["caught_up"], true, "{s}");
+        assert_eq!(n["last_deploy"]["state"], "switched", "{s}");
+        assert!(
+            n["last_deploy"]["rename_ns"].is_i64() || n["last_deploy"]["rename_ns"].is_u64(),
+            "{s}"
+        );
+    }
+    assert_eq!(
+        nodes.iter().filter(|n| n["leader"] == true).count(),
+        1,
+        "{s}"
+    );
+    // Every node's history records the fleet deploy id.
+    let id = s["last_deploy"]["id"].as_str().unwrap().to_string();
+    for n in &f.nodes {
+        let h = n.run(&["history", "--json"]);
+        let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+        let last = h.as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["fleet_id"], id.as_str(), "{}: {last}", n.name);
+        assert_eq!(last["result"], "success", "{}: {last}", n.name);
+    }
+    // Every node is healthy, and says so in /status.
+    for n in &f.nodes {
+        assert_eq!(
+            http_get(n.port, "/health").map(|r| r.0),
+            Some(200),
+            "{}",
+            n.name
+        );
+        let (code, body) = http_get(n.port, "/status").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(v["fleet"]["node"], n.name.as_str(), "{body}");
+        assert_eq!(v["fleet"]["caught_up"], true, "{body}");
+    }
+    // Nothing new: up to date everywhere, nothing touched.
+    let out = f.deploy_ok(2);
+    assert!(out.contains("up to date on every node"), "{out}");
+    // A rollback on one node rolls the whole fleet back.
+    let out = f.nodes[1].run(&["rollback"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), f.logs());
+    assert!(
+        text(&out).contains("live on 3 of 3 nodes"),
+        "{}",
+        text(&out)
+    );
+    f.assert_all_on("v1", &c1);
+}
+
+#[test]
+fn a_hook_failing_on_one_node_aborts_and_all_stay_old() {
+    let Some(f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    f.deploy_ok(0);
+    std::fs::write(f.flag("fail-n1"), "").unwrap();
+    f.push("v2");
+    let out = f.deploy(0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the fleet deploy must fail\n{stdout}"
+    );
+    assert!(
+        stderr.contains("aborted") && stderr.contains("n1"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("n1: failed"), "{stdout}");
+    f.assert_all_on("v1", &c1);
+    let s = f.status(1);
+    assert_eq!(s["committed"]["commit"], c1.as_str(), "{s}");
+    assert!(
+        s["last_result"].as_str().unwrap().starts_with("aborted"),
+        "{s}"
+    );
+    for n in s["nodes"].as_array().unwrap() {
+        let state = n["last_deploy"]["state"].as_str().unwrap();
+        let want = if n["node"] == "n1" {
+            "failed"
+        } else {
+            "aborted"
+        };
+        assert_eq!(state, want, "{s}");
+    }
+}
+
+#[test]
+fn sigkill_during_prepare_aborts_within_a_lease_and_the_node_rejoins() {
+    let Some(mut f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    f.deploy_ok(0);
+    std::fs::write(f.flag("hold-n2"), "").unwrap();
+    let _ = std::fs::remove_file(f.flag("in-prepare-n2"));
+    f.push("v2");
+    let coordinator = Command::new(bin())
+        .arg("-c")
+        .arg(&f.nodes[0].config)
+        .arg("deploy")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let flag = f.flag("in-prepare-n2");
+    wait_for("n2 to be preparing", Duration::from_secs(30), || {
+        flag.exists()
+    });
+    let killed = Instant::now();
+    f.nodes[2].sigkill();
+    let out = coordinator.wait_with_output().unwrap();
+    let took = killed.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("aborted") && stderr.contains("n2"),
+        "{stderr}"
+    );
+    // About one lease (etcd expires a lease between TTL and TTL + its tick).
+    assert!(
+        took < Duration::from_secs(LEASE_S * 3),
+        "abort took {took:?} after the kill (lease {LEASE_S}s)"
+    );
+    for n in &f.nodes[..2] {
+        let (index, link, deployed) = n.version();
+        assert_eq!(
+            (index.as_str(), link.as_str()),
+            ("v1", "ROOT"),
+            "{}",
+            n.name
+        );
+        assert_eq!(deployed.as_deref(), Some(c1.as_str()), "{}", n.name);
+    }
+    // n2 served the old version throughout, and does after a restart.
+    assert_eq!(f.nodes[2].served(), "v1");
+    std::fs::remove_file(f.flag("hold-n2")).unwrap();
+    f.nodes[2].start();
+    f.wait_members(3);
+    let (index, link, _) = f.nodes[2].version();
+    assert_eq!((index.as_str(), link.as_str()), ("v1", "ROOT"));
+    let out = f.deploy_ok(1);
+    assert!(out.contains("live on 3 of 3 nodes"), "{out}");
+    let c2 = git(&f.work, &["rev-parse", "HEAD"]);
+    f.assert_all_on("v2", &c2);
+}
+
+#[test]
+fn two_deploys_at_once_one_runs_the_other_is_told() {
+    let Some(f) = Fleet::new() else { return };
+    f.push("v1");
+    f.deploy_ok(0);
+    std::fs::write(f.flag("hold-n0"), "").unwrap();
+    let _ = std::fs::remove_file(f.flag("in-prepare-n0"));
+    let c2 = f.push("v2");
+    let first = Command::new(bin())
+        .arg("-c")
+        .arg(&f.nodes[0].config)
+        .arg("deploy")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let flag = f.flag("in-prepare-n0");
+    wait_for("n0 to be preparing", Duration::from_secs(30), || {
+        flag.exists()
+    });
+    let second = f.deploy(1);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second deploy must not run");
+    assert!(
+        stderr.contains("fleet deploy is already in progress"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rootswap deploy on n0"),
+        "names the holder: {stderr}"
+    );
+    let s = f.status(2);
+    assert_eq!(s["deploying"], true, "{s}");
+    std::fs::remove_file(f.flag("hold-n0")).unwrap();
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f.assert_all_on("v2", &c2);
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn sigkill_after_the_commit_point_the_node_switches_when_it_comes_back() {
+    let Some(mut f) = Fleet::new() else { return };
+    f.push("v1");
+    f.deploy_ok(0);
+    // n2 kills itself right after journaling `switch-to-root`: the commit
+    // point has passed, its link still points at the snapshot.
+    f.nodes[2].sigkill();
+    f.nodes[2].start_with(&[("ROOTSWAP_CRASH_AT", "switch-to-root")]);
+    f.wait_members(3);
+    let c2 = f.push("v2");
+    let out = f.deploy(0);
+    let t = text(&out);
+    assert!(t.contains("commit point passed"), "{t}");
+    assert!(
+        t.contains("n2: down; it switches when it comes back"),
+        "{t}"
+    );
+    assert_eq!(out.status.code(), Some(2), "not every node switched: {t}");
+    let st = f.nodes[2].wait_exit(Duration::from_secs(30));
+    assert!(!st.success(), "n2 was killed: {st:?}");
+    for n in &f.nodes[..2] {
+        let (index, link, deployed) = n.version();
+        assert_eq!(
+            (index.as_str(), link.as_str()),
+            ("v2", "ROOT"),
+            "{}",
+            n.name
+        );
+        assert_eq!(deployed.as_deref(), Some(c2.as_str()), "{}", n.name);
+    }
+    // n2 serves one complete version meanwhile (the snapshot of v1, or v2).
+    let served = f.nodes[2].served();
+    assert!(served == "v1" || served == "v2", "n2 serves {served:?}");
+    f.nodes[2].start();
+    wait_for("n2 to catch up", Duration::from_secs(60), || {
+        f.nodes[2].version().2.as_deref() == Some(c2.as_str()) && f.nodes[2].health() == Some(200)
+    });
+    f.assert_all_on("v2", &c2);
+    wait_for(
+        "fleet status: all three on v2",
+        Duration::from_secs(20),
+        || {
+            let s = f.status(1);
+            s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["alive"] == true && n["live"] == c2.as_str() && n["caught_up"] == true)
+        },
+    );
+}
+
+#[test]
+fn sigstop_longer_than_the_lease_aborts_and_the_woken_node_does_not_act() {
+    let Some(f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    f.deploy_ok(0);
+    std::fs::write(f.flag("hold-n1"), "").unwrap();
+    let _ = std::fs::remove_file(f.flag("in-prepare-n1"));
+    f.push("v2");
+    let coordinator = f.spawn_deploy(0);
+    let flag = f.flag("in-prepare-n1");
+    wait_for("n1 to be preparing", Duration::from_secs(30), || {
+        flag.exists()
+    });
+    let pid = f.nodes[1].pid();
+    kill(pid, libc::SIGSTOP);
+    let out = coordinator.wait_with_output().unwrap();
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("n1 stopped renewing its lease"), "{t}");
+    // The prepare finishes while n1 sleeps; then it wakes up.
+    std::fs::remove_file(f.flag("hold-n1")).unwrap();
+    kill(pid, libc::SIGCONT);
+    let id = f.status(0)["last_deploy"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("n1 to report it aborted", Duration::from_secs(30), || {
+        f.status(0)["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["node"] == "n1" && n["last_deploy"]["state"] == "aborted")
+    });
+    assert_eq!(f.status(0)["last_deploy"]["id"], id.as_str());
+    f.assert_all_on("v1", &c1);
+    f.wait_members(3);
+    let out = f.deploy_ok(2);
+    assert!(out.contains("live on 3 of 3 nodes"), "{out}");
+}
+
+#[test]
+fn killing_the_etcd_leader_mid_deploy_ends_all_committed_or_all_aborted() {
+    let Some(mut f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    f.deploy_ok(0);
+    std::fs::write(f.flag("hold-n1"), "").unwrap();
+    let _ = std::fs::remove_file(f.flag("in-prepare-n1"));
+    let c2 = f.push("v2");
+    let coordinator = f.spawn_deploy(0);
+    let flag = f.flag("in-prepare-n1");
+    wait_for("n1 to be preparing", Duration::from_secs(30), || {
+        flag.exists()
+    });
+    let mut leader = None;
+    wait_for("an etcd leader", Duration::from_secs(10), || {
+        leader = f.etcd.leader();
+        leader.is_some()
+    });
+    f.etcd.kill_member(leader.unwrap());
+    std::fs::remove_file(f.flag("hold-n1")).unwrap();
+    let out = coordinator.wait_with_output().unwrap();
+    let t = text(&out);
+    // Exit 0: committed and switched everywhere; 1: aborted; 2 would be a
+    // commit with a node reported down, which killing etcd must not cause.
+    assert_ne!(out.status.code(), Some(2), "{t}");
+    let want = if out.status.success() {
+        ("v2", c2)
+    } else {
+        ("v1", c1)
+    };
+    eprintln!(
+        "etcd leader killed: the deploy {}",
+        if out.status.success() {
+            "committed"
+        } else {
+            "aborted"
+        }
+    );
+    let start = Instant::now();
+    while !f.nodes.iter().all(|n| {
+        let (index, link, deployed) = n.version();
+        index == want.0 && link == "ROOT" && deployed.as_deref() == Some(want.1.as_str())
+    }) {
+        let seen: Vec<_> = f.nodes.iter().map(|n| n.version()).collect();
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nodes did not settle on {}: {seen:?}\n{t}\n{}",
+            want.0,
+            f.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f.assert_all_on(want.0, &want.1);
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Twenty fleet deploys in a row: each one commits on all three nodes, and
+/// the mixed-version window (first to last rename instant, from the links'
+/// ctimes) is printed as p50/p99 (a measurement, not asserted).
+#[test]
+fn twenty_deploys_report_the_mixed_version_window() {
+    let Some(f) = Fleet::new() else { return };
+    f.push("v0");
+    f.deploy_ok(0);
+    let mut windows = Vec::new();
+    let mut took = Vec::new();
+    let mut overhead = Vec::new();
+    for i in 1..=20 {
+        let c = f.push(&format!("v{i}"));
+        let started = Instant::now();
+        let out = f.nodes[i % 3].run(&["deploy", "--json"]);
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(
+            out.status.success(),
+            "deploy {i}: {}\n{}",
+            text(&out),
+            f.logs()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["result"], "committed", "{v}");
+        assert_eq!(v["commit"], c.as_str(), "{v}");
+        windows.push(v["window_ms"].as_f64().expect("three renames"));
+        f.assert_all_on(&format!("v{i}"), &c);
+        // The slowest node's own work: the sum of its deploy's steps.
+        let slowest = f
+            .nodes
+            .iter()
+            .map(|n| {
+                let h: serde_json::Value =
+                    serde_json::from_slice(&n.run(&["history", "--json"]).stdout).unwrap();
+                let rec = h.as_array().unwrap().last().unwrap().clone();
+                assert_eq!(rec["fleet_id"], v["id"], "{}: {rec}", n.name);
+                rec["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["ms"].as_f64().unwrap_or(0.0))
+                    .sum::<f64>()
+            })
+            .fold(0.0, f64::max);
+        overhead.push(took[took.len() - 1] - slowest);
+    }
+    windows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    took.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    overhead.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let line = format!(
+        "fleet: 20 deploys, 3 nodes: mixed-version window p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+         fleet deploy p50 {:.0} ms, p99 {:.0} ms; beyond the slowest node's own steps p50 {:.0} ms, p99 {:.0} ms",
+        percentile(&windows, 0.5),
+        percentile(&windows, 0.99),
+        windows[windows.len() - 1],
+        percentile(&took, 0.5),
+        percentile(&took, 0.99),
+        percentile(&overhead, 0.5),
+        percentile(&overhead, 0.99)
+    );
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+// ------------------------------------------------ under load: nginx + php-fpm
+
+fn find_php_fpm() -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/sbin")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("php-fpm"))
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// nginx and php-fpm, or None locally / a failure under CI=true.
+fn web_servers() -> Option<(PathBuf, PathBuf)> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    match (nginx, find_php_fpm()) {
+        (Some(n), Some(f)) => Some((n, f)),
+        _ => {
+            let msg = "nginx or php-fpm is not installed (apt-get install nginx-light php-fpm)";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg} (CI=true: the fleet load test must run)");
+            }
+            eprintln!("skipping: {msg}");
+            None
+        }
+    }
+}
+
+/// A server process in its own process group, killed with its workers on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.0.id() as i32;
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) && matches!(self.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// One php-fpm pool and one nginx with a server block per node, each
+/// resolving the node's link per request (`$realpath_root`).
+fn start_web(dir: &Path, nodes: &[Node], nginx: &Path, fpm: &Path) -> (Vec<u16>, Server, Server) {
+    use std::os::unix::process::CommandExt;
+    let root = unsafe { libc::geteuid() } == 0;
+    let sock = dir.join("fpm.sock");
+    let mut pool = format!(
+        "[global]\npid = {d}/fpm.pid\nerror_log = {d}/fpm.log\ndaemonize = no\n[fleet]\nlisten = {s}\n\
+         listen.mode = 0666\npm = static\npm.max_children = 6\n",
+        d = dir.display(),
+        s = sock.display()
+    );
+    if root {
+        pool.push_str("user = root\ngroup = root\n");
+    }
+    std::fs::write(dir.join("fpm.conf"), pool).unwrap();
+    std::fs::write(
+        dir.join("php.ini"),
+        "opcache.enable=0\nrealpath_cache_ttl=120\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(fpm);
+    cmd.arg("-F")
+        .arg("-y")
+        .arg(dir.join("fpm.conf"))
+        .arg("-c")
+        .arg(dir.join("php.ini"));
+    if root {
+        cmd.arg("-R");
+    }
+    let fpm = Server(
+        cmd.env("PHP_INI_SCAN_DIR", "")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("fpm.out")).unwrap())
+            .spawn()
+            .expect("php-fpm starts"),
+    );
+    wait_for("php-fpm's socket", Duration::from_secs(15), || {
+        sock.exists()
+    });
+    let ports: Vec<u16> = nodes.iter().map(|_| free_port()).collect();
+    let servers: String = nodes
+        .iter()
+        .zip(&ports)
+        .map(|(n, p)| {
+            format!(
+                "server {{ listen 127.0.0.1:{p}; root {w}/current; index index.php;\n\
+                 location ~ \\.php$ {{ fastcgi_pass unix:{s}; fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;\n\
+                 fastcgi_param DOCUMENT_ROOT $realpath_root; fastcgi_param REQUEST_METHOD $request_method;\n\
+                 fastcgi_param SCRIPT_NAME $fastcgi_script_name; fastcgi_param QUERY_STRING $query_string; }} }}\n",
+                w = n.webroot().display(),
+                s = sock.display()
+            )
+        })
+        .collect();
+    let t = dir.join("nginx-tmp");
+    std::fs::create_dir_all(&t).unwrap();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n{u}\
+             events {{ worker_connections 1024; }}\nhttp {{ access_log off; client_body_temp_path {t}/b; \
+             fastcgi_temp_path {t}/f; proxy_temp_path {t}/p; uwsgi_temp_path {t}/u; scgi_temp_path {t}/s;\n{servers}}}\n",
+            d = dir.display(),
+            t = t.display(),
+            u = if root { "user root root;\n" } else { "" },
+        ),
+    )
+    .unwrap();
+    let nginx = Server(
+        Command::new(nginx)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("nginx-error.log"))
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("nginx.out")).unwrap())
+            .spawn()
+            .expect("nginx starts"),
+    );
+    for &p in &ports {
+        wait_for("nginx", Duration::from_secs(15), || {
+            TcpStream::connect(("127.0.0.1", p)).is_ok()
+        });
+    }
+    (ports, nginx, fpm)
+}
+
+/// `A<n> B<n>`: index.php of version n and the lib.php it includes.
+fn parse_pair(body: &str) -> Option<(u32, u32)> {
+    let mut it = body.split_whitespace();
+    let a = it.next()?.strip_prefix('A')?.parse().ok()?;
+    let b = it.next()?.strip_prefix('B')?.parse().ok()?;
+    Some((a, b))
+}
+
+/// Twenty fleet deploys while a load checker sends each request to a node
+/// chosen at random: no failed request, no torn response (index.php and
+/// the lib.php it includes of one version), every node on the last commit;
+/// the mixed-version window is printed (p50/p99).
+#[test]
+fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
+    let Some((nginx, fpm)) = web_servers() else {
+        return;
+    };
+    let Some(f) = Fleet::new() else { return };
+    let push = |n: u32| {
+        std::fs::write(
+            f.work.join("index.php"),
+            format!("<?php require __DIR__ . '/lib.php'; echo 'A{n} ', $lib;\n"),
+        )
+        .unwrap();
+        std::fs::write(f.work.join("lib.php"), format!("<?php $lib = 'B{n}';\n")).unwrap();
+        git(&f.work, &["add", "-A"]);
+        git(
+            &f.work,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e.invalid",
+                "commit",
+                "-q",
+                "-m",
+                &format!("v{n}"),
+            ],
+        );
+        git(&f.work, &["push", "-q", "origin", "main"]);
+        git(&f.work, &["rev-parse", "HEAD"])
+    };
+    push(0);
+    f.deploy_ok(0);
+    let web = f.tmp.join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    let (ports, _nginx, _fpm) = start_web(&web, &f.nodes, &nginx, &fpm);
+    for &p in &ports {
+        wait_for("the site through nginx", Duration::from_secs(10), || {
+            http_get(p, "/index.php")
+                .is_some_and(|(c, b)| c == 200 && parse_pair(&b) == Some((0, 0)))
+        });
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checkers: Vec<_> = (0..3u64)
+        .map(|seed| {
+            let (stop, ports) = (stop.clone(), ports.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut bad) = (0u64, Vec::new());
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (seed + 1);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let port = ports[(x % ports.len() as u64) as usize];
+                    match http_get(port, "/index.php") {
+                        Some((200, body)) => match parse_pair(&body) {
+                            Some((a, b)) if a == b => ok += 1,
+                            _ => bad.push(format!("torn or garbled: {body:?}")),
+                        },
+                        other => bad.push(format!("failed: {other:?}")),
+                    }
+                }
+                (ok, bad)
+            })
+        })
+        .collect();
+    let mut windows = Vec::new();
+    let mut last = String::new();
+    for i in 1..=20u32 {
+        last = push(i);
+        let out = f.nodes[i as usize % 3].run(&["deploy", "--json"]);
+        assert!(
+            out.status.success(),
+            "deploy {i}: {}\n{}",
+            text(&out),
+            f.logs()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        windows.push(v["window_ms"].as_f64().expect("three renames"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut bad) = (0, Vec::new());
+    for c in checkers {
+        let (o, b) = c.join().unwrap();
+        ok += o;
+        bad.extend(b);
+    }
+    assert!(
+        bad.is_empty(),
+        "{} bad responses of {}: {:?}",
+        bad.len(),
+        ok + bad.len() as u64,
+        &bad[..bad.len().min(10)]
+    );
+    assert!(ok > 100, "the load checker got only {ok} responses");
+    for n in &f.nodes {
+        assert_eq!(n.version().2.as_deref(), Some(last.as_str()), "{}", n.name);
+    }
+    windows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let _ = writeln!(
+        std::io::stderr(),
+        "fleet under load: 20 deploys, 3 nodes, {ok} requests, 0 failed, 0 torn; mixed-version window p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&windows, 0.5),
+        percentile(&windows, 0.99)
+    );
+}
+
+/// Start-up errors: an etcd that does not answer, a node id already alive.
+#[test]
+fn bad_fleet_values_are_one_clear_error_at_start() {
+    let Some(f) = Fleet::new() else { return };
+    let cfg = std::fs::read_to_string(&f.nodes[0].config).unwrap();
+    let webroot = f.tmp.join("extra/webroot");
+    std::fs::create_dir_all(&webroot).unwrap();
+    let other = cfg
+        .replace(
+            &f.nodes[0].webroot().display().to_string(),
+            &webroot.display().to_string(),
+        )
+        .replace(
+            &format!("127.0.0.1:{}", f.nodes[0].port),
+            &format!("127.0.0.1:{}", free_port()),
+        );
+    // Same node id as n0, which is alive (another pid).
+    let dup = f.tmp.join("extra/dup.yaml");
+    std::fs::write(&dup, &other).unwrap();
+    let out = Command::new(bin())
+        .arg("-c")
+        .arg(&dup)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("node id `n0` is already alive"), "{err}");
+    // No etcd at that address.
+    let dead = free_port();
+    let mut nowhere = String::new();
+    for line in other.lines() {
+        if line.trim_start().starts_with("etcd:") {
+            nowhere.push_str(&format!("  etcd: ['http://127.0.0.1:{dead}']\n"));
+        } else {
+            nowhere.push_str(&format!("{}\n", line.replace("node: n0", "node: n9")));
+        }
+    }
+    let path = f.tmp.join("extra/nowhere.yaml");
+    std::fs::write(&path, nowhere).unwrap();
+    let out = Command::new(bin())
+        .arg("-c")
+        .arg(&path)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{dead}")) && err.contains("fleet.etcd"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // Nothing was written into the webroot by either attempt.
+    let entries: Vec<_> = std::fs::read_dir(&webroot).unwrap().collect();
+    assert!(entries.is_empty(), "{entries:?}");
+    // And a site name with '/' is refused by `config` already.
+    let slash = f.tmp.join("extra/slash.yaml");
+    std::fs::write(&slash, other.replace("site: ", "site: a/")).unwrap();
+    let out = Command::new(bin())
+        .arg("-c")
+        .arg(&slash)
+        .arg("config")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("without '/'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hooks_once_run_on_one_node_before_the_commit_point_and_a_failure_aborts() {
+    let Some(f) = Fleet::build(&[
+        "echo \"$(cat index.php) $(cat ../current/index.php 2>/dev/null) $ROOTSWAP_ROOT\" >> {t}/once.log",
+        "test ! -e {t}/fail-once",
+    ]) else {
+        return;
+    };
+    f.push("v1");
+    let out = f.deploy_ok(0);
+    assert!(
+        out.contains("n0 runs hooks.once"),
+        "the coordinating node runs them: {out}"
+    );
+    let c2 = f.push("v2");
+    let out = f.deploy_ok(1);
+    assert!(
+        out.contains("every member prepared; n1 runs hooks.once"),
+        "{out}"
+    );
+    f.assert_all_on("v2", &c2);
+    let log = std::fs::read_to_string(f.flag("once.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "once per fleet deploy: {log}");
+    // Run in n1's ROOT, which held v2, while its link still served v1.
+    assert!(
+        lines[1].starts_with("v2 v1 ") && lines[1].contains("/n1/webroot/ROOT"),
+        "{log}"
+    );
+    std::fs::write(f.flag("fail-once"), "").unwrap();
+    f.push("v3");
+    let out = f.deploy(2);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("hooks.once failed on node n2"), "{t}");
+    f.assert_all_on("v2", &c2);
+}
+
+/// A health endpoint for one node: 200 while `ok`, else 500.
+fn health_server(ok: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let good = ok.load(std::sync::atomic::Ordering::SeqCst);
+            let status = if good {
+                "200 OK"
+            } else {
+                "500 Internal Server Error"
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_health_check_failing_after_the_commit_point_rolls_the_whole_fleet_back() {
+    let Some(mut f) = Fleet::new() else { return };
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hport = health_server(healthy.clone());
+    let cfg = std::fs::read_to_string(&f.nodes[1].config).unwrap();
+    std::fs::write(
+        &f.nodes[1].config,
+        format!(
+            "{cfg}health_check:\n  url: http://127.0.0.1:{hport}/\n  timeout: 2s\n  retries: 0\n"
+        ),
+    )
+    .unwrap();
+    f.nodes[1].sigkill();
+    f.nodes[1].start();
+    f.wait_members(3);
+    let c1 = f.push("v1");
+    f.deploy_ok(0);
+    f.assert_all_on("v1", &c1);
+    healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    f.push("v2");
+    let out = f.deploy(2);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("n1: switch-failed"), "{t}");
+    assert!(t.contains("rolling the whole fleet back"), "{t}");
+    assert!(t.contains("the whole fleet was rolled back to"), "{t}");
+    f.assert_all_on("v1", &c1);
+    let s = f.status(0);
+    assert_eq!(s["committed"]["commit"], c1.as_str(), "{s}");
+    // Every node's history: the rollback deploy is the last one.
+    for n in &f.nodes {
+        let h = n.run(&["history", "--json"]);
+        let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+        let last = h.as_array().unwrap().last().unwrap().clone();
+        let trig = last["trigger"].as_str().unwrap_or("");
+        let res = last["result"].as_str().unwrap_or("");
+        assert!(
+            trig == "rollback" || res == "rolled-back",
+            "{}: last history record {last}",
+            n.name
+        );
+    }
+    wait_for("n1 healthy again", Duration::from_secs(20), || {
+        f.nodes[1].health() == Some(200)
+    });
+}
+
+#[test]
+fn the_trigger_url_the_leader_deploys_the_fleet_a_follower_names_the_leader() {
+    let Some(f) = Fleet::new() else { return };
+    let c1 = f.push("v1");
+    let s = f.status(0);
+    let leader = s["leader"].as_str().unwrap().to_string();
+    let li: usize = leader[1..].parse().unwrap();
+    let fi = (li + 1) % 3;
+    // /status knows who leads (refreshed every second).
+    wait_for(
+        "the follower to know the leader",
+        Duration::from_secs(10),
+        || {
+            http_get(f.nodes[fi].port, "/status").is_some_and(|(_, b)| {
+                serde_json::from_str::<serde_json::Value>(&b)
+                    .is_ok_and(|v| v["fleet"]["leader_node"] == leader.as_str())
+            })
+        },
+    );
+    let (code, body) = http_post_deploy(f.nodes[fi].port).unwrap();
+    assert_eq!(code, 421, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["leader"], leader.as_str(), "{body}");
+    assert_eq!(
+        v["leader_trigger"],
+        format!("127.0.0.1:{}", f.nodes[li].port).as_str(),
+        "{body}"
+    );
+    let (code, body) = http_post_deploy(f.nodes[li].port).unwrap();
+    assert_eq!(code, 202, "{body}");
+    wait_for("the fleet to deploy v1", Duration::from_secs(60), || {
+        f.nodes
+            .iter()
+            .all(|n| n.version().2.as_deref() == Some(c1.as_str()) && n.version().1 == "ROOT")
+    });
+    f.assert_all_on("v1", &c1);
+}
