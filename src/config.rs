@@ -374,11 +374,7 @@ pub struct HooksConfig {
     /// Fleet only: run by ONE node in its ROOT once every node has prepared,
     /// before the fleet's commit point (database migrations); a failure aborts
     /// the fleet deploy. Entries as in `after_checkout`.
-    #[serde(
-        default,
-        deserialize_with = "de_hooks",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "de_hooks")]
     pub once: Vec<String>,
     /// Upper bound for each hook; the hook's whole process group is killed then.
     #[serde(
