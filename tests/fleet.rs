@@ -24,11 +24,7 @@ fn etcd_bin() -> Option<PathBuf> {
             return Some(PathBuf::from(p));
         }
     }
-    let msg = "etcd is not installed (Debian: apt-get install etcd-server)";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg} (CI=true: the fleet tests must run)");
-    }
-    eprintln!("skipping: {msg}");
+    common::skip_or_fail("etcd is not installed (Debian: apt-get install etcd-server)");
     None
 }
 
@@ -53,9 +49,14 @@ fn wait_for(what: &str, max: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_with(port, path, "")
+}
+
+/// GET with extra header lines (each ending in \r\n).
+fn http_get_with(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{headers}\r\n").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code = buf.split_whitespace().nth(1)?.parse().ok()?;
@@ -552,6 +553,21 @@ fn happy_path_all_three_switch_and_status_shows_it() {
         assert_eq!(v["fleet"]["node"], n.name.as_str(), "{body}");
         assert_eq!(v["fleet"]["caught_up"], true, "{body}");
     }
+    // The dashboard of any node shows every node of the fleet.
+    let auth = "Authorization: Bearer fleet-test-token\r\n";
+    let (code, view) = http_get_with(f.nodes[2].port, "/dashboard/view", auth).unwrap();
+    assert_eq!(code, 200, "{view}");
+    for n in &f.nodes {
+        assert!(
+            view.contains(&format!(r#"data-node="{}""#, n.name)),
+            "{}: {view}",
+            n.name
+        );
+    }
+    assert!(
+        view.contains("(leader)") && view.contains("committed"),
+        "{view}"
+    );
     // Nothing new: up to date everywhere, nothing touched.
     let out = f.deploy_ok(2);
     assert!(out.contains("up to date on every node"), "{out}");
@@ -960,11 +976,9 @@ fn web_servers() -> Option<(PathBuf, PathBuf)> {
     match (nginx, find_php_fpm()) {
         (Some(n), Some(f)) => Some((n, f)),
         _ => {
-            let msg = "nginx or php-fpm is not installed (apt-get install nginx-light php-fpm)";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg} (CI=true: the fleet load test must run)");
-            }
-            eprintln!("skipping: {msg}");
+            common::skip_or_fail(
+                "nginx or php-fpm is not installed (apt-get install nginx-light php-fpm)",
+            );
             None
         }
     }

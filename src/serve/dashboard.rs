@@ -164,8 +164,19 @@ fn html(body: String) -> Response {
 async fn render_view(svc: &Arc<Service>) -> Result<String, Response> {
     let cfg = svc.config();
     let running = svc.running();
+    // On a fleet node, every node's state (one etcd read; the view renders without it on error).
+    let fleet = match (svc.fleet(), cfg.fleet.as_ref()) {
+        (Some(agent), Some(f)) => crate::fleet::status::gather(agent.etcd(), &f.site)
+            .await
+            .map_err(|e| tracing::debug!("dashboard: fleet status: {e:#}"))
+            .ok(),
+        _ => None,
+    };
     let job = tokio::task::spawn_blocking(move || {
-        render::gather(&cfg, running).map(|v| render::view_html(&v))
+        render::gather(&cfg, running).map(|mut v| {
+            v.fleet = fleet;
+            render::view_html(&v)
+        })
     });
     match job.await {
         Ok(Ok(html)) => Ok(html),

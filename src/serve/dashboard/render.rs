@@ -36,6 +36,8 @@ pub struct View {
     pub running: Option<String>,
     /// When the view was gathered.
     pub now: DateTime<Local>,
+    /// Every node of the fleet, when this node is one (`fleet:` set).
+    pub fleet: Option<crate::fleet::status::FleetStatus>,
 }
 
 /// Gathers the view: the status, the end of the history, the live commit's author.
@@ -56,6 +58,7 @@ pub fn gather(cfg: &Config, running: Option<String>) -> Result<View> {
         web: RepoWeb::from_remote(&cfg.source.repo),
         running,
         now: Local::now(),
+        fleet: None,
     })
 }
 
@@ -180,6 +183,7 @@ fn commit_range(web: Option<&RepoWeb>, from: Option<&str>, to: Option<&str>) -> 
 pub fn view_html(v: &View) -> String {
     let mut out = String::with_capacity(64 * 1024);
     live_section(&mut out, v);
+    fleet_section(&mut out, v);
     chart_section(&mut out, v);
     history_section(&mut out, v);
     snapshots_section(&mut out, v);
@@ -443,6 +447,51 @@ fn history_row(out: &mut String, v: &View, r: &Record) {
         out.push_str("</pre>");
     }
     out.push_str("</details></li>");
+}
+
+/// The fleet's nodes: alive, leader, live commit, caught up, their state in
+/// the last fleet deploy (every value in words, not colours only).
+fn fleet_section(out: &mut String, v: &View) {
+    let Some(f) = &v.fleet else { return };
+    let _ = write!(
+        out,
+        r#"<section id="fleet" aria-labelledby="fleet-h"><h2 id="fleet-h">Fleet {}</h2><p>Leader: {}. Last fleet deploy: {}.{}</p>"#,
+        esc(&f.site),
+        esc(f.leader.as_deref().unwrap_or("none")),
+        esc(f.last_result.as_deref().unwrap_or("none yet")),
+        f.window_ms
+            .map(|w| format!(" Nodes switched within {w:.1} ms of each other."))
+            .unwrap_or_default()
+    );
+    out.push_str(r#"<table class="fleet"><thead><tr><th>node</th><th>member</th><th>live commit</th><th>serves the committed version</th><th>last deploy</th></tr></thead><tbody>"#);
+    for n in &f.nodes {
+        let state = n
+            .last_deploy
+            .as_ref()
+            .map(|r| match &r.error {
+                Some(e) => format!("{}: {}", r.state.as_str(), esc(e)),
+                None => r.state.as_str().to_string(),
+            })
+            .unwrap_or_else(|| "-".into());
+        let _ = write!(
+            out,
+            r#"<tr data-node="{node}"><td>{node}{lead}</td><td>{alive}</td><td>{live}</td><td>{caught}</td><td>{state}</td></tr>"#,
+            node = esc(&n.node),
+            lead = if n.leader { " (leader)" } else { "" },
+            alive = if n.alive {
+                "alive"
+            } else {
+                "gone (lease expired)"
+            },
+            live = commit_link(v.web.as_ref(), n.live.as_deref().unwrap_or("")),
+            caught = if n.caught_up {
+                "yes"
+            } else {
+                "no, catching up"
+            },
+        );
+    }
+    out.push_str("</tbody></table></section>");
 }
 
 fn snapshots_section(out: &mut String, v: &View) {
