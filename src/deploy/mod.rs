@@ -4,7 +4,7 @@
 //!
 //! | step | file | what it does |
 //! |---|---|---|
-//! | lock | [`lock`](self) | the deploy lock, recovery of an interrupted deploy |
+//! | lock | `lock.rs` | the deploy lock, recovery of an interrupted deploy |
 //! | fetch | `fetch.rs` | fetch the branch, resolve the commit (up to date: stop) |
 //! | snapshot | `snapshot.rs` | copy ROOT into `ROOT_<timestamp>`, start the change watches |
 //! | switch-to-snapshot | `switch.rs` | carry uploads over, point the link at the snapshot, drain |
