@@ -67,38 +67,22 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
     for line in crate::adopt::before_snapshot(&layout, cfg, &new_tracked, previous.is_none())? {
         tracing::info!("{line}");
     }
-    // Shared directories are checked before anything changes; once linked,
-    // the checkout leaves what is below them alone.
-    let shared = Shared::from_config(cfg)?;
-    if !shared.is_empty() {
-        shared.check(&layout.root(), &new_tracked)?;
-        let linked = shared.linked_in(&layout.root());
-        plan.changes
-            .retain(|c| !crate::shared::covers(&linked, &c.path));
-    }
+    let shared = shared_dirs(cfg, &layout.root(), &new_tracked, &mut plan)?;
+    let phase = match root_empty {
+        true => Phase::FirstCheckout,
+        false => Phase::Snapshot,
+    };
     let journal = Journal {
         id: run.id.clone(),
         trigger: req.trigger.as_str().to_string(),
         commit: commit.to_string(),
         previous: previous.clone(),
         snapshot: None,
-        phase: if root_empty {
-            Phase::FirstCheckout
-        } else {
-            Phase::Snapshot
-        },
+        phase,
         started: run.started.to_rfc3339(),
         switched_at: None,
     };
-    let (a, m, d) = plan.counts();
-    let from = previous
-        .as_deref()
-        .map(|p| format!(" (live: {})", crate::report::short_commit(p)))
-        .unwrap_or_default();
-    run.end(&format!(
-        "{}{from}; {a} added, {m} modified, {d} deleted",
-        source.describe(commit)
-    ));
+    run.end(&what(&source, commit, previous.as_deref(), &plan));
     Ok(Fetched::New(Box::new(Deploy {
         cfg: cfg.clone(),
         layout,
@@ -118,6 +102,36 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         served: None,
         evicted: Vec::new(),
     })))
+}
+
+/// The shared directories, checked before anything changes; once linked,
+/// the checkout leaves what is below them alone (dropped from `plan`).
+fn shared_dirs(
+    cfg: &Config,
+    root: &std::path::Path,
+    new_tracked: &HashSet<PathBuf>,
+    plan: &mut Plan,
+) -> Result<Shared> {
+    let shared = Shared::from_config(cfg)?;
+    if !shared.is_empty() {
+        shared.check(root, new_tracked)?;
+        let linked = shared.linked_in(root);
+        plan.changes
+            .retain(|c| !crate::shared::covers(&linked, &c.path));
+    }
+    Ok(shared)
+}
+
+/// The step's line: the commit, the live one, what the checkout will do.
+fn what(source: &GitSource, commit: Oid, previous: Option<&str>, plan: &Plan) -> String {
+    let (a, m, d) = plan.counts();
+    let from = previous
+        .map(|p| format!(" (live: {})", crate::report::short_commit(p)))
+        .unwrap_or_default();
+    format!(
+        "{}{from}; {a} added, {m} modified, {d} deleted",
+        source.describe(commit)
+    )
 }
 
 /// The files tracked after `plan`, from those tracked before it.
