@@ -347,10 +347,12 @@ impl Fleet {
                         .collect();
                     format!("  once:\n{items}")
                 };
+                // The drain outlasts the load test's requests: a request still running on
+                // ROOT while the checkout rewrites it would be torn (docs/zero-downtime.md).
                 std::fs::write(
                     &config,
                     format!(
-                        "webroot: {webroot}\nsource:\n  repo: {bare}\n  branch: main\ndrain: 0s\n\
+                        "webroot: {webroot}\nsource:\n  repo: {bare}\n  branch: main\ndrain: 200ms\n\
                          auto_deploy: {{enabled: false}}\ntrigger: {{listen: '127.0.0.1:{port}', token: fleet-test-token}}\n\
                          hooks:\n{once}  after_checkout:\n    - test ! -e {t}/fail-{name}\n    - touch {t}/in-prepare-{name}; while [ -e {t}/hold-{name} ]; do sleep 0.05; done\n\
                          fleet:\n  etcd: [{eps}]\n  site: {site}\n  node: {name}\n  lease: {LEASE_S}s\n  prepare_timeout: 60s\n",
