@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use rootswap::config::Config;
-use rootswap::deploy::{self, Outcome, Request, Trigger};
+use rootswap::deploy::{self, Outcome, Request};
 use rootswap::layout::Layout;
 use rootswap::{report, snapshot, state::State, status};
 
@@ -313,10 +313,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 reference,
                 force,
                 dry_run,
-                trigger: Trigger::Manual,
-                id: None,
-                snapshot_name: None,
-                fleet_id: None,
+                ..Request::manual()
             };
             let outcome = deploy::deploy(&cfg, &req)?;
             // The bar goes before the summary is printed (both may be the terminal).

@@ -52,10 +52,8 @@ pub fn request(cfg: &Config, name: Option<&str>, id: Option<String>) -> Result<R
     Ok(Request {
         reference: Some(commit),
         force: true,
-        dry_run: false,
         trigger: Trigger::Rollback,
         id,
-        snapshot_name: None,
-        fleet_id: None,
+        ..Request::manual()
     })
 }

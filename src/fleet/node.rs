@@ -425,12 +425,9 @@ impl Agent {
         );
         let req = Request {
             reference: Some(c.commit.clone()),
-            force: false,
-            dry_run: false,
             trigger: Trigger::Schedule,
-            id: None,
-            snapshot_name: None,
             fleet_id: Some(c.id.clone()),
+            ..Request::manual()
         };
         let job = cfg.clone();
         let res = tokio::task::spawn_blocking(move || crate::deploy::deploy(&job, &req))

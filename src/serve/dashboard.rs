@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 
 use super::{Busy, Service};
 use crate::config::Config;
-use crate::deploy::{Request, Trigger};
+use crate::deploy::Request;
 use crate::layout::Layout;
 use crate::lock::DeployLock;
 
@@ -366,12 +366,7 @@ async fn deploy(
     };
     let req = Request {
         reference,
-        force: false,
-        dry_run: false,
-        trigger: Trigger::Manual,
-        id: None,
-        snapshot_name: None,
-        fleet_id: None,
+        ..Request::manual()
     };
     start(&svc, req, &who)
 }

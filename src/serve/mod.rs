@@ -239,13 +239,9 @@ impl Service {
         expected: Option<String>,
     ) -> tokio::task::JoinHandle<()> {
         let req = Request {
-            reference: None,
-            force: false,
-            dry_run: false,
             trigger,
             id: Some(id.clone()),
-            snapshot_name: None,
-            fleet_id: None,
+            ..Request::manual()
         };
         self.spawn_request(id, req, expected)
     }
