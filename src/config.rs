@@ -105,6 +105,15 @@ pub struct FleetConfig {
         serialize_with = "ser_duration"
     )]
     pub prepare_timeout: Duration,
+    /// How far after the commit point every node renames its link: the
+    /// coordinator names one instant for all, so the nodes switch together
+    /// instead of each as soon as it hears of the commit.
+    #[serde(
+        default = "default_switch_delay",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub switch_delay: Duration,
     /// etcd user (with `password`).
     #[serde(default)]
     pub user: Option<String>,
@@ -132,6 +141,10 @@ fn default_lease() -> Duration {
 
 fn default_prepare_timeout() -> Duration {
     Duration::from_secs(600)
+}
+
+fn default_switch_delay() -> Duration {
+    Duration::from_millis(200)
 }
 
 /// `drain:` — a fixed wait or `auto`.
@@ -787,6 +800,12 @@ impl FleetConfig {
         }
         if self.prepare_timeout < self.lease {
             bail!("`prepare_timeout` is shorter than `lease`; give the nodes at least one lease to prepare");
+        }
+        if self.switch_delay >= self.lease {
+            bail!(
+                "`switch_delay: {}` is not shorter than `lease`; the nodes switch this long after the commit point, use e.g. 200ms",
+                humantime::format_duration(self.switch_delay)
+            );
         }
         if self.user.is_some() != self.password.is_some() {
             bail!("`user` and `password` go together; set both or neither");

@@ -101,6 +101,8 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         journal,
         served: None,
         evicted: Vec::new(),
+        opcache_early: None,
+        unhealthy: None,
     })))
 }
 

@@ -45,6 +45,8 @@ pub use types::{DryRun, Outcome, Request, Summary, Trigger};
 use crate::config::Config;
 use fetch::Fetched;
 use run::{Deploy, Run};
+use switch_back::OnUnhealthy;
+pub use switch_back::WAIT_PASS;
 
 /// Runs the whole pipeline once (`rootswap deploy`).
 pub fn deploy(cfg: &Config, req: &Request) -> Result<Outcome> {
@@ -121,17 +123,36 @@ impl Prepared {
         self.0.snapshot_name()
     }
 
+    /// Clears php-fpm's OPcache ahead of the switch back (a fleet does it
+    /// before its commit point, so that no node's switch waits for a busy
+    /// php-fpm). The site still serves the snapshot.
+    pub fn clear_opcache(&mut self) {
+        let span = self.0.run.span.clone();
+        let _enter = span.enter();
+        self.0.clear_opcache_early();
+    }
+
     /// The second half: switch back to ROOT (last copy-back, OPcache reset,
-    /// health check), evict, record.
+    /// health check: a failing one rolls back), evict, record.
     pub fn commit(self) -> Result<Outcome> {
         let mut d = self.0;
         let span = d.run.span.clone();
         let _enter = span.enter();
-        d.switch_to_root()?;
-        if !d.first_deploy() {
-            d.evict()?;
-        }
-        Ok(d.record_success())
+        d.switch_to_root(None, OnUnhealthy::RollBack)?;
+        d.finish()
+    }
+
+    /// The fleet's second half: switch back to ROOT, not before `at` (the
+    /// instant every node renames), and run the health check, whose failure
+    /// is reported ([`Switched::unhealthy`]), not acted on: the fleet either
+    /// finishes ([`Switched::finish`]) or rolls back on every node
+    /// ([`Switched::revert`]).
+    pub fn switch(self, at: Option<std::time::Instant>) -> Result<Switched> {
+        let mut d = self.0;
+        let span = d.run.span.clone();
+        let _enter = span.enter();
+        d.switch_to_root(at, OnUnhealthy::Report)?;
+        Ok(Switched(d))
     }
 
     /// Gives up: ROOT is restored from the snapshot and the link points back
@@ -141,6 +162,35 @@ impl Prepared {
         let span = self.0.run.span.clone();
         let _enter = span.enter();
         self.0.abort(reason)
+    }
+}
+
+/// A fleet deploy after its switch back: the new version is live here; the
+/// snapshot (the old version) is kept until the fleet has settled.
+pub struct Switched(Box<Deploy>);
+
+impl Switched {
+    /// The health check's failure after the switch back, if it failed.
+    pub fn unhealthy(&self) -> Option<&str> {
+        self.0.unhealthy.as_deref()
+    }
+
+    /// The fleet settled on the new version: evict, record.
+    pub fn finish(self) -> Result<Outcome> {
+        let d = self.0;
+        let span = d.run.span.clone();
+        let _enter = span.enter();
+        d.finish()
+    }
+
+    /// The fleet rolls back: at `at`, the link goes back to the snapshot,
+    /// then ROOT is restored from it; recorded as rolled back with `reason`.
+    /// Returns the instant the link went back (ns since the epoch, the
+    /// filesystem's clock).
+    pub fn revert(self, at: Option<std::time::Instant>, reason: &str) -> Result<u64> {
+        let span = self.0.run.span.clone();
+        let _enter = span.enter();
+        self.0.revert(at, reason)
     }
 }
 

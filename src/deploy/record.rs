@@ -60,6 +60,14 @@ impl Deploy {
         );
     }
 
+    /// After the switch back: evict (unless nothing was live before), record.
+    pub(super) fn finish(mut self: Box<Self>) -> anyhow::Result<Outcome> {
+        if !self.first_deploy() {
+            self.evict()?;
+        }
+        Ok(self.record_success())
+    }
+
     /// Records the success and returns what the deploy did.
     pub(super) fn record_success(self) -> Outcome {
         self.record("success", None);

@@ -5,9 +5,12 @@
 //! same code recovery after a crash uses) and the link points at it again;
 //! uploads ROOT received meanwhile are kept. The history records why.
 
+use std::time::Instant;
+
 use anyhow::{anyhow, Result};
 
 use super::run::Deploy;
+use super::switch_back::OnUnhealthy;
 use crate::journal::{Journal, Phase};
 
 impl Deploy {
@@ -68,16 +71,22 @@ impl Deploy {
     }
 
     /// After the switch back: a failing health check puts the old version
-    /// back at once (serve the snapshot, drain, restore ROOT, serve ROOT).
-    pub(super) fn health_gate(&mut self) -> Result<()> {
+    /// back at once (serve the snapshot, drain, restore ROOT, serve ROOT), or,
+    /// in a fleet, is kept for the fleet to decide ([`Deploy::revert`]).
+    pub(super) fn health_gate(&mut self, unhealthy: OnUnhealthy) -> Result<()> {
         let Some(hc) = self.cfg.health_check.clone() else {
             return Ok(());
         };
         let Err(e) = self.run.pass("health-check", || crate::health::check(&hc)) else {
             return Ok(());
         };
+        if unhealthy == OnUnhealthy::Report {
+            tracing::error!("{e:#}; the fleet decides whether every node rolls back");
+            self.unhealthy = Some(format!("{e:#}"));
+            return Ok(());
+        }
         let snap = self.snapshot_name().unwrap_or_default().to_string();
-        let msg = match self.roll_back_unhealthy(&snap) {
+        let msg = match self.roll_back_unhealthy(&snap, None, &mut 0) {
             Ok(()) => format!("{e:#}\nthe link went back to {snap} and ROOT was restored from it: the previous version is live"),
             Err(re) => format!("{e:#}\nrolling back failed too ({re:#})"),
         };
@@ -85,10 +94,45 @@ impl Deploy {
         Err(anyhow!(msg))
     }
 
-    fn roll_back_unhealthy(&mut self, snap: &str) -> Result<()> {
+    /// The fleet rolls back after its commit point (a node's health check or
+    /// switch failed): at `at`, the link goes back to the snapshot, which
+    /// holds the old version; then ROOT is restored from it as after a
+    /// failed health check. Recorded as rolled back, with `reason`.
+    /// Returns the instant the link went back (ns, filesystem clock).
+    pub(super) fn revert(mut self: Box<Self>, at: Option<Instant>, reason: &str) -> Result<u64> {
+        let snap = self.snapshot_name().unwrap_or_default().to_string();
+        if self.first_deploy() || snap.is_empty() {
+            anyhow::bail!(
+                "this node had nothing live before the deploy: there is no snapshot to go back to"
+            );
+        }
+        let mut back = 0;
+        let res = self.roll_back_unhealthy(&snap, at, &mut back);
+        self.state.deployed = self.previous.clone();
+        self.state.pinned_from = None;
+        let saved = self.state.save(&self.layout.state);
+        let msg = match &res {
+            Ok(()) => format!("{reason}\nthe link went back to {snap} and ROOT was restored from it: the previous version is live"),
+            Err(re) => format!("{reason}\nrolling back failed ({re:#})"),
+        };
+        self.record("rolled-back", Some(msg));
+        res.and(saved).map(|()| back)
+    }
+
+    /// `back`: set to the instant the link went back to the snapshot.
+    fn roll_back_unhealthy(
+        &mut self,
+        snap: &str,
+        at: Option<Instant>,
+        back: &mut u64,
+    ) -> Result<()> {
         let switched_back = self.served.as_ref().and_then(|s| s.switched_back);
         // Journaled first: a crash from here on restores, it does not roll forward.
         self.journal.enter(&self.layout.state, Phase::Restore)?;
+        if let Some(at) = at {
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        }
+        *back = crate::fsutil::fs_now_ns(&self.layout.state);
         crate::switch::point_link(&self.layout.link(), snap)?;
         let _ = crate::drain::wait(&self.cfg, &self.layout.root());
         // Uploads ROOT received during the snapshot copy, and while it served

@@ -50,6 +50,12 @@ pub(super) struct Deploy {
     /// The snapshot and what is known of both trees (None on a first deploy).
     pub(super) served: Option<Served>,
     pub(super) evicted: Vec<String>,
+    /// The OPcache was cleared before the fleet's commit point: whether a
+    /// php-fpm was found, and the reset's note.
+    pub(super) opcache_early: Option<(bool, String)>,
+    /// The health check failed after the switch back, in a fleet (which
+    /// decides whether every node rolls back).
+    pub(super) unhealthy: Option<String>,
 }
 
 impl Deploy {

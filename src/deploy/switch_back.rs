@@ -10,38 +10,46 @@
 //! uploads that landed while the link moved) and one after the drain
 //! (requests that started on the snapshot have finished by then).
 
+use std::time::Instant;
+
 use anyhow::Result;
 
 use super::run::Deploy;
 use super::types::Trigger;
 use crate::journal::Phase;
 
+/// The pass that waits for the fleet's switch instant (not work: the
+/// fleet's timing leaves it out of a node's own deploy time).
+pub const WAIT_PASS: &str = "wait for the fleet's switch instant";
+
+/// What a failing health check after the switch back does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnUnhealthy {
+    /// Put the old version back at once (a deploy on its own).
+    RollBack,
+    /// Keep serving and say so: the fleet decides, every node together.
+    Report,
+}
+
 impl Deploy {
-    /// Points the link back at ROOT (with the passes and resets around it).
-    pub(super) fn switch_to_root(&mut self) -> Result<()> {
+    /// Points the link back at ROOT (with the passes and resets around it);
+    /// not before `at`, when given (the fleet's switch instant).
+    pub(super) fn switch_to_root(
+        &mut self,
+        at: Option<Instant>,
+        unhealthy: OnUnhealthy,
+    ) -> Result<()> {
         if self.first_deploy() {
-            return self.guard(|d| d.step("switch-to-root", |d| d.first_switch()));
+            return self.guard(|d| d.step("switch-to-root", |d| d.first_switch(at)));
         }
         self.step("switch-to-root", |d| {
-            let opcache = d.php_fpm_found();
-            let note = match opcache {
-                true => d.opcache_reset("before switching back to ROOT"),
-                false => String::new(),
-            };
-            d.journal.enter(&d.layout.state, Phase::SwitchToRoot)?;
-            d.last_look_at_root()?;
-            d.quiet_pass();
-            let switched_back = crate::fsutil::fs_now_ns(&d.layout.state);
-            if let Some(s) = d.served.as_mut() {
-                s.switched_back = Some(switched_back);
-            }
-            let (link, root_name) = (d.layout.link(), d.layout.root_name.clone());
-            d.run
-                .pass("switch", || crate::switch::point_link(&link, &root_name))?;
+            let (opcache, note) = d.before_switch_back()?;
+            d.wait_for_switch_instant(at);
+            let switched_back = d.rename_to_root()?;
             if opcache {
                 d.opcache_reset("after switching back to ROOT");
             }
-            d.health_gate()?;
+            d.health_gate(unhealthy)?;
             d.mark_live()?;
             d.journal.enter(&d.layout.state, Phase::Finish)?;
             d.late_passes(switched_back);
@@ -57,9 +65,69 @@ impl Deploy {
         })
     }
 
-    fn first_switch(&mut self) -> Result<String> {
+    /// Clears php-fpm's OPcache now, before the fleet's commit point, so
+    /// that the switch back does not wait for a busy php-fpm pool (nothing
+    /// compiles ROOT's files until the link points there again).
+    pub(super) fn clear_opcache_early(&mut self) {
+        if self.first_deploy() || self.opcache_early.is_some() {
+            return;
+        }
+        let found = self.php_fpm_found();
+        let note = match found {
+            true => self.opcache_reset("before the commit point"),
+            false => String::new(),
+        };
+        self.opcache_early = Some((found, note));
+    }
+
+    /// Everything up to the rename: the OPcache reset (unless done before
+    /// the commit point), the journal (a crash from here rolls forward), the
+    /// last look at ROOT, the quiet copy-back pass. Returns whether there is
+    /// a php-fpm to reset after the rename, and the reset's note.
+    fn before_switch_back(&mut self) -> Result<(bool, String)> {
+        let (opcache, note) = match self.opcache_early.take() {
+            Some(early) => early,
+            None => {
+                let found = self.php_fpm_found();
+                let note = match found {
+                    true => self.opcache_reset("before switching back to ROOT"),
+                    false => String::new(),
+                };
+                (found, note)
+            }
+        };
         self.journal
             .enter(&self.layout.state, Phase::SwitchToRoot)?;
+        self.last_look_at_root()?;
+        self.quiet_pass();
+        Ok((opcache, note))
+    }
+
+    /// Sleeps until `at` (uploads that land meanwhile are taken by the late passes).
+    fn wait_for_switch_instant(&mut self, at: Option<Instant>) {
+        let Some(at) = at else { return };
+        let _ = self.run.pass(WAIT_PASS, || {
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            Ok(())
+        });
+    }
+
+    /// THE switch back: the link points at ROOT again. Returns its instant.
+    fn rename_to_root(&mut self) -> Result<u64> {
+        let switched_back = crate::fsutil::fs_now_ns(&self.layout.state);
+        if let Some(s) = self.served.as_mut() {
+            s.switched_back = Some(switched_back);
+        }
+        let (link, root_name) = (self.layout.link(), self.layout.root_name.clone());
+        self.run
+            .pass("switch", || crate::switch::point_link(&link, &root_name))?;
+        Ok(switched_back)
+    }
+
+    fn first_switch(&mut self, at: Option<Instant>) -> Result<String> {
+        self.journal
+            .enter(&self.layout.state, Phase::SwitchToRoot)?;
+        self.wait_for_switch_instant(at);
         crate::switch::point_link(&self.layout.link(), &self.layout.root_name)?;
         self.mark_live()?;
         crate::journal::Journal::finish(&self.layout.state)?;

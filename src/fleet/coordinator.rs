@@ -12,7 +12,8 @@ use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::etcd::{absent, created_at, exists, put_op, Etcd};
-use super::{now_ms, Committed, DeployRecord, Member, NodeReport, NodeState};
+use super::settle::{self, Verdict};
+use super::{now_ms, Committed, DeployRecord, Member, NodeReport, NodeState, Revert};
 use crate::config::Config;
 use crate::layout::Layout;
 use crate::source::GitSource;
@@ -154,45 +155,12 @@ pub async fn coordinate(
         .await?
         .map(|c| c.value.commit);
     let lock = Lock::take(etcd, fleet.lease, &id, &req.coordinator, &fleet.node).await?;
-    let result = run(etcd, cfg, &req, &lock, id, commit, described, members, on).await;
+    let result = run(
+        etcd, cfg, &req, &lock, id, commit, described, members, previous, on,
+    )
+    .await;
     lock.release(etcd).await;
-    let Ok(FleetOutcome::Committed { record, nodes, .. }) = &result else {
-        return result;
-    };
-    let failed: Vec<String> = nodes
-        .iter()
-        .filter(|(_, r)| r.state == NodeState::SwitchFailed)
-        .map(|(n, r)| format!("{n} ({})", r.error.as_deref().unwrap_or("no reason given")))
-        .collect();
-    let Some(prev) = previous.filter(|p| !failed.is_empty() && *p != record.commit) else {
-        return result;
-    };
-    // A node's switch (its health check) failed after the commit point: it
-    // rolled itself back; roll the rest of the fleet back to the same version.
-    let why = format!(
-        "fleet deploy {} of {}: the switch failed after the commit point on {}",
-        record.id,
-        record.described,
-        failed.join(", ")
-    );
-    on(Event::RollingBack(why.clone()));
-    let back = Coordinate {
-        reference: Some(prev.clone()),
-        force: true,
-        coordinator: req.coordinator.clone(),
-        id: None,
-        trigger: "rollback".into(),
-    };
-    match Box::pin(coordinate(etcd, cfg, back, on)).await {
-        Ok(_) => Err(anyhow!(
-            "{why}; the whole fleet was rolled back to {}",
-            &prev[..7.min(prev.len())]
-        )),
-        Err(e) => Err(anyhow!(
-            "{why}; rolling the fleet back to {} failed too: {e:#}",
-            &prev[..7.min(prev.len())]
-        )),
-    }
+    result
 }
 
 async fn resolve(cfg: &Config, reference: Option<String>) -> Result<(String, String)> {
@@ -304,6 +272,12 @@ pub struct View {
     pub once_done: bool,
     /// `hooks.once` failed: the error.
     pub once_failed: Option<String>,
+    /// The instant (Unix ms) every node renames its link, once committed.
+    pub switch_at_ms: Option<i64>,
+    /// Every node is healthy on the new version: the deploy is over.
+    pub settled: bool,
+    /// The fleet goes back to the old version (after the commit point).
+    pub revert: Option<Revert>,
 }
 
 impl View {
@@ -318,6 +292,11 @@ impl View {
             };
             if rest == "commit" {
                 v.committed = true;
+                v.switch_at_ms = serde_json::from_slice(&value).ok();
+            } else if rest == "settled" {
+                v.settled = true;
+            } else if rest == "revert" {
+                v.revert = serde_json::from_slice(&value).ok();
             } else if rest == "abort" {
                 v.aborted = Some(
                     serde_json::from_slice::<String>(&value)
@@ -421,6 +400,7 @@ async fn run(
     commit: String,
     described: String,
     members: BTreeMap<String, Member>,
+    previous: Option<String>,
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<FleetOutcome> {
     let fleet = cfg.fleet.as_ref().expect("checked by coordinate");
@@ -437,6 +417,7 @@ async fn run(
         created: chrono::Local::now().to_rfc3339(),
         trigger: req.trigger.clone(),
         once: !cfg.hooks.once.is_empty(),
+        previous,
     };
     let k = &etcd.keys;
     let mut waker = Waker::new(etcd, k.prefix()).await;
@@ -454,7 +435,16 @@ async fn run(
     }
     on(Event::Started(record.clone()));
     let mut seen = BTreeMap::new();
-    let decided = prepare_phase(etcd, &record, lock, &mut waker, &mut seen, on).await;
+    let decided = prepare_phase(
+        etcd,
+        &record,
+        lock,
+        fleet.switch_delay,
+        &mut waker,
+        &mut seen,
+        on,
+    )
+    .await;
     let reason = match decided {
         Ok(None) => None,
         Ok(Some(reason)) => Some(reason),
@@ -483,16 +473,7 @@ async fn run(
         // The abort lost the race against the commit point: it is committed.
     }
     on(Event::CommitPoint);
-    let nodes = settle(
-        etcd,
-        &record,
-        fleet.prepare_timeout,
-        &mut waker,
-        &mut seen,
-        on,
-        |s| matches!(s, NodeState::Switched | NodeState::SwitchFailed),
-    )
-    .await;
+    let nodes = after_commit(etcd, fleet, &record, lock, &mut waker, &mut seen, on).await?;
     let renames: Vec<i128> = nodes
         .values()
         .filter(|r| r.state == NodeState::Switched && !r.up_to_date)
@@ -507,6 +488,73 @@ async fn run(
         nodes,
         window_ns,
     })
+}
+
+/// After the commit point: waits for every live member's switch, writes
+/// the verdict (see [`settle`]), and, on a revert, waits for the nodes to
+/// go back; the revert is an `Err` naming its reason.
+async fn after_commit(
+    etcd: &Etcd,
+    fleet: &crate::config::FleetConfig,
+    record: &DeployRecord,
+    lock: &Lock,
+    waker: &mut Waker,
+    seen: &mut BTreeMap<String, NodeReport>,
+    on: &(dyn Fn(Event) + Send + Sync),
+) -> Result<BTreeMap<String, NodeReport>> {
+    let nodes = settle(
+        etcd,
+        record,
+        fleet.prepare_timeout,
+        waker,
+        seen,
+        on,
+        settle::switched,
+    )
+    .await;
+    let live = alive(etcd).await.unwrap_or_default();
+    let verdict = settle::verdict(record, &nodes, &live, true).unwrap_or(Verdict::Settle);
+    let until = std::time::Instant::now() + fleet.lease * 3;
+    let written = loop {
+        let _ = settle::write(
+            etcd,
+            record,
+            &verdict,
+            fleet.switch_delay,
+            Some(lock.revision),
+        )
+        .await;
+        match View::read(etcd, &record.id)
+            .await
+            .map(|v| settle::written(&v))
+        {
+            Ok(Some(v)) => break v,
+            _ if std::time::Instant::now() > until => {
+                anyhow::bail!(
+                    "fleet deploy {}: the commit point passed, but its verdict cannot be written; \
+                     the nodes write it themselves once this coordinator's lock expires (see `rootswap fleet status`)",
+                    record.id
+                )
+            }
+            _ => waker.wait(etcd, Duration::from_millis(250)).await,
+        }
+    };
+    let Verdict::Revert(reason) = written else {
+        return Ok(nodes);
+    };
+    on(Event::RollingBack(reason.clone()));
+    let back = |s| matches!(s, NodeState::RolledBack | NodeState::SwitchFailed);
+    settle(etcd, record, fleet.lease * 3, waker, seen, on, back).await;
+    Err(anyhow!(
+        "fleet deploy {} of {}: {reason}; every node went back to {}",
+        record.id,
+        record.described,
+        record
+            .previous
+            .as_deref()
+            .map(|p| &p[..7.min(p.len())])
+            .unwrap_or("the version it served before")
+    ))
 }
 
 fn report_changes(
@@ -527,6 +575,7 @@ async fn prepare_phase(
     etcd: &Etcd,
     record: &DeployRecord,
     lock: &Lock,
+    switch_delay: Duration,
     waker: &mut Waker,
     seen: &mut BTreeMap<String, NodeReport>,
     on: &(dyn Fn(Event) + Send + Sync),
@@ -616,11 +665,13 @@ async fn prepare_phase(
                 id: record.id.clone(),
                 commit: record.commit.clone(),
             };
+            // Every node renames its link at this instant, not each as soon as it hears.
+            let switch_at = now_ms() + switch_delay.as_millis() as i64;
             let done = etcd
                 .txn(
                     when,
                     vec![
-                        put_op(&k.commit(&record.id), &now_ms(), None),
+                        put_op(&k.commit(&record.id), &switch_at, None),
                         put_op(&k.committed(), &committed, None),
                     ],
                 )

@@ -26,6 +26,7 @@ pub mod coordinator;
 pub mod etcd;
 pub mod http;
 pub mod node;
+pub mod settle;
 pub mod status;
 
 use serde::{Deserialize, Serialize};
@@ -122,6 +123,18 @@ impl Keys {
         format!("{}deploys/{id}/abort", self.prefix)
     }
 
+    /// Exists once every node of deploy `id` switched and was healthy: the
+    /// fleet keeps the new version (nodes evict and record it).
+    pub fn settled(&self, id: &str) -> String {
+        format!("{}deploys/{id}/settled", self.prefix)
+    }
+
+    /// Exists once deploy `id` is rolled back after its commit point
+    /// (value: [`Revert`]): every node goes back to its snapshot.
+    pub fn revert(&self, id: &str) -> String {
+        format!("{}deploys/{id}/revert", self.prefix)
+    }
+
     /// Id of the newest deploy record.
     pub fn last(&self) -> String {
         format!("{}last", self.prefix)
@@ -168,6 +181,20 @@ pub struct DeployRecord {
     /// `hooks.once` must run (on one node) before the commit point.
     #[serde(default)]
     pub once: bool,
+    /// The commit the fleet had committed before this deploy (what a
+    /// rollback after the commit point goes back to).
+    #[serde(default)]
+    pub previous: Option<String>,
+}
+
+/// The value of a deploy's `revert` key: the fleet goes back to the old
+/// version, every node at one instant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Revert {
+    /// Unix milliseconds at which every node points its link back at its snapshot.
+    pub switch_at_ms: i64,
+    /// Why (which node's health check or switch failed).
+    pub reason: String,
 }
 
 /// A node's state in one deploy.
@@ -187,6 +214,11 @@ pub enum NodeState {
     /// The commit point passed, but this node's switch failed: it serves
     /// the old version and answers 503 on `/health`.
     SwitchFailed,
+    /// Switched, but its health check failed: the fleet rolls back.
+    Unhealthy,
+    /// The fleet rolled back after the commit point: the old version is
+    /// live here again.
+    RolledBack,
 }
 
 impl NodeState {
@@ -199,6 +231,8 @@ impl NodeState {
             NodeState::Switched => "switched",
             NodeState::Aborted => "aborted",
             NodeState::SwitchFailed => "switch-failed",
+            NodeState::Unhealthy => "unhealthy",
+            NodeState::RolledBack => "rolled-back",
         }
     }
 }
@@ -270,6 +304,14 @@ pub struct Committed {
     pub id: String,
     /// Full commit id.
     pub commit: String,
+}
+
+/// A wall-clock instant (Unix ms, named by the coordinator) as this
+/// machine's monotonic clock: at most `max` from now, so that a clock that
+/// runs behind the coordinator's cannot make a node wait long.
+pub fn local_instant(at_ms: i64, max: std::time::Duration) -> std::time::Instant {
+    let wait = (at_ms - now_ms()).clamp(0, max.as_millis() as i64);
+    std::time::Instant::now() + std::time::Duration::from_millis(wait as u64)
 }
 
 /// Milliseconds since the Unix epoch.

@@ -12,9 +12,10 @@ use anyhow::{anyhow, Context, Result};
 
 use super::coordinator::{self, Coordinate, View, Waker};
 use super::etcd::{absent, put_op, Etcd};
+use super::settle::Verdict;
 use super::{host_name, now_ms, Committed, DeployRecord, Member, NodeReport, NodeState};
 use crate::config::Config;
-use crate::deploy::{Prepare, Request, Trigger};
+use crate::deploy::{Prepare, Request, Switched, Trigger};
 use crate::layout::Layout;
 use crate::lock::DeployLock;
 use crate::state::State;
@@ -553,7 +554,7 @@ impl Agent {
         loop {
             if let Ok(view) = View::read(&self.etcd, &rec.id).await {
                 if view.committed {
-                    return Decision::Commit;
+                    return Decision::Commit(view.switch_at_ms.unwrap_or_else(now_ms));
                 }
                 if let Some(r) = view.aborted {
                     return Decision::Abort(r);
@@ -628,24 +629,29 @@ impl Agent {
     ) {
         let layout = Layout::from_config(cfg);
         let report = match (decision, prepared) {
-            (Decision::Commit, Prepare::UpToDate { commit }) => {
+            (Decision::Commit(_), Prepare::UpToDate { commit }) => {
                 self.set_caught_up(true, Some(commit));
                 let mut r = NodeReport::now(NodeState::Switched);
                 r.up_to_date = true;
                 r
             }
-            (Decision::Commit, Prepare::Ready(p)) => {
+            (Decision::Commit(at_ms), Prepare::Ready(p)) => {
                 self.caught_up.store(false, Ordering::SeqCst);
-                let res = tokio::task::spawn_blocking(move || p.commit())
+                let at = super::local_instant(at_ms, switch_delay(cfg));
+                let res = tokio::task::spawn_blocking(move || p.switch(Some(at)))
                     .await
                     .unwrap_or_else(|e| Err(anyhow!("the switch stopped unexpectedly: {e}")));
                 match res {
-                    Ok(_) => {
+                    Ok(sw) => {
                         let mut r = NodeReport::now(NodeState::Switched);
+                        if let Some(e) = sw.unhealthy() {
+                            r = NodeReport::now(NodeState::Unhealthy).with_error(e);
+                        }
                         r.rename_ns = rename_instant(&layout);
                         self.set_caught_up(true, Some(rec.commit.clone()));
                         tracing::info!("fleet: deploy {}: switched", rec.id);
-                        r
+                        let _ = self.write_state(&rec.id, &r).await;
+                        return self.settle(cfg, rec, sw).await;
                     }
                     Err(e) => {
                         let msg = format!("{e:#}");
@@ -674,8 +680,94 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// After this node's switch: waits for the fleet's verdict (written by
+    /// the coordinator, or by this node once the coordinator is gone), then
+    /// evicts and records, or goes back to the snapshot with every node.
+    async fn settle(self: &Arc<Self>, cfg: &Arc<Config>, rec: &DeployRecord, sw: Switched) {
+        let verdict = self.verdict(cfg, rec).await;
+        let report = match verdict {
+            Verdict::Settle => {
+                let res = tokio::task::spawn_blocking(move || sw.finish()).await;
+                if let Ok(Err(e)) = res {
+                    tracing::warn!("fleet: deploy {}: after the switch: {e:#}", rec.id);
+                }
+                return;
+            }
+            Verdict::Revert(reason) => {
+                tracing::warn!("fleet: deploy {}: the fleet rolls back: {reason}", rec.id);
+                let at = self.revert_instant(rec).await;
+                let at = super::local_instant(at, switch_delay(cfg));
+                let why = reason.clone();
+                let res = tokio::task::spawn_blocking(move || sw.revert(Some(at), &why))
+                    .await
+                    .unwrap_or_else(|e| Err(anyhow!("the rollback stopped unexpectedly: {e}")));
+                match res {
+                    Ok(back) => {
+                        self.set_caught_up(true, rec.previous.clone());
+                        let mut r = NodeReport::now(NodeState::RolledBack).with_error(reason);
+                        r.rename_ns = Some(back as i128);
+                        r
+                    }
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        tracing::error!("fleet: deploy {}: rolling back: {msg}", rec.id);
+                        self.set_caught_up(false, None);
+                        NodeReport::now(NodeState::SwitchFailed).with_error(msg)
+                    }
+                }
+            }
+        };
+        let _ = self.write_state(&rec.id, &report).await;
+    }
+
+    /// The verdict on `rec` once written; written by this node when the
+    /// coordinator's lock is gone and every live member has reported.
+    async fn verdict(&self, cfg: &Config, rec: &DeployRecord) -> Verdict {
+        let k = &self.etcd.keys;
+        let mut waker = Waker::new(&self.etcd, &k.under(&rec.id)).await;
+        loop {
+            if let Ok(view) = View::read(&self.etcd, &rec.id).await {
+                if let Some(v) = super::settle::written(&view) {
+                    return v;
+                }
+                let lock = self.etcd.get::<coordinator::Busy>(&k.lock()).await;
+                let coordinator_gone = matches!(&lock, Ok(l) if l.as_ref().map(|l| l.create_revision) != Some(rec.lock_revision));
+                if coordinator_gone {
+                    if let Ok(live) = coordinator::alive(&self.etcd).await {
+                        if let Some(v) = super::settle::verdict(rec, &view.nodes, &live, false) {
+                            let delay = switch_delay(cfg);
+                            let _ = super::settle::write(&self.etcd, rec, &v, delay, None).await;
+                            continue;
+                        }
+                    }
+                }
+            }
+            waker.wait(&self.etcd, Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The revert's instant (Unix ms), as written.
+    async fn revert_instant(&self, rec: &DeployRecord) -> i64 {
+        match View::read(&self.etcd, &rec.id).await {
+            Ok(View {
+                revert: Some(r), ..
+            }) => r.switch_at_ms,
+            _ => now_ms(),
+        }
+    }
+}
+
+/// This node's `fleet.switch_delay` (the bound on waiting for an instant).
+fn switch_delay(cfg: &Config) -> Duration {
+    cfg.fleet
+        .as_ref()
+        .map_or(Duration::from_millis(200), |f| f.switch_delay)
+}
+
 enum Decision {
-    Commit,
+    /// Committed: switch at this instant (Unix ms).
+    Commit(i64),
     Abort(String),
 }
 
@@ -696,7 +788,12 @@ pub fn prepare_local(cfg: &Config, rec: &DeployRecord) -> Result<Prepare> {
         snapshot_name: Some(rec.snapshot.clone()),
         fleet_id: Some(rec.id.clone()),
     };
-    crate::deploy::prepare(cfg, &req)
+    let mut prepared = crate::deploy::prepare(cfg, &req)?;
+    // Done before the commit point: no node's switch waits for php-fpm.
+    if let Prepare::Ready(p) = &mut prepared {
+        p.clear_opcache();
+    }
+    Ok(prepared)
 }
 
 /// The instant the link last changed (its ctime: the rename), ns since the epoch.

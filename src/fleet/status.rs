@@ -35,7 +35,9 @@ pub fn event_line(e: &Event) -> String {
         Event::Aborting(why) => format!("aborting: {why}"),
         Event::Behind(n) => format!("  {n}: down; it switches when it comes back"),
         Event::Once(n) => format!("every member prepared; {n} runs hooks.once"),
-        Event::RollingBack(why) => format!("{why}: rolling the whole fleet back"),
+        Event::RollingBack(why) => {
+            format!("{why}: rolling the whole fleet back, every node at one instant")
+        }
     }
 }
 
@@ -71,7 +73,7 @@ pub struct FleetStatus {
     pub committed: Option<Committed>,
     /// The last deploy record.
     pub last_deploy: Option<DeployRecord>,
-    /// `committed`, `aborted: reason` or `in progress`.
+    /// `committed`, `aborted: reason`, `rolled back after the commit point: reason` or `in progress`.
     pub last_result: Option<String>,
     /// A fleet deploy holds the lock now.
     pub deploying: bool,
@@ -107,7 +109,9 @@ pub async fn gather(etcd: &Etcd, site: &str) -> Result<FleetStatus> {
         None => View::default(),
     };
     let last_result = record.as_ref().map(|_| {
-        if view.committed {
+        if let Some(r) = &view.revert {
+            format!("rolled back after the commit point: {}", r.reason)
+        } else if view.committed {
             "committed".to_string()
         } else if let Some(r) = &view.aborted {
             format!("aborted: {r}")
