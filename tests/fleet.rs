@@ -1032,9 +1032,12 @@ fn start_web(dir: &Path, nodes: &[Node], nginx: &Path, fpm: &Path) -> (Vec<u16>,
         pool.push_str("user = root\ngroup = root\n");
     }
     std::fs::write(dir.join("fpm.conf"), pool).unwrap();
+    // OPcache as in production: never revalidated, so only rootswap's reset
+    // (over FastCGI, to this pool) makes a node's new code run.
     std::fs::write(
         dir.join("php.ini"),
-        "opcache.enable=0\nrealpath_cache_ttl=120\n",
+        "zend_extension=opcache.so\nopcache.enable=1\nopcache.validate_timestamps=0\n\
+         opcache.memory_consumption=64\nopcache.max_accelerated_files=4000\nrealpath_cache_ttl=120\n",
     )
     .unwrap();
     let mut cmd = Command::new(fpm);
@@ -1111,6 +1114,14 @@ fn start_web(dir: &Path, nodes: &[Node], nginx: &Path, fpm: &Path) -> (Vec<u16>,
 }
 
 /// `A<n> B<n>`: index.php of version n and the lib.php it includes.
+/// Stores a visitor's upload (named by `?n=`) in the site's `uploads/`,
+/// which `.gitignore` keeps out of Git: user content.
+const UPLOAD_PHP: &str = "<?php $n = basename($_GET['n'] ?? '');\n\
+if ($n === '') { http_response_code(400); exit; }\n\
+@mkdir(__DIR__ . '/uploads');\n\
+if (file_put_contents(__DIR__ . '/uploads/' . $n, $n) === false) { http_response_code(500); exit; }\n\
+echo 'stored ', $n;\n";
+
 fn parse_pair(body: &str) -> Option<(u32, u32)> {
     let mut it = body.split_whitespace();
     let a = it.next()?.strip_prefix('A')?.parse().ok()?;
@@ -1127,7 +1138,7 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
     let Some((nginx, fpm)) = web_servers() else {
         return;
     };
-    let Some(f) = Fleet::new() else { return };
+    let Some(mut f) = Fleet::new() else { return };
     let push = |n: u32| {
         std::fs::write(
             f.work.join("index.php"),
@@ -1135,6 +1146,8 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
         )
         .unwrap();
         std::fs::write(f.work.join("lib.php"), format!("<?php $lib = 'B{n}';\n")).unwrap();
+        std::fs::write(f.work.join("upload.php"), UPLOAD_PHP).unwrap();
+        std::fs::write(f.work.join(".gitignore"), "/uploads/\n").unwrap();
         git(&f.work, &["add", "-A"]);
         git(
             &f.work,
@@ -1157,6 +1170,20 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
     let web = f.tmp.join("web");
     std::fs::create_dir_all(&web).unwrap();
     let (ports, _nginx, _fpm) = start_web(&web, &f.nodes, &nginx, &fpm);
+    // Every node clears the pool's OPcache through its socket, and keeps uploads.
+    let sock = web.join("fpm.sock");
+    for i in 0..3 {
+        let cfg = std::fs::read_to_string(&f.nodes[i].config).unwrap();
+        // uploads/ is in .gitignore: `preserve` makes it user content, copied back.
+        let opcache = format!(
+            "opcache:\n  fastcgi: unix:{}\nuser_content:\n  preserve: [\"uploads/**\"]\n",
+            sock.display()
+        );
+        std::fs::write(&f.nodes[i].config, format!("{cfg}{opcache}")).unwrap();
+        f.nodes[i].sigkill();
+        f.nodes[i].start();
+    }
+    f.wait_members(3);
     for &p in &ports {
         wait_for("the site through nginx", Duration::from_secs(10), || {
             http_get(p, "/index.php")
@@ -1187,6 +1214,31 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
             })
         })
         .collect();
+    // A visitor uploading to a node chosen at random, a request every 3-10 ms.
+    let writer = {
+        let (stop, ports) = (stop.clone(), ports.clone());
+        std::thread::spawn(move || {
+            let (mut stored, mut bad) = (Vec::new(), Vec::new());
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let node = (x % ports.len() as u64) as usize;
+                n += 1;
+                let name = format!("u{n}");
+                match http_get(ports[node], &format!("/upload.php?n={name}")) {
+                    Some((200, body)) if body == format!("stored {name}") => {
+                        stored.push((node, name))
+                    }
+                    other => bad.push(format!("upload {name} to node {node}: {other:?}")),
+                }
+                std::thread::sleep(Duration::from_millis(3 + x % 8));
+            }
+            (stored, bad)
+        })
+    };
     let mut windows = Vec::new();
     let mut last = String::new();
     for i in 1..=20u32 {
@@ -1216,15 +1268,58 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
         &bad[..bad.len().min(10)]
     );
     assert!(ok > 100, "the load checker got only {ok} responses");
+    let (stored, failed_uploads) = writer.join().unwrap();
+    assert!(failed_uploads.is_empty(), "{failed_uploads:?}");
+    assert!(stored.len() > 50, "only {} uploads", stored.len());
+    // Every upload is in the ROOT of the node it was sent to, as written.
+    let lost: Vec<String> = stored
+        .iter()
+        .filter(|(node, name)| {
+            let p = f.nodes[*node].webroot().join("ROOT/uploads").join(name);
+            std::fs::read_to_string(p).ok().as_deref() != Some(name.as_str())
+        })
+        .map(|(node, name)| format!("{name} on n{node}"))
+        .collect();
+    if !lost.is_empty() {
+        // Where the first one is, if anywhere.
+        let first = stored
+            .iter()
+            .find(|(n, name)| lost.contains(&format!("{name} on n{n}")))
+            .unwrap();
+        let found = Command::new("find")
+            .arg(f.tmp.as_os_str())
+            .arg("-name")
+            .arg(&first.1)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        panic!(
+            "{} of {} uploads lost: {:?}\n{} is at: {found}\n{}",
+            lost.len(),
+            stored.len(),
+            &lost[..lost.len().min(20)],
+            first.1,
+            f.nodes[first.0].log()
+        );
+    }
     for n in &f.nodes {
         assert_eq!(n.version().2.as_deref(), Some(last.as_str()), "{}", n.name);
+        assert!(
+            !n.log().contains("OPcache not cleared"),
+            "{}: the OPcache was not cleared\n{}",
+            n.name,
+            n.log()
+        );
     }
     windows.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let _ = writeln!(
         std::io::stderr(),
-        "fleet under load: 20 deploys, 3 nodes, {ok} requests, 0 failed, 0 torn; mixed-version window p50 {:.1} ms, p99 {:.1} ms",
+        "fleet under load: 20 deploys, 3 nodes, {ok} requests, 0 failed, 0 torn; {} uploads, 0 lost; \
+         mixed-version window p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        stored.len(),
         percentile(&windows, 0.5),
-        percentile(&windows, 0.99)
+        percentile(&windows, 0.99),
+        windows[windows.len() - 1]
     );
 }
 

@@ -460,7 +460,7 @@ async fn run(
                 &mut waker,
                 &mut seen,
                 on,
-                |s| matches!(s, NodeState::Aborted | NodeState::Failed),
+                |r| matches!(r.state, NodeState::Aborted | NodeState::Failed),
             )
             .await;
             return Err(Aborted {
@@ -509,7 +509,7 @@ async fn after_commit(
         waker,
         seen,
         on,
-        settle::switched,
+        |r: &NodeReport| settle::switched(r.state),
     )
     .await;
     let live = alive(etcd).await.unwrap_or_default();
@@ -540,10 +540,13 @@ async fn after_commit(
         }
     };
     let Verdict::Revert(reason) = written else {
+        // Each node evicts and records its deploy, then says so.
+        let finished = |r: &NodeReport| r.finished || r.state != NodeState::Switched;
+        let nodes = settle(etcd, record, fleet.lease * 2, waker, seen, on, finished).await;
         return Ok(nodes);
     };
     on(Event::RollingBack(reason.clone()));
-    let back = |s| matches!(s, NodeState::RolledBack | NodeState::SwitchFailed);
+    let back = |r: &NodeReport| matches!(r.state, NodeState::RolledBack | NodeState::SwitchFailed);
     settle(etcd, record, fleet.lease * 3, waker, seen, on, back).await;
     Err(anyhow!(
         "fleet deploy {} of {}: {reason}; every node went back to {}",
@@ -696,7 +699,7 @@ async fn settle(
     waker: &mut Waker,
     seen: &mut BTreeMap<String, NodeReport>,
     on: &(dyn Fn(Event) + Send + Sync),
-    done: impl Fn(NodeState) -> bool,
+    done: impl Fn(&NodeReport) -> bool,
 ) -> BTreeMap<String, NodeReport> {
     let until = std::time::Instant::now() + max;
     let mut behind = Vec::new();
@@ -713,7 +716,7 @@ async fn settle(
         let pending: Vec<&String> = record
             .members
             .iter()
-            .filter(|m| !view.nodes.get(*m).is_some_and(|r| done(r.state)))
+            .filter(|m| !view.nodes.get(*m).is_some_and(&done))
             .collect();
         for m in &pending {
             if !live.contains_key(*m) && !behind.contains(*m) {

@@ -254,6 +254,9 @@ pub struct NodeReport {
     /// The node already served the commit: nothing to switch.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub up_to_date: bool,
+    /// After the fleet settled: the node evicted and recorded the deploy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finished: bool,
 }
 
 impl NodeReport {
@@ -265,6 +268,7 @@ impl NodeReport {
             error: None,
             rename_ns: None,
             up_to_date: false,
+            finished: false,
         }
     }
 

@@ -651,7 +651,7 @@ impl Agent {
                         self.set_caught_up(true, Some(rec.commit.clone()));
                         tracing::info!("fleet: deploy {}: switched", rec.id);
                         let _ = self.write_state(&rec.id, &r).await;
-                        return self.settle(cfg, rec, sw).await;
+                        return self.settle(cfg, rec, sw, r).await;
                     }
                     Err(e) => {
                         let msg = format!("{e:#}");
@@ -684,7 +684,13 @@ impl Agent {
     /// After this node's switch: waits for the fleet's verdict (written by
     /// the coordinator, or by this node once the coordinator is gone), then
     /// evicts and records, or goes back to the snapshot with every node.
-    async fn settle(self: &Arc<Self>, cfg: &Arc<Config>, rec: &DeployRecord, sw: Switched) {
+    async fn settle(
+        self: &Arc<Self>,
+        cfg: &Arc<Config>,
+        rec: &DeployRecord,
+        sw: Switched,
+        mut switched: NodeReport,
+    ) {
         let verdict = self.verdict(cfg, rec).await;
         let report = match verdict {
             Verdict::Settle => {
@@ -692,7 +698,8 @@ impl Agent {
                 if let Ok(Err(e)) = res {
                     tracing::warn!("fleet: deploy {}: after the switch: {e:#}", rec.id);
                 }
-                return;
+                switched.finished = true;
+                switched
             }
             Verdict::Revert(reason) => {
                 tracing::warn!("fleet: deploy {}: the fleet rolls back: {reason}", rec.id);
