@@ -92,7 +92,24 @@ struct Etcd {
 }
 
 impl Etcd {
+    /// Starts the cluster; again on new ports when a member does not come
+    /// up (a port picked as free can be taken meanwhile by another test's
+    /// outgoing connection).
     fn start(bin: &Path, dir: &Path) -> Etcd {
+        for attempt in 1..=3 {
+            let d = dir.join(format!("etcd-try{attempt}"));
+            std::fs::create_dir_all(&d).unwrap();
+            if let Some(e) = Etcd::try_start(bin, &d) {
+                return e;
+            }
+        }
+        panic!(
+            "etcd did not come up in 3 attempts; see {}/etcd-try*/etcd*.log",
+            dir.display()
+        );
+    }
+
+    fn try_start(bin: &Path, dir: &Path) -> Option<Etcd> {
         let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let cluster = (0..3)
@@ -136,12 +153,17 @@ impl Etcd {
             })
             .collect();
         let e = Etcd { children, clients };
+        let start = Instant::now();
         for &c in &e.clients {
-            wait_for("etcd health", Duration::from_secs(30), || {
-                http_get(c, "/health").is_some_and(|(code, b)| code == 200 && b.contains("true"))
-            });
+            while !http_get(c, "/health").is_some_and(|(code, b)| code == 200 && b.contains("true"))
+            {
+                if start.elapsed() > Duration::from_secs(20) {
+                    return None; // dropped: its members are killed
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        e
+        Some(e)
     }
 
     /// Index of the member that is the raft leader now.
