@@ -1038,6 +1038,7 @@ mod tests {
         let f = c.fleet.unwrap();
         assert_eq!(f.lease, Duration::from_secs(10));
         assert_eq!(f.prepare_timeout, Duration::from_secs(600));
+        assert_eq!(f.switch_delay, Duration::from_millis(200));
         assert_eq!(f.node, "web1");
         let c = parse(&format!(
             "{base}fleet: {{etcd: ['http://127.0.0.1:2379'], site: shop}}\n"
@@ -1054,6 +1055,10 @@ mod tests {
                 "granularity",
             ),
             ("{etcd: ['http://a:1'], site: s, user: u}", "together"),
+            (
+                "{etcd: ['http://a:1'], site: s, lease: 2s, switch_delay: 2s}",
+                "`switch_delay: 2s` is not shorter than `lease`",
+            ),
             (
                 "{etcd: ['http://a:1'], site: s, ca_file: /nope/ca.pem}",
                 "/nope/ca.pem",

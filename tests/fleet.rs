@@ -1334,6 +1334,13 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
         );
     }
     windows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    // Not a benchmark (the figures are printed): the nodes switch together,
+    // not each as it gets round to it (a lease apart).
+    let max = windows[windows.len() - 1];
+    assert!(
+        max < 1000.0,
+        "the nodes switched {max:.1} ms apart: {windows:?}"
+    );
     let _ = writeln!(
         std::io::stderr(),
         "fleet under load: 20 deploys, 3 nodes, {ok} requests, 0 failed, 0 torn; {} uploads, 0 lost; \

@@ -101,12 +101,16 @@ pub async fn write(
                 reason: reason.clone(),
             };
             let mut ops = vec![put_op(&k.revert(id), &revert, None)];
-            if let Some(previous) = &record.previous {
-                let back = Committed {
-                    id: id.clone(),
-                    commit: previous.clone(),
-                };
-                ops.push(put_op(&k.committed(), &back, None));
+            match &record.previous {
+                Some(previous) => {
+                    let back = Committed {
+                        id: id.clone(),
+                        commit: previous.clone(),
+                    };
+                    ops.push(put_op(&k.committed(), &back, None));
+                }
+                // The fleet's first deploy: nothing was committed before it.
+                None => ops.push(etcd_client::TxnOp::delete(k.committed().as_str(), None)),
             }
             ops
         }
