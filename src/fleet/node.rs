@@ -405,8 +405,8 @@ impl Agent {
             self.set_caught_up(true, live);
             return;
         }
-        // This node's switch to it already failed (its health check): the
-        // coordinator rolls the fleet back; trying again would fail again.
+        // This node's switch to it already failed: the fleet reverts (and
+        // `committed` goes back); trying again meanwhile would fail again.
         let mine = self
             .etcd
             .get::<NodeReport>(&self.etcd.keys.node_state(&c.id, &self.node))
