@@ -86,8 +86,8 @@ impl Deploy {
             return Ok(());
         }
         let snap = self.snapshot_name().unwrap_or_default().to_string();
-        let msg = match self.roll_back_unhealthy(&snap, None, &mut 0) {
-            Ok(()) => format!("{e:#}\nthe link went back to {snap} and ROOT was restored from it: the previous version is live"),
+        let msg = match self.roll_back_unhealthy(&snap, None) {
+            Ok(_) => format!("{e:#}\nthe link went back to {snap} and ROOT was restored from it: the previous version is live"),
             Err(re) => format!("{e:#}\nrolling back failed too ({re:#})"),
         };
         self.record("rolled-back", Some(msg.clone()));
@@ -106,33 +106,26 @@ impl Deploy {
                 "this node had nothing live before the deploy: there is no snapshot to go back to"
             );
         }
-        let mut back = 0;
-        let res = self.roll_back_unhealthy(&snap, at, &mut back);
+        let res = self.roll_back_unhealthy(&snap, at);
         self.state.deployed = self.previous.clone();
         self.state.pinned_from = None;
         let saved = self.state.save(&self.layout.state);
         let msg = match &res {
-            Ok(()) => format!("{reason}\nthe link went back to {snap} and ROOT was restored from it: the previous version is live"),
+            Ok(_) => format!("{reason}\nthe link went back to {snap} and ROOT was restored from it: the previous version is live"),
             Err(re) => format!("{reason}\nrolling back failed ({re:#})"),
         };
         self.record("rolled-back", Some(msg));
-        res.and(saved).map(|()| back)
+        let back = res?;
+        saved.map(|()| back)
     }
 
-    /// `back`: set to the instant the link went back to the snapshot.
-    fn roll_back_unhealthy(
-        &mut self,
-        snap: &str,
-        at: Option<Instant>,
-        back: &mut u64,
-    ) -> Result<()> {
+    /// Returns the instant the link went back to the snapshot (ns).
+    fn roll_back_unhealthy(&mut self, snap: &str, at: Option<Instant>) -> Result<u64> {
         let switched_back = self.served.as_ref().and_then(|s| s.switched_back);
         // Journaled first: a crash from here on restores, it does not roll forward.
         self.journal.enter(&self.layout.state, Phase::Restore)?;
-        if let Some(at) = at {
-            std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        }
-        *back = crate::fsutil::fs_now_ns(&self.layout.state);
+        self.wait_for_switch_instant(at);
+        let back = crate::fsutil::fs_now_ns(&self.layout.state);
         crate::switch::point_link(&self.layout.link(), snap)?;
         let _ = crate::drain::wait(&self.cfg, &self.layout.root());
         // Uploads ROOT received during the snapshot copy, and while it served
@@ -146,6 +139,6 @@ impl Deploy {
             self.plan.changes.iter().map(|c| c.path.as_path()),
             "after rolling back",
         );
-        Ok(())
+        Ok(back)
     }
 }

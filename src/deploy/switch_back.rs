@@ -72,12 +72,18 @@ impl Deploy {
         if self.first_deploy() || self.opcache_early.is_some() {
             return;
         }
+        self.opcache_early = Some(self.opcache_before("before the commit point"));
+    }
+
+    /// The reset before the switch back (when there is a php-fpm): whether
+    /// one was found, and the reset's note.
+    fn opcache_before(&mut self, when: &str) -> (bool, String) {
         let found = self.php_fpm_found();
         let note = match found {
-            true => self.opcache_reset("before the commit point"),
+            true => self.opcache_reset(when),
             false => String::new(),
         };
-        self.opcache_early = Some((found, note));
+        (found, note)
     }
 
     /// Everything up to the rename: the OPcache reset (unless done before
@@ -87,14 +93,7 @@ impl Deploy {
     fn before_switch_back(&mut self) -> Result<(bool, String)> {
         let (opcache, note) = match self.opcache_early.take() {
             Some(early) => early,
-            None => {
-                let found = self.php_fpm_found();
-                let note = match found {
-                    true => self.opcache_reset("before switching back to ROOT"),
-                    false => String::new(),
-                };
-                (found, note)
-            }
+            None => self.opcache_before("before switching back to ROOT"),
         };
         self.journal
             .enter(&self.layout.state, Phase::SwitchToRoot)?;
@@ -104,7 +103,7 @@ impl Deploy {
     }
 
     /// Sleeps until `at` (uploads that land meanwhile are taken by the late passes).
-    fn wait_for_switch_instant(&mut self, at: Option<Instant>) {
+    pub(super) fn wait_for_switch_instant(&mut self, at: Option<Instant>) {
         let Some(at) = at else { return };
         let _ = self.run.pass(WAIT_PASS, || {
             std::thread::sleep(at.saturating_duration_since(Instant::now()));

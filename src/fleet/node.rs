@@ -31,6 +31,8 @@ pub struct Agent {
     etcd: Etcd,
     node: String,
     ttl: Duration,
+    /// `fleet.switch_delay`: the most this node waits for a named instant.
+    switch_delay: Duration,
     config: ConfigFn,
     on_leader: LeaderFn,
     lease: Mutex<i64>,
@@ -89,6 +91,7 @@ impl Agent {
             etcd,
             node: fleet.node.clone(),
             ttl: fleet.lease,
+            switch_delay: fleet.switch_delay,
             config,
             on_leader,
             lease: Mutex::new(0),
@@ -637,21 +640,21 @@ impl Agent {
             }
             (Decision::Commit(at_ms), Prepare::Ready(p)) => {
                 self.caught_up.store(false, Ordering::SeqCst);
-                let at = super::local_instant(at_ms, switch_delay(cfg));
+                let at = super::local_instant(at_ms, self.switch_delay);
                 let res = tokio::task::spawn_blocking(move || p.switch(Some(at)))
                     .await
                     .unwrap_or_else(|e| Err(anyhow!("the switch stopped unexpectedly: {e}")));
                 match res {
                     Ok(sw) => {
-                        let mut r = NodeReport::now(NodeState::Switched);
-                        if let Some(e) = sw.unhealthy() {
-                            r = NodeReport::now(NodeState::Unhealthy).with_error(e);
-                        }
+                        let mut r = match sw.unhealthy() {
+                            Some(e) => NodeReport::now(NodeState::Unhealthy).with_error(e),
+                            None => NodeReport::now(NodeState::Switched),
+                        };
                         r.rename_ns = rename_instant(&layout);
                         self.set_caught_up(true, Some(rec.commit.clone()));
                         tracing::info!("fleet: deploy {}: switched", rec.id);
                         let _ = self.write_state(&rec.id, &r).await;
-                        return self.settle(cfg, rec, sw, r).await;
+                        return self.settle(rec, sw, r).await;
                     }
                     Err(e) => {
                         let msg = format!("{e:#}");
@@ -684,14 +687,8 @@ impl Agent {
     /// After this node's switch: waits for the fleet's verdict (written by
     /// the coordinator, or by this node once the coordinator is gone), then
     /// evicts and records, or goes back to the snapshot with every node.
-    async fn settle(
-        self: &Arc<Self>,
-        cfg: &Arc<Config>,
-        rec: &DeployRecord,
-        sw: Switched,
-        mut switched: NodeReport,
-    ) {
-        let verdict = self.verdict(cfg, rec).await;
+    async fn settle(self: &Arc<Self>, rec: &DeployRecord, sw: Switched, mut switched: NodeReport) {
+        let (verdict, at_ms) = self.verdict(rec).await;
         let report = match verdict {
             Verdict::Settle => {
                 let res = tokio::task::spawn_blocking(move || sw.finish()).await;
@@ -703,8 +700,7 @@ impl Agent {
             }
             Verdict::Revert(reason) => {
                 tracing::warn!("fleet: deploy {}: the fleet rolls back: {reason}", rec.id);
-                let at = self.revert_instant(rec).await;
-                let at = super::local_instant(at, switch_delay(cfg));
+                let at = super::local_instant(at_ms, self.switch_delay);
                 let why = reason.clone();
                 let res = tokio::task::spawn_blocking(move || sw.revert(Some(at), &why))
                     .await
@@ -728,22 +724,24 @@ impl Agent {
         let _ = self.write_state(&rec.id, &report).await;
     }
 
-    /// The verdict on `rec` once written; written by this node when the
-    /// coordinator's lock is gone and every live member has reported.
-    async fn verdict(&self, cfg: &Config, rec: &DeployRecord) -> Verdict {
+    /// The verdict on `rec` once written, with a revert's instant (Unix
+    /// ms); written by this node when the coordinator's lock is gone and
+    /// every live member has reported.
+    async fn verdict(&self, rec: &DeployRecord) -> (Verdict, i64) {
         let k = &self.etcd.keys;
         let mut waker = Waker::new(&self.etcd, &k.under(&rec.id)).await;
         loop {
             if let Ok(view) = View::read(&self.etcd, &rec.id).await {
                 if let Some(v) = super::settle::written(&view) {
-                    return v;
+                    let at_ms = view.revert.map_or_else(now_ms, |r| r.switch_at_ms);
+                    return (v, at_ms);
                 }
                 let lock = self.etcd.get::<coordinator::Busy>(&k.lock()).await;
                 let coordinator_gone = matches!(&lock, Ok(l) if l.as_ref().map(|l| l.create_revision) != Some(rec.lock_revision));
                 if coordinator_gone {
                     if let Ok(live) = coordinator::alive(&self.etcd).await {
                         if let Some(v) = super::settle::verdict(rec, &view.nodes, &live, false) {
-                            let delay = switch_delay(cfg);
+                            let delay = self.switch_delay;
                             let _ = super::settle::write(&self.etcd, rec, &v, delay, None).await;
                             continue;
                         }
@@ -753,23 +751,6 @@ impl Agent {
             waker.wait(&self.etcd, Duration::from_millis(250)).await;
         }
     }
-
-    /// The revert's instant (Unix ms), as written.
-    async fn revert_instant(&self, rec: &DeployRecord) -> i64 {
-        match View::read(&self.etcd, &rec.id).await {
-            Ok(View {
-                revert: Some(r), ..
-            }) => r.switch_at_ms,
-            _ => now_ms(),
-        }
-    }
-}
-
-/// This node's `fleet.switch_delay` (the bound on waiting for an instant).
-fn switch_delay(cfg: &Config) -> Duration {
-    cfg.fleet
-        .as_ref()
-        .map_or(Duration::from_millis(200), |f| f.switch_delay)
 }
 
 enum Decision {
