@@ -768,7 +768,16 @@ fn trigger_url_and_webhooks() {
         status()["deploy_running"].is_null()
     });
     assert!(idle, "{:#}", status());
-    let (code, body) = http(port, "GET", "/metrics", &[], b"");
+    // A queued trigger may start its deploy right after the idle status:
+    // the metrics are read once no deploy runs and the three have counted.
+    let metrics = || http(port, "GET", "/metrics", &[], b"");
+    let settled = wait_until(Duration::from_secs(10), || {
+        let (_, body) = metrics();
+        body.contains("rootswap_deploy_running 0")
+            && body.contains("rootswap_deploys_total{result=\"success\"} 3")
+    });
+    let (code, body) = metrics();
+    assert!(settled, "{body}");
     assert_eq!(code, 200, "{body}");
     for needle in [
         "rootswap_deploys_total{result=\"success\"} 3",
