@@ -140,6 +140,7 @@ mod tests {
 
     fn git(dir: &Path, args: &[&str]) {
         let st = Command::new("git")
+            .args(["-c", "gc.auto=0"])
             .args(args)
             .current_dir(dir)
             .env("GIT_AUTHOR_NAME", "t")

@@ -20,8 +20,13 @@ pub struct World {
     pub config: PathBuf,
 }
 
+/// Runs `git` in `dir` with a fixed identity, no user or system config, and no
+/// automatic garbage collection: a background `git gc --auto` in a test's
+/// repository races the test's next `git add` ("unable to create temporary
+/// file") on a loaded machine.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
+        .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"])
         .args(args)
         .current_dir(dir)
         .env("GIT_AUTHOR_NAME", "t")
