@@ -1,8 +1,10 @@
 //! Servers for the "real sites" tests (tests/sites.rs, tests/ssh.rs,
-//! tests/wordpress.rs): php-fpm, nginx and sshd started by the test as its
+//! tests/wordpress.rs, tests/laravel.rs, tests/symfony.rs): php-fpm, nginx and sshd started by the test as its
 //! own processes, on 127.0.0.1 ports and unix sockets of their own, stopped
 //! by PID when dropped.
 #![allow(dead_code)]
+
+pub mod apps;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
