@@ -187,11 +187,13 @@ fn recover_as(cfg: &Config, layout: &Layout, record: bool) -> Result<Option<Reco
     if let Some(snap) = &j.snapshot {
         remove_own_temps(&layout.entry(snap));
     }
-    tracing::warn!(
-        "deploy {} was interrupted during {}: recovering",
-        j.id,
-        phase_name(j.phase)
-    );
+    if record {
+        tracing::warn!(
+            "deploy {} was interrupted during {}: recovering",
+            j.id,
+            phase_name(j.phase)
+        );
+    }
     let live = layout.live_name()?;
     let root_live = live.as_deref() == Some(layout.root_name.as_str());
     let action = match (j.phase, j.snapshot.as_deref()) {
@@ -242,9 +244,11 @@ fn recover_as(cfg: &Config, layout: &Layout, record: bool) -> Result<Option<Reco
             )
         }
     };
-    tracing::warn!("recovered deploy {}: {action}", j.id);
     if record {
+        tracing::warn!("recovered deploy {}: {action}", j.id);
         history::append(&layout.state, &interrupted_record(&j, &action))?;
+    } else {
+        tracing::info!("cleaned up after the failed deploy {}: {action}", j.id);
     }
     Journal::finish(&layout.state)?;
     Ok(Some(Recovered { id: j.id, action }))

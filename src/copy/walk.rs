@@ -327,8 +327,12 @@ impl<'a> Walk<'a> {
         };
         let dst = sys::open_dir(self.dst_root.as_fd(), rel)
             .map_err(|e| self.err("open directory", self.dst_full(&node.rel, None), e))?;
-        let mut list = sys::list_dir(src.as_fd())
-            .map_err(|e| self.err("read directory", self.src_full(&node.rel, None), e))?;
+        // Reading a directory removed since it was opened fails with ENOENT.
+        let mut list = match sys::list_dir(src.as_fd()) {
+            Ok(l) => l,
+            Err(e) if vanished(&e) && !node.rel.as_os_str().is_empty() => return Ok(None),
+            Err(e) => return Err(self.err("read directory", self.src_full(&node.rel, None), e)),
+        };
         let mut dst_list = None;
         if node.sync {
             let mut dl = sys::list_dir(dst.as_fd())
