@@ -258,12 +258,15 @@ fn recover_as(cfg: &Config, layout: &Layout, record: bool) -> Result<Option<Reco
 /// before it died (it was putting the old version back), and what the
 /// recovery did.
 fn interrupted_record(j: &Journal, action: &str) -> Record {
-    let error = match &j.error {
-        Some(e) => format!(
-            "{e}\nthe deploy failed and was interrupted during {} while putting the previous version back; {action}",
-            phase_name(j.phase)
+    let error = match (&j.error, j.phase) {
+        (Some(e), Phase::Restore) => format!(
+            "{e}\nthe deploy failed and was interrupted during restore while putting the previous version back; {action}"
         ),
-        None => format!("interrupted during {}; {action}", phase_name(j.phase)),
+        (Some(e), phase) => format!(
+            "{e}\nthe deploy failed during {} and left the rest to this recovery; {action}",
+            phase_name(phase)
+        ),
+        (None, phase) => format!("interrupted during {}; {action}", phase_name(phase)),
     };
     Record {
         id: j.id.clone(),
