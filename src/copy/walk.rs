@@ -361,7 +361,7 @@ impl<'a> Walk<'a> {
     /// destination goes too (the copy then looks as if the listing had come
     /// a moment later), and the parent's times are set again.
     fn vanished_dir(&self, node: &Node) -> Result<()> {
-        tracing::warn!(
+        tracing::info!(
             "{}: {} vanished while copying (skipped)",
             self.verb,
             self.src_full(&node.rel, None).display()
@@ -418,7 +418,7 @@ impl<'a> Walk<'a> {
         let m = match sys::stat_at(sfd, name) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                tracing::warn!(
+                tracing::info!(
                     "{}: {} vanished while copying",
                     self.verb,
                     self.src_full(&node.rel, Some(name)).display()
@@ -573,7 +573,7 @@ impl<'a> Walk<'a> {
     fn entry_error(&self, node: &Node, name: &CStr, (op, which, e): OpError) -> Result<()> {
         let src = self.src_full(&node.rel, Some(name));
         if which == Side::Src && vanished(&e) {
-            tracing::warn!("{}: {} vanished while copying", self.verb, src.display());
+            tracing::info!("{}: {} vanished while copying", self.verb, src.display());
             return Ok(());
         }
         let p = if which == Side::Src {
