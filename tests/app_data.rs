@@ -180,6 +180,12 @@ fn root_owned_directories_an_earlier_version_left_are_given_back() {
         "tracked: not user content"
     );
     assert_eq!(read(&w.root().join("data/pages/old/deeper/p.txt")), "p");
+    let h = history(&w);
+    let warnings = h.last().unwrap()["warnings"].to_string();
+    assert!(
+        warnings.contains("gave 2 root-owned directories"),
+        "the deploy's history says so: {warnings}"
+    );
     // Once repaired, the next deploy has nothing to say.
     next_version(&w, "v2");
     let err = assert_ok(&w.run(&["deploy"]), "second deploy");

@@ -61,23 +61,7 @@ impl Deploy {
             let (mut root_watch, root_last) = d.run.pass("scan ROOT", || {
                 Watched::scan_visiting(&root, c, &mut |rel| repair.visit(rel))
             })?;
-            if !repair.repaired.is_empty() {
-                d.run.warn([format!(
-                    "gave {} root-owned director{} in user content back to the owner of {} \
-                     (made by an earlier rootswap; see the log)",
-                    repair.repaired.len(),
-                    if repair.repaired.len() == 1 {
-                        "y"
-                    } else {
-                        "ies"
-                    },
-                    if repair.repaired.len() == 1 {
-                        "its parent"
-                    } else {
-                        "their parents"
-                    }
-                )]);
-            }
+            d.run.warn(repaired_warning(&repair.repaired));
             let name = match &d.req.snapshot_name {
                 Some(n) => n.clone(),
                 None => d.layout.new_snapshot_name(Local::now())?,
@@ -127,6 +111,20 @@ impl Deploy {
             Ok(what)
         })
     }
+}
+
+/// The deploy's warning when ROOT's scan repaired owners (each one is logged).
+fn repaired_warning(repaired: &[PathBuf]) -> Option<String> {
+    let (what, whose) = match repaired.len() {
+        0 => return None,
+        1 => ("directory", "its parent"),
+        _ => ("directories", "their parents"),
+    };
+    Some(format!(
+        "gave {} root-owned {what} in user content back to the owner of {whose} \
+         (made by an earlier rootswap; see the log)",
+        repaired.len()
+    ))
 }
 
 /// The snapshot's user files right after the copy, and its watch. The copy
