@@ -54,6 +54,10 @@ pub struct Journal {
     /// files ROOT got before that instant were uploads, not hook output.
     #[serde(default)]
     pub switched_at: Option<u64>,
+    /// Why the deploy failed, once it has: written before it puts the old
+    /// version back, so that a recovery that finishes that work records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Now, in nanoseconds since the epoch.
@@ -77,6 +81,23 @@ impl Journal {
             .with_context(|| format!("cannot write the deploy journal in {}", state.display()))?;
         crate::crashpoint::hit(phase_name(phase));
         Ok(())
+    }
+
+    /// Keeps why the deploy failed in its journal, when the journal is
+    /// still there (the deploy stopped with work left for a recovery), so
+    /// that the recovery's history line says it. Best effort: the error is
+    /// reported to the caller anyway.
+    pub fn keep_error(&mut self, state: &Path, error: &anyhow::Error) {
+        if !matches!(Journal::load(state), Ok(Some(j)) if j.id == self.id) {
+            return;
+        }
+        self.error = Some(format!("{error:#}"));
+        let written = serde_json::to_vec_pretty(self)
+            .map_err(anyhow::Error::from)
+            .and_then(|data| crate::fsutil::write_atomic(&path(state), &data));
+        if let Err(e) = written {
+            tracing::warn!("cannot keep the deploy's error in its journal: {e:#}");
+        }
     }
 
     /// Reads an unfinished deploy's journal, if any.
@@ -112,5 +133,46 @@ pub fn phase_name(p: Phase) -> &'static str {
         Phase::SwitchToRoot => "switch-to-root",
         Phase::Finish => "finish",
         Phase::Restore => "restore",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(id: &str) -> Journal {
+        Journal {
+            id: id.into(),
+            trigger: "manual".into(),
+            commit: "c".into(),
+            previous: None,
+            snapshot: Some("ROOT_x".into()),
+            phase: Phase::Rewrite,
+            started: "2026-01-01T00:00:00+00:00".into(),
+            switched_at: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_deploys_error_is_kept_only_in_its_own_unfinished_journal() {
+        let t = tempfile::tempdir().unwrap();
+        let mut j = journal("a");
+        // No journal (the deploy finished it): nothing is written.
+        j.keep_error(t.path(), &anyhow::anyhow!("boom"));
+        assert!(Journal::load(t.path()).unwrap().is_none());
+        j.enter(t.path(), Phase::SwitchToRoot).unwrap();
+        j.keep_error(t.path(), &anyhow::anyhow!("boom").context("switch-to-root"));
+        let back = Journal::load(t.path()).unwrap().unwrap();
+        assert_eq!(back.error.as_deref(), Some("switch-to-root: boom"));
+        assert_eq!(back.phase, Phase::SwitchToRoot);
+        // Another deploy's journal is not touched.
+        let mut other = journal("b");
+        other.keep_error(t.path(), &anyhow::anyhow!("other"));
+        let back = Journal::load(t.path()).unwrap().unwrap();
+        assert_eq!(
+            (back.id.as_str(), back.error.as_deref()),
+            ("a", Some("switch-to-root: boom"))
+        );
     }
 }

@@ -102,8 +102,8 @@ fn prepare_locked(cfg: &Config, req: &Request) -> Result<Prepare> {
         })?;
         return Ok(Prepare::Ready(Prepared(d)));
     }
-    d.snapshot()?;
     d.guard(|d| {
+        d.snapshot()?;
         d.switch_to_snapshot()?;
         d.checkout()?;
         d.hooks()?;
@@ -138,7 +138,10 @@ impl Prepared {
         let mut d = self.0;
         let span = d.run.span.clone();
         let _enter = span.enter();
-        d.switch_to_root(None, OnUnhealthy::RollBack)?;
+        if let Err(e) = d.switch_to_root(None, OnUnhealthy::RollBack) {
+            d.journal.keep_error(&d.layout.state, &e);
+            return Err(e);
+        }
         d.finish()
     }
 
@@ -151,7 +154,10 @@ impl Prepared {
         let mut d = self.0;
         let span = d.run.span.clone();
         let _enter = span.enter();
-        d.switch_to_root(at, OnUnhealthy::Report)?;
+        if let Err(e) = d.switch_to_root(at, OnUnhealthy::Report) {
+            d.journal.keep_error(&d.layout.state, &e);
+            return Err(e);
+        }
         Ok(Switched(d))
     }
 

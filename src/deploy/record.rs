@@ -63,7 +63,10 @@ impl Deploy {
     /// After the switch back: evict (unless nothing was live before), record.
     pub(super) fn finish(mut self: Box<Self>) -> anyhow::Result<Outcome> {
         if !self.first_deploy() {
-            self.evict()?;
+            if let Err(e) = self.evict() {
+                self.journal.keep_error(&self.layout.state, &e);
+                return Err(e);
+            }
         }
         Ok(self.record_success())
     }

@@ -57,8 +57,11 @@ impl Deploy {
             d.journal.enter(&d.layout.state, Phase::Snapshot)?;
             let root = d.layout.root();
             let c = &d.classifier;
-            let (mut root_watch, root_last) =
-                d.run.pass("scan ROOT", || Watched::scan(&root, c))?;
+            let mut repair = crate::owners::Repair::new(&root, c);
+            let (mut root_watch, root_last) = d.run.pass("scan ROOT", || {
+                Watched::scan_visiting(&root, c, &mut |rel| repair.visit(rel))
+            })?;
+            d.run.warn(repaired_warning(&repair.repaired));
             let name = match &d.req.snapshot_name {
                 Some(n) => n.clone(),
                 None => d.layout.new_snapshot_name(Local::now())?,
@@ -108,6 +111,20 @@ impl Deploy {
             Ok(what)
         })
     }
+}
+
+/// The deploy's warning when ROOT's scan repaired owners (each one is logged).
+fn repaired_warning(repaired: &[PathBuf]) -> Option<String> {
+    let (what, whose) = match repaired.len() {
+        0 => return None,
+        1 => ("directory", "its parent"),
+        _ => ("directories", "their parents"),
+    };
+    Some(format!(
+        "gave {} root-owned {what} in user content back to the owner of {whose} \
+         (made by an earlier rootswap; see the log)",
+        repaired.len()
+    ))
 }
 
 /// The snapshot's user files right after the copy, and its watch. The copy
