@@ -476,7 +476,12 @@ fn a_keep_label_from_the_dashboard_is_a_plain_name() {
     let before = webroot_state(&w.webroot);
     let (h, v) = bearer();
     let auth = [(h, v.as_str()), ("Content-Type", "application/json")];
-    for bad in ["x\nforged log line", "\u{1b}[2Jwiped", "-x", &"y".repeat(65)] {
+    for bad in [
+        "x\nforged log line",
+        "\u{1b}[2Jwiped",
+        "-x",
+        &"y".repeat(65),
+    ] {
         let body = json!({ "snapshot": snap, "label": bad }).to_string();
         let (code, text) = s.http("POST", "/dashboard/keep", &auth, &body);
         assert_eq!(code, 400, "{bad:?}: {text}");

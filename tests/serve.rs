@@ -801,7 +801,13 @@ fn trigger_url_and_webhooks() {
 
     let log = s.log();
     assert!(log.contains("rejected (401)"), "{log}");
-    for secret in ["s3cret-token", "gh-s3cret", "gl-s3cret", "nope", METRICS_TOKEN] {
+    for secret in [
+        "s3cret-token",
+        "gh-s3cret",
+        "gl-s3cret",
+        "nope",
+        METRICS_TOKEN,
+    ] {
         assert!(!log.contains(secret), "the log shows {secret:?}:\n{log}");
     }
 }
@@ -908,7 +914,17 @@ fn a_reload_moves_the_trigger_url_and_a_bad_address_keeps_the_old_one() {
     let w = World::new(APP, &trigger(a));
     let mut s = Serve::start(&w);
     wait_http(&s, a);
-    assert_eq!(http(a, "GET", "/status", &[("Authorization", "Bearer t0ken")], b"").0, 200);
+    assert_eq!(
+        http(
+            a,
+            "GET",
+            "/status",
+            &[("Authorization", "Bearer t0ken")],
+            b""
+        )
+        .0,
+        200
+    );
 
     // Moved: the new port answers, the old one is closed.
     w.set_config(&trigger(b));
@@ -944,7 +960,17 @@ fn a_reload_moves_the_trigger_url_and_a_bad_address_keeps_the_old_one() {
         Duration::from_secs(5),
     );
     wait_http(&s, b);
-    assert_eq!(http(b, "GET", "/status", &[("Authorization", "Bearer t0ken")], b"").0, 200);
+    assert_eq!(
+        http(
+            b,
+            "GET",
+            "/status",
+            &[("Authorization", "Bearer t0ken")],
+            b""
+        )
+        .0,
+        200
+    );
 
     // Turned off.
     w.set_config("auto_deploy:\n  enabled: false\n");
@@ -1131,7 +1157,11 @@ fn status_and_metrics_need_the_token_and_foreign_hosts_are_refused() {
     assert_eq!(get("/health", &[("Host", "evil.example")]).0, 200);
 
     // DNS rebinding: a name that is not this listener's is refused, token or not.
-    for host in ["evil.example", &format!("evil.example:{port}"), "deploy.example.com.evil"] {
+    for host in [
+        "evil.example",
+        &format!("evil.example:{port}"),
+        "deploy.example.com.evil",
+    ] {
         let (code, body) = get("/status", &[token, ("Host", host)]);
         assert_eq!(code, 421, "{host}: {body}");
         assert!(body.contains("trigger.allowed_hosts"), "{body}");
@@ -1268,9 +1298,9 @@ fn a_flood_of_slow_clients_does_not_stop_scheduled_deploys() {
     let took = wait_live(&w, &s, &php("v2"), Duration::from_secs(6));
     eprintln!("flood: the scheduled deploy went live {took:?} after the commit");
     assert!(
-        wait_until(Duration::from_secs(5), || history(&w)
-            .last()
-            .is_some_and(|r| r["commit"] == c2.as_str() && r["result"] == "success")),
+        wait_until(Duration::from_secs(5), || history(&w).last().is_some_and(
+            |r| r["commit"] == c2.as_str() && r["result"] == "success"
+        )),
         "{:#?}\n{}",
         history(&w),
         s.log()
@@ -1278,7 +1308,14 @@ fn a_flood_of_slow_clients_does_not_stop_scheduled_deploys() {
     // /status with the token answers (once the stalled ones have timed out).
     let t = Instant::now();
     let answered = wait_until(Duration::from_secs(15), || {
-        http(port, "GET", "/status", &[("Authorization", "Bearer tok")], b"").0 == 200
+        http(
+            port,
+            "GET",
+            "/status",
+            &[("Authorization", "Bearer tok")],
+            b"",
+        )
+        .0 == 200
     });
     assert!(answered, "/status never answered:\n{}", s.log());
     eprintln!("flood: /status answered after {:?}", t.elapsed());
@@ -1290,13 +1327,25 @@ fn a_flood_of_slow_clients_does_not_stop_scheduled_deploys() {
         .map(closed_by_server)
         .filter(|closed| !closed)
         .count();
-    assert_eq!(open, 0, "{open} stalled connections still open:\n{}", s.log());
+    assert_eq!(
+        open,
+        0,
+        "{open} stalled connections still open:\n{}",
+        s.log()
+    );
     let log = s.log();
     assert!(!log.contains("Too many open files"), "{log}");
     assert!(log.contains("trigger.max_connections"), "{log}");
     // Control: normal requests work.
     assert_eq!(
-        http(port, "GET", "/status", &[("Authorization", "Bearer tok")], b"").0,
+        http(
+            port,
+            "GET",
+            "/status",
+            &[("Authorization", "Bearer tok")],
+            b""
+        )
+        .0,
         200
     );
 }

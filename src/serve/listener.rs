@@ -157,7 +157,9 @@ pub async fn serve(
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and the like: wait a little instead of spinning.
-                failing.hit(|n| tracing::warn!("the trigger URL cannot accept connections ({n}×): {e}"));
+                failing.hit(|n| {
+                    tracing::warn!("the trigger URL cannot accept connections ({n}×): {e}")
+                });
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -203,16 +205,17 @@ async fn connection(
         traffic: traffic.clone(),
     });
     let busy = traffic.clone();
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        let guard = InFlight::new(busy.clone());
-        let app = app.clone();
-        async move {
-            let r = app.oneshot(req).await;
-            drop(guard);
-            r
-        }
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let guard = InFlight::new(busy.clone());
+            let app = app.clone();
+            async move {
+                let r = app.oneshot(req).await;
+                drop(guard);
+                r
+            }
+        });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -326,10 +329,7 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 

@@ -188,9 +188,10 @@ pub fn host_allowed(allowed: &[String], host: &str) -> bool {
     if name.parse::<IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    allowed.iter().map(|a| a.trim()).any(|a| {
-        a.eq_ignore_ascii_case(host) || (!a.contains(':') && a.eq_ignore_ascii_case(name))
-    })
+    allowed
+        .iter()
+        .map(|a| a.trim())
+        .any(|a| a.eq_ignore_ascii_case(host) || (!a.contains(':') && a.eq_ignore_ascii_case(name)))
 }
 
 /// Refuses (421) a request addressed to a host name this listener does not
@@ -208,9 +209,9 @@ async fn host_guard(
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.to_string()));
     // A request without `Host` (HTTP/1.0 scripts) is no browser's.
-    let allowed = host
-        .as_deref()
-        .map_or(true, |h| host_allowed(&svc.config().trigger.allowed_hosts, h));
+    let allowed = host.as_deref().map_or(true, |h| {
+        host_allowed(&svc.config().trigger.allowed_hosts, h)
+    });
     if allowed {
         return next.run(req).await;
     }
@@ -672,7 +673,10 @@ mod tests {
 
     #[test]
     fn hosts() {
-        let allowed = vec!["deploy.example.com".to_string(), "b.example:8443".to_string()];
+        let allowed = vec![
+            "deploy.example.com".to_string(),
+            "b.example:8443".to_string(),
+        ];
         for ok in [
             "127.0.0.1",
             "127.0.0.1:9810",
@@ -715,7 +719,11 @@ mod tests {
             assert_eq!(d.repeat(&keys(i)), None);
         }
         assert!(d.order.len() <= DELIVERIES_KEPT && d.seen.len() == d.order.len());
-        assert_eq!(d.repeat(&["id:0".to_string()]), None, "the oldest is forgotten");
+        assert_eq!(
+            d.repeat(&["id:0".to_string()]),
+            None,
+            "the oldest is forgotten"
+        );
         let payload = json!({ "ref": "refs/heads/main", "before": "a", "after": "b" });
         assert_eq!(
             delivery_keys(Some(" x "), &payload),
