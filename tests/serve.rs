@@ -1116,6 +1116,22 @@ fn a_push_only_asks_for_a_check_and_a_replay_changes_nothing() {
     assert_eq!(github_push(port, "gh", "delivery-4", &push4).0, 202);
     wait_live(&w, &s, &php("v4"), Duration::from_secs(10));
     assert!(s.log().contains("already handled"), "{}", s.log());
+
+    // While another process holds the deploy lock (`rootswap deploy` in a
+    // shell), a push is refused with 409 and not remembered: the Git host's
+    // retry of the same delivery is looked at once the lock is free.
+    wait_finished(port, 3);
+    w.write_files(&[("index.php", &php("v5"))]);
+    let c5 = w.commit("v5");
+    let push5 = format!(r#"{{"ref":"refs/heads/main","before":"{c4}","after":"{c5}"}}"#);
+    let held = rootswap::lock::DeployLock::acquire(&w.webroot.join(".rootswap")).unwrap();
+    let (code, body) = github_push(port, "gh", "delivery-5", &push5);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("already running"), "{body}");
+    drop(held);
+    let (code, body) = github_push(port, "gh", "delivery-5", &push5);
+    assert_eq!(code, 202, "{body}");
+    wait_live(&w, &s, &php("v5"), Duration::from_secs(10));
 }
 
 #[test]

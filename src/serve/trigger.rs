@@ -42,6 +42,7 @@ use tokio::net::TcpListener;
 use super::{lock, Busy, Check, Service};
 use crate::config::Config;
 use crate::deploy::Trigger;
+use crate::lock::DeployLock;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -399,6 +400,22 @@ fn delivery_keys(id: Option<&str>, payload: &Value) -> Vec<String> {
     keys
 }
 
+/// 409 when another process (`rootswap deploy`) holds the deploy lock: the
+/// check would skip the push, so it is refused before the delivery counts as
+/// handled, and the Git host's retry is looked at. (While the service's own
+/// deploy runs, the check is made again after it.)
+fn locked_elsewhere(svc: &Service, who: &str) -> Option<Response> {
+    if svc.running().is_some() {
+        return None;
+    }
+    let pid = DeployLock::holder(&svc.config().state_path())?;
+    tracing::info!("{who}: refused (409): {}", Busy::Locked(pid));
+    Some(reply(
+        StatusCode::CONFLICT,
+        json!({ "error": Busy::Locked(pid).to_string(), "running": { "pid": pid } }),
+    ))
+}
+
 /// A push to the configured branch asks the service to look at the branch
 /// now, through the same decision as the schedule; says why not otherwise.
 fn on_push(svc: &Arc<Service>, payload: &Value, delivery: Option<&str>, who: &str) -> Response {
@@ -420,6 +437,9 @@ fn on_push(svc: &Arc<Service>, payload: &Value, delivery: Option<&str>, who: &st
     }
     if let Some(agent) = svc.fleet().filter(|a| !a.is_leader()) {
         return crate::fleet::http::not_leader(agent, who);
+    }
+    if let Some(r) = locked_elsewhere(svc, who) {
+        return r;
     }
     if let Some(key) = lock(&svc.deliveries).repeat(&delivery_keys(delivery, payload)) {
         tracing::info!("{who}: delivery already handled ({key}); nothing to do");
