@@ -1365,3 +1365,58 @@ fn a_flood_of_slow_clients_does_not_stop_scheduled_deploys() {
         200
     );
 }
+
+#[test]
+fn a_slow_body_gets_408_and_a_silent_kept_alive_connection_is_closed() {
+    let port = free_port();
+    let w = World::new(
+        APP,
+        &format!(
+            "auto_deploy:\n  enabled: false\ntrigger:\n  listen: 127.0.0.1:{port}\n  token: tok\n  \
+             github_secret: gh\n  header_timeout: 2s\n  request_timeout: 1s\n"
+        ),
+    );
+    let s = Serve::start(&w);
+    wait_http(&s, port);
+
+    // A body announced and never finished: 408 after request_timeout.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t = Instant::now();
+    c.write_all(
+        b"POST /webhook/github HTTP/1.1\r\nHost: 127.0.0.1\r\nX-GitHub-Event: push\r\n\
+          Content-Length: 1000\r\n\r\n{\"ref\":",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    let took = t.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("trigger.request_timeout"), "{answer}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+
+    // Control: a whole request on a kept-alive connection is answered; the
+    // connection, silent afterwards, is closed after header_timeout.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = c.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let t = Instant::now();
+    let rest = c.read(&mut buf);
+    let took = t.elapsed();
+    assert!(
+        matches!(rest, Ok(0)) || (rest.is_err() && took < Duration::from_secs(9)),
+        "{rest:?} after {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
+}

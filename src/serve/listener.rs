@@ -349,3 +349,32 @@ impl AsyncWrite for Watched {
         self.inner.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn idle_means_no_traffic_and_no_request_being_answered() {
+        let t = Arc::new(Traffic::new());
+        let limit = Duration::from_millis(200);
+        // Quiet and nothing in flight: idle after the limit, not before.
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), t.idle(limit))
+            .await
+            .expect("idle after 200 ms");
+        assert!(started.elapsed() >= limit);
+        // A request being answered keeps the connection, however quiet.
+        let guard = InFlight::new(t.clone());
+        let busy = tokio::time::timeout(Duration::from_millis(800), t.idle(limit)).await;
+        assert!(busy.is_err(), "closed while a request was being answered");
+        // Traffic counts from its last byte.
+        drop(guard);
+        t.touch();
+        let since = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), t.idle(limit))
+            .await
+            .expect("idle again once answered");
+        assert!(since.elapsed() >= Duration::from_millis(150));
+    }
+}
