@@ -206,7 +206,7 @@ impl Default for AutoDeployConfig {
 }
 
 /// `trigger:` — the deploy trigger URL.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerConfig {
     /// Address to listen on, e.g. `127.0.0.1:9810` (off when absent).
@@ -226,6 +226,58 @@ pub struct TriggerConfig {
     /// reading needs the token too). Actions always need the token.
     #[serde(default)]
     pub public_status: bool,
+    /// A bearer token that reads `GET /metrics` only (for Prometheus'
+    /// `bearer_token`); the trigger token reads it too.
+    #[serde(default)]
+    pub metrics_token: Option<String>,
+    /// Host names (optionally `name:port`) clients may address the listener
+    /// by, besides IP addresses and `localhost`: other `Host` headers are
+    /// refused (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Connections served at once; beyond it new ones are closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (also the longest a
+    /// kept-alive connection may wait for its next request).
+    #[serde(
+        default = "default_header_timeout",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub header_timeout: Duration,
+    /// A connection on which nothing moves in either direction this long is closed.
+    #[serde(
+        default = "default_idle_timeout",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub idle_timeout: Duration,
+    /// Time a request has from its headers to its answer (body included).
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub request_timeout: Duration,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        TriggerConfig {
+            listen: None,
+            token: None,
+            github_secret: None,
+            gitlab_token: None,
+            public_status: false,
+            metrics_token: None,
+            allowed_hosts: Vec::new(),
+            max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
+            request_timeout: default_request_timeout(),
+        }
+    }
 }
 
 /// `opcache:` — how rootswap clears php-fpm's OPcache.
@@ -473,6 +525,18 @@ fn default_health_retries() -> u32 {
 }
 fn default_hook_timeout() -> Duration {
     Duration::from_secs(600)
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// Parses a human duration such as `2s`, `500ms`, `10m` or `1h 30m`.

@@ -2,7 +2,7 @@
 //! the file, with its preset's values laid under it, every default filled in
 //! and `${VAR}`s expanded — with secrets masked.
 //!
-//! Masked: `fleet.password`, `trigger.token`, `trigger.github_secret`, `trigger.gitlab_token`,
+//! Masked: `fleet.password`, `trigger.token`, `trigger.metrics_token`, `trigger.github_secret`, `trigger.gitlab_token`,
 //! every value of `hooks.env`,
 //! the password (or lone token) in any `scheme://user:password@host` URL, and
 //! the value of URL query parameters named like a secret (`token=`, `key=`,
@@ -16,9 +16,10 @@ use crate::config::Config;
 /// What a masked secret is shown as.
 pub const MASK: &str = "********";
 
-const SECRET_KEYS: [(&str, &str); 4] = [
+const SECRET_KEYS: [(&str, &str); 5] = [
     ("fleet", "password"),
     ("trigger", "token"),
+    ("trigger", "metrics_token"),
     ("trigger", "github_secret"),
     ("trigger", "gitlab_token"),
 ];

@@ -257,9 +257,33 @@ pub fn tree_size(path: &Path) -> u64 {
         .sum()
 }
 
+/// Longest snapshot label.
+pub const LABEL_MAX: usize = 64;
+
+/// Checks a snapshot label (`snapshots keep --as`, the dashboard's Keep):
+/// 1 to [`LABEL_MAX`] ASCII letters, digits, `.`, `_` or `-`, not starting
+/// with `.` or `-`. A label ends up in a directory name, log lines and
+/// terminal tables, so nothing else (no `/`, newline or escape) gets in.
+pub fn validate_label(label: &str) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let ok = (1..=LABEL_MAX).contains(&label.len())
+        && label.chars().all(ok_char)
+        && !label.starts_with(['.', '-']);
+    if !ok {
+        bail!(
+            "snapshot label {label:?} is refused: use 1 to {LABEL_MAX} letters, digits, '.', '_' or '-', \
+             not starting with '.' or '-' (e.g. --as before-migration)"
+        );
+    }
+    Ok(())
+}
+
 /// Renames a timestamped snapshot so it is kept forever (`ROOT_<label>`,
-/// default label `kept-<timestamp>`).
+/// default label `kept-<timestamp>`); the label must pass [`validate_label`].
 pub fn keep(layout: &Layout, name: &str, label: Option<&str>) -> Result<String> {
+    if let Some(l) = label {
+        validate_label(l)?;
+    }
     let snap = find(layout, name)?;
     let Some(stamp) = snap.stamp else {
         bail!("snapshot {name} is already kept (its name is not a timestamp)");
@@ -267,9 +291,7 @@ pub fn keep(layout: &Layout, name: &str, label: Option<&str>) -> Result<String> 
     let label = label
         .map(str::to_owned)
         .unwrap_or_else(|| format!("kept-{}", stamp.render()));
-    if label.is_empty() || label.contains('/') || label.starts_with('.') {
-        bail!("label '{label}' must be a plain name (no '/', not starting with '.')");
-    }
+    validate_label(&label)?;
     let new_name = format!("{}_{label}", layout.root_name);
     if crate::layout::SnapshotName::parse(&label).is_some() {
         bail!("label '{label}' looks like a timestamp, so the snapshot would still be evicted; pick another label");

@@ -99,9 +99,12 @@ fn http(
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -462,6 +465,35 @@ fn without_the_token_or_from_another_origin_nothing_happens() {
     assert_eq!(history(&w).len(), hist_before);
     assert!(!s.log().contains(TOKEN), "the token is never logged");
     assert!(s.log().contains("rejected (401)"));
+}
+
+#[test]
+fn a_keep_label_from_the_dashboard_is_a_plain_name() {
+    let port = free_port();
+    let (w, _gate) = site(port, false);
+    let s = Serve::start(&w, port);
+    let snap = w.snapshots()[0].clone();
+    let before = webroot_state(&w.webroot);
+    let (h, v) = bearer();
+    let auth = [(h, v.as_str()), ("Content-Type", "application/json")];
+    for bad in [
+        "x\nforged log line",
+        "\u{1b}[2Jwiped",
+        "-x",
+        &"y".repeat(65),
+    ] {
+        let body = json!({ "snapshot": snap, "label": bad }).to_string();
+        let (code, text) = s.http("POST", "/dashboard/keep", &auth, &body);
+        assert_eq!(code, 400, "{bad:?}: {text}");
+        assert!(text.contains("snapshot label"), "{text}");
+    }
+    assert_same(&before, &webroot_state(&w.webroot), "after refused labels");
+    assert!(!s.log().contains("forged log line"), "{}", s.log());
+    // Control.
+    let body = json!({ "snapshot": snap, "label": "before-v3" }).to_string();
+    let (code, text) = s.http("POST", "/dashboard/keep", &auth, &body);
+    assert_eq!(code, 200, "{text}");
+    assert!(w.snapshots().contains(&"ROOT_before-v3".to_string()));
 }
 
 // ----- headless Chromium over the DevTools Protocol -------------------------

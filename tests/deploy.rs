@@ -213,6 +213,43 @@ fn keep_one_and_keep_three() {
 }
 
 #[test]
+fn a_snapshot_label_is_a_plain_name() {
+    let w = World::new(APP, "");
+    w.ok(&["deploy"]);
+    deploy_n(&w, 1);
+    let snap = w.snapshots()[0].clone();
+    let before = webroot_state(&w.webroot);
+    let long = "a".repeat(65);
+    for bad in [
+        "two\nlines",
+        "\u{1b}[31mred\u{1b}[0m",
+        "tab\there",
+        ".hidden",
+        "a/b",
+        "sp ace",
+        "ümlaut",
+        long.as_str(),
+    ] {
+        let err = w.fails(&["snapshots", "keep", &snap, &format!("--as={bad}")]);
+        assert!(
+            err.contains("snapshot label") && err.contains("letters, digits"),
+            "{bad:?}: {err}"
+        );
+        // The message shows the label escaped: no raw newline or escape reaches the terminal.
+        assert!(!err.contains('\u{1b}'), "{bad:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{bad:?}: {err}");
+        assert_same(&before, &webroot_state(&w.webroot), bad);
+    }
+    let err = w.fails(&["snapshots", "keep", &snap, "--as=-dash"]);
+    assert!(err.contains("snapshot label"), "{err}");
+    // Control: a plain label (64 characters at most) is kept.
+    let label = format!("v1.2_{}", "x".repeat(59));
+    let out = w.ok(&["snapshots", "keep", &snap, "--as", &label]);
+    assert!(out.contains(&format!("ROOT_{label}")), "{out}");
+    assert!(w.webroot.join(format!("ROOT_{label}")).is_dir());
+}
+
+#[test]
 fn a_renamed_snapshot_survives_ten_deploys() {
     let w = World::new(APP, "");
     w.ok(&["deploy"]);

@@ -48,8 +48,9 @@ fn wait_for(what: &str, max: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// GET with the fleet's trigger token (`/status` and `/metrics` need it).
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    http_get_with(port, path, "")
+    http_get_with(port, path, "Authorization: Bearer fleet-test-token\r\n")
 }
 
 /// GET with extra header lines (each ending in \r\n).

@@ -126,6 +126,8 @@ fn systemd_unit_is_a_hardened_template() {
         "PrivateTmp=yes",
         "ConditionPathExists=/etc/rootswap/%i.yaml",
         "WantedBy=multi-user.target",
+        // Slow clients of the trigger URL must not take the deploys' fds.
+        "LimitNOFILE=65536",
     ] {
         assert!(lines.contains(&want), "unit lacks `{want}`:\n{unit}");
     }

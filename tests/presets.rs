@@ -412,7 +412,7 @@ fn config_errors_still_name_key_and_line_with_a_preset() {
 
 #[test]
 fn effective_config_masks_secrets() {
-    let yaml = "preset: wordpress\ntrigger:\n  listen: 127.0.0.1:9810\n  token: tok-SECRET1\n  github_secret: gh-SECRET2\n  gitlab_token: gl-SECRET3\nnotify:\n  webhook: https://hooks.example.com/services/x?token=SECRET4&channel=ops\nhealth_check:\n  url: http://admin:SECRET5@127.0.0.1/health\n";
+    let yaml = "preset: wordpress\ntrigger:\n  listen: 127.0.0.1:9810\n  token: tok-SECRET1\n  github_secret: gh-SECRET2\n  gitlab_token: gl-SECRET3\n  metrics_token: mt-SECRET7\nnotify:\n  webhook: https://hooks.example.com/services/x?token=SECRET4&channel=ops\nhealth_check:\n  url: http://admin:SECRET5@127.0.0.1/health\n";
     let s = site(&skeletons::wordpress(), yaml, true);
     s.w.set_config(yaml);
     // A repository URL with credentials (never fetched: config only).
@@ -444,6 +444,7 @@ fn effective_config_masks_secrets() {
     assert_eq!(e["trigger"]["token"], "********");
     assert_eq!(e["trigger"]["github_secret"], "********");
     assert_eq!(e["trigger"]["gitlab_token"], "********");
+    assert_eq!(e["trigger"]["metrics_token"], "********");
     // `config` without flags checks and says so, without printing values.
     let (out, _) = s.ok(&["config"], &[]);
     assert!(

@@ -171,12 +171,16 @@ fn wait_polls(w: &World, s: &Serve, n: usize, timeout: Duration) {
     );
 }
 
+/// `trigger.metrics_token` of the tests that read `/metrics`, and its header.
+const METRICS_TOKEN: &str = "m3trics-token";
+const METRICS_AUTH: (&str, &str) = ("Authorization", "Bearer m3trics-token");
+
 /// `(running, finished)`: the deploy this service runs now (0 or 1) and
 /// those it finished, from `GET /metrics`. The trigger URL claims a deploy
 /// before it answers and counts it before releasing the claim, so right
 /// after an answer `(0, n)` proves that the request started nothing.
 fn deploy_counts(port: u16) -> (u64, u64) {
-    let (code, body) = http(port, "GET", "/metrics", &[], b"");
+    let (code, body) = http(port, "GET", "/metrics", &[METRICS_AUTH], b"");
     assert_eq!(code, 200, "{body}");
     let value = |l: &str| l.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok());
     let running = body
@@ -254,9 +258,12 @@ fn http(
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the trigger URL");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str("Host: 127.0.0.1\r\n");
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -607,7 +614,7 @@ fn trigger_url_and_webhooks() {
         APP,
         &format!(
             "auto_deploy:\n  enabled: false\ntrigger:\n  listen: 127.0.0.1:{port}\n  token: s3cret-token\n  \
-             github_secret: gh-s3cret\n  gitlab_token: gl-s3cret\n"
+             github_secret: gh-s3cret\n  gitlab_token: gl-s3cret\n  metrics_token: {METRICS_TOKEN}\n"
         ),
     );
     let s = Serve::start(&w);
@@ -708,6 +715,7 @@ fn trigger_url_and_webhooks() {
         push.as_bytes(),
     );
     assert_eq!(code, 202, "{body}");
+    assert!(body.contains("check requested"), "{body}");
     wait_live(&w, &s, &php("v2"), Duration::from_secs(5));
     assert!(wait_until(Duration::from_secs(2), || history(&w)
         .last()
@@ -756,7 +764,8 @@ fn trigger_url_and_webhooks() {
 
     // Status and metrics.
     let status = || {
-        let (code, body) = http(port, "GET", "/status", &[], b"");
+        let auth = ("Authorization", "Bearer s3cret-token");
+        let (code, body) = http(port, "GET", "/status", &[auth], b"");
         assert_eq!(code, 200, "{body}");
         serde_json::from_str::<serde_json::Value>(&body).unwrap()
     };
@@ -770,7 +779,7 @@ fn trigger_url_and_webhooks() {
     assert!(idle, "{:#}", status());
     // A queued trigger may start its deploy right after the idle status:
     // the metrics are read once no deploy runs and the three have counted.
-    let metrics = || http(port, "GET", "/metrics", &[], b"");
+    let metrics = || http(port, "GET", "/metrics", &[METRICS_AUTH], b"");
     let settled = wait_until(Duration::from_secs(10), || {
         let (_, body) = metrics();
         body.contains("rootswap_deploy_running 0")
@@ -792,7 +801,13 @@ fn trigger_url_and_webhooks() {
 
     let log = s.log();
     assert!(log.contains("rejected (401)"), "{log}");
-    for secret in ["s3cret-token", "gh-s3cret", "gl-s3cret", "nope"] {
+    for secret in [
+        "s3cret-token",
+        "gh-s3cret",
+        "gl-s3cret",
+        "nope",
+        METRICS_TOKEN,
+    ] {
         assert!(!log.contains(secret), "the log shows {secret:?}:\n{log}");
     }
 }
@@ -899,7 +914,17 @@ fn a_reload_moves_the_trigger_url_and_a_bad_address_keeps_the_old_one() {
     let w = World::new(APP, &trigger(a));
     let mut s = Serve::start(&w);
     wait_http(&s, a);
-    assert_eq!(http(a, "GET", "/status", &[], b"").0, 200);
+    assert_eq!(
+        http(
+            a,
+            "GET",
+            "/status",
+            &[("Authorization", "Bearer t0ken")],
+            b""
+        )
+        .0,
+        200
+    );
 
     // Moved: the new port answers, the old one is closed.
     w.set_config(&trigger(b));
@@ -935,7 +960,17 @@ fn a_reload_moves_the_trigger_url_and_a_bad_address_keeps_the_old_one() {
         Duration::from_secs(5),
     );
     wait_http(&s, b);
-    assert_eq!(http(b, "GET", "/status", &[], b"").0, 200);
+    assert_eq!(
+        http(
+            b,
+            "GET",
+            "/status",
+            &[("Authorization", "Bearer t0ken")],
+            b""
+        )
+        .0,
+        200
+    );
 
     // Turned off.
     w.set_config("auto_deploy:\n  enabled: false\n");
@@ -956,4 +991,432 @@ fn a_reload_moves_the_trigger_url_and_a_bad_address_keeps_the_old_one() {
         .expect("exits on SIGTERM");
     assert!(status.success(), "{status:?}\n{}", s.log());
     drop(squatter);
+}
+
+/// `state.json`'s `pinned_from` (the head a rollback moved away from).
+fn pinned(w: &World) -> serde_json::Value {
+    let p = w.webroot.join(".rootswap/state.json");
+    serde_json::from_str::<serde_json::Value>(&read(&p)).unwrap()["pinned_from"].clone()
+}
+
+/// A signed GitHub push delivery with its delivery id.
+fn github_push(port: u16, secret: &str, delivery: &str, body: &str) -> (u16, String) {
+    let sig = github_sig(secret, body.as_bytes());
+    http(
+        port,
+        "POST",
+        "/webhook/github",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", delivery),
+            ("X-Hub-Signature-256", &sig),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+#[test]
+fn a_push_only_asks_for_a_check_and_a_replay_changes_nothing() {
+    let port = free_port();
+    let w = World::new(
+        APP,
+        &format!(
+            "auto_deploy:\n  enabled: false\nhooks:\n  after_checkout: ['! grep -q broken index.php']\n\
+             trigger:\n  listen: 127.0.0.1:{port}\n  token: tok\n  metrics_token: {METRICS_TOKEN}\n  \
+             github_secret: gh\n  gitlab_token: gl\n"
+        ),
+    );
+    let c1 = git(&w.repo, &["rev-parse", "HEAD"]);
+    w.ok(&["deploy"]);
+    let s = Serve::start(&w);
+    wait_http(&s, port);
+
+    // Control: a push of a new commit is looked at and deployed.
+    w.write_files(&[("index.php", &php("v2 bad"))]);
+    let c2 = w.commit("v2, which will be rolled back");
+    let push2 = format!(r#"{{"ref":"refs/heads/main","before":"{c1}","after":"{c2}"}}"#);
+    let (code, body) = github_push(port, "gh", "delivery-1", &push2);
+    assert_eq!(code, 202, "{body}");
+    assert!(body.contains("check requested"), "{body}");
+    wait_live(&w, &s, &php("v2 bad"), Duration::from_secs(10));
+    wait_finished(port, 1);
+    assert_eq!(history(&w).last().unwrap()["trigger"], "webhook");
+
+    // An emergency rollback: v1 live, c2 pinned.
+    w.ok(&["rollback"]);
+    assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
+    assert_eq!(pinned(&w), c2.as_str());
+    let hist_len = history(&w).len();
+
+    // The same delivery again (GitHub's redelivery), and the same signed body
+    // under a new delivery id (a replay): already handled, nothing starts.
+    for id in ["delivery-1", "delivery-forged"] {
+        let (code, body) = github_push(port, "gh", id, &push2);
+        assert_eq!(code, 200, "{id}: {body}");
+        assert!(body.contains("already handled"), "{id}: {body}");
+    }
+    assert_eq!(deploy_counts(port), (0, 1), "a replayed push deployed");
+    // A new delivery that names no commit gets past the replay guard: the
+    // poller's decision keeps the pin, the bad commit stays off.
+    let mark = s.log_len();
+    let bare = r#"{"ref":"refs/heads/main"}"#;
+    let (code, body) = github_push(port, "gh", "delivery-2", bare);
+    assert_eq!(code, 202, "{body}");
+    s.wait_log_after(mark, "rollback moved away from", 1, Duration::from_secs(10));
+    assert_eq!(deploy_counts(port), (0, 1), "the pinned head was deployed");
+    assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
+    assert_eq!(pinned(&w), c2.as_str(), "the pin was cleared");
+    assert_eq!(history(&w).len(), hist_len);
+
+    // A commit whose deploy fails is not retried by a later push.
+    w.write_files(&[("index.php", &php("v3 broken"))]);
+    let c3 = w.commit("v3, whose hook fails");
+    let push3 = format!(r#"{{"ref":"refs/heads/main","before":"{c2}","after":"{c3}"}}"#);
+    assert_eq!(github_push(port, "gh", "delivery-3", &push3).0, 202);
+    wait_finished(port, 2);
+    let failed = |w: &World| {
+        history(w)
+            .iter()
+            .filter(|r| r["result"] == "failed" && r["commit"] == c3.as_str())
+            .count()
+    };
+    assert_eq!(failed(&w), 1, "{:#?}", history(&w));
+    let mark = s.log_len();
+    let gl = r#"{"object_kind":"push","ref":"refs/heads/main"}"#;
+    let gitlab = |uuid: &str| {
+        http(
+            port,
+            "POST",
+            "/webhook/gitlab",
+            &[("X-Gitlab-Token", "gl"), ("X-Gitlab-Event-UUID", uuid)],
+            gl.as_bytes(),
+        )
+    };
+    let (code, body) = gitlab("gl-uuid-1");
+    assert_eq!(code, 202, "{body}");
+    s.wait_log_after(
+        mark,
+        "failed to deploy; waiting for a new commit",
+        1,
+        Duration::from_secs(10),
+    );
+    assert_eq!(deploy_counts(port), (0, 2), "the failed commit was retried");
+    assert_eq!(failed(&w), 1);
+    assert_eq!(live(&w).as_deref(), Some(php("v1").as_str()));
+    // GitLab's redelivery of the same event: already handled.
+    let (code, body) = gitlab("gl-uuid-1");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("already handled"), "{body}");
+
+    // Control: a fresh push of a new commit deploys it.
+    w.write_files(&[("index.php", &php("v4"))]);
+    let c4 = w.commit("v4");
+    let push4 = format!(r#"{{"ref":"refs/heads/main","before":"{c3}","after":"{c4}"}}"#);
+    assert_eq!(github_push(port, "gh", "delivery-4", &push4).0, 202);
+    wait_live(&w, &s, &php("v4"), Duration::from_secs(10));
+    assert!(s.log().contains("already handled"), "{}", s.log());
+
+    // While another process holds the deploy lock (`rootswap deploy` in a
+    // shell), a push is refused with 409 and not remembered: the Git host's
+    // retry of the same delivery is looked at once the lock is free.
+    wait_finished(port, 3);
+    w.write_files(&[("index.php", &php("v5"))]);
+    let c5 = w.commit("v5");
+    let push5 = format!(r#"{{"ref":"refs/heads/main","before":"{c4}","after":"{c5}"}}"#);
+    let held = rootswap::lock::DeployLock::acquire(&w.webroot.join(".rootswap")).unwrap();
+    let (code, body) = github_push(port, "gh", "delivery-5", &push5);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("already running"), "{body}");
+    drop(held);
+    let (code, body) = github_push(port, "gh", "delivery-5", &push5);
+    assert_eq!(code, 202, "{body}");
+    wait_live(&w, &s, &php("v5"), Duration::from_secs(10));
+}
+
+#[test]
+fn status_and_metrics_need_the_token_and_foreign_hosts_are_refused() {
+    let port = free_port();
+    let trigger = |public: bool| {
+        format!(
+            "auto_deploy:\n  enabled: false\ntrigger:\n  listen: 127.0.0.1:{port}\n  token: tok\n  \
+             metrics_token: {METRICS_TOKEN}\n  allowed_hosts: [deploy.example.com]\n  public_status: {public}\n"
+        )
+    };
+    let w = World::new(APP, &trigger(false));
+    w.ok(&["deploy"]);
+    let s = Serve::start(&w);
+    wait_http(&s, port);
+    let webroot = w.webroot.to_string_lossy().into_owned();
+    let token = ("Authorization", "Bearer tok");
+    let get = |path: &str, headers: &[(&str, &str)]| http(port, "GET", path, headers, b"");
+
+    // Without a token: 401 and nothing of the site in the answer.
+    for path in ["/status", "/metrics"] {
+        for h in [vec![], vec![("Authorization", "Bearer nope")]] {
+            let (code, body) = get(path, &h);
+            assert_eq!(code, 401, "{path} {h:?}: {body}");
+            assert!(!body.contains(&webroot), "{path}: {body}");
+        }
+    }
+    // The trigger token reads both; the metrics token only the metrics.
+    let (code, body) = get("/status", &[token]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&webroot), "{body}");
+    assert_eq!(get("/metrics", &[token]).0, 200);
+    let (code, body) = get("/metrics", &[METRICS_AUTH]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("rootswap_snapshots"), "{body}");
+    assert_eq!(get("/status", &[METRICS_AUTH]).0, 401);
+    // /health stays public (load balancers), whatever the Host.
+    assert_eq!(get("/health", &[]).0, 200);
+    assert_eq!(get("/health", &[("Host", "evil.example")]).0, 200);
+
+    // DNS rebinding: a name that is not this listener's is refused, token or not.
+    for host in [
+        "evil.example",
+        &format!("evil.example:{port}"),
+        "deploy.example.com.evil",
+    ] {
+        let (code, body) = get("/status", &[token, ("Host", host)]);
+        assert_eq!(code, 421, "{host}: {body}");
+        assert!(body.contains("trigger.allowed_hosts"), "{body}");
+        assert_eq!(get("/", &[("Host", host)]).0, 421, "{host}");
+    }
+    let (code, _) = http(
+        port,
+        "POST",
+        "/deploy",
+        &[token, ("Host", "evil.example")],
+        b"",
+    );
+    assert_eq!(code, 421);
+    assert_eq!(deploy_counts(port), (0, 0), "a refused request deployed");
+    // Addresses, localhost and allowed names are served.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        "deploy.example.com".to_string(),
+        format!("DEPLOY.example.com:{port}"),
+    ] {
+        assert_eq!(get("/status", &[token, ("Host", &host)]).0, 200, "{host}");
+    }
+    assert!(s.log().contains("refused (421)"), "{}", s.log());
+
+    // public_status: true publishes both read-only views.
+    let mark = s.log_len();
+    w.set_config(&trigger(true));
+    s.wait_log_after(mark, "configuration reloaded", 1, Duration::from_secs(5));
+    assert_eq!(get("/status", &[]).0, 200);
+    assert_eq!(get("/metrics", &[]).0, 200);
+    assert_eq!(get("/status", &[("Host", "evil.example")]).0, 421);
+}
+
+/// Starts `rootswap serve` with soft and hard `RLIMIT_NOFILE` at `fds`, as
+/// systemd's default (1,024) would give it.
+fn serve_with_fd_limit(w: &World, fds: u64) -> Serve {
+    use std::os::unix::process::CommandExt;
+    let log = w.tmp.path().join("serve-limited.log");
+    let out = std::fs::File::create(&log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let mut cmd = Command::new(bin());
+    cmd.arg("-c")
+        .arg(&w.config)
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err));
+    // SAFETY: setrlimit(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: fds,
+                rlim_max: fds,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Serve {
+        child: cmd.spawn().expect("rootswap serve starts"),
+        log,
+    }
+}
+
+/// Whether the server closed `c` (EOF or reset), reading what it sent first.
+fn closed_by_server(c: &mut TcpStream) -> bool {
+    let _ = c.set_nonblocking(true);
+    let mut buf = [0u8; 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn a_flood_of_slow_clients_does_not_stop_scheduled_deploys() {
+    const FLOOD: usize = 1100;
+    let port = free_port();
+    let w = World::new(
+        APP,
+        &format!(
+            "auto_deploy:\n  every: 1s\ntrigger:\n  listen: 127.0.0.1:{port}\n  token: tok\n  \
+             header_timeout: 8s\n"
+        ),
+    );
+    // The test holds FLOOD sockets itself.
+    // SAFETY: getrlimit/setrlimit on this process.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        if lim.rlim_max < (FLOOD as u64) + 200 {
+            skip_or_fail(&format!(
+                "the test needs {} open files, the hard limit is {}",
+                FLOOD + 200,
+                lim.rlim_max
+            ));
+            return;
+        }
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    let s = serve_with_fd_limit(&w, 1024);
+    wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
+    wait_http(&s, port);
+
+    // The flood: each connection sends half a request line and stalls.
+    let start = Instant::now();
+    let mut conns = Vec::new();
+    for _ in 0..FLOOD {
+        if let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = c.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0");
+            conns.push(c);
+        }
+    }
+    let opened = start.elapsed();
+    eprintln!("flood: {} connections opened in {opened:?}", conns.len());
+    assert!(conns.len() >= 1000, "only {} connections", conns.len());
+
+    // A scheduled deploy of a new commit still happens under the flood.
+    w.write_files(&[("index.php", &php("v2"))]);
+    let c2 = w.commit("v2 under a flood");
+    // (Within less than the header timeout: while the flood holds its connections.)
+    let took = wait_live(&w, &s, &php("v2"), Duration::from_secs(6));
+    eprintln!("flood: the scheduled deploy went live {took:?} after the commit");
+    assert!(
+        wait_until(Duration::from_secs(5), || history(&w).last().is_some_and(
+            |r| r["commit"] == c2.as_str() && r["result"] == "success"
+        )),
+        "{:#?}\n{}",
+        history(&w),
+        s.log()
+    );
+    // /status with the token answers (once the stalled ones have timed out).
+    let t = Instant::now();
+    let answered = wait_until(Duration::from_secs(15), || {
+        http(
+            port,
+            "GET",
+            "/status",
+            &[("Authorization", "Bearer tok")],
+            b"",
+        )
+        .0 == 200
+    });
+    assert!(answered, "/status never answered:\n{}", s.log());
+    eprintln!("flood: /status answered after {:?}", t.elapsed());
+    // Every stalled connection has been closed by the header timeout (8 s).
+    let deadline = start + Duration::from_secs(8) + opened + Duration::from_secs(3);
+    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    let open = conns
+        .iter_mut()
+        .map(closed_by_server)
+        .filter(|closed| !closed)
+        .count();
+    assert_eq!(
+        open,
+        0,
+        "{open} stalled connections still open:\n{}",
+        s.log()
+    );
+    let log = s.log();
+    assert!(!log.contains("Too many open files"), "{log}");
+    assert!(log.contains("trigger.max_connections"), "{log}");
+    // Control: normal requests work.
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            "/status",
+            &[("Authorization", "Bearer tok")],
+            b""
+        )
+        .0,
+        200
+    );
+}
+
+#[test]
+fn a_slow_body_gets_408_and_a_silent_kept_alive_connection_is_closed() {
+    let port = free_port();
+    let w = World::new(
+        APP,
+        &format!(
+            "auto_deploy:\n  enabled: false\ntrigger:\n  listen: 127.0.0.1:{port}\n  token: tok\n  \
+             github_secret: gh\n  header_timeout: 2s\n  request_timeout: 1s\n"
+        ),
+    );
+    let s = Serve::start(&w);
+    wait_http(&s, port);
+
+    // A body announced and never finished: 408 after request_timeout.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t = Instant::now();
+    c.write_all(
+        b"POST /webhook/github HTTP/1.1\r\nHost: 127.0.0.1\r\nX-GitHub-Event: push\r\n\
+          Content-Length: 1000\r\n\r\n{\"ref\":",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    let took = t.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("trigger.request_timeout"), "{answer}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+
+    // Control: a whole request on a kept-alive connection is answered; the
+    // connection, silent afterwards, is closed after header_timeout.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = c.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let t = Instant::now();
+    let rest = c.read(&mut buf);
+    let took = t.elapsed();
+    assert!(
+        matches!(rest, Ok(0)) || (rest.is_err() && took < Duration::from_secs(9)),
+        "{rest:?} after {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
 }

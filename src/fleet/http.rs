@@ -44,25 +44,30 @@ pub fn trigger(agent: &Arc<Agent>, trigger: Trigger, who: &str) -> Response {
     request(agent, req, who)
 }
 
+/// 421 from a follower: the leader's node id and trigger address.
+pub fn not_leader(agent: &Arc<Agent>, who: &str) -> Response {
+    let (leader, addr) = agent.leader().unwrap_or_else(|| ("unknown".into(), None));
+    tracing::info!(
+        "{who}: refused (421): node {} is not the fleet's leader ({leader} is)",
+        agent.node()
+    );
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        Json(json!({
+            "error": format!("node {} is a follower; ask the fleet's leader, node {leader}", agent.node()),
+            "leader": leader,
+            "leader_trigger": addr,
+        })),
+    )
+        .into_response()
+}
+
 /// A deploy (or rollback) asked of a fleet node by the trigger URL, a
 /// webhook or the dashboard: as [`trigger`], for `req`'s ref, force and trigger.
 pub fn request(agent: &Arc<Agent>, req: crate::deploy::Request, who: &str) -> Response {
     let trigger = req.trigger;
     if !agent.is_leader() {
-        let (leader, addr) = agent.leader().unwrap_or_else(|| ("unknown".into(), None));
-        tracing::info!(
-            "{who}: refused (421): node {} is not the fleet's leader ({leader} is)",
-            agent.node()
-        );
-        return (
-            StatusCode::MISDIRECTED_REQUEST,
-            Json(json!({
-                "error": format!("node {} is a follower; ask the fleet's leader, node {leader}", agent.node()),
-                "leader": leader,
-                "leader_trigger": addr,
-            })),
-        )
-            .into_response();
+        return not_leader(agent, who);
     }
     if agent.deploying() {
         return (

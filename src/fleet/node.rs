@@ -849,7 +849,7 @@ pub async fn poll_deploy(
         &head[..7.min(head.len())]
     );
     match agent
-        .coordinate(Trigger::Schedule, Some(head.to_string()), false, None)
+        .coordinate(why.trigger(), Some(head.to_string()), false, None)
         .await
     {
         Ok(_) => None,

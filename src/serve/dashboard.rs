@@ -58,7 +58,7 @@ pub fn routes() -> Router<Arc<Service>> {
 }
 
 /// The token a request carries: `Authorization: Bearer …` or `X-Rootswap-Token`.
-fn given_token(h: &HeaderMap) -> Option<&str> {
+pub(super) fn given_token(h: &HeaderMap) -> Option<&str> {
     let bearer = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -80,7 +80,7 @@ fn has_token(cfg: &Config, h: &HeaderMap) -> bool {
 }
 
 /// The reader may see the status: the token, or `trigger.public_status`.
-fn may_read(cfg: &Config, h: &HeaderMap) -> bool {
+pub(super) fn may_read(cfg: &Config, h: &HeaderMap) -> bool {
     cfg.trigger.public_status || has_token(cfg, h)
 }
 
@@ -446,6 +446,9 @@ async fn keep(
         .label
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty());
+    if let Some(Err(e)) = label.as_deref().map(crate::snapshot::validate_label) {
+        return error(StatusCode::BAD_REQUEST, format!("{e:#}"));
+    }
     with_lock(&svc, move |_, layout| {
         let kept = crate::snapshot::keep(layout, &name, label.as_deref())?;
         tracing::info!("dashboard: {name} kept as {kept} (asked by {peer})");

@@ -22,6 +22,7 @@
 
 pub mod dashboard;
 pub mod events;
+mod listener;
 mod metrics;
 mod schedule;
 mod trigger;
@@ -53,6 +54,8 @@ pub use schedule::Backoff;
 pub fn run(config_path: &Path, cfg: Config) -> Result<()> {
     schedule::validate(&cfg)?;
     trigger::validate(&cfg)?;
+    // Listener connections must never take the deploys' file descriptors.
+    listener::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("rootswap-serve")
@@ -79,6 +82,18 @@ pub enum Check {
     AfterDeploy,
     /// A reloaded configuration follows another repository or branch, or turned polling on.
     Reload,
+    /// A Git host's push webhook: "look now", decided like a tick.
+    Webhook,
+}
+
+impl Check {
+    /// What a deploy this check starts is recorded as.
+    pub fn trigger(self) -> Trigger {
+        match self {
+            Check::Webhook => Trigger::Webhook,
+            _ => Trigger::Schedule,
+        }
+    }
 }
 
 impl fmt::Display for Check {
@@ -89,6 +104,7 @@ impl fmt::Display for Check {
             Check::RefsChanged => "refs change",
             Check::AfterDeploy => "re-check after deploy",
             Check::Reload => "check after reload",
+            Check::Webhook => "webhook push",
         })
     }
 }
@@ -151,6 +167,8 @@ pub struct Service {
     metrics: metrics::Metrics,
     /// This node's part in a fleet (`fleet:`), once joined.
     fleet: std::sync::OnceLock<Arc<crate::fleet::Agent>>,
+    /// Webhook deliveries handled lately (a repeat starts nothing).
+    deliveries: Mutex<trigger::Deliveries>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -181,6 +199,7 @@ impl Service {
             checks,
             metrics: metrics::Metrics::default(),
             fleet: std::sync::OnceLock::new(),
+            deliveries: Mutex::new(trigger::Deliveries::default()),
         }
     }
 
@@ -450,7 +469,7 @@ impl Service {
             Decision::Deploy(h) => match self.try_begin() {
                 Ok(id) => {
                     tracing::info!("{why}: {} moved to {}, deploying", cfg.source.branch, abbrev(&h));
-                    let handle = self.spawn_deploy(id, Trigger::Schedule, Some(h));
+                    let handle = self.spawn_deploy(id, why.trigger(), Some(h));
                     let _ = handle.await;
                 }
                 Err(busy) => tracing::info!("{why} skipped: {busy}"),

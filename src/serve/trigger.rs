@@ -1,26 +1,35 @@
 //! The deploy trigger URL (`trigger.listen`) and Git host webhooks.
 //!
 //! - `POST /deploy` with `Authorization: Bearer <trigger.token>`: 202 and the
-//!   deploy id, or 409 when a deploy runs;
+//!   deploy id, or 409 when a deploy runs (an explicit deploy: it deploys now);
 //! - `POST /webhook/github`: `X-Hub-Signature-256` is the HMAC-SHA256 of the
-//!   raw body with `trigger.github_secret`; pushes to the configured branch deploy;
+//!   raw body with `trigger.github_secret`; a push to the configured branch
+//!   asks the service to look at the branch now ([`Check::Webhook`]), which
+//!   decides as the schedule does (a head a rollback left, or one that failed,
+//!   is not deployed); a delivery seen before is answered "already handled";
 //! - `POST /webhook/gitlab`: `X-Gitlab-Token` must equal `trigger.gitlab_token`;
-//! - `GET /status`: the JSON of `rootswap status --json`;
-//! - `GET /health`: 200, or 503 while a fleet node has not caught up;
-//! - `GET /metrics`: Prometheus text;
+//! - `GET /status`: the JSON of `rootswap status --json`, and `GET /metrics`:
+//!   Prometheus text, both with the token (or `trigger.metrics_token` for the
+//!   metrics) unless `trigger.public_status` is true;
+//! - `GET /health`: 200, or 503 while a fleet node has not caught up; public;
 //! - `GET /` and `/dashboard/…`: the deploy dashboard ([`super::dashboard`]).
 //!
 //! Credentials are compared in constant time; a rejected request is logged
 //! with its peer address, never with what it sent. Bodies over 1 MiB get 413.
-//! An endpoint whose secret is not configured answers 404.
+//! An endpoint whose secret is not configured answers 404. A request whose
+//! `Host` is neither an IP address, `localhost` nor in `trigger.allowed_hosts`
+//! gets 421 (DNS rebinding), `/health` excepted. Connections are limited as
+//! [`super::listener`] describes.
 
-use std::net::SocketAddr;
+use std::collections::{HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,9 +39,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use super::{Busy, Service};
+use super::{lock, Busy, Check, Service};
 use crate::config::Config;
 use crate::deploy::Trigger;
+use crate::lock::DeployLock;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -44,6 +54,7 @@ pub fn validate(cfg: &Config) -> Result<()> {
     let t = &cfg.trigger;
     for (key, v) in [
         ("trigger.token", &t.token),
+        ("trigger.metrics_token", &t.metrics_token),
         ("trigger.github_secret", &t.github_secret),
         ("trigger.gitlab_token", &t.gitlab_token),
     ] {
@@ -53,7 +64,41 @@ pub fn validate(cfg: &Config) -> Result<()> {
             );
         }
     }
+    validate_limits(&cfg.trigger)?;
     listen_addr(cfg).map(|_| ())
+}
+
+/// Checks the listener's limits and `trigger.allowed_hosts`.
+fn validate_limits(t: &crate::config::TriggerConfig) -> Result<()> {
+    if !(1..=65_536).contains(&t.max_connections) {
+        anyhow::bail!(
+            "`trigger.max_connections: {}` must be between 1 and 65536 (default 256)",
+            t.max_connections
+        );
+    }
+    for (key, d) in [
+        ("trigger.header_timeout", t.header_timeout),
+        ("trigger.idle_timeout", t.idle_timeout),
+        ("trigger.request_timeout", t.request_timeout),
+    ] {
+        if d < std::time::Duration::from_millis(100) || d > std::time::Duration::from_secs(3600) {
+            anyhow::bail!(
+                "`{key}: {}` must be between 100ms and 1h",
+                humantime::format_duration(d)
+            );
+        }
+    }
+    for h in &t.allowed_hosts {
+        let bad = h.trim().is_empty()
+            || h.contains(|c: char| c.is_whitespace() || c == '/' || c == '@' || c.is_control());
+        if bad {
+            anyhow::bail!(
+                "`trigger.allowed_hosts` entry {h:?} is not a host name: write it as the client \
+                 sends it in the Host header, e.g. deploy.example.com or deploy.example.com:8443"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn listen_addr(cfg: &Config) -> Result<Option<SocketAddr>> {
@@ -75,7 +120,7 @@ pub async fn bind(cfg: &Config) -> Result<Option<TcpListener>> {
     if t.token.is_none() && t.github_secret.is_none() && t.gitlab_token.is_none() {
         tracing::warn!(
             "trigger.listen is set but none of trigger.token, trigger.github_secret, trigger.gitlab_token: \
-             only GET /status and GET /metrics are served"
+             only GET /health (and /status, /metrics with trigger.public_status or trigger.metrics_token) are served"
         );
     }
     if !addr.ip().is_loopback() {
@@ -95,8 +140,17 @@ pub async fn bind(cfg: &Config) -> Result<Option<TcpListener>> {
 pub async fn serve(
     svc: Arc<Service>,
     listener: TcpListener,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let cfg = svc.config();
+    let limits = super::listener::Limits::from_config(&cfg.trigger);
+    tracing::info!(
+        "trigger URL limits: {} connections, headers within {}, idle {}, requests within {}",
+        limits.max_connections,
+        humantime::format_duration(cfg.trigger.header_timeout),
+        humantime::format_duration(cfg.trigger.idle_timeout),
+        humantime::format_duration(cfg.trigger.request_timeout)
+    );
     let app = Router::new()
         .route("/deploy", post(deploy))
         .route("/webhook/github", post(github))
@@ -106,19 +160,75 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .merge(super::dashboard::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(from_fn_with_state(
+            cfg.trigger.request_timeout,
+            super::listener::deadline,
+        ))
+        .layer(from_fn_with_state(svc.clone(), host_guard))
         .with_state(svc);
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
-    if let Err(e) = result {
-        tracing::error!("the trigger URL stopped: {e}");
+    super::listener::serve(app, listener, limits, stop).await;
+}
+
+/// The host name part of a `Host` header (`[::1]:80` -> `::1`, `a.b:80` -> `a.b`).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
     }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// A client may address the listener by `host`: an IP address (which no
+/// DNS rebinding can produce), `localhost`, or a `trigger.allowed_hosts`
+/// entry (with its port, or any port when the entry has none).
+pub fn host_allowed(allowed: &[String], host: &str) -> bool {
+    let host = host.trim();
+    let name = host_name(host);
+    if name.parse::<IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    allowed
+        .iter()
+        .map(|a| a.trim())
+        .any(|a| a.eq_ignore_ascii_case(host) || (!a.contains(':') && a.eq_ignore_ascii_case(name)))
+}
+
+/// Refuses (421) a request addressed to a host name this listener does not
+/// answer to, before any handler runs; `/health` is exempt (load balancers).
+async fn host_guard(
+    State(svc): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let host = header_str(req.headers(), header::HOST.as_str())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    // A request without `Host` (HTTP/1.0 scripts) is no browser's.
+    let allowed = host.as_deref().map_or(true, |h| {
+        host_allowed(&svc.config().trigger.allowed_hosts, h)
+    });
+    if allowed {
+        return next.run(req).await;
+    }
+    let host = host.unwrap_or_default();
+    tracing::warn!(
+        "{} {} from {peer} refused (421): Host {host:?} is not this listener's (trigger.allowed_hosts)",
+        req.method(),
+        req.uri().path()
+    );
+    reply(
+        StatusCode::MISDIRECTED_REQUEST,
+        json!({ "error": format!(
+            "this listener does not answer to the host {host:?}: address it by IP address or localhost, \
+             or add the name to trigger.allowed_hosts (a guard against DNS rebinding)"
+        ) }),
+    )
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -243,8 +353,72 @@ fn push_ref(body: &[u8]) -> Result<Value, Box<Response>> {
     })
 }
 
-/// Deploys when a push went to the configured branch; says why not otherwise.
-fn on_push(svc: &Arc<Service>, payload: &Value, who: &str) -> Response {
+/// Webhook deliveries remembered, to answer a repeated one "already handled".
+pub const DELIVERIES_KEPT: usize = 1000;
+
+/// The last [`DELIVERIES_KEPT`] webhook deliveries handled: their ids
+/// (`X-GitHub-Delivery`, `X-Gitlab-Event-UUID`) and their pushes' `before`/`after` pairs.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    order: VecDeque<String>,
+    seen: HashSet<String>,
+}
+
+impl Deliveries {
+    /// The first of `keys` seen before; when none was, remembers them all
+    /// (forgetting the oldest beyond [`DELIVERIES_KEPT`]) and returns None.
+    pub fn repeat(&mut self, keys: &[String]) -> Option<String> {
+        if let Some(k) = keys.iter().find(|k| self.seen.contains(*k)) {
+            return Some(k.clone());
+        }
+        for k in keys {
+            if self.seen.insert(k.clone()) {
+                self.order.push_back(k.clone());
+            }
+        }
+        while self.order.len() > DELIVERIES_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        None
+    }
+}
+
+/// What identifies a delivery: its id header, and the push's `before`/`after`
+/// pair (the same push redelivered under another id has the same pair).
+fn delivery_keys(id: Option<&str>, payload: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Some(id) = id.map(str::trim).filter(|i| !i.is_empty()) {
+        keys.push(format!("id:{id}"));
+    }
+    let field = |k: &str| payload.get(k).and_then(Value::as_str).unwrap_or("");
+    let (before, after) = (field("before"), field("after"));
+    if !after.is_empty() {
+        keys.push(format!("push:{}:{before}..{after}", field("ref")));
+    }
+    keys
+}
+
+/// 409 when another process (`rootswap deploy`) holds the deploy lock: the
+/// check would skip the push, so it is refused before the delivery counts as
+/// handled, and the Git host's retry is looked at. (While the service's own
+/// deploy runs, the check is made again after it.)
+fn locked_elsewhere(svc: &Service, who: &str) -> Option<Response> {
+    if svc.running().is_some() {
+        return None;
+    }
+    let pid = DeployLock::holder(&svc.config().state_path())?;
+    tracing::info!("{who}: refused (409): {}", Busy::Locked(pid));
+    Some(reply(
+        StatusCode::CONFLICT,
+        json!({ "error": Busy::Locked(pid).to_string(), "running": { "pid": pid } }),
+    ))
+}
+
+/// A push to the configured branch asks the service to look at the branch
+/// now, through the same decision as the schedule; says why not otherwise.
+fn on_push(svc: &Arc<Service>, payload: &Value, delivery: Option<&str>, who: &str) -> Response {
     let branch = svc.config().source.branch.clone();
     let want = format!("refs/heads/{branch}");
     let got = payload.get("ref").and_then(Value::as_str).unwrap_or("");
@@ -261,7 +435,30 @@ fn on_push(svc: &Arc<Service>, payload: &Value, who: &str) -> Response {
             json!({ "ignored": format!("{want} was deleted") }),
         );
     }
-    start(svc, Trigger::Webhook, who)
+    if let Some(agent) = svc.fleet().filter(|a| !a.is_leader()) {
+        return crate::fleet::http::not_leader(agent, who);
+    }
+    if let Some(r) = locked_elsewhere(svc, who) {
+        return r;
+    }
+    if let Some(key) = lock(&svc.deliveries).repeat(&delivery_keys(delivery, payload)) {
+        tracing::info!("{who}: delivery already handled ({key}); nothing to do");
+        return reply(
+            StatusCode::OK,
+            json!({ "status": "already handled", "delivery": key }),
+        );
+    }
+    tracing::info!("{who}: push to {want}: looking at the branch now");
+    svc.request_check(Check::Webhook);
+    reply(
+        StatusCode::ACCEPTED,
+        json!({
+            "status": "check requested",
+            "trigger": Trigger::Webhook.as_str(),
+            "note": "the service looks at the branch now and deploys its head unless it is live, \
+                     is the head a rollback moved away from, or failed to deploy before",
+        }),
+    )
 }
 
 async fn github(
@@ -289,7 +486,12 @@ async fn github(
     match header_str(&headers, "x-github-event").unwrap_or("") {
         "ping" => reply(StatusCode::OK, json!({ "ok": true, "event": "ping" })),
         "push" => match push_ref(&body) {
-            Ok(payload) => on_push(&svc, &payload, &who),
+            Ok(payload) => on_push(
+                &svc,
+                &payload,
+                header_str(&headers, "x-github-delivery"),
+                &who,
+            ),
             Err(r) => *r,
         },
         other => reply(
@@ -330,7 +532,12 @@ async fn gitlab(
         .and_then(Value::as_str)
         .unwrap_or("")
     {
-        "push" => on_push(&svc, &payload, &who),
+        "push" => on_push(
+            &svc,
+            &payload,
+            header_str(&headers, "x-gitlab-event-uuid"),
+            &who,
+        ),
         other => reply(
             StatusCode::OK,
             json!({ "ignored": format!("event {other:?}; only push deploys") }),
@@ -343,8 +550,45 @@ async fn health(State(svc): State<Arc<Service>>) -> Response {
     crate::fleet::http::health(svc.fleet())
 }
 
-async fn status(State(svc): State<Arc<Service>>) -> Response {
+/// Reading `what` needs the token unless `trigger.public_status` (or, for
+/// the metrics, `trigger.metrics_token`): 401 otherwise.
+fn read_refused(
+    cfg: &Config,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    what: &str,
+    metrics_token: bool,
+) -> Option<Response> {
+    if super::dashboard::may_read(cfg, headers) {
+        return None;
+    }
+    let metrics_ok = metrics_token
+        && match (
+            cfg.trigger.metrics_token.as_deref(),
+            super::dashboard::given_token(headers),
+        ) {
+            (Some(t), Some(g)) => secret_eq(g.as_bytes(), t.as_bytes()),
+            _ => false,
+        };
+    if metrics_ok {
+        return None;
+    }
+    Some(unauthorized(
+        peer,
+        what,
+        "no or wrong token (trigger.token, or set trigger.public_status: true to publish it)",
+    ))
+}
+
+async fn status(
+    State(svc): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     let cfg = svc.config();
+    if let Some(r) = read_refused(&cfg, peer, &headers, "GET /status", false) {
+        return r;
+    }
     match tokio::task::spawn_blocking(move || crate::status::gather(&cfg)).await {
         Ok(Ok(s)) => match svc.fleet() {
             Some(agent) => (
@@ -365,8 +609,15 @@ async fn status(State(svc): State<Arc<Service>>) -> Response {
     }
 }
 
-async fn metrics(State(svc): State<Arc<Service>>) -> Response {
+async fn metrics(
+    State(svc): State<Arc<Service>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     let cfg = svc.config();
+    if let Some(r) = read_refused(&cfg, peer, &headers, "GET /metrics", true) {
+        return r;
+    }
     let running = svc.running().is_some();
     let job = svc.clone();
     match tokio::task::spawn_blocking(move || job.metrics.render(&cfg, running)).await {
@@ -438,6 +689,89 @@ mod tests {
         assert!(validate(&cfg("  token: t\n  listen: 127.0.0.1:9810\n")).is_ok());
         let msg = format!("{:#}", validate(&cfg("  listen: localhost\n")).unwrap_err());
         assert!(msg.contains("trigger.listen"), "{msg}");
+    }
+
+    #[test]
+    fn hosts() {
+        let allowed = vec![
+            "deploy.example.com".to_string(),
+            "b.example:8443".to_string(),
+        ];
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:9810",
+            "10.1.2.3:80",
+            "[::1]:9810",
+            "localhost:9810",
+            "LOCALHOST",
+            "deploy.example.com",
+            "Deploy.Example.com:443",
+            "b.example:8443",
+        ] {
+            assert!(host_allowed(&allowed, ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9810",
+            "b.example",
+            "b.example:80",
+            "deploy.example.com.evil",
+            "127.0.0.1.nip.io",
+            "localhost.evil",
+            "",
+        ] {
+            assert!(!host_allowed(&allowed, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn deliveries_are_remembered_and_bounded() {
+        let mut d = Deliveries::default();
+        let keys = |i: usize| vec![format!("id:{i}"), format!("push:r:a..{i}")];
+        assert_eq!(d.repeat(&keys(0)), None);
+        assert_eq!(d.repeat(&keys(0)), Some("id:0".to_string()));
+        // The same push under another id is a repeat too.
+        assert_eq!(
+            d.repeat(&["id:new".to_string(), "push:r:a..0".to_string()]),
+            Some("push:r:a..0".to_string())
+        );
+        for i in 1..=DELIVERIES_KEPT {
+            assert_eq!(d.repeat(&keys(i)), None);
+        }
+        assert!(d.order.len() <= DELIVERIES_KEPT && d.seen.len() == d.order.len());
+        assert_eq!(
+            d.repeat(&["id:0".to_string()]),
+            None,
+            "the oldest is forgotten"
+        );
+        let payload = json!({ "ref": "refs/heads/main", "before": "a", "after": "b" });
+        assert_eq!(
+            delivery_keys(Some(" x "), &payload),
+            vec!["id:x".to_string(), "push:refs/heads/main:a..b".to_string()]
+        );
+        assert!(delivery_keys(None, &json!({ "ref": "r" })).is_empty());
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        let cfg = |extra: &str| {
+            Config::parse(
+                &format!("webroot: /w\nsource: {{repo: x}}\ntrigger:\n{extra}"),
+                std::path::Path::new("/etc/rootswap/t.yaml"),
+            )
+            .unwrap()
+        };
+        for (bad, key) in [
+            ("  max_connections: 0\n", "trigger.max_connections"),
+            ("  header_timeout: 0s\n", "trigger.header_timeout"),
+            ("  request_timeout: 2h\n", "trigger.request_timeout"),
+            ("  allowed_hosts: ['a b']\n", "trigger.allowed_hosts"),
+            ("  metrics_token: ''\n", "trigger.metrics_token"),
+        ] {
+            let msg = format!("{:#}", validate(&cfg(bad)).unwrap_err());
+            assert!(msg.contains(key), "{bad}: {msg}");
+        }
+        assert!(validate(&cfg("  max_connections: 10\n  idle_timeout: 5s\n")).is_ok());
     }
 
     #[test]
