@@ -37,13 +37,20 @@ use crate::{copy, snapshot, switch};
 /// becomes the snapshot's.
 /// Uploads that land in the snapshot while the link moves back are copied
 /// over after the drain.
+///
+/// The snapshot's files include what `hooks.in_snapshot` cached there about
+/// the snapshot's own location (Laravel's `config:cache`): those hooks run
+/// again in ROOT, with `env`, after the copy and before the link returns to
+/// ROOT, so that ROOT's caches name ROOT. Their failure fails the restore:
+/// the site keeps serving the snapshot, and the next command's recovery
+/// restores again. `(switched_at, served_since)`: see above.
 pub fn restore_root(
     cfg: &Config,
     layout: &Layout,
     snap_name: &str,
     classifier: &Classifier,
-    switched_at: Option<u64>,
-    served_since: Option<u64>,
+    (switched_at, served_since): (Option<u64>, Option<u64>),
+    env: &crate::hooks::HookEnv,
 ) -> Result<()> {
     tracing::warn!("restoring ROOT from {snap_name}");
     let snap = layout.entry(snap_name);
@@ -84,6 +91,7 @@ pub fn restore_root(
         }
         copy::remove_tree(&rescue_dir, &opts)?;
     }
+    rebuild_root_caches(cfg, &root, env)?;
     // ROOT holds the old version again: clear bytecode compiled from the new one
     // before any request can run there, and once more right after the switch.
     warn_opcache(crate::opcache::clear_for_deploy(
@@ -111,6 +119,28 @@ pub fn restore_root(
         None,
     )?;
     Ok(())
+}
+
+/// `hooks.in_snapshot` in the restored ROOT, before it serves again.
+fn rebuild_root_caches(cfg: &Config, root: &Path, env: &crate::hooks::HookEnv) -> Result<()> {
+    if cfg.hooks.in_snapshot.is_empty() {
+        return Ok(());
+    }
+    crate::hooks::run_all(
+        "in_snapshot",
+        &cfg.hooks.in_snapshot,
+        root,
+        env,
+        cfg.hooks.timeout,
+    )
+    .with_context(|| {
+        format!(
+            "ROOT was restored, but `hooks.in_snapshot` could not rebuild its caches in {} \
+             (they would name the snapshot); the site keeps serving the snapshot: fix the hook, \
+             then run `rootswap deploy`, which restores ROOT again first",
+            root.display()
+        )
+    })
 }
 
 fn warn_opcache(w: Option<String>) {
@@ -199,7 +229,13 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
             Some(snap),
         ) => {
             let c = classifier_for(cfg, layout, j.previous.as_deref().or(Some(&j.commit)))?;
-            restore_root(cfg, layout, snap, &c, j.switched_at, None)?;
+            let env = crate::hooks::HookEnv::new(
+                cfg,
+                j.previous.as_deref().unwrap_or_default(),
+                &j.commit,
+                &layout.entry(snap).to_string_lossy(),
+            );
+            restore_root(cfg, layout, snap, &c, (j.switched_at, None), &env)?;
             format!("rolled back: ROOT restored from {snap}, the previous version stays live")
         }
         (Phase::SwitchToRoot | Phase::Finish, snap) => {
