@@ -19,7 +19,7 @@ const APP: &[(&str, &str)] = &[
 ];
 
 /// The app's "config:cache": where it runs, in an ignored and in a user file.
-const CACHE: &str = "mkdir -p cache && printf '%s' \"$PWD\" > cache/where.txt && printf '%s' \"$PWD\" > where.txt";
+const CACHE: &str = "mkdir -p cache && printf %s \"$PWD\" > cache/where.txt && printf %s \"$PWD\" > where.txt";
 
 fn real(p: &Path) -> PathBuf {
     p.canonicalize()
@@ -62,7 +62,9 @@ fn the_snapshot_names_itself_and_root_names_root_after_deploy_restore_and_rollba
 
     w.write_files(&[("index.php", "<?php echo 'v2';")]);
     w.commit("v2");
-    let out = w.ok(&["deploy"]);
+    let out = w.run(&["deploy"]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
     let snaps = w.snapshots();
     assert_eq!(snaps.len(), 1, "{snaps:?}");
     let snap = w.webroot.join(&snaps[0]);
@@ -75,7 +77,7 @@ fn the_snapshot_names_itself_and_root_names_root_after_deploy_restore_and_rollba
     );
     // ROOT's own cache names ROOT: the snapshot's was not carried back.
     assert_names_itself(&w.root(), "ROOT after the second deploy");
-    assert!(out.contains("in-snapshot"), "the step is reported: {out}");
+    assert!(log.contains("in-snapshot"), "the step is reported: {log}");
 
     // A failed deploy restores ROOT from the snapshot (whose caches name the
     // snapshot); ROOT's must name ROOT again before it serves.
@@ -205,8 +207,10 @@ fn after_switch_runs_once_the_new_version_is_live_and_after_a_rollback() {
     w.ok(&["deploy"]);
     w.write_files(&[("index.php", "<?php echo 'v2';")]);
     let c2 = w.commit("v2");
-    let out = w.ok(&["deploy"]);
-    assert!(out.contains("after-switch"), "the step is reported: {out}");
+    let out = w.run(&["deploy"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("after-switch"), "the step is reported: {err}");
     let root = real(&w.root()).to_string_lossy().into_owned();
     let lines = marker_lines(&marker);
     assert_eq!(lines.len(), 2, "{lines:?}");

@@ -122,6 +122,7 @@ fn laravel_preset_runs_artisan_and_keeps_storage() {
             "php artisan config:cache @ ROOT",
             "php artisan route:cache @ ROOT",
             "php artisan view:cache @ ROOT",
+            "php artisan queue:restart @ ROOT",
         ]
     );
     let uploads = [
@@ -133,7 +134,32 @@ fn laravel_preset_runs_artisan_and_keeps_storage() {
         ("storage/framework/views/0123abcd.php", "<?php compiled"),
         ("bootstrap/cache/config.php", "<?php return [];"),
     ];
-    s.deploy_with_uploads(&uploads, &[]);
+    s.deploy_with_uploads(&uploads, &[("PHP_COMMANDS", "horizon:terminate")]);
+    // The snapshot's config and view caches are rebuilt inside it (config
+    // first), before the checkout; workers restart once ROOT serves.
+    let log = s.take_log();
+    let in_snapshot: Vec<&str> = log[..2]
+        .iter()
+        .map(|l| l.split(" @ ROOT_").next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        in_snapshot,
+        ["php artisan config:cache", "php artisan view:cache"],
+        "{log:?}"
+    );
+    assert!(log[..2].iter().all(|l| l.contains(" @ ROOT_")), "{log:?}");
+    assert_eq!(
+        &log[2..],
+        [
+            "composer install --no-dev --no-interaction --prefer-dist --optimize-autoloader @ ROOT",
+            "php artisan migrate --force @ ROOT",
+            "php artisan config:cache @ ROOT",
+            "php artisan route:cache @ ROOT",
+            "php artisan view:cache @ ROOT",
+            "php artisan queue:restart @ ROOT",
+            "php artisan horizon:terminate @ ROOT",
+        ]
+    );
     let root = s.w.root();
     assert_eq!(read(&root.join(".env")), "APP_KEY=base64:secret");
     for kept in [
