@@ -6,7 +6,8 @@
 //! The "app" caches its own location the way Laravel's `config:cache` does:
 //! a hook writes `$PWD` (the absolute path of the tree it runs in) into
 //! `cache/where.txt`, and, like any untracked file, into `where.txt`, which
-//! no `.gitignore` hides (user content by the rules).
+//! no `.gitignore` hides (user content by the rules); the snapshot's hook
+//! also writes `snapshot-only.txt`, which nothing in ROOT writes.
 
 mod common;
 
@@ -44,7 +45,7 @@ fn assert_names_itself(tree: &Path, what: &str) {
 fn in_snapshot_config(extra: &str) -> String {
     format!(
         "hooks:\n  after_checkout: ['{CACHE}']\n  in_snapshot:\n    - '{CACHE}'\n    \
-         - 'readlink \"$ROOTSWAP_ROOT/../current\" > cache/link-during-hook; printf \"%s|%s\" \"$ROOTSWAP_SNAPSHOT\" \"$ROOTSWAP_ROOT\" > cache/env'\n\
+         - 'readlink \"$ROOTSWAP_ROOT/../current\" > cache/link-during-hook; printf \"%s|%s\" \"$ROOTSWAP_SNAPSHOT\" \"$ROOTSWAP_ROOT\" > cache/env; printf %s \"$PWD\" > snapshot-only.txt'\n\
          snapshots:\n  keep: 5\n{extra}"
     )
 }
@@ -75,8 +76,13 @@ fn the_snapshot_names_itself_and_root_names_root_after_deploy_restore_and_rollba
         read(&snap.join("cache/env")),
         format!("{}|{}", snap.display(), w.root().display())
     );
-    // ROOT's own cache names ROOT: the snapshot's was not carried back.
+    // ROOT's own cache names ROOT: the snapshot's was not carried back, not
+    // even a file only the snapshot's hook writes, which no rule ignores.
     assert_names_itself(&w.root(), "ROOT after the second deploy");
+    assert!(
+        !w.root().join("snapshot-only.txt").exists(),
+        "the in_snapshot hooks' output is not user content"
+    );
     assert!(log.contains("in-snapshot"), "the step is reported: {log}");
 
     // A failed deploy restores ROOT from the snapshot (whose caches name the

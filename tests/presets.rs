@@ -368,7 +368,7 @@ fn missing_composer_fails_saying_so() {
 
 #[test]
 fn every_preset_value_can_be_overridden() {
-    let yaml = "preset: laravel\npublic: htdocs\nuser_content:\n  exclude: []\nhooks:\n  after_checkout:\n    - \"? php artisan-missing migrate\"\n    - {run: vendor/bin/nope, optional: true}\n    - {run: php artisan config:cache}\n  timeout: 1m\n";
+    let yaml = "preset: laravel\npublic: htdocs\nuser_content:\n  exclude: []\nhooks:\n  after_checkout:\n    - \"? php artisan-missing migrate\"\n    - {run: vendor/bin/nope, optional: true}\n    - {run: php artisan config:cache}\n  after_switch: []\n  timeout: 1m\n";
     let s = site(&skeletons::laravel(), yaml, true);
     let (_, err) = s.ok(&["deploy"], &[]);
     assert_eq!(
@@ -390,6 +390,12 @@ fn every_preset_value_can_be_overridden() {
         "untouched keys keep the preset's value"
     );
     assert_eq!(e["hooks"]["timeout"], "1m");
+    assert!(strs(&e["hooks"]["after_switch"]).is_empty());
+    assert_eq!(
+        strs(&e["hooks"]["in_snapshot"]),
+        ["php artisan config:cache", "php artisan view:cache"],
+        "a hook list not set keeps the preset's"
+    );
     assert_eq!(
         strs(&e["hooks"]["after_checkout"]),
         [
