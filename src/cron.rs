@@ -145,7 +145,11 @@ SHELL=/bin/sh
 ";
         let found = scan_table("/etc/cron.d/shop", table, &roots);
         let lines: Vec<&str> = found.iter().map(|f| f.source.as_str()).collect();
-        assert_eq!(lines, ["/etc/cron.d/shop:3", "/etc/cron.d/shop:4"], "{found:?}");
+        assert_eq!(
+            lines,
+            ["/etc/cron.d/shop:3", "/etc/cron.d/shop:4"],
+            "{found:?}"
+        );
     }
 
     #[test]

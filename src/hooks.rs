@@ -57,7 +57,12 @@ pub struct HookEnv {
 impl HookEnv {
     /// The variables for hooks of `cfg` that deploy `commit` over `previous`
     /// (`snapshot`: the snapshot's path, "" when there is none), with `hooks.env`.
-    pub fn new(cfg: &crate::config::Config, commit: &str, previous: &str, snapshot: &str) -> HookEnv {
+    pub fn new(
+        cfg: &crate::config::Config,
+        commit: &str,
+        previous: &str,
+        snapshot: &str,
+    ) -> HookEnv {
         HookEnv {
             commit: commit.to_string(),
             previous_commit: previous.to_string(),

@@ -7,7 +7,8 @@
 //!   starts over.
 //! - **after** (switch-to-root, finish): roll forward. ROOT was complete
 //!   before the link returned to it; the link is pointed at ROOT, the commit
-//!   recorded, late uploads copied and old snapshots evicted.
+//!   recorded, late uploads copied, old snapshots evicted and
+//!   `hooks.after_switch` run.
 //!
 //! Every action is idempotent and the journal is removed last, so a crash
 //! during recovery is recovered by the next command the same way.
@@ -252,8 +253,9 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
                 }
             }
             format!(
-                "rolled forward: ROOT was complete, {} is live",
-                crate::report::short_commit(&j.commit)
+                "rolled forward: ROOT was complete, {} is live{}",
+                crate::report::short_commit(&j.commit),
+                after_switch_rolled_forward(cfg, layout, &j)
             )
         }
         (phase, None) => {
@@ -290,6 +292,39 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
     history::append(&layout.state, &rec)?;
     Journal::finish(&layout.state)?;
     Ok(Some(Recovered { id: j.id, action }))
+}
+
+/// `hooks.after_switch` for a deploy rolled forward (the crash may have
+/// come before they ran; they restart workers, so running them twice is
+/// harmless). Returns a note for the action when they failed.
+fn after_switch_rolled_forward(cfg: &Config, layout: &Layout, j: &Journal) -> String {
+    if cfg.hooks.after_switch.is_empty() {
+        return String::new();
+    }
+    let snap = j
+        .snapshot
+        .as_deref()
+        .map(|s| layout.entry(s).to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let env = crate::hooks::HookEnv::new(
+        cfg,
+        &j.commit,
+        j.previous.as_deref().unwrap_or_default(),
+        &snap,
+    );
+    match crate::hooks::run_all(
+        "after_switch",
+        &cfg.hooks.after_switch,
+        &layout.root(),
+        &env,
+        cfg.hooks.timeout,
+    ) {
+        Ok(()) => String::new(),
+        Err(e) => {
+            tracing::error!("hooks.after_switch failed: {e:#}");
+            format!("; hooks.after_switch failed: {e:#}")
+        }
+    }
 }
 
 /// After a crash past the switch back: copy user files the snapshot got after

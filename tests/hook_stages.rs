@@ -20,7 +20,8 @@ const APP: &[(&str, &str)] = &[
 ];
 
 /// The app's "config:cache": where it runs, in an ignored and in a user file.
-const CACHE: &str = "mkdir -p cache && printf %s \"$PWD\" > cache/where.txt && printf %s \"$PWD\" > where.txt";
+const CACHE: &str =
+    "mkdir -p cache && printf %s \"$PWD\" > cache/where.txt && printf %s \"$PWD\" > where.txt";
 
 fn real(p: &Path) -> PathBuf {
     p.canonicalize()
@@ -128,7 +129,10 @@ fn a_failing_in_snapshot_hook_fails_the_deploy_before_the_snapshot_serves() {
         err.contains("hook in_snapshot") && err.contains("exited with status 9"),
         "{err}"
     );
-    assert!(err.contains("nothing was served from the snapshot"), "{err}");
+    assert!(
+        err.contains("nothing was served from the snapshot"),
+        "{err}"
+    );
     // The link never pointed at the snapshot, ROOT was not touched, and the
     // snapshot whose hooks failed is gone.
     assert_eq!(read(&w.webroot.join("link-seen")).trim(), "ROOT");
@@ -172,12 +176,12 @@ fn a_restore_whose_in_snapshot_hook_fails_keeps_serving_the_snapshot_until_fixed
     w.commit("v2");
     let err = w.fails(&["deploy"]);
     assert!(err.contains("exited with status 7"), "{err}");
-    assert!(
-        err.contains("keeps serving the complete snapshot"),
-        "{err}"
-    );
+    assert!(err.contains("keeps serving the complete snapshot"), "{err}");
     let snap = w.link_target();
-    assert!(snap.starts_with("ROOT_"), "the snapshot still serves: {snap}");
+    assert!(
+        snap.starts_with("ROOT_"),
+        "the snapshot still serves: {snap}"
+    );
     assert_names_itself(&w.webroot.join(&snap), "the serving snapshot");
 
     // Fixed: the next command's recovery restores ROOT again, with its caches.
@@ -233,6 +237,33 @@ fn after_switch_runs_once_the_new_version_is_live_and_after_a_rollback() {
 }
 
 #[test]
+fn after_switch_runs_when_recovery_rolls_a_killed_deploy_forward() {
+    let w = World::new(APP, "");
+    let marker = w.tmp.path().join("after-switch.log");
+    w.set_config(&after_switch_config(&marker, ""));
+    w.ok(&["deploy"]);
+    w.write_files(&[("index.php", "<?php echo 'v2';")]);
+    let c2 = w.commit("v2");
+    // Killed right after the link returned to ROOT, before the hooks ran.
+    let out = std::process::Command::new(bin())
+        .arg("-c")
+        .arg(&w.config)
+        .arg("deploy")
+        .env("ROOTSWAP_CRASH_AT", "finish")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(marker_lines(&marker).len(), 1, "the hooks did not run yet");
+    // The next command rolls forward, and the hooks run for the live version.
+    let st = w.ok(&["deploy"]);
+    assert!(st.contains("up to date"), "{st}");
+    let lines = marker_lines(&marker);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[1][0], c2);
+    assert_eq!(lines[1][2], "ROOT");
+}
+
+#[test]
 fn a_failing_after_switch_hook_is_reported_and_the_new_version_stays() {
     let w = World::new(APP, "");
     w.ok(&["deploy"]);
@@ -240,8 +271,8 @@ fn a_failing_after_switch_hook_is_reported_and_the_new_version_stays() {
     w.write_files(&[("index.php", "<?php echo 'v2';")]);
     w.commit("v2");
     let out = w.run(&["deploy"]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "report: the deploy is done: {text}");
     assert!(text.contains("hooks.after_switch failed"), "{text}");
     assert_eq!(w.link_target(), "ROOT");

@@ -200,7 +200,9 @@ impl Deploy {
                      and ROOT was restored from it: the previous version is live"
                 )
             }
-            Err(re) => format!("hooks.after_switch failed: {why}\nrolling back failed too ({re:#})"),
+            Err(re) => {
+                format!("hooks.after_switch failed: {why}\nrolling back failed too ({re:#})")
+            }
         };
         self.record("rolled-back", Some(msg.clone()));
         Err(anyhow!(msg))

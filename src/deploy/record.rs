@@ -46,6 +46,16 @@ impl Deploy {
                 Some(w) => format!("rootswap: deployed {short} to {webroot}, but {w}"),
                 None => format!("rootswap: deployed {short} to {webroot}"),
             },
+            "rolled-back"
+                if rec
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("hooks.after_switch failed")) =>
+            {
+                format!(
+                    "rootswap: deploy of {short} to {webroot} failed its after_switch hooks and was rolled back"
+                )
+            }
             "rolled-back" => format!(
                 "rootswap: deploy of {short} to {webroot} failed its health check and was rolled back"
             ),
