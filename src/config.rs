@@ -436,6 +436,24 @@ pub struct HooksConfig {
     /// Run in ROOT just before the link returns to it (entries as in `after_checkout`).
     #[serde(default, deserialize_with = "de_hooks")]
     pub before_switch: Vec<String>,
+    /// Run INSIDE the snapshot (cwd = the snapshot) after it is copied and
+    /// before the link points at it, so that whatever the application caches
+    /// about its own location (Laravel's `config:cache`) names the tree that
+    /// serves it; run again in ROOT when ROOT is restored from a snapshot.
+    /// A failure fails the deploy before the snapshot serves. Entries as in
+    /// `after_checkout`.
+    #[serde(default, deserialize_with = "de_hooks")]
+    pub in_snapshot: Vec<String>,
+    /// Run in ROOT after the link points at the new version (queue workers'
+    /// restart), and again after an automatic rollback that follows them.
+    /// Entries as in `after_checkout`.
+    #[serde(default, deserialize_with = "de_hooks")]
+    pub after_switch: Vec<String>,
+    /// What a failing `after_switch` hook does: `report` (a warning in the
+    /// history, the notification and `status`; the new version stays live)
+    /// or `rollback` (back to the previous version, like a failed health check).
+    #[serde(default)]
+    pub after_switch_failure: AfterSwitchFailure,
     /// Fleet only: run by ONE node in its ROOT once every node has prepared,
     /// before the fleet's commit point (database migrations); a failure aborts
     /// the fleet deploy. Entries as in `after_checkout`.
@@ -460,11 +478,25 @@ impl Default for HooksConfig {
         HooksConfig {
             after_checkout: Vec::new(),
             before_switch: Vec::new(),
+            in_snapshot: Vec::new(),
+            after_switch: Vec::new(),
+            after_switch_failure: AfterSwitchFailure::default(),
             once: Vec::new(),
             timeout: default_hook_timeout(),
             env: Default::default(),
         }
     }
+}
+
+/// `hooks.after_switch_failure:` — what a failing `after_switch` hook does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterSwitchFailure {
+    /// Keep the new version live; the failure is a warning of the deploy.
+    #[default]
+    Report,
+    /// Go back to the previous version, as after a failed health check.
+    Rollback,
 }
 
 /// `copy:` — copy engine tuning.
@@ -912,7 +944,12 @@ pub fn normalize(p: &Path) -> PathBuf {
 }
 
 /// Keys whose strings are shell commands, left for the shell to expand.
-const SHELL_KEYS: [&str; 2] = ["hooks.after_checkout", "hooks.before_switch"];
+const SHELL_KEYS: [&str; 4] = [
+    "hooks.after_checkout",
+    "hooks.before_switch",
+    "hooks.in_snapshot",
+    "hooks.after_switch",
+];
 
 /// Expands `${VAR}` in every string below `v`; on error, the dotted key.
 fn expand_strings(

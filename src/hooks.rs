@@ -54,6 +54,30 @@ pub struct HookEnv {
     pub extra: Vec<(String, String)>,
 }
 
+impl HookEnv {
+    /// The variables for hooks of `cfg` that deploy `commit` over `previous`
+    /// (`snapshot`: the snapshot's path, "" when there is none), with `hooks.env`.
+    pub fn new(
+        cfg: &crate::config::Config,
+        commit: &str,
+        previous: &str,
+        snapshot: &str,
+    ) -> HookEnv {
+        HookEnv {
+            commit: commit.to_string(),
+            previous_commit: previous.to_string(),
+            snapshot: snapshot.to_string(),
+            root: cfg.webroot.join(&cfg.root).to_string_lossy().into_owned(),
+            extra: cfg
+                .hooks
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// Runs `commands` in order in `dir`; the first failure stops and is returned.
 pub fn run_all(
     stage: &str,

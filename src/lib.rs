@@ -17,6 +17,7 @@ pub mod changes;
 pub mod config;
 pub mod copy;
 pub mod crashpoint;
+pub mod cron;
 pub mod demo;
 pub mod deploy;
 pub mod doctor;

@@ -22,9 +22,11 @@ use serde_yaml_ng::{Mapping, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
-    /// Laravel: `public/`, `.env` and `storage/` kept, artisan caches rebuilt.
+    /// Laravel: `public/`, `.env` and `storage/` kept, artisan caches rebuilt
+    /// (also inside each snapshot, which must name itself), queue workers restarted.
     Laravel,
-    /// Symfony: `public/`, `.env.local`, `var/log` and uploads kept, cache cleared.
+    /// Symfony: `public/`, `.env.local`, `var/log` and uploads kept, cache
+    /// cleared, messenger workers stopped after the switch.
     Symfony,
     /// WordPress: served from the top, `wp-config.php` and uploads kept.
     Wordpress,
@@ -56,6 +58,12 @@ hooks:
     - php artisan config:cache
     - php artisan route:cache
     - php artisan view:cache
+  in_snapshot:
+    - php artisan config:cache
+    - php artisan view:cache
+  after_switch:
+    - php artisan queue:restart
+    - "? php artisan horizon:terminate"
 "#;
 
 const SYMFONY: &str = r#"
@@ -69,6 +77,8 @@ hooks:
     - composer install --no-dev --optimize-autoloader
     - php bin/console cache:clear
     - "? php bin/console doctrine:migrations:migrate --no-interaction --allow-no-migration"
+  after_switch:
+    - "? php bin/console messenger:stop-workers"
 "#;
 
 const WORDPRESS: &str = r#"

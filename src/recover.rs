@@ -7,7 +7,8 @@
 //!   starts over.
 //! - **after** (switch-to-root, finish): roll forward. ROOT was complete
 //!   before the link returned to it; the link is pointed at ROOT, the commit
-//!   recorded, late uploads copied and old snapshots evicted.
+//!   recorded, late uploads copied, old snapshots evicted and
+//!   `hooks.after_switch` run.
 //!
 //! Every action is idempotent and the journal is removed last, so a crash
 //! during recovery is recovered by the next command the same way.
@@ -37,13 +38,20 @@ use crate::{copy, snapshot, switch};
 /// becomes the snapshot's.
 /// Uploads that land in the snapshot while the link moves back are copied
 /// over after the drain.
+///
+/// The snapshot's files include what `hooks.in_snapshot` cached there about
+/// the snapshot's own location (Laravel's `config:cache`): those hooks run
+/// again in ROOT, with `env`, after the copy and before the link returns to
+/// ROOT, so that ROOT's caches name ROOT. Their failure fails the restore:
+/// the site keeps serving the snapshot, and the next command's recovery
+/// restores again. `(switched_at, served_since)`: see above.
 pub fn restore_root(
     cfg: &Config,
     layout: &Layout,
     snap_name: &str,
     classifier: &Classifier,
-    switched_at: Option<u64>,
-    served_since: Option<u64>,
+    (switched_at, served_since): (Option<u64>, Option<u64>),
+    env: &crate::hooks::HookEnv,
 ) -> Result<()> {
     tracing::warn!("restoring ROOT from {snap_name}");
     let snap = layout.entry(snap_name);
@@ -84,6 +92,7 @@ pub fn restore_root(
         }
         copy::remove_tree(&rescue_dir, &opts)?;
     }
+    rebuild_root_caches(cfg, &root, env)?;
     // ROOT holds the old version again: clear bytecode compiled from the new one
     // before any request can run there, and once more right after the switch.
     warn_opcache(crate::opcache::clear_for_deploy(
@@ -111,6 +120,28 @@ pub fn restore_root(
         None,
     )?;
     Ok(())
+}
+
+/// `hooks.in_snapshot` in the restored ROOT, before it serves again.
+fn rebuild_root_caches(cfg: &Config, root: &Path, env: &crate::hooks::HookEnv) -> Result<()> {
+    if cfg.hooks.in_snapshot.is_empty() {
+        return Ok(());
+    }
+    crate::hooks::run_all(
+        "in_snapshot",
+        &cfg.hooks.in_snapshot,
+        root,
+        env,
+        cfg.hooks.timeout,
+    )
+    .with_context(|| {
+        format!(
+            "ROOT was restored, but `hooks.in_snapshot` could not rebuild its caches in {} \
+             (they would name the snapshot); the site keeps serving the snapshot: fix the hook, \
+             then run `rootswap deploy`, which restores ROOT again first",
+            root.display()
+        )
+    })
 }
 
 fn warn_opcache(w: Option<String>) {
@@ -212,7 +243,13 @@ fn recover_as(cfg: &Config, layout: &Layout, record: bool) -> Result<Option<Reco
             Some(snap),
         ) => {
             let c = classifier_for(cfg, layout, j.previous.as_deref().or(Some(&j.commit)))?;
-            restore_root(cfg, layout, snap, &c, j.switched_at, None)?;
+            let env = crate::hooks::HookEnv::new(
+                cfg,
+                j.previous.as_deref().unwrap_or_default(),
+                &j.commit,
+                &layout.entry(snap).to_string_lossy(),
+            );
+            restore_root(cfg, layout, snap, &c, (j.switched_at, None), &env)?;
             format!("rolled back: ROOT restored from {snap}, the previous version stays live")
         }
         (Phase::SwitchToRoot | Phase::Finish, snap) => {
@@ -229,8 +266,9 @@ fn recover_as(cfg: &Config, layout: &Layout, record: bool) -> Result<Option<Reco
                 }
             }
             format!(
-                "rolled forward: ROOT was complete, {} is live",
-                crate::report::short_commit(&j.commit)
+                "rolled forward: ROOT was complete, {} is live{}",
+                crate::report::short_commit(&j.commit),
+                after_switch_rolled_forward(cfg, layout, &j)
             )
         }
         (phase, None) => {
@@ -283,6 +321,39 @@ fn interrupted_record(j: &Journal, action: &str) -> Record {
         steps: Vec::new(),
         duration_ms: 0,
         fleet_id: None,
+    }
+}
+
+/// `hooks.after_switch` for a deploy rolled forward (the crash may have
+/// come before they ran; they restart workers, so running them twice is
+/// harmless). Returns a note for the action when they failed.
+fn after_switch_rolled_forward(cfg: &Config, layout: &Layout, j: &Journal) -> String {
+    if cfg.hooks.after_switch.is_empty() {
+        return String::new();
+    }
+    let snap = j
+        .snapshot
+        .as_deref()
+        .map(|s| layout.entry(s).to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let env = crate::hooks::HookEnv::new(
+        cfg,
+        &j.commit,
+        j.previous.as_deref().unwrap_or_default(),
+        &snap,
+    );
+    match crate::hooks::run_all(
+        "after_switch",
+        &cfg.hooks.after_switch,
+        &layout.root(),
+        &env,
+        cfg.hooks.timeout,
+    ) {
+        Ok(()) => String::new(),
+        Err(e) => {
+            tracing::error!("hooks.after_switch failed: {e:#}");
+            format!("; hooks.after_switch failed: {e:#}")
+        }
     }
 }
 

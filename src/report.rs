@@ -220,6 +220,13 @@ pub fn status_text_styled(s: &Status, color: bool) -> String {
             text = format!("{text}: {}", red(e.lines().next().unwrap_or("")));
         }
         line("last", text);
+        for w in d
+            .warnings
+            .iter()
+            .filter(|w| w.starts_with("hooks.after_switch failed"))
+        {
+            line("warning", yellow(w.lines().next().unwrap_or("")));
+        }
     }
     for d in &s.shared {
         let state = if d.linked {

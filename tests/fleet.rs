@@ -378,6 +378,7 @@ impl Fleet {
                         "webroot: {webroot}\nsource:\n  repo: {bare}\n  branch: main\ndrain: 200ms\n\
                          auto_deploy: {{enabled: false}}\ntrigger: {{listen: '127.0.0.1:{port}', token: fleet-test-token}}\n\
                          hooks:\n{once}  after_checkout:\n    - test ! -e {t}/fail-{name}\n    - touch {t}/in-prepare-{name}; while [ -e {t}/hold-{name} ]; do sleep 0.05; done\n\
+                         \x20 after_switch:\n    - echo \"$ROOTSWAP_COMMIT $(readlink ../current)\" >> {t}/after-switch-{name}\n\
                          fleet:\n  etcd: [{eps}]\n  site: {site}\n  node: {name}\n  lease: {LEASE_S}s\n  prepare_timeout: 60s\n",
                         webroot = ndir.join("webroot").display(),
                         bare = bare.display(),
@@ -407,6 +408,20 @@ impl Fleet {
         }
         f.wait_members(3);
         Some(f)
+    }
+
+    /// Waits until every node's `hooks.after_switch` last logged `line`.
+    fn wait_after_switch(&self, line: &str) {
+        wait_for(
+            &format!("hooks.after_switch to log `{line}` on every node"),
+            Duration::from_secs(20),
+            || {
+                self.nodes.iter().all(|n| {
+                    std::fs::read_to_string(self.tmp.join(format!("after-switch-{}", n.name)))
+                        .is_ok_and(|t| t.lines().last() == Some(line))
+                })
+            },
+        );
     }
 
     /// Commits `index.php` = `text` and pushes it; returns the commit id.
@@ -535,6 +550,8 @@ fn happy_path_all_three_switch_and_status_shows_it() {
         assert!(out.contains(&format!("{n}: switched")), "{out}");
     }
     f.assert_all_on("v2", &c2);
+    // hooks.after_switch ran on every node once the fleet settled, on ROOT.
+    f.wait_after_switch(&format!("{c2} ROOT"));
     let s = f.status(2);
     assert_eq!(s["committed"]["commit"], c2.as_str(), "{s}");
     assert_eq!(s["last_result"], "committed", "{s}");
@@ -605,6 +622,7 @@ fn happy_path_all_three_switch_and_status_shows_it() {
         text(&out)
     );
     f.assert_all_on("v1", &c1);
+    f.wait_after_switch(&format!("{c1} ROOT"));
 }
 
 #[test]

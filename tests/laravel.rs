@@ -7,7 +7,7 @@
 //! snapshot whose caches still named ROOT would render ROOT's new template
 //! from the old controller (`C6 T7`, mixed) while the checkout rewrites ROOT,
 //! and old and new code would write one compiled-view file (empty pages).
-//! The preset's `hooks.snapshot` rebuilds the caches inside the snapshot
+//! The preset's `hooks.in_snapshot` rebuilds the caches inside the snapshot
 //! before it serves. The control turns them off and shows the test sees the
 //! damage.
 
@@ -62,4 +62,21 @@ fn laravel_with_production_caches_serves_one_version_through_twenty_deploys() {
             "{snap}'s config cache names itself"
         );
     }
+}
+
+/// The control: the same app and hooks with `hooks.in_snapshot` emptied.
+/// The snapshot's config cache still names ROOT, so the old code renders
+/// ROOT's new templates while a deploy runs: the visitors see mixed (or
+/// empty) pages. A test that could not see them would prove nothing above.
+#[test]
+fn without_the_snapshot_hooks_visitors_see_mixed_versions() {
+    let Some(site) = LARAVEL.serve("  in_snapshot: []\n") else {
+        return;
+    };
+    let seen = site.deploy_under_load(5);
+    seen.print("laravel, control without in_snapshot");
+    assert!(
+        !seen.mixed.is_empty() || !seen.failed.is_empty(),
+        "without in_snapshot the snapshot renders ROOT's templates; the visitors saw nothing: {seen:?}"
+    );
 }

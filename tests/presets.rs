@@ -122,6 +122,7 @@ fn laravel_preset_runs_artisan_and_keeps_storage() {
             "php artisan config:cache @ ROOT",
             "php artisan route:cache @ ROOT",
             "php artisan view:cache @ ROOT",
+            "php artisan queue:restart @ ROOT",
         ]
     );
     let uploads = [
@@ -133,7 +134,32 @@ fn laravel_preset_runs_artisan_and_keeps_storage() {
         ("storage/framework/views/0123abcd.php", "<?php compiled"),
         ("bootstrap/cache/config.php", "<?php return [];"),
     ];
-    s.deploy_with_uploads(&uploads, &[]);
+    s.deploy_with_uploads(&uploads, &[("PHP_COMMANDS", "horizon:terminate")]);
+    // The snapshot's config and view caches are rebuilt inside it (config
+    // first), before the checkout; workers restart once ROOT serves.
+    let log = s.take_log();
+    let in_snapshot: Vec<&str> = log[..2]
+        .iter()
+        .map(|l| l.split(" @ ROOT_").next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        in_snapshot,
+        ["php artisan config:cache", "php artisan view:cache"],
+        "{log:?}"
+    );
+    assert!(log[..2].iter().all(|l| l.contains(" @ ROOT_")), "{log:?}");
+    assert_eq!(
+        &log[2..],
+        [
+            "composer install --no-dev --no-interaction --prefer-dist --optimize-autoloader @ ROOT",
+            "php artisan migrate --force @ ROOT",
+            "php artisan config:cache @ ROOT",
+            "php artisan route:cache @ ROOT",
+            "php artisan view:cache @ ROOT",
+            "php artisan queue:restart @ ROOT",
+            "php artisan horizon:terminate @ ROOT",
+        ]
+    );
     let root = s.w.root();
     assert_eq!(read(&root.join(".env")), "APP_KEY=base64:secret");
     for kept in [
@@ -342,7 +368,7 @@ fn missing_composer_fails_saying_so() {
 
 #[test]
 fn every_preset_value_can_be_overridden() {
-    let yaml = "preset: laravel\npublic: htdocs\nuser_content:\n  exclude: []\nhooks:\n  after_checkout:\n    - \"? php artisan-missing migrate\"\n    - {run: vendor/bin/nope, optional: true}\n    - {run: php artisan config:cache}\n  timeout: 1m\n";
+    let yaml = "preset: laravel\npublic: htdocs\nuser_content:\n  exclude: []\nhooks:\n  after_checkout:\n    - \"? php artisan-missing migrate\"\n    - {run: vendor/bin/nope, optional: true}\n    - {run: php artisan config:cache}\n  after_switch: []\n  timeout: 1m\n";
     let s = site(&skeletons::laravel(), yaml, true);
     let (_, err) = s.ok(&["deploy"], &[]);
     assert_eq!(
@@ -364,6 +390,12 @@ fn every_preset_value_can_be_overridden() {
         "untouched keys keep the preset's value"
     );
     assert_eq!(e["hooks"]["timeout"], "1m");
+    assert!(strs(&e["hooks"]["after_switch"]).is_empty());
+    assert_eq!(
+        strs(&e["hooks"]["in_snapshot"]),
+        ["php artisan config:cache", "php artisan view:cache"],
+        "a hook list not set keeps the preset's"
+    );
     assert_eq!(
         strs(&e["hooks"]["after_checkout"]),
         [

@@ -7,11 +7,13 @@
 //! | lock | `lock.rs` | the deploy lock, recovery of an interrupted deploy |
 //! | fetch | `fetch.rs` | fetch the branch, resolve the commit (up to date: stop) |
 //! | snapshot | `snapshot.rs` | copy ROOT into `ROOT_<timestamp>`, start the change watches |
+//! | in-snapshot | `hooks.rs` | `in_snapshot` inside the snapshot, before it serves |
 //! | switch-to-snapshot | `switch.rs` | carry uploads over, point the link at the snapshot, drain |
 //! | checkout | `checkout.rs` | write the new commit into ROOT, link the shared directories |
 //! | hooks | `hooks.rs` | `after_checkout` (and, after the copy-back, `before_switch`) |
 //! | copy-back | `copy_back.rs` | user files the snapshot got meanwhile, back into ROOT |
 //! | switch-to-root | `switch_back.rs` | last copy-back, OPcache reset, point the link back, health check |
+//! | after-switch | `hooks.rs` | `after_switch` in ROOT, which serves the new version |
 //! | evict | `evict.rs` | remove the oldest snapshots |
 //! | record | `record.rs` | the history line and the summary |
 //!
@@ -102,8 +104,10 @@ fn prepare_locked(cfg: &Config, req: &Request) -> Result<Prepare> {
         })?;
         return Ok(Prepare::Ready(Prepared(d)));
     }
+    d.guard(|d| d.snapshot())?;
+    // Its own failure path: the snapshot goes, ROOT never stopped serving.
+    d.in_snapshot()?;
     d.guard(|d| {
-        d.snapshot()?;
         d.switch_to_snapshot()?;
         d.checkout()?;
         d.hooks()?;
@@ -142,6 +146,7 @@ impl Prepared {
             d.journal.keep_error(&d.layout.state, &e);
             return Err(e);
         }
+        d.after_switch_gate()?;
         d.finish()
     }
 
@@ -181,11 +186,14 @@ impl Switched {
         self.0.unhealthy.as_deref()
     }
 
-    /// The fleet settled on the new version: evict, record.
+    /// The fleet settled on the new version: `hooks.after_switch` (its
+    /// failure is reported: the fleet has settled, one node does not roll
+    /// back alone), evict, record.
     pub fn finish(self) -> Result<Outcome> {
-        let d = self.0;
+        let mut d = self.0;
         let span = d.run.span.clone();
         let _enter = span.enter();
+        d.after_switch();
         d.finish()
     }
 

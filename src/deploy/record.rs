@@ -37,8 +37,25 @@ impl Deploy {
     fn notify(&self, cfg: &crate::config::Config, rec: &Record) {
         let short = crate::report::short_commit(&self.commit_hex);
         let webroot = self.layout.webroot.display();
+        let after_switch = rec
+            .warnings
+            .iter()
+            .find(|w| w.starts_with("hooks.after_switch failed"));
         let text = match rec.result.as_str() {
-            "success" => format!("rootswap: deployed {short} to {webroot}"),
+            "success" => match after_switch {
+                Some(w) => format!("rootswap: deployed {short} to {webroot}, but {w}"),
+                None => format!("rootswap: deployed {short} to {webroot}"),
+            },
+            "rolled-back"
+                if rec
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("hooks.after_switch failed")) =>
+            {
+                format!(
+                    "rootswap: deploy of {short} to {webroot} failed its after_switch hooks and was rolled back"
+                )
+            }
             "rolled-back" => format!(
                 "rootswap: deploy of {short} to {webroot} failed its health check and was rolled back"
             ),

@@ -61,16 +61,24 @@ impl Deploy {
 
     /// Restores ROOT from the snapshot and points the link back at it.
     /// `served_since`: when ROOT started serving the new version (its uploads are kept).
+    /// ROOT's own caches are rebuilt by `hooks.in_snapshot` before it serves
+    /// (see [`crate::recover::restore_root`]).
     fn restore(&mut self, served_since: Option<u64>) -> Result<()> {
         let snap = self.snapshot_name().unwrap_or_default().to_string();
         self.journal.enter(&self.layout.state, Phase::Restore)?;
+        let env = crate::hooks::HookEnv::new(
+            &self.cfg,
+            self.previous.as_deref().unwrap_or_default(),
+            &self.commit_hex,
+            &self.layout.entry(&snap).to_string_lossy(),
+        );
         crate::recover::restore_root(
             &self.cfg,
             &self.layout,
             &snap,
             &self.classifier,
-            self.journal.switched_at,
-            served_since,
+            (self.journal.switched_at, served_since),
+            &env,
         )?;
         Journal::finish(&self.layout.state)
     }
@@ -137,7 +145,7 @@ impl Deploy {
     }
 
     /// Returns the instant the link went back to the snapshot (ns).
-    fn roll_back_unhealthy(&mut self, snap: &str, at: Option<Instant>) -> Result<u64> {
+    pub(super) fn roll_back_unhealthy(&mut self, snap: &str, at: Option<Instant>) -> Result<u64> {
         let switched_back = self.served.as_ref().and_then(|s| s.switched_back);
         // Journaled first: a crash from here on restores, it does not roll forward.
         self.journal.enter(&self.layout.state, Phase::Restore)?;
