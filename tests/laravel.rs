@@ -73,7 +73,7 @@ fn without_the_snapshot_hooks_visitors_see_mixed_versions() {
     let Some(site) = LARAVEL.serve("  in_snapshot: []\n") else {
         return;
     };
-    let seen = site.deploy_under_load(5);
+    let seen = site.deploy_under_load(10);
     seen.print("laravel, control without in_snapshot");
     assert!(
         !seen.mixed.is_empty() || !seen.failed.is_empty(),
