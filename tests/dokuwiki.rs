@@ -77,9 +77,10 @@ const PNG: [u8; 67] = [
     0x42, 0x60, 0x82,
 ];
 
-/// What DokuWiki shows for a page that does not exist (a deleted one);
+/// What DokuWiki shows for a page that does not exist ("This topic does not
+/// exist yet", or "This page does not exist anymore" once deleted);
 /// `do=export_raw` falls back to it.
-const GONE: &str = "This topic does not exist yet";
+const GONE: &str = "does not exist";
 
 /// How long a write may take to show before the check gives up.
 const VISIBLE_WITHIN: Duration = Duration::from_secs(3);

@@ -24,7 +24,8 @@ use std::time::Duration;
 
 /// php-fpm reads only this ini (no conf.d): the extensions Laravel needs,
 /// Debian's include_path for the framework, OPcache as production runs it.
-const FPM_INI: &str = "extension=mbstring\nextension=ctype\nextension=tokenizer\nextension=fileinfo\n\
+const FPM_INI: &str =
+    "extension=mbstring\nextension=ctype\nextension=tokenizer\nextension=fileinfo\n\
                        zend_extension=opcache.so\nopcache.enable=1\nopcache.validate_timestamps=0\n\
                        display_errors=Off\nlog_errors=On\ninclude_path=\".:/usr/share/php\"\n";
 
@@ -58,8 +59,12 @@ fn visitor(port: u16, stop: Arc<AtomicBool>, live: Arc<AtomicU64>, seen: Arc<Mut
         };
         let parts: Vec<&str> = body.split_whitespace().collect();
         let (Some(c), Some(t)) = (
-            parts.first().and_then(|p| p.strip_prefix('C')?.parse::<u64>().ok()),
-            parts.get(1).and_then(|p| p.strip_prefix('T')?.parse::<u64>().ok()),
+            parts
+                .first()
+                .and_then(|p| p.strip_prefix('C')?.parse::<u64>().ok()),
+            parts
+                .get(1)
+                .and_then(|p| p.strip_prefix('T')?.parse::<u64>().ok()),
         ) else {
             s.failed.push(format!("200 {body:?}"));
             continue;
@@ -67,14 +72,18 @@ fn visitor(port: u16, stop: Arc<AtomicBool>, live: Arc<AtomicU64>, seen: Arc<Mut
         if c != t {
             s.mixed.push(body.trim().to_string());
         } else if c < floor {
-            s.stale.push(format!("{} after version {floor} went live", body.trim()));
+            s.stale
+                .push(format!("{} after version {floor} went live", body.trim()));
         }
     }
 }
 
 fn write_version(w: &World, v: u64) {
     let controller = read(&w.repo.join(CONTROLLER));
-    let start = controller.find("VERSION = '").expect("the VERSION constant") + 11;
+    let start = controller
+        .find("VERSION = '")
+        .expect("the VERSION constant")
+        + 11;
     let end = start + controller[start..].find('\'').expect("its closing quote");
     let text = format!("{}C{v}{}", &controller[..start], &controller[end..]);
     w.write_files(&[
@@ -114,7 +123,11 @@ fn laravel_site(extra_yaml: &str) -> Option<Site> {
         .arg(&w.repo)
         .output()
         .expect("cp runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     write_version(&w, 0);
     w.commit("a Laravel 8 app on Debian's framework");
     let srv = w.tmp.path().join("srv");
@@ -203,14 +216,29 @@ fn laravel_with_production_caches_serves_one_version_through_twenty_deploys() {
     let s = deploy_under_load(&site, 20);
     report("with the preset's snapshot hooks", &s);
     assert!(s.requests > 200, "the visitors did little: {}", s.requests);
-    assert!(s.failed.is_empty(), "failed: {:?}", &s.failed[..s.failed.len().min(10)]);
-    assert!(s.mixed.is_empty(), "mixed: {:?}", &s.mixed[..s.mixed.len().min(10)]);
-    assert!(s.stale.is_empty(), "stale: {:?}", &s.stale[..s.stale.len().min(10)]);
+    assert!(
+        s.failed.is_empty(),
+        "failed: {:?}",
+        &s.failed[..s.failed.len().min(10)]
+    );
+    assert!(
+        s.mixed.is_empty(),
+        "mixed: {:?}",
+        &s.mixed[..s.mixed.len().min(10)]
+    );
+    assert!(
+        s.stale.is_empty(),
+        "stale: {:?}",
+        &s.stale[..s.stale.len().min(10)]
+    );
     // Each tree's caches name that tree: ROOT's name ROOT, the kept snapshot's
     // name the snapshot (it served with them).
     let root = site.w.root();
     let config = read(&root.join("bootstrap/cache/config.php"));
-    assert!(config.contains(&format!("{}/", root.display())), "ROOT's config cache names ROOT");
+    assert!(
+        config.contains(&format!("{}/", root.display())),
+        "ROOT's config cache names ROOT"
+    );
     for snap in site.w.snapshots() {
         let dir = site.w.webroot.join(&snap);
         let cached = read(&dir.join("bootstrap/cache/config.php"));
@@ -218,6 +246,9 @@ fn laravel_with_production_caches_serves_one_version_through_twenty_deploys() {
             !cached.contains(&format!("{}/", root.display())),
             "{snap}'s config cache names ROOT"
         );
-        assert!(cached.contains(&format!("{}/", dir.display())), "{snap}'s config cache names itself");
+        assert!(
+            cached.contains(&format!("{}/", dir.display())),
+            "{snap}'s config cache names itself"
+        );
     }
 }
