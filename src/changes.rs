@@ -229,6 +229,17 @@ pub struct Watched {
 impl Watched {
     /// Lists the user files of `tree`, watching every directory the walk reads.
     pub fn scan(tree: &Path, c: &Classifier) -> Result<(Watched, Manifest)> {
+        Self::scan_visiting(tree, c, &mut |_| {})
+    }
+
+    /// [`Watched::scan`], calling `visit` with each directory (relative to
+    /// the tree) before it is read: ROOT's scan repairs owners on the way
+    /// ([`crate::owners::Repair`]) without a walk of its own.
+    pub fn scan_visiting(
+        tree: &Path,
+        c: &Classifier,
+        visit: &mut dyn FnMut(&Path),
+    ) -> Result<(Watched, Manifest)> {
         let (watch, no_watch) = match TreeWatch::new(tree) {
             Ok(w) => (Some(w), None),
             Err(e) => (
@@ -242,7 +253,13 @@ impl Watched {
             no_watch,
             full_scans: 0,
         };
-        let m = w.full(c)?;
+        let m = match &mut w.watch {
+            Some(watch) => user_content::scan_with(tree, c, &mut |rel| {
+                visit(rel);
+                watch.add_dir(rel)
+            })?,
+            None => user_content::scan_with(tree, c, visit)?,
+        };
         Ok((w, m))
     }
 

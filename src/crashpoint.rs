@@ -9,6 +9,13 @@
 //! `user_content.shared_dir`.
 //!
 //! Unset (always, in production) it costs one relaxed atomic load per call.
+//!
+//! `ROOTSWAP_FAULT` injects events a live application causes, for the tests
+//! that must make a race happen every time: a comma-separated list of flags
+//! (`watch-overflow`, see [`crate::changes`]) and `key=value` entries, read
+//! with [`fault`]. `vanish=NAME` removes an entry called NAME from the source
+//! tree right after the copy engine listed its directory, as an application
+//! removing a lock directory at that instant would.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -48,4 +55,20 @@ pub fn hit(point: &str) {
             libc::kill(libc::getpid(), libc::SIGKILL);
         }
     }
+}
+
+/// The value of `key=value` in `ROOTSWAP_FAULT` (read once per process), if set.
+pub fn fault(key: &str) -> Option<&'static str> {
+    static F: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    F.get_or_init(|| {
+        std::env::var("ROOTSWAP_FAULT")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|f| f.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
+    .iter()
+    .find(|(k, _)| k == key)
+    .map(|(_, v)| v.as_str())
 }

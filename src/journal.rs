@@ -54,6 +54,10 @@ pub struct Journal {
     /// files ROOT got before that instant were uploads, not hook output.
     #[serde(default)]
     pub switched_at: Option<u64>,
+    /// Why the deploy failed, once it has: written before it puts the old
+    /// version back, so that a recovery that finishes that work records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Now, in nanoseconds since the epoch.

@@ -38,6 +38,7 @@ pub mod machine;
 pub mod nginx;
 pub mod notify;
 pub mod opcache;
+pub mod owners;
 pub mod preset;
 pub mod progress;
 pub mod recover;

@@ -160,8 +160,19 @@ fn classifier_for(cfg: &Config, layout: &Layout, commit: Option<&str>) -> Result
     }
 }
 
-/// Recovers an interrupted deploy, if the journal shows one. Call with the lock held.
+/// Recovers an interrupted deploy, if the journal shows one, and records it
+/// in the history. Call with the lock held.
 pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
+    recover_as(cfg, layout, true)
+}
+
+/// Cleans up after a deploy that failed and records its failure itself:
+/// what [`recover`] does, without a history line of its own.
+pub fn clean_up_failed(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
+    recover_as(cfg, layout, false)
+}
+
+fn recover_as(cfg: &Config, layout: &Layout, record: bool) -> Result<Option<Recovered>> {
     let journal = Journal::load(&layout.state)?;
     snapshot::clean_leftovers(layout, cfg)?;
     // A kill between creating the temporary link and renaming it leaves the
@@ -176,11 +187,13 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
     if let Some(snap) = &j.snapshot {
         remove_own_temps(&layout.entry(snap));
     }
-    tracing::warn!(
-        "deploy {} was interrupted during {}: recovering",
-        j.id,
-        phase_name(j.phase)
-    );
+    if record {
+        tracing::warn!(
+            "deploy {} was interrupted during {}: recovering",
+            j.id,
+            phase_name(j.phase)
+        );
+    }
     let live = layout.live_name()?;
     let root_live = live.as_deref() == Some(layout.root_name.as_str());
     let action = match (j.phase, j.snapshot.as_deref()) {
@@ -231,8 +244,28 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
             )
         }
     };
-    tracing::warn!("recovered deploy {}: {action}", j.id);
-    let rec = Record {
+    if record {
+        tracing::warn!("recovered deploy {}: {action}", j.id);
+        history::append(&layout.state, &interrupted_record(&j, &action))?;
+    } else {
+        tracing::info!("cleaned up after the failed deploy {}: {action}", j.id);
+    }
+    Journal::finish(&layout.state)?;
+    Ok(Some(Recovered { id: j.id, action }))
+}
+
+/// The history line of a deploy that died: its error when it had failed
+/// before it died (it was putting the old version back), and what the
+/// recovery did.
+fn interrupted_record(j: &Journal, action: &str) -> Record {
+    let error = match &j.error {
+        Some(e) => format!(
+            "{e}\nthe deploy failed and was interrupted during {} while putting the previous version back; {action}",
+            phase_name(j.phase)
+        ),
+        None => format!("interrupted during {}; {action}", phase_name(j.phase)),
+    };
+    Record {
         id: j.id.clone(),
         started: j.started.clone(),
         finished: Local::now().to_rfc3339(),
@@ -242,18 +275,12 @@ pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
         previous_commit: j.previous.clone(),
         snapshot: j.snapshot.clone(),
         evicted: Vec::new(),
-        error: Some(format!(
-            "interrupted during {}; {action}",
-            phase_name(j.phase)
-        )),
+        error: Some(error),
         warnings: Vec::new(),
         steps: Vec::new(),
         duration_ms: 0,
         fleet_id: None,
-    };
-    history::append(&layout.state, &rec)?;
-    Journal::finish(&layout.state)?;
-    Ok(Some(Recovered { id: j.id, action }))
+    }
 }
 
 /// After a crash past the switch back: copy user files the snapshot got after

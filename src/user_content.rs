@@ -262,7 +262,12 @@ fn scan_dir(
     on_dir(rel);
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.as_os_str().is_empty() => {
+        // Removed (or replaced by a file) since its parent was read: nothing to list.
+        Err(e)
+            if (e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENOTDIR))
+                && !rel.as_os_str().is_empty() =>
+        {
             return Ok(())
         }
         Err(e) => {
@@ -475,9 +480,15 @@ pub fn copy_back(
         if m.is_dir() || (&cur != sig && !older_than_cutoff) {
             continue; // ROOT holds a version written since: not the file the user deleted
         }
-        std::fs::remove_file(&dst)
-            .with_context(|| format!("cannot remove deleted user file {}", dst.display()))?;
-        report.removed.push(p.clone());
+        match std::fs::remove_file(&dst) {
+            Ok(()) => report.removed.push(p.clone()),
+            // Removed meanwhile (by a request, or with its directory): the same result.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot remove deleted user file {}", dst.display()))
+            }
+        }
     }
     Ok(report)
 }

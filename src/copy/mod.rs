@@ -303,23 +303,12 @@ pub fn copy_file_if(src: &Path, dst: &Path, expect: Expect) -> Result<Placed> {
 fn copy_one(src: &Path, dst: &Path, expect: Expect) -> Result<Placed> {
     let smeta = std::fs::symlink_metadata(src)
         .with_context(|| format!("copy: cannot stat {}", src.display()))?;
-    let dparent = dst
-        .parent()
-        .ok_or_else(|| anyhow!("copy: {} has no parent", dst.display()))?;
-    let dparent = if dparent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dparent
-    };
-    let sparent = match src.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dparent = parent_or_dot(dst);
+    let sparent = parent_or_dot(src);
     let sname = cname(src)?;
     let dname = cname(dst)?;
-    std::fs::create_dir_all(dparent)
-        .with_context(|| format!("copy: cannot create directory {}", dparent.display()))?;
     let env = walk::Env::new();
+    make_parents(&env, src, dst)?;
     if smeta.is_dir() {
         if !dst.is_dir() {
             std::fs::create_dir(dst)
@@ -329,8 +318,15 @@ fn copy_one(src: &Path, dst: &Path, expect: Expect) -> Result<Placed> {
     }
     let sdir = sys::open_dir_path_follow(sparent)
         .with_context(|| format!("copy: cannot open directory {}", sparent.display()))?;
-    let ddir = sys::open_dir_path_follow(dparent)
-        .with_context(|| format!("copy: cannot open directory {}", dparent.display()))?;
+    let ddir = match sys::open_dir_path_follow(dparent) {
+        Ok(d) => d,
+        // Removed (by the application) since it was made or seen: its removal is newer.
+        Err(e) if walk::vanished(&e) => return Ok(Placed::Skipped),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("copy: cannot open directory {}", dparent.display()))
+        }
+    };
     let m = sys::stat_at(sdir.as_fd(), sname.as_c_str())
         .with_context(|| format!("copy: cannot stat {}", src.display()))?;
     let dm = sys::fstat(ddir.as_fd())
@@ -350,22 +346,12 @@ fn copy_one(src: &Path, dst: &Path, expect: Expect) -> Result<Placed> {
         .map_err(|_| anyhow!("copy: {} contains a NUL byte", dst.display()))?;
     let tmp_path = dparent.join(&tmp_os);
     let _ = rustix::fs::unlinkat(&ddir, tmp.as_c_str(), rustix::fs::AtFlags::empty());
-    let named = |(op, side, e): walk::OpError| {
-        let p = if side == walk::Side::Src {
-            src
-        } else {
-            tmp_path.as_path()
-        };
-        anyhow!("copy: cannot {op} {}: {e}", p.display())
-    };
-    match m.kind() {
+    let written = match m.kind() {
         sys::Kind::File => {
-            walk::copy_file(&env, sdir.as_fd(), &sname, &m, ddir.as_fd(), &tmp, new_gid)
-                .map_err(named)?;
+            walk::copy_file(&env, sdir.as_fd(), &sname, &m, ddir.as_fd(), &tmp, new_gid).map(|_| ())
         }
         sys::Kind::Symlink => {
             walk::copy_symlink(&env, sdir.as_fd(), &sname, &m, ddir.as_fd(), &tmp, new_gid)
-                .map_err(named)?
         }
         _ => {
             return Err(anyhow!(
@@ -373,85 +359,205 @@ fn copy_one(src: &Path, dst: &Path, expect: Expect) -> Result<Placed> {
                 src.display()
             ))
         }
-    }
-    let mut expect = expect;
-    if let Ok(existing) = sys::stat_at(ddir.as_fd(), dname.as_c_str()) {
-        if existing.kind() == sys::Kind::Dir {
-            expect = Expect::Any;
-            let r = remove_tree_in_pool(dst)?;
-            if let Some((p, why)) = r.failed.first() {
-                let _ = rustix::fs::unlinkat(&ddir, tmp.as_c_str(), rustix::fs::AtFlags::empty());
-                return Err(anyhow!(
-                    "copy: cannot replace directory {}: {}: {why}",
-                    dst.display(),
-                    p.display()
-                ));
-            }
+    };
+    match written {
+        Ok(()) => {}
+        // The destination directory was removed while the copy was written.
+        Err((_, walk::Side::Dst, e)) if walk::vanished(&e) => return Ok(Placed::Skipped),
+        Err((op, side, e)) => {
+            let p = if side == walk::Side::Src {
+                src
+            } else {
+                tmp_path.as_path()
+            };
+            return Err(anyhow!("copy: cannot {op} {}: {e}", p.display()));
         }
     }
-    let unlink_tmp = || {
-        let _ = rustix::fs::unlinkat(&ddir, tmp.as_c_str(), rustix::fs::AtFlags::empty());
+    let target = Target {
+        dir: &ddir,
+        tmp: &tmp,
+        tmp_path: &tmp_path,
+        name: &dname,
+        path: dst,
     };
-    let flags = match expect {
-        Expect::Any => None,
-        Expect::Absent => Some(rustix::fs::RenameFlags::NOREPLACE),
-        Expect::Present(_) => Some(rustix::fs::RenameFlags::EXCHANGE),
-    };
-    if let Some(flags) = flags {
-        match rustix::fs::renameat_with(&ddir, tmp.as_c_str(), &ddir, dname.as_c_str(), flags) {
-            Ok(()) => {
-                // After an exchange the temporary name holds the replaced file:
-                // if it is not the version the caller decided on, put it back.
-                if let Expect::Present(Some(want)) = expect {
-                    let replaced =
-                        sys::stat_at(ddir.as_fd(), tmp.as_c_str())
-                            .ok()
-                            .map(|m| Version {
-                                size: m.size,
-                                mtime: m.mtime,
-                            });
-                    if replaced.is_some_and(|v| v != want)
-                        && rustix::fs::renameat_with(
-                            &ddir,
-                            tmp.as_c_str(),
-                            &ddir,
-                            dname.as_c_str(),
-                            rustix::fs::RenameFlags::EXCHANGE,
-                        )
-                        .is_ok()
-                    {
-                        unlink_tmp();
-                        return Ok(Placed::Skipped);
-                    }
-                }
-                unlink_tmp();
-                return Ok(Placed::Done);
-            }
-            Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOENT) => {
-                unlink_tmp();
-                return Ok(Placed::Skipped);
-            }
-            // No rename flags here (an old kernel, some network filesystems): plain rename.
-            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {}
-            Err(e) => {
-                unlink_tmp();
-                return Err(anyhow!(
-                    "copy: cannot rename {} over {}: {e}",
-                    tmp_path.display(),
-                    dst.display()
-                ));
-            }
-        }
+    target.land(expect)
+}
+
+/// The parent directory of `p` (`.` for a bare name).
+fn parent_or_dot(p: &Path) -> &Path {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     }
-    rustix::fs::renameat(&ddir, tmp.as_c_str(), &ddir, dname.as_c_str()).map_err(|e| {
-        unlink_tmp();
+}
+
+/// Where a copy written under a temporary name lands.
+struct Target<'a> {
+    dir: &'a std::os::fd::OwnedFd,
+    tmp: &'a CString,
+    tmp_path: &'a Path,
+    name: &'a CString,
+    path: &'a Path,
+}
+
+impl Target<'_> {
+    fn unlink_tmp(&self) {
+        let _ = rustix::fs::unlinkat(self.dir, self.tmp.as_c_str(), rustix::fs::AtFlags::empty());
+    }
+
+    fn rename_error(&self, e: rustix::io::Errno) -> anyhow::Error {
+        self.unlink_tmp();
         anyhow!(
             "copy: cannot rename {} over {}: {e}",
-            tmp_path.display(),
-            dst.display()
+            self.tmp_path.display(),
+            self.path.display()
         )
-    })?;
-    Ok(Placed::Done)
+    }
+
+    /// Renames the temporary copy over the destination as `expect` says.
+    fn land(&self, expect: Expect) -> Result<Placed> {
+        let (ddir, tmp, dname) = (self.dir, self.tmp.as_c_str(), self.name.as_c_str());
+        let mut expect = expect;
+        if let Ok(existing) = sys::stat_at(ddir.as_fd(), dname) {
+            if existing.kind() == sys::Kind::Dir {
+                expect = Expect::Any;
+                let r = remove_tree_in_pool(self.path)?;
+                if let Some((p, why)) = r.failed.first() {
+                    self.unlink_tmp();
+                    return Err(anyhow!(
+                        "copy: cannot replace directory {}: {}: {why}",
+                        self.path.display(),
+                        p.display()
+                    ));
+                }
+            }
+        }
+        let flags = match expect {
+            Expect::Any => None,
+            Expect::Absent => Some(rustix::fs::RenameFlags::NOREPLACE),
+            Expect::Present(_) => Some(rustix::fs::RenameFlags::EXCHANGE),
+        };
+        if let Some(flags) = flags {
+            match rustix::fs::renameat_with(ddir, tmp, ddir, dname, flags) {
+                Ok(()) => return Ok(self.keep_or_swap_back(expect)),
+                Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::NOENT) => {
+                    self.unlink_tmp();
+                    return Ok(Placed::Skipped);
+                }
+                // No rename flags here (an old kernel, some network filesystems): plain rename.
+                Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {}
+                Err(e) => return Err(self.rename_error(e)),
+            }
+        }
+        match rustix::fs::renameat(ddir, tmp, ddir, dname) {
+            Ok(()) => Ok(Placed::Done),
+            // The directory was removed meanwhile, with the temporary copy in it.
+            Err(rustix::io::Errno::NOENT) => Ok(Placed::Skipped),
+            Err(e) => Err(self.rename_error(e)),
+        }
+    }
+
+    /// After an exchange the temporary name holds the replaced file: if it
+    /// is not the version the caller decided on, put it back.
+    fn keep_or_swap_back(&self, expect: Expect) -> Placed {
+        let (ddir, tmp, dname) = (self.dir, self.tmp.as_c_str(), self.name.as_c_str());
+        if let Expect::Present(Some(want)) = expect {
+            let replaced = sys::stat_at(ddir.as_fd(), tmp).ok().map(|m| Version {
+                size: m.size,
+                mtime: m.mtime,
+            });
+            if replaced.is_some_and(|v| v != want)
+                && rustix::fs::renameat_with(
+                    ddir,
+                    tmp,
+                    ddir,
+                    dname,
+                    rustix::fs::RenameFlags::EXCHANGE,
+                )
+                .is_ok()
+            {
+                self.unlink_tmp();
+                return Placed::Skipped;
+            }
+        }
+        self.unlink_tmp();
+        Placed::Done
+    }
+}
+
+/// Creates the missing parent directories of `dst`, top down. Each one gets
+/// the owner, group and mode of its counterpart in the source tree (the
+/// directory at the same place above `src`), or, where the source has none,
+/// of the directory it is created in: never the owner of the process (root),
+/// which would lock the application out of its own directories. A directory
+/// someone else creates meanwhile is left as they made it. Without root,
+/// owners cannot be given away: the directories are the process's, with the
+/// counterpart's mode plus `u+rwx` (the copy must write into them).
+fn make_parents(env: &walk::Env, src: &Path, dst: &Path) -> Result<()> {
+    let mut missing: Vec<(&Path, Option<&Path>)> = Vec::new();
+    let (mut d, mut s) = (dst.parent(), src.parent());
+    while let Some(dir) = d.filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::metadata(dir) {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let counterpart = s.filter(|c| c.file_name() == dir.file_name());
+                missing.push((dir, counterpart));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("copy: cannot stat {}", dir.display()))
+            }
+        }
+        d = dir.parent();
+        s = s.and_then(Path::parent);
+    }
+    for (dir, counterpart) in missing.into_iter().rev() {
+        make_dir_like(env, dir, counterpart)?;
+    }
+    Ok(())
+}
+
+/// Creates the directory `dir` with the owner, group and mode of
+/// `counterpart` when that is a directory, else of `dir`'s parent. A
+/// directory removed meanwhile (by the application, with its parent) is not
+/// an error: the copy into it is skipped when it finds it gone.
+fn make_dir_like(env: &walk::Env, dir: &Path, counterpart: Option<&Path>) -> Result<()> {
+    match try_make_dir_like(env, dir, counterpart) {
+        Ok(()) => Ok(()),
+        Err((e, _)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err((e, what)) => Err(e).with_context(|| format!("copy: cannot {what} {}", dir.display())),
+    }
+}
+
+type Failed = (std::io::Error, &'static str);
+
+fn try_make_dir_like(
+    env: &walk::Env,
+    dir: &Path,
+    counterpart: Option<&Path>,
+) -> std::result::Result<(), Failed> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let like = counterpart
+        .and_then(|c| std::fs::metadata(c).ok())
+        .filter(|m| m.is_dir());
+    let like = match like {
+        Some(m) => m,
+        None => std::fs::metadata(parent_or_dot(dir)).map_err(|e| (e, "stat the parent of"))?,
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        // Someone else made it meanwhile: theirs, left as they made it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err((e, "create directory")),
+    }
+    let mut mode = like.mode() & 0o7777;
+    if env.as_root {
+        std::os::unix::fs::chown(dir, Some(like.uid()), Some(like.gid()))
+            .map_err(|e| (e, "set the owner of"))?;
+    } else {
+        mode |= 0o700;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| (e, "set the mode of"))
 }
 
 fn cname(p: &Path) -> Result<CString> {
@@ -653,6 +759,161 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("src")]);
+    }
+
+    /// Makes `paths` vanish right before the engine opens them (after their
+    /// directory was listed and they were looked at).
+    fn vanish_on_open(paths: &[PathBuf]) {
+        walk::tests_hook::VANISH
+            .lock()
+            .unwrap()
+            .extend(paths.iter().cloned());
+    }
+
+    fn locks(src: &Path) {
+        for d in ["keep", "gone", "gone/sub"] {
+            std::fs::create_dir_all(src.join("data/locks").join(d)).unwrap();
+        }
+        std::fs::write(src.join("data/locks/keep/lock"), "k").unwrap();
+        std::fs::write(src.join("data/locks/gone/lock"), "g").unwrap();
+        std::fs::write(src.join("data/locks/gone/sub/f"), "g").unwrap();
+        std::fs::write(src.join("data/page.txt"), "p").unwrap();
+        std::fs::write(src.join("data/gone.txt"), "g").unwrap();
+    }
+
+    #[test]
+    fn a_directory_or_file_that_vanishes_between_listing_and_opening_is_skipped() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        sample(&src);
+        locks(&src);
+        vanish_on_open(&[src.join("data/locks/gone"), src.join("data/gone.txt")]);
+        let dst = t.path().join("dst");
+        copy_tree(&src, &dst, &opts()).expect("a vanished entry does not fail the copy");
+        assert!(!src.join("data/locks/gone").exists(), "the race happened");
+        assert!(!src.join("data/gone.txt").exists(), "the race happened");
+        assert!(!dst.join("data/locks/gone").exists());
+        assert!(!dst.join("data/gone.txt").exists());
+        assert_eq!(
+            std::fs::read_to_string(dst.join("data/locks/keep/lock")).unwrap(),
+            "k"
+        );
+        assert_eq!(std::fs::read_to_string(dst.join("data/page.txt")).unwrap(), "p");
+        assert!(dst.join("a/b/f.php").is_file());
+    }
+
+    #[test]
+    fn the_sync_of_a_recycled_copy_skips_what_vanishes_and_drops_its_old_copy() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        sample(&src);
+        locks(&src);
+        let dst = t.path().join("dst");
+        copy_tree(&src, &dst, &opts()).unwrap();
+        // An old lock the copy has, and a new one it lacks, both vanish mid-sync.
+        std::fs::create_dir_all(src.join("data/locks/new/sub")).unwrap();
+        std::fs::write(src.join("data/locks/new/sub/f"), "n").unwrap();
+        std::fs::write(src.join("data/page.txt"), "p2").unwrap();
+        vanish_on_open(&[src.join("data/locks/gone"), src.join("data/locks/new")]);
+        sync_tree(&src, &dst, &opts()).expect("a vanished directory does not fail the sync");
+        assert!(!src.join("data/locks/gone").exists() && !src.join("data/locks/new").exists());
+        assert!(!dst.join("data/locks/gone").exists(), "its old copy goes");
+        assert!(!dst.join("data/locks/new").exists());
+        assert_eq!(
+            std::fs::read_to_string(dst.join("data/page.txt")).unwrap(),
+            "p2"
+        );
+        // The next sync finds nothing left to do: the copy is the source.
+        let again = sync_tree(&src, &dst, &opts()).unwrap();
+        assert_eq!((again.files, again.dirs, again.removed), (0, 0, 0), "{again:?}");
+    }
+
+    #[test]
+    fn copied_files_get_parent_directories_like_their_counterparts() {
+        use std::os::unix::fs::DirBuilderExt;
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("snap"), t.path().join("root"));
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::DirBuilder::new()
+            .mode(0o750)
+            .recursive(true)
+            .create(src.join("data/pages/ns/sub"))
+            .unwrap();
+        std::fs::set_permissions(src.join("data/pages/ns"), std::fs::Permissions::from_mode(0o2771))
+            .unwrap();
+        std::fs::write(src.join("data/pages/ns/sub/page.txt"), "p").unwrap();
+        let as_root = rustix::process::geteuid().is_root();
+        if as_root {
+            for d in ["data", "data/pages", "data/pages/ns", "data/pages/ns/sub"] {
+                std::os::unix::fs::chown(src.join(d), Some(33), Some(34)).unwrap();
+            }
+        }
+        copy_file_atomic(
+            &src.join("data/pages/ns/sub/page.txt"),
+            &dst.join("data/pages/ns/sub/page.txt"),
+        )
+        .unwrap();
+        for d in ["data", "data/pages", "data/pages/ns", "data/pages/ns/sub"] {
+            let (s, d2) = (
+                std::fs::metadata(src.join(d)).unwrap(),
+                std::fs::metadata(dst.join(d)).unwrap(),
+            );
+            if as_root {
+                assert_eq!((d2.uid(), d2.gid()), (s.uid(), s.gid()), "{d}");
+                assert_eq!(d2.mode(), s.mode(), "{d}");
+            } else {
+                assert_eq!(d2.mode(), s.mode() | 0o700, "{d}");
+            }
+        }
+        // No counterpart (the source has no such directory): like the parent.
+        std::fs::write(t.path().join("lone"), "l").unwrap();
+        copy_file_atomic(&t.path().join("lone"), &dst.join("data/pages/ns/new/lone")).unwrap();
+        let (p, n) = (
+            std::fs::metadata(dst.join("data/pages/ns")).unwrap(),
+            std::fs::metadata(dst.join("data/pages/ns/new")).unwrap(),
+        );
+        assert_eq!((n.uid(), n.gid(), n.mode()), (p.uid(), p.gid(), p.mode()));
+    }
+
+    #[test]
+    fn a_copy_into_a_directory_removed_meanwhile_is_skipped() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("snap"), t.path().join("root"));
+        std::fs::create_dir_all(src.join("locks/x")).unwrap();
+        std::fs::create_dir_all(&dst).unwrap();
+        std::fs::write(src.join("locks/x/lock"), "l").unwrap();
+        // The application removes the destination directory as fast as it can
+        // (DokuWiki's lock directories): every instant of the copy gets hit.
+        let gone = dst.join("locks/x");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let remover = std::thread::spawn(move || {
+            let mut removed = 0u32;
+            while !stop2.load(Ordering::Relaxed) {
+                if std::fs::remove_dir_all(&gone).is_ok() {
+                    removed += 1;
+                }
+            }
+            removed
+        });
+        let (mut done, mut skipped) = (0, 0);
+        for _ in 0..500 {
+            let placed = copy_file_if(
+                &src.join("locks/x/lock"),
+                &dst.join("locks/x/lock"),
+                Expect::Absent,
+            );
+            match placed {
+                Ok(Placed::Skipped) => skipped += 1,
+                Ok(Placed::Done) => done += 1,
+                Err(e) => panic!("a directory removed meanwhile fails the copy: {e:#}"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let removed = remover.join().unwrap();
+        assert!(removed > 0, "the remover ran ({done} copied, {skipped} skipped)");
     }
 
     #[test]

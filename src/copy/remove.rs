@@ -79,9 +79,15 @@ impl<'a> Remover<'a> {
         let fd = match sys::open_dir(self.base, &node.rel) {
             Ok(fd) => fd,
             Err(e) => {
+                // Gone already (removed by someone else meanwhile): nothing to do.
+                let gone = e.kind() == io::ErrorKind::NotFound;
                 // An unreadable directory may still be removable if it is empty.
-                if rustix::fs::unlinkat(self.base, &node.rel, AtFlags::REMOVEDIR).is_ok() {
-                    self.removed.fetch_add(1, Ordering::Relaxed);
+                let removed = !gone
+                    && rustix::fs::unlinkat(self.base, &node.rel, AtFlags::REMOVEDIR).is_ok();
+                if gone || removed {
+                    if removed {
+                        self.removed.fetch_add(1, Ordering::Relaxed);
+                    }
                     node.pending.store(0, Ordering::Release);
                     if let Some(p) = &node.parent {
                         self.done(p.clone());

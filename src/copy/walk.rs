@@ -154,6 +154,9 @@ struct Node {
     modified: AtomicBool,
     /// Compare with an existing destination (sync) or copy into a new one.
     sync: bool,
+    /// The source directory vanished before it could be read: its
+    /// destination was removed, there is nothing to finish.
+    vanished: AtomicBool,
     pending: AtomicUsize,
     parent: Option<Arc<Node>>,
 }
@@ -220,6 +223,7 @@ impl<'a> Walk<'a> {
             setgid,
             modified: AtomicBool::new(false),
             sync,
+            vanished: AtomicBool::new(false),
             pending: AtomicUsize::new(1),
             parent: None,
         });
@@ -280,7 +284,12 @@ impl<'a> Walk<'a> {
             return self.done(node);
         }
         match self.open(&node) {
-            Ok(open) => {
+            Ok(None) => {
+                if let Err(e) = self.vanished_dir(&node) {
+                    self.fail(e);
+                }
+            }
+            Ok(Some(open)) => {
                 let open = Arc::new(open);
                 let n = open.list.len();
                 // Spawn all chunks but the first, which runs here.
@@ -302,14 +311,28 @@ impl<'a> Walk<'a> {
         self.done(node);
     }
 
-    fn open(&self, node: &Arc<Node>) -> Result<Open> {
+    /// Opens and lists a directory of the walk; `None` when the source
+    /// directory vanished after its parent listed it (an application removing
+    /// a lock or cache directory): a normal event, not a failed copy.
+    fn open(&self, node: &Arc<Node>) -> Result<Option<Open>> {
         let rel = rel_or_dot(&node.rel);
-        let src = sys::open_dir(self.src_root.as_fd(), rel)
-            .map_err(|e| self.err("open directory", self.src_full(&node.rel, None), e))?;
+        if let Some(name) = node.rel.file_name() {
+            use std::os::unix::ffi::OsStrExt;
+            about_to_open(name.as_bytes(), || self.src_full(&node.rel, None));
+        }
+        let src = match sys::open_dir(self.src_root.as_fd(), rel) {
+            Ok(fd) => fd,
+            Err(e) if vanished(&e) && !node.rel.as_os_str().is_empty() => return Ok(None),
+            Err(e) => return Err(self.err("open directory", self.src_full(&node.rel, None), e)),
+        };
         let dst = sys::open_dir(self.dst_root.as_fd(), rel)
             .map_err(|e| self.err("open directory", self.dst_full(&node.rel, None), e))?;
-        let mut list = sys::list_dir(src.as_fd())
-            .map_err(|e| self.err("read directory", self.src_full(&node.rel, None), e))?;
+        // Reading a directory removed since it was opened fails with ENOENT.
+        let mut list = match sys::list_dir(src.as_fd()) {
+            Ok(l) => l,
+            Err(e) if vanished(&e) && !node.rel.as_os_str().is_empty() => return Ok(None),
+            Err(e) => return Err(self.err("read directory", self.src_full(&node.rel, None), e)),
+        };
         let mut dst_list = None;
         if node.sync {
             let mut dl = sys::list_dir(dst.as_fd())
@@ -325,13 +348,38 @@ impl<'a> Walk<'a> {
             }
             dst_list = Some(dl);
         }
-        Ok(Open {
+        Ok(Some(Open {
             node: node.clone(),
             src,
             dst,
             list,
             dst_list,
-        })
+        }))
+    }
+
+    /// The source directory of `node` vanished after it was listed: its
+    /// destination goes too (the copy then looks as if the listing had come
+    /// a moment later), and the parent's times are set again.
+    fn vanished_dir(&self, node: &Node) -> Result<()> {
+        tracing::warn!(
+            "{}: {} vanished while copying (skipped)",
+            self.verb,
+            self.src_full(&node.rel, None).display()
+        );
+        node.vanished.store(true, Ordering::Relaxed);
+        if let Some(p) = &node.parent {
+            p.modified.store(true, Ordering::Relaxed);
+        }
+        let r = Remover::new(self.dst_root.as_fd(), self.dst_path);
+        r.remove_dir(&node.rel);
+        let failed = r.failed.into_inner().unwrap_or_default();
+        if let Some((p, why)) = failed.first() {
+            return Err(anyhow!("{}: {}: {why}", self.verb, p.display()));
+        }
+        self.counters
+            .removed
+            .fetch_add(r.removed.load(Ordering::Relaxed), Ordering::Relaxed);
+        Ok(())
     }
 
     fn chunk<'s>(&'s self, s: &rayon::Scope<'s>, open: &Arc<Open>, start: usize, end: usize) {
@@ -399,7 +447,10 @@ impl<'a> Walk<'a> {
             None
         };
         if let Some((slot, false)) = &link {
-            return self.follow_link(open, name, in_dst, slot);
+            if self.follow_link(open, name, in_dst, slot)? {
+                return Ok(());
+            }
+            // The group's first file vanished before it was copied: copy this one.
         }
         let res = self.entry_inner(s, open, name, in_dst, &m);
         if let Some((slot, true)) = &link {
@@ -488,33 +539,24 @@ impl<'a> Walk<'a> {
                 Ok(())
             }
             Kind::File => {
-                let n = copy_file(&self.env, sfd, name, m, dfd, name, node.new_gid).map_err(
-                    |(op, which, e)| {
-                        let p = if which == Side::Src {
-                            self.src_full(&node.rel, Some(name))
-                        } else {
-                            self.dst_full(&node.rel, Some(name))
-                        };
-                        self.err(op, p, e)
-                    },
-                )?;
-                self.counters.files.fetch_add(1, Ordering::Relaxed);
-                self.counters.bytes.fetch_add(n, Ordering::Relaxed);
-                Ok(())
+                about_to_open(name.to_bytes(), || self.src_full(&node.rel, Some(name)));
+                match copy_file(&self.env, sfd, name, m, dfd, name, node.new_gid) {
+                    Ok(n) => {
+                        self.counters.files.fetch_add(1, Ordering::Relaxed);
+                        self.counters.bytes.fetch_add(n, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(e) => self.entry_error(node, name, e),
+                }
             }
             Kind::Symlink => {
-                copy_symlink(&self.env, sfd, name, m, dfd, name, node.new_gid).map_err(
-                    |(op, which, e)| {
-                        let p = if which == Side::Src {
-                            self.src_full(&node.rel, Some(name))
-                        } else {
-                            self.dst_full(&node.rel, Some(name))
-                        };
-                        self.err(op, p, e)
-                    },
-                )?;
-                self.counters.symlinks.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+                match copy_symlink(&self.env, sfd, name, m, dfd, name, node.new_gid) {
+                    Ok(()) => {
+                        self.counters.symlinks.fetch_add(1, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(e) => self.entry_error(node, name, e),
+                }
             }
             Kind::Other => {
                 tracing::warn!(
@@ -525,6 +567,23 @@ impl<'a> Walk<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// A file or symlink could not be copied: a source that vanished since
+    /// it was listed is skipped (nothing was created for it), anything else
+    /// fails the walk with the path and the operation.
+    fn entry_error(&self, node: &Node, name: &CStr, (op, which, e): OpError) -> Result<()> {
+        let src = self.src_full(&node.rel, Some(name));
+        if which == Side::Src && vanished(&e) {
+            tracing::warn!("{}: {} vanished while copying", self.verb, src.display());
+            return Ok(());
+        }
+        let p = if which == Side::Src {
+            src
+        } else {
+            self.dst_full(&node.rel, Some(name))
+        };
+        Err(self.err(op, p, e))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -550,6 +609,7 @@ impl<'a> Walk<'a> {
             setgid,
             modified: AtomicBool::new(false),
             sync,
+            vanished: AtomicBool::new(false),
             pending: AtomicUsize::new(1),
             parent: Some(node.clone()),
         });
@@ -595,22 +655,32 @@ impl<'a> Walk<'a> {
     }
 
     /// Makes `name` a hard link to its group's first copy (which is being
-    /// written by a running job, so the wait is short).
-    fn follow_link(&self, open: &Open, name: &CStr, in_dst: bool, slot: &LinkSlot) -> Result<()> {
+    /// written by a running job, so the wait is short). False when that copy
+    /// is not there because its source vanished: the caller copies `name`.
+    fn follow_link(
+        &self,
+        open: &Open,
+        name: &CStr,
+        in_dst: bool,
+        slot: &LinkSlot,
+    ) -> Result<bool> {
         let node = &open.node;
-        let ino = slot.wait().map_err(|_| {
-            anyhow!(
+        let Ok(ino) = slot.wait() else {
+            if !self.aborted.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            return Err(anyhow!(
                 "{}: cannot hard-link {}: copying {} failed",
                 self.verb,
                 self.dst_full(&node.rel, Some(name)).display(),
                 self.dst_path.join(&slot.dst_rel).display()
-            )
-        })?;
+            ));
+        };
         if in_dst {
             match sys::stat_at(open.dst.as_fd(), name) {
                 Ok(d) if d.ino == ino => {
                     self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
+                    return Ok(true);
                 }
                 Ok(d) => self.remove_entry(node, open.dst.as_fd(), name, file_type(d.kind()))?,
                 Err(_) => {}
@@ -626,7 +696,7 @@ impl<'a> Walk<'a> {
         )
         .map_err(|e| self.err("create hard link", self.dst_full(&node.rel, Some(name)), e))?;
         self.counters.hardlinks.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(true)
     }
 
     fn remove_existing(&self, node: &Node, dfd: BorrowedFd<'_>, name: &CStr) -> Result<()> {
@@ -688,6 +758,9 @@ impl<'a> Walk<'a> {
     }
 
     fn finish(&self, node: &Node) -> Result<()> {
+        if node.vanished.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let rel = rel_or_dot(&node.rel);
         let root = self.dst_root.as_fd();
         let m = &node.src;
@@ -707,6 +780,44 @@ impl<'a> Walk<'a> {
             self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+/// True for the errors that mean "the entry listed a moment ago is not
+/// there any more" (removed, or its name now holds something else).
+pub(super) fn vanished(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
+}
+
+/// Called right before the engine opens a source entry (`name`, at path
+/// `full()`) it has listed and looked at: with `ROOTSWAP_FAULT=vanish=NAME`,
+/// an entry called NAME is removed from the source at that instant, as an
+/// application removing its lock directory at the worst moment would (the
+/// tests make the race happen every time this way; see
+/// [`crate::crashpoint::fault`]). Costs one load when unset.
+fn about_to_open(name: &[u8], full: impl Fn() -> PathBuf) {
+    #[cfg(test)]
+    tests_hook::opening(&full());
+    if crate::crashpoint::fault("vanish").is_some_and(|v| v.as_bytes() == name) {
+        let p = full();
+        let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+    }
+}
+
+/// Unit tests make the race happen on a path of their own.
+#[cfg(test)]
+pub(super) mod tests_hook {
+    use super::*;
+
+    /// Paths removed (once) right before the engine opens them.
+    pub static VANISH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    pub fn opening(path: &Path) {
+        let Ok(mut v) = VANISH.lock() else { return };
+        if let Some(i) = v.iter().position(|p| p == path) {
+            v.remove(i);
+            let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+        }
     }
 }
 

@@ -81,6 +81,7 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         phase,
         started: run.started.to_rfc3339(),
         switched_at: None,
+        error: None,
     };
     run.end(&what(&source, commit, previous.as_deref(), &plan));
     Ok(Fetched::New(Box::new(Deploy {

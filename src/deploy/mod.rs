@@ -102,8 +102,8 @@ fn prepare_locked(cfg: &Config, req: &Request) -> Result<Prepare> {
         })?;
         return Ok(Prepare::Ready(Prepared(d)));
     }
-    d.snapshot()?;
     d.guard(|d| {
+        d.snapshot()?;
         d.switch_to_snapshot()?;
         d.checkout()?;
         d.hooks()?;

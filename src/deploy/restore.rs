@@ -14,10 +14,13 @@ use super::switch_back::OnUnhealthy;
 use crate::journal::{Journal, Phase};
 
 impl Deploy {
-    /// A step failed with `e`: serve the old version and say so.
+    /// A step failed with `e`: serve the old version and say so. The
+    /// history records the error in every case; should this process die
+    /// while it puts the old version back, the journal carries the error to
+    /// the recovery, which records it.
     pub(super) fn fail(&mut self, e: anyhow::Error) -> anyhow::Error {
         if self.first_deploy() {
-            if let Err(re) = crate::recover::recover(&self.cfg, &self.layout) {
+            if let Err(re) = crate::recover::clean_up_failed(&self.cfg, &self.layout) {
                 tracing::warn!("cannot clean up the failed first deploy: {re:#}");
             }
             self.record("failed", Some(format!("{e:#}")));
@@ -25,10 +28,24 @@ impl Deploy {
                 "first deploy failed; nothing was live before, so the link was not created",
             );
         }
-        if self.journal.phase < Phase::Rewrite {
-            // ROOT was not touched and still serves; recovery removes the snapshot.
+        let root_serves = self
+            .layout
+            .live_name()
+            .is_ok_and(|n| n.as_deref() == Some(self.layout.root_name.as_str()));
+        if self.journal.phase < Phase::Rewrite && (root_serves || self.served.is_none()) {
+            // ROOT was not touched and still serves (or there is no snapshot
+            // to restore from): only the (partial) snapshot goes.
+            if let Err(re) = crate::recover::clean_up_failed(&self.cfg, &self.layout) {
+                tracing::warn!("cannot clean up after the failed snapshot: {re:#}");
+            }
+            let note = match root_serves {
+                true => "ROOT was not touched and stays live",
+                false => "ROOT was not touched",
+            };
+            self.record("failed", Some(format!("{e:#}\n{note}")));
             return e;
         }
+        self.journal.error = Some(format!("{e:#}"));
         let snap = self.snapshot_name().unwrap_or_default().to_string();
         let msg = match self.restore(None) {
             Ok(()) => format!(

@@ -57,8 +57,19 @@ impl Deploy {
             d.journal.enter(&d.layout.state, Phase::Snapshot)?;
             let root = d.layout.root();
             let c = &d.classifier;
-            let (mut root_watch, root_last) =
-                d.run.pass("scan ROOT", || Watched::scan(&root, c))?;
+            let mut repair = crate::owners::Repair::new(&root, c);
+            let (mut root_watch, root_last) = d.run.pass("scan ROOT", || {
+                Watched::scan_visiting(&root, c, &mut |rel| repair.visit(rel))
+            })?;
+            if !repair.repaired.is_empty() {
+                d.run.warn([format!(
+                    "gave {} root-owned director{} in user content back to the owner of {} \
+                     (made by an earlier rootswap; see the log)",
+                    repair.repaired.len(),
+                    if repair.repaired.len() == 1 { "y" } else { "ies" },
+                    if repair.repaired.len() == 1 { "its parent" } else { "their parents" }
+                )]);
+            }
             let name = match &d.req.snapshot_name {
                 Some(n) => n.clone(),
                 None => d.layout.new_snapshot_name(Local::now())?,
