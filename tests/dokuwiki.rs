@@ -647,32 +647,21 @@ fn first<T: std::fmt::Debug>(v: &[T]) -> &[T] {
     &v[..v.len().min(10)]
 }
 
-#[test]
-fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
-    let install = "apt-get install -y --no-install-recommends dokuwiki nginx-light php-fpm";
-    let dw = sites_support::require(
-        "Debian's dokuwiki package",
-        Path::new(DW).join("doku.php").is_file().then(|| DW.into()),
-        install,
-    );
-    let nginx = sites_support::require("nginx", sites_support::find_program(&["nginx"]), install);
-    let fpm = sites_support::require("php-fpm", sites_support::find_php_fpm(), install);
-    let (Some(_), Some(nginx), Some(fpm)) = (dw, nginx, fpm) else {
-        return;
-    };
-    let as_root = unsafe { libc::geteuid() } == 0;
-    let w = World::new(&[], "");
-    if as_root {
-        // php-fpm's user must reach the trees inside the test's directory.
-        sh(Command::new("chmod").arg("755").arg(w.tmp.path()));
-    }
-    let tpl = flatten_dokuwiki(&w.repo);
-    write_version(&w, &tpl, 0);
-    w.commit("DokuWiki from Debian's package, flattened");
+/// The wiki deployed once and served: `None` when a tool is missing (outside CI).
+struct Wiki {
+    w: World,
+    tpl: String,
+    port: u16,
+    /// The uid everything under `ROOT/data` must belong to (php-fpm's user).
+    owner: u32,
+    fpm_log: PathBuf,
+    _fpm: sites_support::Proc,
+    _nginx: sites_support::Proc,
+}
 
-    let srv = w.tmp.path().join("srv");
-    std::fs::create_dir_all(&srv).expect("srv");
-    let sock = srv.join("php-fpm.sock");
+/// The rootswap config: `data/`'s runtime directories and the ACL files
+/// preserved, drain `auto` through php-fpm's status page.
+fn write_config(w: &World, sock: &Path) {
     let mut preserve: Vec<String> = RUNTIME
         .iter()
         .map(|d| format!("    - data/{d}/**\n"))
@@ -691,75 +680,90 @@ fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
         ),
     )
     .expect("config");
-    w.ok(&["deploy"]);
+}
 
-    // The wiki's data, as an administrator moves it in once: the package's
-    // skeleton, owned by php-fpm's user.
-    let data = w.root().join("data");
+/// Moves the wiki's data in once, as an administrator does: the package's
+/// skeleton, owned by php-fpm's user. Returns that user (None: the test's
+/// own) and its uid.
+fn move_data_in(data: &Path, as_root: bool) -> (Option<String>, u32) {
     for d in RUNTIME {
         sh(Command::new("cp")
             .arg("-a")
             .arg(Path::new(DW_DATA).join(d))
-            .arg(&data));
+            .arg(data));
     }
-    let (pool_user, owner) = if as_root {
-        sh(Command::new("chown")
-            .args(["-R", "www-data:www-data"])
-            .arg(&data));
-        (Some("www-data".to_string()), ids_of("www-data").0)
-    } else {
-        (None, unsafe { libc::geteuid() })
+    if !as_root {
+        return (None, unsafe { libc::geteuid() });
+    }
+    sh(Command::new("chown")
+        .args(["-R", "www-data:www-data"])
+        .arg(data));
+    (Some("www-data".to_string()), ids_of("www-data").0)
+}
+
+fn dokuwiki_site() -> Option<Wiki> {
+    let install = "apt-get install -y --no-install-recommends dokuwiki nginx-light php-fpm";
+    let dw = sites_support::require(
+        "Debian's dokuwiki package",
+        Path::new(DW).join("doku.php").is_file().then(|| DW.into()),
+        install,
+    );
+    let nginx = sites_support::require("nginx", sites_support::find_program(&["nginx"]), install);
+    let fpm = sites_support::require("php-fpm", sites_support::find_php_fpm(), install);
+    let (Some(_), Some(nginx), Some(fpm)) = (dw, nginx, fpm) else {
+        return None;
     };
-    let fpm_dir = srv.join("fpm");
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let w = World::new(&[], "");
+    if as_root {
+        // php-fpm's user must reach the trees inside the test's directory.
+        sh(Command::new("chmod").arg("755").arg(w.tmp.path()));
+    }
+    let tpl = flatten_dokuwiki(&w.repo);
+    write_version(&w, &tpl, 0);
+    w.commit("DokuWiki from Debian's package, flattened");
+    let srv = w.tmp.path().join("srv");
     let sessions = srv.join("sessions");
     std::fs::create_dir_all(&sessions).expect("sessions dir");
-    if as_root {
-        sh(Command::new("chown")
-            .arg("www-data:www-data")
-            .arg(&sessions));
+    let sock = srv.join("php-fpm.sock");
+    write_config(&w, &sock);
+    w.ok(&["deploy"]);
+    let (pool_user, owner) = move_data_in(&w.root().join("data"), as_root);
+    if let Some(u) = &pool_user {
+        sh(Command::new("chown").arg(format!("{u}:{u}")).arg(&sessions));
     }
     let ini = format!("{FPM_INI}session.save_path=\"{}\"\n", sessions.display());
     let opts = sites_support::FpmOptions {
         pool_user,
         status_path: Some("/fpm-status".into()),
     };
-    let _fpm = sites_support::start_fpm_with(&fpm, &fpm_dir, &sock, &ini, 4, &opts);
-    let (_nginx, port) = sites_support::start_nginx(&nginx, &srv, &w.config, &sock);
+    let fpm_dir = srv.join("fpm");
+    let fpm = sites_support::start_fpm_with(&fpm, &fpm_dir, &sock, &ini, 4, &opts);
+    let (nginx, port) = sites_support::start_nginx(&nginx, &srv, &w.config, &sock);
+    Some(Wiki {
+        w,
+        tpl,
+        port,
+        owner,
+        fpm_log: fpm_dir.join("php-errors.log"),
+        _fpm: fpm,
+        _nginx: nginx,
+    })
+}
 
-    let shared = Arc::new(Shared {
-        stop: AtomicBool::new(false),
-        live: AtomicU64::new(0),
-        stats: Mutex::new(Stats::default()),
-    });
-    let mut admin = Browser::new(port, shared.clone());
-    assert!(
-        admin.save("rs:home", "the home page"),
-        "the wiki saves a page: {:?}",
-        shared.stats().failed
-    );
-    let home = admin.page("/doku.php?id=rs:home").unwrap_or_default();
-    assert!(
-        home.contains("the home page"),
-        "the wiki shows it: {home:.500}"
-    );
-    assert!(
-        shared.stats().failed.is_empty(),
-        "the wiki answers (php-fpm's log: {}): {:?}",
-        fpm_dir.join("php-errors.log").display(),
-        shared.stats().failed
-    );
-
+/// Starts the users, deploys versions 1..=n, stops the users; returns what
+/// they were told and the failed deploys' last error lines.
+fn deploy_under_users(wiki: &Wiki, shared: &Arc<Shared>, n: u64) -> (Model, Vec<String>) {
+    let port = wiki.port;
     let mut users: Vec<std::thread::JoinHandle<Model>> = Vec::new();
     for who in 0..2 {
         let s = shared.clone();
         users.push(std::thread::spawn(move || editor(port, s, who)));
     }
-    {
-        let s = shared.clone();
-        users.push(std::thread::spawn(move || creator(port, s)));
-        let s = shared.clone();
-        users.push(std::thread::spawn(move || uploader(port, s)));
-    }
+    let s = shared.clone();
+    users.push(std::thread::spawn(move || creator(port, s)));
+    let s = shared.clone();
+    users.push(std::thread::spawn(move || uploader(port, s)));
     let readers: Vec<_> = (0..2)
         .map(|_| {
             let s = shared.clone();
@@ -767,21 +771,17 @@ fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
-    let mut deploy_failures = Vec::new();
-    for v in 1..=20 {
-        write_version(&w, &tpl, v);
-        w.commit(&format!("version {v}"));
-        let out = w.run(&["deploy"]);
+    let mut failures = Vec::new();
+    for v in 1..=n {
+        write_version(&wiki.w, &wiki.tpl, v);
+        wiki.w.commit(&format!("version {v}"));
+        let out = wiki.w.run(&["deploy"]);
         if out.status.success() {
             shared.live.store(v, Ordering::SeqCst);
         } else {
             let err = String::from_utf8_lossy(&out.stderr);
-            let last = err
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .last()
-                .unwrap_or("");
-            deploy_failures.push(format!("deploy {v}: {last}"));
+            let last = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+            failures.push(format!("deploy {v}: {last}"));
         }
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -795,37 +795,47 @@ fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
     for r in readers {
         r.join().expect("a reader thread");
     }
+    (model, failures)
+}
 
-    // What the wiki holds now, against what its users were told.
-    let served = w.link().join("data");
-    let lost: Vec<&String> = model
-        .pages
-        .iter()
-        .filter(|(id, text)| {
-            text.as_ref().is_some_and(|t| {
-                std::fs::read_to_string(page_file(&served, id))
-                    .map(|s| s.trim_end().to_string())
-                    .ok()
-                    .as_ref()
-                    != Some(t)
-            })
-        })
-        .map(|(id, _)| id)
-        .collect();
-    let back: Vec<&String> = model
-        .pages
-        .iter()
-        .filter(|(id, text)| text.is_none() && page_file(&served, id).exists())
-        .map(|(id, _)| id)
-        .collect();
-    let lost_media: Vec<&String> = model
-        .media
-        .iter()
-        .filter(|(id, bytes)| std::fs::read(media_file(&served, id)).ok().as_ref() != Some(*bytes))
-        .map(|(id, _)| id)
-        .collect();
-    let foreign = foreign_owned(&data, owner);
-    let s = shared.stats();
+/// What the served `data/` holds against what the users were told.
+#[derive(Debug)]
+struct Verdict {
+    lost_edits: Vec<String>,
+    lost_uploads: Vec<String>,
+    deleted_back: Vec<String>,
+    foreign_owned: Vec<String>,
+}
+
+fn compare(wiki: &Wiki, model: &Model) -> Verdict {
+    let served = wiki.w.link().join("data");
+    let text_of = |id: &str| {
+        std::fs::read_to_string(page_file(&served, id))
+            .ok()
+            .map(|s| s.trim_end().to_string())
+    };
+    let mut v = Verdict {
+        lost_edits: Vec::new(),
+        lost_uploads: Vec::new(),
+        deleted_back: Vec::new(),
+        foreign_owned: foreign_owned(&wiki.w.root().join("data"), wiki.owner),
+    };
+    for (id, text) in &model.pages {
+        match text {
+            Some(t) if text_of(id).as_ref() != Some(t) => v.lost_edits.push(id.clone()),
+            None if page_file(&served, id).exists() => v.deleted_back.push(id.clone()),
+            _ => {}
+        }
+    }
+    for (id, bytes) in &model.media {
+        if std::fs::read(media_file(&served, id)).ok().as_ref() != Some(bytes) {
+            v.lost_uploads.push(id.clone());
+        }
+    }
+    v
+}
+
+fn report(s: &Stats, deploy_failures: &[String], v: &Verdict) {
     eprintln!(
         "dokuwiki: {} requests ({} edits, {} pages created, {} deleted, {} uploads) over 20 deploys; \
          {} deploys failed, {} failed requests, {} mixed, {} stale, {} writes not seen by the next request, \
@@ -840,23 +850,49 @@ fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
         s.mixed.len(),
         s.stale.len(),
         s.unseen.len(),
-        lost.len(),
-        lost_media.len(),
-        back.len(),
-        foreign.len()
+        v.lost_edits.len(),
+        v.lost_uploads.len(),
+        v.deleted_back.len(),
+        v.foreign_owned.len()
     );
     for (kind, list) in [
-        ("deploy failures", &deploy_failures),
-        ("failed", &s.failed),
-        ("mixed", &s.mixed),
-        ("stale", &s.stale),
-        ("unseen", &s.unseen),
-        ("foreign-owned", &foreign),
+        ("deploy failures", deploy_failures),
+        ("failed", &s.failed[..]),
+        ("mixed", &s.mixed[..]),
+        ("stale", &s.stale[..]),
+        ("unseen", &s.unseen[..]),
+        ("deleted pages back", &v.deleted_back[..]),
+        ("foreign-owned", &v.foreign_owned[..]),
     ] {
         if !list.is_empty() {
             eprintln!("dokuwiki {kind}: {:#?}", first(list));
         }
     }
+}
+
+#[test]
+fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
+    let Some(wiki) = dokuwiki_site() else {
+        return;
+    };
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        live: AtomicU64::new(0),
+        stats: Mutex::new(Stats::default()),
+    });
+    let mut admin = Browser::new(wiki.port, shared.clone());
+    let saved = admin.save("rs:home", "the home page");
+    let home = admin.page("/doku.php?id=rs:home").unwrap_or_default();
+    assert!(
+        saved && home.contains("the home page") && shared.stats().failed.is_empty(),
+        "the wiki saves and shows a page (php-fpm's log: {}): {:?} {home:.500}",
+        wiki.fpm_log.display(),
+        shared.stats().failed
+    );
+    let (model, deploy_failures) = deploy_under_users(&wiki, &shared, 20);
+    let v = compare(&wiki, &model);
+    let s = shared.stats();
+    report(&s, &deploy_failures, &v);
     assert!(
         s.edits > 20 && s.creates > 5 && s.deletes > 5 && s.uploads > 10,
         "the users did little: {s:?}"
@@ -873,25 +909,29 @@ fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
     assert!(s.mixed.is_empty(), "mixed pages: {:#?}", first(&s.mixed));
     assert!(s.stale.is_empty(), "stale pages: {:#?}", first(&s.stale));
     assert!(
-        lost.is_empty(),
+        v.lost_edits.is_empty(),
         "acknowledged edits lost: {:?}",
-        first(&lost)
+        first(&v.lost_edits)
     );
     assert!(
-        lost_media.is_empty(),
+        v.lost_uploads.is_empty(),
         "acknowledged uploads lost: {:?}",
-        first(&lost_media)
+        first(&v.lost_uploads)
     );
-    assert!(back.is_empty(), "deleted pages back: {:?}", first(&back));
+    assert!(
+        v.deleted_back.is_empty(),
+        "deleted pages back: {:?}",
+        first(&v.deleted_back)
+    );
     assert!(
         s.unseen.is_empty(),
         "writes not seen by the next request: {:#?}",
         first(&s.unseen)
     );
     assert!(
-        foreign.is_empty(),
-        "not owned by php-fpm's user under data/: {:#?}",
-        first(&foreign)
+        v.foreign_owned.is_empty(),
+        "not owned by php-fpm's user under ROOT/data: {:#?}",
+        first(&v.foreign_owned)
     );
     drop(s);
     let home = admin.page("/doku.php?id=rs:home").unwrap_or_default();
