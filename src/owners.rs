@@ -115,7 +115,14 @@ mod tests {
         let rules = Rules::new(&UserContentConfig::default()).unwrap();
         let c = Classifier::new(rules, tracked, &[], Path::new(""));
         let mut r = Repair::new(tree, &c);
-        for d in ["data", "data/pages", "data/pages/old", "app", "app/lib", "rootdata/x"] {
+        for d in [
+            "data",
+            "data/pages",
+            "data/pages/old",
+            "app",
+            "app/lib",
+            "rootdata/x",
+        ] {
             r.visit(Path::new(d));
         }
         let owner = |d: &str| {

@@ -108,7 +108,9 @@ fn directories_the_copy_back_creates_keep_the_owner_group_and_mode_of_their_sour
     ));
     next_version(&w, "v1");
     let out = w.ok(&["deploy"]);
-    let snap = w.webroot.join(w.snapshots().last().expect("the snapshot is kept"));
+    let snap = w
+        .webroot
+        .join(w.snapshots().last().expect("the snapshot is kept"));
     assert!(
         snap.join("data/pages/wiki/ns/sub/start.txt").is_file(),
         "the page was written in the served snapshot: {out}"
@@ -126,7 +128,10 @@ fn directories_the_copy_back_creates_keep_the_owner_group_and_mode_of_their_sour
         );
         assert_eq!((in_root.0, in_root.1), (APP_UID, APP_GID), "{rel}");
     }
-    assert_eq!(read(&w.root().join("data/pages/wiki/ns/sub/start.txt")), "page\n");
+    assert_eq!(
+        read(&w.root().join("data/pages/wiki/ns/sub/start.txt")),
+        "page\n"
+    );
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v1';");
 }
 
@@ -142,8 +147,7 @@ fn root_owned_directories_an_earlier_version_left_are_given_back() {
     // in the application's data, holding the application's pages.
     for d in ["data/pages/old", "data/pages/old/deeper"] {
         std::fs::create_dir(w.root().join(d)).unwrap();
-        std::fs::set_permissions(w.root().join(d), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(w.root().join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::write(w.root().join("data/pages/old/deeper/p.txt"), "p").unwrap();
     // Controls: root's own directory under a root-owned parent, and a
@@ -158,12 +162,23 @@ fn root_owned_directories_an_earlier_version_left_are_given_back() {
         let (uid, gid, _) = owner_mode(&w.root().join(d));
         assert_eq!((uid, gid), (APP_UID, APP_GID), "{d} repaired");
         assert!(
-            err.contains(&format!("repaired the owner of {}", w.root().join(d).display())),
+            err.contains(&format!(
+                "repaired the owner of {}",
+                w.root().join(d).display()
+            )),
             "a log line names {d}:\n{err}"
         );
     }
-    assert_eq!(owner_mode(&w.root().join("rootonly/x")).0, 0, "parent is root's");
-    assert_eq!(owner_mode(&w.root().join("data/conf")).0, 0, "tracked: not user content");
+    assert_eq!(
+        owner_mode(&w.root().join("rootonly/x")).0,
+        0,
+        "parent is root's"
+    );
+    assert_eq!(
+        owner_mode(&w.root().join("data/conf")).0,
+        0,
+        "tracked: not user content"
+    );
     assert_eq!(read(&w.root().join("data/pages/old/deeper/p.txt")), "p");
     // Once repaired, the next deploy has nothing to say.
     next_version(&w, "v2");
@@ -224,7 +239,11 @@ fn directories_that_come_and_go_never_fail_a_deploy() {
     }
     let removed = removed.load(Ordering::Relaxed);
     eprintln!("20 deploys while {removed} lock directories came and went");
-    assert!(failed.is_empty(), "{} failed deploys: {failed:#?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} failed deploys: {failed:#?}",
+        failed.len()
+    );
     assert!(removed > 100, "the churners ran: {removed}");
     let results: Vec<String> = history(&w)
         .iter()
@@ -251,14 +270,31 @@ fn a_directory_that_vanishes_right_before_it_is_copied_is_skipped_in_the_copy_an
         std::fs::write(w.root().join("data/locks").join(lock).join("sub/f"), "l").unwrap();
         std::fs::write(w.root().join("data/locks/other.lock"), "o").unwrap();
         next_version(&w, &format!("v{round}"));
-        let out = run_with_env(&w, &[("ROOTSWAP_FAULT", &format!("vanish={lock}"))], &["deploy"]);
+        let out = run_with_env(
+            &w,
+            &[("ROOTSWAP_FAULT", &format!("vanish={lock}"))],
+            &["deploy"],
+        );
         let err = assert_ok(&out, &format!("round {round}"));
-        assert!(err.contains("vanished while copying"), "round {round}: {err}");
+        assert!(
+            err.contains("vanished while copying"),
+            "round {round}: {err}"
+        );
         assert!(!w.root().join("data/locks").join(lock).exists());
         let snap = w.webroot.join(w.snapshots().last().unwrap());
-        assert!(!snap.join("data/locks").join(lock).exists(), "round {round}");
-        assert_eq!(read(&snap.join("data/locks/other.lock")), "o", "round {round}");
-        assert_eq!(read(&w.root().join("index.php")), format!("<?php echo 'v{round}';"));
+        assert!(
+            !snap.join("data/locks").join(lock).exists(),
+            "round {round}"
+        );
+        assert_eq!(
+            read(&snap.join("data/locks/other.lock")),
+            "o",
+            "round {round}"
+        );
+        assert_eq!(
+            read(&w.root().join("index.php")),
+            format!("<?php echo 'v{round}';")
+        );
         if round == 2 {
             // Leave the lock in this snapshot for round 3 to drop.
             std::fs::create_dir_all(snap.join("data/locks").join(lock)).unwrap();
@@ -272,8 +308,11 @@ fn a_failed_snapshot_is_in_the_history_with_its_error_and_leaves_no_journal() {
     let w = wiki("");
     w.ok(&["deploy"]);
     std::fs::write(w.root().join("secret.txt"), "s").unwrap();
-    std::fs::set_permissions(w.root().join("secret.txt"), std::fs::Permissions::from_mode(0))
-        .unwrap();
+    std::fs::set_permissions(
+        w.root().join("secret.txt"),
+        std::fs::Permissions::from_mode(0),
+    )
+    .unwrap();
     next_version(&w, "v1");
     // root reads any file: run without the capabilities that allow that.
     let Some(mut cmd) = bin_without_dac_override() else {
@@ -281,12 +320,18 @@ fn a_failed_snapshot_is_in_the_history_with_its_error_and_leaves_no_journal() {
     };
     let out = cmd.arg("-c").arg(&w.config).arg("deploy").output().unwrap();
     assert!(!out.status.success());
-    assert!(!w.webroot.join(".rootswap/journal.json").exists(), "no journal left");
+    assert!(
+        !w.webroot.join(".rootswap/journal.json").exists(),
+        "no journal left"
+    );
     let h = history(&w);
     let last = h.last().unwrap();
     assert_eq!(last["result"], "failed", "{last}");
     let error = last["error"].as_str().unwrap_or("");
-    assert!(error.contains("secret.txt") && error.contains("Permission denied"), "{error}");
+    assert!(
+        error.contains("secret.txt") && error.contains("Permission denied"),
+        "{error}"
+    );
     // The next deploy has nothing to recover: no second line for that deploy.
     std::fs::remove_file(w.root().join("secret.txt")).unwrap();
     w.ok(&["deploy"]);
@@ -315,8 +360,14 @@ fn a_deploy_that_fails_and_dies_while_restoring_is_recorded_with_its_error_by_th
     let rec = &h[id_line];
     assert_eq!(rec["result"], "interrupted", "{rec}");
     let error = rec["error"].as_str().unwrap_or("");
-    assert!(error.contains("the-hook-broke") || error.contains("exit"), "{error}");
-    assert!(error.contains("putting the previous version back"), "{error}");
+    assert!(
+        error.contains("the-hook-broke") || error.contains("exit"),
+        "{error}"
+    );
+    assert!(
+        error.contains("putting the previous version back"),
+        "{error}"
+    );
     assert_eq!(h.last().unwrap()["result"], "success");
     assert_eq!(read(&w.root().join("index.php")), "<?php echo 'v1';");
 }

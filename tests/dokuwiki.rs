@@ -128,6 +128,8 @@ struct Browser {
     base: String,
     cookies: BTreeMap<String, String>,
     shared: Arc<Shared>,
+    /// The tree (`ROOT` or a snapshot) that served the last wiki page.
+    tree: String,
 }
 
 /// An answer: status, `Location`, body.
@@ -156,6 +158,7 @@ impl Browser {
             base: format!("http://127.0.0.1:{port}"),
             cookies: BTreeMap::new(),
             shared,
+            tree: String::new(),
         }
     }
 
@@ -254,6 +257,7 @@ impl Browser {
             }
         };
         let html = a.text();
+        self.tree = tree_of(&html);
         let (Some(c), Some(t)) = (
             marker(&html, "class=\"claim\">C"),
             marker(&html, "id=\"rs-tpl\">T"),
@@ -316,6 +320,7 @@ impl Browser {
     /// Polls `path` until `ok` holds for its body (up to VISIBLE_WITHIN);
     /// records a write the first request did not see, with the delay.
     fn expect_visible(&mut self, what: &str, path: &str, ok: &dyn Fn(&Answer) -> bool) {
+        let mut what = what.to_string();
         let t = Instant::now();
         let mut first = true;
         loop {
@@ -328,6 +333,12 @@ impl Browser {
             };
             if seen && first {
                 return;
+            }
+            if first {
+                // Which tree took the write, which one answered without it.
+                let wrote = std::mem::take(&mut self.tree);
+                self.page("/doku.php?id=rs:home");
+                what = format!("{what} (form from {wrote}, then {} served)", self.tree);
             }
             if seen || t.elapsed() > VISIBLE_WITHIN {
                 let how = if seen {
@@ -342,6 +353,16 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// The tree a page was served from (the template prints DOKU_INC's name).
+fn tree_of(html: &str) -> String {
+    let key = "id=\"rs-tree\">";
+    html.find(key)
+        .map(|i| &html[i + key.len()..])
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or("?")
+        .to_string()
 }
 
 /// The number after `prefix` in `html`.
@@ -453,6 +474,7 @@ fn uploader(port: u16, shared: Arc<Shared>) -> Model {
                 continue;
             }
         };
+        b.tree = tree_of(&form);
         let Some(sectok) = hidden(&form, "sectok") else {
             b.fail(format!("media manager: no upload form: {form:.300}"));
             continue;
@@ -581,7 +603,10 @@ fn write_version(w: &World, tpl: &str, v: u64) {
         ),
         (
             "lib/tpl/dokuwiki/main.php",
-            &tpl.replacen("<body>", &format!("<body><span id=\"rs-tpl\">T{v}</span>"), 1),
+            &tpl.replacen("<body>", &format!(
+                    "<body><span id=\"rs-tpl\">T{v}</span>\
+                     <span id=\"rs-tree\"><?php echo basename(DOKU_INC) ?></span>"
+                ), 1),
         ),
     ]);
 }

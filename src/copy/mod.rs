@@ -799,7 +799,10 @@ mod tests {
             std::fs::read_to_string(dst.join("data/locks/keep/lock")).unwrap(),
             "k"
         );
-        assert_eq!(std::fs::read_to_string(dst.join("data/page.txt")).unwrap(), "p");
+        assert_eq!(
+            std::fs::read_to_string(dst.join("data/page.txt")).unwrap(),
+            "p"
+        );
         assert!(dst.join("a/b/f.php").is_file());
     }
 
@@ -827,7 +830,11 @@ mod tests {
         );
         // The next sync finds nothing left to do: the copy is the source.
         let again = sync_tree(&src, &dst, &opts()).unwrap();
-        assert_eq!((again.files, again.dirs, again.removed), (0, 0, 0), "{again:?}");
+        assert_eq!(
+            (again.files, again.dirs, again.removed),
+            (0, 0, 0),
+            "{again:?}"
+        );
     }
 
     #[test]
@@ -841,8 +848,11 @@ mod tests {
             .recursive(true)
             .create(src.join("data/pages/ns/sub"))
             .unwrap();
-        std::fs::set_permissions(src.join("data/pages/ns"), std::fs::Permissions::from_mode(0o2771))
-            .unwrap();
+        std::fs::set_permissions(
+            src.join("data/pages/ns"),
+            std::fs::Permissions::from_mode(0o2771),
+        )
+        .unwrap();
         std::fs::write(src.join("data/pages/ns/sub/page.txt"), "p").unwrap();
         let as_root = rustix::process::geteuid().is_root();
         if as_root {
@@ -913,7 +923,10 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         let removed = remover.join().unwrap();
-        assert!(removed > 0, "the remover ran ({done} copied, {skipped} skipped)");
+        assert!(
+            removed > 0,
+            "the remover ran ({done} copied, {skipped} skipped)"
+        );
     }
 
     #[test]

@@ -82,8 +82,8 @@ impl<'a> Remover<'a> {
                 // Gone already (removed by someone else meanwhile): nothing to do.
                 let gone = e.kind() == io::ErrorKind::NotFound;
                 // An unreadable directory may still be removable if it is empty.
-                let removed = !gone
-                    && rustix::fs::unlinkat(self.base, &node.rel, AtFlags::REMOVEDIR).is_ok();
+                let removed =
+                    !gone && rustix::fs::unlinkat(self.base, &node.rel, AtFlags::REMOVEDIR).is_ok();
                 if gone || removed {
                     if removed {
                         self.removed.fetch_add(1, Ordering::Relaxed);

@@ -549,15 +549,13 @@ impl<'a> Walk<'a> {
                     Err(e) => self.entry_error(node, name, e),
                 }
             }
-            Kind::Symlink => {
-                match copy_symlink(&self.env, sfd, name, m, dfd, name, node.new_gid) {
-                    Ok(()) => {
-                        self.counters.symlinks.fetch_add(1, Ordering::Relaxed);
-                        Ok(())
-                    }
-                    Err(e) => self.entry_error(node, name, e),
+            Kind::Symlink => match copy_symlink(&self.env, sfd, name, m, dfd, name, node.new_gid) {
+                Ok(()) => {
+                    self.counters.symlinks.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
                 }
-            }
+                Err(e) => self.entry_error(node, name, e),
+            },
             Kind::Other => {
                 tracing::warn!(
                     "{}: skipping {} (not a file, directory or symlink)",
@@ -657,13 +655,7 @@ impl<'a> Walk<'a> {
     /// Makes `name` a hard link to its group's first copy (which is being
     /// written by a running job, so the wait is short). False when that copy
     /// is not there because its source vanished: the caller copies `name`.
-    fn follow_link(
-        &self,
-        open: &Open,
-        name: &CStr,
-        in_dst: bool,
-        slot: &LinkSlot,
-    ) -> Result<bool> {
+    fn follow_link(&self, open: &Open, name: &CStr, in_dst: bool, slot: &LinkSlot) -> Result<bool> {
         let node = &open.node;
         let Ok(ino) = slot.wait() else {
             if !self.aborted.load(Ordering::Relaxed) {

@@ -66,8 +66,16 @@ impl Deploy {
                     "gave {} root-owned director{} in user content back to the owner of {} \
                      (made by an earlier rootswap; see the log)",
                     repair.repaired.len(),
-                    if repair.repaired.len() == 1 { "y" } else { "ies" },
-                    if repair.repaired.len() == 1 { "its parent" } else { "their parents" }
+                    if repair.repaired.len() == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    },
+                    if repair.repaired.len() == 1 {
+                        "its parent"
+                    } else {
+                        "their parents"
+                    }
                 )]);
             }
             let name = match &d.req.snapshot_name {
