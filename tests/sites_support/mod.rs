@@ -137,6 +137,29 @@ fn whoami() -> (String, String, bool) {
 
 /// A php-fpm master with one static pool on `socket`, reading only `ini`.
 pub fn start_fpm(fpm_bin: &Path, dir: &Path, socket: &Path, ini: &str, children: u32) -> Proc {
+    start_fpm_with(fpm_bin, dir, socket, ini, children, &FpmOptions::default())
+}
+
+/// What `start_fpm_with` sets beyond the ini.
+#[derive(Default)]
+pub struct FpmOptions {
+    /// The pool's user (its group of the same name) when the test runs as
+    /// root, as a packaged php-fpm runs (`www-data`); `dir` is given to it
+    /// for PHP's error log. None: the test's own user.
+    pub pool_user: Option<String>,
+    /// `pm.status_path` (for `drain: auto`).
+    pub status_path: Option<String>,
+}
+
+/// `start_fpm` with a pool user and a status page.
+pub fn start_fpm_with(
+    fpm_bin: &Path,
+    dir: &Path,
+    socket: &Path,
+    ini: &str,
+    children: u32,
+    opts: &FpmOptions,
+) -> Proc {
     let (user, group, root) = whoami();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
@@ -155,9 +178,24 @@ pub fn start_fpm(fpm_bin: &Path, dir: &Path, socket: &Path, ini: &str, children:
         d = dir.display(),
         sock = socket.display()
     );
+    if let Some(path) = &opts.status_path {
+        pool.push_str(&format!("pm.status_path = {path}\n"));
+    }
     if root {
+        let (pool_user, pool_group) = match &opts.pool_user {
+            Some(u) => {
+                let out = Command::new("chown")
+                    .arg(format!("{u}:{u}"))
+                    .arg(dir)
+                    .output()
+                    .expect("chown runs");
+                assert!(out.status.success(), "chown {u} {}", dir.display());
+                (u.clone(), u.clone())
+            }
+            None => (user.clone(), group.clone()),
+        };
         pool.push_str(&format!(
-            "user = {user}\ngroup = {group}\nlisten.owner = {user}\nlisten.group = {group}\n"
+            "user = {pool_user}\ngroup = {pool_group}\nlisten.owner = {user}\nlisten.group = {group}\n"
         ));
     }
     std::fs::write(dir.join("php-fpm.conf"), pool).unwrap();
