@@ -120,13 +120,75 @@ pub fn fpm_status(ep: &Endpoint, status_path: &str, timeout: Duration) -> Result
 /// not be what was asked: the first fallback to a fixed wait, or `drain_max`
 /// reached with requests still running.
 pub fn wait(cfg: &Config, tree: &Path) -> Option<String> {
+    let mut idle = Meanwhile::new(|| Ok(()));
+    wait_inner(cfg, tree, &mut idle)
+}
+
+/// [`wait`], calling `meanwhile` every [`POLL`] while it waits: a request
+/// still running on the tree traffic just left may write there (a save, an
+/// upload), and the deploy carries that write into the tree that serves now
+/// as soon as it lands, not once after the drain, so the visitor's next
+/// request sees it. The wait always runs to its end: after `meanwhile`
+/// fails, it is not called again, and its first error is returned then.
+pub fn wait_while(
+    cfg: &Config,
+    tree: &Path,
+    meanwhile: impl FnMut() -> Result<()>,
+) -> Result<Option<String>> {
+    let mut m = Meanwhile::new(meanwhile);
+    let warning = wait_inner(cfg, tree, &mut m);
+    m.call();
+    match m.error {
+        Some(e) => Err(e),
+        None => Ok(warning),
+    }
+}
+
+/// The work done while a drain waits, and its first error.
+struct Meanwhile<F> {
+    f: F,
+    error: Option<anyhow::Error>,
+}
+
+impl<F: FnMut() -> Result<()>> Meanwhile<F> {
+    fn new(f: F) -> Meanwhile<F> {
+        Meanwhile { f, error: None }
+    }
+
+    fn call(&mut self) {
+        if self.error.is_none() {
+            if let Err(e) = (self.f)() {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Sleeps `d`, doing the work every [`POLL`] meanwhile.
+    fn sleep(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        loop {
+            self.call();
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(POLL));
+        }
+    }
+}
+
+fn wait_inner<F: FnMut() -> Result<()>>(
+    cfg: &Config,
+    tree: &Path,
+    m: &mut Meanwhile<F>,
+) -> Option<String> {
     let fixed = match cfg.drain {
         Drain::Fixed(d) => Some(d),
         Drain::Auto => None,
     };
     if let Some(d) = fixed {
         if !d.is_zero() {
-            std::thread::sleep(d);
+            m.sleep(d);
         }
         return None;
     }
@@ -139,7 +201,7 @@ pub fn wait(cfg: &Config, tree: &Path) -> Option<String> {
     };
     let (ep, status_path) = match source {
         Ok(s) => s,
-        Err(why) => return fallback(cfg, deadline, &why),
+        Err(why) => return fallback(cfg, deadline, &why, m),
     };
     let mut trees = vec![tree.to_path_buf()];
     if let Ok(real) = tree.canonicalize() {
@@ -188,7 +250,7 @@ pub fn wait(cfg: &Config, tree: &Path) -> Option<String> {
                 failures += 1;
                 tracing::debug!("drain: php-fpm's status page failed ({failures} in a row): {e:#}");
                 if failures >= MAX_STATUS_FAILURES {
-                    return fallback(cfg, deadline, &format!("{e:#}"));
+                    return fallback(cfg, deadline, &format!("{e:#}"), m);
                 }
             }
         }
@@ -200,11 +262,16 @@ pub fn wait(cfg: &Config, tree: &Path) -> Option<String> {
                 last_busy.join(", ")
             ));
         }
-        std::thread::sleep(POLL);
+        m.sleep(POLL);
     }
 }
 
-fn fallback(cfg: &Config, deadline: Instant, why: &str) -> Option<String> {
+fn fallback<F: FnMut() -> Result<()>>(
+    cfg: &Config,
+    deadline: Instant,
+    why: &str,
+    m: &mut Meanwhile<F>,
+) -> Option<String> {
     let first = !FALLBACK_SAID.swap(true, Ordering::Relaxed);
     let msg = format!(
         "drain: auto cannot ask php-fpm which requests run ({why}); waiting drain_max ({}) instead",
@@ -213,10 +280,7 @@ fn fallback(cfg: &Config, deadline: Instant, why: &str) -> Option<String> {
     if first {
         tracing::warn!("{msg}");
     }
-    let left = deadline.saturating_duration_since(Instant::now());
-    if !left.is_zero() {
-        std::thread::sleep(left);
-    }
+    m.sleep(deadline.saturating_duration_since(Instant::now()));
     first.then_some(msg)
 }
 

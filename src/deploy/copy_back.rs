@@ -60,7 +60,7 @@ impl Deploy {
 impl Served {
     /// The snapshot's user files now (its state at the last look plus what the
     /// watch saw change since) applied to ROOT.
-    fn pass(
+    pub(super) fn pass(
         &mut self,
         c: &Classifier,
         new_tracked: &HashSet<PathBuf>,

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::Local;
 use git2::Oid;
 
@@ -90,6 +90,37 @@ impl Deploy {
                 Err(e)
             }
         }
+    }
+
+    /// The drain of `tree`, the tree traffic just left: requests that
+    /// resolved it before the switch may still write there (a save, an
+    /// upload). `carry` (one catch-up or copy-back pass, returning how many
+    /// files it carried) runs every 25 ms while the drain waits, so such a
+    /// write reaches the tree that serves now within milliseconds, not once
+    /// the drain is over. Returns how many files were carried.
+    pub(super) fn drain_carrying(
+        &mut self,
+        tree: &std::path::Path,
+        mut carry: impl FnMut(&mut Served, &Classifier, &HashSet<PathBuf>) -> Result<usize>,
+    ) -> Result<usize> {
+        let Deploy {
+            run,
+            served,
+            classifier,
+            new_tracked,
+            cfg,
+            ..
+        } = self;
+        let s = served.as_mut().context("no snapshot serves")?;
+        let mut carried = 0;
+        let drained = run.pass("drain", || {
+            crate::drain::wait_while(cfg, tree, || {
+                carried += carry(s, classifier, new_tracked)?;
+                Ok(())
+            })
+        })?;
+        run.warn(drained);
+        Ok(carried)
     }
 
     /// Runs steps that change ROOT; when one fails, the old version is put

@@ -44,9 +44,10 @@ impl Deploy {
             d.journal.enter(&d.layout.state, Phase::Rewrite)?;
             let cutoff = d.journal.switched_at;
             d.catch_up(cutoff)?;
-            let (cfg, root) = (&d.cfg, d.layout.root());
-            let drained = d.run.pass("drain", || Ok(crate::drain::wait(cfg, &root)))?;
-            d.run.warn(drained);
+            // A write on ROOT by a request still running there is carried
+            // into the snapshot as it lands: the next request sees it.
+            let root = d.layout.root();
+            d.drain_carrying(&root, |s, c, _| s.catch_up(c, cutoff))?;
             d.catch_up(cutoff)?;
             let n = d.served_ref()?.caught_up;
             Ok(match n {

@@ -211,15 +211,17 @@ impl Deploy {
             .enumerate()
         {
             if i == 1 {
-                let (cfg, snap) = (
-                    &self.cfg,
-                    self.served.as_ref().map(|s| s.taken.path.clone()),
-                );
+                let snap = self.served.as_ref().map(|s| s.taken.path.clone());
                 if let Some(snap) = snap {
-                    let drained = self
-                        .run
-                        .pass("drain", || Ok(crate::drain::wait(cfg, &snap)));
-                    self.run.warn(drained.ok().flatten());
+                    // A write on the snapshot by a request still running
+                    // there reaches ROOT as it lands, not after the drain.
+                    let carried = self.drain_carrying(&snap, |s, c, tracked| {
+                        s.pass(c, tracked, Some(switched_back), true)
+                            .map(|r| r.copied.len() + r.removed.len())
+                    });
+                    if let Err(e) = carried {
+                        self.run.warn([format!("copy-back during the drain: {e:#}")]);
+                    }
                 }
             }
             if let Err(e) = self.copy_back_pass(name, Some(switched_back), true) {
