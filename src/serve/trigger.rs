@@ -356,7 +356,7 @@ async fn status(State(svc): State<Arc<Service>>) -> Response {
         },
         Ok(Err(e)) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
-            json!({ "error": format!("{e:#}") }),
+            json!({ "error": crate::redact::text(&format!("{e:#}")) }),
         ),
         Err(e) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -380,7 +380,7 @@ async fn metrics(State(svc): State<Arc<Service>>) -> Response {
             .into_response(),
         Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("# error: {e:#}\n"),
+            crate::redact::text(&format!("# error: {e:#}\n")).into_owned(),
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("# error: {e}\n")).into_response(),
