@@ -98,7 +98,8 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => {
-                return Err(e).with_context(|| format!("cannot create state directory {}", dir.display()))
+                return Err(e)
+                    .with_context(|| format!("cannot create state directory {}", dir.display()))
             }
         }
         // mkdir(2) applies the umask: 0700 is kept by any umask, but say it.
@@ -110,7 +111,11 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
         Ok(m) if !m.file_type().is_symlink() && m.permissions().mode() & 0o077 != 0 => {
             let old = m.permissions().mode() & 0o7777;
             match std::fs::set_permissions(path, std::fs::Permissions::from_mode(old & keep)) {
-                Ok(()) => changed.push(format!("{} {old:04o} -> {:04o}", path.display(), old & keep)),
+                Ok(()) => changed.push(format!(
+                    "{} {old:04o} -> {:04o}",
+                    path.display(),
+                    old & keep
+                )),
                 Err(e) => tracing::warn!(
                     "cannot make {} private ({e}); run `chmod go-rwx {}` as its owner",
                     path.display(),
@@ -155,7 +160,7 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
 pub fn fs_now_ns(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let p = dir.join("clock");
-    match std::fs::write(&p, b"x").and_then(|_| std::fs::metadata(&p)) {
+    match write_private(&p, b"x").and_then(|_| std::fs::metadata(&p)) {
         Ok(m) => (m.mtime().max(0) as u64)
             .saturating_mul(1_000_000_000)
             .saturating_add(m.mtime_nsec().max(0) as u64),

@@ -75,7 +75,8 @@ pub fn append(state: &Path, rec: &Record) -> Result<()> {
     Ok(())
 }
 
-/// `rec` with credentials in URLs masked in its error and warnings.
+/// `rec` with credentials in URLs masked in its error and warnings (on
+/// writing, and again on reading for records older than the masking).
 fn redacted(rec: &Record) -> Record {
     let mask = |s: &String| crate::redact::text(s).into_owned();
     Record {
@@ -94,6 +95,7 @@ pub fn read(state: &Path) -> Result<Vec<Record>> {
     Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
+        .map(|r| redacted(&r))
         .collect())
 }
 
@@ -169,7 +171,8 @@ fn for_each_from_end(state: &Path, mut f: impl FnMut(Record) -> bool) -> Result<
         };
         for line in block[whole_from..].rsplit(|b| *b == b'\n') {
             if let Ok(r) = serde_json::from_slice::<Record>(line) {
-                if !f(r) {
+                // A history written before masking existed may hold secrets.
+                if !f(redacted(&r)) {
                     return Ok(());
                 }
             }

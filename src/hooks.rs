@@ -196,7 +196,9 @@ fn stop(child: &mut Child, pgid: i32, mark: &str, out: &mut Output) {
         std::thread::sleep(Duration::from_millis(20));
     }
     if !out.read_until(Instant::now() + Duration::from_millis(500)) {
-        tracing::warn!("a process of the timed-out hook still holds its output; rootswap stopped reading it");
+        tracing::warn!(
+            "a process of the timed-out hook still holds its output; rootswap stopped reading it"
+        );
     }
 }
 
@@ -281,7 +283,11 @@ mod tests {
             .unwrap_err()
         );
         assert!(msg.contains("timed out"), "{msg}");
-        assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
         let pid = std::fs::read_to_string(dir.path().join("escaped")).unwrap();
         let pid: i32 = pid.trim().parse().unwrap();
         // SAFETY: signal 0 only asks whether the pid exists.
@@ -304,7 +310,11 @@ mod tests {
             Duration::from_secs(20),
         )
         .unwrap();
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
         let pid: i32 = std::fs::read_to_string(dir.path().join("daemon"))
             .unwrap()
             .trim()

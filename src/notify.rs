@@ -42,7 +42,10 @@ pub fn send(cfg: &Config, n: &Notification) {
     };
     let n = &Notification {
         text: crate::redact::text(&n.text).into_owned(),
-        error: n.error.as_deref().map(|e| crate::redact::text(e).into_owned()),
+        error: n
+            .error
+            .as_deref()
+            .map(|e| crate::redact::text(e).into_owned()),
         ..n.clone()
     };
     for attempt in 1..=3u64 {

@@ -142,10 +142,16 @@ pub fn split_userinfo(repo: &str) -> (String, Option<(String, String)>) {
             return (repo.to_string(), None);
         }
     }
-    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let user = decode(u.username());
     let pass = decode(u.password().unwrap_or(""));
-    if u.set_password(None).is_err() || (u.scheme().starts_with("http") && u.set_username("").is_err()) {
+    if u.set_password(None).is_err()
+        || (u.scheme().starts_with("http") && u.set_username("").is_err())
+    {
         return (repo.to_string(), None);
     }
     (u.to_string(), Some((user, pass)))
@@ -214,7 +220,10 @@ mod tests {
                  check `source.repo` (was 'http://TOKEN@h/x'), see https://example.com/doc.";
         let m = text(e);
         assert!(!m.contains("SECRET") && !m.contains("TOKEN"), "{m}");
-        assert!(m.contains("https://bob:********@127.0.0.1:9/r.git: failed"), "{m}");
+        assert!(
+            m.contains("https://bob:********@127.0.0.1:9/r.git: failed"),
+            "{m}"
+        );
         assert!(m.contains("'http://********@h/x'"), "{m}");
         assert!(m.ends_with("see https://example.com/doc."), "{m}");
         assert!(matches!(text("no url here"), Cow::Borrowed(_)));

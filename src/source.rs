@@ -43,6 +43,12 @@ struct UserPass {
     password: String,
 }
 
+impl std::fmt::Debug for UserPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.user, crate::redact::MASK)
+    }
+}
+
 /// How rootswap authenticates to an ssh remote and checks its host key.
 #[derive(Debug, Clone)]
 struct SshAuth {
@@ -160,8 +166,9 @@ impl GitSource {
                 format!("cannot open the cache repository {}; remove it and deploy again to re-create it", path.display())
             })?
         } else {
-            let repo = Repository::init_bare(&path)
-                .with_context(|| format!("cannot create the cache repository {}", path.display()))?;
+            let repo = Repository::init_bare(&path).with_context(|| {
+                format!("cannot create the cache repository {}", path.display())
+            })?;
             private_config(&path);
             repo
         };

@@ -28,7 +28,11 @@ fn read_pid(p: &Path) -> i32 {
         {
             return pid;
         }
-        assert!(Instant::now() < deadline, "{} was never written", p.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} was never written",
+            p.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -88,7 +92,9 @@ fn a_hook_whose_child_escapes_its_session_still_times_out() {
     assert_eq!(last["result"], "failed", "{last}");
     let error = last["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("hook after_checkout") && error.contains("setsid") && error.contains("timed out"),
+        error.contains("hook after_checkout")
+            && error.contains("setsid")
+            && error.contains("timed out"),
         "the history does not name the hook: {error}"
     );
     assert_eq!(read(&w.link().join("index.php")), "v1", "v1 stays live");
@@ -126,7 +132,10 @@ fn a_daemonizing_hook_that_succeeds_returns_promptly() {
         took < Duration::from_secs(10),
         "the deploy waited {took:?} for the daemon:\n{err}"
     );
-    assert!(err.contains("| done"), "the hook's own output is lost:\n{err}");
+    assert!(
+        err.contains("| done"),
+        "the hook's own output is lost:\n{err}"
+    );
     assert!(
         err.contains("kept the hook's output open") && err.contains(&format!("pid {pid}")),
         "no word about the process holding the output:\n{err}"

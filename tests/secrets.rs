@@ -95,9 +95,15 @@ fn handle(s: TcpStream, root: &Path, seen: &Mutex<Vec<String>>) -> std::io::Resu
         .env("REQUEST_METHOD", &method)
         .env("PATH_INFO", path)
         .env("QUERY_STRING", query)
-        .env("CONTENT_TYPE", headers.get("content-type").cloned().unwrap_or_default())
+        .env(
+            "CONTENT_TYPE",
+            headers.get("content-type").cloned().unwrap_or_default(),
+        )
         .env("CONTENT_LENGTH", body.len().to_string())
-        .env("HTTP_CONTENT_ENCODING", headers.get("content-encoding").cloned().unwrap_or_default())
+        .env(
+            "HTTP_CONTENT_ENCODING",
+            headers.get("content-encoding").cloned().unwrap_or_default(),
+        )
         .env("REMOTE_USER", USER)
         .env("REMOTE_ADDR", "127.0.0.1")
         .stdin(Stdio::piped())
@@ -185,10 +191,7 @@ fn both(out: &Output) -> String {
 
 #[track_caller]
 fn no_secret(what: &str, text: &str) {
-    assert!(
-        !text.contains(SECRET),
-        "{what} shows the password:\n{text}"
-    );
+    assert!(!text.contains(SECRET), "{what} shows the password:\n{text}");
 }
 
 fn free_port() -> u16 {
@@ -224,7 +227,15 @@ fn an_authenticated_fetch_keeps_the_password_out_of_every_output() {
     let state = w.webroot.join(".rootswap");
 
     // A cache left by an older rootswap: the password in its config, 0644.
-    git(w.tmp.path(), &["init", "-q", "--bare", state.join("repo.git").to_str().unwrap()]);
+    git(
+        w.tmp.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            state.join("repo.git").to_str().unwrap(),
+        ],
+    );
     git(
         &state.join("repo.git"),
         &["remote", "add", "origin", &server.url(SECRET)],
@@ -234,7 +245,10 @@ fn an_authenticated_fetch_keeps_the_password_out_of_every_output() {
     configure(&w, &server.url(SECRET), "");
     let out = w.run(&["deploy"]);
     let text = both(&out);
-    assert!(out.status.success(), "the authenticated deploy failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "the authenticated deploy failed:\n{text}"
+    );
     assert_eq!(read(&w.link().join("index.php")), "v1");
     no_secret("deploy's output", &text);
     assert!(
@@ -248,8 +262,14 @@ fn an_authenticated_fetch_keeps_the_password_out_of_every_output() {
     );
     let config = std::fs::read_to_string(state.join("repo.git/config")).unwrap();
     no_secret("repo.git/config", &config);
-    assert!(config.contains(&format!("127.0.0.1:{}/repo", server.port)), "{config}");
-    let mode = std::fs::metadata(state.join("repo.git/config")).unwrap().permissions().mode();
+    assert!(
+        config.contains(&format!("127.0.0.1:{}/repo", server.port)),
+        "{config}"
+    );
+    let mode = std::fs::metadata(state.join("repo.git/config"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o077, 0, "repo.git/config is {mode:o}");
 
     // A new commit fetched with the credentials passed at fetch time only.
@@ -274,7 +294,10 @@ fn an_authenticated_fetch_keeps_the_password_out_of_every_output() {
     let err = w.fails(&["deploy"]);
     no_secret("a failed fetch's error", &err);
     assert!(err.contains(&format!("127.0.0.1:{closed}")), "{err}");
-    no_secret("config --effective", &both(&w.run(&["config", "--effective"])));
+    no_secret(
+        "config --effective",
+        &both(&w.run(&["config", "--effective"])),
+    );
     no_secret("status --json", &both(&w.run(&["status", "--json"])));
     no_secret("history --json", &both(&w.run(&["history", "--json"])));
     let history = std::fs::read_to_string(state.join("history.jsonl")).unwrap();
@@ -286,7 +309,9 @@ fn an_authenticated_fetch_keeps_the_password_out_of_every_output() {
     configure(
         &w,
         &closed_url,
-        &format!("auto_deploy:\n  every: 1s\ntrigger:\n  listen: 127.0.0.1:{port}\n  token: {TOKEN}\n"),
+        &format!(
+            "auto_deploy:\n  every: 1s\ntrigger:\n  listen: 127.0.0.1:{port}\n  token: {TOKEN}\n"
+        ),
     );
     let log = w.tmp.path().join("serve.log");
     let logf = std::fs::File::create(&log).unwrap();
@@ -311,15 +336,24 @@ fn an_authenticated_fetch_keeps_the_password_out_of_every_output() {
     let _ = child.kill();
     let _ = child.wait();
     let served = read_log();
-    assert!(served.contains("cannot check"), "the service never polled:\n{served}");
+    assert!(
+        served.contains("cannot check"),
+        "the service never polled:\n{served}"
+    );
     no_secret("the service's log", &served);
-    assert!(served.contains(&format!("{USER}:********@127.0.0.1:{closed}")), "{served}");
+    assert!(
+        served.contains(&format!("{USER}:********@127.0.0.1:{closed}")),
+        "{served}"
+    );
     for (path, body) in &pages {
         assert!(body.starts_with("HTTP/1.1 200"), "GET {path}: {body}");
         no_secret(&format!("GET {path}"), body);
     }
     let view = &pages[1].1;
-    assert!(view.contains("********@127.0.0.1"), "the dashboard shows no (masked) repository:\n{view}");
+    assert!(
+        view.contains("********@127.0.0.1"),
+        "the dashboard shows no (masked) repository:\n{view}"
+    );
 }
 
 /// Runs the binary under umask 022 (the packaged unit's).
@@ -347,7 +381,12 @@ fn the_state_directory_is_private_whatever_the_umask() {
     let state = w.webroot.join(".rootswap");
     assert_eq!(mode(&state), 0o700, "state dir");
     for f in ["history.jsonl", "state.json", "lock"] {
-        assert_eq!(mode(&state.join(f)) & 0o077, 0, "{f} is {:o}", mode(&state.join(f)));
+        assert_eq!(
+            mode(&state.join(f)) & 0o077,
+            0,
+            "{f} is {:o}",
+            mode(&state.join(f))
+        );
     }
     assert_eq!(mode(&state.join("repo.git/config")) & 0o077, 0);
     // Control: the served tree still follows the umask (the web server reads it).
@@ -372,5 +411,6 @@ fn the_state_directory_is_private_whatever_the_umask() {
     assert_eq!(read(&w.link().join("index.php")), "v2");
     // Once: the next run has nothing to say.
     let out = run_umask(&w, &["deploy"]);
-    assert!(!both(&out).contains("made the state directory private"));
+    let text = both(&out);
+    assert!(!text.contains("made the state directory private"), "{text}");
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use git2::Oid;
 
 use super::types::{DryRun, Outcome, Request};

@@ -5,7 +5,7 @@
 //! lock held, an interrupted deploy is recovered first (see
 //! [`crate::recover`]), so every deploy starts from one complete version.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::config::Config;
 use crate::layout::{Layout, LinkState};
