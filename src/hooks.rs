@@ -111,7 +111,14 @@ fn run_one(stage: &str, cmd: &str, dir: &Path, env: &HookEnv, timeout: Duration)
         )
     })?;
     let pgid = child.id() as i32;
-    let mut out = Output::new(child.stdout.take(), child.stderr.take())?;
+    let mut out = match Output::new(child.stdout.take(), child.stderr.take()) {
+        Ok(out) => out,
+        Err(e) => {
+            kill_group(pgid, libc::SIGKILL);
+            let _ = child.wait();
+            return Err(e.context(format!("hook {stage} `{cmd}`")));
+        }
+    };
     let deadline = started + timeout;
     let status = loop {
         out.read_for(Duration::from_millis(50));
@@ -130,8 +137,23 @@ fn run_one(stage: &str, cmd: &str, dir: &Path, env: &HookEnv, timeout: Duration)
     };
     // Anything the hook left running in its group goes too.
     kill_group(pgid, libc::SIGKILL);
+    finish_output(stage, cmd, &mark, out);
+    if !status.success() {
+        let how = match status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => "was killed by a signal".to_string(),
+        };
+        bail!("hook {stage} `{cmd}` {how} (ran in {})", dir.display());
+    }
+    tracing::info!("hook {stage} done in {:.2?}: {cmd}", started.elapsed());
+    Ok(())
+}
+
+/// After the hook's shell exited: reads its output for [`OUTPUT_GRACE`] more
+/// at most, then closes the pipes, naming any process that still held them.
+fn finish_output(stage: &str, cmd: &str, mark: &str, mut out: Output) {
     if !out.read_until(Instant::now() + OUTPUT_GRACE) {
-        let holders: Vec<String> = procs::find(&mark, &out.inodes())
+        let holders: Vec<String> = procs::find(mark, &out.inodes())
             .into_iter()
             .filter(|p| p.holds_output)
             .map(|p| p.to_string())
@@ -144,15 +166,6 @@ fn run_one(stage: &str, cmd: &str, dir: &Path, env: &HookEnv, timeout: Duration)
         );
     }
     out.close();
-    if !status.success() {
-        let how = match status.code() {
-            Some(c) => format!("exited with status {c}"),
-            None => "was killed by a signal".to_string(),
-        };
-        bail!("hook {stage} `{cmd}` {how} (ran in {})", dir.display());
-    }
-    tracing::info!("hook {stage} done in {:.2?}: {cmd}", started.elapsed());
-    Ok(())
 }
 
 /// Starts `sh -c cmd` in a process group of its own, marked with `mark`.
@@ -304,7 +317,12 @@ mod tests {
         let started = Instant::now();
         run_all(
             "test",
-            &["setsid sh -c 'echo $$ > daemon; exec sleep 30' & echo started".to_string()],
+            // The sleep lets the child leave the group before the shell ends
+            // (what is still in the group then is killed).
+            &[
+                "setsid sh -c 'echo $$ > daemon; exec sleep 30' & sleep 0.3; echo started"
+                    .to_string(),
+            ],
             dir.path(),
             &HookEnv::default(),
             Duration::from_secs(20),
