@@ -138,9 +138,7 @@ pub fn adopt_git_clone(
     if std::fs::symlink_metadata(&dot_git).is_ok() {
         let to = destination(&layout.state);
         if !dry_run {
-            std::fs::create_dir_all(&layout.state).with_context(|| {
-                format!("cannot create state directory {}", layout.state.display())
-            })?;
+            crate::fsutil::ensure_private_dir(&layout.state)?;
             std::fs::rename(&dot_git, &to).with_context(|| {
                 format!(
                     "cannot move {} to {} (the state dir must be on ROOT's filesystem for this); \

@@ -14,7 +14,7 @@ use serde_yaml_ng::Value;
 use crate::config::Config;
 
 /// What a masked secret is shown as.
-pub const MASK: &str = "********";
+pub use crate::redact::MASK;
 
 const SECRET_KEYS: [(&str, &str); 5] = [
     ("fleet", "password"),
@@ -73,7 +73,7 @@ fn drop_nulls(v: &mut Value) {
 fn mask_urls(v: &mut Value) {
     match v {
         Value::String(s) => {
-            if let Some(m) = mask_url(s) {
+            if let Some(m) = crate::redact::url(s) {
                 *s = m;
             }
         }
@@ -81,103 +81,5 @@ fn mask_urls(v: &mut Value) {
         Value::Mapping(m) => m.iter_mut().for_each(|(_, v)| mask_urls(v)),
         Value::Tagged(t) => mask_urls(&mut t.value),
         _ => {}
-    }
-}
-
-/// Masks the credentials of a URL (the password, a token given as the user
-/// name of an http(s) URL, secret-looking query parameters); None when there
-/// are none. Only text written as a URL (`scheme://...`) is considered: an
-/// scp-style `git@host:path` or a path is left alone.
-pub fn mask_url(text: &str) -> Option<String> {
-    if !text.contains("://") {
-        return None;
-    }
-    let mut url = url::Url::parse(text).ok()?;
-    let mut changed = false;
-    if url.password().is_some_and(|p| !p.is_empty()) {
-        url.set_password(Some(MASK)).ok()?;
-        changed = true;
-    } else if !url.username().is_empty() && url.scheme().starts_with("http") {
-        // A lone user name is a token for http(s) (https://TOKEN@host);
-        // for ssh://git@host it is just the account.
-        url.set_username(MASK).ok()?;
-        changed = true;
-    }
-    if let Some(query) = url.query() {
-        // Rebuilt from the raw parts, so the rest stays encoded as written.
-        let mut masked_any = false;
-        let parts: Vec<String> = query
-            .split('&')
-            .map(|kv| {
-                let name = url::form_urlencoded::parse(kv.as_bytes())
-                    .next()
-                    .map(|(k, v)| (k.into_owned(), !v.is_empty()));
-                match (name, kv.split_once('=')) {
-                    (Some((k, true)), Some((raw, _))) if secret_param(&k) => {
-                        masked_any = true;
-                        format!("{raw}={MASK}")
-                    }
-                    _ => kv.to_string(),
-                }
-            })
-            .collect();
-        if masked_any {
-            url.set_query(Some(&parts.join("&")));
-            changed = true;
-        }
-    }
-    changed.then(|| url.to_string())
-}
-
-fn secret_param(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    [
-        "token",
-        "key",
-        "secret",
-        "password",
-        "passwd",
-        "pass",
-        "sig",
-        "signature",
-        "auth",
-    ]
-    .iter()
-    .any(|s| n == *s || n.ends_with(&format!("_{s}")) || n.ends_with(&format!("-{s}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_url_credentials() {
-        assert_eq!(
-            mask_url("https://bob:hunter2@git.example.com/a.git").as_deref(),
-            Some("https://bob:********@git.example.com/a.git")
-        );
-        assert_eq!(
-            mask_url("https://ghp_abc@github.com/a/b.git").as_deref(),
-            Some("https://********@github.com/a/b.git")
-        );
-        assert_eq!(mask_url("ssh://git@github.com/a/b.git"), None);
-        assert_eq!(mask_url("git@github.com:a/b.git"), None);
-        assert_eq!(
-            mask_url("https://example.com/hook?x=1&token=abc#f").as_deref(),
-            Some("https://example.com/hook?x=1&token=********#f")
-        );
-        assert_eq!(mask_url("https://example.com/path@x"), None);
-        // The rest of the URL stays as written (encoding, order, other parameters).
-        assert_eq!(
-            mask_url("https://example.com/h?next=%2Fa%20b&api_key=k1&x").as_deref(),
-            Some("https://example.com/h?next=%2Fa%20b&api_key=********&x")
-        );
-        assert_eq!(
-            mask_url("https://example.com/h?token="),
-            None,
-            "empty: nothing to hide"
-        );
-        assert_eq!(mask_url("not a url://"), None);
-        assert_eq!(mask_url("/srv/repo.git"), None);
     }
 }

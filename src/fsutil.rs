@@ -38,7 +38,9 @@ pub fn remove_write_temps(dir: &Path) {
     }
 }
 
-/// Writes `data` to `path` durably: temporary file, fsync, rename, directory fsync.
+/// Writes `data` to `path` durably: temporary file, fsync, rename, directory
+/// fsync. The file is created 0600 whatever the umask (it is state: the
+/// journal, `state.json`).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -47,7 +49,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let res = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)
+        let mut f = private_options()
+            .truncate(true)
+            .open(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(data)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -61,6 +65,82 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// Options that create a file 0600 (owner only) whatever the umask, for
+/// writing: the files of the state directory.
+pub fn private_options() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).mode(0o600);
+    o
+}
+
+/// Replaces the contents of `path` with `data` (not atomically), creating
+/// it 0600: small state files such as `last-poll`.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    private_options().truncate(true).open(path)?.write_all(data)
+}
+
+/// Creates the state directory `dir` 0700 (owner only) whatever the umask,
+/// its parents as usual; an existing one that others can read is tightened
+/// once, with one log line: the directory to 0700, and its files (and the
+/// Git cache's `config`) to owner-only. The state holds the deploy history
+/// and the whole Git cache. A tightening that fails is a warning.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot create state directory {}", dir.display()))
+            }
+        }
+        // mkdir(2) applies the umask: 0700 is kept by any umask, but say it.
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        return Ok(());
+    }
+    let mut changed = Vec::new();
+    let mut tighten = |path: &Path, keep: u32| match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_symlink() && m.permissions().mode() & 0o077 != 0 => {
+            let old = m.permissions().mode() & 0o7777;
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(old & keep)) {
+                Ok(()) => changed.push(format!(
+                    "{} {old:04o} -> {:04o}",
+                    path.display(),
+                    old & keep
+                )),
+                Err(e) => tracing::warn!(
+                    "cannot make {} private ({e}); run `chmod go-rwx {}` as its owner",
+                    path.display(),
+                    path.display()
+                ),
+            }
+        }
+        _ => {}
+    };
+    tighten(dir, 0o700);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                tighten(&e.path(), 0o700);
+            }
+        }
+    }
+    tighten(&dir.join("repo.git").join("config"), 0o700);
+    if !changed.is_empty() {
+        tracing::info!(
+            "made the state directory private to its owner (it holds the deploy history and the Git cache): {}",
+            changed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Reads a file to a string, `None` when it does not exist.
@@ -80,7 +160,7 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
 pub fn fs_now_ns(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let p = dir.join("clock");
-    match std::fs::write(&p, b"x").and_then(|_| std::fs::metadata(&p)) {
+    match write_private(&p, b"x").and_then(|_| std::fs::metadata(&p)) {
         Ok(m) => (m.mtime().max(0) as u64)
             .saturating_mul(1_000_000_000)
             .saturating_add(m.mtime_nsec().max(0) as u64),

@@ -58,11 +58,14 @@ pub struct Record {
 /// Appends one record (one line, fsynced).
 pub fn append(state: &Path, rec: &Record) -> Result<()> {
     let path = state.join("history.jsonl");
+    let rec = &redacted(rec);
     let mut line = serde_json::to_vec(rec).context("cannot encode history record")?;
     line.push(b'\n');
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     f.write_all(&line)
@@ -70,6 +73,17 @@ pub fn append(state: &Path, rec: &Record) -> Result<()> {
     f.sync_data()
         .with_context(|| format!("cannot fsync {}", path.display()))?;
     Ok(())
+}
+
+/// `rec` with credentials in URLs masked in its error and warnings (on
+/// writing, and again on reading for records older than the masking).
+fn redacted(rec: &Record) -> Record {
+    let mask = |s: &String| crate::redact::text(s).into_owned();
+    Record {
+        error: rec.error.as_ref().map(mask),
+        warnings: rec.warnings.iter().map(mask).collect(),
+        ..rec.clone()
+    }
 }
 
 /// Reads all records, oldest first; unreadable lines (a torn last line after a crash) are skipped.
@@ -81,6 +95,7 @@ pub fn read(state: &Path) -> Result<Vec<Record>> {
     Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
+        .map(|r| redacted(&r))
         .collect())
 }
 
@@ -156,7 +171,8 @@ fn for_each_from_end(state: &Path, mut f: impl FnMut(Record) -> bool) -> Result<
         };
         for line in block[whole_from..].rsplit(|b| *b == b'\n') {
             if let Ok(r) = serde_json::from_slice::<Record>(line) {
-                if !f(r) {
+                // A history written before masking existed may hold secrets.
+                if !f(redacted(&r)) {
                     return Ok(());
                 }
             }

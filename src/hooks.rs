@@ -2,17 +2,37 @@
 //!
 //! Each hook runs as `sh -c CMD` in ROOT, in a process group of its own, with
 //! the deploy's variables in its environment. Its output is streamed, line by
-//! line, to the log. A hook that outlives `hooks.timeout` is sent SIGTERM and,
-//! two seconds later, SIGKILL — to its whole process group, so nothing it
-//! started keeps running.
+//! line, to the log, from pipes read with a deadline (never a blocking read).
+//!
+//! A hook that outlives `hooks.timeout` is sent SIGTERM and, two seconds
+//! later, SIGKILL — its whole process group, and every process that left the
+//! group but still carries the hook run's mark or holds its output (see
+//! `procs`): the deploy goes on to its failure path within the timeout plus
+//! about three seconds, whatever the hook's children do.
+//!
+//! When the shell exits on its own, what is left in its process group is
+//! killed; a process in another session (`setsid`, a daemon) is left running,
+//! and if it still holds the hook's output 1.5 s later rootswap stops reading,
+//! names it in a warning and goes on.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+mod output;
+mod procs;
+
+use output::Output;
+
+/// How long the hook's output is still read after its shell exited: a
+/// background process that keeps the pipes open longer is left behind.
+const OUTPUT_GRACE: Duration = Duration::from_millis(1500);
+
+/// Between SIGTERM and SIGKILL for a hook that ran out of time.
+const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// Credential files that hooks commonly leave behind, checked in the served
 /// directory after the hooks: composer writes `auth.json` where it runs.
@@ -107,68 +127,41 @@ pub fn run_all(
 fn run_one(stage: &str, cmd: &str, dir: &Path, env: &HookEnv, timeout: Duration) -> Result<()> {
     tracing::info!("hook {stage}: {cmd}");
     let started = Instant::now();
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .env("ROOTSWAP_COMMIT", &env.commit)
-        .env("ROOTSWAP_PREVIOUS_COMMIT", &env.previous_commit)
-        .env("ROOTSWAP_SNAPSHOT", &env.snapshot)
-        .env("ROOTSWAP_ROOT", &env.root)
-        .envs(env.extra.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "hook {stage} `{cmd}`: cannot start /bin/sh in {}",
-                dir.display()
-            )
-        })?;
+    let mark = procs::new_mark();
+    let mut child = spawn(cmd, dir, env, &mark).with_context(|| {
+        format!(
+            "hook {stage} `{cmd}`: cannot start /bin/sh in {}",
+            dir.display()
+        )
+    })?;
     let pgid = child.id() as i32;
-    let mut pumps = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        pumps.push(pump(out, false));
-    }
-    if let Some(err) = child.stderr.take() {
-        pumps.push(pump(err, true));
-    }
+    let mut out = match Output::new(child.stdout.take(), child.stderr.take()) {
+        Ok(out) => out,
+        Err(e) => {
+            kill_group(pgid, libc::SIGKILL);
+            let _ = child.wait();
+            return Err(e.context(format!("hook {stage} `{cmd}`")));
+        }
+    };
+    let deadline = started + timeout;
     let status = loop {
+        out.read_for(Duration::from_millis(50));
         if let Some(status) = child.try_wait().context("cannot wait for hook")? {
             break status;
         }
-        if started.elapsed() >= timeout {
-            kill_group(pgid, libc::SIGTERM);
-            let grace = Instant::now();
-            let status = loop {
-                if let Some(s) = child.try_wait().context("cannot wait for hook")? {
-                    break s;
-                }
-                if grace.elapsed() > Duration::from_secs(2) {
-                    kill_group(pgid, libc::SIGKILL);
-                    break child.wait().context("cannot wait for hook")?;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            kill_group(pgid, libc::SIGKILL);
-            let _ = status;
-            for p in pumps {
-                let _ = p.join();
-            }
+        if Instant::now() >= deadline {
+            stop(&mut child, pgid, &mark, &mut out);
+            out.close();
             bail!(
-                "hook {stage} `{cmd}` timed out after {} and was killed with its process group; raise `hooks.timeout` if it needs longer",
+                "hook {stage} `{cmd}` timed out after {} and was killed with every process it started; \
+                 raise `hooks.timeout` if it needs longer",
                 humantime::format_duration(timeout)
             );
         }
-        std::thread::sleep(Duration::from_millis(10));
     };
     // Anything the hook left running in its group goes too.
     kill_group(pgid, libc::SIGKILL);
-    for p in pumps {
-        let _ = p.join();
-    }
+    finish_output(stage, cmd, &mark, out);
     if !status.success() {
         let how = match status.code() {
             Some(c) => format!("exited with status {c}"),
@@ -180,24 +173,70 @@ fn run_one(stage: &str, cmd: &str, dir: &Path, env: &HookEnv, timeout: Duration)
     Ok(())
 }
 
-fn pump<R: std::io::Read + Send + 'static>(r: R, is_err: bool) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(r);
-        let mut line = Vec::new();
-        while let Ok(n) = reader.read_until(b'\n', &mut line) {
-            if n == 0 {
-                break;
-            }
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end();
-            if is_err {
-                tracing::warn!(target: "hook", "| {text}");
-            } else {
-                tracing::info!(target: "hook", "| {text}");
-            }
-            line.clear();
+/// After the hook's shell exited: reads its output for [`OUTPUT_GRACE`] more
+/// at most, then closes the pipes, naming any process that still held them.
+fn finish_output(stage: &str, cmd: &str, mark: &str, mut out: Output) {
+    if !out.read_until(Instant::now() + OUTPUT_GRACE) {
+        let holders: Vec<String> = procs::find(mark, &out.inodes())
+            .into_iter()
+            .filter(|p| p.holds_output)
+            .map(|p| p.to_string())
+            .collect();
+        tracing::warn!(
+            "hook {stage} `{cmd}`: a background process ({}) kept the hook's output open; rootswap stopped reading \
+             it {} after the hook ended and goes on. Redirect that process's output (`... >/dev/null 2>&1 &`, or to a log file)",
+            if holders.is_empty() { "gone by now".to_string() } else { holders.join(", ") },
+            humantime::format_duration(OUTPUT_GRACE)
+        );
+    }
+    out.close();
+}
+
+/// Starts `sh -c cmd` in a process group of its own, marked with `mark`.
+fn spawn(cmd: &str, dir: &Path, env: &HookEnv, mark: &str) -> std::io::Result<Child> {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .env("ROOTSWAP_COMMIT", &env.commit)
+        .env("ROOTSWAP_PREVIOUS_COMMIT", &env.previous_commit)
+        .env("ROOTSWAP_SNAPSHOT", &env.snapshot)
+        .env("ROOTSWAP_ROOT", &env.root)
+        .envs(env.extra.iter().map(|(k, v)| (k, v)))
+        .env(procs::MARK_VAR, mark)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+}
+
+/// Ends a hook that ran out of time: SIGTERM to its process group and to
+/// every process marked as its own or holding its output (other sessions
+/// included), SIGKILL to whatever is left two seconds later. Returns within
+/// about three seconds whatever the processes do.
+fn stop(child: &mut Child, pgid: i32, mark: &str, out: &mut Output) {
+    kill_group(pgid, libc::SIGTERM);
+    procs::signal(&procs::find(mark, &out.inodes()), libc::SIGTERM);
+    let grace = Instant::now() + KILL_GRACE;
+    while Instant::now() < grace {
+        out.read_for(Duration::from_millis(50));
+        let exited = matches!(child.try_wait(), Ok(Some(_)));
+        if exited && !out.is_open() && procs::find(mark, &[]).is_empty() {
+            return;
         }
-    })
+    }
+    kill_group(pgid, libc::SIGKILL);
+    procs::signal(&procs::find(mark, &out.inodes()), libc::SIGKILL);
+    let reaped = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < reaped && !matches!(child.try_wait(), Ok(Some(_))) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !out.read_until(Instant::now() + Duration::from_millis(500)) {
+        tracing::warn!(
+            "a process of the timed-out hook still holds its output; rootswap stopped reading it"
+        );
+    }
 }
 
 fn kill_group(pgid: i32, sig: i32) {
@@ -263,5 +302,69 @@ mod tests {
         );
         assert!(msg.contains("timed out"), "{msg}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn timeout_reaches_children_in_other_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let msg = format!(
+            "{:#}",
+            run_all(
+                "test",
+                &["setsid sh -c 'echo $$ > escaped; exec sleep 30' & sleep 0.3; echo done; sleep 30".to_string()],
+                dir.path(),
+                &HookEnv::default(),
+                Duration::from_secs(1)
+            )
+            .unwrap_err()
+        );
+        assert!(msg.contains("timed out"), "{msg}");
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
+        let pid = std::fs::read_to_string(dir.path().join("escaped")).unwrap();
+        let pid: i32 = pid.trim().parse().unwrap();
+        // SAFETY: signal 0 only asks whether the pid exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ");
+        assert!(!alive, "the escaped child {pid} survived the timeout");
+    }
+
+    #[test]
+    fn a_daemon_holding_the_output_does_not_hold_the_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        run_all(
+            "test",
+            // The sleep lets the child leave the group before the shell ends
+            // (what is still in the group then is killed).
+            &[
+                "setsid sh -c 'echo $$ > daemon; exec sleep 30' & sleep 0.3; echo started"
+                    .to_string(),
+            ],
+            dir.path(),
+            &HookEnv::default(),
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let pid: i32 = std::fs::read_to_string(dir.path().join("daemon"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: kill(2) on the pid the test's own daemon wrote.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
     }
 }

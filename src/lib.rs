@@ -43,6 +43,7 @@ pub mod owners;
 pub mod preset;
 pub mod progress;
 pub mod recover;
+pub mod redact;
 pub mod report;
 pub mod rollback;
 pub mod serve;

@@ -21,11 +21,13 @@ impl DeployLock {
     /// Takes the lock without waiting; fails with "a deploy is already running (pid N)".
     pub fn acquire(state: &Path) -> Result<DeployLock> {
         let path = state.join("lock");
+        use std::os::unix::fs::OpenOptionsExt;
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
         if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {

@@ -259,7 +259,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", rootswap::redact::text(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

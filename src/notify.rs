@@ -40,6 +40,14 @@ pub fn send(cfg: &Config, n: &Notification) {
             return;
         }
     };
+    let n = &Notification {
+        text: crate::redact::text(&n.text).into_owned(),
+        error: n
+            .error
+            .as_deref()
+            .map(|e| crate::redact::text(e).into_owned()),
+        ..n.clone()
+    };
     for attempt in 1..=3u64 {
         match agent.post(url).send_json(n) {
             Ok(r) if r.status().is_success() => return,

@@ -361,12 +361,15 @@ impl Drop for Writer {
         if self.0.is_empty() {
             return;
         }
+        // Every log line passes here: credentials in URLs are masked.
+        let line = String::from_utf8_lossy(&self.0);
+        let line = crate::redact::text(&line);
         let out = |buf: &[u8]| {
             let _ = std::io::stderr().lock().write_all(buf);
         };
         match bar() {
-            Some(pb) => pb.suspend(|| out(&self.0)),
-            None => out(&self.0),
+            Some(pb) => pb.suspend(|| out(line.as_bytes())),
+            None => out(line.as_bytes()),
         }
     }
 }

@@ -21,13 +21,32 @@ use crate::hostkeys;
 mod diff;
 
 /// The cached mirror of the configured repository.
+///
+/// Credentials written into `source.repo` (`https://user:password@host/…`)
+/// never reach the disk: the cache's remote is the URL without them, and
+/// they are handed to libgit2 through the credential callback at each fetch.
 pub struct GitSource {
     repo: Repository,
+    /// `source.repo` without user and password: the remote, and what messages show.
     url: String,
     branch: String,
     subdir: PathBuf,
     external: ExternalSymlinks,
     ssh: SshAuth,
+}
+
+/// User name and password (or token) for an http(s) remote, from the
+/// userinfo of `source.repo`.
+#[derive(Clone)]
+struct UserPass {
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for UserPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.user, crate::redact::MASK)
+    }
 }
 
 /// How rootswap authenticates to an ssh remote and checks its host key.
@@ -39,6 +58,8 @@ struct SshAuth {
     host: Option<(String, u16)>,
     /// known_hosts policy.
     policy: hostkeys::Policy,
+    /// Credentials taken out of `source.repo` (never stored in the cache).
+    userpass: Option<UserPass>,
 }
 
 /// A symlink of a commit whose target leaves the deployed tree.
@@ -132,11 +153,11 @@ pub struct IgnoreFile {
 impl GitSource {
     /// Opens (creating on first use) the cache repository under `state`.
     pub fn open(state: &Path, cfg: &SourceConfig) -> Result<GitSource> {
-        let url = resolve_url(&cfg.repo);
+        let (url, userpass) = crate::redact::split_userinfo(&resolve_url(&cfg.repo));
         if is_local_path(&url) && !Path::new(&url).exists() {
             bail!(
                 "source.repo {} does not exist; set `source.repo` to the repository's URL or an existing local path",
-                cfg.repo
+                crate::redact::text(&cfg.repo)
             );
         }
         let path = state.join("repo.git");
@@ -145,23 +166,18 @@ impl GitSource {
                 format!("cannot open the cache repository {}; remove it and deploy again to re-create it", path.display())
             })?
         } else {
-            Repository::init_bare(&path)
-                .with_context(|| format!("cannot create the cache repository {}", path.display()))?
+            let repo = Repository::init_bare(&path).with_context(|| {
+                format!("cannot create the cache repository {}", path.display())
+            })?;
+            private_config(&path);
+            repo
         };
-        match repo.find_remote("origin") {
-            Ok(r) if r.url() == Some(url.as_str()) => {}
-            Ok(_) => repo
-                .remote_set_url("origin", &url)
-                .context("cannot update the cache repository's remote")?,
-            Err(_) => {
-                repo.remote_with_fetch("origin", &url, "+refs/heads/*:refs/remotes/origin/*")
-                    .context("cannot configure the cache repository's remote")?;
-            }
-        }
+        set_remote(&repo, &path, &url)?;
         let ssh = SshAuth {
             key: cfg.ssh_key.clone(),
             host: hostkeys::ssh_host_port(&url),
             policy: hostkeys::Policy::from_config(cfg.known_hosts.as_deref(), state),
+            userpass: userpass.map(|(user, password)| UserPass { user, password }),
         };
         Ok(GitSource {
             repo,
@@ -173,7 +189,8 @@ impl GitSource {
         })
     }
 
-    /// The repository URL (or absolute local path) fetched from.
+    /// The repository URL (or absolute local path) fetched from, without
+    /// credentials.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -550,6 +567,46 @@ impl GitSource {
     }
 }
 
+/// Points the cache's `origin` at `url` (credentials already taken out). A
+/// cache written by an older rootswap kept the password in its `config`:
+/// that remote is rewritten, with a log line.
+fn set_remote(repo: &Repository, path: &Path, url: &str) -> Result<()> {
+    match repo.find_remote("origin") {
+        Ok(r) if r.url() == Some(url) => {}
+        Ok(r) => {
+            let had_secret = r
+                .url()
+                .is_some_and(|old| crate::redact::split_userinfo(old).1.is_some());
+            repo.remote_set_url("origin", url)
+                .context("cannot update the cache repository's remote")?;
+            private_config(path);
+            if had_secret {
+                tracing::warn!(
+                    "removed the credentials of `source.repo` from {}: they are no longer stored, \
+                     rootswap passes them to the server at each fetch",
+                    path.join("config").display()
+                );
+            }
+        }
+        Err(_) => {
+            repo.remote_with_fetch("origin", url, "+refs/heads/*:refs/remotes/origin/*")
+                .context("cannot configure the cache repository's remote")?;
+            private_config(path);
+        }
+    }
+    Ok(())
+}
+
+/// Makes the cache's `config` readable by its owner only (libgit2 writes it
+/// following the umask); best effort, the state directory is private anyway.
+fn private_config(repo_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(
+        repo_dir.join("config"),
+        std::fs::Permissions::from_mode(0o600),
+    );
+}
+
 /// Makes `dir` (inside `root`) a directory, replacing any file or symlink in the way.
 fn ensure_dir(root: &Path, dir: &Path) -> Result<()> {
     if dir.is_dir() && !dir.is_symlink() {
@@ -638,11 +695,12 @@ impl Why {
     }
 
     fn error(&self, what: &str, url: &str, e: &git2::Error) -> anyhow::Error {
+        let url = crate::redact::text(url);
         match self.0.borrow().as_ref() {
             Some(m) => anyhow!("{what} {url}: {m}"),
             None => anyhow!(
                 "{what} {url}: {}; check `source.repo` and that this machine can reach it",
-                e.message()
+                crate::redact::text(e.message())
             ),
         }
     }
@@ -672,7 +730,9 @@ fn callbacks<'a>(ssh: &'a SshAuth, why: &Why) -> RemoteCallbacks<'a> {
 }
 
 /// The credentials for attempt number `tries`: the deploy key alone when
-/// `source.ssh_key` is set; else ssh-agent, `~/.ssh/id_*`, credential helpers.
+/// `source.ssh_key` is set; else ssh-agent, `~/.ssh/id_*`; for http(s), the
+/// user and password written in `source.repo` (once), else git's credential
+/// helpers.
 fn credential(
     ssh: &SshAuth,
     why: &Why,
@@ -712,6 +772,21 @@ fn credential(
                 return git2::Cred::ssh_key(user, None, &p, None);
             }
         }
+    }
+    if let (Some(up), true) = (
+        &ssh.userpass,
+        allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT),
+    ) {
+        if tries > 1 {
+            let msg = format!(
+                "the server refused the user name and password (or token) given in `source.repo` for {}; \
+                 check them, and that they may read the repository",
+                crate::redact::text(url)
+            );
+            why.set(msg.clone());
+            return Err(git2::Error::from_str(&msg));
+        }
+        return git2::Cred::userpass_plaintext(&up.user, &up.password);
     }
     if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
         if let Ok(cfg) = git2::Config::open_default() {

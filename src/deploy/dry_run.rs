@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use git2::Oid;
 
 use super::types::{DryRun, Outcome, Request};
@@ -82,6 +82,6 @@ fn tempfile_dir() -> Result<PathBuf> {
         std::process::id(),
         super::run::new_id()
     ));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::fsutil::ensure_private_dir(&dir)?;
     Ok(dir)
 }

@@ -5,7 +5,7 @@
 //! lock held, an interrupted deploy is recovered first (see
 //! [`crate::recover`]), so every deploy starts from one complete version.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::config::Config;
 use crate::layout::{Layout, LinkState};
@@ -23,8 +23,7 @@ pub(super) struct Locked {
 pub(super) fn acquire(cfg: &Config) -> Result<Locked> {
     let layout = Layout::from_config(cfg);
     layout.preflight()?;
-    std::fs::create_dir_all(&layout.state)
-        .with_context(|| format!("cannot create state directory {}", layout.state.display()))?;
+    crate::fsutil::ensure_private_dir(&layout.state)?;
     let lock = DeployLock::acquire(&layout.state)?;
     crate::recover::recover(cfg, &layout)?;
     let state = State::load(&layout.state)?;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
 use super::etcd::{absent, created_at, exists, put_op, Etcd};
@@ -167,8 +167,7 @@ async fn resolve(cfg: &Config, reference: Option<String>) -> Result<(String, Str
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || {
         let layout = Layout::from_config(&cfg);
-        std::fs::create_dir_all(&layout.state)
-            .with_context(|| format!("cannot create state directory {}", layout.state.display()))?;
+        crate::fsutil::ensure_private_dir(&layout.state)?;
         let source = GitSource::open(&layout.state, &cfg.source)?;
         source.fetch(reference.is_some())?;
         let oid = source.resolve(reference.as_deref())?;

@@ -182,7 +182,7 @@ async fn render_view(svc: &Arc<Service>) -> Result<String, Response> {
         Ok(Ok(html)) => Ok(html),
         Ok(Err(e)) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot read the site's status: {e:#}"),
+            crate::redact::text(&format!("cannot read the site's status: {e:#}")).into_owned(),
         )),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
@@ -393,7 +393,10 @@ async fn rollback(
             .await;
     match req {
         Ok(Ok(req)) => start(&svc, req, &format!("rollback to {name} asked by {peer}")),
-        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+        Ok(Err(e)) => error(
+            StatusCode::BAD_REQUEST,
+            crate::redact::text(&format!("{e:#}")).into_owned(),
+        ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -416,7 +419,7 @@ async fn with_lock(
     match job.await {
         Ok(Ok(v)) => reply(StatusCode::OK, v),
         Ok(Err(e)) => {
-            let msg = format!("{e:#}");
+            let msg = crate::redact::text(&format!("{e:#}")).into_owned();
             let status = if msg.contains("already running") {
                 StatusCode::CONFLICT
             } else {

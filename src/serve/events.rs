@@ -228,6 +228,7 @@ where
                 (None, None) => {}
             }
         } else if let Some(msg) = v.message {
+            let msg = crate::redact::text(&msg).into_owned();
             publish(&deploy, "log", None, Some((*meta.level(), msg)));
         }
     }

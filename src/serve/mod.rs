@@ -320,7 +320,7 @@ impl Service {
             }
             Ok(Outcome::DryRun(_)) => {}
             Err(e) => {
-                let msg = format!("{e:#}");
+                let msg = crate::redact::text(&format!("{e:#}")).into_owned();
                 if msg.contains("already running") {
                     self.metrics.count("skipped");
                     tracing::info!("deploy {id} did not start: {msg}");
@@ -424,7 +424,7 @@ impl Service {
                 let (delay, at) = lock(&self.backoff).fail();
                 tracing::error!(
                     "{why}: cannot check {} for new commits: {e:#}; next attempt at {} (in {}s)",
-                    cfg.source.repo,
+                    crate::redact::text(&cfg.source.repo),
                     at.format("%Y-%m-%d %H:%M:%S"),
                     delay.as_secs()
                 );
@@ -445,7 +445,8 @@ impl Service {
                 format!("no-branch:{}", cfg.source.branch),
                 format!(
                     "branch {} does not exist in {}; waiting for it (check `source.branch`)",
-                    cfg.source.branch, cfg.source.repo
+                    cfg.source.branch,
+                    crate::redact::text(&cfg.source.repo)
                 ),
             ),
             Decision::Pinned(h) => once(
@@ -531,14 +532,13 @@ impl Service {
 fn check(cfg: &Config, failed: Option<&str>) -> Result<Decision> {
     let layout = Layout::from_config(cfg);
     layout.preflight()?;
-    std::fs::create_dir_all(&layout.state)
-        .with_context(|| format!("cannot create state directory {}", layout.state.display()))?;
+    crate::fsutil::ensure_private_dir(&layout.state)?;
     let source = GitSource::open(&layout.state, &cfg.source)?;
     let remote = source.remote_head();
     // `rootswap status` derives the next poll from this.
-    let _ = std::fs::write(
-        layout.state.join("last-poll"),
-        chrono::Local::now().to_rfc3339(),
+    let _ = crate::fsutil::write_private(
+        &layout.state.join("last-poll"),
+        chrono::Local::now().to_rfc3339().as_bytes(),
     );
     let Some(head) = remote? else {
         return Ok(Decision::NoBranch);
@@ -601,7 +601,7 @@ async fn serve(config_path: &Path, cfg: Config) -> Result<()> {
     tracing::info!(
         "rootswap serve: following {} of {} into {}; {}{}",
         cfg.source.branch,
-        cfg.source.repo,
+        crate::redact::text(&cfg.source.repo),
         cfg.webroot.display(),
         schedule::describe(&cfg.auto_deploy),
         if repo_watch.is_some() {

@@ -600,7 +600,7 @@ async fn status(
         },
         Ok(Err(e)) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
-            json!({ "error": format!("{e:#}") }),
+            json!({ "error": crate::redact::text(&format!("{e:#}")) }),
         ),
         Err(e) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -631,7 +631,7 @@ async fn metrics(
             .into_response(),
         Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("# error: {e:#}\n"),
+            crate::redact::text(&format!("# error: {e:#}\n")).into_owned(),
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("# error: {e}\n")).into_response(),

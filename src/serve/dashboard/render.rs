@@ -51,7 +51,7 @@ pub fn gather(cfg: &Config, running: Option<String>) -> Result<View> {
         .map_or((None, None), |(a, t)| (Some(a), t));
     Ok(View {
         status,
-        repo: cfg.source.repo.clone(),
+        repo: crate::redact::text(&cfg.source.repo).into_owned(),
         author,
         committed,
         history,
