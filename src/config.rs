@@ -287,7 +287,7 @@ pub struct OpcacheConfig {
     /// php-fpm's FastCGI address: `unix:/run/php/php8.2-fpm.sock` or `tcp:127.0.0.1:9000` (off when absent).
     #[serde(default)]
     pub fastcgi: Option<String>,
-    /// Directory for the reset script, readable by php-fpm (default: the state dir).
+    /// Directory for the reset script, readable by php-fpm (default: the webroot).
     #[serde(default)]
     pub script_dir: Option<PathBuf>,
     /// php-fpm's status path (`pm.status_path`), used by `drain: auto`.

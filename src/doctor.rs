@@ -497,7 +497,7 @@ fn check_php(cfg: &Config) -> Vec<Check> {
     let a = match opcache::run(&ep, &opcache::script_dir(cfg), &[], false) {
         Ok(a) => a,
         Err(e) => {
-            out.push(Check::fail(true, format!("php-fpm at {ep} did not run rootswap's OPcache script: {e:#}"), "check that php-fpm runs and listens there, and that its pool user can read opcache.script_dir (default: the state dir)"));
+            out.push(Check::fail(true, format!("php-fpm at {ep} did not run rootswap's OPcache script: {e:#}"), "check that php-fpm runs and listens there, and that its pool user can read opcache.script_dir (default: the webroot)"));
             return out;
         }
     };

@@ -6,7 +6,9 @@
 //! 'opcache_reset();'` on the command line clears the CLI's own cache, not
 //! php-fpm's: the reset has to run inside the php-fpm pool. Like cachetool,
 //! rootswap writes a small PHP script outside the web-reachable tree (by
-//! default in the state directory; `opcache.script_dir` overrides it), sends
+//! default in the webroot, which php-fpm must traverse to reach ROOT anyway,
+//! not in the state directory, which is private to rootswap;
+//! `opcache.script_dir` overrides it), sends
 //! one FastCGI request whose `SCRIPT_FILENAME` is that script straight to
 //! php-fpm's socket, removes the script and checks the JSON it printed.
 //!
@@ -283,7 +285,7 @@ pub fn script_dir(cfg: &Config) -> PathBuf {
     cfg.opcache
         .script_dir
         .clone()
-        .unwrap_or_else(|| cfg.state_path())
+        .unwrap_or_else(|| cfg.webroot.clone())
 }
 
 /// The configured php-fpm address, if any.
