@@ -9,6 +9,10 @@
 //! `user_content.shared_dir`.
 //!
 //! Unset (always, in production) it costs one relaxed atomic load per call.
+//!
+//! `ROOTSWAP_FAULT=<name>[,<name>…]` makes the named operation fail with an
+//! error instead ([`fault`]): `first-switch`, the first deploy's link
+//! creation (so the tests can drive its failure path).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -48,4 +52,17 @@ pub fn hit(point: &str) {
             libc::kill(libc::getpid(), libc::SIGKILL);
         }
     }
+}
+
+/// True when `ROOTSWAP_FAULT` lists `name`: the caller fails there with an
+/// error saying it was injected. Never set in production.
+pub fn fault(name: &str) -> bool {
+    static F: OnceLock<Vec<String>> = OnceLock::new();
+    F.get_or_init(|| {
+        std::env::var("ROOTSWAP_FAULT")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    })
+    .iter()
+    .any(|f| f == name)
 }

@@ -41,6 +41,7 @@ pub mod opcache;
 pub mod preset;
 pub mod progress;
 pub mod recover;
+pub mod repo_path;
 pub mod report;
 pub mod rollback;
 pub mod serve;

@@ -13,10 +13,11 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree, TreeWalkMode};
+use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree};
 
 use crate::config::{ExternalSymlinks, SourceConfig};
 use crate::hostkeys;
+use crate::repo_path::{BadName, RepoPath};
 
 mod diff;
 
@@ -64,8 +65,8 @@ impl std::fmt::Display for ExternalLink {
 /// One file-level change between two commits (paths relative to the deployed subdir).
 #[derive(Debug, Clone)]
 pub struct Change {
-    /// Path relative to ROOT.
-    pub path: PathBuf,
+    /// Path relative to ROOT, every name checked ([`crate::repo_path`]).
+    pub path: RepoPath,
     /// What happens to it.
     pub kind: ChangeKind,
 }
@@ -378,19 +379,7 @@ impl GitSource {
             }
         }
         if let Some(tree) = self.deployed_tree(commit)? {
-            tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-                if entry.kind() == Some(ObjectType::Blob) {
-                    if let Some(name) = entry.name() {
-                        let path = Path::new(dir).join(name);
-                        if name == ".gitignore" {
-                            found.push((self.subdir.join(dir.trim_end_matches('/')), entry.id()));
-                        }
-                        tracked.insert(path);
-                    }
-                }
-                git2::TreeWalkResult::Ok
-            })
-            .context("cannot walk commit tree")?;
+            self.walk_tracked(&tree, &RepoPath::top(), &mut tracked, &mut found)?;
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         for (dir, id) in found {
@@ -404,6 +393,40 @@ impl GitSource {
             });
         }
         Ok((tracked, ignores))
+    }
+
+    /// Collects the files below `tree` (at `dir`) and its `.gitignore`
+    /// files. A name git refuses is no tracked path, and nothing below it
+    /// is: the checkout refuses such a commit before writing anything.
+    fn walk_tracked(
+        &self,
+        tree: &Tree<'_>,
+        dir: &RepoPath,
+        tracked: &mut HashSet<PathBuf>,
+        found: &mut Vec<(PathBuf, Oid)>,
+    ) -> Result<()> {
+        for e in tree.iter() {
+            let Ok(path) = dir.child(e.name_bytes(), e.filemode() == 0o120000) else {
+                continue;
+            };
+            match e.kind() {
+                Some(ObjectType::Tree) => {
+                    let sub = self
+                        .repo
+                        .find_tree(e.id())
+                        .with_context(|| format!("cannot read tree {} ({})", e.id(), path.display()))?;
+                    self.walk_tracked(&sub, &path, tracked, found)?;
+                }
+                Some(ObjectType::Blob) => {
+                    if e.name_bytes() == b".gitignore" {
+                        found.push((self.subdir.join(dir.as_path()), e.id()));
+                    }
+                    tracked.insert(path.to_path_buf());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// The deployed subdir, relative to the repository root ("" for all of it).
@@ -425,7 +448,7 @@ impl GitSource {
             _ => None,
         };
         let (deletes, writes) = diff::changes(&self.repo, old_tree.as_ref(), &new_tree)
-            .context("cannot compare commits")?;
+            .map_err(|e| refused_entry(e, to))?;
         let mut changes = deletes;
         changes.extend(writes);
         let mut plan = Plan {
@@ -469,7 +492,7 @@ impl GitSource {
                 );
             }
             out.push(ExternalLink {
-                path: ch.path.clone(),
+                path: ch.path.to_path_buf(),
                 target,
             });
         }
@@ -486,7 +509,7 @@ impl GitSource {
         std::fs::create_dir_all(root)
             .with_context(|| format!("cannot create {}", root.display()))?;
         for ch in &plan.changes {
-            let dst = root.join(&ch.path);
+            let dst = ch.path.under(root);
             progress(&ch.path);
             crate::crashpoint::hit("checkout-entry");
             match ch.kind {
@@ -497,7 +520,7 @@ impl GitSource {
                             .with_context(|| format!("cannot remove {}", dst.display()))?,
                         Err(_) => continue,
                     }
-                    prune_empty_parents(root, &dst);
+                    prune_empty_parents(root, &ch.path);
                 }
                 ChangeKind::Added { blob, mode } | ChangeKind::Modified { blob, mode } => {
                     self.write_entry(root, &ch.path, blob, mode)?;
@@ -507,8 +530,8 @@ impl GitSource {
         Ok(())
     }
 
-    fn write_entry(&self, root: &Path, rel: &Path, blob: Oid, mode: i32) -> Result<()> {
-        let dst = root.join(rel);
+    fn write_entry(&self, root: &Path, rel: &RepoPath, blob: Oid, mode: i32) -> Result<()> {
+        let dst = rel.under(root);
         let parent = dst.parent().unwrap_or(root);
         ensure_dir(root, parent)?;
         let name = dst
@@ -575,14 +598,26 @@ fn ensure_dir(root: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes now-empty directories above `path`, up to (not including) `root`.
-fn prune_empty_parents(root: &Path, path: &Path) {
-    let mut cur = path.parent();
-    while let Some(dir) = cur {
-        if dir == root || !dir.starts_with(root) || std::fs::remove_dir(dir).is_err() {
+/// Removes now-empty directories above `path`, up to (not including)
+/// `root`: only the directories named by `path` itself, below `root`.
+fn prune_empty_parents(root: &Path, path: &RepoPath) {
+    for dir in path.parents_under(root) {
+        if std::fs::remove_dir(&dir).is_err() {
             break;
         }
-        cur = dir.parent();
+    }
+}
+
+/// The error for a commit whose tree has an entry git refuses (a
+/// [`BadName`] from the walk), naming the entry and the commit; other
+/// errors of the walk as they are.
+fn refused_entry(e: anyhow::Error, commit: Oid) -> anyhow::Error {
+    match e.downcast_ref::<BadName>() {
+        Some(bad) => anyhow!(
+            "commit {} has a tree entry git refuses: {bad}; fix the commit (git would refuse to check it out)",
+            short(commit)
+        ),
+        None => e.context("cannot compare commits"),
     }
 }
 

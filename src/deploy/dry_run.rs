@@ -54,9 +54,9 @@ pub(super) fn run(cfg: &Config, req: &Request) -> Result<Outcome> {
         out.notes.extend(adopted.lines(None));
         for ch in &plan.changes {
             match ch.kind {
-                crate::source::ChangeKind::Added { .. } => out.added.push(ch.path.clone()),
-                crate::source::ChangeKind::Modified { .. } => out.modified.push(ch.path.clone()),
-                crate::source::ChangeKind::Deleted => out.deleted.push(ch.path.clone()),
+                crate::source::ChangeKind::Added { .. } => out.added.push(ch.path.to_path_buf()),
+                crate::source::ChangeKind::Modified { .. } => out.modified.push(ch.path.to_path_buf()),
+                crate::source::ChangeKind::Deleted => out.deleted.push(ch.path.to_path_buf()),
             }
         }
         if layout.root().is_dir() {

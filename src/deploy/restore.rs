@@ -17,6 +17,13 @@ impl Deploy {
     /// A step failed with `e`: serve the old version and say so.
     pub(super) fn fail(&mut self, e: anyhow::Error) -> anyhow::Error {
         if self.first_deploy() {
+            // The first switch moves the journal on; nothing was live before,
+            // so recovery undoes a first checkout (ROOT goes unless it serves).
+            if self.journal.phase != Phase::FirstCheckout {
+                if let Err(je) = self.journal.enter(&self.layout.state, Phase::FirstCheckout) {
+                    tracing::warn!("{je:#}");
+                }
+            }
             if let Err(re) = crate::recover::recover(&self.cfg, &self.layout) {
                 tracing::warn!("cannot clean up the failed first deploy: {re:#}");
             }
@@ -45,7 +52,9 @@ impl Deploy {
     /// Restores ROOT from the snapshot and points the link back at it.
     /// `served_since`: when ROOT started serving the new version (its uploads are kept).
     fn restore(&mut self, served_since: Option<u64>) -> Result<()> {
-        let snap = self.snapshot_name().unwrap_or_default().to_string();
+        let Some(snap) = self.snapshot_name().map(str::to_string) else {
+            anyhow::bail!("this deploy took no snapshot, so there is nothing to restore ROOT from");
+        };
         self.journal.enter(&self.layout.state, Phase::Restore)?;
         crate::recover::restore_root(
             &self.cfg,
