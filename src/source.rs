@@ -508,12 +508,18 @@ impl GitSource {
     ) -> Result<()> {
         std::fs::create_dir_all(root)
             .with_context(|| format!("cannot create {}", root.display()))?;
+        // Directories below ROOT known to be real directories (not symlinks)
+        // during this checkout: each is checked once.
+        let mut real_dirs = HashSet::new();
         for ch in &plan.changes {
             let dst = ch.path.under(root);
             progress(&ch.path);
             crate::crashpoint::hit("checkout-entry");
             match ch.kind {
                 ChangeKind::Deleted => {
+                    if !parents_are_dirs(root, &ch.path) {
+                        continue; // a symlink or file took a parent's place: not ours to follow
+                    }
                     match std::fs::symlink_metadata(&dst) {
                         Ok(m) if m.is_dir() => {} // a user directory took its place: leave it
                         Ok(_) => std::fs::remove_file(&dst)
@@ -523,6 +529,7 @@ impl GitSource {
                     prune_empty_parents(root, &ch.path);
                 }
                 ChangeKind::Added { blob, mode } | ChangeKind::Modified { blob, mode } => {
+                    ensure_dir(root, &ch.path, &mut real_dirs)?;
                     self.write_entry(root, &ch.path, blob, mode)?;
                 }
             }
@@ -533,7 +540,6 @@ impl GitSource {
     fn write_entry(&self, root: &Path, rel: &RepoPath, blob: Oid, mode: i32) -> Result<()> {
         let dst = rel.under(root);
         let parent = dst.parent().unwrap_or(root);
-        ensure_dir(root, parent)?;
         let name = dst
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -573,15 +579,14 @@ impl GitSource {
     }
 }
 
-/// Makes `dir` (inside `root`) a directory, replacing any file or symlink in the way.
-fn ensure_dir(root: &Path, dir: &Path) -> Result<()> {
-    if dir.is_dir() && !dir.is_symlink() {
-        return Ok(());
-    }
-    let rel = dir.strip_prefix(root).unwrap_or(dir);
-    let mut cur = root.to_path_buf();
-    for c in rel.components() {
-        cur.push(c);
+/// Makes every directory above `path` (below `root`) a real directory,
+/// replacing any file or symlink in the way, so that writing `path` never
+/// follows a link out of ROOT. `known`: directories already made so.
+fn ensure_dir(root: &Path, path: &RepoPath, known: &mut HashSet<PathBuf>) -> Result<()> {
+    for cur in path.parents_under(root).into_iter().rev() {
+        if known.contains(&cur) {
+            continue;
+        }
         match std::fs::symlink_metadata(&cur) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -594,8 +599,17 @@ fn ensure_dir(root: &Path, dir: &Path) -> Result<()> {
             Err(_) => std::fs::create_dir(&cur)
                 .with_context(|| format!("cannot create {}", cur.display()))?,
         }
+        known.insert(cur);
     }
     Ok(())
+}
+
+/// True when every directory above `path` (below `root`) is a real
+/// directory: a deletion never follows a symlink out of ROOT.
+fn parents_are_dirs(root: &Path, path: &RepoPath) -> bool {
+    path.parents_under(root)
+        .iter()
+        .all(|d| std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
 }
 
 /// Removes now-empty directories above `path`, up to (not including)

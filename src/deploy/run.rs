@@ -18,7 +18,7 @@ use super::snapshot::Served;
 use super::types::{Request, Trigger};
 use crate::config::Config;
 use crate::history::StepTiming;
-use crate::journal::{Journal, Phase};
+use crate::journal::Journal;
 use crate::layout::Layout;
 use crate::lock::DeployLock;
 use crate::progress::Count;

@@ -7,7 +7,7 @@
 //! an addition; submodules are left out with a warning.
 //!
 //! Every name the walk reads is checked on the way ([`RepoPath::child`]):
-//! a name git refuses in the new tree stops the walk with a [`BadName`]
+//! a name git refuses in the new tree stops the walk with a [`BadName`](crate::repo_path::BadName)
 //! before anything is written, so every path of the result is a
 //! [`RepoPath`]. The walk reaches every entry the checkout will write or
 //! delete (an unchanged subtree yields no change at all). A refused name
@@ -21,13 +21,13 @@ use anyhow::{Context, Result};
 use git2::{ObjectType, Repository, Tree, TreeEntry};
 
 use super::{Change, ChangeKind};
-use crate::repo_path::{BadName, RepoPath};
+use crate::repo_path::RepoPath;
 
 const SUBMODULE: i32 = 0o160000;
 const SYMLINK: i32 = 0o120000;
 
 /// Deletions and writes (additions, modifications) from `old` to `new`, in
-/// path order. A [`BadName`] error (downcast it) when `new` has an entry
+/// path order. A [`BadName`](crate::repo_path::BadName) error (downcast it) when `new` has an entry
 /// git refuses on the way to a change.
 pub(super) fn changes(
     repo: &Repository,
@@ -156,6 +156,7 @@ fn is_tree(e: &TreeEntry) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
     use std::process::Command;
 
     fn git(dir: &Path, args: &[&str]) {
