@@ -164,8 +164,9 @@ impl Daemon {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("git")
-            .arg("daemon")
+        // git-daemon itself, not `git daemon`: git runs it as a child, which
+        // killing `git` would leave behind.
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
             .arg("--export-all")
             .arg("--reuseaddr")
             .arg("--listen=127.0.0.1")
@@ -173,6 +174,8 @@ impl Daemon {
             .arg(format!("--base-path={}", base.display()))
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("git daemon starts");
