@@ -55,11 +55,17 @@ fn a_failing_first_switch_restores_nothing_and_leaves_the_webroot_as_found() {
     // ROOT was never served: it is gone, not filled with the webroot.
     assert!(!w.root().exists(), "ROOT left behind: {:?}", tree_state(&w.webroot));
     assert!(std::fs::symlink_metadata(w.link()).is_err(), "no link");
-    let names: Vec<String> = std::fs::read_dir(&w.webroot)
+    let mut names: Vec<String> = std::fs::read_dir(&w.webroot)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["sentinel.txt"], "the webroot as it was found");
+    names.sort();
+    // The state directory stays: its history records the failure.
+    assert_eq!(names, [".rootswap", "sentinel.txt"], "the webroot as it was found");
+    let history = read(&w.webroot.join(".rootswap/history.jsonl"));
+    let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
+    assert_eq!(last["result"], "failed");
+    assert!(!w.webroot.join(".rootswap/journal.json").exists(), "no journal left to recover");
     // Control: without the fault the first deploy goes through.
     w.ok(&["deploy"]);
     assert_eq!(read(&w.link().join("index.php")), "v1");
