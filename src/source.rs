@@ -622,16 +622,38 @@ fn prune_empty_parents(root: &Path, path: &RepoPath) {
     }
 }
 
+/// A commit refused because its tree has an entry git refuses (checked
+/// before anything is written; [`crate::repo_path`]).
+#[derive(Debug)]
+pub struct RefusedTree {
+    /// Short id of the commit.
+    pub commit: String,
+    /// The entry and why.
+    pub bad: BadName,
+}
+
+impl std::fmt::Display for RefusedTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "commit {} has a tree entry git refuses: {}; fix the commit (git would refuse to check it out)",
+            self.commit, self.bad
+        )
+    }
+}
+
+impl std::error::Error for RefusedTree {}
+
 /// The error for a commit whose tree has an entry git refuses (a
-/// [`BadName`] from the walk), naming the entry and the commit; other
-/// errors of the walk as they are.
+/// [`BadName`] from the walk): a [`RefusedTree`] naming the entry and the
+/// commit; other errors of the walk as they are.
 fn refused_entry(e: anyhow::Error, commit: Oid) -> anyhow::Error {
-    match e.downcast_ref::<BadName>() {
-        Some(bad) => anyhow!(
-            "commit {} has a tree entry git refuses: {bad}; fix the commit (git would refuse to check it out)",
-            short(commit)
-        ),
-        None => e.context("cannot compare commits"),
+    match e.downcast::<BadName>() {
+        Ok(bad) => anyhow::Error::new(RefusedTree {
+            commit: short(commit),
+            bad,
+        }),
+        Err(e) => e.context("cannot compare commits"),
     }
 }
 

@@ -54,7 +54,10 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
     }
     let mut plan = match run.pass("plan", || source.plan(prev_oid, commit)) {
         Ok(plan) => plan,
-        Err(e) => return Err(record_refusal(&mut run, &layout, commit, previous, e)),
+        Err(e) if e.is::<crate::source::RefusedTree>() => {
+            return Err(record_refusal(&mut run, &layout, commit, previous, e))
+        }
+        Err(e) => return Err(e),
     };
     // `--adopt-current`: the foreign link's tree becomes ROOT (and so the
     // version the snapshot serves) only once the commit is known to be deployable.
@@ -116,9 +119,9 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
     })))
 }
 
-/// A commit refused before anything was written (a tree entry git refuses,
-/// an external symlink with `refuse`, a missing subdir): one `failed` line
-/// in the history, then the error as it was.
+/// A commit refused before anything was written because its tree has an
+/// entry git refuses: one `failed` line in the history (a pusher tried
+/// something; the operator should see it), then the error as it was.
 fn record_refusal(
     run: &mut Run,
     layout: &crate::layout::Layout,
