@@ -378,8 +378,18 @@ pub fn check_places(cfg: &Config) -> Result<()> {
         false => normalize(&webroot.join(p)),
     };
     let places = [
-        Place { key: "root", value: cfg.root.clone(), default: "ROOT", path: webroot.join(&cfg.root) },
-        Place { key: "link", value: cfg.link.clone(), default: "current", path: webroot.join(&cfg.link) },
+        Place {
+            key: "root",
+            value: cfg.root.clone(),
+            default: "ROOT",
+            path: webroot.join(&cfg.root),
+        },
+        Place {
+            key: "link",
+            value: cfg.link.clone(),
+            default: "current",
+            path: webroot.join(&cfg.link),
+        },
         Place {
             key: "state_dir",
             value: cfg.state_dir.display().to_string(),
@@ -403,11 +413,18 @@ pub fn check_places(cfg: &Config) -> Result<()> {
     }
     let snapshot_prefix = format!("{}_", cfg.root);
     for p in &places[1..] {
-        let first = p.path.strip_prefix(&webroot).ok().and_then(|r| r.components().next());
+        let first = p
+            .path
+            .strip_prefix(&webroot)
+            .ok()
+            .and_then(|r| r.components().next());
         let Some(first) = first.map(|c| c.as_os_str().to_string_lossy().into_owned()) else {
             continue;
         };
-        if [snapshot_prefix.as_str(), PARTIAL_PREFIX, EVICTING_PREFIX].iter().any(|x| first.starts_with(x)) {
+        if [snapshot_prefix.as_str(), PARTIAL_PREFIX, EVICTING_PREFIX]
+            .iter()
+            .any(|x| first.starts_with(x))
+        {
             bail!(
                 "`{}: {}` has the form of a snapshot name ({snapshot_prefix}*, or rootswap's temporary {PARTIAL_PREFIX}* and {EVICTING_PREFIX}*): \
                  rootswap would list, evict or remove it as a snapshot; use the default `{}` or a name that does not start with `{snapshot_prefix}`",

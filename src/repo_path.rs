@@ -376,8 +376,18 @@ mod tests {
 
     #[test]
     fn gitmodules_only_refused_as_a_symlink() {
-        for name in [&b".gitmodules"[..], b".GITMODULES ", b"gitmod~1", ".git\u{200d}modules".as_bytes()] {
-            assert_eq!(check_name(name, true), Err(Refusal::GitmodulesLink), "{}", escape(name));
+        for name in [
+            &b".gitmodules"[..],
+            b".GITMODULES ",
+            b"gitmod~1",
+            ".git\u{200d}modules".as_bytes(),
+        ] {
+            assert_eq!(
+                check_name(name, true),
+                Err(Refusal::GitmodulesLink),
+                "{}",
+                escape(name)
+            );
         }
         assert_eq!(check_name(b".gitmodules", false), Ok(()));
     }
@@ -389,7 +399,10 @@ mod tests {
         assert_eq!(p.under(root), Path::new("/srv/www/ROOT/a/b/c.php"));
         assert_eq!(
             p.parents_under(root),
-            vec![PathBuf::from("/srv/www/ROOT/a/b"), PathBuf::from("/srv/www/ROOT/a")]
+            vec![
+                PathBuf::from("/srv/www/ROOT/a/b"),
+                PathBuf::from("/srv/www/ROOT/a")
+            ]
         );
         assert!(RepoPath::parse(b"a/../b").is_err());
         assert!(RepoPath::parse(b"a//b").is_err());
@@ -405,6 +418,10 @@ mod tests {
             "\"../../x\" in \"lib/\": a name may not be ., .., .git or contain / or NUL"
         );
         let e = RepoPath::top().child(b"\x1b[2J\n/x", false).unwrap_err();
-        assert!(e.to_string().starts_with("\"\\x1b[2J\\n/x\" in the top directory"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("\"\\x1b[2J\\n/x\" in the top directory"),
+            "{e}"
+        );
     }
 }

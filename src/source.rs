@@ -411,10 +411,9 @@ impl GitSource {
             };
             match e.kind() {
                 Some(ObjectType::Tree) => {
-                    let sub = self
-                        .repo
-                        .find_tree(e.id())
-                        .with_context(|| format!("cannot read tree {} ({})", e.id(), path.display()))?;
+                    let sub = self.repo.find_tree(e.id()).with_context(|| {
+                        format!("cannot read tree {} ({})", e.id(), path.display())
+                    })?;
                     self.walk_tracked(&sub, &path, tracked, found)?;
                 }
                 Some(ObjectType::Blob) => {

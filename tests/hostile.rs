@@ -46,7 +46,11 @@ fn raw_tree(repo: &Path, entries: &[Entry]) -> String {
     let mut body = Vec::new();
     for e in entries {
         let (mode, name, id) = match e {
-            Entry::File(name, text) => ("100644", *name, hash_literally(repo, "blob", text.as_bytes())),
+            Entry::File(name, text) => (
+                "100644",
+                *name,
+                hash_literally(repo, "blob", text.as_bytes()),
+            ),
             Entry::Tree(name, sub) => ("40000", *name, raw_tree(repo, sub)),
         };
         body.extend_from_slice(mode.as_bytes());
@@ -80,7 +84,13 @@ fn attacks<'a>() -> Vec<(&'static str, Entry<'a>, &'static str)> {
         ),
         (
             "a name with slashes",
-            Tree(b"lib", vec![File(b"../../../outside/sentinel", "overwritten by a slash name")]),
+            Tree(
+                b"lib",
+                vec![File(
+                    b"../../../outside/sentinel",
+                    "overwritten by a slash name",
+                )],
+            ),
             "\"../../../outside/sentinel\" in \"lib/\"",
         ),
         (
@@ -88,9 +98,21 @@ fn attacks<'a>() -> Vec<(&'static str, Entry<'a>, &'static str)> {
             Tree(b".git", vec![File(b"config", "[core]\n\tbare = false\n")]),
             "\".git\" in the top directory",
         ),
-        ("an upper-case .GIT", Tree(b".GIT", vec![File(b"config", "x")]), "\".GIT\""),
-        ("the NTFS short name git~1", Tree(b"git~1", vec![File(b"config", "x")]), "\"git~1\""),
-        ("a .git with a trailing dot", Tree(b".git. ", vec![File(b"config", "x")]), "\".git. \""),
+        (
+            "an upper-case .GIT",
+            Tree(b".GIT", vec![File(b"config", "x")]),
+            "\".GIT\"",
+        ),
+        (
+            "the NTFS short name git~1",
+            Tree(b"git~1", vec![File(b"config", "x")]),
+            "\"git~1\"",
+        ),
+        (
+            "a .git with a trailing dot",
+            Tree(b".git. ", vec![File(b"config", "x")]),
+            "\".git. \"",
+        ),
         (
             "a .git with an HFS-ignorable code point",
             Tree(".g\u{200c}it".as_bytes(), vec![File(b"config", "x")]),
@@ -123,21 +145,43 @@ fn assert_refused(w: &World, outside: &Path, commit: &str, entry: &str, what: &s
     let history_before = history_len(w);
     let err = w.fails(&["deploy"]);
     let short = &commit[..7];
-    assert!(err.contains(&format!("commit {short} has a tree entry git refuses")), "{what}: {err}");
+    assert!(
+        err.contains(&format!("commit {short} has a tree entry git refuses")),
+        "{what}: {err}"
+    );
     assert!(err.contains(entry), "{what}: expected {entry} in {err}");
-    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{what}: {err}");
-    assert_same(&out, &tree_state(outside), &format!("{what}: outside the webroot"));
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{what}: {err}"
+    );
+    assert_same(
+        &out,
+        &tree_state(outside),
+        &format!("{what}: outside the webroot"),
+    );
     assert_same(&site, &site_state(w), &format!("{what}: the webroot"));
     assert_eq!(read(&outside.join("sentinel")), "keep", "{what}");
     assert!(!w.root().join(".git").exists(), "{what}: ROOT/.git");
     assert!(!w.tmp.path().join("sentinel").exists(), "{what}");
-    assert_eq!(read(&w.link().join("index.php")), "v1", "{what}: the site serves v1");
+    assert_eq!(
+        read(&w.link().join("index.php")),
+        "v1",
+        "{what}: the site serves v1"
+    );
     let history = read(&w.webroot.join(".rootswap/history.jsonl"));
-    assert_eq!(history.lines().count(), history_before + 1, "{what}: one line recorded");
+    assert_eq!(
+        history.lines().count(),
+        history_before + 1,
+        "{what}: one line recorded"
+    );
     let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
     assert_eq!(last["result"], "failed", "{what}");
     assert_eq!(last["commit"], commit, "{what}");
-    assert!(last["error"].as_str().unwrap().contains("git refuses"), "{what}: {last}");
+    assert!(
+        last["error"].as_str().unwrap().contains("git refuses"),
+        "{what}: {last}"
+    );
 }
 
 fn history_len(w: &World) -> usize {
@@ -182,7 +226,10 @@ impl Daemon {
         let d = Daemon { child, port };
         let until = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(Instant::now() < until, "git daemon did not listen on {port}");
+            assert!(
+                Instant::now() < until,
+                "git daemon did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(d)
@@ -206,11 +253,25 @@ fn hostile_trees_fetched_over_git_daemon_are_refused_whole() {
     let Some(daemon) = Daemon::start(&served) else {
         return;
     };
-    let push = || git(&w.repo, &["push", "-q", "-f", served.join("site.git").to_str().unwrap(), "main"]);
+    let push = || {
+        git(
+            &w.repo,
+            &[
+                "push",
+                "-q",
+                "-f",
+                served.join("site.git").to_str().unwrap(),
+                "main",
+            ],
+        )
+    };
     push();
     let url = format!("git://127.0.0.1:{}/site.git", daemon.port);
     let text = std::fs::read_to_string(&w.config).unwrap();
-    let text = text.replace(&format!("repo: {}", w.repo.display()), &format!("repo: {url}"));
+    let text = text.replace(
+        &format!("repo: {}", w.repo.display()),
+        &format!("repo: {url}"),
+    );
     std::fs::write(&w.config, text).unwrap();
     w.ok(&["deploy"]);
     assert_eq!(read(&w.root().join("index.php")), "v1");
@@ -241,17 +302,44 @@ fn hostile_trees_over_a_local_path_write_and_delete_nothing_outside_root() {
     let good = git(&w.repo, &["rev-parse", "main"]);
     let slash = |text| Entry::File(b"../../outside/sentinel", text);
     // A first deploy of a hostile commit on a fresh webroot: nothing at all.
-    let first = crafted_commit(&w.repo, "first", &[Entry::File(b"index.php", "v0"), slash("first")]);
+    let first = crafted_commit(
+        &w.repo,
+        "first",
+        &[Entry::File(b"index.php", "v0"), slash("first")],
+    );
     let err = w.fails(&["deploy"]);
-    assert!(err.contains(&format!("commit {} has a tree entry git refuses", &first[..7])), "{err}");
-    assert!(err.contains("\"../../outside/sentinel\" in the top directory"), "{err}");
-    assert_eq!(std::fs::read_dir(&w.webroot).unwrap().count(), 0, "the webroot stays empty");
+    assert!(
+        err.contains(&format!(
+            "commit {} has a tree entry git refuses",
+            &first[..7]
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"../../outside/sentinel\" in the top directory"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&w.webroot).unwrap().count(),
+        0,
+        "the webroot stays empty"
+    );
     assert_eq!(read(&outside.join("sentinel")), "keep");
     // The good commit, then a hostile one on top: refused.
     git(&w.repo, &["update-ref", "refs/heads/main", &good]);
     w.ok(&["deploy"]);
-    let bad = crafted_commit(&w.repo, "bad", &[Entry::File(b"index.php", "v2"), slash("bad")]);
-    assert_refused(&w, &outside, &bad, "\"../../outside/sentinel\"", "local path");
+    let bad = crafted_commit(
+        &w.repo,
+        "bad",
+        &[Entry::File(b"index.php", "v2"), slash("bad")],
+    );
+    assert_refused(
+        &w,
+        &outside,
+        &bad,
+        "\"../../outside/sentinel\"",
+        "local path",
+    );
     // As if an older rootswap had deployed it: the next commit drops the
     // entry, and its deletion must not reach outside ROOT.
     let state_path = w.webroot.join(".rootswap/state.json");
@@ -262,7 +350,15 @@ fn hostile_trees_over_a_local_path_write_and_delete_nothing_outside_root() {
     let out = w.run(&["deploy"]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("not deleting \\\"../../outside/sentinel\\\"") || log.contains("not deleting \"../../outside/sentinel\""), "{log}");
-    assert_eq!(read(&outside.join("sentinel")), "keep", "the deletion stayed inside ROOT");
+    assert!(
+        log.contains("not deleting \\\"../../outside/sentinel\\\"")
+            || log.contains("not deleting \"../../outside/sentinel\""),
+        "{log}"
+    );
+    assert_eq!(
+        read(&outside.join("sentinel")),
+        "keep",
+        "the deletion stayed inside ROOT"
+    );
     assert_eq!(read(&w.link().join("index.php")), "v3");
 }

@@ -16,10 +16,23 @@ const APP: &[(&str, &str)] = &[("index.php", "v1"), ("lib/a.php", "a1")];
 fn a_layout_that_points_at_itself_is_refused_before_anything_changes() {
     let w = World::new(APP, "");
     for (yaml, expect) in [
-        ("link: .rootswap\n", &["`link: .rootswap`", "`state_dir: .rootswap`", "set `link`"][..]),
-        ("state_dir: current/.state\n", &["`link: current`", "`state_dir: current/.state`", "set `state_dir`"]),
+        (
+            "link: .rootswap\n",
+            &["`link: .rootswap`", "`state_dir: .rootswap`", "set `link`"][..],
+        ),
+        (
+            "state_dir: current/.state\n",
+            &[
+                "`link: current`",
+                "`state_dir: current/.state`",
+                "set `state_dir`",
+            ],
+        ),
         ("link: ROOT_live\n", &["`link: ROOT_live`", "snapshot name"]),
-        ("state_dir: shared\nuser_content: {shared: [uploads]}\n", &["`state_dir: shared`", "`user_content.shared_dir: shared`"]),
+        (
+            "state_dir: shared\nuser_content: {shared: [uploads]}\n",
+            &["`state_dir: shared`", "`user_content.shared_dir: shared`"],
+        ),
     ] {
         w.set_config(yaml);
         let err = w.fails(&["config"]);
@@ -27,7 +40,11 @@ fn a_layout_that_points_at_itself_is_refused_before_anything_changes() {
             assert!(err.contains(e), "{yaml}: expected {e:?} in {err}");
         }
         assert_untouched(&w, &["deploy"], expect);
-        assert_eq!(std::fs::read_dir(&w.webroot).unwrap().count(), 0, "{yaml}: webroot untouched");
+        assert_eq!(
+            std::fs::read_dir(&w.webroot).unwrap().count(),
+            0,
+            "{yaml}: webroot untouched"
+        );
     }
     // Control: the defaults deploy.
     w.set_config("");
@@ -49,11 +66,24 @@ fn a_failing_first_switch_restores_nothing_and_leaves_the_webroot_as_found() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(err.contains("first deploy failed; nothing was live before"), "{err}");
-    assert!(err.contains("injected: ROOTSWAP_FAULT=first-switch"), "{err}");
-    assert!(!err.contains("restoring ROOT from"), "no restore from a snapshot it never took: {err}");
+    assert!(
+        err.contains("first deploy failed; nothing was live before"),
+        "{err}"
+    );
+    assert!(
+        err.contains("injected: ROOTSWAP_FAULT=first-switch"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("restoring ROOT from"),
+        "no restore from a snapshot it never took: {err}"
+    );
     // ROOT was never served: it is gone, not filled with the webroot.
-    assert!(!w.root().exists(), "ROOT left behind: {:?}", tree_state(&w.webroot));
+    assert!(
+        !w.root().exists(),
+        "ROOT left behind: {:?}",
+        tree_state(&w.webroot)
+    );
     assert!(std::fs::symlink_metadata(w.link()).is_err(), "no link");
     let mut names: Vec<String> = std::fs::read_dir(&w.webroot)
         .unwrap()
@@ -61,11 +91,18 @@ fn a_failing_first_switch_restores_nothing_and_leaves_the_webroot_as_found() {
         .collect();
     names.sort();
     // The state directory stays: its history records the failure.
-    assert_eq!(names, [".rootswap", "sentinel.txt"], "the webroot as it was found");
+    assert_eq!(
+        names,
+        [".rootswap", "sentinel.txt"],
+        "the webroot as it was found"
+    );
     let history = read(&w.webroot.join(".rootswap/history.jsonl"));
     let last: serde_json::Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
     assert_eq!(last["result"], "failed");
-    assert!(!w.webroot.join(".rootswap/journal.json").exists(), "no journal left to recover");
+    assert!(
+        !w.webroot.join(".rootswap/journal.json").exists(),
+        "no journal left to recover"
+    );
     // Control: without the fault the first deploy goes through.
     w.ok(&["deploy"]);
     assert_eq!(read(&w.link().join("index.php")), "v1");
@@ -118,10 +155,22 @@ fn adopt_current_copies_the_foreign_tree_into_root_and_deploys() {
     w.ok(&["deploy", "--adopt-current"]);
     assert_eq!(w.link_target(), "ROOT");
     let served = served_contents(&w.link());
-    assert_eq!(served.get("index.php").map(String::as_str), Some("v1"), "the commit's file wins");
+    assert_eq!(
+        served.get("index.php").map(String::as_str),
+        Some("v1"),
+        "the commit's file wins"
+    );
     assert_eq!(served.get("lib/a.php").map(String::as_str), Some("a1"));
-    assert_eq!(served.get("uploads/cat.jpg").map(String::as_str), Some("an upload"), "the upload stays served");
-    assert_same(&before_release, &tree_state(&release), "the foreign tree is copied, not moved");
+    assert_eq!(
+        served.get("uploads/cat.jpg").map(String::as_str),
+        Some("an upload"),
+        "the upload stays served"
+    );
+    assert_same(
+        &before_release,
+        &tree_state(&release),
+        "the foreign tree is copied, not moved",
+    );
     // Control: the next deploy is an ordinary one and keeps the upload.
     w.write_files(&[("index.php", "v2")]);
     w.commit("v2");

@@ -43,15 +43,36 @@ fn git_refuses(name: &[u8]) -> bool {
     };
     let hfs: String = valid
         .chars()
-        .filter(|c| !matches!(*c as u32, 0x200c..=0x200f | 0x202a..=0x202e | 0x206a..=0x206f | 0xfeff))
+        .filter(
+            |c| !matches!(*c as u32, 0x200c..=0x200f | 0x202a..=0x202e | 0x206a..=0x206f | 0xfeff),
+        )
         .collect();
     hfs.eq_ignore_ascii_case(".git")
 }
 
 const TRICKS: &[&str] = &[
-    ".", "..", ".git", ".GIT", ".Git", "git~1", "GIT~1", ".git.", ".git ", ".git. .",
-    ".git::$INDEX_ALLOCATION", "git~1:x", ".g\u{200c}it", "\u{feff}.git", ".gi\u{206f}t",
-    ".gitignore", ".github", "git~2", "...", "index.php", "a b", "\u{e9}t\u{e9}",
+    ".",
+    "..",
+    ".git",
+    ".GIT",
+    ".Git",
+    "git~1",
+    "GIT~1",
+    ".git.",
+    ".git ",
+    ".git. .",
+    ".git::$INDEX_ALLOCATION",
+    "git~1:x",
+    ".g\u{200c}it",
+    "\u{feff}.git",
+    ".gi\u{206f}t",
+    ".gitignore",
+    ".github",
+    "git~2",
+    "...",
+    "index.php",
+    "a b",
+    "\u{e9}t\u{e9}",
 ];
 
 /// Names an attacker (or an ordinary repository) might use.

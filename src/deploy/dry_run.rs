@@ -55,7 +55,9 @@ pub(super) fn run(cfg: &Config, req: &Request) -> Result<Outcome> {
         for ch in &plan.changes {
             match ch.kind {
                 crate::source::ChangeKind::Added { .. } => out.added.push(ch.path.to_path_buf()),
-                crate::source::ChangeKind::Modified { .. } => out.modified.push(ch.path.to_path_buf()),
+                crate::source::ChangeKind::Modified { .. } => {
+                    out.modified.push(ch.path.to_path_buf())
+                }
                 crate::source::ChangeKind::Deleted => out.deleted.push(ch.path.to_path_buf()),
             }
         }

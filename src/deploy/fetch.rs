@@ -188,7 +188,9 @@ fn tracked_after(before: &HashSet<PathBuf>, plan: &Plan) -> HashSet<PathBuf> {
     for c in &plan.changes {
         match c.kind {
             ChangeKind::Deleted => out.remove(c.path.as_path()),
-            ChangeKind::Added { .. } | ChangeKind::Modified { .. } => out.insert(c.path.to_path_buf()),
+            ChangeKind::Added { .. } | ChangeKind::Modified { .. } => {
+                out.insert(c.path.to_path_buf())
+            }
         };
     }
     out

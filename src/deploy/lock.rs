@@ -66,13 +66,17 @@ pub(super) fn adopt_current(cfg: &Config, layout: &Layout, adopt_current: bool) 
         return Ok(false);
     }
     let Some(target) = layout.foreign_link()? else {
-        tracing::info!("--adopt-current: {} is not a foreign link; nothing to adopt", layout.link().display());
+        tracing::info!(
+            "--adopt-current: {} is not a foreign link; nothing to adopt",
+            layout.link().display()
+        );
         return Ok(false);
     };
     let root = layout.root();
     if root.is_dir() {
         // Empty (checked under the lock's preflight): copy_tree wants a new directory.
-        std::fs::remove_dir(&root).with_context(|| format!("cannot remove the empty {}", root.display()))?;
+        std::fs::remove_dir(&root)
+            .with_context(|| format!("cannot remove the empty {}", root.display()))?;
     }
     let stats = crate::copy::copy_tree(&target, &root, &crate::snapshot::copy_options(cfg))
         .with_context(|| format!("cannot copy {} into {}", target.display(), root.display()))?;
