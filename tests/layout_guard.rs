@@ -136,6 +136,11 @@ fn a_foreign_current_is_refused_with_both_ways_out_and_doctor_says_the_same() {
         ],
     );
     assert_same(&before_release, &tree_state(&release), "the foreign tree");
+    let dry = w.ok(&["deploy", "--dry-run"]);
+    assert!(
+        dry.contains("--adopt-current"),
+        "the dry run says it too: {dry}"
+    );
     assert_eq!(std::fs::read_link(w.link()).unwrap(), release);
     let out = w.run(&["doctor"]);
     let text = String::from_utf8_lossy(&out.stdout);
