@@ -840,6 +840,7 @@ impl Config {
                 root.display()
             );
         }
+        crate::layout::check_places(self).map_err(|e| anyhow::anyhow!("{src}: {e:#}"))?;
         Ok(())
     }
 
@@ -1115,6 +1116,77 @@ mod tests {
             parse("webroot: /w\nstate_dir: ROOT/.state\nsource: {repo: x}\n").unwrap_err()
         );
         assert!(msg.contains("inside ROOT"), "{msg}");
+    }
+
+    #[test]
+    fn a_layout_that_points_at_itself_is_refused_naming_both_keys() {
+        for (yaml, expect) in [
+            (
+                "link: .rootswap\n",
+                &[
+                    "`link: .rootswap`",
+                    "is the same directory as `state_dir: .rootswap`",
+                    "set `link`",
+                ][..],
+            ),
+            (
+                "state_dir: current/.state\n",
+                &[
+                    "`link: current`",
+                    "holds `state_dir: current/.state`",
+                    "set `state_dir`",
+                ],
+            ),
+            (
+                "link: ROOT_live\n",
+                &["`link: ROOT_live`", "form of a snapshot name", "`current`"],
+            ),
+            (
+                "state_dir: ROOT_state\n",
+                &[
+                    "`state_dir: ROOT_state`",
+                    "form of a snapshot name",
+                    "`.rootswap`",
+                ],
+            ),
+            (
+                "state_dir: shared\n",
+                &[
+                    "`state_dir: shared`",
+                    "`user_content.shared_dir: shared`",
+                    "set `state_dir`",
+                ],
+            ),
+            (
+                "user_content: {shared_dir: .rootswap/files}\n",
+                &[
+                    "holds `user_content.shared_dir: .rootswap/files`",
+                    "set `user_content.shared_dir`",
+                ],
+            ),
+            (
+                "state_dir: /\n",
+                &["`state_dir: /`", "is the webroot or a directory above it"],
+            ),
+            (
+                "state_dir: .\n",
+                &["`state_dir: .`", "is the webroot or a directory above it"],
+            ),
+        ] {
+            let text = format!("webroot: /w\nsource: {{repo: x}}\n{yaml}");
+            let msg = format!("{:#}", parse(&text).unwrap_err());
+            for e in expect {
+                assert!(msg.contains(e), "{yaml}: expected {e:?} in {msg}");
+            }
+        }
+        for ok in [
+            "link: live\n",
+            "state_dir: /var/lib/rootswap/site\n",
+            "root: app\nlink: www\n",
+        ] {
+            let text = format!("webroot: /w\nsource: {{repo: x}}\n{ok}");
+            assert!(parse(&text).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! (`watch-overflow`, see [`crate::changes`]) and `key=value` entries, read
 //! with [`fault`]. `vanish=NAME` removes an entry called NAME from the source
 //! tree right after the copy engine listed its directory, as an application
-//! removing a lock directory at that instant would.
+//! removing a lock directory at that instant would. A bare name makes that
+//! operation fail with an error instead ([`fails`]): `first-switch`, the first
+//! deploy's link creation (so the tests can drive its failure path).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -71,4 +73,11 @@ pub fn fault(key: &str) -> Option<&'static str> {
     .iter()
     .find(|(k, _)| k == key)
     .map(|(_, v)| v.as_str())
+}
+
+/// True when `ROOTSWAP_FAULT` lists the bare `name`: the caller fails there
+/// with an error saying it was injected. Never set in production.
+pub fn fails(name: &str) -> bool {
+    std::env::var("ROOTSWAP_FAULT")
+        .is_ok_and(|v| v.split(',').any(|f| f == name))
 }

@@ -145,7 +145,13 @@ fn check_link(layout: &Layout) -> Check {
                 .then(|| layout.live_name().ok().flatten())
                 .flatten()
                 .filter(|n| !n.contains('/') && layout.webroot.join(n).is_dir());
-            if let Some(name) = adopted {
+            if let Ok(Some(foreign)) = layout.foreign_link() {
+                Check::fail(
+                    true,
+                    format!("link {} -> {t}: a tree outside the webroot, which a deploy would stop serving", link.display()),
+                    layout.foreign_link_advice(&foreign),
+                )
+            } else if let Some(name) = adopted {
                 Check::pass(format!(
                     "link {} -> {t}: an absolute link to {name} in the webroot; deploys accept it and point the link at {name} by name at their next switch",
                     link.display()

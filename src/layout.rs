@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone};
 
-use crate::config::Config;
+use crate::config::{normalize, Config};
 
 /// Format of a snapshot timestamp, as Enscale writes it.
 pub const TIMESTAMP_FORMAT: &str = "%Y.%m.%d-%H.%M.%S";
@@ -218,6 +218,40 @@ impl Layout {
         })
     }
 
+    /// The serving link's target when it is foreign: a symlink to an
+    /// existing directory that is not an entry of the webroot (left by an
+    /// earlier tool, e.g. `current -> /srv/releases/42`). The target comes
+    /// back absolute and normalized. A deploy would point the link at ROOT
+    /// and stop serving that tree (and its uploads) without a word, so it
+    /// refuses unless told to adopt it ([`Layout::foreign_link_advice`]).
+    pub fn foreign_link(&self) -> Result<Option<PathBuf>> {
+        let LinkState::Symlink(t) = self.link_state()? else {
+            return Ok(None);
+        };
+        let webroot = normalize(&self.webroot);
+        let target = match Path::new(&t).is_absolute() {
+            true => normalize(Path::new(&t)),
+            false => normalize(&webroot.join(&t)),
+        };
+        let in_webroot = target.parent() == Some(webroot.as_path()) && target != webroot;
+        Ok((!in_webroot && target.is_dir()).then_some(target))
+    }
+
+    /// What to do about a foreign link to `target`: the message a deploy
+    /// refuses with and `doctor` shows.
+    pub fn foreign_link_advice(&self, target: &Path) -> String {
+        format!(
+            "{link} points outside the webroot, at {target} (left by another tool?); a deploy would point it at {root} \
+             and that tree, with its uploads, would no longer be served.\n\
+             Either move that tree into ROOT yourself (mv {target} {root}) and deploy again, \
+             or run `rootswap deploy --adopt-current`: it copies {target} into {root} first, \
+             so its files stay served (the commit's tracked files win, the others are kept as user content), and then deploys",
+            link = self.link().display(),
+            target = target.display(),
+            root = self.root().display(),
+        )
+    }
+
     /// True when ROOT is absent or empty.
     pub fn root_is_empty(&self) -> Result<bool> {
         match std::fs::read_dir(self.root()) {
@@ -319,6 +353,105 @@ impl NanoZero for NaiveDateTime {
         use chrono::Timelike;
         self.with_nanosecond(0).unwrap_or(self)
     }
+}
+
+/// A place the configuration gives a name in (or beside) the webroot.
+struct Place {
+    key: &'static str,
+    value: String,
+    default: &'static str,
+    /// Absolute and normalized.
+    path: PathBuf,
+}
+
+/// Checks that ROOT, the link, the state directory and the shared directory
+/// each have a place of their own: none the same as another, inside another
+/// or under the link, neither the state nor the shared directory the webroot
+/// or above it, and none but ROOT shaped like a snapshot name (`ROOT_*`, or
+/// rootswap's `.partial-*`/`.evicting-*` temporaries). A layout that points
+/// at itself fails its first switch or copies the webroot into ROOT. The
+/// error names the two keys and which one to change.
+pub fn check_places(cfg: &Config) -> Result<()> {
+    let webroot = normalize(&cfg.webroot);
+    let resolve = |p: &Path| match p.is_absolute() {
+        true => normalize(p),
+        false => normalize(&webroot.join(p)),
+    };
+    let places = [
+        Place {
+            key: "root",
+            value: cfg.root.clone(),
+            default: "ROOT",
+            path: webroot.join(&cfg.root),
+        },
+        Place {
+            key: "link",
+            value: cfg.link.clone(),
+            default: "current",
+            path: webroot.join(&cfg.link),
+        },
+        Place {
+            key: "state_dir",
+            value: cfg.state_dir.display().to_string(),
+            default: ".rootswap",
+            path: resolve(&cfg.state_dir),
+        },
+        Place {
+            key: "user_content.shared_dir",
+            value: cfg.user_content.shared_dir.display().to_string(),
+            default: "shared",
+            path: resolve(&cfg.user_content.shared_dir),
+        },
+    ];
+    for p in &places[2..] {
+        if webroot.starts_with(&p.path) {
+            bail!(
+                "`{}: {}` ({}) is the webroot or a directory above it; it needs a directory of its own: use the default `{}` or an absolute path outside the webroot",
+                p.key, p.value, p.path.display(), p.default
+            );
+        }
+    }
+    let snapshot_prefix = format!("{}_", cfg.root);
+    for p in &places[1..] {
+        let first = p
+            .path
+            .strip_prefix(&webroot)
+            .ok()
+            .and_then(|r| r.components().next());
+        let Some(first) = first.map(|c| c.as_os_str().to_string_lossy().into_owned()) else {
+            continue;
+        };
+        if [snapshot_prefix.as_str(), PARTIAL_PREFIX, EVICTING_PREFIX]
+            .iter()
+            .any(|x| first.starts_with(x))
+        {
+            bail!(
+                "`{}: {}` has the form of a snapshot name ({snapshot_prefix}*, or rootswap's temporary {PARTIAL_PREFIX}* and {EVICTING_PREFIX}*): \
+                 rootswap would list, evict or remove it as a snapshot; use the default `{}` or a name that does not start with `{snapshot_prefix}`",
+                p.key, p.value, p.default
+            );
+        }
+    }
+    for (i, a) in places.iter().enumerate() {
+        for b in &places[i + 1..] {
+            let how = if a.path == b.path {
+                "is the same directory as"
+            } else if a.path.starts_with(&b.path) {
+                "is inside"
+            } else if b.path.starts_with(&a.path) {
+                "holds"
+            } else {
+                continue;
+            };
+            let fix = if b.value != b.default { b } else { a };
+            bail!(
+                "`{}: {}` ({}) {how} `{}: {}` ({}); ROOT, the link, the state directory and the shared directory each need a place of their own, \
+                 none inside another or under the link: set `{}` to another name (its default is `{}`)",
+                a.key, a.value, a.path.display(), b.key, b.value, b.path.display(), fix.key, fix.default
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ pub mod preset;
 pub mod progress;
 pub mod recover;
 pub mod redact;
+pub mod repo_path;
 pub mod report;
 pub mod rollback;
 pub mod serve;

@@ -57,6 +57,11 @@ enum Command {
         /// Show what would change without touching anything.
         #[arg(long)]
         dry_run: bool,
+        /// The serving link points at a tree outside the webroot (left by an
+        /// earlier tool): copy that tree into the empty ROOT first, so its
+        /// uploads stay served, then deploy (the commit's files win).
+        #[arg(long)]
+        adopt_current: bool,
         /// Print JSON: the deploy's summary, or with --dry-run what would change.
         #[arg(long)]
         json: bool,
@@ -303,8 +308,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             reference,
             force,
             dry_run,
+            adopt_current,
             json: as_json,
         } => {
+            if cfg.fleet.is_some() && adopt_current {
+                anyhow::bail!(
+                    "`--adopt-current` works on one node at a time: run it on each node with a config without `fleet:`, then deploy the fleet"
+                );
+            }
             if cfg.fleet.is_some() && !dry_run {
                 // On a fleet node this process coordinates; every node's serve deploys.
                 return rootswap::fleet::cli::deploy(&cfg, reference, force, as_json);
@@ -313,6 +324,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 reference,
                 force,
                 dry_run,
+                adopt_current,
                 ..Request::manual()
             };
             let outcome = deploy::deploy(&cfg, &req)?;

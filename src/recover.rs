@@ -53,8 +53,20 @@ pub fn restore_root(
     (switched_at, served_since): (Option<u64>, Option<u64>),
     env: &crate::hooks::HookEnv,
 ) -> Result<()> {
-    tracing::warn!("restoring ROOT from {snap_name}");
+    let plain = !snap_name.is_empty()
+        && !snap_name.contains('/')
+        && snap_name != "."
+        && snap_name != ".."
+        && snap_name != layout.root_name
+        && snap_name != layout.link_name;
     let snap = layout.entry(snap_name);
+    if !plain || !snap.is_dir() || snap.is_symlink() {
+        anyhow::bail!(
+            "cannot restore ROOT from snapshot {snap_name:?}: it is not a snapshot directory in {}; ROOT was left as it is",
+            layout.webroot.display()
+        );
+    }
+    tracing::warn!("restoring ROOT from {snap_name}");
     let root = layout.root();
     let rescue_dir = layout.state.join("rescue");
     let opts = snapshot::copy_options(cfg);

@@ -13,10 +13,11 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree, TreeWalkMode};
+use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree};
 
 use crate::config::{ExternalSymlinks, SourceConfig};
 use crate::hostkeys;
+use crate::repo_path::{BadName, RepoPath};
 
 mod diff;
 
@@ -85,8 +86,8 @@ impl std::fmt::Display for ExternalLink {
 /// One file-level change between two commits (paths relative to the deployed subdir).
 #[derive(Debug, Clone)]
 pub struct Change {
-    /// Path relative to ROOT.
-    pub path: PathBuf,
+    /// Path relative to ROOT, every name checked ([`crate::repo_path`]).
+    pub path: RepoPath,
     /// What happens to it.
     pub kind: ChangeKind,
 }
@@ -395,19 +396,7 @@ impl GitSource {
             }
         }
         if let Some(tree) = self.deployed_tree(commit)? {
-            tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-                if entry.kind() == Some(ObjectType::Blob) {
-                    if let Some(name) = entry.name() {
-                        let path = Path::new(dir).join(name);
-                        if name == ".gitignore" {
-                            found.push((self.subdir.join(dir.trim_end_matches('/')), entry.id()));
-                        }
-                        tracked.insert(path);
-                    }
-                }
-                git2::TreeWalkResult::Ok
-            })
-            .context("cannot walk commit tree")?;
+            self.walk_tracked(&tree, &RepoPath::top(), &mut tracked, &mut found)?;
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         for (dir, id) in found {
@@ -421,6 +410,39 @@ impl GitSource {
             });
         }
         Ok((tracked, ignores))
+    }
+
+    /// Collects the files below `tree` (at `dir`) and its `.gitignore`
+    /// files. A name git refuses is no tracked path, and nothing below it
+    /// is: the checkout refuses such a commit before writing anything.
+    fn walk_tracked(
+        &self,
+        tree: &Tree<'_>,
+        dir: &RepoPath,
+        tracked: &mut HashSet<PathBuf>,
+        found: &mut Vec<(PathBuf, Oid)>,
+    ) -> Result<()> {
+        for e in tree.iter() {
+            let Ok(path) = dir.child(e.name_bytes(), e.filemode() == 0o120000) else {
+                continue;
+            };
+            match e.kind() {
+                Some(ObjectType::Tree) => {
+                    let sub = self.repo.find_tree(e.id()).with_context(|| {
+                        format!("cannot read tree {} ({})", e.id(), path.display())
+                    })?;
+                    self.walk_tracked(&sub, &path, tracked, found)?;
+                }
+                Some(ObjectType::Blob) => {
+                    if e.name_bytes() == b".gitignore" {
+                        found.push((self.subdir.join(dir.as_path()), e.id()));
+                    }
+                    tracked.insert(path.to_path_buf());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// The deployed subdir, relative to the repository root ("" for all of it).
@@ -442,7 +464,7 @@ impl GitSource {
             _ => None,
         };
         let (deletes, writes) = diff::changes(&self.repo, old_tree.as_ref(), &new_tree)
-            .context("cannot compare commits")?;
+            .map_err(|e| refused_entry(e, to))?;
         let mut changes = deletes;
         changes.extend(writes);
         let mut plan = Plan {
@@ -486,7 +508,7 @@ impl GitSource {
                 );
             }
             out.push(ExternalLink {
-                path: ch.path.clone(),
+                path: ch.path.to_path_buf(),
                 target,
             });
         }
@@ -502,21 +524,28 @@ impl GitSource {
     ) -> Result<()> {
         std::fs::create_dir_all(root)
             .with_context(|| format!("cannot create {}", root.display()))?;
+        // Directories below ROOT known to be real directories (not symlinks)
+        // during this checkout: each is checked once.
+        let mut real_dirs = HashSet::new();
         for ch in &plan.changes {
-            let dst = root.join(&ch.path);
+            let dst = ch.path.under(root);
             progress(&ch.path);
             crate::crashpoint::hit("checkout-entry");
             match ch.kind {
                 ChangeKind::Deleted => {
+                    if !parents_are_dirs(root, &ch.path) {
+                        continue; // a symlink or file took a parent's place: not ours to follow
+                    }
                     match std::fs::symlink_metadata(&dst) {
                         Ok(m) if m.is_dir() => {} // a user directory took its place: leave it
                         Ok(_) => std::fs::remove_file(&dst)
                             .with_context(|| format!("cannot remove {}", dst.display()))?,
                         Err(_) => continue,
                     }
-                    prune_empty_parents(root, &dst);
+                    prune_empty_parents(root, &ch.path);
                 }
                 ChangeKind::Added { blob, mode } | ChangeKind::Modified { blob, mode } => {
+                    ensure_dir(root, &ch.path, &mut real_dirs)?;
                     self.write_entry(root, &ch.path, blob, mode)?;
                 }
             }
@@ -524,10 +553,9 @@ impl GitSource {
         Ok(())
     }
 
-    fn write_entry(&self, root: &Path, rel: &Path, blob: Oid, mode: i32) -> Result<()> {
-        let dst = root.join(rel);
+    fn write_entry(&self, root: &Path, rel: &RepoPath, blob: Oid, mode: i32) -> Result<()> {
+        let dst = rel.under(root);
         let parent = dst.parent().unwrap_or(root);
-        ensure_dir(root, parent)?;
         let name = dst
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -607,15 +635,14 @@ fn private_config(repo_dir: &Path) {
     );
 }
 
-/// Makes `dir` (inside `root`) a directory, replacing any file or symlink in the way.
-fn ensure_dir(root: &Path, dir: &Path) -> Result<()> {
-    if dir.is_dir() && !dir.is_symlink() {
-        return Ok(());
-    }
-    let rel = dir.strip_prefix(root).unwrap_or(dir);
-    let mut cur = root.to_path_buf();
-    for c in rel.components() {
-        cur.push(c);
+/// Makes every directory above `path` (below `root`) a real directory,
+/// replacing any file or symlink in the way, so that writing `path` never
+/// follows a link out of ROOT. `known`: directories already made so.
+fn ensure_dir(root: &Path, path: &RepoPath, known: &mut HashSet<PathBuf>) -> Result<()> {
+    for cur in path.parents_under(root).into_iter().rev() {
+        if known.contains(&cur) {
+            continue;
+        }
         match std::fs::symlink_metadata(&cur) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -628,18 +655,61 @@ fn ensure_dir(root: &Path, dir: &Path) -> Result<()> {
             Err(_) => std::fs::create_dir(&cur)
                 .with_context(|| format!("cannot create {}", cur.display()))?,
         }
+        known.insert(cur);
     }
     Ok(())
 }
 
-/// Removes now-empty directories above `path`, up to (not including) `root`.
-fn prune_empty_parents(root: &Path, path: &Path) {
-    let mut cur = path.parent();
-    while let Some(dir) = cur {
-        if dir == root || !dir.starts_with(root) || std::fs::remove_dir(dir).is_err() {
+/// True when every directory above `path` (below `root`) is a real
+/// directory: a deletion never follows a symlink out of ROOT.
+fn parents_are_dirs(root: &Path, path: &RepoPath) -> bool {
+    path.parents_under(root)
+        .iter()
+        .all(|d| std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()))
+}
+
+/// Removes now-empty directories above `path`, up to (not including)
+/// `root`: only the directories named by `path` itself, below `root`.
+fn prune_empty_parents(root: &Path, path: &RepoPath) {
+    for dir in path.parents_under(root) {
+        if std::fs::remove_dir(&dir).is_err() {
             break;
         }
-        cur = dir.parent();
+    }
+}
+
+/// A commit refused because its tree has an entry git refuses (checked
+/// before anything is written; [`crate::repo_path`]).
+#[derive(Debug)]
+pub struct RefusedTree {
+    /// Short id of the commit.
+    pub commit: String,
+    /// The entry and why.
+    pub bad: BadName,
+}
+
+impl std::fmt::Display for RefusedTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "commit {} has a tree entry git refuses: {}; fix the commit (git would refuse to check it out)",
+            self.commit, self.bad
+        )
+    }
+}
+
+impl std::error::Error for RefusedTree {}
+
+/// The error for a commit whose tree has an entry git refuses (a
+/// [`BadName`] from the walk): a [`RefusedTree`] naming the entry and the
+/// commit; other errors of the walk as they are.
+fn refused_entry(e: anyhow::Error, commit: Oid) -> anyhow::Error {
+    match e.downcast::<BadName>() {
+        Ok(bad) => anyhow::Error::new(RefusedTree {
+            commit: short(commit),
+            bad,
+        }),
+        Err(e) => e.context("cannot compare commits"),
     }
 }
 

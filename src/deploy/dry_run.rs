@@ -52,11 +52,16 @@ pub(super) fn run(cfg: &Config, req: &Request) -> Result<Outcome> {
             Some(_) => crate::adopt::Adopted::default(),
         };
         out.notes.extend(adopted.lines(None));
+        if let Some(target) = layout.foreign_link()? {
+            out.notes.push(layout.foreign_link_advice(&target));
+        }
         for ch in &plan.changes {
             match ch.kind {
-                crate::source::ChangeKind::Added { .. } => out.added.push(ch.path.clone()),
-                crate::source::ChangeKind::Modified { .. } => out.modified.push(ch.path.clone()),
-                crate::source::ChangeKind::Deleted => out.deleted.push(ch.path.clone()),
+                crate::source::ChangeKind::Added { .. } => out.added.push(ch.path.to_path_buf()),
+                crate::source::ChangeKind::Modified { .. } => {
+                    out.modified.push(ch.path.to_path_buf())
+                }
+                crate::source::ChangeKind::Deleted => out.deleted.push(ch.path.to_path_buf()),
             }
         }
         if layout.root().is_dir() {

@@ -52,7 +52,19 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         tracing::info!("up to date ({})", short(commit));
         return Ok(Fetched::UpToDate(commit.to_string()));
     }
-    let mut plan = run.pass("plan", || source.plan(prev_oid, commit))?;
+    let mut plan = match run.pass("plan", || source.plan(prev_oid, commit)) {
+        Ok(plan) => plan,
+        Err(e) if e.is::<crate::source::RefusedTree>() => {
+            return Err(record_refusal(&mut run, &layout, commit, previous, e))
+        }
+        Err(e) => return Err(e),
+    };
+    // `--adopt-current`: the foreign link's tree becomes ROOT (and so the
+    // version the snapshot serves) only once the commit is known to be deployable.
+    let root_empty = match super::lock::adopt_current(cfg, &layout, req.adopt_current)? {
+        true => false,
+        false => root_empty,
+    };
     run.warn(plan.external_links.iter().map(|l| l.to_string()));
     let classifier = run.pass("classify", || {
         crate::user_content::classifier(cfg, &source, prev_oid.unwrap_or(commit))
@@ -99,12 +111,46 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         new_tracked,
         classifier,
         shared,
+        first: journal.phase == Phase::FirstCheckout,
         journal,
         served: None,
         evicted: Vec::new(),
         opcache_early: None,
         unhealthy: None,
     })))
+}
+
+/// A commit refused before anything was written because its tree has an
+/// entry git refuses: one `failed` line in the history (a pusher tried
+/// something; the operator should see it), then the error as it was.
+fn record_refusal(
+    run: &mut Run,
+    layout: &crate::layout::Layout,
+    commit: Oid,
+    previous: Option<String>,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    run.abandon();
+    let rec = crate::history::Record {
+        id: run.id.clone(),
+        started: run.started.to_rfc3339(),
+        finished: chrono::Local::now().to_rfc3339(),
+        trigger: run.trigger.as_str().to_string(),
+        result: "failed".into(),
+        commit: Some(commit.to_string()),
+        previous_commit: previous,
+        snapshot: None,
+        evicted: Vec::new(),
+        error: Some(format!("{e:#}; nothing was changed")),
+        warnings: run.warnings.clone(),
+        steps: run.steps.clone(),
+        duration_ms: run.clock.elapsed().as_millis() as u64,
+        fleet_id: run.fleet_id.clone(),
+    };
+    if let Err(err) = crate::history::append(&layout.state, &rec) {
+        tracing::warn!("cannot record the refused deploy in the history: {err:#}");
+    }
+    e
 }
 
 /// The shared directories, checked before anything changes; once linked,
@@ -142,8 +188,10 @@ fn tracked_after(before: &HashSet<PathBuf>, plan: &Plan) -> HashSet<PathBuf> {
     let mut out = before.clone();
     for c in &plan.changes {
         match c.kind {
-            ChangeKind::Deleted => out.remove(&c.path),
-            ChangeKind::Added { .. } | ChangeKind::Modified { .. } => out.insert(c.path.clone()),
+            ChangeKind::Deleted => out.remove(c.path.as_path()),
+            ChangeKind::Added { .. } | ChangeKind::Modified { .. } => {
+                out.insert(c.path.to_path_buf())
+            }
         };
     }
     out

@@ -91,7 +91,7 @@ fn prepare_locked(cfg: &Config, req: &Request) -> Result<Prepare> {
     let run = Run::new(cfg, req);
     let span = run.span.clone();
     let _enter = span.enter();
-    let locked = lock::acquire(cfg)?;
+    let locked = lock::acquire(cfg, req.adopt_current)?;
     let mut d = match fetch::fetch(cfg, req, locked, run)? {
         Fetched::UpToDate(commit) => return Ok(Prepare::UpToDate { commit }),
         Fetched::New(d) => d,

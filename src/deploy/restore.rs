@@ -20,6 +20,13 @@ impl Deploy {
     /// the recovery, which records it.
     pub(super) fn fail(&mut self, e: anyhow::Error) -> anyhow::Error {
         if self.first_deploy() {
+            // The first switch moves the journal on; nothing was live before,
+            // so recovery undoes a first checkout (ROOT goes unless it serves).
+            if self.journal.phase != Phase::FirstCheckout {
+                if let Err(je) = self.journal.enter(&self.layout.state, Phase::FirstCheckout) {
+                    tracing::warn!("{je:#}");
+                }
+            }
             if let Err(re) = crate::recover::clean_up_failed(&self.cfg, &self.layout) {
                 tracing::warn!("cannot clean up the failed first deploy: {re:#}");
             }
@@ -64,7 +71,9 @@ impl Deploy {
     /// ROOT's own caches are rebuilt by `hooks.in_snapshot` before it serves
     /// (see [`crate::recover::restore_root`]).
     fn restore(&mut self, served_since: Option<u64>) -> Result<()> {
-        let snap = self.snapshot_name().unwrap_or_default().to_string();
+        let Some(snap) = self.snapshot_name().map(str::to_string) else {
+            anyhow::bail!("this deploy took no snapshot, so there is nothing to restore ROOT from");
+        };
         self.journal.enter(&self.layout.state, Phase::Restore)?;
         let env = crate::hooks::HookEnv::new(
             &self.cfg,

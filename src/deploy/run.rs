@@ -18,7 +18,7 @@ use super::snapshot::Served;
 use super::types::{Request, Trigger};
 use crate::config::Config;
 use crate::history::StepTiming;
-use crate::journal::{Journal, Phase};
+use crate::journal::Journal;
 use crate::layout::Layout;
 use crate::lock::DeployLock;
 use crate::progress::Count;
@@ -47,6 +47,9 @@ pub(super) struct Deploy {
     pub(super) classifier: Classifier,
     pub(super) shared: Shared,
     pub(super) journal: Journal,
+    /// Nothing was live before this deploy (decided once, at the fetch: the
+    /// journal's phase moves on at the first switch).
+    pub(super) first: bool,
     /// The snapshot and what is known of both trees (None on a first deploy).
     pub(super) served: Option<Served>,
     pub(super) evicted: Vec<String>,
@@ -61,7 +64,7 @@ pub(super) struct Deploy {
 impl Deploy {
     /// Nothing was live before: no snapshot, the checkout goes into an empty ROOT.
     pub(super) fn first_deploy(&self) -> bool {
-        self.journal.phase == Phase::FirstCheckout
+        self.first
     }
 
     pub(super) fn commit_hex(&self) -> &str {

@@ -127,6 +127,12 @@ impl Deploy {
         self.journal
             .enter(&self.layout.state, Phase::SwitchToRoot)?;
         self.wait_for_switch_instant(at);
+        if crate::crashpoint::fails("first-switch") {
+            anyhow::bail!(
+                "cannot create the link {} (injected: ROOTSWAP_FAULT=first-switch)",
+                self.layout.link().display()
+            );
+        }
         crate::switch::point_link(&self.layout.link(), &self.layout.root_name)?;
         self.mark_live()?;
         crate::journal::Journal::finish(&self.layout.state)?;

@@ -51,6 +51,9 @@ pub struct Request {
     pub snapshot_name: Option<String>,
     /// Id of the fleet deploy this node's deploy is part of (recorded in the history).
     pub fleet_id: Option<String>,
+    /// `--adopt-current`: a serving link to a tree outside the webroot is
+    /// adopted (that tree copied into ROOT first) instead of refused.
+    pub adopt_current: bool,
 }
 
 impl Request {
@@ -64,6 +67,7 @@ impl Request {
             id: None,
             snapshot_name: None,
             fleet_id: None,
+            adopt_current: false,
         }
     }
 }

@@ -775,6 +775,7 @@ pub fn prepare_local(cfg: &Config, rec: &DeployRecord) -> Result<Prepare> {
         id: None,
         snapshot_name: Some(rec.snapshot.clone()),
         fleet_id: Some(rec.id.clone()),
+        adopt_current: false,
     };
     let mut prepared = crate::deploy::prepare(cfg, &req)?;
     // Done before the commit point: no node's switch waits for php-fpm.

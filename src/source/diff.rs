@@ -5,21 +5,30 @@
 //! The result matches `git diff-tree -r` without type-change records: a path
 //! that turns from a file into a symlink (or a directory) is a deletion plus
 //! an addition; submodules are left out with a warning.
+//!
+//! Every name the walk reads is checked on the way ([`RepoPath::child`]):
+//! a name git refuses in the new tree stops the walk with a [`BadName`](crate::repo_path::BadName)
+//! before anything is written, so every path of the result is a
+//! [`RepoPath`]. The walk reaches every entry the checkout will write or
+//! delete (an unchanged subtree yields no change at all). A refused name
+//! that exists only in the old tree (live since before this check) is never
+//! deleted: it is skipped with a warning, since no such path can be inside
+//! ROOT.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use git2::{ObjectType, Repository, Tree, TreeEntry};
 
 use super::{Change, ChangeKind};
+use crate::repo_path::RepoPath;
 
 const SUBMODULE: i32 = 0o160000;
 const SYMLINK: i32 = 0o120000;
 
-/// Deletions and writes (additions, modifications) from `old` to `new`, in path order.
+/// Deletions and writes (additions, modifications) from `old` to `new`, in
+/// path order. A [`BadName`](crate::repo_path::BadName) error (downcast it) when `new` has an entry
+/// git refuses on the way to a change.
 pub(super) fn changes(
     repo: &Repository,
     old: Option<&Tree>,
@@ -30,7 +39,7 @@ pub(super) fn changes(
         deletes: Vec::new(),
         writes: Vec::new(),
     };
-    d.trees(Path::new(""), old, Some(new))?;
+    d.trees(&RepoPath::top(), old, Some(new))?;
     Ok((d.deletes, d.writes))
 }
 
@@ -41,14 +50,20 @@ struct Diff<'r> {
 }
 
 impl Diff<'_> {
-    fn trees(&mut self, dir: &Path, old: Option<&Tree>, new: Option<&Tree>) -> Result<()> {
+    fn trees(&mut self, dir: &RepoPath, old: Option<&Tree>, new: Option<&Tree>) -> Result<()> {
         let mut old_entries: HashMap<Vec<u8>, TreeEntry> = old
             .map(|t| t.iter().map(|e| (e.name_bytes().to_vec(), e)).collect())
             .unwrap_or_default();
         if let Some(new) = new {
             for e in new.iter() {
                 let before = old_entries.remove(e.name_bytes());
-                let path = dir.join(OsStr::from_bytes(e.name_bytes()));
+                if before
+                    .as_ref()
+                    .is_some_and(|o| o.id() == e.id() && o.filemode() == e.filemode())
+                {
+                    continue; // unchanged, and so is everything below it
+                }
+                let path = dir.child(e.name_bytes(), e.filemode() == SYMLINK)?;
                 self.entry(&path, before.as_ref(), Some(&e))?;
             }
         }
@@ -56,14 +71,19 @@ impl Diff<'_> {
         let mut gone: Vec<(Vec<u8>, TreeEntry)> = old_entries.into_iter().collect();
         gone.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, e) in gone {
-            self.entry(&dir.join(OsStr::from_bytes(&name)), Some(&e), None)?;
+            match dir.child(&name, e.filemode() == SYMLINK) {
+                Ok(path) => self.entry(&path, Some(&e), None)?,
+                Err(bad) => tracing::warn!(
+                    "not deleting {bad}: an entry of the live commit that git refuses (the path it names may be outside ROOT)"
+                ),
+            }
         }
         Ok(())
     }
 
     fn entry(
         &mut self,
-        path: &Path,
+        path: &RepoPath,
         old: Option<&TreeEntry>,
         new: Option<&TreeEntry>,
     ) -> Result<()> {
@@ -96,7 +116,7 @@ impl Diff<'_> {
         };
         if old_blob.is_some_and(|o| !same_kind && o.filemode() != SUBMODULE) {
             self.deletes.push(Change {
-                path: path.to_path_buf(),
+                path: path.clone(),
                 kind: ChangeKind::Deleted,
             });
         }
@@ -115,7 +135,7 @@ impl Diff<'_> {
                 ChangeKind::Added { blob, mode }
             };
             self.writes.push(Change {
-                path: PathBuf::from(path),
+                path: path.clone(),
                 kind,
             });
         }
@@ -136,6 +156,7 @@ fn is_tree(e: &TreeEntry) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
     use std::process::Command;
 
     fn git(dir: &Path, args: &[&str]) {
