@@ -78,6 +78,5 @@ pub fn fault(key: &str) -> Option<&'static str> {
 /// True when `ROOTSWAP_FAULT` lists the bare `name`: the caller fails there
 /// with an error saying it was injected. Never set in production.
 pub fn fails(name: &str) -> bool {
-    std::env::var("ROOTSWAP_FAULT")
-        .is_ok_and(|v| v.split(',').any(|f| f == name))
+    std::env::var("ROOTSWAP_FAULT").is_ok_and(|v| v.split(',').any(|f| f == name))
 }

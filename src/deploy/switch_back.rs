@@ -226,7 +226,8 @@ impl Deploy {
                             .map(|r| r.copied.len() + r.removed.len())
                     });
                     if let Err(e) = carried {
-                        self.run.warn([format!("copy-back during the drain: {e:#}")]);
+                        self.run
+                            .warn([format!("copy-back during the drain: {e:#}")]);
                     }
                 }
             }
