@@ -69,12 +69,15 @@ pub fn snapshot_table(rows: &[Listing]) -> String {
     if rows.is_empty() {
         return "no snapshots\n".into();
     }
-    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    // A directory renamed by hand may hold control characters (a newline, a
+    // terminal escape): they are shown escaped, never sent to the terminal.
+    let names: Vec<String> = rows.iter().map(|r| printable(&r.name)).collect();
+    let w = names.iter().map(|n| n.len()).max().unwrap_or(4).max(4);
     let mut out = format!(
         "{:<w$}  {:<25}  {:<7}  {:>10}  {}\n",
         "NAME", "CREATED", "COMMIT", "SIZE", "STATE"
     );
-    for r in rows {
+    for (r, name) in rows.iter().zip(&names) {
         let state = match (r.live, r.kept) {
             (true, _) => "live",
             (false, true) => "kept",
@@ -84,13 +87,22 @@ pub fn snapshot_table(rows: &[Listing]) -> String {
         let _ = writeln!(
             out,
             "{:<w$}  {:<25}  {:<7}  {:>10}  {state}",
-            r.name,
+            name,
             r.created.as_deref().unwrap_or("-"),
             commit,
             size(r.size)
         );
     }
     out
+}
+
+/// `name` with control characters escaped (`\n`, `\u{1b}`), for a terminal.
+pub fn printable(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        name.chars().flat_map(char::escape_debug).collect()
+    } else {
+        name.to_string()
+    }
 }
 
 /// The `history` table, oldest first.

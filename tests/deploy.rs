@@ -247,6 +247,17 @@ fn a_snapshot_label_is_a_plain_name() {
     let out = w.ok(&["snapshots", "keep", &snap, "--as", &label]);
     assert!(out.contains(&format!("ROOT_{label}")), "{out}");
     assert!(w.webroot.join(format!("ROOT_{label}")).is_dir());
+    // A snapshot renamed by hand with a terminal escape and a newline in its
+    // name: `snapshots list` shows it escaped, on one line.
+    std::fs::rename(
+        w.webroot.join(format!("ROOT_{label}")),
+        w.webroot.join("ROOT_\u{1b}[31mred\nforged"),
+    )
+    .unwrap();
+    let list = w.ok(&["snapshots", "list"]);
+    assert!(!list.contains('\u{1b}'), "{list}");
+    assert!(list.contains("ROOT_\\u{1b}[31mred\\nforged"), "{list}");
+    assert!(!list.lines().any(|l| l.starts_with("forged")), "{list}");
 }
 
 #[test]
