@@ -370,8 +370,14 @@ impl<'a> Walk<'a> {
         if let Some(p) = &node.parent {
             p.modified.store(true, Ordering::Relaxed);
         }
-        let r = Remover::new(self.dst_root.as_fd(), self.dst_path);
-        r.remove_dir(&node.rel);
+        self.remove_subtree(self.dst_root.as_fd(), self.dst_path, &node.rel)
+    }
+
+    /// Removes the directory `rel` under `base` (open as `dfd`) with
+    /// everything in it, counting what went; the first failure is the error.
+    fn remove_subtree(&self, dfd: BorrowedFd<'_>, base: &Path, rel: &Path) -> Result<()> {
+        let r = Remover::new(dfd, base);
+        r.remove_dir(rel);
         let failed = r.failed.into_inner().unwrap_or_default();
         if let Some((p, why)) = failed.first() {
             return Err(anyhow!("{}: {}: {why}", self.verb, p.display()));
@@ -719,16 +725,7 @@ impl<'a> Walk<'a> {
             }
         }
         let base = self.dst_full(&node.rel, None);
-        let r = Remover::new(dfd, &base);
-        r.remove_dir(Path::new(osname(name)));
-        let failed = r.failed.into_inner().unwrap_or_default();
-        if let Some((p, why)) = failed.first() {
-            return Err(anyhow!("{}: {}: {why}", self.verb, p.display()));
-        }
-        self.counters
-            .removed
-            .fetch_add(r.removed.load(Ordering::Relaxed), Ordering::Relaxed);
-        Ok(())
+        self.remove_subtree(dfd, &base, Path::new(osname(name)))
     }
 
     /// One job of `node` finished; the last one sets the directory's mode and times.
