@@ -945,11 +945,12 @@ pub fn normalize(p: &Path) -> PathBuf {
 }
 
 /// Keys whose strings are shell commands, left for the shell to expand.
-const SHELL_KEYS: [&str; 4] = [
+const SHELL_KEYS: [&str; 5] = [
     "hooks.after_checkout",
     "hooks.before_switch",
     "hooks.in_snapshot",
     "hooks.after_switch",
+    "hooks.once",
 ];
 
 /// Expands `${VAR}` in every string below `v`; on error, the dotted key.
@@ -1079,6 +1080,26 @@ mod tests {
             msg.contains("ROOTSWAP_NOPE_NOPE") && msg.contains("source.repo"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn every_hook_list_is_left_for_the_shell() {
+        for key in [
+            "after_checkout",
+            "before_switch",
+            "in_snapshot",
+            "after_switch",
+            "once",
+        ] {
+            let r = parse(&format!(
+                "webroot: /w\nsource: {{repo: x}}\nhooks: {{{key}: ['echo ${{ROOTSWAP_UNSET_IN_TESTS}}']}}\n"
+            ));
+            // `once` needs a fleet: that may be the complaint, never the variable.
+            if let Err(e) = r {
+                let msg = format!("{e:#}");
+                assert!(!msg.contains("ROOTSWAP_UNSET_IN_TESTS"), "{key}: {msg}");
+            }
+        }
     }
 
     #[test]
