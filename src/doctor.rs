@@ -59,6 +59,7 @@ pub fn checks(cfg: &Config, args: &Args) -> Vec<Check> {
     let mut out = vec![check_link(&layout)];
     out.push(check_same_fs(&layout));
     out.push(check_space(&layout));
+    out.extend(check_state_dir(&layout));
     out.extend(check_served_tree(cfg, &layout));
     out.extend(check_shared(cfg, &layout));
     out.extend(check_external_links(cfg, &layout));
@@ -229,6 +230,32 @@ fn check_same_fs(layout: &Layout) -> Check {
             "keep ROOT and its snapshots as plain directories in the webroot (no mount points): renames and recycling need one filesystem",
         )
     }
+}
+
+/// The state dir holds the history, the Git cache and the lock: rootswap's
+/// alone (0700). A deploy tightens a loose one; doctor says so beforehand.
+fn check_state_dir(layout: &Layout) -> Option<Check> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = std::fs::symlink_metadata(&layout.state).ok()?;
+    let mode = m.permissions().mode() & 0o7777;
+    Some(if mode & 0o077 == 0 {
+        Check::pass(format!(
+            "state dir {} is private ({mode:04o})",
+            layout.state.display()
+        ))
+    } else {
+        Check::fail(
+            false,
+            format!(
+                "state dir {} is {mode:04o}: other local users can read the history and the Git cache",
+                layout.state.display()
+            ),
+            format!(
+                "run `chmod -R go-rwx {}` (the next deploy does it too)",
+                layout.state.display()
+            ),
+        )
+    })
 }
 
 fn tree_size(root: &Path) -> u64 {

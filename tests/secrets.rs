@@ -393,11 +393,21 @@ fn the_state_directory_is_private_whatever_the_umask() {
     assert_eq!(mode(&w.root().join("index.php")), 0o644);
     assert_eq!(mode(&w.root().join("lib")), 0o755);
 
+    let doctor = both(&run_umask(&w, &["doctor"]));
+    assert!(doctor.contains("is private (0700)"), "{doctor}");
     // A state dir made by an older rootswap is tightened once, with a log line.
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
     for f in ["history.jsonl", "state.json"] {
         std::fs::set_permissions(state.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
+    // doctor says so beforehand, with the fix, and changes nothing.
+    let doctor = both(&run_umask(&w, &["doctor"]));
+    assert!(
+        doctor.contains("is 0755: other local users can read")
+            && doctor.contains("chmod -R go-rwx"),
+        "{doctor}"
+    );
+    assert_eq!(mode(&state), 0o755);
     w.write_files(&[("index.php", "v2")]);
     w.commit("v2");
     let out = run_umask(&w, &["deploy"]);
