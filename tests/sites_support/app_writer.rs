@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the writer was told: (place, name) → the text, or None once deleted.
 pub type Model = BTreeMap<(String, String), Option<String>>;
@@ -26,10 +26,16 @@ pub struct Writes {
     pub deletes: u64,
     /// Writes not answered "ok" (status and body).
     pub failed: Vec<String>,
-    /// Writes the next request did not show (what it answered instead).
+    /// Writes the next request did not show: what it answered instead, and
+    /// how long after the write the write became visible.
     pub unseen: Vec<String>,
+    /// The longest of those delays.
+    pub longest_unseen: Duration,
     /// What the writer was told exists.
     pub model: Model,
+    /// Each file's acknowledged operations (`op@ms` since `start`): the
+    /// story of a file a check finds wrong, to lay next to the deploys'.
+    pub log: BTreeMap<(String, String), Vec<String>>,
 }
 
 /// The served tree against the model.
@@ -58,7 +64,12 @@ impl Rng {
 }
 
 /// Writes through `/write` in `places` until `stop`, reading each write back.
-pub fn writer(port: u16, places: &'static [(&'static str, &'static str)], stop: Arc<AtomicBool>) -> Writes {
+pub fn writer(
+    port: u16,
+    places: &'static [(&'static str, &'static str)],
+    stop: Arc<AtomicBool>,
+    start: Instant,
+) -> Writes {
     let mut http = Http::new(port);
     let mut w = Writes::default();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -114,16 +125,38 @@ pub fn writer(port: u16, places: &'static [(&'static str, &'static str)], stop: 
             Some(t) => format!("={t}"),
             None => "absent".to_string(),
         };
+        let acked = Instant::now();
+        w.log
+            .entry(key.clone())
+            .or_default()
+            .push(format!("{op}@{}", (acked - start).as_millis()));
         w.model.insert(key, now);
-        match http.get(&format!("/read?place={place}&name={name}")) {
+        let read = format!("/read?place={place}&name={name}");
+        match http.get(&read) {
             Ok((200, body)) if body == expect => {}
-            other => w
-                .unseen
-                .push(format!("{op} {place}/{name}: expected {expect:?}, read {other:?}")),
+            other => {
+                let delay = visible_after(&mut http, &read, &expect, acked);
+                w.longest_unseen = w.longest_unseen.max(delay.unwrap_or(Duration::MAX));
+                w.unseen.push(format!(
+                    "{op} {place}/{name} acknowledged at {} ms: expected {expect:?}, read {other:?}; visible after {delay:?}",
+                    (acked - start).as_millis()
+                ));
+            }
         }
         std::thread::sleep(Duration::from_millis(2));
     }
     w
+}
+
+/// How long after `since` the read answers `expect` (polled for up to 5 s).
+fn visible_after(http: &mut Http, read: &str, expect: &str, since: Instant) -> Option<Duration> {
+    while since.elapsed() < Duration::from_secs(5) {
+        if matches!(http.get(read), Ok((200, body)) if body == expect) {
+            return Some(since.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
 }
 
 /// The files under `tree` in `places` against the model.
@@ -140,7 +173,7 @@ pub fn compare(tree: &Path, places: &[(&str, &str)], model: &Model) -> Verdict {
             (Some(t), Some(f)) if *t != f => v
                 .differing
                 .push(format!("{}: {f:?}, acknowledged {t:?}", file.display())),
-            (None, Some(_)) => v.resurrected.push(file.display().to_string()),
+            (None, Some(f)) => v.resurrected.push(format!("{}: {f:?}", file.display())),
             _ => {}
         }
         v.live += usize::from(text.is_some());

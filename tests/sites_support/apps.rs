@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One application of the fixtures: where its version lives and how it runs.
 pub struct App {
@@ -63,6 +63,9 @@ const SITE_USER: &str = "www-data";
 pub struct Run {
     pub seen: Seen,
     pub writes: Writes,
+    /// When each deploy ran (ms since the load started), for the stories
+    /// of the writes a check finds wrong.
+    pub deploys: Vec<String>,
 }
 
 /// What the visitors saw.
@@ -370,6 +373,14 @@ impl Site {
             w.done, w.creates, w.appends, w.deletes, w.failed.len(), w.unseen.len(), v.live,
             v.lost.len(), v.resurrected.len(), v.differing.len(), foreign.len(), self.owner
         );
+        if !(w.unseen.is_empty() && v.resurrected.is_empty() && v.lost.is_empty() && v.differing.is_empty()) {
+            eprintln!("{what}: longest delay before a write was visible: {:?}; deploys: {:?}", w.longest_unseen, run.deploys);
+            for bad in v.lost.iter().chain(&v.resurrected).chain(&v.differing) {
+                let name = bad.split(':').next().unwrap_or("");
+                let story = w.log.iter().find(|((_, n), _)| name.ends_with(&format!("/{n}")));
+                eprintln!("  {bad}: {story:?}");
+            }
+        }
         s.assert_clean(what);
         let first = |v: &[String]| v[..v.len().min(10)].to_vec();
         assert!(w.done > 50, "the writer did little: {}", w.done);
@@ -399,15 +410,19 @@ impl Site {
                 std::thread::spawn(move || visitor(port, stop, live, seen))
             })
             .collect();
+        let start = Instant::now();
         let writer = {
             let (stop, port, places) = (stop.clone(), self.port, self.app.places);
-            std::thread::spawn(move || app_writer::writer(port, places, stop))
+            std::thread::spawn(move || app_writer::writer(port, places, stop, start))
         };
+        let mut deploys = Vec::new();
         std::thread::sleep(Duration::from_millis(200));
         for v in 1..=n {
             self.app.write_version(&self.w, v);
             self.commit(&format!("version {v}"));
+            let began = start.elapsed().as_millis();
             let out = self.run(&["deploy"]);
+            deploys.push(format!("{v}: {began}-{} ms", start.elapsed().as_millis()));
             assert!(
                 out.status.success(),
                 "deploy {v} failed:\n{}",
@@ -425,7 +440,11 @@ impl Site {
             .expect("visitors are done")
             .into_inner()
             .unwrap_or_else(|e| e.into_inner());
-        Run { seen, writes }
+        Run {
+            seen,
+            writes,
+            deploys,
+        }
     }
 }
 
