@@ -37,7 +37,7 @@ static LARAVEL: App = App {
               display_errors=Off\nlog_errors=On\ninclude_path=\".:/usr/share/php\"\n",
     // The preset's hooks minus composer and migrate (no network, no database
     // here): the three production caches, as the preset runs them.
-    yaml: "preset: laravel\ndrain: 200ms\nhooks:\n  after_checkout:\n    - php artisan config:cache\n    \
+    yaml: "preset: laravel\ndrain: auto\nhooks:\n  after_checkout:\n    - php artisan config:cache\n    \
            - php artisan route:cache\n    - php artisan view:cache\n",
     places: &[("public", "storage/app/public"), ("notes", "storage/app/notes")],
     // What the app writes at run time (the hooks, run by rootswap's user,
@@ -51,7 +51,10 @@ fn laravel_with_production_caches_serves_one_version_through_twenty_deploys() {
         return;
     };
     let run = site.deploy_under_load(20);
-    site.assert_clean(&run, "laravel, the preset's hooks, rootswap as the test's user");
+    site.assert_clean(
+        &run,
+        "laravel, the preset's hooks, rootswap as the test's user",
+    );
     assert_caches_name_their_tree(&site);
 }
 

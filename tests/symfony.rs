@@ -30,7 +30,7 @@ static SYMFONY: App = App {
               zend_extension=opcache.so\nopcache.enable=1\nopcache.validate_timestamps=0\n\
               display_errors=Off\nlog_errors=On\ninclude_path=\".:/usr/share/php\"\n",
     // The preset's hooks minus composer (no network here).
-    yaml: "preset: symfony\ndrain: 200ms\nhooks:\n  after_checkout:\n    - php bin/console cache:clear\n",
+    yaml: "preset: symfony\ndrain: auto\nhooks:\n  after_checkout:\n    - php bin/console cache:clear\n",
     places: &[("uploads", "public/uploads")],
     // What the app writes at run time (the hooks, run by rootswap's user,
     // write var/cache).
@@ -43,7 +43,10 @@ fn symfony_serves_one_version_through_twenty_deploys() {
         return;
     };
     let run = site.deploy_under_load(20);
-    site.assert_clean(&run, "symfony, the preset's hooks, rootswap as the test's user");
+    site.assert_clean(
+        &run,
+        "symfony, the preset's hooks, rootswap as the test's user",
+    );
     assert_snapshots_name_no_root(&site);
 }
 

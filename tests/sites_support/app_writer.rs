@@ -180,7 +180,11 @@ pub fn compare(tree: &Path, places: &[(&str, &str)], model: &Model) -> Verdict {
     }
     // Files nobody was told about (a write the app refused is forgotten).
     for (place, dir) in places {
-        for e in std::fs::read_dir(tree.join(dir)).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(tree.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with('w') && !model.contains_key(&(place.to_string(), name.clone())) {
                 v.resurrected.push(e.path().display().to_string());

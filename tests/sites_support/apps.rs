@@ -10,7 +10,9 @@
 //! site user www-data.
 
 use super::app_writer::{self, uid_of, Verdict, Writes};
-use super::{find_php_fpm, find_program, require, start_fpm_with, start_nginx, FpmOptions, Http, Proc};
+use super::{
+    find_php_fpm, find_program, require, start_fpm_with, start_nginx, FpmOptions, Http, Proc,
+};
 use crate::common::{read, require_root, require_tool, World};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -169,7 +171,7 @@ impl App {
         std::fs::write(
             &w.config,
             format!(
-                "webroot: {}\nsource:\n  repo: {}\n  branch: main\nopcache:\n  fastcgi: unix:{}\n{}{extra_yaml}",
+                "webroot: {}\nsource:\n  repo: {}\n  branch: main\nopcache:\n  fastcgi: unix:{}\n  status_path: /fpm-status\n{}{extra_yaml}",
                 w.webroot.display(),
                 w.repo.display(),
                 sock.display(),
@@ -189,7 +191,11 @@ impl App {
                 .args([&w.repo, &w.webroot, &w.config, &home]));
         }
         let mut site = Site {
-            owner: if as_root { uid_of(SITE_USER) } else { unsafe { libc::geteuid() } },
+            owner: if as_root {
+                uid_of(SITE_USER)
+            } else {
+                unsafe { libc::geteuid() }
+            },
             w,
             port: 0,
             app: self,
@@ -205,9 +211,16 @@ impl App {
         let opts = FpmOptions {
             pool_user: as_root.then(|| SITE_USER.to_string()),
             listen_user: site_user.map(|_| SITE_USER.to_string()),
-            ..Default::default()
+            status_path: Some("/fpm-status".into()),
         };
-        site._fpm = Some(start_fpm_with(&fpm_bin, &srv.join("fpm"), &sock, self.fpm_ini, 4, &opts));
+        site._fpm = Some(start_fpm_with(
+            &fpm_bin,
+            &srv.join("fpm"),
+            &sock,
+            self.fpm_ini,
+            4,
+            &opts,
+        ));
         let (nginx, port) = start_nginx(&nginx_bin, &srv, &site.w.config, &sock);
         (site._nginx, site.port) = (Some(nginx), port);
         let (status, body) = Http::new(port).get("/").expect("GET /");
@@ -258,7 +271,11 @@ fn sh(cmd: &mut Command) {
 
 /// The gid of `user` (`id -g`).
 fn gid_of(user: &str) -> u32 {
-    let out = Command::new("id").arg("-g").arg(user).output().expect("id runs");
+    let out = Command::new("id")
+        .arg("-g")
+        .arg(user)
+        .output()
+        .expect("id runs");
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
@@ -314,7 +331,11 @@ impl Site {
         };
         for args in [vec!["add", "-A"], vec!["commit", "-q", "-m", msg]] {
             sh(Command::new("setpriv")
-                .args([&format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups"])
+                .args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={gid}"),
+                    "--clear-groups",
+                ])
                 .args(["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false"])
                 .args(&args)
                 .current_dir(&self.w.repo)
@@ -350,7 +371,12 @@ impl Site {
     pub fn foreign_owned(&self) -> Vec<String> {
         let mut out = Vec::new();
         for tree in [self.w.root(), self.w.link()] {
-            for d in self.app.writable.iter().chain(self.app.places.iter().map(|(_, d)| d)) {
+            for d in self
+                .app
+                .writable
+                .iter()
+                .chain(self.app.places.iter().map(|(_, d)| d))
+            {
                 out.extend(app_writer::foreign_owned(&tree.join(d), self.owner));
             }
         }
@@ -373,11 +399,21 @@ impl Site {
             w.done, w.creates, w.appends, w.deletes, w.failed.len(), w.unseen.len(), v.live,
             v.lost.len(), v.resurrected.len(), v.differing.len(), foreign.len(), self.owner
         );
-        if !(w.unseen.is_empty() && v.resurrected.is_empty() && v.lost.is_empty() && v.differing.is_empty()) {
-            eprintln!("{what}: longest delay before a write was visible: {:?}; deploys: {:?}", w.longest_unseen, run.deploys);
+        if !(w.unseen.is_empty()
+            && v.resurrected.is_empty()
+            && v.lost.is_empty()
+            && v.differing.is_empty())
+        {
+            eprintln!(
+                "{what}: longest delay before a write was visible: {:?}; deploys: {:?}",
+                w.longest_unseen, run.deploys
+            );
             for bad in v.lost.iter().chain(&v.resurrected).chain(&v.differing) {
                 let name = bad.split(':').next().unwrap_or("");
-                let story = w.log.iter().find(|((_, n), _)| name.ends_with(&format!("/{n}")));
+                let story = w
+                    .log
+                    .iter()
+                    .find(|((_, n), _)| name.ends_with(&format!("/{n}")));
                 eprintln!("  {bad}: {story:?}");
             }
         }
@@ -385,11 +421,28 @@ impl Site {
         let first = |v: &[String]| v[..v.len().min(10)].to_vec();
         assert!(w.done > 50, "the writer did little: {}", w.done);
         assert!(w.failed.is_empty(), "writes failed: {:?}", first(&w.failed));
-        assert!(w.unseen.is_empty(), "writes not seen by the next request: {:?}", first(&w.unseen));
+        assert!(
+            w.unseen.is_empty(),
+            "writes not seen by the next request: {:?}",
+            first(&w.unseen)
+        );
         assert!(v.lost.is_empty(), "lost: {:?}", first(&v.lost));
-        assert!(v.resurrected.is_empty(), "resurrected: {:?}", first(&v.resurrected));
-        assert!(v.differing.is_empty(), "differing: {:?}", first(&v.differing));
-        assert!(foreign.is_empty(), "not owned by uid {}: {:?}", self.owner, first(&foreign));
+        assert!(
+            v.resurrected.is_empty(),
+            "resurrected: {:?}",
+            first(&v.resurrected)
+        );
+        assert!(
+            v.differing.is_empty(),
+            "differing: {:?}",
+            first(&v.differing)
+        );
+        assert!(
+            foreign.is_empty(),
+            "not owned by uid {}: {:?}",
+            self.owner,
+            first(&foreign)
+        );
     }
 
     /// The served tree against what the writer was told.
