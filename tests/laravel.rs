@@ -40,6 +40,7 @@ static LARAVEL: App = App {
     yaml: "preset: laravel\ndrain: auto\nhooks:\n  after_checkout:\n    - php artisan config:cache\n    \
            - php artisan route:cache\n    - php artisan view:cache\n",
     places: &[("public", "storage/app/public"), ("notes", "storage/app/notes")],
+    given: &["storage", "bootstrap/cache"],
     // What the app writes at run time (the hooks, run by rootswap's user,
     // write the caches: bootstrap/cache, storage/framework).
     writable: &["storage/app", "storage/logs", "storage/framework/sessions"],

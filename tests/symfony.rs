@@ -32,6 +32,7 @@ static SYMFONY: App = App {
     // The preset's hooks minus composer (no network here).
     yaml: "preset: symfony\ndrain: auto\nhooks:\n  after_checkout:\n    - php bin/console cache:clear\n",
     places: &[("uploads", "public/uploads")],
+    given: &["var", "public/uploads"],
     // What the app writes at run time (the hooks, run by rootswap's user,
     // write var/cache).
     writable: &["public/uploads", "var/log"],

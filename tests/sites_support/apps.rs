@@ -41,9 +41,13 @@ pub struct App {
     /// Where the writer writes: (the `/write` action's place, its
     /// directory under ROOT).
     pub places: &'static [(&'static str, &'static str)],
-    /// The app's writable directories under ROOT, given to php-fpm's user
-    /// after the first deploy as a site is set up (when the test runs as
-    /// root), and checked for their owner at the end.
+    /// The directories under ROOT the framework's docs say the web server
+    /// must be able to write, given to php-fpm's user after the first
+    /// deploy (when the test runs as root, rootswap as root).
+    pub given: &'static [&'static str],
+    /// The directories under ROOT the app writes at run time (user content,
+    /// logs, sessions): every entry must still belong to php-fpm's user at
+    /// the end.
     pub writable: &'static [&'static str],
 }
 
@@ -353,7 +357,7 @@ impl Site {
     /// directories) to www-data, as an administrator sets a site up.
     fn give_writable_dirs(&self) {
         let root = self.w.root();
-        let mut dirs: Vec<PathBuf> = self.app.writable.iter().map(|d| root.join(d)).collect();
+        let mut dirs: Vec<PathBuf> = self.app.given.iter().map(|d| root.join(d)).collect();
         let shared = self.w.webroot.join("shared");
         if shared.exists() {
             dirs.push(shared);
