@@ -37,7 +37,7 @@ static LARAVEL: App = App {
               display_errors=Off\nlog_errors=On\ninclude_path=\".:/usr/share/php\"\n",
     // The preset's hooks minus composer and migrate (no network, no database
     // here): the three production caches, as the preset runs them.
-    yaml: "preset: laravel\ndrain: auto\nhooks:\n  after_checkout:\n    - php artisan config:cache\n    \
+    yaml: "preset: laravel\ndrain: auto\ndrain_max: 10s\nhooks:\n  after_checkout:\n    - php artisan config:cache\n    \
            - php artisan route:cache\n    - php artisan view:cache\n",
     places: &[("public", "storage/app/public"), ("notes", "storage/app/notes")],
     given: &["storage", "bootstrap/cache"],

@@ -30,7 +30,7 @@ static SYMFONY: App = App {
               zend_extension=opcache.so\nopcache.enable=1\nopcache.validate_timestamps=0\n\
               display_errors=Off\nlog_errors=On\ninclude_path=\".:/usr/share/php\"\n",
     // The preset's hooks minus composer (no network here).
-    yaml: "preset: symfony\ndrain: auto\nhooks:\n  after_checkout:\n    - php bin/console cache:clear\n",
+    yaml: "preset: symfony\ndrain: auto\ndrain_max: 10s\nhooks:\n  after_checkout:\n    - php bin/console cache:clear\n",
     places: &[("uploads", "public/uploads")],
     given: &["var", "public/uploads"],
     // What the app writes at run time (the hooks, run by rootswap's user,

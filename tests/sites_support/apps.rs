@@ -408,9 +408,13 @@ impl Site {
             && v.lost.is_empty()
             && v.differing.is_empty())
         {
+            let longest = match w.longest_unseen {
+                Duration::MAX => "not within 5 s".to_string(),
+                d => format!("{d:?}"),
+            };
             eprintln!(
-                "{what}: longest delay before a write was visible: {:?}; deploys: {:?}",
-                w.longest_unseen, run.deploys
+                "{what}: longest delay before a write was visible: {longest}; deploys: {:?}",
+                run.deploys
             );
             for bad in v.lost.iter().chain(&v.resurrected).chain(&v.differing) {
                 let name = bad.split(':').next().unwrap_or("");
