@@ -802,6 +802,7 @@ fn dokuwiki_site(data: Data) -> Option<Wiki> {
     let opts = sites_support::FpmOptions {
         pool_user,
         status_path: Some("/fpm-status".into()),
+        ..Default::default()
     };
     let fpm_dir = srv.join("fpm");
     let fpm = sites_support::start_fpm_with(&fpm, &fpm_dir, &sock, &ini, 4, &opts);

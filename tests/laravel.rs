@@ -10,12 +10,18 @@
 //! The preset's `hooks.in_snapshot` rebuilds the caches inside the snapshot
 //! before it serves. The control turns them off and shows the test sees the
 //! damage.
+//!
+//! Meanwhile a writer creates, appends to and deletes files through the app
+//! in `storage/app/public` (shared by the preset) and `storage/app/notes`
+//! (preserved, copied back), reading each write back with the next request.
+//! As root, php-fpm runs as www-data and owns `storage/`'s user content; the
+//! deploys run once as root and once as www-data (the site user).
 
 mod common;
 mod sites_support;
 
 use common::*;
-use sites_support::apps::App;
+use sites_support::apps::{App, RunAs, Site};
 
 static LARAVEL: App = App {
     fixture: "laravel-app",
@@ -31,8 +37,13 @@ static LARAVEL: App = App {
               display_errors=Off\nlog_errors=On\ninclude_path=\".:/usr/share/php\"\n",
     // The preset's hooks minus composer and migrate (no network, no database
     // here): the three production caches, as the preset runs them.
-    yaml: "preset: laravel\ndrain: 200ms\nhooks:\n  after_checkout:\n    - php artisan config:cache\n    \
+    yaml: "preset: laravel\ndrain: auto\ndrain_max: 10s\nhooks:\n  after_checkout:\n    - php artisan config:cache\n    \
            - php artisan route:cache\n    - php artisan view:cache\n",
+    places: &[("public", "storage/app/public"), ("notes", "storage/app/notes")],
+    given: &["storage", "bootstrap/cache"],
+    // What the app writes at run time (the hooks, run by rootswap's user,
+    // write the caches: bootstrap/cache, storage/framework).
+    writable: &["storage/app", "storage/logs", "storage/framework/sessions"],
 };
 
 #[test]
@@ -40,10 +51,29 @@ fn laravel_with_production_caches_serves_one_version_through_twenty_deploys() {
     let Some(site) = LARAVEL.serve("") else {
         return;
     };
-    site.deploy_under_load(20)
-        .assert_clean("laravel, the preset's hooks");
-    // Each tree's caches name that tree: ROOT's name ROOT, each kept
-    // snapshot's name the snapshot (it served with them).
+    let run = site.deploy_under_load(20);
+    site.assert_clean(
+        &run,
+        "laravel, the preset's hooks, rootswap as the test's user",
+    );
+    assert_caches_name_their_tree(&site);
+}
+
+/// The same with rootswap (and so the hooks) running as the site user
+/// www-data, as the packaged systemd unit runs it.
+#[test]
+fn laravel_deployed_by_the_site_user_serves_one_version_through_twenty_deploys() {
+    let Some(site) = LARAVEL.serve_as("", RunAs::SiteUser) else {
+        return;
+    };
+    let run = site.deploy_under_load(20);
+    site.assert_clean(&run, "laravel, the preset's hooks, rootswap as www-data");
+    assert_caches_name_their_tree(&site);
+}
+
+/// Each tree's caches name that tree: ROOT's name ROOT, each kept
+/// snapshot's name the snapshot (it served with them).
+fn assert_caches_name_their_tree(site: &Site) {
     let root = site.w.root();
     let root_dir = format!("{}/", root.display());
     let config = read(&root.join("bootstrap/cache/config.php"));
@@ -73,7 +103,7 @@ fn without_the_snapshot_hooks_visitors_see_mixed_versions() {
     let Some(site) = LARAVEL.serve("  in_snapshot: []\n") else {
         return;
     };
-    let seen = site.deploy_under_load(10);
+    let seen = site.deploy_under_load(10).seen;
     seen.print("laravel, control without in_snapshot");
     assert!(
         !seen.mixed.is_empty() || !seen.failed.is_empty(),

@@ -7,12 +7,17 @@
 //! (`kernel.project_dir` is `dirname(__DIR__, 4)`), so a snapshot that is a
 //! copy of ROOT serves its own templates: no hook in the snapshot is needed,
 //! and the test shows it: 0 failed, 0 mixed, 0 stale.
+//!
+//! Meanwhile a writer creates, appends to and deletes files through the app
+//! in `public/uploads` (shared by the preset), reading each write back with
+//! the next request. As root, php-fpm runs as www-data and owns the uploads;
+//! the deploys run once as root and once as www-data (the site user).
 
 mod common;
 mod sites_support;
 
 use common::*;
-use sites_support::apps::App;
+use sites_support::apps::{App, RunAs, Site};
 
 static SYMFONY: App = App {
     fixture: "symfony-app",
@@ -25,7 +30,12 @@ static SYMFONY: App = App {
               zend_extension=opcache.so\nopcache.enable=1\nopcache.validate_timestamps=0\n\
               display_errors=Off\nlog_errors=On\ninclude_path=\".:/usr/share/php\"\n",
     // The preset's hooks minus composer (no network here).
-    yaml: "preset: symfony\ndrain: 200ms\nhooks:\n  after_checkout:\n    - php bin/console cache:clear\n",
+    yaml: "preset: symfony\ndrain: auto\ndrain_max: 10s\nhooks:\n  after_checkout:\n    - php bin/console cache:clear\n",
+    places: &[("uploads", "public/uploads")],
+    given: &["var", "public/uploads"],
+    // What the app writes at run time (the hooks, run by rootswap's user,
+    // write var/cache).
+    writable: &["public/uploads", "var/log"],
 };
 
 #[test]
@@ -33,9 +43,28 @@ fn symfony_serves_one_version_through_twenty_deploys() {
     let Some(site) = SYMFONY.serve("") else {
         return;
     };
-    site.deploy_under_load(20)
-        .assert_clean("symfony, the preset's hooks");
-    // The snapshot's compiled container names no absolute path of ROOT.
+    let run = site.deploy_under_load(20);
+    site.assert_clean(
+        &run,
+        "symfony, the preset's hooks, rootswap as the test's user",
+    );
+    assert_snapshots_name_no_root(&site);
+}
+
+/// The same with rootswap (and so the hooks) running as the site user
+/// www-data, as the packaged systemd unit runs it.
+#[test]
+fn symfony_deployed_by_the_site_user_serves_one_version_through_twenty_deploys() {
+    let Some(site) = SYMFONY.serve_as("", RunAs::SiteUser) else {
+        return;
+    };
+    let run = site.deploy_under_load(20);
+    site.assert_clean(&run, "symfony, the preset's hooks, rootswap as www-data");
+    assert_snapshots_name_no_root(&site);
+}
+
+/// The snapshots' compiled containers name no absolute path of ROOT.
+fn assert_snapshots_name_no_root(site: &Site) {
     let root_dir = format!("{}/", site.w.root().display());
     for snap in site.w.snapshots() {
         let cache = site.w.webroot.join(&snap).join("var/cache/prod");

@@ -4,6 +4,7 @@
 //! by PID when dropped.
 #![allow(dead_code)]
 
+pub mod app_writer;
 pub mod apps;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -149,6 +150,10 @@ pub struct FpmOptions {
     pub pool_user: Option<String>,
     /// `pm.status_path` (for `drain: auto`).
     pub status_path: Option<String>,
+    /// The socket's owner and group when the test runs as root (default: the
+    /// test's user): the user rootswap runs as must reach the socket to reset
+    /// OPcache and read the pool's status.
+    pub listen_user: Option<String>,
 }
 
 /// `start_fpm` with a pool user and a status page.
@@ -194,8 +199,12 @@ pub fn start_fpm_with(
             }
             None => (user.clone(), group.clone()),
         };
+        let (listen_user, listen_group) = match &opts.listen_user {
+            Some(u) => (u.clone(), u.clone()),
+            None => (user.clone(), group.clone()),
+        };
         pool.push_str(&format!(
-            "user = {pool_user}\ngroup = {pool_group}\nlisten.owner = {user}\nlisten.group = {group}\n"
+            "user = {pool_user}\ngroup = {pool_group}\nlisten.owner = {listen_user}\nlisten.group = {listen_group}\n"
         ));
     }
     std::fs::write(dir.join("php-fpm.conf"), pool).unwrap();
