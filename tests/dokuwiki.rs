@@ -691,11 +691,64 @@ struct Wiki {
     w: World,
     tpl: String,
     port: u16,
+    /// rootswap's (and the repository's) user when it is not the test's:
+    /// www-data's uid and gid, and a HOME of its own.
+    site_user: Option<(u32, u32, PathBuf)>,
     /// The uid everything under `ROOT/data` must belong to (php-fpm's user).
     owner: u32,
     fpm_log: PathBuf,
-    _fpm: sites_support::Proc,
-    _nginx: sites_support::Proc,
+    _fpm: Option<sites_support::Proc>,
+    _nginx: Option<sites_support::Proc>,
+}
+
+impl Wiki {
+    /// `rootswap deploy`, as the site user when there is one.
+    fn deploy(&self) -> std::process::Output {
+        match &self.site_user {
+            None => self.w.run(&["deploy"]),
+            Some((uid, gid, home)) => sites_support::as_user(*uid, *gid, "www-data", home, &bin())
+                .arg("-c")
+                .arg(&self.w.config)
+                .arg("deploy")
+                .output()
+                .expect("rootswap runs"),
+        }
+    }
+
+    /// Commits the work tree, as the user who owns the repository.
+    fn commit(&self, msg: &str) {
+        let Some((uid, gid, home)) = &self.site_user else {
+            self.w.commit(msg);
+            return;
+        };
+        for args in [vec!["add", "-A"], vec!["commit", "-q", "-m", msg]] {
+            sh(
+                sites_support::as_user(*uid, *gid, "www-data", home, Path::new("git"))
+                    .args([
+                        "-c",
+                        "gc.auto=0",
+                        "-c",
+                        "user.name=t",
+                        "-c",
+                        "user.email=t@example.invalid",
+                    ])
+                    .args(&args)
+                    .current_dir(&self.w.repo)
+                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                    .env("GIT_CONFIG_NOSYSTEM", "1"),
+            );
+        }
+    }
+}
+
+/// Who runs rootswap.
+#[derive(Clone, Copy, PartialEq)]
+enum RunAs {
+    /// The test's own user (root in CI: `sudo rootswap deploy`).
+    TestUser,
+    /// www-data, which owns the repository, the webroot and the config, as
+    /// the packaged unit runs rootswap (needs root to switch users).
+    SiteUser,
 }
 
 /// How the wiki's data is kept across deploys.
@@ -766,7 +819,7 @@ fn move_data_in(data: &Path, shared: &Path, as_root: bool) -> (Option<String>, u
     (Some("www-data".to_string()), ids_of("www-data").0)
 }
 
-fn dokuwiki_site(data: Data) -> Option<Wiki> {
+fn dokuwiki_site(data: Data, run_as: RunAs) -> Option<Wiki> {
     let install = "apt-get install -y --no-install-recommends dokuwiki nginx-light php-fpm";
     let dw = sites_support::require(
         "Debian's dokuwiki package",
@@ -778,6 +831,11 @@ fn dokuwiki_site(data: Data) -> Option<Wiki> {
     let (Some(_), Some(nginx), Some(fpm)) = (dw, nginx, fpm) else {
         return None;
     };
+    if run_as == RunAs::SiteUser
+        && (!require_root("running rootswap as the site user") || require_tool("setpriv").is_none())
+    {
+        return None;
+    }
     let as_root = unsafe { libc::geteuid() } == 0;
     let w = World::new(&[], "");
     if as_root {
@@ -792,7 +850,32 @@ fn dokuwiki_site(data: Data) -> Option<Wiki> {
     std::fs::create_dir_all(&sessions).expect("sessions dir");
     let sock = srv.join("php-fpm.sock");
     write_config(&w, &sock, data);
-    w.ok(&["deploy"]);
+    let site_user = (run_as == RunAs::SiteUser).then(|| {
+        let (uid, gid) = ids_of("www-data");
+        let home = w.tmp.path().join("home");
+        std::fs::create_dir_all(&home).expect("home dir");
+        sh(Command::new("chown")
+            .args(["-R", "www-data:www-data"])
+            .args([&w.repo, &w.webroot, &w.config, &home]));
+        (uid, gid, home)
+    });
+    let mut wiki = Wiki {
+        w,
+        tpl,
+        port: 0,
+        site_user,
+        owner: 0,
+        fpm_log: PathBuf::new(),
+        _fpm: None,
+        _nginx: None,
+    };
+    let out = wiki.deploy();
+    assert!(
+        out.status.success(),
+        "first deploy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = &wiki.w;
     let shared = w.webroot.join("shared");
     let (pool_user, owner) = move_data_in(&w.root().join("data"), &shared, as_root);
     if let Some(u) = &pool_user {
@@ -802,20 +885,18 @@ fn dokuwiki_site(data: Data) -> Option<Wiki> {
     let opts = sites_support::FpmOptions {
         pool_user,
         status_path: Some("/fpm-status".into()),
-        ..Default::default()
+        // rootswap as www-data must reach the socket (OPcache, drain).
+        listen_user: wiki.site_user.as_ref().map(|_| "www-data".to_string()),
     };
     let fpm_dir = srv.join("fpm");
     let fpm = sites_support::start_fpm_with(&fpm, &fpm_dir, &sock, &ini, 4, &opts);
     let (nginx, port) = sites_support::start_nginx(&nginx, &srv, &w.config, &sock);
-    Some(Wiki {
-        w,
-        tpl,
-        port,
-        owner,
-        fpm_log: fpm_dir.join("php-errors.log"),
-        _fpm: fpm,
-        _nginx: nginx,
-    })
+    wiki.port = port;
+    wiki.owner = owner;
+    wiki.fpm_log = fpm_dir.join("php-errors.log");
+    wiki._fpm = Some(fpm);
+    wiki._nginx = Some(nginx);
+    Some(wiki)
 }
 
 /// Starts the users, deploys versions 1..=n, stops the users; returns what
@@ -841,8 +922,8 @@ fn deploy_under_users(wiki: &Wiki, shared: &Arc<Shared>, n: u64) -> (Model, Vec<
     let mut failures = Vec::new();
     for v in 1..=n {
         write_version(&wiki.w, &wiki.tpl, v);
-        wiki.w.commit(&format!("version {v}"));
-        let out = wiki.w.run(&["deploy"]);
+        wiki.commit(&format!("version {v}"));
+        let out = wiki.deploy();
         if out.status.success() {
             shared.live.store(v, Ordering::SeqCst);
         } else {
@@ -950,18 +1031,25 @@ fn report(s: &Stats, deploy_failures: &[String], v: &Verdict) {
 /// [`CARRIED_WITHIN`]; how many and how late is printed.
 #[test]
 fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
-    dokuwiki_under_users(Data::CopyBack);
+    dokuwiki_under_users(Data::CopyBack, RunAs::TestUser);
+}
+
+/// The same with rootswap run by the site user www-data (who owns the
+/// repository, the webroot and the config), as the packaged unit runs it.
+#[test]
+fn debian_dokuwiki_deployed_by_the_site_user_survives_twenty_deploys() {
+    dokuwiki_under_users(Data::CopyBack, RunAs::SiteUser);
 }
 
 /// The same with `data/`'s runtime directories shared: one copy, linked from
 /// every tree, so every write is seen by the next request, always.
 #[test]
 fn debian_dokuwiki_with_shared_data_shows_every_write_to_the_next_request() {
-    dokuwiki_under_users(Data::Shared);
+    dokuwiki_under_users(Data::Shared, RunAs::TestUser);
 }
 
-fn dokuwiki_under_users(data: Data) {
-    let Some(wiki) = dokuwiki_site(data) else {
+fn dokuwiki_under_users(data: Data, run_as: RunAs) {
+    let Some(wiki) = dokuwiki_site(data, run_as) else {
         return;
     };
     let shared = Arc::new(Shared {

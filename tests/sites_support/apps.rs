@@ -291,17 +291,7 @@ impl Site {
     fn rootswap(&self) -> Command {
         let mut cmd = match self.site_user {
             Some((uid, gid)) => {
-                let mut c = Command::new("setpriv");
-                c.args([
-                    &format!("--reuid={uid}"),
-                    &format!("--regid={gid}"),
-                    "--clear-groups",
-                ])
-                .arg(crate::common::bin())
-                .env("HOME", &self.home)
-                .env("USER", SITE_USER)
-                .env("LOGNAME", SITE_USER);
-                c
+                super::as_user(uid, gid, SITE_USER, &self.home, &crate::common::bin())
             }
             None => Command::new(crate::common::bin()),
         };
@@ -334,22 +324,18 @@ impl Site {
             return;
         };
         for args in [vec!["add", "-A"], vec!["commit", "-q", "-m", msg]] {
-            sh(Command::new("setpriv")
-                .args([
-                    &format!("--reuid={uid}"),
-                    &format!("--regid={gid}"),
-                    "--clear-groups",
-                ])
-                .args(["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false"])
-                .args(&args)
-                .current_dir(&self.w.repo)
-                .env("HOME", &self.home)
-                .env("GIT_AUTHOR_NAME", "t")
-                .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-                .env("GIT_COMMITTER_NAME", "t")
-                .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .env("GIT_CONFIG_NOSYSTEM", "1"));
+            sh(
+                super::as_user(uid, gid, SITE_USER, &self.home, Path::new("git"))
+                    .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"])
+                    .args(&args)
+                    .current_dir(&self.w.repo)
+                    .env("GIT_AUTHOR_NAME", "t")
+                    .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+                    .env("GIT_COMMITTER_NAME", "t")
+                    .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                    .env("GIT_CONFIG_NOSYSTEM", "1"),
+            );
         }
     }
 

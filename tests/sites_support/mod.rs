@@ -141,6 +141,23 @@ pub fn start_fpm(fpm_bin: &Path, dir: &Path, socket: &Path, ini: &str, children:
     start_fpm_with(fpm_bin, dir, socket, ini, children, &FpmOptions::default())
 }
 
+/// `program` run as `uid:gid` (through `setpriv`, no supplementary groups)
+/// with `home` as HOME: rootswap and git as the site user, as the packaged
+/// unit runs rootswap. The caller must be root.
+pub fn as_user(uid: u32, gid: u32, name: &str, home: &Path, program: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        &format!("--reuid={uid}"),
+        &format!("--regid={gid}"),
+        "--clear-groups",
+    ])
+    .arg(program)
+    .env("HOME", home)
+    .env("USER", name)
+    .env("LOGNAME", name);
+    c
+}
+
 /// What `start_fpm_with` sets beyond the ini.
 #[derive(Default)]
 pub struct FpmOptions {
