@@ -57,6 +57,11 @@ hooks:
     - php artisan migrate --force
     - php artisan config:cache
     - php artisan route:cache
+    # Blade recompiles a view whose template is as new as its compiled file
+    # (whole seconds, `>=`), and its recompile is not atomic: compile in a
+    # later second than the checkout, or the first second after the switch
+    # serves empty pages.
+    - sleep 1
     - php artisan view:cache
   in_snapshot:
     - php artisan config:cache

@@ -40,7 +40,7 @@ static LARAVEL: App = App {
     // The preset's hooks minus composer and migrate (no network, no database
     // here): the three production caches, as the preset runs them.
     yaml: "preset: laravel\ndrain: auto\ndrain_max: 10s\nhooks:\n  after_checkout:\n    - php artisan config:cache\n    \
-           - php artisan route:cache\n    - php artisan view:cache\n",
+           - php artisan route:cache\n    - sleep 1\n    - php artisan view:cache\n",
     places: &[("public", "storage/app/public")],
     given: &["storage", "bootstrap/cache"],
     // What the app writes at run time (the hooks, run by rootswap's user,
