@@ -34,7 +34,6 @@ mod sites_support;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -640,38 +639,6 @@ fn ids_of(user: &str) -> (u32, u32) {
     (id("-u"), id("-g"))
 }
 
-/// Entries under `dir` (itself included) not owned by `uid`; a symlink's
-/// own owner does not matter (rootswap's links to shared directories).
-fn foreign_owned(dir: &Path, uid: u32) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(p) = todo.pop() {
-        let Ok(m) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if m.uid() != uid && !m.file_type().is_symlink() {
-            out.push(format!(
-                "{} ({}:{} {:o})",
-                p.display(),
-                m.uid(),
-                m.gid(),
-                m.mode() & 0o7777
-            ));
-        }
-        if m.is_dir() {
-            todo.extend(
-                std::fs::read_dir(&p)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| e.path()),
-            );
-        }
-    }
-    out.sort();
-    out
-}
-
 /// The file of a page id in `data/`.
 fn page_file(data: &Path, id: &str) -> PathBuf {
     data.join("pages")
@@ -968,7 +935,7 @@ fn compare(wiki: &Wiki, model: &Model) -> Verdict {
         deleted_back: Vec::new(),
         foreign_owned: [wiki.w.root().join("data"), wiki.w.webroot.join("shared")]
             .iter()
-            .flat_map(|d| foreign_owned(d, wiki.owner))
+            .flat_map(|d| sites_support::app_writer::foreign_owned(d, wiki.owner))
             .collect(),
     };
     for (id, text) in &model.pages {

@@ -208,7 +208,8 @@ pub fn uid_of(user: &str) -> u32 {
 }
 
 /// Entries under `dir` (itself included; a symlink at the top followed) not
-/// owned by `uid`, with their owner and mode.
+/// owned by `uid`, with their owner and mode; symlinks below are not
+/// followed and their own owner is not checked.
 pub fn foreign_owned(dir: &Path, uid: u32) -> Vec<String> {
     let mut out = Vec::new();
     let mut todo = vec![std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())];
@@ -216,7 +217,9 @@ pub fn foreign_owned(dir: &Path, uid: u32) -> Vec<String> {
         let Ok(m) = std::fs::symlink_metadata(&p) else {
             continue;
         };
-        if m.uid() != uid {
+        // A symlink's own owner does not matter (rootswap's links to shared
+        // directories are its own).
+        if m.uid() != uid && !m.file_type().is_symlink() {
             out.push(format!(
                 "{} ({}:{} {:o})",
                 p.display(),
