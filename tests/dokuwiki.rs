@@ -26,7 +26,7 @@
 //! succeed; 0 failed requests, 0 mixed, 0 stale pages; 0 acknowledged edits
 //! or uploads lost, 0 deleted pages back; no entry under `data/` owned by
 //! anyone but php-fpm's user; every write seen by the next request with
-//! `data/`'s directories shared, and within a second (the carry's cadence)
+//! `data/`'s directories shared, and within two seconds (the carry's cadence plus a pass, with room for a loaded machine)
 //! with the copy-back.
 
 mod common;
@@ -87,7 +87,7 @@ const GONE: &str = "does not exist";
 const VISIBLE_WITHIN: Duration = Duration::from_secs(3);
 
 /// With the copy-back, how late a write may reach the tree that serves.
-const CARRIED_WITHIN: Duration = Duration::from_millis(1000);
+const CARRIED_WITHIN: Duration = Duration::from_millis(2000);
 
 /// What everyone saw.
 #[derive(Default, Debug)]
