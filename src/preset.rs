@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(doc["user_content"]["preserve"][0].as_str(), Some(".env"));
         assert_eq!(
             doc["hooks"]["after_checkout"].as_sequence().map(Vec::len),
-            Some(5)
+            Some(6)
         );
     }
 
