@@ -33,6 +33,7 @@ mod common;
 mod sites_support;
 
 use common::*;
+use sites_support::app_writer::Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -389,18 +390,6 @@ fn hidden(html: &str, name: &str) -> Option<String> {
     let key = format!("name=\"{name}\" value=\"");
     let rest = &html[html.find(&key)? + key.len()..];
     Some(rest[..rest.find('"')?].to_string())
-}
-
-/// A small xorshift, so runs differ only by timing.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Saves this editor's pages over and over, reading each save back.

@@ -51,11 +51,13 @@ pub struct Verdict {
     pub live: usize,
 }
 
-/// A small xorshift: the writer's choices, the same every run.
-struct Rng(u64);
+/// A small xorshift: the users' choices, the same every run (the runs
+/// differ only by timing).
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
