@@ -132,7 +132,7 @@ pub struct FleetConfig {
 }
 
 fn default_node() -> String {
-    crate::fleet::host_name()
+    crate::fsutil::host_name()
 }
 
 fn default_lease() -> Duration {

@@ -142,10 +142,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
         println!(
             "    {}  {}",
             s.name,
-            s.commit
-                .as_deref()
-                .map(crate::report::short_commit)
-                .unwrap_or("-")
+            s.commit.as_deref().map(crate::commit::short).unwrap_or("-")
         );
     }
     println!(

@@ -164,8 +164,24 @@ pub fn fs_now_ns(dir: &Path) -> u64 {
         Ok(m) => (m.mtime().max(0) as u64)
             .saturating_mul(1_000_000_000)
             .saturating_add(m.mtime_nsec().max(0) as u64),
-        Err(_) => crate::journal::now_ns(),
+        Err(_) => crate::fsutil::now_ns(),
     }
+}
+
+/// Now, in nanoseconds since the epoch.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The host name of this machine.
+pub fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

@@ -60,14 +60,6 @@ pub struct Journal {
     pub error: Option<String>,
 }
 
-/// Now, in nanoseconds since the epoch.
-pub fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 fn path(state: &Path) -> std::path::PathBuf {
     state.join("journal.json")
 }

@@ -14,6 +14,7 @@
 
 pub mod adopt;
 pub mod changes;
+pub mod commit;
 pub mod config;
 pub mod copy;
 pub mod crashpoint;

@@ -336,7 +336,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             match outcome {
                 Outcome::UpToDate { commit } => {
-                    println!("up to date ({})", report::short_commit(&commit))
+                    println!("up to date ({})", rootswap::commit::short(&commit))
                 }
                 Outcome::Deployed(s) => {
                     for w in &s.warnings {
@@ -348,7 +348,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let from = d
                         .from
                         .as_deref()
-                        .map(report::short_commit)
+                        .map(rootswap::commit::short)
                         .unwrap_or("nothing");
                     println!("would deploy {} (live: {from})", d.described);
                     for n in &d.notes {
@@ -419,7 +419,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!("rolled back: {}", report::summary_line(&s));
                 }
                 Outcome::UpToDate { commit } => {
-                    println!("already live ({})", report::short_commit(&commit))
+                    println!("already live ({})", rootswap::commit::short(&commit))
                 }
                 Outcome::DryRun(_) => {}
             }

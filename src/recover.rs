@@ -279,7 +279,7 @@ fn recover_as(cfg: &Config, layout: &Layout, record: bool) -> Result<Option<Reco
             }
             format!(
                 "rolled forward: ROOT was complete, {} is live{}",
-                crate::report::short_commit(&j.commit),
+                crate::commit::short(&j.commit),
                 after_switch_rolled_forward(cfg, layout, &j)
             )
         }

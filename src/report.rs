@@ -11,13 +11,6 @@ use crate::deploy::Summary;
 use crate::snapshot::Listing;
 use crate::status::Status;
 
-/// The seven-character form of a commit id, for people. Ids read back
-/// from JSON files (history, state, journal) are cut at a character
-/// boundary, so a hand-edited file with a non-ASCII id cannot panic here.
-pub fn short_commit(id: &str) -> &str {
-    id.char_indices().nth(7).map_or(id, |(i, _)| &id[..i])
-}
-
 /// One line that says what a deploy did.
 pub fn summary_line(s: &Summary) -> String {
     let (a, m, d) = s.files;
@@ -83,7 +76,7 @@ pub fn snapshot_table(rows: &[Listing]) -> String {
             (false, true) => "kept",
             (false, false) => "evictable",
         };
-        let commit = r.commit.as_deref().map(short_commit).unwrap_or("-");
+        let commit = r.commit.as_deref().map(crate::commit::short).unwrap_or("-");
         let _ = writeln!(
             out,
             "{:<w$}  {:<25}  {:<7}  {:>10}  {state}",
@@ -115,7 +108,7 @@ pub fn history_table(records: &[crate::history::Record]) -> String {
         "WHEN", "WHO", "COMMIT", "RESULT", "DURATION", "STEPS"
     );
     for r in records {
-        let commit = r.commit.as_deref().map(short_commit).unwrap_or("-");
+        let commit = r.commit.as_deref().map(crate::commit::short).unwrap_or("-");
         let steps: Vec<String> = r
             .steps
             .iter()
@@ -173,7 +166,7 @@ pub fn status_text_styled(s: &Status, color: bool) -> String {
     let dim = |t: &str| paint("2", t);
     let short = |c: &Option<String>| {
         c.as_deref()
-            .map(|c| short_commit(c).to_string())
+            .map(|c| crate::commit::short(c).to_string())
             .unwrap_or_else(|| "-".into())
     };
     let mut out = String::new();
@@ -258,7 +251,7 @@ pub fn status_text_styled(s: &Status, color: bool) -> String {
             yellow(&format!(
                 "deploy {} of {} during {}: the next deploy (or serve) recovers it",
                 j.id,
-                short_commit(&j.commit),
+                crate::commit::short(&j.commit),
                 crate::journal::phase_name(j.phase)
             )),
         );
@@ -358,19 +351,5 @@ where
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_commit_cuts_at_a_character_boundary() {
-        assert_eq!(short_commit("0123456789abcdef"), "0123456");
-        assert_eq!(short_commit("abc"), "abc");
-        assert_eq!(short_commit(""), "");
-        assert_eq!(short_commit("ééééééééé"), "ééééééé");
-        assert_eq!(short_commit("abcdeféx"), "abcdefé");
     }
 }

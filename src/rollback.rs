@@ -47,7 +47,7 @@ pub fn request(cfg: &Config, name: Option<&str>, id: Option<String>) -> Result<R
     tracing::info!(
         "rolling back to {} ({})",
         snap.name,
-        crate::report::short_commit(&commit)
+        crate::commit::short(&commit)
     );
     Ok(Request {
         reference: Some(commit),

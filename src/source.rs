@@ -735,7 +735,7 @@ pub fn link_stays_inside(link: &Path, target: &Path) -> bool {
 
 /// Seven-character commit id.
 pub fn short(oid: Oid) -> String {
-    crate::report::short_commit(&oid.to_string()).to_string()
+    crate::commit::short(&oid.to_string()).to_string()
 }
 
 /// True when the repository is given as a local path rather than a URL.

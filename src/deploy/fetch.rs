@@ -175,7 +175,7 @@ fn shared_dirs(
 fn what(source: &GitSource, commit: Oid, previous: Option<&str>, plan: &Plan) -> String {
     let (a, m, d) = plan.counts();
     let from = previous
-        .map(|p| format!(" (live: {})", crate::report::short_commit(p)))
+        .map(|p| format!(" (live: {})", crate::commit::short(p)))
         .unwrap_or_default();
     format!(
         "{}{from}; {a} added, {m} modified, {d} deleted",

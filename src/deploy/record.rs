@@ -35,7 +35,7 @@ impl Deploy {
     }
 
     fn notify(&self, cfg: &crate::config::Config, rec: &Record) {
-        let short = crate::report::short_commit(&self.commit_hex);
+        let short = crate::commit::short(&self.commit_hex);
         let webroot = self.layout.webroot.display();
         let after_switch = rec
             .warnings

@@ -85,7 +85,7 @@ fn deploy_as(
         FleetOutcome::UpToDate { commit } => {
             println!(
                 "up to date on every node ({})",
-                &commit[..7.min(commit.len())]
+                crate::commit::short(&commit)
             )
         }
         FleetOutcome::Committed {
@@ -158,7 +158,7 @@ pub fn rollback(cfg: &Config, name: Option<&str>) -> Result<ExitCode> {
         })?;
     println!(
         "rolling the fleet back to {} ({}), the version of {}",
-        &commit[..7.min(commit.len())],
+        crate::commit::short(&commit),
         snap.name,
         fleet_of(cfg)?.node
     );

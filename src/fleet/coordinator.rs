@@ -110,7 +110,7 @@ impl std::fmt::Display for Aborted {
             f,
             "fleet deploy {} of {} aborted: {}; every node serves the old version",
             self.id,
-            &self.commit[..7.min(self.commit.len())],
+            crate::commit::short(&self.commit),
             self.reason
         )
     }
@@ -554,7 +554,7 @@ async fn after_commit(
         record
             .previous
             .as_deref()
-            .map(|p| &p[..7.min(p.len())])
+            .map(|p| crate::commit::short(&p))
             .unwrap_or("the version it served before")
     ))
 }

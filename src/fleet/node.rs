@@ -13,7 +13,7 @@ use anyhow::{anyhow, Context, Result};
 use super::coordinator::{self, Coordinate, View, Waker};
 use super::etcd::{absent, put_op, Etcd};
 use super::settle::Verdict;
-use super::{host_name, now_ms, Committed, DeployRecord, Member, NodeReport, NodeState};
+use super::{now_ms, Committed, DeployRecord, Member, NodeReport, NodeState};
 use crate::config::Config;
 use crate::deploy::{Prepare, Request, Switched, Trigger};
 use crate::layout::Layout;
@@ -62,7 +62,7 @@ impl Agent {
         let etcd = Etcd::connect(fleet).await?;
         let key = etcd.keys.member(&fleet.node);
         if let Some(old) = etcd.get::<Member>(&key).await? {
-            let ours = old.value.host == host_name() && !pid_alive(old.value.pid);
+            let ours = old.value.host == crate::fsutil::host_name() && !pid_alive(old.value.pid);
             if !ours {
                 anyhow::bail!(
                     "fleet: node id `{}` is already alive in site {} (pid {} on {}); give each node its own `fleet.node`",
@@ -78,7 +78,7 @@ impl Agent {
         recover_interrupted(cfg).await?;
         let member = Member {
             node: fleet.node.clone(),
-            host: host_name(),
+            host: crate::fsutil::host_name(),
             pid: std::process::id(),
             since: chrono::Local::now().to_rfc3339(),
             trigger: cfg.trigger.listen.clone(),
@@ -421,10 +421,10 @@ impl Agent {
         self.set_caught_up(false, None);
         tracing::info!(
             "fleet: the fleet committed {} (deploy {}), this node serves {}: catching up",
-            &c.commit[..7.min(c.commit.len())],
+            crate::commit::short(&c.commit),
             c.id,
             live.as_deref()
-                .map(|l| &l[..7.min(l.len())])
+                .map(|l| crate::commit::short(&l))
                 .unwrap_or("nothing")
         );
         let req = Request {
@@ -847,7 +847,7 @@ pub async fn poll_deploy(
     let agent = agent?;
     tracing::info!(
         "{why}: the branch moved to {}, starting a fleet deploy",
-        &head[..7.min(head.len())]
+        crate::commit::short(&head)
     );
     match agent
         .coordinate(why.trigger(), Some(head.to_string()), false, None)
@@ -862,12 +862,12 @@ pub async fn poll_deploy(
             tracing::error!("{e}");
             tracing::warn!(
                 "commit {} will not be deployed again until the branch gets a new commit or a deploy is asked for by hand",
-                &head[..7.min(head.len())]
+                crate::commit::short(&head)
             );
             Some(head.to_string())
         }
         Err(e) => {
-            tracing::error!("fleet deploy of {}: {e:#}", &head[..7.min(head.len())]);
+            tracing::error!("fleet deploy of {}: {e:#}", crate::commit::short(&head));
             None
         }
     }

@@ -164,7 +164,7 @@ pub async fn gather(etcd: &Etcd, site: &str) -> Result<FleetStatus> {
 }
 
 fn short(c: &str) -> &str {
-    &c[..7.min(c.len())]
+    crate::commit::short(&c)
 }
 
 /// `fleet status` for people.

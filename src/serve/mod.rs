@@ -772,5 +772,5 @@ async fn apply(
 
 /// Seven-character form of a commit id, for messages.
 fn abbrev(c: &str) -> &str {
-    crate::report::short_commit(c)
+    crate::commit::short(c)
 }
