@@ -83,10 +83,11 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
     let cfg_path = dir.join("rootswap.yaml");
     std::fs::write(&cfg_path, &cfg_text)?;
     let cfg = Config::load(&cfg_path)?;
+    let site = crate::site::Site::open(&cfg)?;
 
     println!("rootswap demo in {}", dir.display());
     println!("\n1. first deploy of {}", repo_dir.display());
-    show(&deploy::deploy(&cfg, &Request::manual())?);
+    show(&deploy::deploy(&site, &Request::manual())?);
 
     println!("\n2. a visitor uploads a file to the live site (current/public/uploads/avatar.txt)");
     write(
@@ -109,7 +110,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
     commit_all(&repo, "Demo site v2")?;
 
     println!("\n4. deploy now: snapshot, serve the snapshot, rewrite ROOT, copy uploads back, switch back");
-    show(&deploy::deploy(&cfg, &Request::manual())?);
+    show(&deploy::deploy(&site, &Request::manual())?);
 
     println!("\n5. the result");
     let link = webroot.join("current");

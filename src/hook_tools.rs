@@ -22,14 +22,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Splits a leading `?` (optional marker) off a hook command.
-pub fn strip_optional(cmd: &str) -> (&str, bool) {
-    let t = cmd.trim_start();
-    match t.strip_prefix('?') {
-        Some(rest) => (rest.trim_start(), true),
-        None => (cmd, false),
-    }
-}
+pub use crate::config::strip_optional;
 
 const SHELL_SPECIAL: &[char] = &[
     '$', '`', '\'', '"', '\\', '(', ')', '{', '}', '|', ';', '&', '<', '>', '*', '?', '[', ']',

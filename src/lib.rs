@@ -50,6 +50,7 @@ pub mod report;
 pub mod rollback;
 pub mod serve;
 pub mod shared;
+pub mod site;
 pub mod snapshot;
 pub mod source;
 pub mod state;

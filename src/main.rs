@@ -8,8 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use rootswap::config::Config;
 use rootswap::deploy::{self, Outcome, Request};
-use rootswap::layout::Layout;
-use rootswap::{report, snapshot, state::State, status};
+use rootswap::{report, snapshot, status};
 
 /// Zero-downtime deploys of PHP sites from Git, the Enscale way.
 #[derive(Parser)]
@@ -301,7 +300,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return done;
     }
     let cfg = Config::load(&cli.config)?;
-    let layout = Layout::from_config(&cfg);
+    let site = rootswap::site::Site::open(&cfg)?;
+    let layout = &site.layout;
     match cli.command {
         Command::Deploy {
             now: _,
@@ -327,7 +327,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 adopt_current,
                 ..Request::manual()
             };
-            let outcome = deploy::deploy(&cfg, &req)?;
+            let outcome = deploy::deploy(&site, &req)?;
             // The bar goes before the summary is printed (both may be the terminal).
             rootswap::progress::finish();
             if as_json {
@@ -378,7 +378,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Snapshots { action } => match action {
             SnapshotsCmd::List { json: as_json } => {
-                let rows = snapshot::list(&layout, &State::load(&layout.state)?)?;
+                let rows = snapshot::list(layout, &site.state()?)?;
                 if as_json {
                     json(&rows)?;
                 } else {
@@ -386,11 +386,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             SnapshotsCmd::Keep { name, label } => {
-                let new_name = snapshot::keep(&layout, &name, label.as_deref())?;
+                let new_name = snapshot::keep(layout, &name, label.as_deref())?;
                 println!("{name} is now {new_name}: kept forever (never evicted)");
             }
             SnapshotsCmd::Remove { name } => {
-                snapshot::remove_by_name(&layout, &cfg, &name)?;
+                snapshot::remove_by_name(layout, &cfg, &name)?;
                 println!("removed {name}");
             }
         },
@@ -409,7 +409,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return rootswap::fleet::cli::rollback(&cfg, snapshot.as_deref());
         }
         Command::Rollback { snapshot } => {
-            let outcome = rootswap::rollback::rollback(&cfg, snapshot.as_deref())?;
+            let outcome = rootswap::rollback::rollback(&site, snapshot.as_deref())?;
             rootswap::progress::finish();
             match outcome {
                 Outcome::Deployed(s) => {

@@ -184,12 +184,13 @@ pub fn preset_of(doc: &Value) -> Result<Option<Preset>> {
     }
 }
 
-/// Parses configuration `text` with `preset`'s values laid under it.
-pub fn apply(text: &str, preset: Preset) -> Result<crate::config::Config> {
+/// The YAML document of configuration `text` with `preset`'s values laid
+/// under it (the configuration parses it into its schema).
+pub fn apply(text: &str, preset: Preset) -> Result<Value> {
     let mut doc: Value = serde_yaml_ng::from_str(text)?;
     doc.apply_merge()?;
     merge_under(&mut doc, preset);
-    Ok(serde_yaml_ng::from_value(doc)?)
+    Ok(doc)
 }
 
 /// Lays `preset`'s values under `doc`: keys `doc` sets win; mappings merge

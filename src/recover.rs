@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::history::{self, Record};
 use crate::journal::{phase_name, Journal, Phase};
 use crate::layout::{Layout, LinkState};
+use crate::site::Site;
 use crate::source::GitSource;
 use crate::state::State;
 use crate::user_content::{self, Classifier};
@@ -191,31 +192,36 @@ pub struct Recovered {
 
 /// The classifier of user content for `commit` (falling back to an empty
 /// tracked set when the cache cannot tell).
-fn classifier_for(cfg: &Config, layout: &Layout, commit: Option<&str>) -> Result<Classifier> {
-    let rules = user_content::Rules::new(&cfg.user_content)?;
-    let source = GitSource::open(&layout.state, &cfg.source)?;
+fn classifier_for(site: &Site, commit: Option<&str>) -> Result<Classifier> {
+    let source = GitSource::open(&site.layout.state, &site.config.source)?;
     match commit
         .and_then(|c| Oid::from_str(c).ok())
         .filter(|o| source.has_commit(&o.to_string()))
     {
-        Some(oid) => user_content::classifier(cfg, &source, oid),
-        None => Ok(Classifier::new(rules, HashSet::new(), &[], source.subdir())),
+        Some(oid) => user_content::classifier(&site.rules, &source, oid),
+        None => Ok(Classifier::new(
+            site.rules.clone(),
+            HashSet::new(),
+            &[],
+            source.subdir(),
+        )),
     }
 }
 
 /// Recovers an interrupted deploy, if the journal shows one, and records it
 /// in the history. Call with the lock held.
-pub fn recover(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
-    recover_as(cfg, layout, true)
+pub fn recover(site: &Site) -> Result<Option<Recovered>> {
+    recover_as(site, true)
 }
 
 /// Cleans up after a deploy that failed and records its failure itself:
 /// what [`recover`] does, without a history line of its own.
-pub fn clean_up_failed(cfg: &Config, layout: &Layout) -> Result<Option<Recovered>> {
-    recover_as(cfg, layout, false)
+pub fn clean_up_failed(site: &Site) -> Result<Option<Recovered>> {
+    recover_as(site, false)
 }
 
-fn recover_as(cfg: &Config, layout: &Layout, record: bool) -> Result<Option<Recovered>> {
+fn recover_as(site: &Site, record: bool) -> Result<Option<Recovered>> {
+    let (cfg, layout) = (&site.config, &site.layout);
     let journal = Journal::load(&layout.state)?;
     snapshot::clean_leftovers(layout, cfg)?;
     // A kill between creating the temporary link and renaming it leaves the
@@ -254,7 +260,7 @@ fn recover_as(cfg: &Config, layout: &Layout, record: bool) -> Result<Option<Reco
             Phase::Snapshot | Phase::SwitchToSnapshot | Phase::Rewrite | Phase::Restore,
             Some(snap),
         ) => {
-            let c = classifier_for(cfg, layout, j.previous.as_deref().or(Some(&j.commit)))?;
+            let c = classifier_for(site, j.previous.as_deref().or(Some(&j.commit)))?;
             let env = crate::hooks::HookEnv::new(
                 cfg,
                 j.previous.as_deref().unwrap_or_default(),
@@ -271,7 +277,7 @@ fn recover_as(cfg: &Config, layout: &Layout, record: bool) -> Result<Option<Reco
             state.save(&layout.state)?;
             if let Some(snap) = snap {
                 crate::drain::wait(cfg, &layout.entry(snap));
-                late_copy(cfg, layout, snap, &j)?;
+                late_copy(site, snap, &j)?;
                 let (evicted, _) = snapshot::evict(layout, cfg, Some(snap))?;
                 if !evicted.is_empty() {
                     tracing::info!("evicted {}", evicted.join(", "));
@@ -371,11 +377,12 @@ fn after_switch_rolled_forward(cfg: &Config, layout: &Layout, j: &Journal) -> St
 
 /// After a crash past the switch back: copy user files the snapshot got after
 /// the first switch that ROOT lacks or holds an older version of.
-fn late_copy(cfg: &Config, layout: &Layout, snap: &str, j: &Journal) -> Result<()> {
+fn late_copy(site: &Site, snap: &str, j: &Journal) -> Result<()> {
+    let layout = &site.layout;
     let Some(t) = j.switched_at else {
         return Ok(());
     };
-    let c = classifier_for(cfg, layout, j.previous.as_deref().or(Some(&j.commit)))?;
+    let c = classifier_for(site, j.previous.as_deref().or(Some(&j.commit)))?;
     let snap_path = layout.entry(snap);
     let root = layout.root();
     for (p, sig) in user_content::scan(&snap_path, &c)? {

@@ -10,24 +10,22 @@
 
 use anyhow::{bail, Result};
 
-use crate::config::Config;
 use crate::deploy::{self, Outcome, Request, Trigger};
-use crate::layout::Layout;
+use crate::site::Site;
 use crate::snapshot;
-use crate::state::State;
 
 /// Rolls back to `name` (default: the newest timestamped snapshot).
-pub fn rollback(cfg: &Config, name: Option<&str>) -> Result<Outcome> {
-    deploy::deploy(cfg, &request(cfg, name, None)?)
+pub fn rollback(site: &Site, name: Option<&str>) -> Result<Outcome> {
+    deploy::deploy(site, &request(site, name, None)?)
 }
 
 /// The deploy that rolls back to `name` (default: the newest timestamped
 /// snapshot), with deploy id `id` (generated when None).
-pub fn request(cfg: &Config, name: Option<&str>, id: Option<String>) -> Result<Request> {
-    let layout = Layout::from_config(cfg);
+pub fn request(site: &Site, name: Option<&str>, id: Option<String>) -> Result<Request> {
+    let layout = &site.layout;
     layout.preflight()?;
     let snap = match name {
-        Some(n) => snapshot::find(&layout, n)?,
+        Some(n) => snapshot::find(layout, n)?,
         None => match layout.timestamped()?.pop() {
             Some(s) => s,
             None => bail!(
@@ -36,7 +34,7 @@ pub fn request(cfg: &Config, name: Option<&str>, id: Option<String>) -> Result<R
             ),
         },
     };
-    let state = State::load(&layout.state)?;
+    let state = site.state()?;
     let Some(commit) = state.snapshot(&snap.path).and_then(|i| i.commit.clone()) else {
         bail!(
             "the commit of {} is not known (it holds a site rootswap adopted before its first deploy); \

@@ -187,13 +187,17 @@ fn is_own_temp(rel: &Path) -> bool {
 /// The user-content classifier of `commit`: its tracked files and
 /// `.gitignore` files, with the configured rules. Built once per deploy.
 pub fn classifier(
-    cfg: &crate::config::Config,
+    rules: &Rules,
     source: &crate::source::GitSource,
     commit: git2::Oid,
 ) -> Result<Classifier> {
-    let rules = Rules::new(&cfg.user_content)?;
     let (tracked, ignores) = source.tracked_and_ignores(commit)?;
-    Ok(Classifier::new(rules, tracked, &ignores, source.subdir()))
+    Ok(Classifier::new(
+        rules.clone(),
+        tracked,
+        &ignores,
+        source.subdir(),
+    ))
 }
 
 /// Identity of a user file's version: what changes when it is written.

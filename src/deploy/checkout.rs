@@ -20,14 +20,15 @@ impl Deploy {
     pub(super) fn checkout(&mut self) -> Result<()> {
         self.step("checkout", |d| {
             if d.first_deploy() {
-                d.journal.enter(&d.layout.state, Phase::FirstCheckout)?;
+                d.journal
+                    .enter(&d.site.layout.state, Phase::FirstCheckout)?;
             }
-            let root = d.layout.root();
+            let root = d.site.layout.root();
             let changes = Some(Count {
                 unit: "changes",
                 total: Some(d.plan.changes.len() as u64),
             });
-            let (source, plan, shared) = (&d.source, &d.plan, &d.shared);
+            let (source, plan, shared) = (&d.source, &d.plan, &d.site.shared);
             d.run.counted("checkout", changes, || {
                 source.checkout(plan, &root, |_| crate::progress::advance())
             })?;

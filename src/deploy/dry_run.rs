@@ -8,15 +8,13 @@ use anyhow::Result;
 use git2::Oid;
 
 use super::types::{DryRun, Outcome, Request};
-use crate::config::Config;
-use crate::layout::Layout;
+use crate::site::Site;
 use crate::source::GitSource;
-use crate::state::State;
 use crate::user_content;
 
 /// `rootswap deploy --dry-run`: what would change, touching nothing.
-pub(super) fn run(cfg: &Config, req: &Request) -> Result<Outcome> {
-    let layout = &Layout::from_config(cfg);
+pub(super) fn run(site: &Site, req: &Request) -> Result<Outcome> {
+    let (cfg, layout) = (&site.config, &site.layout);
     layout.preflight()?;
     // Fetch into a throwaway cache when there is none yet, so a dry run creates nothing.
     let tmp;
@@ -27,7 +25,7 @@ pub(super) fn run(cfg: &Config, req: &Request) -> Result<Outcome> {
         tmp.clone()
     };
     let result = (|| {
-        let state = State::load(&layout.state)?;
+        let state = site.state()?;
         let source = GitSource::open(&state_dir, &cfg.source)?;
         source.fetch(req.reference.is_some())?;
         let to = source.resolve(req.reference.as_deref())?;
@@ -65,7 +63,7 @@ pub(super) fn run(cfg: &Config, req: &Request) -> Result<Outcome> {
             }
         }
         if layout.root().is_dir() {
-            let c = crate::user_content::classifier(cfg, &source, from.unwrap_or(to))?;
+            let c = crate::user_content::classifier(&site.rules, &source, from.unwrap_or(to))?;
             let new_tracked = source.tracked(to)?;
             out.user_files = user_content::scan(&layout.root(), &c)?
                 .into_keys()

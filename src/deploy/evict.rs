@@ -14,7 +14,7 @@ impl Deploy {
     pub(super) fn evict(&mut self) -> Result<()> {
         self.step("evict", |d| {
             let keep = d.snapshot_name().map(str::to_string);
-            let (layout, cfg) = (&d.layout, &d.cfg);
+            let (layout, cfg) = (&d.site.layout, &d.site.config);
             // Counted as entries removed; each evicted snapshot holds about as many as this one.
             let evicting =
                 snapshot::evictable(layout, cfg, keep.as_deref()).map_or(0, |v| v.len() as u64);
@@ -27,9 +27,9 @@ impl Deploy {
                 snapshot::evict(layout, cfg, keep.as_deref())
             })?;
             d.run.warn(warns);
-            d.state.retain_snapshots(&snapshot::inodes(&d.layout)?);
-            d.state.save(&d.layout.state)?;
-            Journal::finish(&d.layout.state)?;
+            d.state.retain_snapshots(&snapshot::inodes(&d.site.layout)?);
+            d.state.save(&d.site.layout.state)?;
+            Journal::finish(&d.site.layout.state)?;
             let what = match evicted.as_slice() {
                 [] => "nothing to remove".to_string(),
                 names => format!("removed {}", names.join(", ")),

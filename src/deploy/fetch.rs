@@ -14,9 +14,9 @@ use git2::Oid;
 use super::lock::Locked;
 use super::run::{Deploy, Run};
 use super::types::Request;
-use crate::config::Config;
 use crate::journal::{Journal, Phase};
 use crate::shared::Shared;
+use crate::site::Site;
 use crate::source::{short, ChangeKind, GitSource, Plan};
 
 /// What the fetch found.
@@ -28,12 +28,9 @@ pub(super) enum Fetched {
 }
 
 /// Fetches, resolves the commit to deploy and plans the checkout.
-pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -> Result<Fetched> {
-    let Locked {
-        layout,
-        lock,
-        state,
-    } = locked;
+pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) -> Result<Fetched> {
+    let Locked { lock, state } = locked;
+    let (cfg, layout) = (&site.config, &site.layout);
     run.begin("fetch");
     let source = run.pass("git fetch", || {
         let source = GitSource::open(&layout.state, &cfg.source)?;
@@ -55,19 +52,19 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
     let mut plan = match run.pass("plan", || source.plan(prev_oid, commit)) {
         Ok(plan) => plan,
         Err(e) if e.is::<crate::source::RefusedTree>() => {
-            return Err(record_refusal(&mut run, &layout, commit, previous, e))
+            return Err(record_refusal(&mut run, layout, commit, previous, e))
         }
         Err(e) => return Err(e),
     };
     // `--adopt-current`: the foreign link's tree becomes ROOT (and so the
     // version the snapshot serves) only once the commit is known to be deployable.
-    let root_empty = match super::lock::adopt_current(cfg, &layout, req.adopt_current)? {
+    let root_empty = match super::lock::adopt_current(cfg, layout, req.adopt_current)? {
         true => false,
         false => root_empty,
     };
     run.warn(plan.external_links.iter().map(|l| l.to_string()));
     let classifier = run.pass("classify", || {
-        crate::user_content::classifier(cfg, &source, prev_oid.unwrap_or(commit))
+        crate::user_content::classifier(&site.rules, &source, prev_oid.unwrap_or(commit))
     })?;
     let new_tracked = match prev_oid {
         // The live commit's files, changed as the plan changes them: no second walk.
@@ -76,10 +73,10 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
     };
     // A site that was a `git clone`: its .git leaves the served tree before
     // the snapshot copies it (crate::adopt).
-    for line in crate::adopt::before_snapshot(&layout, cfg, &new_tracked, previous.is_none())? {
+    for line in crate::adopt::before_snapshot(layout, cfg, &new_tracked, previous.is_none())? {
         tracing::info!("{line}");
     }
-    let shared = shared_dirs(cfg, &layout.root(), &new_tracked, &mut plan)?;
+    shared_dirs(&site.shared, &layout.root(), &new_tracked, &mut plan)?;
     let phase = match root_empty {
         true => Phase::FirstCheckout,
         false => Phase::Snapshot,
@@ -97,8 +94,7 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
     };
     run.end(&what(&source, commit, previous.as_deref(), &plan));
     Ok(Fetched::New(Box::new(Deploy {
-        cfg: cfg.clone(),
-        layout,
+        site: site.clone(),
         req: req.clone(),
         _lock: lock,
         run,
@@ -110,7 +106,6 @@ pub(super) fn fetch(cfg: &Config, req: &Request, locked: Locked, mut run: Run) -
         plan,
         new_tracked,
         classifier,
-        shared,
         first: journal.phase == Phase::FirstCheckout,
         journal,
         served: None,
@@ -156,19 +151,18 @@ fn record_refusal(
 /// The shared directories, checked before anything changes; once linked,
 /// the checkout leaves what is below them alone (dropped from `plan`).
 fn shared_dirs(
-    cfg: &Config,
+    shared: &Shared,
     root: &std::path::Path,
     new_tracked: &HashSet<PathBuf>,
     plan: &mut Plan,
-) -> Result<Shared> {
-    let shared = Shared::from_config(cfg)?;
+) -> Result<()> {
     if !shared.is_empty() {
         shared.check(root, new_tracked)?;
         let linked = shared.linked_in(root);
         plan.changes
             .retain(|c| !crate::shared::covers(&linked, &c.path));
     }
-    Ok(shared)
+    Ok(())
 }
 
 /// The step's line: the commit, the live one, what the checkout will do.

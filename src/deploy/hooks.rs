@@ -29,11 +29,11 @@ pub(super) type AfterSwitchFailed = Option<String>;
 impl Deploy {
     /// `hooks.after_checkout`, as step `hooks` when there are any.
     pub(super) fn hooks(&mut self) -> Result<()> {
-        if self.cfg.hooks.after_checkout.is_empty() {
+        if self.site.config.hooks.after_checkout.is_empty() {
             return Ok(());
         }
         self.step("hooks", |d| {
-            let root = d.layout.root();
+            let root = d.site.layout.root();
             d.run_hooks("after_checkout", "hooks", &root)
         })
     }
@@ -42,16 +42,16 @@ impl Deploy {
     /// returns a few words for the step's line.
     fn run_hooks(&mut self, stage: &str, pass: &str, dir: &Path) -> Result<String> {
         let commands = match stage {
-            "after_checkout" => &self.cfg.hooks.after_checkout,
-            "in_snapshot" => &self.cfg.hooks.in_snapshot,
-            "after_switch" => &self.cfg.hooks.after_switch,
-            _ => &self.cfg.hooks.before_switch,
+            "after_checkout" => &self.site.config.hooks.after_checkout,
+            "in_snapshot" => &self.site.config.hooks.in_snapshot,
+            "after_switch" => &self.site.config.hooks.after_switch,
+            _ => &self.site.config.hooks.before_switch,
         };
         if commands.is_empty() {
             return Ok(String::new());
         }
         let env = self.hook_env();
-        let timeout = self.cfg.hooks.timeout;
+        let timeout = self.site.config.hooks.timeout;
         self.run
             .pass(pass, || hooks::run_all(stage, commands, dir, &env, timeout))?;
         let n = commands.len();
@@ -68,7 +68,7 @@ impl Deploy {
     /// content to carry back into ROOT. A failure fails the deploy here:
     /// nothing was served from the snapshot and ROOT was not touched.
     pub(super) fn in_snapshot(&mut self) -> Result<()> {
-        if self.cfg.hooks.in_snapshot.is_empty() {
+        if self.site.config.hooks.in_snapshot.is_empty() {
             return Ok(());
         }
         let r = self.step("in-snapshot", |d| {
@@ -106,13 +106,13 @@ impl Deploy {
                     path: s.taken.path.clone(),
                     stamp: None,
                 };
-                crate::snapshot::remove(&self.layout, &self.cfg, &taken)
+                crate::snapshot::remove(&self.site.layout, &self.site.config, &taken)
                     .map(|()| format!("the snapshot {snap} was removed"))
                     .unwrap_or_else(|re| format!("removing the snapshot {snap} failed ({re:#})"))
             }
             None => String::new(),
         };
-        if let Err(je) = crate::journal::Journal::finish(&self.layout.state) {
+        if let Err(je) = crate::journal::Journal::finish(&self.site.layout.state) {
             tracing::warn!("{je:#}");
         }
         let msg = format!(
@@ -126,13 +126,14 @@ impl Deploy {
     /// `hooks.before_switch`, as a step of its own when there are any; then
     /// a warning for credential files the hooks left where they are served.
     pub(super) fn before_switch(&mut self) -> Result<()> {
-        if !self.cfg.hooks.before_switch.is_empty() {
+        if !self.site.config.hooks.before_switch.is_empty() {
             self.step("before-switch", |d| {
-                let root = d.layout.root();
+                let root = d.site.layout.root();
                 d.run_hooks("before_switch", "before-switch hooks", &root)
             })?;
         }
-        let exposed = hooks::exposed_credentials(&self.layout.root(), &self.cfg.public);
+        let exposed =
+            hooks::exposed_credentials(&self.site.layout.root(), &self.site.config.public);
         for w in &exposed {
             tracing::warn!("{w}");
         }
@@ -145,12 +146,12 @@ impl Deploy {
     /// (history, notification, `status`); it is returned for the caller to
     /// roll back when `hooks.after_switch_failure: rollback` says so.
     pub(super) fn after_switch(&mut self) -> AfterSwitchFailed {
-        if self.cfg.hooks.after_switch.is_empty() {
+        if self.site.config.hooks.after_switch.is_empty() {
             return None;
         }
         let mut failed = None;
         let r = self.step("after-switch", |d| {
-            let root = d.layout.root();
+            let root = d.site.layout.root();
             match d.run_hooks("after_switch", "after-switch hooks", &root) {
                 Ok(what) => Ok(what),
                 Err(e) => {
@@ -179,7 +180,7 @@ impl Deploy {
             return Ok(());
         };
         let snap = self.snapshot_name().unwrap_or_default().to_string();
-        if self.cfg.hooks.after_switch_failure != AfterSwitchFailure::Rollback
+        if self.site.config.hooks.after_switch_failure != AfterSwitchFailure::Rollback
             || self.first_deploy()
             || self.run.fleet_id.is_some()
             || snap.is_empty()
@@ -189,7 +190,7 @@ impl Deploy {
         let res = self.roll_back_unhealthy(&snap, None);
         self.state.deployed = self.previous.clone();
         self.state.pinned_from = None;
-        if let Err(e) = self.state.save(&self.layout.state) {
+        if let Err(e) = self.state.save(&self.site.layout.state) {
             tracing::warn!("{e:#}");
         }
         let msg = match res {
@@ -212,7 +213,7 @@ impl Deploy {
     /// again, for the previous version (the commits swapped in their
     /// environment); a failure is a warning.
     pub(super) fn after_switch_for_previous(&mut self) {
-        if self.cfg.hooks.after_switch.is_empty() {
+        if self.site.config.hooks.after_switch.is_empty() {
             return;
         }
         let (commit, previous) = (
@@ -224,8 +225,8 @@ impl Deploy {
             previous_commit: previous,
             ..self.hook_env()
         };
-        let (root, timeout) = (self.layout.root(), self.cfg.hooks.timeout);
-        let commands = &self.cfg.hooks.after_switch;
+        let (root, timeout) = (self.site.layout.root(), self.site.config.hooks.timeout);
+        let commands = &self.site.config.hooks.after_switch;
         let r = self.run.pass("after-switch hooks (previous version)", || {
             hooks::run_all("after_switch", commands, &root, &env, timeout)
         });
@@ -243,7 +244,7 @@ impl Deploy {
             .map(|s| s.taken.path.to_string_lossy().into_owned())
             .unwrap_or_default();
         HookEnv::new(
-            &self.cfg,
+            &self.site.config,
             &self.commit_hex,
             self.previous.as_deref().unwrap_or_default(),
             &snapshot,

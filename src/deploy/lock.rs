@@ -10,11 +10,11 @@ use anyhow::{Context, Result};
 use crate::config::Config;
 use crate::layout::{Layout, LinkState};
 use crate::lock::DeployLock;
+use crate::site::Site;
 use crate::state::State;
 
 /// The webroot, locked, with any interrupted deploy recovered.
 pub(super) struct Locked {
-    pub(super) layout: Layout,
     pub(super) lock: DeployLock,
     pub(super) state: State,
 }
@@ -22,19 +22,15 @@ pub(super) struct Locked {
 /// Takes the deploy lock (creating the state directory) and recovers.
 /// A foreign serving link is refused before anything changes, unless
 /// `adopt_current` (`--adopt-current`) and ROOT is empty.
-pub(super) fn acquire(cfg: &Config, adopt_current: bool) -> Result<Locked> {
-    let layout = Layout::from_config(cfg);
+pub(super) fn acquire(site: &Site, adopt_current: bool) -> Result<Locked> {
+    let layout = &site.layout;
     layout.preflight()?;
-    check_foreign_link(&layout, adopt_current)?;
+    check_foreign_link(layout, adopt_current)?;
     crate::fsutil::ensure_private_dir(&layout.state)?;
     let lock = DeployLock::acquire(&layout.state)?;
-    crate::recover::recover(cfg, &layout)?;
-    let state = State::load(&layout.state)?;
-    Ok(Locked {
-        layout,
-        lock,
-        state,
-    })
+    crate::recover::recover(site)?;
+    let state = site.state()?;
+    Ok(Locked { lock, state })
 }
 
 /// A link to a tree outside the webroot: refused with the two ways out, or,
@@ -90,14 +86,14 @@ pub(super) fn adopt_current(cfg: &Config, layout: &Layout, adopt_current: bool) 
 }
 
 /// Whether the state directory is still to be created (nothing was ever deployed).
-pub(super) fn fresh(cfg: &Config) -> bool {
-    !Layout::from_config(cfg).state.exists()
+pub(super) fn fresh(site: &Site) -> bool {
+    !site.layout.state.exists()
 }
 
 /// After a failed deploy into a webroot that had never been deployed to:
 /// leave the disk as it was found (call once the lock is released).
-pub(super) fn forget_fresh_state(cfg: &Config) {
-    let layout = Layout::from_config(cfg);
+pub(super) fn forget_fresh_state(site: &Site) {
+    let layout = &site.layout;
     if !layout.root().exists() && !matches!(layout.link_state(), Ok(LinkState::Symlink(_))) {
         let _ = std::fs::remove_dir_all(&layout.state);
     }

@@ -44,18 +44,18 @@ use anyhow::Result;
 
 pub use types::{DryRun, Outcome, Request, Summary, Trigger};
 
-use crate::config::Config;
+use crate::site::Site;
 use fetch::Fetched;
 use run::{Deploy, Run};
 use switch_back::OnUnhealthy;
 pub use switch_back::WAIT_PASS;
 
 /// Runs the whole pipeline once (`rootswap deploy`).
-pub fn deploy(cfg: &Config, req: &Request) -> Result<Outcome> {
+pub fn deploy(site: &Site, req: &Request) -> Result<Outcome> {
     if req.dry_run {
-        return dry_run::run(cfg, req);
+        return dry_run::run(site, req);
     }
-    match prepare(cfg, req)? {
+    match prepare(site, req)? {
         Prepare::UpToDate { commit } => Ok(Outcome::UpToDate { commit }),
         Prepare::Ready(p) => p.commit(),
     }
@@ -78,21 +78,21 @@ pub struct Prepared(Box<Deploy>);
 
 /// The first half: lock, fetch, snapshot, switch to the snapshot, checkout,
 /// hooks, copy-back (then `before_switch`).
-pub fn prepare(cfg: &Config, req: &Request) -> Result<Prepare> {
-    let fresh = lock::fresh(cfg);
-    let result = prepare_locked(cfg, req);
+pub fn prepare(site: &Site, req: &Request) -> Result<Prepare> {
+    let fresh = lock::fresh(site);
+    let result = prepare_locked(site, req);
     if result.is_err() && fresh {
-        lock::forget_fresh_state(cfg);
+        lock::forget_fresh_state(site);
     }
     result
 }
 
-fn prepare_locked(cfg: &Config, req: &Request) -> Result<Prepare> {
-    let run = Run::new(cfg, req);
+fn prepare_locked(site: &Site, req: &Request) -> Result<Prepare> {
+    let run = Run::new(&site.config, req);
     let span = run.span.clone();
     let _enter = span.enter();
-    let locked = lock::acquire(cfg, req.adopt_current)?;
-    let mut d = match fetch::fetch(cfg, req, locked, run)? {
+    let locked = lock::acquire(site, req.adopt_current)?;
+    let mut d = match fetch::fetch(site, req, locked, run)? {
         Fetched::UpToDate(commit) => return Ok(Prepare::UpToDate { commit }),
         Fetched::New(d) => d,
     };
@@ -143,7 +143,7 @@ impl Prepared {
         let span = d.run.span.clone();
         let _enter = span.enter();
         if let Err(e) = d.switch_to_root(None, OnUnhealthy::RollBack) {
-            d.journal.keep_error(&d.layout.state, &e);
+            d.journal.keep_error(&d.site.layout.state, &e);
             return Err(e);
         }
         d.after_switch_gate()?;
@@ -160,7 +160,7 @@ impl Prepared {
         let span = d.run.span.clone();
         let _enter = span.enter();
         if let Err(e) = d.switch_to_root(at, OnUnhealthy::Report) {
-            d.journal.keep_error(&d.layout.state, &e);
+            d.journal.keep_error(&d.site.layout.state, &e);
             return Err(e);
         }
         Ok(Switched(d))

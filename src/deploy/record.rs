@@ -26,7 +26,7 @@ impl Deploy {
             duration_ms: self.run.clock.elapsed().as_millis() as u64,
             fleet_id: self.run.fleet_id.clone(),
         };
-        if let Err(e) = history::append(&self.layout.state, &rec) {
+        if let Err(e) = history::append(&self.site.layout.state, &rec) {
             tracing::warn!("cannot record the deploy in the history: {e:#}");
         }
         if let Some(cfg) = &self.run.notify {
@@ -36,7 +36,7 @@ impl Deploy {
 
     fn notify(&self, cfg: &crate::config::Config, rec: &Record) {
         let short = crate::commit::short(&self.commit_hex);
-        let webroot = self.layout.webroot.display();
+        let webroot = self.site.layout.webroot.display();
         let after_switch = rec
             .warnings
             .iter()
@@ -81,7 +81,7 @@ impl Deploy {
     pub(super) fn finish(mut self: Box<Self>) -> anyhow::Result<Outcome> {
         if !self.first_deploy() {
             if let Err(e) = self.evict() {
-                self.journal.keep_error(&self.layout.state, &e);
+                self.journal.keep_error(&self.site.layout.state, &e);
                 return Err(e);
             }
         }

@@ -23,11 +23,14 @@ impl Deploy {
             // The first switch moves the journal on; nothing was live before,
             // so recovery undoes a first checkout (ROOT goes unless it serves).
             if self.journal.phase != Phase::FirstCheckout {
-                if let Err(je) = self.journal.enter(&self.layout.state, Phase::FirstCheckout) {
+                if let Err(je) = self
+                    .journal
+                    .enter(&self.site.layout.state, Phase::FirstCheckout)
+                {
                     tracing::warn!("{je:#}");
                 }
             }
-            if let Err(re) = crate::recover::clean_up_failed(&self.cfg, &self.layout) {
+            if let Err(re) = crate::recover::clean_up_failed(&self.site) {
                 tracing::warn!("cannot clean up the failed first deploy: {re:#}");
             }
             self.record("failed", Some(format!("{e:#}")));
@@ -36,13 +39,14 @@ impl Deploy {
             );
         }
         let root_serves = self
+            .site
             .layout
             .live_name()
-            .is_ok_and(|n| n.as_deref() == Some(self.layout.root_name.as_str()));
+            .is_ok_and(|n| n.as_deref() == Some(self.site.layout.root_name.as_str()));
         if self.journal.phase < Phase::Rewrite && (root_serves || self.served.is_none()) {
             // ROOT was not touched and still serves (or there is no snapshot
             // to restore from): only the (partial) snapshot goes.
-            if let Err(re) = crate::recover::clean_up_failed(&self.cfg, &self.layout) {
+            if let Err(re) = crate::recover::clean_up_failed(&self.site) {
                 tracing::warn!("cannot clean up after the failed snapshot: {re:#}");
             }
             let note = match root_serves {
@@ -74,29 +78,30 @@ impl Deploy {
         let Some(snap) = self.snapshot_name().map(str::to_string) else {
             anyhow::bail!("this deploy took no snapshot, so there is nothing to restore ROOT from");
         };
-        self.journal.enter(&self.layout.state, Phase::Restore)?;
+        self.journal
+            .enter(&self.site.layout.state, Phase::Restore)?;
         let env = crate::hooks::HookEnv::new(
-            &self.cfg,
+            &self.site.config,
             self.previous.as_deref().unwrap_or_default(),
             &self.commit_hex,
-            &self.layout.entry(&snap).to_string_lossy(),
+            &self.site.layout.entry(&snap).to_string_lossy(),
         );
         crate::recover::restore_root(
-            &self.cfg,
-            &self.layout,
+            &self.site.config,
+            &self.site.layout,
             &snap,
             &self.classifier,
             (self.journal.switched_at, served_since),
             &env,
         )?;
-        Journal::finish(&self.layout.state)
+        Journal::finish(&self.site.layout.state)
     }
 
     /// Gives up a prepared deploy (a fleet that did not reach its commit point).
     pub(super) fn abort(mut self: Box<Self>, reason: &str) -> Result<()> {
         tracing::warn!("deploy {} aborted: {reason}", self.run.id);
         if self.first_deploy() {
-            crate::recover::recover(&self.cfg, &self.layout)?;
+            crate::recover::recover(&self.site)?;
         } else {
             self.restore(None)?;
         }
@@ -108,7 +113,7 @@ impl Deploy {
     /// back at once (serve the snapshot, drain, restore ROOT, serve ROOT), or,
     /// in a fleet, is kept for the fleet to decide ([`Deploy::revert`]).
     pub(super) fn health_gate(&mut self, unhealthy: OnUnhealthy) -> Result<()> {
-        let Some(hc) = self.cfg.health_check.clone() else {
+        let Some(hc) = self.site.config.health_check.clone() else {
             return Ok(());
         };
         let Err(e) = self.run.pass("health-check", || crate::health::check(&hc)) else {
@@ -143,7 +148,7 @@ impl Deploy {
         let res = self.roll_back_unhealthy(&snap, at);
         self.state.deployed = self.previous.clone();
         self.state.pinned_from = None;
-        let saved = self.state.save(&self.layout.state);
+        let saved = self.state.save(&self.site.layout.state);
         let msg = match &res {
             Ok(_) => format!("{reason}\nthe link went back to {snap} and ROOT was restored from it: the previous version is live"),
             Err(re) => format!("{reason}\nrolling back failed ({re:#})"),
@@ -157,19 +162,20 @@ impl Deploy {
     pub(super) fn roll_back_unhealthy(&mut self, snap: &str, at: Option<Instant>) -> Result<u64> {
         let switched_back = self.served.as_ref().and_then(|s| s.switched_back);
         // Journaled first: a crash from here on restores, it does not roll forward.
-        self.journal.enter(&self.layout.state, Phase::Restore)?;
+        self.journal
+            .enter(&self.site.layout.state, Phase::Restore)?;
         self.wait_for_switch_instant(at);
-        let back = crate::fsutil::fs_now_ns(&self.layout.state);
-        crate::switch::point_link(&self.layout.link(), snap)?;
-        let _ = crate::drain::wait(&self.cfg, &self.layout.root());
+        let back = crate::fsutil::fs_now_ns(&self.site.layout.state);
+        crate::switch::point_link(&self.site.layout.link(), snap)?;
+        let _ = crate::drain::wait(&self.site.config, &self.site.layout.root());
         // Uploads ROOT received during the snapshot copy, and while it served
         // the new version, are kept.
         self.restore(switched_back)?;
         // restore_root cleared the OPcache before and after its switch; also
         // drop the bytecode of exactly the files this deploy changed.
         let _ = crate::opcache::clear_for_deploy(
-            &self.cfg,
-            &self.layout.root(),
+            &self.site.config,
+            &self.site.layout.root(),
             self.plan.changes.iter().map(|c| c.path.as_path()),
             "after rolling back",
         );

@@ -19,18 +19,17 @@ use super::types::{Request, Trigger};
 use crate::config::Config;
 use crate::history::StepTiming;
 use crate::journal::Journal;
-use crate::layout::Layout;
 use crate::lock::DeployLock;
 use crate::progress::Count;
-use crate::shared::Shared;
+use crate::site::Site;
 use crate::source::{GitSource, Plan};
 use crate::state::State;
 use crate::user_content::Classifier;
 
 /// One deploy between its steps.
 pub(super) struct Deploy {
-    pub(super) cfg: Config,
-    pub(super) layout: Layout,
+    /// The site, as opened by the front-end.
+    pub(super) site: Site,
     pub(super) req: Request,
     /// Held until the deploy is dropped.
     pub(super) _lock: DeployLock,
@@ -45,7 +44,6 @@ pub(super) struct Deploy {
     pub(super) new_tracked: HashSet<PathBuf>,
     /// User content as the live (old) commit defines it, for every pass.
     pub(super) classifier: Classifier,
-    pub(super) shared: Shared,
     pub(super) journal: Journal,
     /// Nothing was live before this deploy (decided once, at the fetch: the
     /// journal's phase moves on at the first switch).
@@ -111,13 +109,13 @@ impl Deploy {
             served,
             classifier,
             new_tracked,
-            cfg,
+            site,
             ..
         } = self;
         let s = served.as_mut().context("no snapshot serves")?;
         let mut carried = 0;
         let drained = run.pass("drain", || {
-            crate::drain::wait_while(cfg, tree, || {
+            crate::drain::wait_while(&site.config, tree, || {
                 carried += carry(s, classifier, new_tracked)?;
                 Ok(())
             })

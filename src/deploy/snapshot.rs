@@ -54,8 +54,8 @@ impl Deploy {
     /// Copies ROOT into a new snapshot (recycling the oldest one when allowed).
     pub(super) fn snapshot(&mut self) -> Result<()> {
         self.step("snapshot", |d| {
-            d.journal.enter(&d.layout.state, Phase::Snapshot)?;
-            let root = d.layout.root();
+            d.journal.enter(&d.site.layout.state, Phase::Snapshot)?;
+            let root = d.site.layout.root();
             let c = &d.classifier;
             let mut repair = crate::owners::Repair::new(&root, c);
             let (mut root_watch, root_last) = d.run.pass("scan ROOT", || {
@@ -64,21 +64,21 @@ impl Deploy {
             d.run.warn(repaired_warning(&repair.repaired));
             let name = match &d.req.snapshot_name {
                 Some(n) => n.clone(),
-                None => d.layout.new_snapshot_name(Local::now())?,
+                None => d.site.layout.new_snapshot_name(Local::now())?,
             };
             // Counted by the copy engine; the total is ROOT's entry count at the last snapshot.
             let entries = Some(Count {
                 unit: "entries",
                 total: d.state.root_entries,
             });
-            let (layout, cfg) = (&d.layout, &d.cfg);
+            let (layout, cfg) = (&d.site.layout, &d.site.config);
             let taken = d.run.counted("snapshot", entries, || {
                 snapshot::take_as(layout, cfg, &name)
             })?;
             d.journal.snapshot = Some(taken.name.clone());
             d.state.set_snapshot(&taken.path, d.previous.clone())?;
             d.state.root_entries = Some(taken.stats.entries);
-            d.state.save(&d.layout.state)?;
+            d.state.save(&d.site.layout.state)?;
             let (snap, snap_last) = d.run.pass("scan snapshot", || {
                 snapshot_manifest(&taken.path, &mut root_watch, &root_last, c)
             })?;

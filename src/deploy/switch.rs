@@ -36,17 +36,18 @@ impl Deploy {
                     break;
                 }
             }
-            d.journal.enter(&d.layout.state, Phase::SwitchToSnapshot)?;
-            let (link, name) = (d.layout.link(), d.served_ref()?.taken.name.clone());
+            d.journal
+                .enter(&d.site.layout.state, Phase::SwitchToSnapshot)?;
+            let (link, name) = (d.site.layout.link(), d.served_ref()?.taken.name.clone());
             d.run
                 .pass("switch", || crate::switch::point_link(&link, &name))?;
-            d.journal.switched_at = Some(crate::fsutil::fs_now_ns(&d.layout.state));
-            d.journal.enter(&d.layout.state, Phase::Rewrite)?;
+            d.journal.switched_at = Some(crate::fsutil::fs_now_ns(&d.site.layout.state));
+            d.journal.enter(&d.site.layout.state, Phase::Rewrite)?;
             let cutoff = d.journal.switched_at;
             d.catch_up(cutoff)?;
             // A write on ROOT by a request still running there is carried
             // into the snapshot as it lands: the next request sees it.
-            let root = d.layout.root();
+            let root = d.site.layout.root();
             d.drain_carrying(&root, |s, c, _| s.catch_up(c, cutoff))?;
             d.catch_up(cutoff)?;
             let n = d.served_ref()?.caught_up;

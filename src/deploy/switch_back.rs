@@ -51,7 +51,7 @@ impl Deploy {
             }
             d.health_gate(unhealthy)?;
             d.mark_live()?;
-            d.journal.enter(&d.layout.state, Phase::Finish)?;
+            d.journal.enter(&d.site.layout.state, Phase::Finish)?;
             d.late_passes(switched_back);
             let note = if note.is_empty() {
                 note
@@ -96,7 +96,7 @@ impl Deploy {
             None => self.opcache_before("before switching back to ROOT"),
         };
         self.journal
-            .enter(&self.layout.state, Phase::SwitchToRoot)?;
+            .enter(&self.site.layout.state, Phase::SwitchToRoot)?;
         self.last_look_at_root()?;
         self.quiet_pass();
         Ok((opcache, note))
@@ -113,11 +113,11 @@ impl Deploy {
 
     /// THE switch back: the link points at ROOT again. Returns its instant.
     fn rename_to_root(&mut self) -> Result<u64> {
-        let switched_back = crate::fsutil::fs_now_ns(&self.layout.state);
+        let switched_back = crate::fsutil::fs_now_ns(&self.site.layout.state);
         if let Some(s) = self.served.as_mut() {
             s.switched_back = Some(switched_back);
         }
-        let (link, root_name) = (self.layout.link(), self.layout.root_name.clone());
+        let (link, root_name) = (self.site.layout.link(), self.site.layout.root_name.clone());
         self.run
             .pass("switch", || crate::switch::point_link(&link, &root_name))?;
         Ok(switched_back)
@@ -125,24 +125,24 @@ impl Deploy {
 
     fn first_switch(&mut self, at: Option<Instant>) -> Result<String> {
         self.journal
-            .enter(&self.layout.state, Phase::SwitchToRoot)?;
+            .enter(&self.site.layout.state, Phase::SwitchToRoot)?;
         self.wait_for_switch_instant(at);
         if crate::crashpoint::fails("first-switch") {
             anyhow::bail!(
                 "cannot create the link {} (injected: ROOTSWAP_FAULT=first-switch)",
-                self.layout.link().display()
+                self.site.layout.link().display()
             );
         }
-        crate::switch::point_link(&self.layout.link(), &self.layout.root_name)?;
+        crate::switch::point_link(&self.site.layout.link(), &self.site.layout.root_name)?;
         self.mark_live()?;
-        crate::journal::Journal::finish(&self.layout.state)?;
+        crate::journal::Journal::finish(&self.site.layout.state)?;
         Ok(format!("ROOT serves {}", crate::source::short(self.commit)))
     }
 
     /// Whether there is a php-fpm to clear the OPcache of; when there is
     /// none, one warning for the deploy (and its summary line) says so.
     fn php_fpm_found(&mut self) -> bool {
-        match crate::opcache::locate(&self.cfg).map(|l| l.warning()) {
+        match crate::opcache::locate(&self.site.config).map(|l| l.warning()) {
             Ok(Some(w)) => {
                 self.run.warn([w]);
                 false
@@ -154,7 +154,7 @@ impl Deploy {
 
     /// Clears php-fpm's OPcache; returns what happened, for the step's line.
     fn opcache_reset(&mut self, when: &str) -> String {
-        let (cfg, root, plan) = (&self.cfg, self.layout.root(), &self.plan);
+        let (cfg, root, plan) = (&self.site.config, self.site.layout.root(), &self.plan);
         let r = self.run.pass("opcache-reset", || {
             Ok(crate::opcache::clear(
                 cfg,
@@ -251,6 +251,6 @@ impl Deploy {
         } else {
             None
         };
-        self.state.save(&self.layout.state)
+        self.state.save(&self.site.layout.state)
     }
 }

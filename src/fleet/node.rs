@@ -434,9 +434,11 @@ impl Agent {
             ..Request::manual()
         };
         let job = cfg.clone();
-        let res = tokio::task::spawn_blocking(move || crate::deploy::deploy(&job, &req))
-            .await
-            .unwrap_or_else(|e| Err(anyhow!("the deploy stopped unexpectedly: {e}")));
+        let res = tokio::task::spawn_blocking(move || {
+            crate::deploy::deploy(&crate::site::Site::open(&job)?, &req)
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow!("the deploy stopped unexpectedly: {e}")));
         match res {
             Ok(_) => {
                 let mut r = NodeReport::now(NodeState::Switched);
@@ -777,7 +779,7 @@ pub fn prepare_local(cfg: &Config, rec: &DeployRecord) -> Result<Prepare> {
         fleet_id: Some(rec.id.clone()),
         adopt_current: false,
     };
-    let mut prepared = crate::deploy::prepare(cfg, &req)?;
+    let mut prepared = crate::deploy::prepare(&crate::site::Site::open(cfg)?, &req)?;
     // Done before the commit point: no node's switch waits for php-fpm.
     if let Prepare::Ready(p) = &mut prepared {
         p.clear_opcache();
@@ -805,7 +807,7 @@ async fn recover_interrupted(cfg: &Config) -> Result<()> {
     tokio::task::spawn_blocking(move || {
         let layout = Layout::from_config(&cfg);
         let _lock = DeployLock::acquire(&layout.state)?;
-        crate::recover::recover(&cfg, &layout).map(|_| ())
+        crate::recover::recover(&crate::site::Site::open(&cfg)?).map(|_| ())
     })
     .await
     .map_err(|e| anyhow!("recovery stopped unexpectedly: {e}"))?

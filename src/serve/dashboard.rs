@@ -388,9 +388,10 @@ async fn rollback(
         return busy_reply(Busy::Deploying(id));
     }
     let job_name = name.clone();
-    let req =
-        tokio::task::spawn_blocking(move || crate::rollback::request(&cfg, Some(&job_name), None))
-            .await;
+    let req = tokio::task::spawn_blocking(move || {
+        crate::rollback::request(&crate::site::Site::open(&cfg)?, Some(&job_name), None)
+    })
+    .await;
     match req {
         Ok(Ok(req)) => start(&svc, req, &format!("rollback to {name} asked by {peer}")),
         Ok(Err(e)) => error(

@@ -282,9 +282,11 @@ impl Service {
         tracing::info!(parent: &span, "deploy {id} started ({})", req.trigger.as_str());
         let started = Instant::now();
         let job_cfg = cfg.clone();
-        let res = tokio::task::spawn_blocking(move || deploy::deploy(&job_cfg, &req))
-            .await
-            .unwrap_or_else(|e| Err(anyhow!("the deploy stopped unexpectedly: {e}")));
+        let res = tokio::task::spawn_blocking(move || {
+            deploy::deploy(&crate::site::Site::open(&job_cfg)?, &req)
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow!("the deploy stopped unexpectedly: {e}")));
         {
             let _enter = span.enter();
             self.after_deploy(&cfg, &id, expected, res, started.elapsed());
