@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::run::Deploy;
+use super::state::Deploy;
 use crate::journal::Phase;
 use crate::progress::Count;
 use crate::shared::Shared;

@@ -15,9 +15,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::run::Deploy;
-use super::snapshot::Served;
-use super::switch::COPIED;
+use super::state::Deploy;
+use super::state::Served;
+use super::state::COPIED;
 use crate::user_content::{self, Classifier, CopyBackReport, Manifest};
 
 impl Deploy {

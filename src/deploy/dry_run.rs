@@ -83,7 +83,7 @@ fn tempfile_dir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "rootswap-dry-run-{}-{}",
         std::process::id(),
-        super::run::new_id()
+        super::timing::new_id()
     ));
     crate::fsutil::ensure_private_dir(&dir)?;
     Ok(dir)

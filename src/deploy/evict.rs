@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use super::run::Deploy;
+use super::state::Deploy;
 use crate::journal::Journal;
 use crate::progress::Count;
 use crate::snapshot;

@@ -8,13 +8,16 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use git2::Oid;
 
-use super::lock::Locked;
-use super::run::{Deploy, Run};
+use super::state::Deploy;
+use super::state::Locked;
+use super::timing::Run;
 use super::types::Request;
+use crate::config::Config;
 use crate::journal::{Journal, Phase};
+use crate::layout::Layout;
 use crate::shared::Shared;
 use crate::site::Site;
 use crate::source::{short, ChangeKind, GitSource, Plan};
@@ -58,7 +61,7 @@ pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) ->
     };
     // `--adopt-current`: the foreign link's tree becomes ROOT (and so the
     // version the snapshot serves) only once the commit is known to be deployable.
-    let root_empty = match super::lock::adopt_current(cfg, layout, req.adopt_current)? {
+    let root_empty = match adopt_current(cfg, layout, req.adopt_current)? {
         true => false,
         false => root_empty,
     };
@@ -189,4 +192,36 @@ fn tracked_after(before: &HashSet<PathBuf>, plan: &Plan) -> HashSet<PathBuf> {
         };
     }
     out
+}
+
+/// With `--adopt-current` and a foreign link: copies its target into the
+/// empty ROOT with the copy engine, so the deploy that follows treats it
+/// as the live site (its untracked files are user content). True when it did.
+pub(super) fn adopt_current(cfg: &Config, layout: &Layout, adopt_current: bool) -> Result<bool> {
+    if !adopt_current {
+        return Ok(false);
+    }
+    let Some(target) = layout.foreign_link()? else {
+        tracing::info!(
+            "--adopt-current: {} is not a foreign link; nothing to adopt",
+            layout.link().display()
+        );
+        return Ok(false);
+    };
+    let root = layout.root();
+    if root.is_dir() {
+        // Empty (checked under the lock's preflight): copy_tree wants a new directory.
+        std::fs::remove_dir(&root)
+            .with_context(|| format!("cannot remove the empty {}", root.display()))?;
+    }
+    let stats = crate::copy::copy_tree(&target, &root, &crate::snapshot::copy_options(cfg))
+        .with_context(|| format!("cannot copy {} into {}", target.display(), root.display()))?;
+    tracing::info!(
+        "adopted {}: copied {} into {} ({} files); the deploy goes on from there",
+        layout.link().display(),
+        target.display(),
+        root.display(),
+        stats.files
+    );
+    Ok(true)
 }

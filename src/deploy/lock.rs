@@ -5,19 +5,12 @@
 //! lock held, an interrupted deploy is recovered first (see
 //! [`crate::recover`]), so every deploy starts from one complete version.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::config::Config;
+use super::state::Locked;
 use crate::layout::{Layout, LinkState};
 use crate::lock::DeployLock;
 use crate::site::Site;
-use crate::state::State;
-
-/// The webroot, locked, with any interrupted deploy recovered.
-pub(super) struct Locked {
-    pub(super) lock: DeployLock,
-    pub(super) state: State,
-}
 
 /// Takes the deploy lock (creating the state directory) and recovers.
 /// A foreign serving link is refused before anything changes, unless
@@ -51,38 +44,6 @@ fn check_foreign_link(layout: &Layout, adopt_current: bool) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// With `--adopt-current` and a foreign link: copies its target into the
-/// empty ROOT with the copy engine, so the deploy that follows treats it
-/// as the live site (its untracked files are user content). True when it did.
-pub(super) fn adopt_current(cfg: &Config, layout: &Layout, adopt_current: bool) -> Result<bool> {
-    if !adopt_current {
-        return Ok(false);
-    }
-    let Some(target) = layout.foreign_link()? else {
-        tracing::info!(
-            "--adopt-current: {} is not a foreign link; nothing to adopt",
-            layout.link().display()
-        );
-        return Ok(false);
-    };
-    let root = layout.root();
-    if root.is_dir() {
-        // Empty (checked under the lock's preflight): copy_tree wants a new directory.
-        std::fs::remove_dir(&root)
-            .with_context(|| format!("cannot remove the empty {}", root.display()))?;
-    }
-    let stats = crate::copy::copy_tree(&target, &root, &crate::snapshot::copy_options(cfg))
-        .with_context(|| format!("cannot copy {} into {}", target.display(), root.display()))?;
-    tracing::info!(
-        "adopted {}: copied {} into {} ({} files); the deploy goes on from there",
-        layout.link().display(),
-        target.display(),
-        root.display(),
-        stats.files
-    );
-    Ok(true)
 }
 
 /// Whether the state directory is still to be created (nothing was ever deployed).

@@ -25,19 +25,22 @@
 //!
 //! Why each step is what it is: `docs/flow.md` and `docs/zero-downtime.md`.
 
+mod after_switch;
 mod checkout;
 mod copy_back;
 mod dry_run;
 mod evict;
 mod fetch;
 mod hooks;
+mod in_snapshot;
 mod lock;
 mod record;
 mod restore;
-mod run;
 mod snapshot;
-mod switch;
-mod switch_back;
+mod state;
+mod timing;
+mod to_root;
+mod to_snapshot;
 mod types;
 
 use anyhow::Result;
@@ -46,9 +49,9 @@ pub use types::{DryRun, Outcome, Request, Summary, Trigger};
 
 use crate::site::Site;
 use fetch::Fetched;
-use run::{Deploy, Run};
-use switch_back::OnUnhealthy;
-pub use switch_back::WAIT_PASS;
+use state::{Deploy, OnUnhealthy};
+use timing::Run;
+pub use to_root::WAIT_PASS;
 
 /// Runs the whole pipeline once (`rootswap deploy`).
 pub fn deploy(site: &Site, req: &Request) -> Result<Outcome> {
@@ -210,5 +213,5 @@ impl Switched {
 
 /// A fresh deploy id: local time plus a few random-ish hex digits.
 pub fn new_id() -> String {
-    run::new_id()
+    timing::new_id()
 }

@@ -3,7 +3,7 @@
 
 use chrono::Local;
 
-use super::run::Deploy;
+use super::state::Deploy;
 use super::types::{Outcome, Summary};
 use crate::history::{self, Record};
 

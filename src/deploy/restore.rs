@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 
-use super::run::Deploy;
-use super::switch_back::OnUnhealthy;
+use super::state::Deploy;
+use super::state::OnUnhealthy;
 use crate::journal::{Journal, Phase};
 
 impl Deploy {

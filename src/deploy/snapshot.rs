@@ -13,42 +13,13 @@ use std::path::PathBuf;
 use anyhow::Result;
 use chrono::Local;
 
-use super::run::Deploy;
+use super::state::{Deploy, Served};
 use crate::changes::{Changes, Watched};
 use crate::journal::Phase;
 use crate::progress::Count;
-use crate::snapshot::{self, Taken};
+use crate::snapshot;
 use crate::user_content::Classifier;
 use crate::user_content::Manifest;
-
-/// The served snapshot and what is known of the user files of both trees.
-pub(super) struct Served {
-    pub(super) taken: Taken,
-    pub(super) root_path: PathBuf,
-    /// ROOT's watch, until ROOT's user files are last looked at before the switch back.
-    pub(super) root: Option<Watched>,
-    /// ROOT's user files at the last look.
-    pub(super) root_last: Manifest,
-    /// Catch-up: ROOT's user files as last carried into the snapshot.
-    pub(super) root_base: Manifest,
-    pub(super) snap: Watched,
-    /// The snapshot's user files at the last look.
-    pub(super) snap_last: Manifest,
-    /// Base of the first copy-back pass: the snapshot's user files after the
-    /// copy and the catch-up (None once that pass ran).
-    pub(super) before: Option<Manifest>,
-    /// ROOT's user files, kept in step with what the passes do to ROOT, from
-    /// the last look before the switch back.
-    pub(super) root_seen: Option<Manifest>,
-    /// When the link returned to ROOT (ns since the epoch).
-    pub(super) switched_back: Option<u64>,
-    /// User files copied into ROOT, over all copy-back passes.
-    pub(super) copied: usize,
-    /// User files removed from ROOT, over all copy-back passes.
-    pub(super) removed: usize,
-    /// User files carried from ROOT into the snapshot before it served.
-    pub(super) caught_up: usize,
-}
 
 impl Deploy {
     /// Copies ROOT into a new snapshot (recycling the oldest one when allowed).

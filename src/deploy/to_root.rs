@@ -14,22 +14,13 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::run::Deploy;
+use super::state::{Deploy, OnUnhealthy};
 use super::types::Trigger;
 use crate::journal::Phase;
 
 /// The pass that waits for the fleet's switch instant (not work: the
 /// fleet's timing leaves it out of a node's own deploy time).
 pub const WAIT_PASS: &str = "wait for the fleet's switch instant";
-
-/// What a failing health check after the switch back does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum OnUnhealthy {
-    /// Put the old version back at once (a deploy on its own).
-    RollBack,
-    /// Keep serving and say so: the fleet decides, every node together.
-    Report,
-}
 
 impl Deploy {
     /// Points the link back at ROOT (with the passes and resets around it);

@@ -14,18 +14,10 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result};
 
-use super::run::Deploy;
-use super::snapshot::Served;
+use super::state::Served;
+use super::state::{Deploy, COPIED};
 use crate::journal::Phase;
-use crate::progress::Count;
 use crate::user_content::{self, Classifier};
-
-/// Copy-back and catch-up passes count the user files they copy (how many
-/// there are is known only inside the pass).
-pub(super) const COPIED: Option<Count> = Some(Count {
-    unit: "files copied",
-    total: None,
-});
 
 impl Deploy {
     /// Carries uploads over, points the link at the snapshot, lets requests on ROOT finish.
@@ -68,10 +60,6 @@ impl Deploy {
         } = self;
         let s = served.as_mut().context("no snapshot serves")?;
         run.counted("catch-up", COPIED, || s.catch_up(classifier, cutoff))
-    }
-
-    pub(super) fn served_ref(&self) -> Result<&Served> {
-        self.served.as_ref().context("no snapshot serves")
     }
 }
 
