@@ -12,7 +12,7 @@
 //!
 //! `ROOTSWAP_FAULT` injects events a live application causes, for the tests
 //! that must make a race happen every time: a comma-separated list of flags
-//! (`watch-overflow`, see [`crate::changes`]) and `key=value` entries, read
+//! (`watch-overflow`, see [`crate::user_content::Watched`]) and `key=value` entries, read
 //! with [`fault`]. `vanish=NAME` removes an entry called NAME from the source
 //! tree right after the copy engine listed its directory, as an application
 //! removing a lock directory at that instant would. A bare name makes that

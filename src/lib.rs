@@ -13,7 +13,6 @@
 #![warn(missing_docs)]
 
 pub mod adopt;
-pub mod changes;
 pub mod commit;
 pub mod config;
 pub mod copy;
@@ -29,18 +28,17 @@ pub mod fpm_socket;
 pub mod fsutil;
 pub mod health;
 pub mod history;
-pub mod hook_tools;
 pub mod hooks;
 pub mod hostkeys;
 pub mod init;
 pub mod journal;
 pub mod layout;
+pub mod link;
 pub mod lock;
 pub mod machine;
 pub mod nginx;
 pub mod notify;
 pub mod opcache;
-pub mod owners;
 pub mod preset;
 pub mod progress;
 pub mod recover;
@@ -55,5 +53,4 @@ pub mod snapshot;
 pub mod source;
 pub mod state;
 pub mod status;
-pub mod switch;
 pub mod user_content;

@@ -28,7 +28,7 @@ use crate::site::Site;
 use crate::source::GitSource;
 use crate::state::State;
 use crate::user_content::{self, Classifier};
-use crate::{copy, snapshot, switch};
+use crate::{copy, link, snapshot};
 
 /// Restores ROOT from the snapshot `snap_name` and points the link back at ROOT.
 ///
@@ -114,7 +114,7 @@ pub fn restore_root(
         std::iter::empty(),
         "before switching back to the restored ROOT",
     ));
-    switch::point_link(&layout.link(), &layout.root_name)?;
+    link::point_link(&layout.link(), &layout.root_name)?;
     warn_opcache(crate::opcache::clear_for_deploy(
         cfg,
         &root,
@@ -123,7 +123,7 @@ pub fn restore_root(
     ));
     crate::drain::wait(cfg, &snap);
     let mut now = user_content::scan(&snap, classifier)?;
-    user_content::copy_back(
+    user_content::carry(
         &snap,
         &root,
         &at_restore,
@@ -226,7 +226,7 @@ fn recover_as(site: &Site, record: bool) -> Result<Option<Recovered>> {
     snapshot::clean_leftovers(layout, cfg)?;
     // A kill between creating the temporary link and renaming it leaves the
     // temporary link behind, with or without a journal.
-    switch::remove_stale_temps(&layout.link())?;
+    link::remove_stale_temps(&layout.link())?;
     // ... and so does a kill inside a durable write of the state files.
     crate::fsutil::remove_write_temps(&layout.state);
     let Some(j) = journal else { return Ok(None) };
@@ -271,7 +271,7 @@ fn recover_as(site: &Site, record: bool) -> Result<Option<Recovered>> {
             format!("rolled back: ROOT restored from {snap}, the previous version stays live")
         }
         (Phase::SwitchToRoot | Phase::Finish, snap) => {
-            switch::point_link(&layout.link(), &layout.root_name)?;
+            link::point_link(&layout.link(), &layout.root_name)?;
             let mut state = State::load(&layout.state)?;
             state.deployed = Some(j.commit.clone());
             state.save(&layout.state)?;
@@ -292,7 +292,7 @@ fn recover_as(site: &Site, record: bool) -> Result<Option<Recovered>> {
         (phase, None) => {
             // A phase after the snapshot without a snapshot name cannot happen; make ROOT live if it can.
             if matches!(layout.link_state()?, LinkState::Symlink(_)) && !root_live {
-                switch::point_link(&layout.link(), &layout.root_name)?;
+                link::point_link(&layout.link(), &layout.root_name)?;
             }
             format!(
                 "interrupted during {} with no snapshot recorded; left ROOT as it was",

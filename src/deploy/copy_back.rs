@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use super::state::Deploy;
 use super::state::Served;
 use super::state::COPIED;
-use crate::user_content::{self, Classifier, CopyBackReport, Manifest};
+use crate::user_content::{self, Carried, Classifier, Manifest};
 
 impl Deploy {
     /// The first copy-back pass, then `before_switch`.
@@ -42,7 +42,7 @@ impl Deploy {
         name: &str,
         cutoff: Option<u64>,
         after_switch_back: bool,
-    ) -> Result<CopyBackReport> {
+    ) -> Result<Carried> {
         let Deploy {
             run,
             served,
@@ -66,11 +66,11 @@ impl Served {
         new_tracked: &HashSet<PathBuf>,
         cutoff: Option<u64>,
         after_switch_back: bool,
-    ) -> Result<CopyBackReport> {
+    ) -> Result<Carried> {
         let mut now = self.snap.manifest(&self.snap_last, c)?;
         let base = self.before.as_ref().unwrap_or(&self.snap_last);
         let root_seen = self.root_seen.as_ref().filter(|_| after_switch_back);
-        let r = user_content::copy_back(
+        let r = user_content::carry(
             &self.taken.path,
             &self.root_path,
             base,
@@ -93,7 +93,7 @@ impl Served {
 /// Keeps `root_seen` (ROOT's user files) in step with what a copy-back pass
 /// did to ROOT: a copied file's entry in `now` is what was written there; a
 /// removed file is gone (removed by rootswap, not deleted by a request).
-fn applied_to_root(root_seen: &mut Manifest, now: &Manifest, r: &CopyBackReport) {
+fn applied_to_root(root_seen: &mut Manifest, now: &Manifest, r: &Carried) {
     for p in &r.copied {
         if let Some(sig) = now.get(p) {
             root_seen.insert(p.clone(), *sig);

@@ -166,7 +166,7 @@ impl Deploy {
             .enter(&self.site.layout.state, Phase::Restore)?;
         self.wait_for_switch_instant(at);
         let back = crate::fsutil::fs_now_ns(&self.site.layout.state);
-        crate::switch::point_link(&self.site.layout.link(), snap)?;
+        crate::link::point_link(&self.site.layout.link(), snap)?;
         let _ = crate::drain::wait(&self.site.config, &self.site.layout.root());
         // Uploads ROOT received during the snapshot copy, and while it served
         // the new version, are kept.

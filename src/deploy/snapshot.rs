@@ -6,7 +6,7 @@
 //! known without walking it again); the snapshot likewise right after the
 //! copy. These two walks are the only full walks of user content in a
 //! deploy: every later look at either tree re-reads only what the watches
-//! report (see [`crate::changes`]).
+//! report (see [`crate::user_content::Watched`]).
 
 use std::path::PathBuf;
 
@@ -14,12 +14,12 @@ use anyhow::Result;
 use chrono::Local;
 
 use super::state::{Deploy, Served};
-use crate::changes::{Changes, Watched};
 use crate::journal::Phase;
 use crate::progress::Count;
 use crate::snapshot;
 use crate::user_content::Classifier;
 use crate::user_content::Manifest;
+use crate::user_content::{Changes, Watched};
 
 impl Deploy {
     /// Copies ROOT into a new snapshot (recycling the oldest one when allowed).
@@ -28,7 +28,7 @@ impl Deploy {
             d.journal.enter(&d.site.layout.state, Phase::Snapshot)?;
             let root = d.site.layout.root();
             let c = &d.classifier;
-            let mut repair = crate::owners::Repair::new(&root, c);
+            let mut repair = crate::user_content::Repair::new(&root, c);
             let (mut root_watch, root_last) = d.run.pass("scan ROOT", || {
                 Watched::scan_visiting(&root, c, &mut |rel| repair.visit(rel))
             })?;

@@ -15,7 +15,6 @@ use git2::Oid;
 
 use super::timing::Run;
 use super::types::Request;
-use crate::changes::Watched;
 use crate::hooks::{self, HookEnv};
 use crate::journal::Journal;
 use crate::lock::DeployLock;
@@ -24,6 +23,7 @@ use crate::site::Site;
 use crate::snapshot::Taken;
 use crate::source::{GitSource, Plan};
 use crate::state::State;
+use crate::user_content::Watched;
 use crate::user_content::{Classifier, Manifest};
 
 /// One deploy between its steps.

@@ -110,7 +110,7 @@ impl Deploy {
         }
         let (link, root_name) = (self.site.layout.link(), self.site.layout.root_name.clone());
         self.run
-            .pass("switch", || crate::switch::point_link(&link, &root_name))?;
+            .pass("switch", || crate::link::point_link(&link, &root_name))?;
         Ok(switched_back)
     }
 
@@ -124,7 +124,7 @@ impl Deploy {
                 self.site.layout.link().display()
             );
         }
-        crate::switch::point_link(&self.site.layout.link(), &self.site.layout.root_name)?;
+        crate::link::point_link(&self.site.layout.link(), &self.site.layout.root_name)?;
         self.mark_live()?;
         crate::journal::Journal::finish(&self.site.layout.state)?;
         Ok(format!("ROOT serves {}", crate::source::short(self.commit)))

@@ -8,7 +8,7 @@
 //! runs on ROOT. Each catch-up looks only at what ROOT's watch reports.
 //!
 //! The switch itself is one rename(2) of a temporary link over the serving
-//! link ([`crate::switch::point_link`]): there is no instant without a link.
+//! link ([`crate::link::point_link`]): there is no instant without a link.
 
 use std::collections::HashSet;
 
@@ -32,7 +32,7 @@ impl Deploy {
                 .enter(&d.site.layout.state, Phase::SwitchToSnapshot)?;
             let (link, name) = (d.site.layout.link(), d.served_ref()?.taken.name.clone());
             d.run
-                .pass("switch", || crate::switch::point_link(&link, &name))?;
+                .pass("switch", || crate::link::point_link(&link, &name))?;
             d.journal.switched_at = Some(crate::fsutil::fs_now_ns(&d.site.layout.state));
             d.journal.enter(&d.site.layout.state, Phase::Rewrite)?;
             let cutoff = d.journal.switched_at;
@@ -72,7 +72,7 @@ impl Served {
         let mut root_now = scanned;
         let before = self.before.as_mut().context("the copy-back has begun")?;
         // A file the snapshot had and lost since was deleted by a request there: not brought back.
-        let r = user_content::copy_back(
+        let r = user_content::carry(
             &self.root_path,
             &self.taken.path,
             &self.root_base,

@@ -22,8 +22,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use crate::config::strip_optional;
-
 const SHELL_SPECIAL: &[char] = &[
     '$', '`', '\'', '"', '\\', '(', ')', '{', '}', '|', ';', '&', '<', '>', '*', '?', '[', ']',
     '~', '#',
@@ -136,6 +134,7 @@ fn probe(argv: &[&str], dir: &Path, timeout: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::strip_optional;
 
     #[test]
     fn optional_marker() {

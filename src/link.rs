@@ -1,4 +1,4 @@
-//! Step 3 and 6 of the flow: point the serving link at a tree, atomically.
+//! The atomic link switch: point the serving link at a tree with one rename.
 //!
 //! The new link is created under a unique temporary name in the same
 //! directory and renamed over the old one with rename(2), which replaces the

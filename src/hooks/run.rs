@@ -1,4 +1,5 @@
-//! Step 4 of the flow, second half: the build hooks (`composer install`, …).
+//! Running a hook list (`composer install`, `php artisan …`): one shell
+//! command after the other, with a deadline that holds.
 //!
 //! Each hook runs as `sh -c CMD` in ROOT, in a process group of its own, with
 //! the deploy's variables in its environment. Its output is streamed, line by
@@ -22,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-mod output;
-mod procs;
+use super::{output, procs};
 
 use output::Output;
 
@@ -107,9 +107,9 @@ pub fn run_all(
     timeout: Duration,
 ) -> Result<()> {
     for cmd in commands {
-        // `"? CMD"` is optional: skipped when its tool is missing (see hook_tools).
-        let (cmd, optional) = crate::hook_tools::strip_optional(cmd);
-        if let Some(why) = crate::hook_tools::missing_tool(cmd, dir, optional, timeout) {
+        // `"? CMD"` is optional: skipped when its tool is missing (see tools.rs).
+        let (cmd, optional) = crate::config::strip_optional(cmd);
+        if let Some(why) = super::tools::missing_tool(cmd, dir, optional, timeout) {
             if optional {
                 tracing::info!("hook {stage}: skipped optional `{cmd}`: {why}");
                 continue;

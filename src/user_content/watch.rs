@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
-use crate::user_content::{self, Classifier, Manifest};
+use super::rules::Classifier;
+use super::scan::{self, Manifest};
 
 /// How long a look waits for its barrier event before it trusts nothing.
 const BARRIER_WAIT: Duration = Duration::from_secs(2);
@@ -234,7 +235,7 @@ impl Watched {
 
     /// [`Watched::scan`], calling `visit` with each directory (relative to
     /// the tree) before it is read: ROOT's scan repairs owners on the way
-    /// ([`crate::owners::Repair`]) without a walk of its own.
+    /// ([`crate::user_content::Repair`]) without a walk of its own.
     pub fn scan_visiting(
         tree: &Path,
         c: &Classifier,
@@ -254,19 +255,19 @@ impl Watched {
             full_scans: 0,
         };
         let m = match &mut w.watch {
-            Some(watch) => user_content::scan_with(tree, c, &mut |rel| {
+            Some(watch) => scan::scan_with(tree, c, &mut |rel| {
                 visit(rel);
                 watch.add_dir(rel)
             })?,
-            None => user_content::scan_with(tree, c, visit)?,
+            None => scan::scan_with(tree, c, visit)?,
         };
         Ok((w, m))
     }
 
     fn full(&mut self, c: &Classifier) -> Result<Manifest> {
         match &mut self.watch {
-            Some(w) => user_content::scan_with(&self.tree, c, &mut |rel| w.add_dir(rel)),
-            None => user_content::scan(&self.tree, c),
+            Some(w) => scan::scan_with(&self.tree, c, &mut |rel| w.add_dir(rel)),
+            None => scan::scan(&self.tree, c),
         }
     }
 
@@ -309,10 +310,8 @@ impl Watched {
         c: &Classifier,
     ) -> Manifest {
         match self.watch.as_mut() {
-            Some(w) => {
-                user_content::rescan_with(&self.tree, c, last, paths, &mut |rel| w.add_dir(rel))
-            }
-            None => user_content::rescan(&self.tree, c, last, paths),
+            Some(w) => scan::rescan_with(&self.tree, c, last, paths, &mut |rel| w.add_dir(rel)),
+            None => scan::rescan(&self.tree, c, last, paths),
         }
     }
 
@@ -323,13 +322,9 @@ impl Watched {
         let why = match self.watch.as_mut().map(|w| w.take()) {
             Some(Changes::Paths(paths)) => {
                 let w = self.watch.as_mut().expect("watch present");
-                return Ok(user_content::rescan_with(
-                    &self.tree,
-                    c,
-                    last,
-                    &paths,
-                    &mut |rel| w.add_dir(rel),
-                ));
+                return Ok(scan::rescan_with(&self.tree, c, last, &paths, &mut |rel| {
+                    w.add_dir(rel)
+                }));
             }
             Some(Changes::Everything(why)) => why,
             None => self.no_watch.clone().unwrap_or_default(),
@@ -371,12 +366,12 @@ mod tests {
         std::fs::write(tree.join("uploads/deep/er/x"), "x").unwrap();
         std::fs::rename(tree.join("uploads/old"), tree.join("uploads/moved")).unwrap();
         let watched = w.manifest(&first, &c).unwrap();
-        assert_eq!(watched, user_content::scan(tree, &c).unwrap());
+        assert_eq!(watched, scan::scan(tree, &c).unwrap());
         // A directory created since is watched too, and so is a moved one under its new name.
         std::fs::write(tree.join("uploads/deep/er/y"), "y").unwrap();
         std::fs::write(tree.join("uploads/moved/b"), "b").unwrap();
         let again = w.manifest(&watched, &c).unwrap();
-        assert_eq!(again, user_content::scan(tree, &c).unwrap());
+        assert_eq!(again, scan::scan(tree, &c).unwrap());
         assert!(again.contains_key(Path::new("uploads/moved/b")));
         assert!(!again.contains_key(Path::new("uploads/old/b")));
         assert_eq!(w.full_scans, 0, "no look needed a full scan");
@@ -427,7 +422,7 @@ mod tests {
             limit + 100,
             "the full scan found every user file"
         );
-        assert_eq!(now, user_content::scan(tree, &c).unwrap());
+        assert_eq!(now, scan::scan(tree, &c).unwrap());
         // The watch goes on after the full scan.
         std::fs::write(tree.join("uploads/after"), "a").unwrap();
         let later = w.manifest(&now, &c).unwrap();

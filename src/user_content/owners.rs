@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::user_content::Classifier;
+use super::rules::Classifier;
 
 /// Repairs root-owned directories in one tree's user content.
 pub struct Repair {
