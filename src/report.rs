@@ -353,3 +353,38 @@ where
         writeln!(writer)
     }
 }
+
+/// `rootswap deploy --dry-run` for people: what would change, file by file.
+pub fn dry_run_text(d: &crate::deploy::DryRun) -> String {
+    let mut out = String::new();
+    let from = d
+        .from
+        .as_deref()
+        .map(crate::commit::short)
+        .unwrap_or("nothing");
+    let _ = writeln!(out, "would deploy {} (live: {from})", d.described);
+    for n in &d.notes {
+        let _ = writeln!(out, "{n}");
+    }
+    for (label, list) in [
+        ("add", &d.added),
+        ("change", &d.modified),
+        ("remove", &d.deleted),
+    ] {
+        for p in list {
+            let _ = writeln!(out, "  {label:<6} {}", p.display());
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} added, {} changed, {} removed; {} user files would be carried over",
+        d.added.len(),
+        d.modified.len(),
+        d.deleted.len(),
+        d.user_files.len()
+    );
+    for p in &d.user_files {
+        let _ = writeln!(out, "  keep   {}", p.display());
+    }
+    out
+}
