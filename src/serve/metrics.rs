@@ -11,7 +11,6 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 
-use super::lock;
 use crate::config::Config;
 use crate::layout::Layout;
 
@@ -139,4 +138,9 @@ impl Metrics {
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Locks `m`, also when a panicking holder poisoned it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -434,7 +434,7 @@ fn history_row(out: &mut String, v: &View, r: &Record) {
         );
     }
     out.push_str("</tbody></table>");
-    if let Some(events) = super::super::events::events_of(&r.id) {
+    if let Some(events) = crate::serve::events::events_of(&r.id) {
         out.push_str(r#"<pre class="log">"#);
         for e in events.iter().filter(|e| e.kind == "log") {
             let _ = writeln!(
