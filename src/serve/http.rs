@@ -24,9 +24,12 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use super::auth::host_guard;
+use super::dashboard;
+use super::deploy_api;
+use super::listener;
 use super::service::Service;
 use super::settings::listen_addr;
-use super::{dashboard, deploy_api, listener, webhook};
+use super::webhook;
 use crate::config::Config;
 
 /// Largest request body accepted.

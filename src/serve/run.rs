@@ -15,8 +15,11 @@ use tokio_cron_scheduler::JobScheduler;
 
 use super::check::Check;
 use super::http::{self, Http};
+use super::listener;
+use super::schedule;
 use super::service::{abbrev, lock, Service};
-use super::{listener, schedule, settings, watch};
+use super::settings;
+use super::watch;
 use crate::config::{AutoDeployConfig, Config};
 use crate::fleet::Agent;
 
