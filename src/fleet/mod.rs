@@ -42,6 +42,7 @@ pub mod deploy_lock;
 pub mod etcd;
 pub mod keys;
 pub mod membership;
+mod no_service;
 pub mod participate;
 pub mod records;
 pub mod settle;
