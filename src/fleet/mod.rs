@@ -2,7 +2,7 @@
 //! together, coordinated through etcd (the `fleet:` section of the config).
 //!
 //! Every node's `rootswap serve` keeps a membership key alive on a lease and
-//! takes part in an election ([`node`]); the leader polls the branch. A
+//! takes part in an election ([`Agent`]); the leader polls the branch. A
 //! deploy is two-phase ([`coordinator`]):
 //!
 //! 1. the coordinator takes the fleet's deploy lock (a key on a lease; its

@@ -13,7 +13,7 @@
 //!
 //! Where each part lives, from the ground up:
 //!
-//! - [`check`]: why the service looks at the branch; `deliveries`: webhook
+//! - `check`: why the service looks at the branch; `deliveries`: webhook
 //!   deliveries seen lately; `metrics`: the counters and the Prometheus
 //!   text; `schedule`: the `auto_deploy` schedule and the backoff;
 //!   `settings`: the checks of `trigger:` and `auto_deploy:`; `watch`: the

@@ -17,10 +17,10 @@
 //! grants; on top of that a POST whose `Origin` (or `Sec-Fetch-Site`) says
 //! it comes from another site is refused before anything else.
 //!
-//! The routes are in the listener's one router ([`super::http`]); here are
-//! [`pages`] (the page, the view, the live events, the assets), [`actions`]
-//! (deploy, rollback, keep, remove), [`reply`] (their answers: no-store,
-//! security headers) and [`render`] (the HTML) with [`links`] (commit and
+//! The routes are in the listener's one router (`serve::http`); here are
+//! `pages` (the page, the view, the live events, the assets), `actions`
+//! (deploy, rollback, keep, remove), `reply` (their answers: no-store,
+//! security headers) and [`render`] (the HTML) with `links` (commit and
 //! compare links of known Git hosts).
 
 mod actions;
