@@ -171,7 +171,7 @@ fn run(command: Command, config: &std::path::Path) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            rootswap::serve::run(config, cli::open(config)?.config)?;
+            rootswap::serve::run(config, cli::open(config)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Fleet {

@@ -34,6 +34,15 @@ pub struct Site {
     pub shared: Shared,
 }
 
+/// A site reads as its configuration (`site.trigger`, `&site` where a
+/// `&Config` is wanted): what is derived from it is in the named fields.
+impl std::ops::Deref for Site {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
 impl Site {
     /// Opens the site `config` describes. An error names the configuration
     /// file and the key.

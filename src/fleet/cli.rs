@@ -7,6 +7,7 @@ use anyhow::{anyhow, Context, Result};
 
 use super::coordinator::{self, Coordinate, FleetOutcome};
 use super::etcd::Etcd;
+use super::records::NodeState;
 use super::status;
 use crate::config::Config;
 
@@ -95,7 +96,7 @@ fn deploy_as(
         } => {
             let switched = nodes
                 .values()
-                .filter(|r| r.state == super::NodeState::Switched)
+                .filter(|r| r.state == NodeState::Switched)
                 .count();
             println!(
                 "fleet deploy {}: {} live on {switched} of {} nodes{}",

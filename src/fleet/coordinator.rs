@@ -3,18 +3,19 @@
 //!
 //! It runs in the leader's `rootswap serve` (a poll or the trigger URL found
 //! a new commit) or in `rootswap deploy` on any node; the nodes' own `serve`
-//! do the work ([`super::node`]).
+//! do the work ([`super::Agent`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use serde::{Deserialize, Serialize};
 
+use super::deploy_lock::Lock;
 use super::etcd::{absent, created_at, exists, put_op, Etcd};
+use super::records::{now_ms, Committed, DeployRecord, Member, NodeReport, NodeState};
 use super::settle::{self, Verdict};
-use super::{now_ms, Committed, DeployRecord, Member, NodeReport, NodeState, Revert};
-use crate::config::Config;
+use super::view::{alive, View, Waker};
+use crate::config::{Config, FleetConfig};
 use crate::layout::Layout;
 use crate::source::GitSource;
 
@@ -71,27 +72,6 @@ pub enum FleetOutcome {
         window_ns: Option<i128>,
     },
 }
-
-/// A fleet deploy is already in progress (the lock is held).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Busy {
-    /// Deploy id of the holder.
-    pub id: String,
-    /// Who holds the lock.
-    pub coordinator: String,
-}
-
-impl std::fmt::Display for Busy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "a fleet deploy is already in progress (deploy {}, coordinated by {}); wait for it to finish",
-            self.id, self.coordinator
-        )
-    }
-}
-
-impl std::error::Error for Busy {}
 
 /// The fleet deploy was aborted: every node serves the old version.
 #[derive(Debug, Clone)]
@@ -155,10 +135,14 @@ pub async fn coordinate(
         .await?
         .map(|c| c.value.commit);
     let lock = Lock::take(etcd, fleet.lease, &id, &req.coordinator, &fleet.node).await?;
-    let result = run(
-        etcd, cfg, &req, &lock, id, commit, described, members, previous, on,
-    )
-    .await;
+    let plan = Plan {
+        id,
+        commit,
+        described,
+        members: members.into_keys().collect(),
+        previous,
+    };
+    let result = run(etcd, cfg, fleet, &req, &lock, plan, on).await;
     lock.release(etcd).await;
     result
 }
@@ -175,148 +159,6 @@ async fn resolve(cfg: &Config, reference: Option<String>) -> Result<(String, Str
     })
     .await
     .map_err(|e| anyhow!("resolving the commit stopped unexpectedly: {e}"))?
-}
-
-/// The members alive now, by node id.
-pub async fn alive(etcd: &Etcd) -> Result<BTreeMap<String, Member>> {
-    Ok(etcd
-        .list_json::<Member>(&etcd.keys.members())
-        .await?
-        .into_iter()
-        .collect())
-}
-
-/// The fleet's deploy lock: a key on a lease of its own, created only if
-/// absent; its create revision is the fencing token.
-struct Lock {
-    lease: i64,
-    ttl: Duration,
-    node: String,
-    revision: i64,
-    keeper: tokio::task::JoinHandle<()>,
-    lost: tokio::sync::watch::Receiver<bool>,
-}
-
-impl Lock {
-    async fn take(
-        etcd: &Etcd,
-        ttl: Duration,
-        id: &str,
-        coordinator: &str,
-        node: &str,
-    ) -> Result<Lock> {
-        let key = etcd.keys.lock();
-        let lease = etcd.grant(ttl).await?;
-        let holder = Busy {
-            id: id.to_string(),
-            coordinator: coordinator.to_string(),
-        };
-        let (ok, revision) = etcd
-            .txn(vec![absent(&key)], vec![put_op(&key, &holder, Some(lease))])
-            .await?;
-        if !ok {
-            let _ = etcd.revoke(lease).await;
-            let held = etcd.get::<Busy>(&key).await.ok().flatten();
-            return Err(held
-                .map(|h| h.value)
-                .unwrap_or(Busy {
-                    id: "?".into(),
-                    coordinator: "another node".into(),
-                })
-                .into());
-        }
-        let (tx, lost) = tokio::sync::watch::channel(false);
-        let keeper = etcd.keep_alive(lease, ttl, tx);
-        Ok(Lock {
-            lease,
-            ttl,
-            node: node.to_string(),
-            revision,
-            keeper,
-            lost,
-        })
-    }
-
-    fn is_lost(&self) -> bool {
-        *self.lost.borrow()
-    }
-
-    async fn release(self, etcd: &Etcd) {
-        self.keeper.abort();
-        let key = etcd.keys.lock();
-        let _ = etcd
-            .txn(
-                vec![created_at(&key, self.revision)],
-                vec![etcd_client::TxnOp::delete(key.as_str(), None)],
-            )
-            .await;
-        let _ = etcd.revoke(self.lease).await;
-    }
-}
-
-/// What etcd says about one deploy right now.
-#[derive(Debug, Default)]
-pub struct View {
-    /// Each node's report.
-    pub nodes: BTreeMap<String, NodeReport>,
-    /// Nodes whose `prepared` key exists.
-    pub prepared: Vec<String>,
-    /// The commit point passed.
-    pub committed: bool,
-    /// Abort reason, once aborted.
-    pub aborted: Option<String>,
-    /// Node chosen to run `hooks.once`.
-    pub once: Option<String>,
-    /// `hooks.once` succeeded.
-    pub once_done: bool,
-    /// `hooks.once` failed: the error.
-    pub once_failed: Option<String>,
-    /// The instant (Unix ms) every node renames its link, once committed.
-    pub switch_at_ms: Option<i64>,
-    /// Every node is healthy on the new version: the deploy is over.
-    pub settled: bool,
-    /// The fleet goes back to the old version (after the commit point).
-    pub revert: Option<Revert>,
-}
-
-impl View {
-    /// Reads deploy `id`'s keys.
-    pub async fn read(etcd: &Etcd, id: &str) -> Result<View> {
-        let under = etcd.keys.under(id);
-        let (kvs, _) = etcd.list(&under).await?;
-        let mut v = View::default();
-        for (key, value) in kvs {
-            let Some(rest) = key.strip_prefix(&under) else {
-                continue;
-            };
-            if rest == "commit" {
-                v.committed = true;
-                v.switch_at_ms = serde_json::from_slice(&value).ok();
-            } else if rest == "settled" {
-                v.settled = true;
-            } else if rest == "revert" {
-                v.revert = serde_json::from_slice(&value).ok();
-            } else if rest == "abort" {
-                v.aborted = Some(
-                    serde_json::from_slice::<String>(&value)
-                        .unwrap_or_else(|_| String::from_utf8_lossy(&value).into_owned()),
-                );
-            } else if rest == "once" {
-                v.once = serde_json::from_slice(&value).ok();
-            } else if rest == "once-done" {
-                v.once_done = true;
-            } else if rest == "once-failed" {
-                v.once_failed = Some(serde_json::from_slice(&value).unwrap_or_default());
-            } else if let Some(n) = rest.strip_prefix("prepared/") {
-                v.prepared.push(n.to_string());
-            } else if let Some(n) = rest.strip_prefix("nodes/") {
-                if let Ok(r) = serde_json::from_slice(&value) {
-                    v.nodes.insert(n.to_string(), r);
-                }
-            }
-        }
-        Ok(v)
-    }
 }
 
 /// Who runs `hooks.once`: the coordinating node when it is a member, else the first member.
@@ -358,57 +200,29 @@ async fn abort_until_known(etcd: &Etcd, id: &str, reason: &str, max: Duration) -
     }
 }
 
-/// Waits for the next change under the site's prefix, at most `max`.
-pub struct Waker {
-    stream: Option<etcd_client::WatchStream>,
-    prefix: String,
-}
-
-impl Waker {
-    /// A waker watching `prefix` from now.
-    pub async fn new(etcd: &Etcd, prefix: &str) -> Waker {
-        Waker {
-            stream: etcd.watch_prefix(prefix, 0).await.ok(),
-            prefix: prefix.to_string(),
-        }
-    }
-
-    /// Returns after a change (or `max`, or at once when the watch broke and was renewed).
-    pub async fn wait(&mut self, etcd: &Etcd, max: Duration) {
-        match self.stream.as_mut() {
-            Some(s) => match tokio::time::timeout(max, s.message()).await {
-                Ok(Ok(Some(r))) if !r.canceled() => {}
-                Ok(_) => self.stream = etcd.watch_prefix(&self.prefix, 0).await.ok(),
-                Err(_) => {}
-            },
-            None => {
-                tokio::time::sleep(max).await;
-                self.stream = etcd.watch_prefix(&self.prefix, 0).await.ok();
-            }
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    etcd: &Etcd,
-    cfg: &Config,
-    req: &Coordinate,
-    lock: &Lock,
+/// What [`coordinate`] decided before it took the lock.
+struct Plan {
     id: String,
     commit: String,
     described: String,
-    members: BTreeMap<String, Member>,
+    members: Vec<String>,
     previous: Option<String>,
-    on: &(dyn Fn(Event) + Send + Sync),
-) -> Result<FleetOutcome> {
-    let fleet = cfg.fleet.as_ref().expect("checked by coordinate");
+}
+
+/// The record every member prepares from.
+fn new_record(
+    cfg: &Config,
+    fleet: &FleetConfig,
+    req: &Coordinate,
+    lock: &Lock,
+    plan: Plan,
+) -> Result<DeployRecord> {
     let layout = Layout::from_config(cfg);
-    let record = DeployRecord {
-        id: id.clone(),
-        commit,
-        described,
-        members: members.keys().cloned().collect(),
+    Ok(DeployRecord {
+        id: plan.id,
+        commit: plan.commit,
+        described: plan.described,
+        members: plan.members,
         snapshot: layout.new_snapshot_name(chrono::Local::now())?,
         deadline_ms: now_ms() + fleet.prepare_timeout.as_millis() as i64,
         coordinator: req.coordinator.clone(),
@@ -416,215 +230,184 @@ async fn run(
         created: chrono::Local::now().to_rfc3339(),
         trigger: req.trigger.clone(),
         once: !cfg.hooks.once.is_empty(),
-        previous,
-    };
+        previous: plan.previous,
+    })
+}
+
+/// Writes the record (and `last`) while the lock is still ours.
+async fn publish(etcd: &Etcd, lock: &Lock, record: &DeployRecord) -> Result<()> {
     let k = &etcd.keys;
-    let mut waker = Waker::new(etcd, k.prefix()).await;
+    let id = &record.id;
     let (ok, _) = etcd
         .txn(
             vec![created_at(&k.lock(), lock.revision)],
             vec![
-                put_op(&k.record(&id), &record, None),
-                put_op(&k.last(), &id, None),
+                put_op(&k.record(id), record, None),
+                put_op(&k.last(), id, None),
             ],
         )
         .await?;
     if !ok {
         anyhow::bail!("fleet deploy {id}: the deploy lock was lost before the record was written; nothing was started");
     }
+    Ok(())
+}
+
+async fn run(
+    etcd: &Etcd,
+    cfg: &Config,
+    fleet: &FleetConfig,
+    req: &Coordinate,
+    lock: &Lock,
+    plan: Plan,
+    on: &(dyn Fn(Event) + Send + Sync),
+) -> Result<FleetOutcome> {
+    let record = new_record(cfg, fleet, req, lock, plan)?;
+    let waker = Waker::new(etcd, etcd.keys.prefix()).await;
+    publish(etcd, lock, &record).await?;
     on(Event::Started(record.clone()));
-    let mut seen = BTreeMap::new();
-    let decided = prepare_phase(
+    let mut run = Run {
         etcd,
-        &record,
+        fleet,
+        record,
         lock,
-        fleet.switch_delay,
-        &mut waker,
-        &mut seen,
+        waker,
+        seen: BTreeMap::new(),
         on,
-    )
-    .await;
-    let reason = match decided {
+    };
+    let reason = match run.prepare_phase().await {
         Ok(None) => None,
         Ok(Some(reason)) => Some(reason),
         Err(e) => Some(format!("the coordinator lost etcd: {e:#}")),
     };
     if let Some(reason) = reason {
-        on(Event::Aborting(reason.clone()));
-        if abort_until_known(etcd, &id, &reason, fleet.lease * 3).await? {
-            settle(
-                etcd,
-                &record,
-                fleet.lease * 2,
-                &mut waker,
-                &mut seen,
-                on,
-                |r| matches!(r.state, NodeState::Aborted | NodeState::Failed),
-            )
-            .await;
-            return Err(Aborted {
-                id,
-                commit: record.commit,
-                reason,
-            }
-            .into());
-        }
+        run.abort(reason).await?;
         // The abort lost the race against the commit point: it is committed.
     }
     on(Event::CommitPoint);
-    let nodes = after_commit(etcd, fleet, &record, lock, &mut waker, &mut seen, on).await?;
-    let renames: Vec<i128> = nodes
-        .values()
-        .filter(|r| r.state == NodeState::Switched && !r.up_to_date)
-        .filter_map(|r| r.rename_ns)
-        .collect();
-    let window_ns = match (renames.iter().min(), renames.iter().max()) {
-        (Some(a), Some(b)) if renames.len() > 1 => Some(b - a),
-        _ => None,
-    };
+    let nodes = run.after_commit().await?;
+    let window_ns = rename_window(&nodes);
     Ok(FleetOutcome::Committed {
-        record,
+        record: run.record,
         nodes,
         window_ns,
     })
 }
 
-/// After the commit point: waits for every live member's switch, writes
-/// the verdict (see [`settle`]), and, on a revert, waits for the nodes to
-/// go back; the revert is an `Err` naming its reason.
-async fn after_commit(
-    etcd: &Etcd,
-    fleet: &crate::config::FleetConfig,
-    record: &DeployRecord,
-    lock: &Lock,
-    waker: &mut Waker,
-    seen: &mut BTreeMap<String, NodeReport>,
-    on: &(dyn Fn(Event) + Send + Sync),
-) -> Result<BTreeMap<String, NodeReport>> {
-    let nodes = settle(
-        etcd,
-        record,
-        fleet.prepare_timeout,
-        waker,
-        seen,
-        on,
-        |r: &NodeReport| settle::switched(r.state),
-    )
-    .await;
-    let live = alive(etcd).await.unwrap_or_default();
-    let verdict = settle::verdict(record, &nodes, &live, true).unwrap_or(Verdict::Settle);
-    let until = std::time::Instant::now() + fleet.lease * 3;
-    let written = loop {
-        let _ = settle::write(
-            etcd,
-            record,
-            &verdict,
-            fleet.switch_delay,
-            Some(lock.revision),
-        )
-        .await;
-        match View::read(etcd, &record.id)
-            .await
-            .map(|v| settle::written(&v))
-        {
-            Ok(Some(v)) => break v,
-            _ if std::time::Instant::now() > until => {
-                anyhow::bail!(
-                    "fleet deploy {}: the commit point passed, but its verdict cannot be written; \
-                     the nodes write it themselves once this coordinator's lock expires (see `rootswap fleet status`)",
-                    record.id
-                )
-            }
-            _ => waker.wait(etcd, Duration::from_millis(250)).await,
-        }
-    };
-    let Verdict::Revert(reason) = written else {
-        // Each node evicts and records its deploy, then says so.
-        let finished = |r: &NodeReport| r.finished || r.state != NodeState::Switched;
-        let nodes = settle(etcd, record, fleet.lease * 2, waker, seen, on, finished).await;
-        return Ok(nodes);
-    };
-    on(Event::RollingBack(reason.clone()));
-    let back = |r: &NodeReport| matches!(r.state, NodeState::RolledBack | NodeState::SwitchFailed);
-    settle(etcd, record, fleet.lease * 3, waker, seen, on, back).await;
-    Err(anyhow!(
-        "fleet deploy {} of {}: {reason}; every node went back to {}",
-        record.id,
-        record.described,
-        record
-            .previous
-            .as_deref()
-            .map(|p| crate::commit::short(&p))
-            .unwrap_or("the version it served before")
-    ))
-}
-
-fn report_changes(
-    view: &View,
-    seen: &mut BTreeMap<String, NodeReport>,
-    on: &(dyn Fn(Event) + Send + Sync),
-) {
-    for (n, r) in &view.nodes {
-        if seen.get(n).map(|s| s.state) != Some(r.state) {
-            seen.insert(n.clone(), r.clone());
-            on(Event::Node(n.clone(), r.clone()));
-        }
+/// First to last rename instant among the nodes that switched, ns.
+fn rename_window(nodes: &BTreeMap<String, NodeReport>) -> Option<i128> {
+    let renames: Vec<i128> = nodes
+        .values()
+        .filter(|r| r.state == NodeState::Switched && !r.up_to_date)
+        .filter_map(|r| r.rename_ns)
+        .collect();
+    match (renames.iter().min(), renames.iter().max()) {
+        (Some(a), Some(b)) if renames.len() > 1 => Some(b - a),
+        _ => None,
     }
 }
 
-/// Until the commit point: Ok(None) once committed, Ok(Some(reason)) to abort.
-async fn prepare_phase(
-    etcd: &Etcd,
-    record: &DeployRecord,
-    lock: &Lock,
-    switch_delay: Duration,
-    waker: &mut Waker,
-    seen: &mut BTreeMap<String, NodeReport>,
-    on: &(dyn Fn(Event) + Send + Sync),
-) -> Result<Option<String>> {
-    let k = &etcd.keys;
-    let mut last_ok = std::time::Instant::now();
-    let patience = lock.ttl;
-    loop {
-        let view = match View::read(etcd, &record.id).await {
-            Ok(v) => v,
-            // One member of etcd going away: the client moves to another.
-            Err(e) if last_ok.elapsed() > patience => return Err(e),
-            Err(_) => {
-                waker.wait(etcd, Duration::from_millis(250)).await;
+/// One fleet deploy under way, as its coordinator follows it.
+struct Run<'a> {
+    etcd: &'a Etcd,
+    fleet: &'a FleetConfig,
+    record: DeployRecord,
+    lock: &'a Lock,
+    waker: Waker,
+    /// The last state reported of each node.
+    seen: BTreeMap<String, NodeReport>,
+    on: &'a (dyn Fn(Event) + Send + Sync),
+}
+
+impl Run<'_> {
+    async fn wait(&mut self, ms: u64) {
+        self.waker.wait(self.etcd, Duration::from_millis(ms)).await;
+    }
+
+    fn report_changes(&mut self, view: &View) {
+        for (n, r) in &view.nodes {
+            if self.seen.get(n).map(|s| s.state) != Some(r.state) {
+                self.seen.insert(n.clone(), r.clone());
+                (self.on)(Event::Node(n.clone(), r.clone()));
+            }
+        }
+    }
+
+    /// Aborts the deploy for `reason`: an `Err` of type [`Aborted`] once
+    /// every node went back, Ok when the commit point passed first.
+    async fn abort(&mut self, reason: String) -> Result<()> {
+        (self.on)(Event::Aborting(reason.clone()));
+        let id = self.record.id.clone();
+        if !abort_until_known(self.etcd, &id, &reason, self.fleet.lease * 3).await? {
+            return Ok(());
+        }
+        let back = |r: &NodeReport| matches!(r.state, NodeState::Aborted | NodeState::Failed);
+        self.settle(self.fleet.lease * 2, back).await;
+        Err(Aborted {
+            id,
+            commit: self.record.commit.clone(),
+            reason,
+        }
+        .into())
+    }
+
+    /// Until the commit point: Ok(None) once committed, Ok(Some(reason)) to abort.
+    async fn prepare_phase(&mut self) -> Result<Option<String>> {
+        let mut last_ok = std::time::Instant::now();
+        let patience = self.lock.ttl;
+        loop {
+            let view = match View::read(self.etcd, &self.record.id).await {
+                Ok(v) => v,
+                // One member of etcd going away: the client moves to another.
+                Err(e) if last_ok.elapsed() > patience => return Err(e),
+                Err(_) => {
+                    self.wait(250).await;
+                    continue;
+                }
+            };
+            last_ok = std::time::Instant::now();
+            self.report_changes(&view);
+            if let Some(r) = view.aborted {
+                return Ok(Some(r));
+            }
+            if view.committed {
+                return Ok(None);
+            }
+            if let Some(reason) = failure(&view) {
+                return Ok(Some(reason));
+            }
+            let Ok(live) = alive(self.etcd).await else {
+                continue;
+            };
+            if let Some(reason) = self.stalled(&view, &live) {
+                return Ok(Some(reason));
+            }
+            if self
+                .record
+                .members
+                .iter()
+                .all(|m| view.prepared.contains(m))
+            {
+                if self.commit_point(&view).await {
+                    return Ok(None);
+                }
                 continue;
             }
-        };
-        last_ok = std::time::Instant::now();
-        report_changes(&view, seen, on);
-        if let Some(r) = view.aborted {
-            return Ok(Some(r));
+            self.wait(250).await;
         }
-        if view.committed {
-            return Ok(None);
-        }
-        if let Some((n, r)) = view
-            .nodes
-            .iter()
-            .find(|(_, r)| r.state == NodeState::Failed)
-        {
-            let e = r.error.as_deref().unwrap_or("no reason given");
-            return Ok(Some(format!("node {n} failed to prepare: {e}")));
-        }
-        if let Some(e) = &view.once_failed {
-            let n = view.once.as_deref().unwrap_or("?");
-            return Ok(Some(format!("hooks.once failed on node {n}: {e}")));
-        }
-        let Ok(live) = alive(etcd).await else {
-            continue;
-        };
+    }
+
+    /// Why the deploy cannot reach its commit point any more: a member is
+    /// gone, the lock is lost, or the deadline passed.
+    fn stalled(&self, view: &View, live: &BTreeMap<String, Member>) -> Option<String> {
+        let record = &self.record;
         if let Some(gone) = record.members.iter().find(|m| !live.contains_key(*m)) {
-            return Ok(Some(format!(
+            return Some(format!(
                 "node {gone} stopped renewing its lease (down, paused or cut off)"
-            )));
+            ));
         }
-        if lock.is_lost() {
-            return Ok(Some("the coordinator lost the fleet deploy lock".into()));
+        if self.lock.is_lost() {
+            return Some("the coordinator lost the fleet deploy lock".into());
         }
         if now_ms() > record.deadline_ms {
             let late: Vec<&str> = record
@@ -633,100 +416,170 @@ async fn prepare_phase(
                 .filter(|m| !view.prepared.contains(m))
                 .map(|s| s.as_str())
                 .collect();
-            return Ok(Some(format!(
+            return Some(format!(
                 "prepare_timeout passed before {} prepared",
                 late.join(", ")
-            )));
+            ));
         }
-        if record.members.iter().all(|m| view.prepared.contains(m)) {
-            let mut when = vec![
-                created_at(&k.lock(), lock.revision),
-                absent(&k.abort(&record.id)),
-            ];
-            if record.once {
-                if view.once.is_none() {
-                    let runner = once_runner(record, &lock.node);
-                    let put = put_op(&k.once(&record.id), &runner, None);
-                    if let Ok((true, _)) = etcd.txn(when.clone(), vec![put]).await {
-                        on(Event::Once(runner));
-                    }
-                    continue;
+        None
+    }
+
+    /// Every member prepared: runs `hooks.once` first when the record asks
+    /// for it, then tries THE commit point, one transaction. True once committed.
+    async fn commit_point(&mut self, view: &View) -> bool {
+        let (etcd, record) = (self.etcd, &self.record);
+        let k = &etcd.keys;
+        let mut when = vec![
+            created_at(&k.lock(), self.lock.revision),
+            absent(&k.abort(&record.id)),
+        ];
+        if record.once {
+            if view.once.is_none() {
+                let runner = once_runner(record, &self.lock.node);
+                let put = put_op(&k.once(&record.id), &runner, None);
+                if let Ok((true, _)) = etcd.txn(when.clone(), vec![put]).await {
+                    (self.on)(Event::Once(runner));
                 }
-                if !view.once_done {
-                    waker.wait(etcd, Duration::from_millis(250)).await;
-                    continue;
+                return false;
+            }
+            if !view.once_done {
+                self.wait(250).await;
+                return false;
+            }
+            when.push(exists(&k.once_done(&record.id)));
+        }
+        for m in &record.members {
+            when.push(exists(&k.prepared(&record.id, m)));
+            when.push(exists(&k.member(m)));
+        }
+        let committed = Committed {
+            id: record.id.clone(),
+            commit: record.commit.clone(),
+        };
+        // Every node renames its link at this instant, not each as soon as it hears.
+        let switch_at = now_ms() + self.fleet.switch_delay.as_millis() as i64;
+        let done = etcd
+            .txn(
+                when,
+                vec![
+                    put_op(&k.commit(&record.id), &switch_at, None),
+                    put_op(&k.committed(), &committed, None),
+                ],
+            )
+            .await;
+        if matches!(done, Ok((true, _))) {
+            return true;
+        }
+        // Not applied, or no answer (then the next read tells).
+        self.wait(50).await;
+        false
+    }
+
+    /// After the commit point: waits for every live member's switch, writes
+    /// the verdict (see [`settle`]), and, on a revert, waits for the nodes to
+    /// go back; the revert is an `Err` naming its reason.
+    async fn after_commit(&mut self) -> Result<BTreeMap<String, NodeReport>> {
+        let switched = |r: &NodeReport| settle::switched(r.state);
+        let nodes = self.settle(self.fleet.prepare_timeout, switched).await;
+        let live = alive(self.etcd).await.unwrap_or_default();
+        let verdict = settle::verdict(&self.record, &nodes, &live, true).unwrap_or(Verdict::Settle);
+        let Verdict::Revert(reason) = self.write_verdict(&verdict).await? else {
+            // Each node evicts and records its deploy, then says so.
+            let finished = |r: &NodeReport| r.finished || r.state != NodeState::Switched;
+            return Ok(self.settle(self.fleet.lease * 2, finished).await);
+        };
+        (self.on)(Event::RollingBack(reason.clone()));
+        let back =
+            |r: &NodeReport| matches!(r.state, NodeState::RolledBack | NodeState::SwitchFailed);
+        self.settle(self.fleet.lease * 3, back).await;
+        let record = &self.record;
+        Err(anyhow!(
+            "fleet deploy {} of {}: {reason}; every node went back to {}",
+            record.id,
+            record.described,
+            record
+                .previous
+                .as_deref()
+                .map(crate::commit::short)
+                .unwrap_or("the version it served before")
+        ))
+    }
+
+    /// Writes `verdict` (unless one exists) and returns the one written.
+    async fn write_verdict(&mut self, verdict: &Verdict) -> Result<Verdict> {
+        let until = std::time::Instant::now() + self.fleet.lease * 3;
+        loop {
+            let (etcd, record) = (self.etcd, &self.record);
+            let fence = Some(self.lock.revision);
+            let _ = settle::write(etcd, record, verdict, self.fleet.switch_delay, fence).await;
+            match View::read(etcd, &record.id)
+                .await
+                .map(|v| settle::written(&v))
+            {
+                Ok(Some(v)) => return Ok(v),
+                _ if std::time::Instant::now() > until => {
+                    anyhow::bail!(
+                        "fleet deploy {}: the commit point passed, but its verdict cannot be written; \
+                         the nodes write it themselves once this coordinator's lock expires (see `rootswap fleet status`)",
+                        record.id
+                    )
                 }
-                when.push(exists(&k.once_done(&record.id)));
+                _ => self.wait(250).await,
             }
-            // THE commit point: one transaction.
-            for m in &record.members {
-                when.push(exists(&k.prepared(&record.id, m)));
-                when.push(exists(&k.member(m)));
-            }
-            let committed = Committed {
-                id: record.id.clone(),
-                commit: record.commit.clone(),
+        }
+    }
+
+    /// Waits (at most `max`) until every member's state satisfies `done`, or it
+    /// is no longer alive; returns the last reports.
+    async fn settle(
+        &mut self,
+        max: Duration,
+        done: impl Fn(&NodeReport) -> bool,
+    ) -> BTreeMap<String, NodeReport> {
+        let until = std::time::Instant::now() + max;
+        let mut behind = Vec::new();
+        while std::time::Instant::now() < until {
+            let Ok(view) = View::read(self.etcd, &self.record.id).await else {
+                self.wait(250).await;
+                continue;
             };
-            // Every node renames its link at this instant, not each as soon as it hears.
-            let switch_at = now_ms() + switch_delay.as_millis() as i64;
-            let done = etcd
-                .txn(
-                    when,
-                    vec![
-                        put_op(&k.commit(&record.id), &switch_at, None),
-                        put_op(&k.committed(), &committed, None),
-                    ],
-                )
-                .await;
-            if matches!(done, Ok((true, _))) {
-                return Ok(None);
+            self.report_changes(&view);
+            let Ok(live) = alive(self.etcd).await else {
+                self.wait(250).await;
+                continue;
+            };
+            let pending: Vec<&String> = self
+                .record
+                .members
+                .iter()
+                .filter(|m| !view.nodes.get(*m).is_some_and(&done))
+                .collect();
+            for m in &pending {
+                if !live.contains_key(*m) && !behind.contains(*m) {
+                    behind.push((*m).clone());
+                    (self.on)(Event::Behind((*m).clone()));
+                }
             }
-            // Not applied, or no answer (then the next read tells).
-            waker.wait(etcd, Duration::from_millis(50)).await;
-            continue;
+            if pending.iter().all(|m| !live.contains_key(*m)) {
+                return view.nodes;
+            }
+            self.wait(250).await;
         }
-        waker.wait(etcd, Duration::from_millis(250)).await;
+        self.seen.clone()
     }
 }
 
-/// Waits (at most `max`) until every member's state satisfies `done`, or it
-/// is no longer alive; returns the last reports.
-async fn settle(
-    etcd: &Etcd,
-    record: &DeployRecord,
-    max: Duration,
-    waker: &mut Waker,
-    seen: &mut BTreeMap<String, NodeReport>,
-    on: &(dyn Fn(Event) + Send + Sync),
-    done: impl Fn(&NodeReport) -> bool,
-) -> BTreeMap<String, NodeReport> {
-    let until = std::time::Instant::now() + max;
-    let mut behind = Vec::new();
-    while std::time::Instant::now() < until {
-        let Ok(view) = View::read(etcd, &record.id).await else {
-            waker.wait(etcd, Duration::from_millis(250)).await;
-            continue;
-        };
-        report_changes(&view, seen, on);
-        let Ok(live) = alive(etcd).await else {
-            waker.wait(etcd, Duration::from_millis(250)).await;
-            continue;
-        };
-        let pending: Vec<&String> = record
-            .members
-            .iter()
-            .filter(|m| !view.nodes.get(*m).is_some_and(&done))
-            .collect();
-        for m in &pending {
-            if !live.contains_key(*m) && !behind.contains(*m) {
-                behind.push((*m).clone());
-                on(Event::Behind((*m).clone()));
-            }
-        }
-        if pending.iter().all(|m| !live.contains_key(*m)) {
-            return view.nodes;
-        }
-        waker.wait(etcd, Duration::from_millis(250)).await;
+/// A member's failure to prepare, or `hooks.once`'s: the deploy aborts.
+fn failure(view: &View) -> Option<String> {
+    if let Some((n, r)) = view
+        .nodes
+        .iter()
+        .find(|(_, r)| r.state == NodeState::Failed)
+    {
+        let e = r.error.as_deref().unwrap_or("no reason given");
+        return Some(format!("node {n} failed to prepare: {e}"));
     }
-    seen.clone()
+    let e = view.once_failed.as_ref()?;
+    let n = view.once.as_deref().unwrap_or("?");
+    Some(format!("hooks.once failed on node {n}: {e}"))
 }

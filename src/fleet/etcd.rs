@@ -11,7 +11,7 @@ use etcd_client::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::Keys;
+use super::keys::Keys;
 use crate::config::FleetConfig;
 
 /// Upper bound of one etcd request (a watch is not a request).

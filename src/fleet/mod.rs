@@ -2,7 +2,7 @@
 //! together, coordinated through etcd (the `fleet:` section of the config).
 //!
 //! Every node's `rootswap serve` keeps a membership key alive on a lease and
-//! takes part in an election ([`node`]); the leader polls the branch. A
+//! takes part in an election ([`Agent`]); the leader polls the branch. A
 //! deploy is two-phase ([`coordinator`]):
 //!
 //! 1. the coordinator takes the fleet's deploy lock (a key on a lease; its
@@ -20,337 +20,39 @@
 //!    finishes the switch when it comes back.
 //!
 //! Keys live under `/rootswap/<site>/` ([`Keys`]).
+//!
+//! Where things live: [`keys`] (the key layout), [`records`] (the values
+//! kept under it), [`view`] (one deploy as etcd shows it now), [`deploy_lock`]
+//! (the fleet's deploy lock), [`coordinator`] and [`settle`] (the
+//! coordinator's two phases and the verdict after them), [`etcd`] (the
+//! client), [`status`] (`rootswap fleet status`), [`cli`] (the commands).
+//! A node's part is the [`Agent`]: [`agent`] (joining, leaving, the typed
+//! answers to a deploy asked of this node), [`membership`] (lease and
+//! election), [`catch_up`] (following the fleet's records and catching up
+//! with a missed commit point) and [`participate`] (this node's half of a
+//! deploy). The fleet knows no HTTP and no service: `rootswap serve` gives
+//! the agent what it needs (the configuration in force, what to do on
+//! becoming the leader) and turns its answers into responses.
 
+pub mod agent;
+pub mod catch_up;
 pub mod cli;
 pub mod coordinator;
+pub mod deploy_lock;
 pub mod etcd;
-pub mod http;
-pub mod node;
+pub mod keys;
+pub mod membership;
+mod no_service;
+pub mod participate;
+pub mod records;
 pub mod settle;
 pub mod status;
+pub mod view;
 
-use serde::{Deserialize, Serialize};
-
-pub use coordinator::{coordinate, Coordinate, Event, FleetOutcome};
-pub use node::Agent;
-
-/// The key layout of one site.
-#[derive(Debug, Clone)]
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    /// Keys of `site`: everything under `/rootswap/<site>/`.
-    pub fn new(site: &str) -> Keys {
-        Keys {
-            prefix: format!("/rootswap/{site}/"),
-        }
-    }
-
-    /// The site's prefix, ending in `/`.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// Prefix of the membership keys.
-    pub fn members(&self) -> String {
-        format!("{}members/", self.prefix)
-    }
-
-    /// Membership key of `node` (on the node's lease).
-    pub fn member(&self, node: &str) -> String {
-        format!("{}members/{node}", self.prefix)
-    }
-
-    /// Name of the leader election.
-    pub fn election(&self) -> String {
-        format!("{}election", self.prefix)
-    }
-
-    /// The fleet's deploy lock.
-    pub fn lock(&self) -> String {
-        format!("{}lock", self.prefix)
-    }
-
-    /// Prefix of all deploy records.
-    pub fn deploys(&self) -> String {
-        format!("{}deploys/", self.prefix)
-    }
-
-    /// The record of deploy `id`.
-    pub fn record(&self, id: &str) -> String {
-        format!("{}deploys/{id}", self.prefix)
-    }
-
-    /// Prefix of everything deploy `id`'s nodes write.
-    pub fn under(&self, id: &str) -> String {
-        format!("{}deploys/{id}/", self.prefix)
-    }
-
-    /// State of `node` in deploy `id` ([`NodeReport`]).
-    pub fn node_state(&self, id: &str, node: &str) -> String {
-        format!("{}deploys/{id}/nodes/{node}", self.prefix)
-    }
-
-    /// Exists once `node` is ready to switch in deploy `id`.
-    pub fn prepared(&self, id: &str, node: &str) -> String {
-        format!("{}deploys/{id}/prepared/{node}", self.prefix)
-    }
-
-    /// Exists once deploy `id` passed its commit point.
-    pub fn commit(&self, id: &str) -> String {
-        format!("{}deploys/{id}/commit", self.prefix)
-    }
-
-    /// Node chosen to run `hooks.once` in deploy `id`.
-    pub fn once(&self, id: &str) -> String {
-        format!("{}deploys/{id}/once", self.prefix)
-    }
-
-    /// Exists once `hooks.once` succeeded in deploy `id`.
-    pub fn once_done(&self, id: &str) -> String {
-        format!("{}deploys/{id}/once-done", self.prefix)
-    }
-
-    /// Exists once `hooks.once` failed in deploy `id` (value: the error).
-    pub fn once_failed(&self, id: &str) -> String {
-        format!("{}deploys/{id}/once-failed", self.prefix)
-    }
-
-    /// Exists once deploy `id` was aborted (value: the reason).
-    pub fn abort(&self, id: &str) -> String {
-        format!("{}deploys/{id}/abort", self.prefix)
-    }
-
-    /// Exists once every node of deploy `id` switched and was healthy: the
-    /// fleet keeps the new version (nodes evict and record it).
-    pub fn settled(&self, id: &str) -> String {
-        format!("{}deploys/{id}/settled", self.prefix)
-    }
-
-    /// Exists once deploy `id` is rolled back after its commit point
-    /// (value: [`Revert`]): every node goes back to its snapshot.
-    pub fn revert(&self, id: &str) -> String {
-        format!("{}deploys/{id}/revert", self.prefix)
-    }
-
-    /// Id of the newest deploy record.
-    pub fn last(&self) -> String {
-        format!("{}last", self.prefix)
-    }
-
-    /// The commit the fleet last committed to ([`Committed`]).
-    pub fn committed(&self) -> String {
-        format!("{}committed", self.prefix)
-    }
-
-    /// The deploy id a key under [`Keys::deploys`] belongs to, and the rest of the key.
-    pub fn split_deploy_key<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str)> {
-        let rest = key.strip_prefix(&self.prefix)?.strip_prefix("deploys/")?;
-        Some(match rest.split_once('/') {
-            Some((id, tail)) => (id, tail),
-            None => (rest, ""),
-        })
-    }
-}
-
-/// A deploy record: what every member prepares.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DeployRecord {
-    /// Fleet deploy id (recorded in every node's history).
-    pub id: String,
-    /// Full commit id to deploy.
-    pub commit: String,
-    /// `abc1234 subject`.
-    pub described: String,
-    /// Nodes alive when the deploy started: all of them must prepare.
-    pub members: Vec<String>,
-    /// Snapshot directory name every node uses.
-    pub snapshot: String,
-    /// Unix milliseconds after which an unprepared fleet aborts.
-    pub deadline_ms: i64,
-    /// Node (or `rootswap deploy` on a node) that coordinates.
-    pub coordinator: String,
-    /// Revision of the lock key the coordinator holds (fencing token).
-    pub lock_revision: i64,
-    /// RFC 3339 creation time.
-    pub created: String,
-    /// Who asked: `manual`, `schedule`, `trigger`, `webhook`.
-    pub trigger: String,
-    /// `hooks.once` must run (on one node) before the commit point.
-    #[serde(default)]
-    pub once: bool,
-    /// The commit the fleet had committed before this deploy (what a
-    /// rollback after the commit point goes back to).
-    #[serde(default)]
-    pub previous: Option<String>,
-}
-
-/// The value of a deploy's `revert` key: the fleet goes back to the old
-/// version, every node at one instant.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Revert {
-    /// Unix milliseconds at which every node points its link back at its snapshot.
-    pub switch_at_ms: i64,
-    /// Why (which node's health check or switch failed).
-    pub reason: String,
-}
-
-/// A node's state in one deploy.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum NodeState {
-    /// Preparing (snapshot, checkout, hooks, copy-back).
-    Preparing,
-    /// Ready to switch; serves the old version from the snapshot.
-    Prepared,
-    /// Prepare failed (the error is in the report).
-    Failed,
-    /// The link is back on ROOT: the new version is live here.
-    Switched,
-    /// The deploy was aborted; the old version is live here.
-    Aborted,
-    /// The commit point passed, but this node's switch failed: it serves
-    /// the old version and answers 503 on `/health`.
-    SwitchFailed,
-    /// Switched, but its health check failed: the fleet rolls back.
-    Unhealthy,
-    /// The fleet rolled back after the commit point: the old version is
-    /// live here again.
-    RolledBack,
-}
-
-impl NodeState {
-    /// Name as shown by `fleet status`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            NodeState::Preparing => "preparing",
-            NodeState::Prepared => "prepared",
-            NodeState::Failed => "failed",
-            NodeState::Switched => "switched",
-            NodeState::Aborted => "aborted",
-            NodeState::SwitchFailed => "switch-failed",
-            NodeState::Unhealthy => "unhealthy",
-            NodeState::RolledBack => "rolled-back",
-        }
-    }
-}
-
-/// What a node writes about itself in a deploy.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct NodeReport {
-    /// Its state.
-    pub state: NodeState,
-    /// When it got there, RFC 3339.
-    pub at: String,
-    /// Error or abort reason.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Instant of the rename that made the new version live (ns since the
-    /// Unix epoch, from the filesystem clock: the link's ctime).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rename_ns: Option<i128>,
-    /// The node already served the commit: nothing to switch.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub up_to_date: bool,
-    /// After the fleet settled: the node evicted and recorded the deploy.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub finished: bool,
-}
-
-impl NodeReport {
-    /// A report of `state` now.
-    pub fn now(state: NodeState) -> NodeReport {
-        NodeReport {
-            state,
-            at: chrono::Local::now().to_rfc3339(),
-            error: None,
-            rename_ns: None,
-            up_to_date: false,
-            finished: false,
-        }
-    }
-
-    /// The same with an error message.
-    pub fn with_error(mut self, e: impl Into<String>) -> NodeReport {
-        self.error = Some(e.into());
-        self
-    }
-}
-
-/// The value of a membership key.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Member {
-    /// Node id.
-    pub node: String,
-    /// Host name of the machine.
-    pub host: String,
-    /// Pid of its `rootswap serve`.
-    pub pid: u32,
-    /// Since when it is a member, RFC 3339.
-    pub since: String,
-    /// Its trigger URL address (`trigger.listen`), if any.
-    #[serde(default)]
-    pub trigger: Option<String>,
-    /// Commit live on the node.
-    #[serde(default)]
-    pub live: Option<String>,
-    /// False while a committed deploy has not reached this node.
-    #[serde(default)]
-    pub caught_up: bool,
-}
-
-/// The value of the `committed` key: what the whole fleet must serve.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Committed {
-    /// Fleet deploy id.
-    pub id: String,
-    /// Full commit id.
-    pub commit: String,
-}
-
-/// A wall-clock instant (Unix ms, named by the coordinator) as this
-/// machine's monotonic clock: at most `max` from now, so that a clock that
-/// runs behind the coordinator's cannot make a node wait long.
-pub fn local_instant(at_ms: i64, max: std::time::Duration) -> std::time::Instant {
-    let wait = (at_ms - now_ms()).clamp(0, max.as_millis() as i64);
-    std::time::Instant::now() + std::time::Duration::from_millis(wait as u64)
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_layout() {
-        let k = Keys::new("shop");
-        assert_eq!(k.member("web1"), "/rootswap/shop/members/web1");
-        assert_eq!(
-            k.prepared("d1", "web1"),
-            "/rootswap/shop/deploys/d1/prepared/web1"
-        );
-        assert_eq!(
-            k.split_deploy_key("/rootswap/shop/deploys/d1"),
-            Some(("d1", ""))
-        );
-        assert_eq!(
-            k.split_deploy_key("/rootswap/shop/deploys/d1/commit"),
-            Some(("d1", "commit"))
-        );
-        assert_eq!(k.split_deploy_key("/rootswap/other/deploys/d1"), None);
-    }
-
-    #[test]
-    fn reports_round_trip() {
-        let r = NodeReport::now(NodeState::SwitchFailed).with_error("health");
-        let text = serde_json::to_string(&r).unwrap();
-        assert!(text.contains("switch-failed"), "{text}");
-        assert_eq!(serde_json::from_str::<NodeReport>(&text).unwrap(), r);
-    }
-}
+pub use agent::{Agent, Answer, ConfigFn, LeaderFn};
+pub use coordinator::{coordinate, Aborted, Coordinate, Event, FleetOutcome};
+pub use deploy_lock::Busy;
+pub use keys::Keys;
+pub use records::{
+    local_instant, now_ms, Committed, DeployRecord, Member, NodeReport, NodeState, Revert,
+};

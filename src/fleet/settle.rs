@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::coordinator::View;
 use super::etcd::{absent, created_at, exists, put_op, Etcd};
-use super::{now_ms, Committed, DeployRecord, Member, NodeReport, NodeState, Revert};
+use super::records::{now_ms, Committed, DeployRecord, Member, NodeReport, NodeState, Revert};
+use super::view::View;
 
 /// What the fleet does after its commit point.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::coordinator::{alive, Event, View};
+use super::coordinator::Event;
 use super::etcd::Etcd;
-use super::{Committed, DeployRecord, Member, NodeReport};
+use super::records::{Committed, DeployRecord, Member, NodeReport};
+use super::view::{alive, View};
 
 /// One progress line of a fleet deploy.
 pub fn event_line(e: &Event) -> String {
@@ -164,7 +165,7 @@ pub async fn gather(etcd: &Etcd, site: &str) -> Result<FleetStatus> {
 }
 
 fn short(c: &str) -> &str {
-    crate::commit::short(&c)
+    crate::commit::short(c)
 }
 
 /// `fleet status` for people.

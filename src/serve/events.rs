@@ -26,7 +26,7 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::Service;
+use super::service::Service;
 use crate::progress::STEP_TARGET;
 
 /// Deploys whose events are kept in memory.

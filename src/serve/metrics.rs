@@ -11,7 +11,6 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 
-use super::lock;
 use crate::config::Config;
 use crate::layout::Layout;
 
@@ -36,9 +35,21 @@ impl Metrics {
     pub fn render(&self, cfg: &Config, running: bool) -> Result<String> {
         let layout = Layout::from_config(cfg);
         let mut out = String::new();
+        self.render_counts(&mut out, running);
+        let history = crate::history::read(&layout.state)?;
+        let last = history.last();
+        if let Some(r) = last {
+            render_last(&mut out, r);
+        }
+        self.render_snapshots(&mut out, &layout, last.map(|r| r.id.clone()))?;
+        Ok(out)
+    }
+
+    /// `rootswap_deploys_total` by result and `rootswap_deploy_running`.
+    fn render_counts(&self, out: &mut String, running: bool) {
         let counts = lock(&self.counts).clone();
         header(
-            &mut out,
+            out,
             "rootswap_deploys_total",
             "counter",
             "Deploys run by this service since it started, by result.",
@@ -51,59 +62,27 @@ impl Metrics {
             );
         }
         header(
-            &mut out,
+            out,
             "rootswap_deploy_running",
             "gauge",
             "1 while this service runs a deploy.",
         );
         let _ = writeln!(out, "rootswap_deploy_running {}", u8::from(running));
+    }
 
-        let history = crate::history::read(&layout.state)?;
-        let last = history.last();
-        if let Some(r) = last {
-            header(
-                &mut out,
-                "rootswap_last_deploy_duration_seconds",
-                "gauge",
-                "Duration of the last deploy (any trigger).",
-            );
-            let _ = writeln!(
-                out,
-                "rootswap_last_deploy_duration_seconds {:.3}",
-                r.duration_ms as f64 / 1000.0
-            );
-            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&r.finished) {
-                header(
-                    &mut out,
-                    "rootswap_last_deploy_timestamp_seconds",
-                    "gauge",
-                    "Unix time the last deploy finished.",
-                );
-                let _ = writeln!(
-                    out,
-                    "rootswap_last_deploy_timestamp_seconds {}",
-                    t.timestamp()
-                );
-            }
-            header(
-                &mut out,
-                "rootswap_last_deploy_success",
-                "gauge",
-                "1 if the last deploy succeeded, 0 if not.",
-            );
-            let _ = writeln!(
-                out,
-                "rootswap_last_deploy_success {}",
-                u8::from(r.result == "success")
-            );
-        }
-
+    /// `rootswap_snapshots` and `rootswap_snapshot_bytes` (sizes cached
+    /// while the history's last id is `key`).
+    fn render_snapshots(
+        &self,
+        out: &mut String,
+        layout: &Layout,
+        key: Option<String>,
+    ) -> Result<()> {
         let snaps = if layout.webroot.is_dir() {
             layout.snapshots()?
         } else {
             Vec::new()
         };
-        let key = last.map(|r| r.id.clone());
         let mut bytes = 0u64;
         {
             let mut cache = lock(&self.sizes);
@@ -119,24 +98,68 @@ impl Metrics {
             }
         }
         header(
-            &mut out,
+            out,
             "rootswap_snapshots",
             "gauge",
             "Snapshots of ROOT in the webroot (timestamped and kept).",
         );
         let _ = writeln!(out, "rootswap_snapshots {}", snaps.len());
         header(
-            &mut out,
+            out,
             "rootswap_snapshot_bytes",
             "gauge",
             "Total size of the snapshots' files in bytes.",
         );
         let _ = writeln!(out, "rootswap_snapshot_bytes {bytes}");
-        Ok(out)
+        Ok(())
     }
+}
+
+/// The last deploy's duration, finish time and result (any trigger).
+fn render_last(out: &mut String, r: &crate::history::Record) {
+    header(
+        out,
+        "rootswap_last_deploy_duration_seconds",
+        "gauge",
+        "Duration of the last deploy (any trigger).",
+    );
+    let _ = writeln!(
+        out,
+        "rootswap_last_deploy_duration_seconds {:.3}",
+        r.duration_ms as f64 / 1000.0
+    );
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&r.finished) {
+        header(
+            out,
+            "rootswap_last_deploy_timestamp_seconds",
+            "gauge",
+            "Unix time the last deploy finished.",
+        );
+        let _ = writeln!(
+            out,
+            "rootswap_last_deploy_timestamp_seconds {}",
+            t.timestamp()
+        );
+    }
+    header(
+        out,
+        "rootswap_last_deploy_success",
+        "gauge",
+        "1 if the last deploy succeeded, 0 if not.",
+    );
+    let _ = writeln!(
+        out,
+        "rootswap_last_deploy_success {}",
+        u8::from(r.result == "success")
+    );
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Locks `m`, also when a panicking holder poisoned it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

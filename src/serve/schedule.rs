@@ -1,7 +1,6 @@
 //! The `auto_deploy` schedule (tokio-cron-scheduler) and the backoff after
 //! failures that happen before a deploy starts (an unreachable repository).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
@@ -9,7 +8,6 @@ use chrono::{DateTime, Local};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tracing::instrument::WithSubscriber;
 
-use super::{Check, Service};
 use crate::config::{AutoDeployConfig, Config};
 
 /// Poll interval when `auto_deploy` sets neither `every` nor `cron`.
@@ -71,12 +69,14 @@ fn make_job(a: &AutoDeployConfig, tick: impl Fn() + Send + Sync + 'static) -> Re
 }
 
 /// Starts the schedule (None when `auto_deploy.enabled` is false).
-pub async fn start(svc: Arc<Service>, a: &AutoDeployConfig) -> Result<Option<JobScheduler>> {
+pub async fn start(
+    a: &AutoDeployConfig,
+    tick: impl Fn() + Send + Sync + 'static,
+) -> Result<Option<JobScheduler>> {
     if !a.enabled {
         return Ok(None);
     }
-    let tick_svc = svc.clone();
-    let job = make_job(a, move || tick_svc.request_check(Check::Tick))?;
+    let job = make_job(a, tick)?;
     // The scheduler logs its own set-up at info level ("Uninited", "Job creator
     // created"): noise in the service's log, so it sets up with logging off.
     let quiet = tracing::subscriber::NoSubscriber::default;

@@ -196,7 +196,6 @@ fn row(out: &mut String, key: &str, value: &str) {
 
 fn live_section(out: &mut String, v: &View) {
     let s = &v.status;
-    let web = v.web.as_ref();
     out.push_str(
         r#"<section id="live" aria-labelledby="live-h"><h2 id="live-h">Live version</h2>"#,
     );
@@ -207,6 +206,15 @@ fn live_section(out: &mut String, v: &View) {
         esc(&s.branch),
         esc(&v.repo)
     );
+    version_rows(out, v);
+    state_rows(out, v);
+    out.push_str("</dl></section>");
+}
+
+/// The live commit: its id, subject, author, when it was deployed.
+fn version_rows(out: &mut String, v: &View) {
+    let s = &v.status;
+    let web = v.web.as_ref();
     match s.deployed_commit.as_deref() {
         Some(c) => row(
             out,
@@ -232,6 +240,13 @@ fn live_section(out: &mut String, v: &View) {
     if let Some(at) = &s.deployed_at {
         row(out, "Deployed", &time_el(v.now, at));
     }
+}
+
+/// The site's state: the served tree, the last deploy, the branch head,
+/// the next poll, the service, an interrupted deploy.
+fn state_rows(out: &mut String, v: &View) {
+    let s = &v.status;
+    let web = v.web.as_ref();
     let served = match (s.live.as_deref(), s.link.as_str()) {
         (Some("ROOT"), _) => "ROOT (the deployed tree)".to_string(),
         (Some(name), _) => format!(
@@ -285,7 +300,6 @@ fn live_section(out: &mut String, v: &View) {
             ),
         );
     }
-    out.push_str("</dl></section>");
 }
 
 /// Colours of the chart's steps (the legend says which is which).
@@ -434,7 +448,7 @@ fn history_row(out: &mut String, v: &View, r: &Record) {
         );
     }
     out.push_str("</tbody></table>");
-    if let Some(events) = super::super::events::events_of(&r.id) {
+    if let Some(events) = crate::serve::events::events_of(&r.id) {
         out.push_str(r#"<pre class="log">"#);
         for e in events.iter().filter(|e| e.kind == "log") {
             let _ = writeln!(
