@@ -119,7 +119,7 @@ pub fn gather(cfg: &Config) -> Result<Status> {
             .collect(),
         Err(_) => Vec::new(),
     };
-    let (opcache, opcache_warning) = match crate::opcache::locate(cfg) {
+    let (opcache, opcache_warning) = match crate::php_fpm::locate(cfg) {
         Ok(l) => (l.describe(), l.warning()),
         Err(e) => (
             format!("{e:#}"),
