@@ -41,7 +41,8 @@ pub fn summary_line(s: &Summary) -> String {
     line
 }
 
-/// Human-readable size.
+/// A byte count for people in binary units (`512 B`, `2.0 KiB`): the one
+/// formatter of sizes (status, `snapshots list`, the dashboard).
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;

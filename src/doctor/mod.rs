@@ -3,13 +3,13 @@
 //! downtime or stale code (other ✗ are worth fixing but do not).
 //!
 //! One file per area checked, each check a small function returning
-//! [`Check`]s, in the order doctor prints them:
-//! [`layout`] (the link, one filesystem, free space, the state dir),
-//! [`served`] (what nginx could hand out: the state dir, credentials, `.git`,
-//! symlinks leaving ROOT), [`shared`] (`user_content.shared`), [`php`]
-//! (php-fpm, OPcache, the status page `drain: auto` reads), [`nginx`]
-//! (`$realpath_root` in every PHP location served through the link) and
-//! [`cron`] (jobs that run PHP from ROOT's path). [`command`] runs them all.
+//! [`Check`]s, in the order doctor prints them: `layout.rs` (the link, one
+//! filesystem, free space, the state dir), `served.rs` (what nginx could hand
+//! out: the state dir, credentials, `.git`, symlinks leaving ROOT),
+//! `shared.rs` (`user_content.shared`), `php.rs` (php-fpm, OPcache, the
+//! status page `drain: auto` reads), `nginx.rs` (`$realpath_root` in every
+//! PHP location served through the link) and `cron.rs` (jobs that run PHP
+//! from ROOT's path). `command.rs` runs them all and prints the report.
 
 mod check;
 mod command;
