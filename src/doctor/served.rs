@@ -67,42 +67,7 @@ pub(super) fn check_external_links(cfg: &Config, layout: &Layout) -> Vec<Check> 
     if !root.is_dir() {
         return Vec::new();
     }
-    let shared: Vec<PathBuf> = cfg
-        .user_content
-        .shared
-        .iter()
-        .map(|p| PathBuf::from(p.trim_end_matches('/')))
-        .collect();
-    let public = Path::new(cfg.public.trim_matches('/'));
-    let all_public = public.as_os_str().is_empty() || public == Path::new(".");
-    let (mut served, mut other) = (Vec::new(), Vec::new());
-    for e in walkdir::WalkDir::new(&root)
-        .min_depth(1)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path_is_symlink())
-    {
-        let Ok(rel) = e.path().strip_prefix(&root) else {
-            continue;
-        };
-        if shared.iter().any(|s| s == rel) {
-            continue;
-        }
-        let Ok(target) = std::fs::read_link(e.path()) else {
-            continue;
-        };
-        if crate::source::link_stays_inside(rel, &target) {
-            continue;
-        }
-        let dangling = if e.path().exists() { "" } else { " (dangling)" };
-        let text = format!("{} -> {}{dangling}", rel.display(), target.display());
-        if all_public || rel.starts_with(public) {
-            served.push(text);
-        } else {
-            other.push(text);
-        }
-    }
+    let (served, other) = links_leaving(cfg, &root);
     let mut out = Vec::new();
     if !other.is_empty() {
         out.push(Check::pass(format!(
@@ -125,6 +90,48 @@ pub(super) fn check_external_links(cfg: &Config, layout: &Layout) -> Vec<Check> 
         ));
     }
     out
+}
+
+/// The symlinks in `root` (shared directories aside) whose target leaves
+/// it, as `link -> target` lines: (under the public directory, elsewhere).
+fn links_leaving(cfg: &Config, root: &Path) -> (Vec<String>, Vec<String>) {
+    let shared: Vec<PathBuf> = cfg
+        .user_content
+        .shared
+        .iter()
+        .map(|p| PathBuf::from(p.trim_end_matches('/')))
+        .collect();
+    let public = Path::new(cfg.public.trim_matches('/'));
+    let all_public = public.as_os_str().is_empty() || public == Path::new(".");
+    let (mut served, mut other) = (Vec::new(), Vec::new());
+    for e in walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path_is_symlink())
+    {
+        let Ok(rel) = e.path().strip_prefix(root) else {
+            continue;
+        };
+        if shared.iter().any(|s| s == rel) {
+            continue;
+        }
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        if crate::source::link_stays_inside(rel, &target) {
+            continue;
+        }
+        let dangling = if e.path().exists() { "" } else { " (dangling)" };
+        let text = format!("{} -> {}{dangling}", rel.display(), target.display());
+        if all_public || rel.starts_with(public) {
+            served.push(text);
+        } else {
+            other.push(text);
+        }
+    }
+    (served, other)
 }
 
 /// At most 20 items, comma-separated, then how many more.
