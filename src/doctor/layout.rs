@@ -8,45 +8,11 @@ use crate::layout::{Layout, LinkState};
 
 use super::check::Check;
 
+/// The serving link: a symlink to a directory of the webroot, by name.
 pub(super) fn check_link(layout: &Layout) -> Check {
     let link = layout.link();
     match layout.link_state() {
-        Ok(LinkState::Symlink(t)) => {
-            let p = Path::new(&t);
-            let bare = p.components().count() == 1 && !t.contains('/');
-            let target = layout.webroot.join(p);
-            // An absolute link to an entry of the webroot is what deploy
-            // adopts (Layout::live_name) and rewrites by name at its switch.
-            let adopted = (!bare)
-                .then(|| layout.live_name().ok().flatten())
-                .flatten()
-                .filter(|n| !n.contains('/') && layout.webroot.join(n).is_dir());
-            if let Ok(Some(foreign)) = layout.foreign_link() {
-                Check::fail(
-                    true,
-                    format!("link {} -> {t}: a tree outside the webroot, which a deploy would stop serving", link.display()),
-                    layout.foreign_link_advice(&foreign),
-                )
-            } else if let Some(name) = adopted {
-                Check::pass(format!(
-                    "link {} -> {t}: an absolute link to {name} in the webroot; deploys accept it and point the link at {name} by name at their next switch",
-                    link.display()
-                ))
-            } else if !bare {
-                Check::fail(
-                    true,
-                    format!("link {} -> {t}: not a name inside the webroot", link.display()),
-                    format!("point it at ROOT by name: run `rootswap deploy`, or ln -s {} tmp && mv -T tmp {}", layout.root_name, link.display()),
-                )
-            } else if !target.is_dir() {
-                Check::fail(true, format!("link {} -> {t}: the target does not exist (every request fails)", link.display()), "run `rootswap deploy` to check out the site into ROOT and point the link at it")
-            } else {
-                Check::pass(format!(
-                    "link {} -> {t} is a symlink into the webroot",
-                    link.display()
-                ))
-            }
-        }
+        Ok(LinkState::Symlink(t)) => check_symlink(layout, &t),
         Ok(LinkState::Missing) => Check::fail(
             true,
             format!("link {} does not exist yet", link.display()),
@@ -72,6 +38,64 @@ pub(super) fn check_link(layout: &Layout) -> Check {
     }
 }
 
+/// The link is a symlink to `t`: inside the webroot, by name (or an
+/// absolute link deploys adopt), to a directory that exists.
+fn check_symlink(layout: &Layout, t: &str) -> Check {
+    let link = layout.link();
+    let p = Path::new(t);
+    let bare = p.components().count() == 1 && !t.contains('/');
+    let target = layout.webroot.join(p);
+    // An absolute link to an entry of the webroot is what deploy
+    // adopts (Layout::live_name) and rewrites by name at its switch.
+    let adopted = (!bare)
+        .then(|| layout.live_name().ok().flatten())
+        .flatten()
+        .filter(|n| !n.contains('/') && layout.webroot.join(n).is_dir());
+    if let Ok(Some(foreign)) = layout.foreign_link() {
+        Check::fail(
+            true,
+            format!(
+                "link {} -> {t}: a tree outside the webroot, which a deploy would stop serving",
+                link.display()
+            ),
+            layout.foreign_link_advice(&foreign),
+        )
+    } else if let Some(name) = adopted {
+        Check::pass(format!(
+            "link {} -> {t}: an absolute link to {name} in the webroot; deploys accept it and point the link at {name} by name at their next switch",
+            link.display()
+        ))
+    } else if !bare {
+        Check::fail(
+            true,
+            format!(
+                "link {} -> {t}: not a name inside the webroot",
+                link.display()
+            ),
+            format!(
+                "point it at ROOT by name: run `rootswap deploy`, or ln -s {} tmp && mv -T tmp {}",
+                layout.root_name,
+                link.display()
+            ),
+        )
+    } else if !target.is_dir() {
+        Check::fail(
+            true,
+            format!(
+                "link {} -> {t}: the target does not exist (every request fails)",
+                link.display()
+            ),
+            "run `rootswap deploy` to check out the site into ROOT and point the link at it",
+        )
+    } else {
+        Check::pass(format!(
+            "link {} -> {t} is a symlink into the webroot",
+            link.display()
+        ))
+    }
+}
+
+/// ROOT and its snapshots on the webroot's filesystem (renames and recycling).
 pub(super) fn check_same_fs(layout: &Layout) -> Check {
     let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
     let Some(web) = dev(&layout.webroot) else {
@@ -142,6 +166,7 @@ fn tree_size(root: &Path) -> u64 {
         .sum()
 }
 
+/// Room on the webroot's filesystem for a snapshot of ROOT.
 pub(super) fn check_space(layout: &Layout) -> Check {
     let root = layout.root();
     if !root.is_dir() {

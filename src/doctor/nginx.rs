@@ -8,6 +8,8 @@ use crate::nginx::{self as web, Directive, PhpLocation};
 
 use super::check::Check;
 
+/// nginx's configuration (a file, or `nginx -T`): every include read, and
+/// every PHP location served through the link hands PHP the real path.
 pub(super) fn check_nginx(cfg: &Config, conf_file: Option<&Path>) -> Vec<Check> {
     let web::Conf {
         source,

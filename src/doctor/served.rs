@@ -9,6 +9,7 @@ use crate::opcache;
 
 use super::check::Check;
 
+/// The served tree holds neither the state dir, nor credentials, nor a `.git`.
 pub(super) fn check_served_tree(cfg: &Config, layout: &Layout) -> Vec<Check> {
     let mut out = Vec::new();
     let public = cfg.public.trim_matches('/');
