@@ -55,16 +55,7 @@ fn show(outcome: &Outcome) {
 
 /// Runs the demo in `dir` (a new scratch directory when None). Returns the directory used.
 pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
-    let dir = match dir {
-        Some(d) => d,
-        None => std::env::temp_dir().join(format!("rootswap-demo-{}", deploy::new_id())),
-    };
-    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        anyhow::bail!(
-            "{} is not empty; give an empty or new directory to --dir",
-            dir.display()
-        );
-    }
+    let dir = scratch_dir(dir)?;
     let repo_dir = dir.join("app");
     let webroot = dir.join("webroot");
     std::fs::create_dir_all(&repo_dir)?;
@@ -75,14 +66,8 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
         write(&repo_dir, rel, text)?;
     }
     commit_all(&repo, "Demo site v1")?;
-    let cfg_text = format!(
-        "webroot: {}\nsource:\n  repo: {}\n  branch: main\npublic: public\ndrain: 200ms\nsnapshots:\n  keep: 1\n",
-        webroot.display(),
-        repo_dir.display()
-    );
     let cfg_path = dir.join("rootswap.yaml");
-    std::fs::write(&cfg_path, &cfg_text)?;
-    let cfg = Config::load(&cfg_path)?;
+    let cfg = write_config(&cfg_path, &webroot, &repo_dir)?;
     let site = crate::site::Site::open(&cfg)?;
 
     println!("rootswap demo in {}", dir.display());
@@ -97,22 +82,66 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
     )?;
 
     println!("\n3. a developer commits v2");
-    write(
-        &repo_dir,
-        "public/index.php",
-        &FILES[0].1.replace("'v1'", "'v2'"),
-    )?;
-    write(
-        &repo_dir,
-        "lib/version.php",
-        &FILES[1].1.replace("'v1'", "'v2'"),
-    )?;
-    commit_all(&repo, "Demo site v2")?;
+    commit_v2(&repo, &repo_dir)?;
 
     println!("\n4. deploy now: snapshot, serve the snapshot, rewrite ROOT, copy uploads back, switch back");
     show(&deploy::deploy(&site, &Request::manual())?);
 
     println!("\n5. the result");
+    show_result(&cfg, &webroot)?;
+    println!(
+        "\nconfig used: {} (try: rootswap -c {} status)",
+        cfg_path.display(),
+        cfg_path.display()
+    );
+    Ok(dir)
+}
+
+/// `dir`, or a new directory in the system's temp dir; it must be empty.
+fn scratch_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+    let dir = match dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("rootswap-demo-{}", deploy::new_id())),
+    };
+    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+        anyhow::bail!(
+            "{} is not empty; give an empty or new directory to --dir",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Writes the demo's configuration to `path` and loads it.
+fn write_config(path: &Path, webroot: &Path, repo_dir: &Path) -> Result<Config> {
+    let cfg_text = format!(
+        "webroot: {}\nsource:\n  repo: {}\n  branch: main\npublic: public\ndrain: 200ms\nsnapshots:\n  keep: 1\n",
+        webroot.display(),
+        repo_dir.display()
+    );
+    std::fs::write(path, &cfg_text)?;
+    Config::load(path)
+}
+
+/// Changes the page to v2 and commits it.
+fn commit_v2(repo: &git2::Repository, repo_dir: &Path) -> Result<()> {
+    write(
+        repo_dir,
+        "public/index.php",
+        &FILES[0].1.replace("'v1'", "'v2'"),
+    )?;
+    write(
+        repo_dir,
+        "lib/version.php",
+        &FILES[1].1.replace("'v1'", "'v2'"),
+    )?;
+    commit_all(repo, "Demo site v2")?;
+    Ok(())
+}
+
+/// Prints what the link serves, the live page's version, whether the
+/// upload survived, and the snapshots.
+fn show_result(cfg: &Config, webroot: &Path) -> Result<()> {
     let link = webroot.join("current");
     println!(
         "  {} -> {}",
@@ -137,7 +166,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
     );
     println!("  snapshots:");
     for s in crate::snapshot::list(
-        &crate::layout::Layout::from_config(&cfg),
+        &crate::layout::Layout::from_config(cfg),
         &crate::state::State::load(&cfg.state_path())?,
     )? {
         println!(
@@ -146,10 +175,5 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
             s.commit.as_deref().map(crate::commit::short).unwrap_or("-")
         );
     }
-    println!(
-        "\nconfig used: {} (try: rootswap -c {} status)",
-        cfg_path.display(),
-        cfg_path.display()
-    );
-    Ok(dir)
+    Ok(())
 }

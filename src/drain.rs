@@ -22,11 +22,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use anyhow::Result;
 
 use crate::config::{Config, Drain};
-use crate::opcache::{self, Endpoint};
+use crate::php_fpm::{self, Endpoint, FpmStatus};
 
 /// Poll interval of `drain: auto`.
 const POLL: Duration = Duration::from_millis(25);
@@ -35,85 +34,6 @@ const POLL: Duration = Duration::from_millis(25);
 const MAX_STATUS_FAILURES: u32 = 8;
 
 static FALLBACK_SAID: AtomicBool = AtomicBool::new(false);
-
-/// One php-fpm worker as the status page shows it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Proc {
-    /// Worker pid.
-    #[serde(default)]
-    pub pid: u64,
-    /// `Idle`, `Running`, `Reading headers`, `Finishing`, …
-    #[serde(default)]
-    pub state: String,
-    /// Microseconds the current (or last) request has run.
-    #[serde(rename = "request duration", default)]
-    pub request_duration: u64,
-    /// Request URI.
-    #[serde(rename = "request uri", default)]
-    pub request_uri: String,
-    /// SCRIPT_FILENAME of the current (or last) request.
-    #[serde(default)]
-    pub script: String,
-}
-
-/// php-fpm's status page (`?full&json`), the parts the drain needs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FpmStatus {
-    /// Pool name.
-    #[serde(default)]
-    pub pool: String,
-    /// Requests waiting in the socket's backlog for a free worker.
-    #[serde(rename = "listen queue", default)]
-    pub listen_queue: u64,
-    /// Workers.
-    #[serde(default)]
-    pub processes: Vec<Proc>,
-}
-
-impl FpmStatus {
-    /// Workers busy with a request that may run on one of `trees`: a script
-    /// under it, or a request whose script is not known yet. The status
-    /// request itself (URI `status_path`) is not counted.
-    pub fn busy_on<'a>(&'a self, trees: &[PathBuf], status_path: &str) -> Vec<&'a Proc> {
-        self.processes
-            .iter()
-            .filter(|p| !p.state.eq_ignore_ascii_case("idle"))
-            .filter(|p| p.request_uri.split('?').next() != Some(status_path))
-            .filter(|p| {
-                let script = p.script.trim();
-                script.is_empty()
-                    || script == "-"
-                    || trees.iter().any(|t| Path::new(script).starts_with(t))
-            })
-            .collect()
-    }
-}
-
-/// Asks php-fpm's status page over FastCGI.
-pub fn fpm_status(ep: &Endpoint, status_path: &str, timeout: Duration) -> Result<FpmStatus> {
-    let params = [
-        ("REQUEST_METHOD", "GET".to_string()),
-        ("SCRIPT_NAME", status_path.to_string()),
-        ("SCRIPT_FILENAME", status_path.to_string()),
-        ("REQUEST_URI", format!("{status_path}?full&json")),
-        ("DOCUMENT_URI", status_path.to_string()),
-        ("QUERY_STRING", "full&json".to_string()),
-        ("SERVER_SOFTWARE", "rootswap".to_string()),
-        ("REMOTE_ADDR", "127.0.0.1".to_string()),
-        ("SERVER_NAME", "localhost".to_string()),
-        ("CONTENT_LENGTH", "0".to_string()),
-    ];
-    let r = opcache::request(ep, &params, timeout)?;
-    let body = String::from_utf8_lossy(&r.body);
-    if r.status != 200 || !body.trim_start().starts_with('{') {
-        bail!(
-            "php-fpm at {ep} has no status page at {status_path} (HTTP {}): set `pm.status_path = {status_path}` in the pool, or fix `opcache.status_path`",
-            r.status
-        );
-    }
-    serde_json::from_str(body.trim())
-        .with_context(|| format!("cannot read php-fpm's status page at {status_path}"))
-}
 
 /// Waits until no request runs on `tree` any more (see the module doc).
 /// Returns a warning for the deploy's log and history when the wait could
@@ -182,11 +102,7 @@ fn wait_inner<F: FnMut() -> Result<()>>(
     tree: &Path,
     m: &mut Meanwhile<F>,
 ) -> Option<String> {
-    let fixed = match cfg.drain {
-        Drain::Fixed(d) => Some(d),
-        Drain::Auto => None,
-    };
-    if let Some(d) = fixed {
+    if let Drain::Fixed(d) = cfg.drain {
         if !d.is_zero() {
             m.sleep(d);
         }
@@ -194,56 +110,31 @@ fn wait_inner<F: FnMut() -> Result<()>>(
     }
     let started = Instant::now();
     let deadline = started + cfg.drain_max;
-    let source = match (opcache::endpoint(cfg), cfg.opcache.status_path.as_deref()) {
-        (Ok(Some(ep)), Some(path)) if !path.trim().is_empty() => Ok((ep, path.trim().to_string())),
-        (Err(e), _) => Err(format!("{e:#}")),
-        _ => Err("`opcache.fastcgi` and `opcache.status_path` are not both set".to_string()),
-    };
-    let (ep, status_path) = match source {
+    let (ep, status_path) = match status_source(cfg) {
         Ok(s) => s,
         Err(why) => return fallback(cfg, deadline, &why, m),
     };
-    let mut trees = vec![tree.to_path_buf()];
-    if let Ok(real) = tree.canonicalize() {
-        if real != tree {
-            trees.push(real);
-        }
-    }
+    let trees = tree_names(tree);
     let mut last_busy: Vec<String> = Vec::new();
     // php-fpm's status page fails now and then under load (HTTP 500/503 while
     // the scoreboard is busy): only several failures in a row mean there is none.
     let mut failures = 0;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match fpm_status(
-            &ep,
-            &status_path,
-            left.clamp(Duration::from_millis(200), opcache::TIMEOUT),
-        ) {
+        let timeout = left.clamp(Duration::from_millis(200), php_fpm::TIMEOUT);
+        match php_fpm::fpm_status(&ep, &status_path, timeout) {
             Ok(st) => {
                 failures = 0;
-                let busy = st.busy_on(&trees, &status_path);
-                if busy.is_empty() && st.listen_queue == 0 {
-                    tracing::debug!(
-                        "drain: {} idle after {:?}",
-                        tree.display(),
-                        started.elapsed()
-                    );
-                    return None;
-                }
-                last_busy = busy
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "pid {} {} ({} ms)",
-                            p.pid,
-                            p.script,
-                            p.request_duration / 1000
-                        )
-                    })
-                    .collect();
-                if st.listen_queue > 0 {
-                    last_busy.push(format!("{} queued", st.listen_queue));
+                match still_busy(&st, &trees, &status_path) {
+                    None => {
+                        tracing::debug!(
+                            "drain: {} idle after {:?}",
+                            tree.display(),
+                            started.elapsed()
+                        );
+                        return None;
+                    }
+                    Some(busy) => last_busy = busy,
                 }
             }
             Err(e) => {
@@ -266,6 +157,51 @@ fn wait_inner<F: FnMut() -> Result<()>>(
     }
 }
 
+/// php-fpm's address and status page path for `drain: auto`, or why there
+/// are none.
+fn status_source(cfg: &Config) -> std::result::Result<(Endpoint, String), String> {
+    match (php_fpm::configured(cfg), cfg.opcache.status_path.as_deref()) {
+        (Ok(Some(ep)), Some(path)) if !path.trim().is_empty() => Ok((ep, path.trim().to_string())),
+        (Err(e), _) => Err(format!("{e:#}")),
+        _ => Err("`opcache.fastcgi` and `opcache.status_path` are not both set".to_string()),
+    }
+}
+
+/// `tree` as PHP may see it: as given, and by its real path.
+fn tree_names(tree: &Path) -> Vec<PathBuf> {
+    let mut trees = vec![tree.to_path_buf()];
+    if let Ok(real) = tree.canonicalize() {
+        if real != tree {
+            trees.push(real);
+        }
+    }
+    trees
+}
+
+/// `None` when no worker runs on `trees` and nothing is queued; else what
+/// still runs (and how many wait), for the warning at `drain_max`.
+fn still_busy(st: &FpmStatus, trees: &[PathBuf], status_path: &str) -> Option<Vec<String>> {
+    let busy = st.busy_on(trees, status_path);
+    if busy.is_empty() && st.listen_queue == 0 {
+        return None;
+    }
+    let mut out: Vec<String> = busy
+        .iter()
+        .map(|p| {
+            format!(
+                "pid {} {} ({} ms)",
+                p.pid,
+                p.script,
+                p.request_duration / 1000
+            )
+        })
+        .collect();
+    if st.listen_queue > 0 {
+        out.push(format!("{} queued", st.listen_queue));
+    }
+    Some(out)
+}
+
 fn fallback<F: FnMut() -> Result<()>>(
     cfg: &Config,
     deadline: Instant,
@@ -282,45 +218,4 @@ fn fallback<F: FnMut() -> Result<()>>(
     }
     m.sleep(deadline.saturating_duration_since(Instant::now()));
     first.then_some(msg)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SAMPLE: &str = r#"{"pool":"www","process manager":"static","start time":1700000000,"start since":10,
-      "accepted conn":12,"listen queue":0,"max listen queue":0,"listen queue len":4096,"idle processes":1,
-      "active processes":3,"total processes":4,"max active processes":3,"max children reached":0,"slow requests":0,
-      "processes":[
-        {"pid":10,"state":"Idle","start time":1,"start since":1,"requests":3,"request duration":300000,"request method":"GET","request uri":"/slow.php","content length":0,"user":"-","script":"/w/ROOT/public/slow.php","last request cpu":0,"last request memory":0},
-        {"pid":11,"state":"Running","start time":1,"start since":1,"requests":3,"request duration":120,"request method":"GET","request uri":"/fpm-status?full&json","content length":0,"user":"-","script":"-","last request cpu":0,"last request memory":0},
-        {"pid":12,"state":"Running","start time":1,"start since":1,"requests":3,"request duration":200000,"request method":"GET","request uri":"/slow.php","content length":0,"user":"-","script":"/w/ROOT_2026.11.22-10.15.03/public/slow.php","last request cpu":0,"last request memory":0},
-        {"pid":13,"state":"Running","start time":1,"start since":1,"requests":3,"request duration":200000,"request method":"GET","request uri":"/slow.php","content length":0,"user":"-","script":"/w/ROOT/public/slow.php","last request cpu":0,"last request memory":0}
-      ]}"#;
-
-    #[test]
-    fn finds_requests_running_on_a_tree() {
-        let st: FpmStatus = serde_json::from_str(SAMPLE).unwrap();
-        let busy = st.busy_on(&[PathBuf::from("/w/ROOT")], "/fpm-status");
-        assert_eq!(busy.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![13]);
-        let busy = st.busy_on(
-            &[PathBuf::from("/w/ROOT_2026.11.22-10.15.03")],
-            "/fpm-status",
-        );
-        assert_eq!(busy.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![12]);
-        // A path prefix that is not a path component does not match.
-        assert!(st
-            .busy_on(&[PathBuf::from("/w/ROO")], "/fpm-status")
-            .is_empty());
-    }
-
-    #[test]
-    fn a_request_whose_script_is_not_known_yet_counts() {
-        let mut st: FpmStatus = serde_json::from_str(SAMPLE).unwrap();
-        st.processes[0].state = "Reading headers".into();
-        st.processes[0].script = "-".into();
-        st.processes[0].request_uri = "-".into();
-        let busy = st.busy_on(&[PathBuf::from("/elsewhere")], "/fpm-status");
-        assert_eq!(busy.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![10]);
-    }
 }

@@ -256,19 +256,8 @@ pub fn run(opts: &Options, asker: &mut Asker<'_>) -> Result<Outcome> {
             path.display()
         );
     }
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let webroot = match &opts.webroot {
-        Some(w) => w.clone(),
-        None => match asker.ask("webroot (the directory that holds ROOT and the link `current`)", Some(&cwd.to_string_lossy()))? {
-            Some(a) => PathBuf::from(a),
-            None => bail!("rootswap init needs --webroot DIR (the directory that holds ROOT) when not run in a terminal"),
-        },
-    };
-    let webroot = crate::config::normalize(&cwd.join(webroot));
+    let webroot = choose_webroot(opts, asker)?;
     let mut notes = Vec::new();
-    if webroot.exists() && !webroot.is_dir() {
-        bail!("--webroot {} is not a directory", webroot.display());
-    }
     let site = if webroot.is_dir() {
         find_site(&webroot)
     } else {
@@ -280,7 +269,64 @@ pub fn run(opts: &Options, asker: &mut Asker<'_>) -> Result<Outcome> {
             webroot.display()
         ));
     }
-    let mut detection = match (&opts.preset, &site) {
+    let detection = choose_preset(opts, site.as_deref(), asker)?;
+    let (found_repo, found_branch) = site.as_deref().map(git_origin).unwrap_or((None, None));
+    let repo = choose_repo(opts, found_repo, site.as_deref().unwrap_or(&webroot), asker)?;
+    let branch = match (&opts.branch, found_branch) {
+        (Some(b), _) => b.clone(),
+        (None, Some(b)) => b,
+        (None, None) => asker
+            .ask("branch to deploy", Some("main"))?
+            .unwrap_or_else(|| "main".into()),
+    };
+    let public = public_dir(&detection, site.as_deref());
+    notes.extend(
+        site.as_deref()
+            .and_then(|dir| placement_note(dir, &webroot)),
+    );
+    let text = render(
+        &webroot,
+        &repo,
+        &branch,
+        &detection,
+        &public,
+        site.as_deref(),
+    );
+    Config::parse(&text, path)
+        .context("the generated configuration does not load (a bug: please report it)")?;
+    write_config(path, &text, opts.force)?;
+    Ok(Outcome {
+        path: path.clone(),
+        webroot,
+        site,
+        detection,
+        public,
+        notes,
+    })
+}
+
+/// The webroot: `--webroot`, or asked (the current directory by default),
+/// made absolute. It may not exist yet, but may not be a file.
+fn choose_webroot(opts: &Options, asker: &mut Asker<'_>) -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let webroot = match &opts.webroot {
+        Some(w) => w.clone(),
+        None => match asker.ask("webroot (the directory that holds ROOT and the link `current`)", Some(&cwd.to_string_lossy()))? {
+            Some(a) => PathBuf::from(a),
+            None => bail!("rootswap init needs --webroot DIR (the directory that holds ROOT) when not run in a terminal"),
+        },
+    };
+    let webroot = crate::config::normalize(&cwd.join(webroot));
+    if webroot.exists() && !webroot.is_dir() {
+        bail!("--webroot {} is not a directory", webroot.display());
+    }
+    Ok(webroot)
+}
+
+/// The preset: `--preset`, else detected in the site, else asked (generic
+/// when nobody answers).
+fn choose_preset(opts: &Options, site: Option<&Path>, asker: &mut Asker<'_>) -> Result<Detection> {
+    let mut detection = match (&opts.preset, site) {
         (Some(p), _) => Detection {
             preset: *p,
             evidence: vec!["--preset".into()],
@@ -305,8 +351,18 @@ pub fn run(opts: &Options, asker: &mut Asker<'_>) -> Result<Outcome> {
             };
         }
     }
-    let (found_repo, found_branch) = site.as_deref().map(git_origin).unwrap_or((None, None));
-    let repo = match (&opts.repo, found_repo) {
+    Ok(detection)
+}
+
+/// The repository: `--repo`, else the site's `origin`, else asked; `looked`
+/// is where an `origin` was looked for (named when there is none).
+fn choose_repo(
+    opts: &Options,
+    found: Option<String>,
+    looked: &Path,
+    asker: &mut Asker<'_>,
+) -> Result<String> {
+    Ok(match (&opts.repo, found) {
         (Some(r), _) => r.clone(),
         (None, Some(r)) => r,
         (None, None) => match asker.ask("Git repository to deploy (URL or path)", None)? {
@@ -314,62 +370,46 @@ pub fn run(opts: &Options, asker: &mut Asker<'_>) -> Result<Outcome> {
             Some(_) => bail!("a repository is needed; pass --repo URL"),
             None => bail!(
                 "rootswap init needs --repo URL: {} is not a Git work tree with an `origin` remote to read it from",
-                site.as_deref().unwrap_or(&webroot).display()
+                looked.display()
             ),
         },
-    };
-    let branch = match (&opts.branch, found_branch) {
-        (Some(b), _) => b.clone(),
-        (None, Some(b)) => b,
-        (None, None) => asker
-            .ask("branch to deploy", Some("main"))?
-            .unwrap_or_else(|| "main".into()),
-    };
-    let public = if detection.preset == Preset::Generic {
-        match &site {
+    })
+}
+
+/// The served subdirectory: the preset's, or for a generic site the one
+/// that holds `index.php` (`public`, `web`, else the tree itself).
+fn public_dir(detection: &Detection, site: Option<&Path>) -> String {
+    if detection.preset == Preset::Generic {
+        match site {
             Some(dir) if dir.join("public/index.php").is_file() => "public".to_string(),
             Some(dir) if dir.join("web/index.php").is_file() => "web".to_string(),
             _ => ".".to_string(),
         }
     } else {
         detection.preset.public().to_string()
-    };
-    if let Some(dir) = &site {
-        if *dir == webroot {
-            notes.push(format!(
-                "the site sits directly in {w}; rootswap deploys into {w}/ROOT and serves it through {w}/current. \
-                 Either move the site one level down (mkdir {w}/ROOT and move its files there) or set webroot \
-                 to the parent directory and root: {name}",
-                w = webroot.display(),
-                name = webroot.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-            ));
-        } else if dir.ends_with("current") {
-            notes.push(format!(
-                "{} is a real directory: move it to ROOT (mv current ROOT in {}); the first deploy creates the link current -> ROOT",
-                dir.display(),
-                webroot.display()
-            ));
-        }
     }
-    let text = render(
-        &webroot,
-        &repo,
-        &branch,
-        &detection,
-        &public,
-        site.as_deref(),
-    );
-    Config::parse(&text, path)
-        .context("the generated configuration does not load (a bug: please report it)")?;
-    write_config(path, &text, opts.force)?;
-    Ok(Outcome {
-        path: path.clone(),
-        webroot,
-        site,
-        detection,
-        public,
-        notes,
-    })
+}
+
+/// What to move when the site found is not where rootswap deploys (the
+/// webroot itself, or a real `current` directory).
+fn placement_note(dir: &Path, webroot: &Path) -> Option<String> {
+    if dir == webroot {
+        Some(format!(
+            "the site sits directly in {w}; rootswap deploys into {w}/ROOT and serves it through {w}/current. \
+             Either move the site one level down (mkdir {w}/ROOT and move its files there) or set webroot \
+             to the parent directory and root: {name}",
+            w = webroot.display(),
+            name = webroot.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ))
+    } else if dir.ends_with("current") {
+        Some(format!(
+            "{} is a real directory: move it to ROOT (mv current ROOT in {}); the first deploy creates the link current -> ROOT",
+            dir.display(),
+            webroot.display()
+        ))
+    } else {
+        None
+    }
 }
 
 /// Writes `text` to `path` through a temporary file: replaced whole with

@@ -20,168 +20,22 @@
 //! with the default `process_control_timeout = 0` it kills busy workers
 //! (docs/zero-downtime.md#never-reload-php-fpm).
 //!
-//! The FastCGI client is the `fastcgi-client` crate, driven by a
-//! single-threaded tokio runtime that lives for one request.
+//! The FastCGI request itself goes through [`crate::php_fpm`].
 
 use base64::Engine as _;
-use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-
-/// How long one FastCGI exchange with php-fpm may take.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+use crate::php_fpm::{self, Endpoint, Located, Reply};
 
 /// Above this many changed files, rootswap skips the per-file invalidation
 /// and relies on `opcache_reset()` alone.
 const MAX_INVALIDATE: usize = 20_000;
-
-/// Where php-fpm listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A unix socket path.
-    Unix(PathBuf),
-    /// `host:port`.
-    Tcp(String),
-}
-
-impl Endpoint {
-    /// Parses `unix:/run/php/php8.2-fpm.sock`, `tcp:127.0.0.1:9000`, a bare
-    /// absolute path or a bare `host:port`.
-    pub fn parse(text: &str) -> Result<Endpoint> {
-        let t = text.trim();
-        if let Some(p) = t.strip_prefix("unix:") {
-            if p.is_empty() {
-                bail!("`{text}`: the socket path is missing after `unix:`");
-            }
-            return Ok(Endpoint::Unix(PathBuf::from(p)));
-        }
-        let hostport = t.strip_prefix("tcp:").unwrap_or(t);
-        if t.starts_with('/') {
-            return Ok(Endpoint::Unix(PathBuf::from(t)));
-        }
-        match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(Endpoint::Tcp(hostport.to_string())),
-            _ => bail!("`{text}` is not a php-fpm address; write unix:/run/php/php8.2-fpm.sock or tcp:127.0.0.1:9000"),
-        }
-    }
-
-    /// The address as nginx's `fastcgi_pass` wants it.
-    pub fn nginx(&self) -> String {
-        match self {
-            Endpoint::Unix(p) => format!("unix:{}", p.display()),
-            Endpoint::Tcp(h) => h.clone(),
-        }
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
-            Endpoint::Tcp(h) => write!(f, "tcp:{h}"),
-        }
-    }
-}
-
-/// php-fpm's answer to one FastCGI request.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// HTTP status (`Status:` header, 200 when absent).
-    pub status: u16,
-    /// CGI response headers.
-    pub headers: Vec<(String, String)>,
-    /// Response body.
-    pub body: Vec<u8>,
-    /// What php-fpm sent on FastCGI's stderr stream (PHP warnings, "Primary script unknown").
-    pub stderr: String,
-}
-
-/// Sends one FastCGI request (no body) and returns php-fpm's reply.
-pub fn request(ep: &Endpoint, params: &[(&str, String)], timeout: Duration) -> Result<Reply> {
-    use fastcgi_client::{io, Client, Params, Request};
-    let mut p = Params::default();
-    for (k, v) in params {
-        p = p.custom(k.to_string(), v.clone());
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .context("cannot start the FastCGI client's runtime")?;
-    let out = rt.block_on(async {
-        tokio::time::timeout(timeout, async {
-            match ep {
-                Endpoint::Unix(path) => {
-                    let s = tokio::net::UnixStream::connect(path)
-                        .await
-                        .with_context(|| format!("cannot connect to php-fpm at {ep}"))?;
-                    Client::new_tokio(s)
-                        .execute_once(Request::new(p, io::empty()))
-                        .await
-                        .map_err(|e| anyhow!("FastCGI request to {ep} failed: {e}"))
-                }
-                Endpoint::Tcp(addr) => {
-                    let s = tokio::net::TcpStream::connect(addr.as_str())
-                        .await
-                        .with_context(|| format!("cannot connect to php-fpm at {ep}"))?;
-                    Client::new_tokio(s)
-                        .execute_once(Request::new(p, io::empty()))
-                        .await
-                        .map_err(|e| anyhow!("FastCGI request to {ep} failed: {e}"))
-                }
-            }
-        })
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "php-fpm at {ep} did not answer within {}s",
-                timeout.as_secs_f32()
-            )
-        })?
-    })?;
-    let stdout = out.stdout.unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&out.stderr.unwrap_or_default())
-        .trim()
-        .to_string();
-    let (head, body) = split_head(&stdout);
-    let mut status = 200;
-    let mut headers = Vec::new();
-    for line in String::from_utf8_lossy(head).lines() {
-        if let Some((k, v)) = line.split_once(':') {
-            let (k, v) = (k.trim().to_string(), v.trim().to_string());
-            if k.eq_ignore_ascii_case("status") {
-                status = v
-                    .split_whitespace()
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(500);
-            }
-            headers.push((k, v));
-        }
-    }
-    Ok(Reply {
-        status,
-        headers,
-        body: body.to_vec(),
-        stderr,
-    })
-}
-
-fn split_head(out: &[u8]) -> (&[u8], &[u8]) {
-    for (sep, len) in [(&b"\r\n\r\n"[..], 4), (&b"\n\n"[..], 2)] {
-        if let Some(i) = out.windows(len).position(|w| w == sep) {
-            return (&out[..i], &out[i + len..]);
-        }
-    }
-    (&[], out)
-}
 
 /// The PHP run inside php-fpm. `%REQ%` becomes the base64 of a JSON request.
 const SCRIPT: &str = r#"<?php
@@ -288,82 +142,21 @@ pub fn script_dir(cfg: &Config) -> PathBuf {
         .unwrap_or_else(|| cfg.webroot.clone())
 }
 
-/// The configured php-fpm address, if any.
-pub fn endpoint(cfg: &Config) -> Result<Option<Endpoint>> {
-    cfg.opcache
-        .fastcgi
-        .as_deref()
-        .map(Endpoint::parse)
-        .transpose()
-}
-
-/// Where rootswap reaches php-fpm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Located {
-    /// `opcache.fastcgi`.
-    Configured(Endpoint),
-    /// Not configured; found by [`crate::fpm_socket::discover`] (the text says where).
-    Found(Endpoint, String),
-    /// Not configured and not found (the text says why).
-    NotFound(String),
-}
-
-impl Located {
-    /// The address to use, if any.
-    pub fn endpoint(&self) -> Option<&Endpoint> {
-        match self {
-            Located::Configured(e) | Located::Found(e, _) => Some(e),
-            Located::NotFound(_) => None,
-        }
-    }
-
-    /// One line for people: which address and why.
-    pub fn describe(&self) -> String {
-        match self {
-            Located::Configured(e) => format!("{e} (opcache.fastcgi)"),
-            Located::Found(e, how) => format!("{e} (found: {how}; opcache.fastcgi is not set)"),
-            Located::NotFound(why) => {
-                format!("php-fpm not found: opcache.fastcgi is not set and {why}")
-            }
-        }
-    }
-
-    /// The warning when php-fpm is not found: old code may be served.
-    pub fn warning(&self) -> Option<String> {
-        match self {
-            Located::NotFound(why) => Some(format!(
-                "OPcache not cleared: `opcache.fastcgi` is not set and {why}; php-fpm may keep serving the old code \
-                 (with opcache.validate_timestamps=0, until it restarts). Set `opcache.fastcgi` to php-fpm's address, \
-                 e.g. unix:/run/php/php8.2-fpm.sock (the fastcgi_pass of your nginx site)"
-            )),
-            _ => None,
-        }
-    }
-}
-
-/// `opcache.fastcgi`, or else the one php-fpm found on this machine.
-pub fn locate(cfg: &Config) -> Result<Located> {
-    if let Some(ep) = endpoint(cfg)? {
-        return Ok(Located::Configured(ep));
-    }
-    Ok(match crate::fpm_socket::discover() {
-        crate::fpm_socket::Found::One(ep, how) => Located::Found(ep, how),
-        crate::fpm_socket::Found::None(why) => Located::NotFound(why),
-        crate::fpm_socket::Found::Many(all) => Located::NotFound(format!(
-            "several php-fpm addresses were found ({}), so rootswap cannot tell which serves this site",
-            all.iter()
-                .map(|(e, how)| format!("{e} from {how}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        )),
-    })
-}
-
 /// Runs the script inside php-fpm: invalidates `invalidate` (absolute
 /// paths), then calls `opcache_reset()` when `reset` is set.
 pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Result<Answer> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create {} for the OPcache script", dir.display()))?;
+    let guard = write_script(dir, invalidate, reset)?;
+    let file = guard.0.to_string_lossy().into_owned();
+    let reply = php_fpm::request(ep, &script_params(&guard.0, dir), php_fpm::TIMEOUT);
+    drop(guard);
+    read_answer(&reply?, &file)
+}
+
+/// Writes the script with its request (readable by php-fpm's pool user)
+/// into `dir`; it is removed when the returned guard drops.
+fn write_script(dir: &Path, invalidate: &[PathBuf], reset: bool) -> Result<ScriptFile> {
     let req = serde_json::json!({
         "invalidate": invalidate.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>(),
         "reset": reset,
@@ -392,16 +185,20 @@ pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Re
     drop(f);
     // The umask may have narrowed the mode: php-fpm's pool user must read it.
     let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let file = path.to_string_lossy().into_owned();
+    Ok(guard)
+}
+
+/// The CGI parameters of a GET of the script at `path` in `dir`.
+fn script_params(path: &Path, dir: &Path) -> [(&'static str, String); 11] {
     let name = format!(
         "/{}",
         path.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     );
-    let params = [
+    [
         ("REQUEST_METHOD", "GET".to_string()),
-        ("SCRIPT_FILENAME", file.clone()),
+        ("SCRIPT_FILENAME", path.to_string_lossy().into_owned()),
         ("SCRIPT_NAME", name.clone()),
         ("REQUEST_URI", name.clone()),
         ("DOCUMENT_URI", name),
@@ -411,10 +208,12 @@ pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Re
         ("REMOTE_ADDR", "127.0.0.1".to_string()),
         ("SERVER_NAME", "localhost".to_string()),
         ("CONTENT_LENGTH", "0".to_string()),
-    ];
-    let reply = request(ep, &params, TIMEOUT);
-    drop(guard);
-    let reply = reply?;
+    ]
+}
+
+/// The script's JSON from php-fpm's reply, or an error that says why the
+/// script did not run (and how to fix that) for the script `file`.
+fn read_answer(reply: &Reply, file: &str) -> Result<Answer> {
     let body = String::from_utf8_lossy(&reply.body);
     if reply.status != 200 || !body.trim_start().starts_with('{') {
         let detail = if reply.stderr.is_empty() {
@@ -422,21 +221,7 @@ pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Re
         } else {
             reply.stderr.clone()
         };
-        let hint = if detail.contains("Primary script unknown")
-            || detail.contains("No input file")
-            || detail.contains("open_basedir")
-            || reply.status == 404
-        {
-            format!(
-                "php-fpm could not open {}: its pool user must be able to read it (systemd PrivateTmp, open_basedir and chroot hide directories from php-fpm); \
-                 set `opcache.script_dir` to a directory php-fpm can read, e.g. one inside open_basedir but outside the document root",
-                file
-            )
-        } else if reply.status == 403 {
-            "php-fpm refused the script (security.limit_extensions must allow .php)".to_string()
-        } else {
-            "the OPcache script did not run as expected".to_string()
-        };
+        let hint = failure_hint(reply.status, &detail, file);
         bail!("{hint} (HTTP {}; php-fpm said: {detail})", reply.status);
     }
     serde_json::from_str(body.trim()).with_context(|| {
@@ -445,6 +230,25 @@ pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Re
             body.chars().take(300).collect::<String>()
         )
     })
+}
+
+/// What most likely kept the script `file` from running.
+fn failure_hint(status: u16, detail: &str, file: &str) -> String {
+    if detail.contains("Primary script unknown")
+        || detail.contains("No input file")
+        || detail.contains("open_basedir")
+        || status == 404
+    {
+        format!(
+            "php-fpm could not open {}: its pool user must be able to read it (systemd PrivateTmp, open_basedir and chroot hide directories from php-fpm); \
+             set `opcache.script_dir` to a directory php-fpm can read, e.g. one inside open_basedir but outside the document root",
+            file
+        )
+    } else if status == 403 {
+        "php-fpm refused the script (security.limit_extensions must allow .php)".to_string()
+    } else {
+        "the OPcache script did not run as expected".to_string()
+    }
 }
 
 /// Judges an answer to a reset: `Ok(description)` when stale code cannot be
@@ -515,7 +319,7 @@ pub fn clear<'a>(
     changed: impl Iterator<Item = &'a Path>,
     when: &str,
 ) -> Result<String, String> {
-    let (ep, found) = match locate(cfg) {
+    let (ep, found) = match php_fpm::locate(cfg) {
         Ok(Located::Configured(ep)) => (ep, String::new()),
         Ok(Located::Found(ep, how)) => {
             let found = format!(" (php-fpm found at {ep}: {how}; opcache.fastcgi is not set)");
@@ -547,7 +351,7 @@ pub fn clear<'a>(
 
 /// `rootswap opcache reset`: resets php-fpm's cache, returns what happened.
 pub fn reset_by_hand(cfg: &Config) -> Result<String> {
-    let loc = locate(cfg)?;
+    let loc = php_fpm::locate(cfg)?;
     let ep = loc.endpoint().cloned().ok_or_else(|| {
         anyhow!(
             "{}; set `opcache.fastcgi` to php-fpm's address, e.g. unix:/run/php/php8.2-fpm.sock",
@@ -583,7 +387,7 @@ pub fn command(cfg: &Config, cmd: &Cmd) -> Result<std::process::ExitCode> {
 
 /// Reads php-fpm's OPcache settings without changing anything (doctor).
 pub fn inspect(cfg: &Config) -> Result<Answer> {
-    let loc = locate(cfg)?;
+    let loc = php_fpm::locate(cfg)?;
     let ep = loc
         .endpoint()
         .cloned()
@@ -594,45 +398,6 @@ pub fn inspect(cfg: &Config) -> Result<Answer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_endpoints() {
-        assert_eq!(
-            Endpoint::parse("unix:/run/php/x.sock").unwrap(),
-            Endpoint::Unix("/run/php/x.sock".into())
-        );
-        assert_eq!(
-            Endpoint::parse("/run/php/x.sock").unwrap(),
-            Endpoint::Unix("/run/php/x.sock".into())
-        );
-        assert_eq!(
-            Endpoint::parse("tcp:127.0.0.1:9000").unwrap(),
-            Endpoint::Tcp("127.0.0.1:9000".into())
-        );
-        assert_eq!(
-            Endpoint::parse("localhost:9000").unwrap(),
-            Endpoint::Tcp("localhost:9000".into())
-        );
-        assert!(Endpoint::parse("tcp:nowhere").is_err());
-        assert!(Endpoint::parse("unix:").is_err());
-        assert_eq!(
-            Endpoint::parse("unix:/a.sock").unwrap().nginx(),
-            "unix:/a.sock"
-        );
-        assert_eq!(
-            Endpoint::parse("tcp:127.0.0.1:9000").unwrap().nginx(),
-            "127.0.0.1:9000"
-        );
-    }
-
-    #[test]
-    fn splits_cgi_headers() {
-        let (h, b) = split_head(
-            b"Status: 404 Not Found\r\nContent-type: text/html\r\n\r\nFile not found.\n",
-        );
-        assert_eq!(h, b"Status: 404 Not Found\r\nContent-type: text/html");
-        assert_eq!(b, b"File not found.\n");
-    }
 
     fn answer(reset: Option<bool>, pending: bool) -> Answer {
         let mut a = Answer {

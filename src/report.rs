@@ -41,7 +41,8 @@ pub fn summary_line(s: &Summary) -> String {
     line
 }
 
-/// Human-readable size.
+/// A byte count for people in binary units (`512 B`, `2.0 KiB`): the one
+/// formatter of sizes (status, `snapshots list`, the dashboard).
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
@@ -153,102 +154,38 @@ pub fn age(rfc3339: &str) -> Option<String> {
 /// The `status` summary: one aligned line per fact, coloured when `color`
 /// (green: fine, yellow: needs a look, red: failed).
 pub fn status_text_styled(s: &Status, color: bool) -> String {
-    let paint = |code: &str, text: &str| {
-        if color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+    let p = Paint(color);
+    let mut out = Lines {
+        out: String::new(),
+        p,
     };
-    let green = |t: &str| paint("32", t);
-    let yellow = |t: &str| paint("33", t);
-    let red = |t: &str| paint("31", t);
-    let dim = |t: &str| paint("2", t);
-    let short = |c: &Option<String>| {
-        c.as_deref()
-            .map(|c| crate::commit::short(c).to_string())
-            .unwrap_or_else(|| "-".into())
-    };
-    let mut out = String::new();
-    let mut line = |label: &str, value: String| {
-        let pad = " ".repeat(10usize.saturating_sub(label.len()));
-        let _ = writeln!(out, "{}{pad} {value}", paint("1", label));
-    };
-    line("webroot", s.webroot.clone());
-    let live = match (s.link.as_str(), &s.live) {
-        ("ok", Some(t)) if s.snapshots.iter().any(|r| r.live) => yellow(&format!(
-            "{t} (a snapshot: a deploy is running, or was interrupted)"
-        )),
-        ("ok", Some(t)) => green(t),
-        ("missing", _) => dim("nothing (never deployed)"),
-        _ => red("the link is not a symlink: run rootswap deploy for how to migrate"),
-    };
-    line("live", live);
-    let mut commit = short(&s.deployed_commit);
-    if let Some(subject) = &s.deployed_subject {
-        commit = format!("{commit} {subject}");
-    }
-    if let Some(age) = s.deployed_at.as_deref().and_then(age) {
-        commit = format!("{commit} {}", dim(&format!("(live {age})")));
-    }
-    line("commit", commit);
-    let head = match (&s.branch_head, &s.deployed_commit) {
-        (Some(h), Some(d)) if h == d => {
-            format!("head {} {}", short(&s.branch_head), dim("(deployed)"))
-        }
-        (Some(_), _) => yellow(&format!(
-            "head {} (not deployed yet)",
-            short(&s.branch_head)
-        )),
-        (None, _) => dim("head unknown (not fetched yet)"),
-    };
-    line("branch", format!("{}, {head}", s.branch));
-    line(
+    out.line("webroot", s.webroot.clone());
+    out.line("live", live_value(s, p));
+    out.line("commit", commit_value(s, p));
+    out.line("branch", branch_value(s, p));
+    out.line(
         "deploying",
         s.deploy_running
-            .map(|p| yellow(&format!("yes (pid {p})")))
+            .map(|pid| p.yellow(&format!("yes (pid {pid})")))
             .unwrap_or_else(|| "no".into()),
     );
-    if let Some(d) = &s.last_deploy {
-        let result = match d.result.as_str() {
-            "success" => green(&d.result),
-            _ => red(&d.result),
-        };
-        let when = age(&d.finished).unwrap_or_else(|| d.finished.clone());
-        let mut text = format!(
-            "{result} {} {when}, took {:.1}s ({})",
-            short(&d.commit),
-            d.duration_ms as f64 / 1000.0,
-            d.trigger
-        );
-        if let Some(e) = &d.error {
-            text = format!("{text}: {}", red(e.lines().next().unwrap_or("")));
-        }
-        line("last", text);
-        for w in d
-            .warnings
-            .iter()
-            .filter(|w| w.starts_with("hooks.after_switch failed"))
-        {
-            line("warning", yellow(w.lines().next().unwrap_or("")));
-        }
-    }
+    last_deploy_lines(&mut out, s);
     for d in &s.shared {
         let state = if d.linked {
-            dim("(linked)")
+            p.dim("(linked)")
         } else {
-            yellow("(not linked yet: the next deploy moves it there)")
+            p.yellow("(not linked yet: the next deploy moves it there)")
         };
-        line("shared", format!("{} -> {} {state}", d.path, d.store));
+        out.line("shared", format!("{} -> {} {state}", d.path, d.store));
     }
     match &s.opcache_warning {
-        Some(w) => line("opcache", red(&format!("WARNING: {w}"))),
-        None => line("opcache", s.opcache.clone()),
+        Some(w) => out.line("opcache", p.red(&format!("WARNING: {w}"))),
+        None => out.line("opcache", s.opcache.clone()),
     }
     if let Some(j) = &s.interrupted {
-        line(
+        out.line(
             "interrupted",
-            yellow(&format!(
+            p.yellow(&format!(
                 "deploy {} of {} during {}: the next deploy (or serve) recovers it",
                 j.id,
                 crate::commit::short(&j.commit),
@@ -256,6 +193,130 @@ pub fn status_text_styled(s: &Status, color: bool) -> String {
             )),
         );
     }
+    out.line("auto", auto_value(s, p));
+    snapshot_lines(&mut out, s);
+    out.out
+}
+
+/// ANSI colours, or none.
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    fn green(self, t: &str) -> String {
+        self.paint("32", t)
+    }
+    fn yellow(self, t: &str) -> String {
+        self.paint("33", t)
+    }
+    fn red(self, t: &str) -> String {
+        self.paint("31", t)
+    }
+    fn dim(self, t: &str) -> String {
+        self.paint("2", t)
+    }
+}
+
+/// The status text being written: one bold, aligned label per line.
+struct Lines {
+    out: String,
+    p: Paint,
+}
+
+impl Lines {
+    fn line(&mut self, label: &str, value: String) {
+        let pad = " ".repeat(10usize.saturating_sub(label.len()));
+        let _ = writeln!(self.out, "{}{pad} {value}", self.p.paint("1", label));
+    }
+}
+
+/// A commit's short id, or `-`.
+fn short_or_dash(c: &Option<String>) -> String {
+    c.as_deref()
+        .map(|c| crate::commit::short(c).to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// What the link serves.
+fn live_value(s: &Status, p: Paint) -> String {
+    match (s.link.as_str(), &s.live) {
+        ("ok", Some(t)) if s.snapshots.iter().any(|r| r.live) => p.yellow(&format!(
+            "{t} (a snapshot: a deploy is running, or was interrupted)"
+        )),
+        ("ok", Some(t)) => p.green(t),
+        ("missing", _) => p.dim("nothing (never deployed)"),
+        _ => p.red("the link is not a symlink: run rootswap deploy for how to migrate"),
+    }
+}
+
+/// The deployed commit, its subject and how long it has been live.
+fn commit_value(s: &Status, p: Paint) -> String {
+    let mut commit = short_or_dash(&s.deployed_commit);
+    if let Some(subject) = &s.deployed_subject {
+        commit = format!("{commit} {subject}");
+    }
+    if let Some(age) = s.deployed_at.as_deref().and_then(age) {
+        commit = format!("{commit} {}", p.dim(&format!("(live {age})")));
+    }
+    commit
+}
+
+/// The branch and whether its head is deployed.
+fn branch_value(s: &Status, p: Paint) -> String {
+    let head = match (&s.branch_head, &s.deployed_commit) {
+        (Some(h), Some(d)) if h == d => {
+            format!(
+                "head {} {}",
+                short_or_dash(&s.branch_head),
+                p.dim("(deployed)")
+            )
+        }
+        (Some(_), _) => p.yellow(&format!(
+            "head {} (not deployed yet)",
+            short_or_dash(&s.branch_head)
+        )),
+        (None, _) => p.dim("head unknown (not fetched yet)"),
+    };
+    format!("{}, {head}", s.branch)
+}
+
+/// The last deploy, and the after_switch warnings it left.
+fn last_deploy_lines(out: &mut Lines, s: &Status) {
+    let p = out.p;
+    let Some(d) = &s.last_deploy else { return };
+    let result = match d.result.as_str() {
+        "success" => p.green(&d.result),
+        _ => p.red(&d.result),
+    };
+    let when = age(&d.finished).unwrap_or_else(|| d.finished.clone());
+    let mut text = format!(
+        "{result} {} {when}, took {:.1}s ({})",
+        short_or_dash(&d.commit),
+        d.duration_ms as f64 / 1000.0,
+        d.trigger
+    );
+    if let Some(e) = &d.error {
+        text = format!("{text}: {}", p.red(e.lines().next().unwrap_or("")));
+    }
+    out.line("last", text);
+    for w in d
+        .warnings
+        .iter()
+        .filter(|w| w.starts_with("hooks.after_switch failed"))
+    {
+        out.line("warning", p.yellow(w.lines().next().unwrap_or("")));
+    }
+}
+
+/// The auto-deploy mode and when it polls.
+fn auto_value(s: &Status, p: Paint) -> String {
     let when = match (&s.next_poll, &s.last_poll) {
         (Some(next), _) => match chrono::DateTime::parse_from_rfc3339(next) {
             Ok(t) => {
@@ -272,16 +333,18 @@ pub fn status_text_styled(s: &Status, color: bool) -> String {
         }
         _ => String::new(),
     };
-    line(
-        "auto",
-        if when.is_empty() {
-            format!("{} {}", s.auto_deploy, dim("(rootswap serve)"))
-        } else {
-            format!("{}{when}", s.auto_deploy)
-        },
-    );
+    if when.is_empty() {
+        format!("{} {}", s.auto_deploy, p.dim("(rootswap serve)"))
+    } else {
+        format!("{}{when}", s.auto_deploy)
+    }
+}
+
+/// How many snapshots and their total size, then one row per snapshot.
+fn snapshot_lines(out: &mut Lines, s: &Status) {
+    let p = out.p;
     let total: u64 = s.snapshots.iter().map(|r| r.size).sum();
-    line(
+    out.line(
         "snapshots",
         if s.snapshots.is_empty() {
             "none".into()
@@ -292,22 +355,21 @@ pub fn status_text_styled(s: &Status, color: bool) -> String {
     let w = s.snapshots.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for r in &s.snapshots {
         let tag = if r.live {
-            green("live")
+            p.green("live")
         } else if r.kept {
             "kept".into()
         } else {
-            dim("evictable")
+            p.dim("evictable")
         };
         let _ = writeln!(
-            out,
+            out.out,
             "{:<10} {:<w$}  {:<7}  {:>10}  {tag}",
             "",
             r.name,
-            short(&r.commit),
+            short_or_dash(&r.commit),
             size(r.size)
         );
     }
-    out
 }
 
 /// Log format for people: the message, prefixed by `warning:`/`error:` when

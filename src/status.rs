@@ -70,44 +70,90 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         LinkState::NotALink => (None, "not-a-symlink"),
         LinkState::Symlink(t) => (Some(t), "ok"),
     };
-    let branch_head = git2::Repository::open_bare(layout.state.join("repo.git"))
-        .ok()
-        .and_then(|r| {
-            r.refname_to_id(&format!("refs/remotes/origin/{}", cfg.source.branch))
-                .ok()
-        })
-        .map(|o| o.to_string());
     let snapshots = if layout.webroot.is_dir() {
         snapshot::list(&layout, &state)?
     } else {
         Vec::new()
     };
-    // Both read history.jsonl from its end, so a long history costs nothing here.
-    let deployed_at = match &state.deployed {
+    let deployed_at = deployed_at(&layout, &state)?;
+    let last_poll = crate::fsutil::read_optional(&layout.state.join("last-poll"))
+        .ok()
+        .flatten()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok());
+    let (opcache, opcache_warning) = opcache_facts(cfg);
+    // A running deploy's journal is not an interrupted one.
+    let deploy_running = DeployLock::holder(&layout.state);
+    Ok(Status {
+        webroot: layout.webroot.display().to_string(),
+        live,
+        link: link.to_string(),
+        deployed_commit: state.deployed.clone(),
+        branch: cfg.source.branch.clone(),
+        branch_head: branch_head(&layout, &cfg.source.branch),
+        deploy_running,
+        snapshots,
+        last_deploy: crate::history::read_last(&layout.state, 1)?.pop(),
+        interrupted: if deploy_running.is_some() {
+            None
+        } else {
+            crate::recover::pending(&layout.state)
+        },
+        deployed_subject: deployed_subject(&layout, &state),
+        deployed_at,
+        auto_deploy: auto_deploy_text(cfg),
+        last_poll: last_poll.map(|t| t.to_rfc3339()),
+        next_poll: next_poll(cfg, last_poll),
+        shared: shared_dirs(cfg, &layout),
+        opcache,
+        opcache_warning,
+    })
+}
+
+/// The head of `branch` in the cache repository, as of the last fetch.
+fn branch_head(layout: &Layout, branch: &str) -> Option<String> {
+    git2::Repository::open_bare(layout.state.join("repo.git"))
+        .ok()
+        .and_then(|r| {
+            r.refname_to_id(&format!("refs/remotes/origin/{branch}"))
+                .ok()
+        })
+        .map(|o| o.to_string())
+}
+
+/// When the deployed commit went live: the end of its last successful deploy.
+fn deployed_at(layout: &Layout, state: &State) -> Result<Option<String>> {
+    // Read from history.jsonl's end, so a long history costs nothing here.
+    Ok(match &state.deployed {
         Some(live) => crate::history::find_last(&layout.state, |r| {
             r.result == "success" && r.commit.as_ref() == Some(live)
         })?
         .map(|r| r.finished),
         None => None,
-    };
-    let deployed_subject = state.deployed.as_deref().and_then(|c| {
-        let repo = git2::Repository::open_bare(layout.state.join("repo.git")).ok()?;
-        let commit = repo.find_commit(git2::Oid::from_str(c).ok()?).ok()?;
-        commit.summary().map(str::to_owned)
-    });
+    })
+}
+
+/// The deployed commit's subject line, from the cache repository.
+fn deployed_subject(layout: &Layout, state: &State) -> Option<String> {
+    let c = state.deployed.as_deref()?;
+    let repo = git2::Repository::open_bare(layout.state.join("repo.git")).ok()?;
+    let commit = repo.find_commit(git2::Oid::from_str(c).ok()?).ok()?;
+    commit.summary().map(str::to_owned)
+}
+
+/// The polling schedule in words: `off`, `cron …`, `every …`.
+fn auto_deploy_text(cfg: &Config) -> String {
     let a = &cfg.auto_deploy;
-    let auto_deploy = match (a.enabled, &a.every, &a.cron) {
+    match (a.enabled, &a.every, &a.cron) {
         (false, _, _) => "off".to_string(),
         (true, _, Some(c)) => format!("cron {c}"),
         (true, Some(d), None) => format!("every {}", humantime::format_duration(*d)),
         (true, None, None) => "every 1m".to_string(),
-    };
-    let last_poll = crate::fsutil::read_optional(&layout.state.join("last-poll"))
-        .ok()
-        .flatten()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok());
-    let next_poll = next_poll(cfg, last_poll);
-    let shared = match crate::shared::Shared::from_config(cfg) {
+    }
+}
+
+/// `user_content.shared` and whether ROOT links each yet.
+fn shared_dirs(cfg: &Config, layout: &Layout) -> Vec<SharedDir> {
+    match crate::shared::Shared::from_config(cfg) {
         Ok(sh) => sh
             .paths()
             .iter()
@@ -118,40 +164,18 @@ pub fn gather(cfg: &Config) -> Result<Status> {
             })
             .collect(),
         Err(_) => Vec::new(),
-    };
-    let (opcache, opcache_warning) = match crate::opcache::locate(cfg) {
+    }
+}
+
+/// Where deploys clear php-fpm's OPcache, and the warning when they cannot.
+fn opcache_facts(cfg: &Config) -> (String, Option<String>) {
+    match crate::php_fpm::locate(cfg) {
         Ok(l) => (l.describe(), l.warning()),
         Err(e) => (
             format!("{e:#}"),
             Some(format!("OPcache not cleared by deploys: {e:#}")),
         ),
-    };
-    // A running deploy's journal is not an interrupted one.
-    let deploy_running = DeployLock::holder(&layout.state);
-    Ok(Status {
-        webroot: layout.webroot.display().to_string(),
-        live,
-        link: link.to_string(),
-        deployed_commit: state.deployed.clone(),
-        branch: cfg.source.branch.clone(),
-        branch_head,
-        deploy_running,
-        snapshots,
-        last_deploy: crate::history::read_last(&layout.state, 1)?.pop(),
-        interrupted: if deploy_running.is_some() {
-            None
-        } else {
-            crate::recover::pending(&layout.state)
-        },
-        deployed_subject,
-        deployed_at,
-        auto_deploy,
-        last_poll: last_poll.map(|t| t.to_rfc3339()),
-        next_poll,
-        shared,
-        opcache,
-        opcache_warning,
-    })
+    }
 }
 
 /// The next poll of an `every` schedule: the last poll plus the interval,

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::{copy_tree, remove_tree, sync_tree, CopyOptions};
+use super::options::CopyOptions;
+use super::remove::remove_tree;
+use super::tree::{copy_tree, sync_tree};
 
 /// How to benchmark.
 #[derive(Debug, Clone)]

@@ -13,9 +13,102 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use anyhow::{anyhow, Context, Result};
 use rustix::fs::{AtFlags, FileType};
 
+use super::options::{pool, CopyOptions};
 use super::sys;
+
+/// What a removal could not remove.
+#[derive(Debug, Default)]
+pub struct RemoveReport {
+    /// Entries removed.
+    pub removed: u64,
+    /// Paths that could not be removed, with the reason.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// Removes `path` and everything below it, in parallel, continuing past
+/// failures; the report lists what stayed. A missing `path` is not an error.
+/// Entries removed are counted on a progress bar that shows the running step.
+pub fn remove_tree(path: &Path, opts: &CopyOptions) -> Result<RemoveReport> {
+    pool(opts)?.install(|| remove_tree_counted(path, crate::progress::counting()))
+}
+
+pub(super) fn remove_tree_in_pool(path: &Path) -> Result<RemoveReport> {
+    remove_tree_counted(path, false)
+}
+
+/// While `f` runs, a thread moves the growth of `counter` to the progress
+/// bar every 50 ms (the removal's own counter: nothing added per entry).
+fn reporting<R>(counter: &AtomicU64, f: impl FnOnce() -> R) -> R {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let watcher = std::thread::Builder::new().spawn_scoped(s, move || {
+            let mut seen = 0;
+            loop {
+                let done = !matches!(
+                    stopped.recv_timeout(std::time::Duration::from_millis(50)),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                );
+                let now = counter.load(Ordering::Relaxed);
+                crate::progress::advance_by(now.saturating_sub(seen));
+                seen = now;
+                if done {
+                    return;
+                }
+            }
+        });
+        let r = f();
+        drop(stop);
+        if let Ok(w) = watcher {
+            let _ = w.join();
+        }
+        r
+    })
+}
+
+fn remove_tree_counted(path: &Path, counted: bool) -> Result<RemoveReport> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RemoveReport::default()),
+        Err(e) => return Err(e).with_context(|| format!("remove: cannot stat {}", path.display())),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        anyhow!(
+            "remove: refusing to remove {} (no final name)",
+            path.display()
+        )
+    })?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !meta.is_dir() {
+        return match std::fs::remove_file(path) {
+            Ok(()) => Ok(RemoveReport {
+                removed: 1,
+                failed: Vec::new(),
+            }),
+            Err(e) => Ok(RemoveReport {
+                removed: 0,
+                failed: vec![(path.to_path_buf(), format!("cannot remove: {e}"))],
+            }),
+        };
+    }
+    let base = sys::open_dir_path(parent)
+        .with_context(|| format!("remove: cannot open directory {}", parent.display()))?;
+    let r = Remover::new(base.as_fd(), parent);
+    if counted {
+        reporting(&r.removed, || r.remove_dir(Path::new(name)));
+    } else {
+        r.remove_dir(Path::new(name));
+    }
+    Ok(RemoveReport {
+        removed: r.removed.load(Ordering::Relaxed),
+        failed: r.failed.into_inner().unwrap_or_default(),
+    })
+}
 
 /// Shared state of one removal.
 pub(super) struct Remover<'a> {

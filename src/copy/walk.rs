@@ -12,7 +12,7 @@
 //! directories being worked on.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -20,49 +20,16 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Condvar, Mutex};
 
 use anyhow::{anyhow, Result};
-use rustix::fs::{AtFlags, FileType, Gid, Mode, Uid};
+use rustix::fs::{AtFlags, FileType, Mode};
 
+use super::entry::{chown_to, copy_file, copy_symlink, file_type, gid, uid, vanished, Env};
+use super::entry::{OpError, Side};
 use super::remove::{osname, Remover};
+use super::stats::CopyStats;
 use super::sys::{self, Kind, Listing, Meta, S_ISGID};
-use super::CopyStats;
 
 /// Entries per parallel chunk of a large directory.
 const CHUNK: usize = 128;
-
-/// What the process may and may not do, and which fast paths still work.
-pub(super) struct Env {
-    pub as_root: bool,
-    pub euid: u32,
-    pub egid: u32,
-    pub umask: Option<u32>,
-    /// Cleared once a reflink fails with "not supported" (ext4, cross-device).
-    pub try_reflink: AtomicBool,
-    /// Cleared once `copy_file_range` fails with "not supported".
-    pub try_cfr: AtomicBool,
-}
-
-impl Env {
-    pub fn new() -> Env {
-        Env {
-            as_root: rustix::process::geteuid().is_root(),
-            euid: rustix::process::geteuid().as_raw(),
-            egid: rustix::process::getegid().as_raw(),
-            umask: sys::umask(),
-            try_reflink: AtomicBool::new(true),
-            try_cfr: AtomicBool::new(true),
-        }
-    }
-
-    /// Whether a new entry owned by (euid, `new_gid`) must be chowned to match `m`.
-    fn needs_chown(&self, m: &Meta, new_gid: u32) -> bool {
-        self.as_root && (m.uid != self.euid || m.gid != new_gid)
-    }
-
-    /// Mode a file created with `mode` (no special bits) gets, if known.
-    fn created_mode(&self, mode: u32) -> Option<u32> {
-        self.umask.map(|u| mode & !u)
-    }
-}
 
 #[derive(Default)]
 pub(super) struct Counters {
@@ -480,70 +447,12 @@ impl<'a> Walk<'a> {
     ) -> Result<()> {
         let node = &open.node;
         let (sfd, dfd) = (open.src.as_fd(), open.dst.as_fd());
-        if in_dst {
-            let d = match sys::stat_at(dfd, name) {
-                Ok(d) => Some(d),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(self.err("stat", self.dst_full(&node.rel, Some(name)), e)),
-            };
-            if let Some(d) = d {
-                if m.kind() == Kind::Dir && d.kind() == Kind::Dir {
-                    let mut mode_now = d.perm();
-                    if !self.env.as_root && mode_now & 0o700 != 0o700 {
-                        // We need to write into it; its final mode is set when it is finished.
-                        mode_now |= 0o700;
-                        rustix::fs::chmodat(
-                            dfd,
-                            name,
-                            Mode::from_raw_mode(mode_now),
-                            AtFlags::empty(),
-                        )
-                        .map_err(|e| {
-                            self.err("set mode of", self.dst_full(&node.rel, Some(name)), e)
-                        })?;
-                    }
-                    if self.env.as_root && (d.uid != m.uid || d.gid != m.gid) {
-                        chown_to(dfd, name, m).map_err(|e| {
-                            self.err("set owner of", self.dst_full(&node.rel, Some(name)), e)
-                        })?;
-                    }
-                    let (new_gid, setgid) = self.gid_rule(&d, m.gid);
-                    self.spawn_dir(s, node, name, *m, Some(d), mode_now, new_gid, setgid, true);
-                    return Ok(());
-                }
-                if self.same(m, &d)
-                    && (m.kind() != Kind::Symlink || self.same_target(open, name)?)
-                {
-                    self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                self.remove_entry(node, dfd, name, file_type(d.kind()))?;
-            }
+        if in_dst && self.settle_existing(s, open, name, m)? {
+            return Ok(());
         }
         node.modified.store(true, Ordering::Relaxed);
         match m.kind() {
-            Kind::Dir => {
-                let want = m.perm() & 0o1777 | if self.env.as_root { 0 } else { 0o700 };
-                rustix::fs::mkdirat(dfd, name, Mode::from_raw_mode(want)).map_err(|e| {
-                    self.err("create directory", self.dst_full(&node.rel, Some(name)), e)
-                })?;
-                self.counters.dirs.fetch_add(1, Ordering::Relaxed);
-                let mut dir_gid = node.new_gid;
-                if self.env.needs_chown(m, node.new_gid) {
-                    chown_to(dfd, name, m).map_err(|e| {
-                        self.err("set owner of", self.dst_full(&node.rel, Some(name)), e)
-                    })?;
-                    dir_gid = m.gid;
-                }
-                // Subdirectories inherit S_ISGID; u32::MAX: mode unknown, set it when finished.
-                let got = match self.env.created_mode(want) {
-                    Some(g) => g | if node.setgid { S_ISGID } else { 0 },
-                    None => u32::MAX,
-                };
-                let new_gid = if node.setgid { dir_gid } else { self.env.egid };
-                self.spawn_dir(s, node, name, *m, None, got, new_gid, node.setgid, false);
-                Ok(())
-            }
+            Kind::Dir => self.create_dir(s, node, dfd, name, m),
             Kind::File => {
                 about_to_open(name.to_bytes(), || self.src_full(&node.rel, Some(name)));
                 match copy_file(&self.env, sfd, name, m, dfd, name, node.new_gid) {
@@ -571,6 +480,94 @@ impl<'a> Walk<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// What the destination holds at `name` (sync): a directory where the
+    /// source has one is entered, an entry the same as the source's is kept
+    /// (both: true, nothing more to do); anything else is removed (false: the
+    /// caller creates the entry).
+    fn settle_existing<'s>(
+        &'s self,
+        s: &rayon::Scope<'s>,
+        open: &Arc<Open>,
+        name: &CStr,
+        m: &Meta,
+    ) -> Result<bool> {
+        let node = &open.node;
+        let dfd = open.dst.as_fd();
+        let d = match sys::stat_at(dfd, name) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(self.err("stat", self.dst_full(&node.rel, Some(name)), e)),
+        };
+        if m.kind() == Kind::Dir && d.kind() == Kind::Dir {
+            self.enter_existing_dir(s, node, dfd, name, m, d)?;
+            return Ok(true);
+        }
+        if self.same(m, &d) && (m.kind() != Kind::Symlink || self.same_target(open, name)?) {
+            self.counters.unchanged.fetch_add(1, Ordering::Relaxed);
+            return Ok(true);
+        }
+        self.remove_entry(node, dfd, name, file_type(d.kind()))?;
+        Ok(false)
+    }
+
+    /// Syncs into the existing directory `name` (metadata `d`) of the
+    /// destination: writable for the walk, owned like the source (as root),
+    /// then a job of its own.
+    fn enter_existing_dir<'s>(
+        &'s self,
+        s: &rayon::Scope<'s>,
+        node: &Arc<Node>,
+        dfd: BorrowedFd<'_>,
+        name: &CStr,
+        m: &Meta,
+        d: Meta,
+    ) -> Result<()> {
+        let mut mode_now = d.perm();
+        if !self.env.as_root && mode_now & 0o700 != 0o700 {
+            // We need to write into it; its final mode is set when it is finished.
+            mode_now |= 0o700;
+            rustix::fs::chmodat(dfd, name, Mode::from_raw_mode(mode_now), AtFlags::empty())
+                .map_err(|e| self.err("set mode of", self.dst_full(&node.rel, Some(name)), e))?;
+        }
+        if self.env.as_root && (d.uid != m.uid || d.gid != m.gid) {
+            chown_to(dfd, name, m)
+                .map_err(|e| self.err("set owner of", self.dst_full(&node.rel, Some(name)), e))?;
+        }
+        let (new_gid, setgid) = self.gid_rule(&d, m.gid);
+        self.spawn_dir(s, node, name, *m, Some(d), mode_now, new_gid, setgid, true);
+        Ok(())
+    }
+
+    /// Creates the directory `name` like the source's `m` (writable for the
+    /// walk until it is finished) and starts a job for it.
+    fn create_dir<'s>(
+        &'s self,
+        s: &rayon::Scope<'s>,
+        node: &Arc<Node>,
+        dfd: BorrowedFd<'_>,
+        name: &CStr,
+        m: &Meta,
+    ) -> Result<()> {
+        let want = m.perm() & 0o1777 | if self.env.as_root { 0 } else { 0o700 };
+        rustix::fs::mkdirat(dfd, name, Mode::from_raw_mode(want))
+            .map_err(|e| self.err("create directory", self.dst_full(&node.rel, Some(name)), e))?;
+        self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+        let mut dir_gid = node.new_gid;
+        if self.env.needs_chown(m, node.new_gid) {
+            chown_to(dfd, name, m)
+                .map_err(|e| self.err("set owner of", self.dst_full(&node.rel, Some(name)), e))?;
+            dir_gid = m.gid;
+        }
+        // Subdirectories inherit S_ISGID; u32::MAX: mode unknown, set it when finished.
+        let got = match self.env.created_mode(want) {
+            Some(g) => g | if node.setgid { S_ISGID } else { 0 },
+            None => u32::MAX,
+        };
+        let new_gid = if node.setgid { dir_gid } else { self.env.egid };
+        self.spawn_dir(s, node, name, *m, None, got, new_gid, node.setgid, false);
+        Ok(())
     }
 
     /// A file or symlink could not be copied: a source that vanished since
@@ -772,12 +769,6 @@ impl<'a> Walk<'a> {
     }
 }
 
-/// True for the errors that mean "the entry listed a moment ago is not
-/// there any more" (removed, or its name now holds something else).
-pub(super) fn vanished(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
-}
-
 /// Called right before the engine opens a source entry (`name`, at path
 /// `full()`) it has listed and looked at: with `ROOTSWAP_FAULT=vanish=NAME`,
 /// an entry called NAME is removed from the source at that instant, as an
@@ -808,171 +799,4 @@ pub(super) mod tests_hook {
             let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
         }
     }
-}
-
-fn file_type(k: Kind) -> FileType {
-    match k {
-        Kind::Dir => FileType::Directory,
-        Kind::File => FileType::RegularFile,
-        Kind::Symlink => FileType::Symlink,
-        Kind::Other => FileType::Unknown,
-    }
-}
-
-/// Gives the entry `dir/name` (not following a symlink) the owner and group of `m`.
-fn chown_to(dir: impl AsFd, name: &CStr, m: &Meta) -> rustix::io::Result<()> {
-    rustix::fs::chownat(
-        dir,
-        name,
-        Some(uid(m.uid)),
-        Some(gid(m.gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )
-}
-
-fn uid(u: u32) -> Uid {
-    Uid::from_raw(u)
-}
-
-fn gid(g: u32) -> Gid {
-    Gid::from_raw(g)
-}
-
-/// Which side an error is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Side {
-    Src,
-    Dst,
-}
-
-pub(super) type OpError = (&'static str, Side, io::Error);
-
-/// Copies the regular file `sdir/sname` (metadata `m`) to the new file
-/// `ddir/dname`: contents (reflink, else `copy_file_range`), owner (as root,
-/// only when it differs from what a new file gets), mode (only when the umask
-/// changed it), times. On failure the partial destination is removed.
-/// Returns the bytes copied.
-pub(super) fn copy_file(
-    env: &Env,
-    sdir: BorrowedFd<'_>,
-    sname: &CStr,
-    m: &Meta,
-    ddir: BorrowedFd<'_>,
-    dname: &CStr,
-    new_gid: u32,
-) -> std::result::Result<u64, OpError> {
-    let input = if m.size > 0 {
-        Some(sys::open_read(sdir, sname).map_err(|e| ("open", Side::Src, e))?)
-    } else {
-        None
-    };
-    let create_mode = m.perm() & 0o777;
-    let out = sys::create_file(ddir, dname, create_mode).map_err(|e| ("create", Side::Dst, e))?;
-    let res = (|| {
-        let mut n = 0;
-        if let Some(input) = &input {
-            n = copy_contents(env, input.as_fd(), out.as_fd(), m.size)
-                .map_err(|e| ("copy contents to", Side::Dst, e))?;
-        }
-        let chowned = env.needs_chown(m, new_gid);
-        if chowned {
-            rustix::fs::fchown(&out, Some(uid(m.uid)), Some(gid(m.gid)))
-                .map_err(|e| ("set owner of", Side::Dst, e.into()))?;
-        }
-        if env.created_mode(create_mode) != Some(m.perm()) {
-            rustix::fs::fchmod(&out, Mode::from_raw_mode(m.perm()))
-                .map_err(|e| ("set mode of", Side::Dst, e.into()))?;
-        }
-        rustix::fs::futimens(&out, &m.times())
-            .map_err(|e| ("set times of", Side::Dst, e.into()))?;
-        Ok(n)
-    })();
-    if res.is_err() {
-        drop(out);
-        let _ = rustix::fs::unlinkat(ddir, dname, AtFlags::empty());
-    }
-    res
-}
-
-/// Reflink when possible, else `copy_file_range` in the kernel, else read/write.
-fn copy_contents(
-    env: &Env,
-    input: BorrowedFd<'_>,
-    output: BorrowedFd<'_>,
-    len: u64,
-) -> io::Result<u64> {
-    if env.try_reflink.load(Ordering::Relaxed) {
-        match rustix::fs::ioctl_ficlone(output, input) {
-            Ok(()) => return Ok(len),
-            Err(e) => {
-                if sys::unsupported(&e.into()) {
-                    env.try_reflink.store(false, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-    let mut done = 0u64;
-    if env.try_cfr.load(Ordering::Relaxed) {
-        while done < len {
-            match rustix::fs::copy_file_range(
-                input,
-                None,
-                output,
-                None,
-                (len - done).min(1 << 30) as usize,
-            ) {
-                Ok(0) => return Ok(done), // the file shrank while we copied
-                Ok(n) => done += n as u64,
-                Err(e) if done == 0 && sys::unsupported(&e.into()) => {
-                    env.try_cfr.store(false, Ordering::Relaxed);
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if done >= len {
-            return Ok(done);
-        }
-    }
-    let mut buf = vec![0u8; 128 * 1024];
-    while done < len {
-        let n = rustix::io::read(input, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        let mut w = 0;
-        while w < n {
-            w += rustix::io::write(output, &buf[w..n])?;
-        }
-        done += n as u64;
-    }
-    Ok(done)
-}
-
-/// Copies the symlink `sdir/sname` as a link with the same target, owner and times.
-pub(super) fn copy_symlink(
-    env: &Env,
-    sdir: BorrowedFd<'_>,
-    sname: &CStr,
-    m: &Meta,
-    ddir: BorrowedFd<'_>,
-    dname: &CStr,
-    new_gid: u32,
-) -> std::result::Result<(), OpError> {
-    let target: CString =
-        rustix::fs::readlinkat(sdir, sname, Vec::with_capacity(m.size as usize + 1))
-            .map_err(|e| ("read link", Side::Src, e.into()))?;
-    rustix::fs::symlinkat(target.as_c_str(), ddir, dname)
-        .map_err(|e| ("create symlink", Side::Dst, e.into()))?;
-    let res = (|| {
-        if env.needs_chown(m, new_gid) {
-            chown_to(ddir, dname, m).map_err(|e| ("set owner of", Side::Dst, e.into()))?;
-        }
-        rustix::fs::utimensat(ddir, dname, &m.times(), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| ("set times of", Side::Dst, e.into()))
-    })();
-    if res.is_err() {
-        let _ = rustix::fs::unlinkat(ddir, dname, AtFlags::empty());
-    }
-    res
 }

@@ -133,7 +133,7 @@ impl Deploy {
     /// Whether there is a php-fpm to clear the OPcache of; when there is
     /// none, one warning for the deploy (and its summary line) says so.
     fn php_fpm_found(&mut self) -> bool {
-        match crate::opcache::locate(&self.site.config).map(|l| l.warning()) {
+        match crate::php_fpm::locate(&self.site.config).map(|l| l.warning()) {
             Ok(Some(w)) => {
                 self.run.warn([w]);
                 false

@@ -567,19 +567,9 @@ fn snapshot_row(out: &mut String, v: &View, s: &Listing) {
     out.push_str("</li>");
 }
 
+/// A byte count for people: [`crate::report::size`], the one formatter.
 fn human_size(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    crate::report::size(b)
 }
 
 /// What the page shell needs to know.

@@ -1,5 +1,6 @@
-//! `rootswap nginx`: an nginx server block for the configured layout, each
-//! line commented with why it is there (docs/zero-downtime.md#real-paths-for-php).
+//! The nginx server block for the configured layout (what `rootswap nginx`
+//! prints), each line commented with why it is there
+//! (docs/zero-downtime.md#real-paths-for-php).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::config::Config;
-use crate::opcache;
+use crate::php_fpm::{self, Endpoint};
 
 /// php-fpm's address when `opcache.fastcgi` is not set (Debian's default pool).
 pub const DEFAULT_FPM: &str = "unix:/run/php/php-fpm.sock";
@@ -44,12 +45,8 @@ pub fn document_root(cfg: &Config) -> PathBuf {
 /// Renders the server block.
 pub fn server_block(cfg: &Config, args: &Args) -> String {
     let root = document_root(cfg);
-    let given = args
-        .fastcgi
-        .as_deref()
-        .map(opcache::Endpoint::parse)
-        .transpose();
-    let (pass, pass_note) = match given.and_then(|g| Ok(g.or(opcache::endpoint(cfg)?))) {
+    let given = args.fastcgi.as_deref().map(Endpoint::parse).transpose();
+    let (pass, pass_note) = match given.and_then(|g| Ok(g.or(php_fpm::configured(cfg)?))) {
         Ok(Some(ep)) => (ep.nginx(), "php-fpm's socket, the same one rootswap resets OPcache through (opcache.fastcgi)".to_string()),
         _ => (
             DEFAULT_FPM.to_string(),
@@ -108,7 +105,7 @@ server {{
 /// Runs `rootswap nginx`.
 pub fn command(cfg: &Config, args: &Args) -> Result<ExitCode> {
     if let Some(a) = &args.fastcgi {
-        opcache::Endpoint::parse(a)?;
+        Endpoint::parse(a)?;
     }
     print!("{}", server_block(cfg, args));
     Ok(ExitCode::SUCCESS)
@@ -148,8 +145,8 @@ mod tests {
             include < sf && include < dr,
             "the $realpath_root lines must come after the include"
         );
-        let conf = crate::doctor::parse(&format!("http {{ {text} }}")).unwrap();
-        let locs = crate::doctor::php_locations(&conf);
+        let conf = crate::nginx::parse::parse(&format!("http {{ {text} }}")).unwrap();
+        let locs = crate::nginx::parse::php_locations(&conf);
         assert_eq!(locs.len(), 1);
         assert_eq!(
             locs[0].script_filename.as_deref(),

@@ -1,0 +1,70 @@
+//! The doctor command: its options, every check in order, and the printed
+//! report with its exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::config::Config;
+use crate::layout::Layout;
+
+use super::check::Check;
+use super::{cron, layout, nginx, php, served, shared};
+
+/// `rootswap doctor` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Check this nginx configuration file (its includes are followed) instead of `nginx -T`.
+    #[arg(long, value_name = "FILE")]
+    pub nginx_conf: Option<PathBuf>,
+}
+
+/// Runs every check.
+pub fn checks(cfg: &Config, args: &Args) -> Vec<Check> {
+    let layout = Layout::from_config(cfg);
+    let mut out = vec![layout::check_link(&layout)];
+    out.push(layout::check_same_fs(&layout));
+    out.push(layout::check_space(&layout));
+    out.extend(layout::check_state_dir(&layout));
+    out.extend(served::check_served_tree(cfg, &layout));
+    out.extend(shared::check_shared(cfg, &layout));
+    out.extend(served::check_external_links(cfg, &layout));
+    out.extend(php::check_php(cfg));
+    out.extend(nginx::check_nginx(cfg, args.nginx_conf.as_deref()));
+    out.extend(cron::check_cron(&layout));
+    out
+}
+
+/// Runs `rootswap doctor`.
+pub fn command(cfg: &Config, args: &Args) -> Result<ExitCode> {
+    let all = checks(cfg, args);
+    let mut fatal = 0;
+    let mut other = 0;
+    for c in &all {
+        println!("{} {}", if c.ok { "✓" } else { "✗" }, c.what);
+        if let Some(f) = &c.fix {
+            for l in f.lines() {
+                println!("    fix: {l}");
+            }
+        }
+        if !c.ok {
+            if c.fatal {
+                fatal += 1;
+            } else {
+                other += 1;
+            }
+        }
+    }
+    println!();
+    if fatal > 0 {
+        println!("{fatal} problem(s) that cause downtime or stale code, {other} other");
+        Ok(ExitCode::FAILURE)
+    } else if other > 0 {
+        println!("no problem that causes downtime or stale code; {other} other");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("all checks passed");
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,24 @@
+//! `rootswap doctor`: checks what would cause downtime or stale code, each
+//! with ✓ or ✗ and the fix. The exit code is non-zero when a ✗ would cause
+//! downtime or stale code (other ✗ are worth fixing but do not).
+//!
+//! One file per area checked, each check a small function returning
+//! [`Check`]s, in the order doctor prints them: `layout.rs` (the link, one
+//! filesystem, free space, the state dir), `served.rs` (what nginx could hand
+//! out: the state dir, credentials, `.git`, symlinks leaving ROOT),
+//! `shared.rs` (`user_content.shared`), `php.rs` (php-fpm, OPcache, the
+//! status page `drain: auto` reads), `nginx.rs` (`$realpath_root` in every
+//! PHP location served through the link) and `cron.rs` (jobs that run PHP
+//! from ROOT's path). `command.rs` runs them all and prints the report.
+
+mod check;
+mod command;
+mod cron;
+mod layout;
+mod nginx;
+mod php;
+mod served;
+mod shared;
+
+pub use check::Check;
+pub use command::{checks, command, Args};
