@@ -109,14 +109,15 @@ fn site(dir: &Path) -> Config {
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = site(dir.path());
-    let html = rootswap::serve::dashboard::first_render(&cfg).unwrap();
+    let site = rootswap::site::Site::open(&cfg).unwrap();
+    let html = rootswap::serve::dashboard::first_render(&site).unwrap();
     assert!(
         html.contains("li class=\"deploy\""),
         "the history is rendered"
     );
     assert_eq!(history::read(&cfg.state_path()).unwrap().len(), DEPLOYS);
     c.bench_function("dashboard first render, 1000 deploys", |b| {
-        b.iter(|| rootswap::serve::dashboard::first_render(&cfg).unwrap())
+        b.iter(|| rootswap::serve::dashboard::first_render(&site).unwrap())
     });
     let state = cfg.state_path();
     c.bench_function("history read_last(100) of 1000", |b| {

@@ -88,7 +88,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<PathBuf> {
     show(&deploy::deploy(&site, &Request::manual())?);
 
     println!("\n5. the result");
-    show_result(&cfg, &webroot)?;
+    show_result(&site, &webroot)?;
     println!(
         "\nconfig used: {} (try: rootswap -c {} status)",
         cfg_path.display(),
@@ -141,7 +141,7 @@ fn commit_v2(repo: &git2::Repository, repo_dir: &Path) -> Result<()> {
 
 /// Prints what the link serves, the live page's version, whether the
 /// upload survived, and the snapshots.
-fn show_result(cfg: &Config, webroot: &Path) -> Result<()> {
+fn show_result(site: &crate::site::Site, webroot: &Path) -> Result<()> {
     let link = webroot.join("current");
     println!(
         "  {} -> {}",
@@ -165,10 +165,7 @@ fn show_result(cfg: &Config, webroot: &Path) -> Result<()> {
         }
     );
     println!("  snapshots:");
-    for s in crate::snapshot::list(
-        &crate::layout::Layout::from_config(cfg),
-        &crate::state::State::load(&cfg.state_path())?,
-    )? {
+    for s in crate::snapshot::list(&site.layout, &site.state()?)? {
         println!(
             "    {}  {}",
             s.name,

@@ -155,10 +155,11 @@ fn run(command: Command, config: &std::path::Path) -> Result<ExitCode> {
         Command::Rollback(a) => cli::rollback::run(config, a),
         Command::History { json, limit } => cli::history::run(config, json, limit),
         Command::Opcache { action } => {
-            rootswap::opcache::command(&cli::open(config)?.config, &action)
+            let site = cli::open(config)?;
+            rootswap::opcache::command(site.php_fpm(), &site.config, &action)
         }
         Command::Nginx(a) => rootswap::nginx::command(&cli::open(config)?.config, &a),
-        Command::Doctor(a) => rootswap::doctor::command(&cli::open(config)?.config, &a),
+        Command::Doctor(a) => rootswap::doctor::command(&cli::open(config)?, &a),
         Command::Init(a) => cli::init::run(config, a),
         Command::Config { effective, json } => cli::config::run(config, effective, json),
         Command::Completions { shell } => {
@@ -176,7 +177,7 @@ fn run(command: Command, config: &std::path::Path) -> Result<ExitCode> {
         }
         Command::Fleet {
             action: FleetCmd::Status { json },
-        } => rootswap::fleet::cli::status(&cli::open(config)?.config, json),
+        } => rootswap::fleet::cli::status(&cli::open(config)?, json),
         Command::Demo { dir } => rootswap::demo::run(dir).map(|_| ExitCode::SUCCESS),
         Command::BenchCopy(a) => cli::bench_copy::run(a),
     }

@@ -296,12 +296,13 @@ pub fn judge(a: &Answer) -> std::result::Result<String, String> {
 /// when no `opcache.fastcgi` is configured), `Some(warning)` when the reset
 /// did not happen.
 pub fn clear_for_deploy<'a>(
+    fpm: Result<Located>,
     cfg: &Config,
     root: &Path,
     changed: impl Iterator<Item = &'a Path>,
     when: &str,
 ) -> Option<String> {
-    match clear(cfg, root, changed, when) {
+    match clear(fpm, cfg, root, changed, when) {
         Ok(note) => {
             tracing::info!("{note}");
             None
@@ -314,12 +315,13 @@ pub fn clear_for_deploy<'a>(
 /// people, or `Err(warning)` when the reset did not happen (the deploy's
 /// step line carries the note).
 pub fn clear<'a>(
+    fpm: Result<Located>,
     cfg: &Config,
     root: &Path,
     changed: impl Iterator<Item = &'a Path>,
     when: &str,
 ) -> Result<String, String> {
-    let (ep, found) = match php_fpm::locate(cfg) {
+    let (ep, found) = match fpm {
         Ok(Located::Configured(ep)) => (ep, String::new()),
         Ok(Located::Found(ep, how)) => {
             let found = format!(" (php-fpm found at {ep}: {how}; opcache.fastcgi is not set)");
@@ -350,8 +352,8 @@ pub fn clear<'a>(
 }
 
 /// `rootswap opcache reset`: resets php-fpm's cache, returns what happened.
-pub fn reset_by_hand(cfg: &Config) -> Result<String> {
-    let loc = php_fpm::locate(cfg)?;
+pub fn reset_by_hand(fpm: Result<Located>, cfg: &Config) -> Result<String> {
+    let loc = fpm?;
     let ep = loc.endpoint().cloned().ok_or_else(|| {
         anyhow!(
             "{}; set `opcache.fastcgi` to php-fpm's address, e.g. unix:/run/php/php8.2-fpm.sock",
@@ -374,11 +376,11 @@ pub enum Cmd {
 }
 
 /// Runs `rootswap opcache …`.
-pub fn command(cfg: &Config, cmd: &Cmd) -> Result<std::process::ExitCode> {
+pub fn command(fpm: Result<Located>, cfg: &Config, cmd: &Cmd) -> Result<std::process::ExitCode> {
     match cmd {
-        Cmd::Reset => println!("{}", reset_by_hand(cfg)?),
+        Cmd::Reset => println!("{}", reset_by_hand(fpm, cfg)?),
         Cmd::Status => {
-            let a = inspect(cfg)?;
+            let a = inspect(fpm, cfg)?;
             println!("{}", serde_json::to_string_pretty(&a)?);
         }
     }
@@ -386,8 +388,8 @@ pub fn command(cfg: &Config, cmd: &Cmd) -> Result<std::process::ExitCode> {
 }
 
 /// Reads php-fpm's OPcache settings without changing anything (doctor).
-pub fn inspect(cfg: &Config) -> Result<Answer> {
-    let loc = php_fpm::locate(cfg)?;
+pub fn inspect(fpm: Result<Located>, cfg: &Config) -> Result<Answer> {
+    let loc = fpm?;
     let ep = loc
         .endpoint()
         .cloned()

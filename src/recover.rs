@@ -47,13 +47,51 @@ use crate::{copy, link, snapshot};
 /// the site keeps serving the snapshot, and the next command's recovery
 /// restores again. `(switched_at, served_since)`: see above.
 pub fn restore_root(
-    cfg: &Config,
-    layout: &Layout,
+    site: &Site,
     snap_name: &str,
     classifier: &Classifier,
     (switched_at, served_since): (Option<u64>, Option<u64>),
     env: &crate::hooks::HookEnv,
 ) -> Result<()> {
+    let (cfg, layout) = (&site.config, &site.layout);
+    let snap = snapshot_to_restore(layout, snap_name)?;
+    tracing::warn!("restoring ROOT from {snap_name}");
+    let root = layout.root();
+    let rescue_dir = layout.state.join("rescue");
+    let opts = snapshot::copy_options(cfg);
+    let at_restore = user_content::scan(&snap, classifier)?;
+    if let Some(t) = switched_at {
+        let keep = |ns: u64| ns < t || served_since.is_some_and(|since| ns >= since);
+        set_aside_uploads(&root, &rescue_dir, classifier, &at_restore, keep)?;
+    }
+    if !root.is_dir() {
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+    }
+    copy::sync_tree(&snap, &root, &opts).context("cannot restore ROOT from the snapshot")?;
+    put_back_uploads(&rescue_dir, &root, &opts)?;
+    rebuild_root_caches(cfg, &root, env)?;
+    // ROOT holds the old version again: clear bytecode compiled from the new one
+    // before any request can run there, and once more right after the switch.
+    clear_opcache(site, "before switching back to the restored ROOT");
+    link::point_link(&layout.link(), &layout.root_name)?;
+    clear_opcache(site, "after switching back to the restored ROOT");
+    crate::drain::wait(cfg, &snap);
+    let mut now = user_content::scan(&snap, classifier)?;
+    user_content::carry(
+        &snap,
+        &root,
+        &at_restore,
+        &mut now,
+        &HashSet::new(),
+        None,
+        None,
+    )?;
+    Ok(())
+}
+
+/// The snapshot directory named `snap_name`, refused unless it is one.
+fn snapshot_to_restore(layout: &Layout, snap_name: &str) -> Result<PathBuf> {
     let plain = !snap_name.is_empty()
         && !snap_name.contains('/')
         && snap_name != "."
@@ -67,72 +105,61 @@ pub fn restore_root(
             layout.webroot.display()
         );
     }
-    tracing::warn!("restoring ROOT from {snap_name}");
-    let root = layout.root();
-    let rescue_dir = layout.state.join("rescue");
-    let opts = snapshot::copy_options(cfg);
-    let at_restore = user_content::scan(&snap, classifier)?;
-    if let Some(t) = switched_at {
-        if root.is_dir() {
-            for (p, sig) in user_content::scan(&root, classifier)? {
-                let upload = sig.ns() < t || served_since.is_some_and(|since| sig.ns() >= since);
-                if !at_restore.contains_key(&p) && upload {
-                    copy::copy_file_atomic(&root.join(&p), &rescue_dir.join(&p)).with_context(
-                        || {
-                            format!(
-                                "cannot set aside upload {} before restoring ROOT",
-                                p.display()
-                            )
-                        },
-                    )?;
-                }
-            }
-        }
-    }
+    Ok(snap)
+}
+
+/// Copies ROOT's user files that the snapshot lacks and `keep` says are
+/// uploads (by their mtime) into `rescue_dir`.
+fn set_aside_uploads(
+    root: &Path,
+    rescue_dir: &Path,
+    classifier: &Classifier,
+    at_restore: &user_content::Manifest,
+    keep: impl Fn(u64) -> bool,
+) -> Result<()> {
     if !root.is_dir() {
-        std::fs::create_dir_all(&root)
-            .with_context(|| format!("cannot create {}", root.display()))?;
+        return Ok(());
     }
-    copy::sync_tree(&snap, &root, &opts).context("cannot restore ROOT from the snapshot")?;
-    if rescue_dir.is_dir() {
-        for e in walkdir::WalkDir::new(&rescue_dir).min_depth(1) {
-            let e = e.context("cannot read the rescued uploads")?;
-            if e.file_type().is_dir() {
-                continue;
-            }
-            let rel = e.path().strip_prefix(&rescue_dir).unwrap_or(e.path());
-            copy::copy_file_atomic(e.path(), &root.join(rel))?;
+    for (p, sig) in user_content::scan(root, classifier)? {
+        if !at_restore.contains_key(&p) && keep(sig.ns()) {
+            copy::copy_file_atomic(&root.join(&p), &rescue_dir.join(&p)).with_context(|| {
+                format!(
+                    "cannot set aside upload {} before restoring ROOT",
+                    p.display()
+                )
+            })?;
         }
-        copy::remove_tree(&rescue_dir, &opts)?;
     }
-    rebuild_root_caches(cfg, &root, env)?;
-    // ROOT holds the old version again: clear bytecode compiled from the new one
-    // before any request can run there, and once more right after the switch.
-    warn_opcache(crate::opcache::clear_for_deploy(
-        cfg,
-        &root,
-        std::iter::empty(),
-        "before switching back to the restored ROOT",
-    ));
-    link::point_link(&layout.link(), &layout.root_name)?;
-    warn_opcache(crate::opcache::clear_for_deploy(
-        cfg,
-        &root,
-        std::iter::empty(),
-        "after switching back to the restored ROOT",
-    ));
-    crate::drain::wait(cfg, &snap);
-    let mut now = user_content::scan(&snap, classifier)?;
-    user_content::carry(
-        &snap,
-        &root,
-        &at_restore,
-        &mut now,
-        &HashSet::new(),
-        None,
-        None,
-    )?;
     Ok(())
+}
+
+/// The uploads set aside go back into the restored ROOT.
+fn put_back_uploads(rescue_dir: &Path, root: &Path, opts: &copy::CopyOptions) -> Result<()> {
+    if !rescue_dir.is_dir() {
+        return Ok(());
+    }
+    for e in walkdir::WalkDir::new(rescue_dir).min_depth(1) {
+        let e = e.context("cannot read the rescued uploads")?;
+        if e.file_type().is_dir() {
+            continue;
+        }
+        let rel = e.path().strip_prefix(rescue_dir).unwrap_or(e.path());
+        copy::copy_file_atomic(e.path(), &root.join(rel))?;
+    }
+    copy::remove_tree(rescue_dir, opts)?;
+    Ok(())
+}
+
+/// Clears php-fpm's OPcache for the restored ROOT; a failure is a warning.
+fn clear_opcache(site: &Site, when: &str) {
+    let root = site.layout.root();
+    warn_opcache(crate::opcache::clear_for_deploy(
+        site.php_fpm(),
+        &site.config,
+        &root,
+        std::iter::empty(),
+        when,
+    ));
 }
 
 /// `hooks.in_snapshot` in the restored ROOT, before it serves again.
@@ -267,7 +294,7 @@ fn recover_as(site: &Site, record: bool) -> Result<Option<Recovered>> {
                 &j.commit,
                 &layout.entry(snap).to_string_lossy(),
             );
-            restore_root(cfg, layout, snap, &c, (j.switched_at, None), &env)?;
+            restore_root(site, snap, &c, (j.switched_at, None), &env)?;
             format!("rolled back: ROOT restored from {snap}, the previous version stays live")
         }
         (Phase::SwitchToRoot | Phase::Finish, snap) => {

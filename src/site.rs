@@ -12,10 +12,13 @@
 //! user-content globs compile, the shared directories are well formed. It
 //! touches nothing on disk.
 
+use std::sync::OnceLock;
+
 use anyhow::{Context, Result};
 
 use crate::config::Config;
 use crate::layout::Layout;
+use crate::php_fpm::Located;
 use crate::shared::Shared;
 use crate::state::State;
 use crate::user_content::Rules;
@@ -32,6 +35,9 @@ pub struct Site {
     pub rules: Rules,
     /// `user_content.shared`: directories that live outside ROOT.
     pub shared: Shared,
+    /// php-fpm's address, once found (a search that found nothing is
+    /// repeated: php-fpm may start after rootswap).
+    php_fpm: OnceLock<Located>,
 }
 
 /// A site reads as its configuration (`site.trigger`, `&site` where a
@@ -59,7 +65,21 @@ impl Site {
             config: config.clone(),
             rules,
             shared,
+            php_fpm: OnceLock::new(),
         })
+    }
+
+    /// Where php-fpm listens: `opcache.fastcgi`, or else the one php-fpm
+    /// found on this machine (searched once per site, when found).
+    pub fn php_fpm(&self) -> Result<Located> {
+        if let Some(found) = self.php_fpm.get() {
+            return Ok(found.clone());
+        }
+        let located = crate::php_fpm::locate(&self.config)?;
+        if located.endpoint().is_some() {
+            let _ = self.php_fpm.set(located.clone());
+        }
+        Ok(located)
     }
 
     /// What the state directory records now (deployed commit, snapshots,

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::layout::{Layout, LinkState};
 use crate::lock::DeployLock;
+use crate::site::Site;
 use crate::snapshot::{self, Listing};
 use crate::state::State;
 
@@ -62,25 +63,25 @@ pub struct SharedDir {
 }
 
 /// Gathers the status (reads only; takes no lock).
-pub fn gather(cfg: &Config) -> Result<Status> {
-    let layout = Layout::from_config(cfg);
-    let state = State::load(&layout.state)?;
+pub fn gather(site: &Site) -> Result<Status> {
+    let (cfg, layout) = (&site.config, &site.layout);
+    let state = site.state()?;
     let (live, link) = match layout.link_state()? {
         LinkState::Missing => (None, "missing"),
         LinkState::NotALink => (None, "not-a-symlink"),
         LinkState::Symlink(t) => (Some(t), "ok"),
     };
     let snapshots = if layout.webroot.is_dir() {
-        snapshot::list(&layout, &state)?
+        snapshot::list(layout, &state)?
     } else {
         Vec::new()
     };
-    let deployed_at = deployed_at(&layout, &state)?;
+    let deployed_at = deployed_at(layout, &state)?;
     let last_poll = crate::fsutil::read_optional(&layout.state.join("last-poll"))
         .ok()
         .flatten()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok());
-    let (opcache, opcache_warning) = opcache_facts(cfg);
+    let (opcache, opcache_warning) = opcache_facts(site);
     // A running deploy's journal is not an interrupted one.
     let deploy_running = DeployLock::holder(&layout.state);
     Ok(Status {
@@ -89,7 +90,7 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         link: link.to_string(),
         deployed_commit: state.deployed.clone(),
         branch: cfg.source.branch.clone(),
-        branch_head: branch_head(&layout, &cfg.source.branch),
+        branch_head: branch_head(layout, &cfg.source.branch),
         deploy_running,
         snapshots,
         last_deploy: crate::history::read_last(&layout.state, 1)?.pop(),
@@ -98,12 +99,12 @@ pub fn gather(cfg: &Config) -> Result<Status> {
         } else {
             crate::recover::pending(&layout.state)
         },
-        deployed_subject: deployed_subject(&layout, &state),
+        deployed_subject: deployed_subject(layout, &state),
         deployed_at,
         auto_deploy: auto_deploy_text(cfg),
         last_poll: last_poll.map(|t| t.to_rfc3339()),
         next_poll: next_poll(cfg, last_poll),
-        shared: shared_dirs(cfg, &layout),
+        shared: shared_dirs(site),
         opcache,
         opcache_warning,
     })
@@ -152,24 +153,21 @@ fn auto_deploy_text(cfg: &Config) -> String {
 }
 
 /// `user_content.shared` and whether ROOT links each yet.
-fn shared_dirs(cfg: &Config, layout: &Layout) -> Vec<SharedDir> {
-    match crate::shared::Shared::from_config(cfg) {
-        Ok(sh) => sh
-            .paths()
-            .iter()
-            .map(|p| SharedDir {
-                path: p.display().to_string(),
-                store: sh.store(p).display().to_string(),
-                linked: std::fs::read_link(layout.root().join(p)).ok() == Some(sh.target(p)),
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+fn shared_dirs(site: &Site) -> Vec<SharedDir> {
+    let sh = &site.shared;
+    sh.paths()
+        .iter()
+        .map(|p| SharedDir {
+            path: p.display().to_string(),
+            store: sh.store(p).display().to_string(),
+            linked: std::fs::read_link(site.layout.root().join(p)).ok() == Some(sh.target(p)),
+        })
+        .collect()
 }
 
 /// Where deploys clear php-fpm's OPcache, and the warning when they cannot.
-fn opcache_facts(cfg: &Config) -> (String, Option<String>) {
-    match crate::php_fpm::locate(cfg) {
+fn opcache_facts(site: &Site) -> (String, Option<String>) {
+    match site.php_fpm() {
         Ok(l) => (l.describe(), l.warning()),
         Err(e) => (
             format!("{e:#}"),

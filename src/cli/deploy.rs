@@ -43,7 +43,7 @@ pub fn run(config: &Path, args: DeployArgs) -> Result<ExitCode> {
     }
     if site.config.fleet.is_some() && !args.dry_run {
         // On a fleet node this process coordinates; every node's serve deploys.
-        return rootswap::fleet::cli::deploy(&site.config, args.reference, args.force, args.json);
+        return rootswap::fleet::cli::deploy(&site, args.reference, args.force, args.json);
     }
     let req = Request {
         reference: args.reference,

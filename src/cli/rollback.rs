@@ -17,7 +17,7 @@ pub struct RollbackArgs {
 pub fn run(config: &Path, args: RollbackArgs) -> Result<ExitCode> {
     let site = super::open(config)?;
     if site.config.fleet.is_some() {
-        return rootswap::fleet::cli::rollback(&site.config, args.snapshot.as_deref());
+        return rootswap::fleet::cli::rollback(&site, args.snapshot.as_deref());
     }
     let outcome = rootswap::rollback::rollback(&site, args.snapshot.as_deref())?;
     rootswap::progress::finish();

@@ -8,7 +8,7 @@ use anyhow::Result;
 /// Runs `rootswap status`.
 pub fn run(config: &Path, json: bool) -> Result<ExitCode> {
     let site = super::open(config)?;
-    let s = rootswap::status::gather(&site.config)?;
+    let s = rootswap::status::gather(&site)?;
     if json {
         return super::print_json(&s);
     }

@@ -87,8 +87,7 @@ impl Deploy {
             &self.site.layout.entry(&snap).to_string_lossy(),
         );
         crate::recover::restore_root(
-            &self.site.config,
-            &self.site.layout,
+            &self.site,
             &snap,
             &self.classifier,
             (self.journal.switched_at, served_since),
@@ -174,6 +173,7 @@ impl Deploy {
         // restore_root cleared the OPcache before and after its switch; also
         // drop the bytecode of exactly the files this deploy changed.
         let _ = crate::opcache::clear_for_deploy(
+            self.site.php_fpm(),
             &self.site.config,
             &self.site.layout.root(),
             self.plan.changes.iter().map(|c| c.path.as_path()),

@@ -133,7 +133,7 @@ impl Deploy {
     /// Whether there is a php-fpm to clear the OPcache of; when there is
     /// none, one warning for the deploy (and its summary line) says so.
     fn php_fpm_found(&mut self) -> bool {
-        match crate::php_fpm::locate(&self.site.config).map(|l| l.warning()) {
+        match self.site.php_fpm().map(|l| l.warning()) {
             Ok(Some(w)) => {
                 self.run.warn([w]);
                 false
@@ -148,6 +148,7 @@ impl Deploy {
         let (cfg, root, plan) = (&self.site.config, self.site.layout.root(), &self.plan);
         let r = self.run.pass("opcache-reset", || {
             Ok(crate::opcache::clear(
+                self.site.php_fpm(),
                 cfg,
                 &root,
                 plan.changes.iter().map(|c| c.path.as_path()),

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::config::Config;
-use crate::layout::Layout;
+use crate::site::Site;
 
 use super::check::Check;
 use super::{cron, layout, nginx, php, served, shared};
@@ -21,24 +20,24 @@ pub struct Args {
 }
 
 /// Runs every check.
-pub fn checks(cfg: &Config, args: &Args) -> Vec<Check> {
-    let layout = Layout::from_config(cfg);
-    let mut out = vec![layout::check_link(&layout)];
-    out.push(layout::check_same_fs(&layout));
-    out.push(layout::check_space(&layout));
-    out.extend(layout::check_state_dir(&layout));
-    out.extend(served::check_served_tree(cfg, &layout));
-    out.extend(shared::check_shared(cfg, &layout));
-    out.extend(served::check_external_links(cfg, &layout));
-    out.extend(php::check_php(cfg));
+pub fn checks(site: &Site, args: &Args) -> Vec<Check> {
+    let (cfg, layout) = (&site.config, &site.layout);
+    let mut out = vec![layout::check_link(layout)];
+    out.push(layout::check_same_fs(layout));
+    out.push(layout::check_space(layout));
+    out.extend(layout::check_state_dir(layout));
+    out.extend(served::check_served_tree(cfg, layout));
+    out.extend(shared::check_shared(&site.shared, layout));
+    out.extend(served::check_external_links(cfg, layout));
+    out.extend(php::check_php(site.php_fpm(), cfg));
     out.extend(nginx::check_nginx(cfg, args.nginx_conf.as_deref()));
-    out.extend(cron::check_cron(&layout));
+    out.extend(cron::check_cron(layout));
     out
 }
 
 /// Runs `rootswap doctor`.
-pub fn command(cfg: &Config, args: &Args) -> Result<ExitCode> {
-    let all = checks(cfg, args);
+pub fn command(site: &Site, args: &Args) -> Result<ExitCode> {
+    let all = checks(site, args);
     let mut fatal = 0;
     let mut other = 0;
     for c in &all {

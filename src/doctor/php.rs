@@ -9,9 +9,9 @@ use super::check::Check;
 
 /// php-fpm found, running rootswap's script, its OPcache settings, and the
 /// status page when `drain: auto` needs it.
-pub(super) fn check_php(cfg: &Config) -> Vec<Check> {
+pub(super) fn check_php(fpm: anyhow::Result<Located>, cfg: &Config) -> Vec<Check> {
     let mut out = Vec::new();
-    let Some(ep) = check_found(cfg, &mut out) else {
+    let Some(ep) = check_found(fpm, &mut out) else {
         return out;
     };
     let a = match opcache::run(&ep, &opcache::script_dir(cfg), &[], false) {
@@ -41,8 +41,8 @@ pub(super) fn check_php(cfg: &Config) -> Vec<Check> {
 
 /// php-fpm's address: configured, or found (said in `out`); `None` (with
 /// the failure in `out`) when there is none.
-fn check_found(cfg: &Config, out: &mut Vec<Check>) -> Option<Endpoint> {
-    match php_fpm::locate(cfg) {
+fn check_found(fpm: anyhow::Result<Located>, out: &mut Vec<Check>) -> Option<Endpoint> {
+    match fpm {
         Ok(Located::Configured(ep)) => Some(ep),
         Ok(Located::Found(ep, how)) => {
             out.push(Check::pass(format!(

@@ -4,7 +4,6 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::config::Config;
 use crate::layout::Layout;
 use crate::shared::Shared;
 
@@ -12,23 +11,13 @@ use super::check::Check;
 
 /// `user_content.shared`: each directory linked (or linkable by the next
 /// deploy), and owned like ROOT so that php-fpm can write where it could before.
-pub(super) fn check_shared(cfg: &Config, layout: &Layout) -> Vec<Check> {
-    let shared = match Shared::from_config(cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            return vec![Check::fail(
-                true,
-                format!("{e:#}"),
-                "fix `user_content.shared` in the config",
-            )]
-        }
-    };
+pub(super) fn check_shared(shared: &Shared, layout: &Layout) -> Vec<Check> {
     let root = layout.root();
     let root_owner = std::fs::metadata(&root).map(|m| (m.uid(), m.gid())).ok();
     shared
         .paths()
         .iter()
-        .map(|p| check_one(&shared, &root, root_owner, p))
+        .map(|p| check_one(shared, &root, root_owner, p))
         .collect()
 }
 

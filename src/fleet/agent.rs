@@ -18,7 +18,6 @@ use super::etcd::Etcd;
 use super::records::{Member, NodeReport};
 use crate::config::Config;
 use crate::deploy::{Request, Trigger};
-use crate::layout::Layout;
 use crate::lock::DeployLock;
 use crate::site::Site;
 use crate::state::State;
@@ -102,7 +101,7 @@ impl Agent {
             pid: std::process::id(),
             since: chrono::Local::now().to_rfc3339(),
             trigger: cfg.trigger.listen.clone(),
-            live: State::load(&Layout::from_config(cfg).state)
+            live: State::load(&config().layout.state)
                 .ok()
                 .and_then(|s| s.deployed),
             caught_up: false,

@@ -14,7 +14,6 @@ use super::participate::rename_instant;
 use super::records::{Committed, DeployRecord, NodeReport, NodeState};
 use super::view::View;
 use crate::deploy::{Request, Trigger};
-use crate::layout::Layout;
 use crate::state::State;
 
 impl Agent {
@@ -135,7 +134,7 @@ impl Agent {
                 return;
             }
         };
-        let layout = Layout::from_config(&cfg);
+        let layout = cfg.layout.clone();
         let live = State::load(&layout.state).ok().and_then(|s| s.deployed);
         let Some(c) = committed else {
             self.set_caught_up(true, live);

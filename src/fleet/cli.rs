@@ -9,7 +9,7 @@ use super::coordinator::{self, Coordinate, FleetOutcome};
 use super::etcd::Etcd;
 use super::records::NodeState;
 use super::status;
-use crate::config::Config;
+use crate::site::Site;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -19,7 +19,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn fleet_of(cfg: &Config) -> Result<&crate::config::FleetConfig> {
+fn fleet_of(cfg: &Site) -> Result<&crate::config::FleetConfig> {
     cfg.fleet
         .as_ref()
         .ok_or_else(|| anyhow!("this configuration has no `fleet:` section"))
@@ -27,7 +27,7 @@ fn fleet_of(cfg: &Config) -> Result<&crate::config::FleetConfig> {
 
 /// `rootswap deploy` on a fleet node: coordinates one fleet deploy.
 pub fn deploy(
-    cfg: &Config,
+    cfg: &Site,
     reference: Option<String>,
     force: bool,
     as_json: bool,
@@ -36,7 +36,7 @@ pub fn deploy(
 }
 
 fn deploy_as(
-    cfg: &Config,
+    cfg: &Site,
     reference: Option<String>,
     force: bool,
     as_json: bool,
@@ -116,7 +116,7 @@ fn deploy_as(
 }
 
 /// `rootswap fleet status [--json]`.
-pub fn status(cfg: &Config, as_json: bool) -> Result<ExitCode> {
+pub fn status(cfg: &Site, as_json: bool) -> Result<ExitCode> {
     let fleet = fleet_of(cfg)?;
     let rt = runtime()?;
     let s = rt.block_on(async {
@@ -135,8 +135,8 @@ pub fn status(cfg: &Config, as_json: bool) -> Result<ExitCode> {
 
 /// `rootswap rollback [SNAPSHOT]` on a fleet node: a fleet deploy of the
 /// commit that snapshot holds on this node (every node then deploys it).
-pub fn rollback(cfg: &Config, name: Option<&str>) -> Result<ExitCode> {
-    let layout = crate::layout::Layout::from_config(cfg);
+pub fn rollback(cfg: &Site, name: Option<&str>) -> Result<ExitCode> {
+    let layout = cfg.layout.clone();
     layout.preflight()?;
     let snap = match name {
         Some(n) => crate::snapshot::find(&layout, n)?,

@@ -15,8 +15,8 @@ use super::etcd::{absent, created_at, exists, put_op, Etcd};
 use super::records::{now_ms, Committed, DeployRecord, Member, NodeReport, NodeState};
 use super::settle::{self, Verdict};
 use super::view::{alive, View, Waker};
-use crate::config::{Config, FleetConfig};
-use crate::layout::Layout;
+use crate::config::FleetConfig;
+use crate::site::Site;
 use crate::source::GitSource;
 
 /// What to deploy.
@@ -106,7 +106,7 @@ pub fn new_id() -> String {
 /// Runs one fleet deploy to its end; `on` sees its progress.
 pub async fn coordinate(
     etcd: &Etcd,
-    cfg: &Config,
+    cfg: &Site,
     req: Coordinate,
     on: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<FleetOutcome> {
@@ -147,10 +147,10 @@ pub async fn coordinate(
     result
 }
 
-async fn resolve(cfg: &Config, reference: Option<String>) -> Result<(String, String)> {
+async fn resolve(cfg: &Site, reference: Option<String>) -> Result<(String, String)> {
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || {
-        let layout = Layout::from_config(&cfg);
+        let layout = cfg.layout.clone();
         crate::fsutil::ensure_private_dir(&layout.state)?;
         let source = GitSource::open(&layout.state, &cfg.source)?;
         source.fetch(reference.is_some())?;
@@ -211,13 +211,13 @@ struct Plan {
 
 /// The record every member prepares from.
 fn new_record(
-    cfg: &Config,
+    cfg: &Site,
     fleet: &FleetConfig,
     req: &Coordinate,
     lock: &Lock,
     plan: Plan,
 ) -> Result<DeployRecord> {
-    let layout = Layout::from_config(cfg);
+    let layout = cfg.layout.clone();
     Ok(DeployRecord {
         id: plan.id,
         commit: plan.commit,
@@ -255,7 +255,7 @@ async fn publish(etcd: &Etcd, lock: &Lock, record: &DeployRecord) -> Result<()> 
 
 async fn run(
     etcd: &Etcd,
-    cfg: &Config,
+    cfg: &Site,
     fleet: &FleetConfig,
     req: &Coordinate,
     lock: &Lock,

@@ -145,7 +145,7 @@ impl Agent {
     /// yet) and reports the result.
     async fn run_once(&self, rec: &DeployRecord) {
         let cfg = (self.config)();
-        let layout = Layout::from_config(&cfg);
+        let layout = cfg.layout.clone();
         let env = crate::hooks::HookEnv {
             commit: rec.commit.clone(),
             previous_commit: lock(&self.member).live.clone().unwrap_or_default(),
@@ -156,7 +156,7 @@ impl Agent {
         tracing::info!("fleet: deploy {}: running hooks.once on this node", rec.id);
         let job = cfg.clone();
         let res = tokio::task::spawn_blocking(move || {
-            let root = Layout::from_config(&job).root();
+            let root = job.layout.clone().root();
             crate::hooks::run_all("once", &job.hooks.once, &root, &env, job.hooks.timeout)
         })
         .await
@@ -182,7 +182,7 @@ impl Agent {
         prepared: Prepare,
         decision: Decision,
     ) {
-        let layout = Layout::from_config(cfg);
+        let layout = cfg.layout.clone();
         let report = match (decision, prepared) {
             (Decision::Commit(_), Prepare::UpToDate { commit }) => {
                 self.set_caught_up(true, Some(commit));

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 
-use crate::config::Config;
 use crate::layout::Layout;
+use crate::site::Site;
 
 /// Results counted in `rootswap_deploys_total`.
 const RESULTS: [&str; 4] = ["success", "failed", "up_to_date", "skipped"];
@@ -32,8 +32,8 @@ impl Metrics {
     }
 
     /// Renders the exposition (reads the disk: call it off the async threads).
-    pub fn render(&self, cfg: &Config, running: bool) -> Result<String> {
-        let layout = Layout::from_config(cfg);
+    pub fn render(&self, cfg: &Site, running: bool) -> Result<String> {
+        let layout = &cfg.layout;
         let mut out = String::new();
         self.render_counts(&mut out, running);
         let history = crate::history::read(&layout.state)?;
@@ -41,7 +41,7 @@ impl Metrics {
         if let Some(r) = last {
             render_last(&mut out, r);
         }
-        self.render_snapshots(&mut out, &layout, last.map(|r| r.id.clone()))?;
+        self.render_snapshots(&mut out, layout, last.map(|r| r.id.clone()))?;
         Ok(out)
     }
 

@@ -12,7 +12,6 @@ use super::service::{abbrev, lock, Service};
 use crate::config::Config;
 use crate::deploy::Request;
 use crate::fleet::Agent;
-use crate::layout::Layout;
 use crate::site::Site;
 use crate::source::GitSource;
 use crate::state::State;
@@ -142,8 +141,8 @@ impl Service {
 }
 
 /// Asks the remote for the branch head (no object download) and decides.
-fn check(cfg: &Config, failed: Option<&str>) -> Result<Decision> {
-    let layout = Layout::from_config(cfg);
+fn check(cfg: &Site, failed: Option<&str>) -> Result<Decision> {
+    let layout = &cfg.layout;
     layout.preflight()?;
     crate::fsutil::ensure_private_dir(&layout.state)?;
     let source = GitSource::open(&layout.state, &cfg.source)?;

@@ -187,7 +187,7 @@ async fn with_lock(
     }
     let cfg = svc.config();
     let job = tokio::task::spawn_blocking(move || {
-        let layout = Layout::from_config(&cfg);
+        let layout = cfg.layout.clone();
         layout.preflight()?;
         let _lock = DeployLock::acquire(&layout.state)?;
         f(&cfg, &layout)

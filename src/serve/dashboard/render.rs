@@ -10,6 +10,7 @@ use chrono::{DateTime, FixedOffset, Local};
 use super::links::RepoWeb;
 use crate::config::Config;
 use crate::history::Record;
+use crate::site::Site;
 use crate::snapshot::Listing;
 use crate::status::Status;
 
@@ -41,7 +42,7 @@ pub struct View {
 }
 
 /// Gathers the view: the status, the end of the history, the live commit's author.
-pub fn gather(cfg: &Config, running: Option<String>) -> Result<View> {
+pub fn gather(cfg: &Site, running: Option<String>) -> Result<View> {
     let status = crate::status::gather(cfg)?;
     let history = crate::history::read_last(&cfg.state_path(), HISTORY_ROWS)?;
     let (author, committed) = status
@@ -613,7 +614,7 @@ pub fn page_html(shell: &Shell<'_>) -> String {
 
 /// The page's first render as a reader with access sees it: the status
 /// gathered, the end of the history read, the HTML written.
-pub fn first_render(cfg: &Config) -> Result<String> {
+pub fn first_render(cfg: &Site) -> Result<String> {
     let view = view_html(&gather(cfg, None)?);
     Ok(page_html(&Shell {
         view: Some(&view),
@@ -683,7 +684,8 @@ mod tests {
             };
             crate::history::append(&state, &rec).unwrap();
         }
-        let html = view_html(&gather(&cfg, None).unwrap());
+        let site = Site::open(&cfg).unwrap();
+        let html = view_html(&gather(&site, None).unwrap());
         assert!(
             html.contains(&format!("https://github.com/acme/site/compare/{a}...{b}")),
             "{html}"
