@@ -248,6 +248,32 @@ pub fn clean_up_failed(site: &Site) -> Result<Option<Recovered>> {
 }
 
 fn recover_as(site: &Site, record: bool) -> Result<Option<Recovered>> {
+    let layout = &site.layout;
+    let Some(j) = clean_up_temps(site)? else {
+        return Ok(None);
+    };
+    if record {
+        tracing::warn!(
+            "deploy {} was interrupted during {}: recovering",
+            j.id,
+            phase_name(j.phase)
+        );
+    }
+    let action = resume(site, &j)?;
+    if record {
+        tracing::warn!("recovered deploy {}: {action}", j.id);
+        history::append(&layout.state, &interrupted_record(&j, &action))?;
+    } else {
+        tracing::info!("cleaned up after the failed deploy {}: {action}", j.id);
+    }
+    Journal::finish(&layout.state)?;
+    Ok(Some(Recovered { id: j.id, action }))
+}
+
+/// Removes what an interrupted run leaves behind in any case (partial
+/// snapshots, temporary links and files); returns the journal, if a deploy
+/// was interrupted.
+fn clean_up_temps(site: &Site) -> Result<Option<Journal>> {
     let (cfg, layout) = (&site.config, &site.layout);
     let journal = Journal::load(&layout.state)?;
     snapshot::clean_leftovers(layout, cfg)?;
@@ -263,16 +289,16 @@ fn recover_as(site: &Site, record: bool) -> Result<Option<Recovered>> {
     if let Some(snap) = &j.snapshot {
         remove_own_temps(&layout.entry(snap));
     }
-    if record {
-        tracing::warn!(
-            "deploy {} was interrupted during {}: recovering",
-            j.id,
-            phase_name(j.phase)
-        );
-    }
+    Ok(Some(j))
+}
+
+/// Finishes or undoes the interrupted deploy `j`, by the phase it reached;
+/// says what was done.
+fn resume(site: &Site, j: &Journal) -> Result<String> {
+    let (cfg, layout) = (&site.config, &site.layout);
     let live = layout.live_name()?;
     let root_live = live.as_deref() == Some(layout.root_name.as_str());
-    let action = match (j.phase, j.snapshot.as_deref()) {
+    Ok(match (j.phase, j.snapshot.as_deref()) {
         (Phase::FirstCheckout, _) => {
             if !root_live {
                 copy::remove_tree(&layout.root(), &snapshot::copy_options(cfg))?;
@@ -286,36 +312,8 @@ fn recover_as(site: &Site, record: bool) -> Result<Option<Recovered>> {
         (
             Phase::Snapshot | Phase::SwitchToSnapshot | Phase::Rewrite | Phase::Restore,
             Some(snap),
-        ) => {
-            let c = classifier_for(site, j.previous.as_deref().or(Some(&j.commit)))?;
-            let env = crate::hooks::HookEnv::new(
-                cfg,
-                j.previous.as_deref().unwrap_or_default(),
-                &j.commit,
-                &layout.entry(snap).to_string_lossy(),
-            );
-            restore_root(site, snap, &c, (j.switched_at, None), &env)?;
-            format!("rolled back: ROOT restored from {snap}, the previous version stays live")
-        }
-        (Phase::SwitchToRoot | Phase::Finish, snap) => {
-            link::point_link(&layout.link(), &layout.root_name)?;
-            let mut state = State::load(&layout.state)?;
-            state.deployed = Some(j.commit.clone());
-            state.save(&layout.state)?;
-            if let Some(snap) = snap {
-                crate::drain::wait(cfg, &layout.entry(snap));
-                late_copy(site, snap, &j)?;
-                let (evicted, _) = snapshot::evict(layout, cfg, Some(snap))?;
-                if !evicted.is_empty() {
-                    tracing::info!("evicted {}", evicted.join(", "));
-                }
-            }
-            format!(
-                "rolled forward: ROOT was complete, {} is live{}",
-                crate::commit::short(&j.commit),
-                after_switch_rolled_forward(cfg, layout, &j)
-            )
-        }
+        ) => roll_back(site, j, snap)?,
+        (Phase::SwitchToRoot | Phase::Finish, snap) => roll_forward(site, j, snap)?,
         (phase, None) => {
             // A phase after the snapshot without a snapshot name cannot happen; make ROOT live if it can.
             if matches!(layout.link_state()?, LinkState::Symlink(_)) && !root_live {
@@ -326,15 +324,45 @@ fn recover_as(site: &Site, record: bool) -> Result<Option<Recovered>> {
                 phase_name(phase)
             )
         }
-    };
-    if record {
-        tracing::warn!("recovered deploy {}: {action}", j.id);
-        history::append(&layout.state, &interrupted_record(&j, &action))?;
-    } else {
-        tracing::info!("cleaned up after the failed deploy {}: {action}", j.id);
+    })
+}
+
+/// Before the switch back: ROOT is restored from the snapshot `snap`.
+fn roll_back(site: &Site, j: &Journal, snap: &str) -> Result<String> {
+    let c = classifier_for(site, j.previous.as_deref().or(Some(&j.commit)))?;
+    let env = crate::hooks::HookEnv::new(
+        &site.config,
+        j.previous.as_deref().unwrap_or_default(),
+        &j.commit,
+        &site.layout.entry(snap).to_string_lossy(),
+    );
+    restore_root(site, snap, &c, (j.switched_at, None), &env)?;
+    Ok(format!(
+        "rolled back: ROOT restored from {snap}, the previous version stays live"
+    ))
+}
+
+/// At or after the switch back: ROOT was complete; it becomes live, the
+/// late uploads are carried, the snapshot evicted.
+fn roll_forward(site: &Site, j: &Journal, snap: Option<&str>) -> Result<String> {
+    let (cfg, layout) = (&site.config, &site.layout);
+    link::point_link(&layout.link(), &layout.root_name)?;
+    let mut state = State::load(&layout.state)?;
+    state.deployed = Some(j.commit.clone());
+    state.save(&layout.state)?;
+    if let Some(snap) = snap {
+        crate::drain::wait(cfg, &layout.entry(snap));
+        late_copy(site, snap, j)?;
+        let (evicted, _) = snapshot::evict(layout, cfg, Some(snap))?;
+        if !evicted.is_empty() {
+            tracing::info!("evicted {}", evicted.join(", "));
+        }
     }
-    Journal::finish(&layout.state)?;
-    Ok(Some(Recovered { id: j.id, action }))
+    Ok(format!(
+        "rolled forward: ROOT was complete, {} is live{}",
+        crate::commit::short(&j.commit),
+        after_switch_rolled_forward(cfg, layout, j)
+    ))
 }
 
 /// The history line of a deploy that died: its error when it had failed

@@ -46,11 +46,26 @@ struct Place {
 /// error names the two keys and which one to change.
 pub(super) fn check_places(cfg: &Config) -> Result<()> {
     let webroot = normalize(&cfg.webroot);
+    let places = places(cfg, &webroot);
+    for p in &places[2..] {
+        if webroot.starts_with(&p.path) {
+            bail!(
+                "`{}: {}` ({}) is the webroot or a directory above it; it needs a directory of its own: use the default `{}` or an absolute path outside the webroot",
+                p.key, p.value, p.path.display(), p.default
+            );
+        }
+    }
+    check_snapshot_like(cfg, &webroot, &places[1..])?;
+    check_overlaps(&places)
+}
+
+/// ROOT, the link, the state directory and the shared directory, resolved.
+fn places(cfg: &Config, webroot: &Path) -> [Place; 4] {
     let resolve = |p: &Path| match p.is_absolute() {
         true => normalize(p),
         false => normalize(&webroot.join(p)),
     };
-    let places = [
+    [
         Place {
             key: "root",
             value: cfg.root.clone(),
@@ -75,20 +90,16 @@ pub(super) fn check_places(cfg: &Config) -> Result<()> {
             default: "shared",
             path: resolve(&cfg.user_content.shared_dir),
         },
-    ];
-    for p in &places[2..] {
-        if webroot.starts_with(&p.path) {
-            bail!(
-                "`{}: {}` ({}) is the webroot or a directory above it; it needs a directory of its own: use the default `{}` or an absolute path outside the webroot",
-                p.key, p.value, p.path.display(), p.default
-            );
-        }
-    }
+    ]
+}
+
+/// No place but ROOT may look like a snapshot (rootswap would evict it).
+fn check_snapshot_like(cfg: &Config, webroot: &Path, places: &[Place]) -> Result<()> {
     let snapshot_prefix = format!("{}_", cfg.root);
-    for p in &places[1..] {
+    for p in places {
         let first = p
             .path
-            .strip_prefix(&webroot)
+            .strip_prefix(webroot)
             .ok()
             .and_then(|r| r.components().next());
         let Some(first) = first.map(|c| c.as_os_str().to_string_lossy().into_owned()) else {
@@ -105,6 +116,11 @@ pub(super) fn check_places(cfg: &Config) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// No place the same as another, inside another or under the link.
+fn check_overlaps(places: &[Place]) -> Result<()> {
     for (i, a) in places.iter().enumerate() {
         for b in &places[i + 1..] {
             let how = if a.path == b.path {

@@ -9,8 +9,19 @@ use super::load::Source;
 use super::{Config, FleetConfig};
 
 impl Config {
+    /// Checks what the text alone decides; errors name the file and the key.
     pub(super) fn validate(&self, path: &Path) -> Result<()> {
-        let src = Source(path);
+        let src = &Source(path);
+        self.check_names(src)?;
+        self.check_source(src)?;
+        self.check_paths(src)?;
+        self.check_combinations(src)?;
+        super::places::check_places(self).map_err(|e| anyhow::anyhow!("{src}: {e:#}"))?;
+        Ok(())
+    }
+
+    /// `root` and `link`: plain names of their own.
+    fn check_names(&self, src: &Source) -> Result<()> {
         for (key, name) in [("root", &self.root), ("link", &self.link)] {
             if name.is_empty() || name.contains('/') || name == "." || name == ".." {
                 bail!(
@@ -21,6 +32,11 @@ impl Config {
         if self.root == self.link {
             bail!("{src}: `root` and `link` are both `{}`; the link needs its own name, e.g. `link: current`", self.root);
         }
+        Ok(())
+    }
+
+    /// `source`: a repository, a branch, paths that stay inside.
+    fn check_source(&self, src: &Source) -> Result<()> {
         if self.source.repo.trim().is_empty() {
             bail!("{src}: `source.repo` is empty; set it to the repository URL or a local path");
         }
@@ -48,6 +64,11 @@ impl Config {
                 bail!("{src}: `source.known_hosts: {k}` must be `accept-new` or an absolute path to a known_hosts file (or start with ~/)");
             }
         }
+        Ok(())
+    }
+
+    /// `public` inside the application, `state_dir` outside ROOT.
+    fn check_paths(&self, src: &Source) -> Result<()> {
         let public = Path::new(&self.public);
         if public.is_absolute()
             || public
@@ -56,6 +77,21 @@ impl Config {
         {
             bail!("{src}: `public: {}` must be a directory inside the application (relative, no '..')", self.public);
         }
+        let state = self.state_path();
+        let root = self.webroot.join(&self.root);
+        if super::normalize(&state).starts_with(super::normalize(&root)) {
+            bail!(
+                "{src}: `state_dir` ({}) is inside ROOT ({}), where the web server would serve it and deploys would overwrite it; \
+                 use the default `.rootswap` (inside webroot, beside ROOT) or an absolute path elsewhere",
+                state.display(),
+                root.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Keys that exclude or need each other; names hooks can get.
+    fn check_combinations(&self, src: &Source) -> Result<()> {
         if self.auto_deploy.every.is_some() && self.auto_deploy.cron.is_some() {
             bail!("{src}: `auto_deploy` has both `every` and `cron`; keep exactly one of them");
         }
@@ -85,17 +121,6 @@ impl Config {
                  on a single node put these commands into `hooks.before_switch`"
             );
         }
-        let state = self.state_path();
-        let root = self.webroot.join(&self.root);
-        if super::normalize(&state).starts_with(super::normalize(&root)) {
-            bail!(
-                "{src}: `state_dir` ({}) is inside ROOT ({}), where the web server would serve it and deploys would overwrite it; \
-                 use the default `.rootswap` (inside webroot, beside ROOT) or an absolute path elsewhere",
-                state.display(),
-                root.display()
-            );
-        }
-        super::places::check_places(self).map_err(|e| anyhow::anyhow!("{src}: {e:#}"))?;
         Ok(())
     }
 }

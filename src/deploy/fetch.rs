@@ -35,12 +35,7 @@ pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) ->
     let Locked { lock, state } = locked;
     let (cfg, layout) = (&site.config, &site.layout);
     run.begin("fetch");
-    let source = run.pass("git fetch", || {
-        let source = GitSource::open(&layout.state, &cfg.source)?;
-        source.clear_stale_locks()?;
-        source.fetch(req.reference.is_some())?;
-        Ok(source)
-    })?;
+    let source = run.pass("git fetch", || open_and_fetch(site, req))?;
     let commit = source.resolve(req.reference.as_deref())?;
     let previous = state.deployed.clone();
     let prev_oid = previous
@@ -80,21 +75,7 @@ pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) ->
         tracing::info!("{line}");
     }
     shared_dirs(&site.shared, &layout.root(), &new_tracked, &mut plan)?;
-    let phase = match root_empty {
-        true => Phase::FirstCheckout,
-        false => Phase::Snapshot,
-    };
-    let journal = Journal {
-        id: run.id.clone(),
-        trigger: req.trigger.as_str().to_string(),
-        commit: commit.to_string(),
-        previous: previous.clone(),
-        snapshot: None,
-        phase,
-        started: run.started.to_rfc3339(),
-        switched_at: None,
-        error: None,
-    };
+    let journal = journal(&run, req, commit, &previous, root_empty);
     run.end(&what(&source, commit, previous.as_deref(), &plan));
     Ok(Fetched::New(Box::new(Deploy {
         site: site.clone(),
@@ -116,6 +97,40 @@ pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) ->
         opcache_early: None,
         unhealthy: None,
     })))
+}
+
+/// The cache repository, opened and fetched (the branch, or everything
+/// when `--ref` names something else).
+fn open_and_fetch(site: &Site, req: &Request) -> Result<GitSource> {
+    let source = GitSource::open(&site.layout.state, &site.config.source)?;
+    source.clear_stale_locks()?;
+    source.fetch(req.reference.is_some())?;
+    Ok(source)
+}
+
+/// The journal entry of the deploy about to start: a first checkout into
+/// an empty ROOT, or a deploy that starts with the snapshot.
+fn journal(
+    run: &Run,
+    req: &Request,
+    commit: Oid,
+    previous: &Option<String>,
+    root_empty: bool,
+) -> Journal {
+    Journal {
+        id: run.id.clone(),
+        trigger: req.trigger.as_str().to_string(),
+        commit: commit.to_string(),
+        previous: previous.clone(),
+        snapshot: None,
+        phase: match root_empty {
+            true => Phase::FirstCheckout,
+            false => Phase::Snapshot,
+        },
+        started: run.started.to_rfc3339(),
+        switched_at: None,
+        error: None,
+    }
 }
 
 /// A commit refused before anything was written because its tree has an
