@@ -32,6 +32,8 @@ pub mod hostkeys;
 pub mod init;
 pub mod journal;
 pub mod json;
+#[cfg(test)]
+mod layers;
 pub mod layout;
 pub mod link;
 pub mod lock;

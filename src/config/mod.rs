@@ -27,7 +27,7 @@ mod schema;
 mod validate;
 
 pub use adapters::{parse_duration, strip_optional};
-pub use places::{normalize, EVICTING_PREFIX, PARTIAL_PREFIX};
+pub use places::{check_shared_dir, normalize, EVICTING_PREFIX, PARTIAL_PREFIX};
 pub use schema::*;
 
 #[cfg(test)]

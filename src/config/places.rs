@@ -28,6 +28,38 @@ pub fn normalize(p: &Path) -> PathBuf {
     out
 }
 
+/// `user_content.shared_dir` is a directory of its own: not the webroot,
+/// not inside ROOT, not the link or a snapshot name.
+pub fn check_shared_dir(cfg: &Config) -> Result<()> {
+    let uc = &cfg.user_content;
+    let dir = if uc.shared_dir.is_absolute() {
+        normalize(&uc.shared_dir)
+    } else {
+        normalize(&cfg.webroot.join(&uc.shared_dir))
+    };
+    let webroot = normalize(&cfg.webroot);
+    let root = webroot.join(&cfg.root);
+    let first = dir.strip_prefix(&webroot).ok().and_then(|r| {
+        r.components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+    });
+    let clash = dir.starts_with(&root)
+        || dir == webroot
+        || first.as_deref() == Some(cfg.link.as_str())
+        || first
+            .as_deref()
+            .is_some_and(|f| f.starts_with(&format!("{}_", cfg.root)));
+    if clash {
+        bail!(
+                "`shared_dir: {}` must be a directory of its own: not webroot, not inside ROOT, not the link or a snapshot name; \
+                 use the default `shared` (webroot/shared) or an absolute path elsewhere",
+                uc.shared_dir.display()
+            );
+    }
+    Ok(())
+}
+
 /// A place the configuration gives a name in (or beside) the webroot.
 struct Place {
     key: &'static str,

@@ -16,6 +16,7 @@ impl Config {
         self.check_source(src)?;
         self.check_paths(src)?;
         self.check_combinations(src)?;
+        super::places::check_shared_dir(self).with_context(|| format!("{src}: user_content"))?;
         super::places::check_places(self).map_err(|e| anyhow::anyhow!("{src}: {e:#}"))?;
         Ok(())
     }

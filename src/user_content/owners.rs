@@ -95,7 +95,7 @@ impl Repair {
 mod tests {
     use super::*;
     use crate::config::UserContentConfig;
-    use crate::user_content::Rules;
+    use crate::user_content::rules::Rules;
 
     #[test]
     fn root_owned_directories_under_an_app_owned_parent_are_given_back() {

@@ -339,7 +339,7 @@ impl Watched {
 mod tests {
     use super::*;
     use crate::config::UserContentConfig;
-    use crate::user_content::Rules;
+    use crate::user_content::rules::Rules;
 
     fn classifier() -> Classifier {
         let rules = Rules::new(&UserContentConfig::default()).unwrap();
