@@ -165,7 +165,7 @@ fn show_result(site: &crate::site::Site, webroot: &Path) -> Result<()> {
         }
     );
     println!("  snapshots:");
-    for s in crate::snapshot::list(&site.layout, &site.state()?)? {
+    for s in crate::snapshots::list(&site.layout, &site.state()?)? {
         println!(
             "    {}  {}",
             s.name,

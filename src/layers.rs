@@ -24,7 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "hostkeys",
             "copy",
             "link",
-            "lock",
+            "deploy_lock",
         ],
     ),
     (
@@ -37,7 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "source",
             "user_content",
             "shared",
-            "snapshot",
+            "snapshots",
             "adopt",
             "hooks",
             "php_fpm",

@@ -28,7 +28,7 @@ use crate::site::Site;
 use crate::source::GitSource;
 use crate::state::State;
 use crate::user_content::{self, Classifier};
-use crate::{copy, link, snapshot};
+use crate::{copy, link, snapshots};
 
 /// Restores ROOT from the snapshot `snap_name` and points the link back at ROOT.
 ///
@@ -58,7 +58,7 @@ pub fn restore_root(
     tracing::warn!("restoring ROOT from {snap_name}");
     let root = layout.root();
     let rescue_dir = layout.state.join("rescue");
-    let opts = snapshot::copy_options(cfg);
+    let opts = snapshots::copy_options(cfg);
     let at_restore = user_content::scan(&snap, classifier)?;
     if let Some(t) = switched_at {
         let keep = |ns: u64| ns < t || served_since.is_some_and(|since| ns >= since);
@@ -276,7 +276,7 @@ fn recover_as(site: &Site, record: bool) -> Result<Option<Recovered>> {
 fn clean_up_temps(site: &Site) -> Result<Option<Journal>> {
     let (cfg, layout) = (&site.config, &site.layout);
     let journal = Journal::load(&layout.state)?;
-    snapshot::clean_leftovers(layout, cfg)?;
+    snapshots::clean_leftovers(layout, cfg)?;
     // A kill between creating the temporary link and renaming it leaves the
     // temporary link behind, with or without a journal.
     link::remove_stale_temps(&layout.link())?;
@@ -301,7 +301,7 @@ fn resume(site: &Site, j: &Journal) -> Result<String> {
     Ok(match (j.phase, j.snapshot.as_deref()) {
         (Phase::FirstCheckout, _) => {
             if !root_live {
-                copy::remove_tree(&layout.root(), &snapshot::copy_options(cfg))?;
+                copy::remove_tree(&layout.root(), &snapshots::copy_options(cfg))?;
             }
             "removed the half-written first checkout (nothing was served yet); the next deploy starts over".to_string()
         }
@@ -353,7 +353,7 @@ fn roll_forward(site: &Site, j: &Journal, snap: Option<&str>) -> Result<String> 
     if let Some(snap) = snap {
         crate::drain::wait(cfg, &layout.entry(snap));
         late_copy(site, snap, j)?;
-        let (evicted, _) = snapshot::evict(layout, cfg, Some(snap))?;
+        let (evicted, _) = snapshots::evict(layout, cfg, Some(snap))?;
         if !evicted.is_empty() {
             tracing::info!("evicted {}", evicted.join(", "));
         }

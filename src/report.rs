@@ -8,7 +8,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::deploy::Summary;
-use crate::snapshot::Listing;
+use crate::snapshots::Listing;
 use crate::status::Status;
 
 /// One line that says what a deploy did.

@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 
 use crate::deploy::{self, Outcome, Request, Trigger};
 use crate::site::Site;
-use crate::snapshot;
+use crate::snapshots;
 
 /// Rolls back to `name` (default: the newest timestamped snapshot).
 pub fn rollback(site: &Site, name: Option<&str>) -> Result<Outcome> {
@@ -25,7 +25,7 @@ pub fn request(site: &Site, name: Option<&str>, id: Option<String>) -> Result<Re
     let layout = &site.layout;
     layout.preflight()?;
     let snap = match name {
-        Some(n) => snapshot::find(layout, n)?,
+        Some(n) => snapshots::find(layout, n)?,
         None => match layout.timestamped()?.pop() {
             Some(s) => s,
             None => bail!(

@@ -4,10 +4,10 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::deploy_lock::DeployLock;
 use crate::layout::{Layout, LinkState};
-use crate::lock::DeployLock;
 use crate::site::Site;
-use crate::snapshot::{self, Listing};
+use crate::snapshots::{self, Listing};
 use crate::state::State;
 
 /// Everything `status` reports (also `GET /status` of the service).
@@ -72,7 +72,7 @@ pub fn gather(site: &Site) -> Result<Status> {
         LinkState::Symlink(t) => (Some(t), "ok"),
     };
     let snapshots = if layout.webroot.is_dir() {
-        snapshot::list(layout, &state)?
+        snapshots::list(layout, &state)?
     } else {
         Vec::new()
     };

@@ -1124,7 +1124,7 @@ fn a_push_only_asks_for_a_check_and_a_replay_changes_nothing() {
     w.write_files(&[("index.php", &php("v5"))]);
     let c5 = w.commit("v5");
     let push5 = format!(r#"{{"ref":"refs/heads/main","before":"{c4}","after":"{c5}"}}"#);
-    let held = rootswap::lock::DeployLock::acquire(&w.webroot.join(".rootswap")).unwrap();
+    let held = rootswap::deploy_lock::DeployLock::acquire(&w.webroot.join(".rootswap")).unwrap();
     let (code, body) = github_push(port, "gh", "delivery-5", &push5);
     assert_eq!(code, 409, "{body}");
     assert!(body.contains("already running"), "{body}");

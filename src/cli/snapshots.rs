@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Subcommand;
-use rootswap::{report, snapshot};
+use rootswap::{report, snapshots};
 
 /// List, keep or remove snapshots.
 #[derive(Subcommand)]
@@ -36,18 +36,18 @@ pub fn run(config: &Path, action: SnapshotsCmd) -> Result<ExitCode> {
     let site = super::open(config)?;
     match action {
         SnapshotsCmd::List { json } => {
-            let rows = snapshot::list(&site.layout, &site.state()?)?;
+            let rows = snapshots::list(&site.layout, &site.state()?)?;
             if json {
                 return super::print_json(&rows);
             }
             print!("{}", report::snapshot_table(&rows));
         }
         SnapshotsCmd::Keep { name, label } => {
-            let new_name = snapshot::keep(&site.layout, &name, label.as_deref())?;
+            let new_name = snapshots::keep(&site.layout, &name, label.as_deref())?;
             println!("{name} is now {new_name}: kept forever (never evicted)");
         }
         SnapshotsCmd::Remove { name } => {
-            snapshot::remove_by_name(&site.layout, &site.config, &name)?;
+            snapshots::remove_by_name(&site.layout, &site.config, &name)?;
             println!("removed {name}");
         }
     }

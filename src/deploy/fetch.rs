@@ -229,7 +229,7 @@ pub(super) fn adopt_current(cfg: &Config, layout: &Layout, adopt_current: bool) 
         std::fs::remove_dir(&root)
             .with_context(|| format!("cannot remove the empty {}", root.display()))?;
     }
-    let stats = crate::copy::copy_tree(&target, &root, &crate::snapshot::copy_options(cfg))
+    let stats = crate::copy::copy_tree(&target, &root, &crate::snapshots::copy_options(cfg))
         .with_context(|| format!("cannot copy {} into {}", target.display(), root.display()))?;
     tracing::info!(
         "adopted {}: copied {} into {} ({} files); the deploy goes on from there",

@@ -54,7 +54,7 @@ impl Deploy {
                     path: s.taken.path.clone(),
                     stamp: None,
                 };
-                crate::snapshot::remove(&self.site.layout, &self.site.config, &taken)
+                crate::snapshots::remove(&self.site.layout, &self.site.config, &taken)
                     .map(|()| format!("the snapshot {snap} was removed"))
                     .unwrap_or_else(|re| format!("removing the snapshot {snap} failed ({re:#})"))
             }

@@ -8,8 +8,8 @@
 use anyhow::Result;
 
 use super::state::Locked;
+use crate::deploy_lock::DeployLock;
 use crate::layout::{Layout, LinkState};
-use crate::lock::DeployLock;
 use crate::site::Site;
 
 /// Takes the deploy lock (creating the state directory) and recovers.

@@ -16,7 +16,7 @@ use chrono::Local;
 use super::state::{Deploy, Served};
 use crate::journal::Phase;
 use crate::progress::Count;
-use crate::snapshot;
+use crate::snapshots;
 use crate::user_content::Classifier;
 use crate::user_content::Manifest;
 use crate::user_content::{Changes, Watched};
@@ -44,7 +44,7 @@ impl Deploy {
             });
             let (layout, cfg) = (&d.site.layout, &d.site.config);
             let taken = d.run.counted("snapshot", entries, || {
-                snapshot::take_as(layout, cfg, &name)
+                snapshots::take_as(layout, cfg, &name)
             })?;
             d.journal.snapshot = Some(taken.name.clone());
             d.state.set_snapshot(&taken.path, d.previous.clone())?;

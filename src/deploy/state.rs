@@ -15,12 +15,12 @@ use git2::Oid;
 
 use super::timing::Run;
 use super::types::Request;
+use crate::deploy_lock::DeployLock;
 use crate::hooks::{self, HookEnv};
 use crate::journal::Journal;
-use crate::lock::DeployLock;
 use crate::progress::Count;
 use crate::site::Site;
-use crate::snapshot::Taken;
+use crate::snapshots::Taken;
 use crate::source::{GitSource, Plan};
 use crate::state::State;
 use crate::user_content::Watched;

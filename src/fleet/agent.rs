@@ -18,7 +18,7 @@ use super::etcd::Etcd;
 use super::records::{Member, NodeReport};
 use crate::config::Config;
 use crate::deploy::{Request, Trigger};
-use crate::lock::DeployLock;
+use crate::deploy_lock::DeployLock;
 use crate::site::Site;
 use crate::state::State;
 

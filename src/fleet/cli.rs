@@ -139,7 +139,7 @@ pub fn rollback(cfg: &Site, name: Option<&str>) -> Result<ExitCode> {
     let layout = cfg.layout.clone();
     layout.preflight()?;
     let snap = match name {
-        Some(n) => crate::snapshot::find(&layout, n)?,
+        Some(n) => crate::snapshots::find(&layout, n)?,
         None => layout.timestamped()?.pop().ok_or_else(|| {
             anyhow!(
                 "there is no snapshot to roll back to in {}; name one with `rootswap rollback NAME`",

@@ -93,7 +93,7 @@ impl Metrics {
                 let size = *cache
                     .1
                     .entry(s.name.clone())
-                    .or_insert_with(|| crate::snapshot::tree_size(&s.path));
+                    .or_insert_with(|| crate::snapshots::tree_size(&s.path));
                 bytes += size;
             }
         }

@@ -29,7 +29,7 @@ use super::schedule::Backoff;
 use super::settings;
 use crate::config::Config;
 use crate::deploy::{self, Outcome, Request};
-use crate::lock::DeployLock;
+use crate::deploy_lock::DeployLock;
 use crate::site::Site;
 
 /// Why a deploy cannot start now.

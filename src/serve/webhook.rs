@@ -24,7 +24,7 @@ use super::deliveries::delivery_keys;
 use super::replies::{not_configured, not_leader, reply, unauthorized};
 use super::service::{lock, Busy, Service};
 use crate::deploy::Trigger;
-use crate::lock::DeployLock;
+use crate::deploy_lock::DeployLock;
 
 /// What a push webhook asks for.
 fn push_ref(body: &[u8]) -> Result<Value, Box<Response>> {

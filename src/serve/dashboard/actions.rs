@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use super::reply::{error, reply, unauthorized};
 use crate::config::Config;
 use crate::deploy::Request;
+use crate::deploy_lock::DeployLock;
 use crate::layout::Layout;
-use crate::lock::DeployLock;
 use crate::serve::auth::{cross_origin, has_token};
 use crate::serve::replies::fleet_answer;
 use crate::serve::service::{Answer, Busy, Service};
@@ -226,11 +226,11 @@ pub(in crate::serve) async fn keep(
         .label
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty());
-    if let Some(Err(e)) = label.as_deref().map(crate::snapshot::validate_label) {
+    if let Some(Err(e)) = label.as_deref().map(crate::snapshots::validate_label) {
         return error(StatusCode::BAD_REQUEST, format!("{e:#}"));
     }
     with_lock(&svc, move |_, layout| {
-        let kept = crate::snapshot::keep(layout, &name, label.as_deref())?;
+        let kept = crate::snapshots::keep(layout, &name, label.as_deref())?;
         tracing::info!("dashboard: {name} kept as {kept} (asked by {peer})");
         Ok(json!({ "kept": kept, "message": format!("{name} is kept as {kept}") }))
     })
@@ -259,7 +259,7 @@ pub(in crate::serve) async fn remove(
         Err(r) => return *r,
     };
     with_lock(&svc, move |cfg, layout| {
-        crate::snapshot::remove_by_name(layout, cfg, &name)?;
+        crate::snapshots::remove_by_name(layout, cfg, &name)?;
         tracing::info!("dashboard: {name} removed (asked by {peer})");
         Ok(json!({ "removed": name, "message": format!("{name} is removed") }))
     })

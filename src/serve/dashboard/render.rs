@@ -11,7 +11,7 @@ use super::links::RepoWeb;
 use crate::config::Config;
 use crate::history::Record;
 use crate::site::Site;
-use crate::snapshot::Listing;
+use crate::snapshots::Listing;
 use crate::status::Status;
 
 /// Deploys listed in the history.

@@ -1,4 +1,4 @@
-//! Step 2 and 6 of the flow: taking snapshots of ROOT, evicting old ones,
+//! Snapshots of ROOT: take, list, evict, keep (rename to a label), remove.
 //! and the `snapshots` commands.
 //!
 //! A snapshot is built under a hidden `.partial-ROOT_…` name and renamed to
