@@ -1,5 +1,5 @@
-//! Snapshots of ROOT: take, list, evict, keep (rename to a label), remove.
-//! and the `snapshots` commands.
+//! Snapshots of ROOT: take, list, evict, keep (rename to a label), remove;
+//! what the `snapshots` commands do.
 //!
 //! A snapshot is built under a hidden `.partial-ROOT_…` name and renamed to
 //! `ROOT_<timestamp>` only when complete, so nothing ever mistakes a half
