@@ -9,7 +9,6 @@ use std::process::Command;
 
 use rootswap::copy::{copy_tree, remove_tree, sync_tree, CopyOptions};
 
-mod common;
 
 fn opts() -> CopyOptions {
     CopyOptions {
@@ -21,15 +20,15 @@ fn opts() -> CopyOptions {
 /// Sets (`on`) or clears the immutable attribute with `chattr`. Setting it
 /// needs root, `chattr` (e2fsprogs) and a filesystem with attributes; when
 /// one is missing the test is skipped locally and fails under `CI=true`
-/// ([`common::skip_or_fail`]), so it cannot pass there without running.
+/// ([`crate::support::skip_or_fail`]), so it cannot pass there without running.
 fn immutable(p: &Path, on: bool) -> bool {
-    if on && !common::require_root("chattr +i") {
+    if on && !crate::support::require_root("chattr +i") {
         return false;
     }
     let Some(chattr) = (if on {
-        common::require_tool("chattr")
+        crate::support::require_tool("chattr")
     } else {
-        common::find_tool("chattr")
+        crate::support::find_tool("chattr")
     }) else {
         return false;
     };
@@ -40,7 +39,7 @@ fn immutable(p: &Path, on: bool) -> bool {
     {
         Ok(o) if o.status.success() => true,
         Ok(o) => {
-            common::skip_or_fail(&format!(
+            crate::support::skip_or_fail(&format!(
                 "chattr +i fails on {}: {}",
                 p.display(),
                 String::from_utf8_lossy(&o.stderr).trim()
@@ -48,7 +47,7 @@ fn immutable(p: &Path, on: bool) -> bool {
             false
         }
         Err(e) => {
-            common::skip_or_fail(&format!("chattr cannot run: {e}"));
+            crate::support::skip_or_fail(&format!("chattr cannot run: {e}"));
             false
         }
     }
@@ -111,7 +110,7 @@ fn wide_directory_with_hard_links_across_chunks() {
 
 #[test]
 fn owners_and_setgid_directories_as_root() {
-    if !common::require_root("changing owners") {
+    if !crate::support::require_root("changing owners") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

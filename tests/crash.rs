@@ -3,9 +3,8 @@
 //! point at one complete version with every user file, and the next
 //! `rootswap deploy` must recover and finish the job.
 
-mod common;
 
-use common::*;
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;

@@ -3,9 +3,8 @@
 //! stream, the token and origin checks, and headless Chromium driving the
 //! page over the Chrome DevTools Protocol.
 
-mod common;
 
-use common::*;
+use crate::support::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -662,7 +661,7 @@ impl Drop for Browser {
 #[test]
 fn a_browser_deploys_watches_the_steps_live_and_rolls_back() {
     let Some(exe) = chromium() else {
-        common::skip_or_fail("chromium is not installed (Debian package `chromium`)");
+        crate::support::skip_or_fail("chromium is not installed (Debian package `chromium`)");
         return;
     };
     let port = free_port();

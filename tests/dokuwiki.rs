@@ -29,11 +29,9 @@
 //! `data/`'s directories shared, and within two seconds (the carry's cadence plus a pass, with room for a loaded machine)
 //! with the copy-back.
 
-mod common;
-mod sites_support;
 
-use common::*;
-use sites_support::app_writer::Rng;
+use crate::support::*;
+use crate::support::app_writer::Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -653,8 +651,8 @@ struct Wiki {
     /// The uid everything under `ROOT/data` must belong to (php-fpm's user).
     owner: u32,
     fpm_log: PathBuf,
-    _fpm: Option<sites_support::Proc>,
-    _nginx: Option<sites_support::Proc>,
+    _fpm: Option<Fpm>,
+    _nginx: Option<Nginx>,
 }
 
 impl Wiki {
@@ -662,7 +660,7 @@ impl Wiki {
     fn deploy(&self) -> std::process::Output {
         match &self.site_user {
             None => self.w.run(&["deploy"]),
-            Some((uid, gid, home)) => sites_support::as_user(*uid, *gid, "www-data", home, &bin())
+            Some((uid, gid, home)) => crate::support::as_user(*uid, *gid, "www-data", home, &bin())
                 .arg("-c")
                 .arg(&self.w.config)
                 .arg("deploy")
@@ -679,7 +677,7 @@ impl Wiki {
         };
         for args in [vec!["add", "-A"], vec!["commit", "-q", "-m", msg]] {
             sh(
-                sites_support::as_user(*uid, *gid, "www-data", home, Path::new("git"))
+                crate::support::as_user(*uid, *gid, "www-data", home, Path::new("git"))
                     .args([
                         "-c",
                         "gc.auto=0",
@@ -777,13 +775,13 @@ fn move_data_in(data: &Path, shared: &Path, as_root: bool) -> (Option<String>, u
 
 fn dokuwiki_site(data: Data, run_as: RunAs) -> Option<Wiki> {
     let install = "apt-get install -y --no-install-recommends dokuwiki nginx-light php-fpm";
-    let dw = sites_support::require(
+    let dw = crate::support::require(
         "Debian's dokuwiki package",
         Path::new(DW).join("doku.php").is_file().then(|| DW.into()),
         install,
     );
-    let nginx = sites_support::require("nginx", sites_support::find_program(&["nginx"]), install);
-    let fpm = sites_support::require("php-fpm", sites_support::find_php_fpm(), install);
+    let nginx = crate::support::require("nginx", crate::support::find_program(&["nginx"]), install);
+    let fpm = crate::support::require("php-fpm", crate::support::find_php_fpm(), install);
     let (Some(_), Some(nginx), Some(fpm)) = (dw, nginx, fpm) else {
         return None;
     };
@@ -838,16 +836,16 @@ fn dokuwiki_site(data: Data, run_as: RunAs) -> Option<Wiki> {
         sh(Command::new("chown").arg(format!("{u}:{u}")).arg(&sessions));
     }
     let ini = format!("{FPM_INI}session.save_path=\"{}\"\n", sessions.display());
-    let opts = sites_support::FpmOptions {
+    let fpm_dir = srv.join("fpm");
+    let fpm = Fpm::start(Pool {
         pool_user,
         status_path: Some("/fpm-status".into()),
         // rootswap as www-data must reach the socket (OPcache, drain).
         listen_user: wiki.site_user.as_ref().map(|_| "www-data".to_string()),
-    };
-    let fpm_dir = srv.join("fpm");
-    let fpm = sites_support::start_fpm_with(&fpm, &fpm_dir, &sock, &ini, 4, &opts);
-    let (nginx, port) = sites_support::start_nginx(&nginx, &srv, &w.config, &sock);
-    wiki.port = port;
+        ..Pool::new(&fpm, &fpm_dir, &sock, &ini, 4)
+    });
+    let nginx = Nginx::for_site(&nginx, &srv, &w.config, &sock);
+    wiki.port = nginx.port();
     wiki.owner = owner;
     wiki.fpm_log = fpm_dir.join("php-errors.log");
     wiki._fpm = Some(fpm);
@@ -924,7 +922,7 @@ fn compare(wiki: &Wiki, model: &Model) -> Verdict {
         deleted_back: Vec::new(),
         foreign_owned: [wiki.w.root().join("data"), wiki.w.webroot.join("shared")]
             .iter()
-            .flat_map(|d| sites_support::app_writer::foreign_owned(d, wiki.owner))
+            .flat_map(|d| crate::support::app_writer::foreign_owned(d, wiki.owner))
             .collect(),
     };
     for (id, text) in &model.pages {

@@ -1,9 +1,8 @@
 //! Faults and recovery paths: rollback, health gate, notifications, history,
 //! disk full, hung hooks, force-pushed branches, unusual file names.
 
-mod common;
 
-use common::*;
+use crate::support::*;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU16, Ordering};

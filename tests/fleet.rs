@@ -5,7 +5,6 @@
 //!
 //! Without `etcd` the tests skip locally and fail under CI=true.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, git};
+use crate::support::{bin, git};
 
 const LEASE_S: u64 = 2;
 
@@ -24,7 +23,7 @@ fn etcd_bin() -> Option<PathBuf> {
             return Some(PathBuf::from(p));
         }
     }
-    common::skip_or_fail("etcd is not installed (Debian: apt-get install etcd-server)");
+    crate::support::skip_or_fail("etcd is not installed (Debian: apt-get install etcd-server)");
     None
 }
 
@@ -1029,7 +1028,7 @@ fn web_servers() -> Option<(PathBuf, PathBuf)> {
     match (nginx, find_php_fpm()) {
         (Some(n), Some(f)) => Some((n, f)),
         _ => {
-            common::skip_or_fail(
+            crate::support::skip_or_fail(
                 "nginx or php-fpm is not installed (apt-get install nginx-light php-fpm)",
             );
             None

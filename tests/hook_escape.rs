@@ -3,9 +3,8 @@
 //! its stdout open no longer holds the deploy and its lock. The real binary,
 //! real hooks, real `setsid`.
 
-mod common;
 
-use common::*;
+use crate::support::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -8,7 +8,6 @@
 //! version still served, the refusal in the history; and a normal commit
 //! after it deploys.
 
-mod common;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -16,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 
 /// Writes `bytes` as an object of `kind` into `repo` without git's checks.
 fn hash_literally(repo: &Path, kind: &str, bytes: &[u8]) -> String {

@@ -19,11 +19,9 @@
 //! As root, php-fpm runs as www-data and owns `storage/`'s user content; the
 //! deploys run once as root and once as www-data (the site user).
 
-mod common;
-mod sites_support;
 
-use common::*;
-use sites_support::apps::{App, RunAs, Site};
+use crate::support::*;
+use crate::support::apps::{App, RunAs, Site};
 
 static LARAVEL: App = App {
     fixture: "laravel-app",

@@ -6,7 +6,6 @@
 //! joined onto ROOT and written to disk, never creates, changes or removes
 //! anything outside ROOT.
 
-mod common;
 
 use std::path::{Component, Path};
 
@@ -106,7 +105,7 @@ proptest! {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(tmp.path().join("sentinel"), "keep").unwrap();
         std::fs::write(tmp.path().join("webroot/sentinel"), "keep").unwrap();
-        let before = common::tree_state(tmp.path());
+        let before = crate::support::tree_state(tmp.path());
         let mut path = RepoPath::top();
         let mut refused = false;
         for n in &names {
@@ -130,7 +129,7 @@ proptest! {
         let inside = |s: &std::collections::BTreeMap<std::path::PathBuf, String>| -> Vec<String> {
             s.iter().filter(|(k, _)| !k.starts_with("webroot/ROOT/")).map(|(k, v)| format!("{} {v}", k.display())).collect()
         };
-        prop_assert_eq!(inside(&before), inside(&common::tree_state(tmp.path())));
+        prop_assert_eq!(inside(&before), inside(&crate::support::tree_state(tmp.path())));
         if written {
             std::fs::remove_file(&dst).unwrap();
         }
@@ -138,7 +137,7 @@ proptest! {
             prop_assert!(dir.starts_with(&root) && dir != root);
             let _ = std::fs::remove_dir(&dir);
         }
-        prop_assert_eq!(before, common::tree_state(tmp.path()));
+        prop_assert_eq!(before, crate::support::tree_state(tmp.path()));
         prop_assert!(Path::new(&root).is_dir());
     }
 }

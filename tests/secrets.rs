@@ -6,10 +6,9 @@
 //! `config`, the history, `status --json`, the service's log, its dashboard
 //! and `/status`. And the state directory under umask 022.
 
-mod common;
 
 use base64::Engine;
-use common::*;
+use crate::support::*;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -2,9 +2,8 @@
 //! real HTTP. Every test starts its own service on its own port and kills
 //! it when done (the `Serve` guard), and waits with deadlines only.
 
-mod common;
 
-use common::*;
+use crate::support::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

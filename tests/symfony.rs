@@ -13,11 +13,9 @@
 //! the next request. As root, php-fpm runs as www-data and owns the uploads;
 //! the deploys run once as root and once as www-data (the site user).
 
-mod common;
-mod sites_support;
 
-use common::*;
-use sites_support::apps::{App, RunAs, Site};
+use crate::support::*;
+use crate::support::apps::{App, RunAs, Site};
 
 static SYMFONY: App = App {
     fixture: "symfony-app",

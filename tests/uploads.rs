@@ -2,9 +2,8 @@
 //! to, renaming and deleting user files through the link (as PHP would)
 //! across 20 deploys; afterwards ROOT holds exactly the writer's final state.
 
-mod common;
 
-use common::*;
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;

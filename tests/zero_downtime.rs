@@ -11,7 +11,6 @@
 //! comparison: the FastCGI reset replaced by a php-fpm reload (USR2), the
 //! numbers in docs/zero-downtime.md#measured.
 
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bin, World};
+use crate::support::{bin, World};
 
 const INSTALL: &str =
     "apt-get update && apt-get install -y --no-install-recommends nginx-light php-fpm";
@@ -91,7 +90,7 @@ fn servers_available() -> Option<(PathBuf, PathBuf)> {
             .collect::<Vec<_>>()
             .join(" and ");
             // The one skip-or-fail decision of the suite (tests/common/mod.rs).
-            common::skip_or_fail(&format!(
+            crate::support::skip_or_fail(&format!(
                 "zero_downtime: {missing} not installed; install with: {INSTALL}"
             ));
             None

@@ -10,10 +10,11 @@
 //! site user www-data.
 
 use super::app_writer::{self, uid_of, Verdict, Writes};
-use super::{
-    find_php_fpm, find_program, require, start_fpm_with, start_nginx, FpmOptions, Http, Proc,
-};
-use crate::common::{read, require_root, require_tool, World};
+use super::fpm::{Fpm, Pool};
+use super::net::Http;
+use super::nginx::Nginx;
+use super::tools::{as_user, find_php_fpm, find_program, require, require_root, require_tool};
+use super::world::{bin, read, World};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -124,8 +125,8 @@ pub struct Site {
     pub owner: u32,
     /// HOME for rootswap as the site user.
     home: PathBuf,
-    _fpm: Option<Proc>,
-    _nginx: Option<Proc>,
+    _fpm: Option<Fpm>,
+    _nginx: Option<Nginx>,
 }
 
 impl App {
@@ -212,20 +213,15 @@ impl App {
         if as_root && site_user.is_none() {
             site.give_writable_dirs();
         }
-        let opts = FpmOptions {
+        let fpm_dir = srv.join("fpm");
+        site._fpm = Some(Fpm::start(Pool {
             pool_user: as_root.then(|| SITE_USER.to_string()),
             listen_user: site_user.map(|_| SITE_USER.to_string()),
             status_path: Some("/fpm-status".into()),
-        };
-        site._fpm = Some(start_fpm_with(
-            &fpm_bin,
-            &srv.join("fpm"),
-            &sock,
-            self.fpm_ini,
-            4,
-            &opts,
-        ));
-        let (nginx, port) = start_nginx(&nginx_bin, &srv, &site.w.config, &sock);
+            ..Pool::new(&fpm_bin, &fpm_dir, &sock, self.fpm_ini, 4)
+        }));
+        let nginx = Nginx::for_site(&nginx_bin, &srv, &site.w.config, &sock);
+        let port = nginx.port();
         (site._nginx, site.port) = (Some(nginx), port);
         let (status, body) = Http::new(port).get("/").expect("GET /");
         assert_eq!((status, body.trim()), (200, "C0 T0"), "the app answers");
@@ -291,9 +287,9 @@ impl Site {
     fn rootswap(&self) -> Command {
         let mut cmd = match self.site_user {
             Some((uid, gid)) => {
-                super::as_user(uid, gid, SITE_USER, &self.home, &crate::common::bin())
+                as_user(uid, gid, SITE_USER, &self.home, &bin())
             }
-            None => Command::new(crate::common::bin()),
+            None => Command::new(bin()),
         };
         cmd.arg("-c").arg(&self.w.config);
         cmd
@@ -325,7 +321,7 @@ impl Site {
         };
         for args in [vec!["add", "-A"], vec!["commit", "-q", "-m", msg]] {
             sh(
-                super::as_user(uid, gid, SITE_USER, &self.home, Path::new("git"))
+                as_user(uid, gid, SITE_USER, &self.home, Path::new("git"))
                     .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"])
                     .args(&args)
                     .current_dir(&self.w.repo)

@@ -4,7 +4,7 @@
 //! next request (`/read`), and keeps a model of what the app told it exists.
 //! At the end the model is compared with the served tree.
 
-use super::Http;
+use super::net::Http;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
