@@ -5,7 +5,6 @@
 //! creates and removes all the time (DokuWiki's `data/locks/<md5>`) never
 //! fail a deploy, and a deploy that fails is in the history with its error.
 
-
 use crate::support::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;

@@ -9,7 +9,6 @@ use std::process::Command;
 
 use rootswap::copy::{copy_tree, remove_tree, sync_tree, CopyOptions};
 
-
 fn opts() -> CopyOptions {
     CopyOptions {
         threads: 2,

@@ -3,7 +3,6 @@
 //! (same inode, contents equal to ROOT's), `incremental: false` copies from
 //! scratch, and a snapshot the user kept is never recycled.
 
-
 use crate::support::*;
 use std::os::unix::fs::MetadataExt;
 

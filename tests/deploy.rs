@@ -1,6 +1,5 @@
 //! `rootswap deploy`: the pipeline against real Git repositories and directories.
 
-
 use crate::support::*;
 use std::path::Path;
 

@@ -29,9 +29,8 @@
 //! `data/`'s directories shared, and within two seconds (the carry's cadence plus a pass, with room for a loaded machine)
 //! with the copy-back.
 
-
-use crate::support::*;
 use crate::support::app_writer::Rng;
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -985,6 +984,7 @@ fn report(s: &Stats, deploy_failures: &[String], v: &Verdict) {
 /// [`CARRIED_WITHIN`]; how many and how late is printed.
 #[test]
 fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
+    let _heavy = heavy();
     dokuwiki_under_users(Data::CopyBack, RunAs::TestUser);
 }
 
@@ -992,6 +992,7 @@ fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
 /// repository, the webroot and the config), as the packaged unit runs it.
 #[test]
 fn debian_dokuwiki_deployed_by_the_site_user_survives_twenty_deploys() {
+    let _heavy = heavy();
     dokuwiki_under_users(Data::CopyBack, RunAs::SiteUser);
 }
 
@@ -999,6 +1000,7 @@ fn debian_dokuwiki_deployed_by_the_site_user_survives_twenty_deploys() {
 /// every tree, so every write is seen by the next request, always.
 #[test]
 fn debian_dokuwiki_with_shared_data_shows_every_write_to_the_next_request() {
+    let _heavy = heavy();
     dokuwiki_under_users(Data::Shared, RunAs::TestUser);
 }
 

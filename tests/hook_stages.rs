@@ -9,7 +9,6 @@
 //! no `.gitignore` hides (user content by the rules); the snapshot's hook
 //! also writes `snapshot-only.txt`, which nothing in ROOT writes.
 
-
 use crate::support::*;
 use std::path::{Path, PathBuf};
 

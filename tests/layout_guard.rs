@@ -3,7 +3,6 @@
 //! by another tool, outside the webroot, is refused or adopted, never
 //! silently replaced (finding 9).
 
-
 use std::path::Path;
 use std::process::Command;
 

@@ -6,7 +6,6 @@
 //! stages the same asset list by hand and builds with `dpkg-deb --build`, and
 //! says so (`ROOTSWAP_TEST_NO_CARGO_DEB=1` forces that path). Either way `dpkg-deb -c`/`-I` must show every file in its place.
 
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -141,7 +140,10 @@ fn systemd_unit_is_a_hardened_template() {
         let copy = tmp.path().join("rootswap@test.service");
         std::fs::write(
             &copy,
-            unit.replace("/usr/bin/rootswap", &crate::support::bin().to_string_lossy()),
+            unit.replace(
+                "/usr/bin/rootswap",
+                &crate::support::bin().to_string_lossy(),
+            ),
         )
         .unwrap();
         let v = Command::new(analyze)
@@ -170,14 +172,20 @@ fn completions_and_man_page_are_generated() {
             assert!(text.contains(word), "{shell} completions lack {word}");
         }
     }
-    let out = Command::new(crate::support::bin()).arg("man").output().unwrap();
+    let out = Command::new(crate::support::bin())
+        .arg("man")
+        .output()
+        .unwrap();
     let man = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && man.contains(".TH rootswap 1"),
         "{man}"
     );
     assert!(man.contains("init") && man.contains("deploy"), "{man}");
-    let help = Command::new(crate::support::bin()).arg("--help").output().unwrap();
+    let help = Command::new(crate::support::bin())
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
         !help.contains("completions") && !help.contains("\n  man"),

@@ -2,7 +2,6 @@
 //! behind `-v` and in `history --json`; and the change watch's fallback: when
 //! events are lost, a full scan still finds every user file.
 
-
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -4,7 +4,6 @@
 //! terminal. The terminal is a pseudo-terminal from `script` (util-linux,
 //! Debian's essential `bsdutils`).
 
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -78,8 +77,10 @@ fn count_entries(dir: &Path) -> u64 {
 }
 
 fn remembered_entries(w: &World) -> Option<u64> {
-    let state: serde_json::Value =
-        serde_json::from_str(&crate::support::read(&w.webroot.join(".rootswap/state.json"))).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&crate::support::read(
+        &w.webroot.join(".rootswap/state.json"),
+    ))
+    .unwrap();
     state["root_entries"].as_u64()
 }
 

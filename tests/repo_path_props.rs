@@ -6,7 +6,6 @@
 //! joined onto ROOT and written to disk, never creates, changes or removes
 //! anything outside ROOT.
 
-
 use std::path::{Component, Path};
 
 use proptest::prelude::*;

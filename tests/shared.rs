@@ -1,7 +1,6 @@
 //! Shared directories (`user_content.shared`): user content kept outside the
 //! trees and symlinked into ROOT and every snapshot.
 
-
 use crate::support::*;
 use std::path::Path;
 

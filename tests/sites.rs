@@ -3,7 +3,6 @@
 //! to a running site, and php-fpm's OPcache found (or a loud warning).
 //! The real binary against real Git repositories; php-fpm started by the test.
 
-
 use crate::support::*;
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -267,6 +266,7 @@ fn a_git_clone_in_root_is_adopted_without_its_git_dir_in_the_served_tree() {
 
 #[test]
 fn upgrading_a_running_site_to_the_shared_uploads_preset_loses_no_upload() {
+    let _heavy = heavy();
     let w = World::new(
         &[
             ("index.php", "<?php echo 1;"),
@@ -353,6 +353,7 @@ const FPM_INI: &str = "zend_extension=opcache.so\nopcache.enable=1\nopcache.vali
 
 #[test]
 fn php_fpm_is_found_on_its_socket_or_the_deploy_and_status_warn() {
+    let _heavy = heavy();
     let Some(fpm_bin) = crate::support::require(
         "php-fpm",
         crate::support::find_php_fpm(),

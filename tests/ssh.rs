@@ -3,7 +3,6 @@
 //! 127.0.0.1 port of its own, with its own host key and config in a temp
 //! dir, serving a bare repository through `git-upload-pack` by absolute path.
 
-
 use crate::support::*;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -121,6 +120,7 @@ fn run(w: &World, home: &Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn deploy_key_and_host_keys_against_a_real_sshd() {
+    let _heavy = heavy();
     let Some(sshd_bin) = crate::support::require(
         "sshd",
         crate::support::find_program(&["sshd"]),

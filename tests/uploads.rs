@@ -2,7 +2,6 @@
 //! to, renaming and deleting user files through the link (as PHP would)
 //! across 20 deploys; afterwards ROOT holds exactly the writer's final state.
 
-
 use crate::support::*;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -244,6 +243,7 @@ fn twenty_deploys_under_a_writer(extra_yaml: &str, pace: Pace, label: &str) -> R
 
 #[test]
 fn uploads_during_twenty_deploys_are_never_lost() {
+    let _heavy = heavy();
     // A busy but realistic site: one upload request every 3-10 ms.
     let pace = Pace {
         min_us: 3000,
@@ -254,6 +254,7 @@ fn uploads_during_twenty_deploys_are_never_lost() {
 
 #[test]
 fn shared_uploads_survive_a_harsh_writer_with_no_request_ever_missing_its_file() {
+    let _heavy = heavy();
     // A request every 0.5-3 ms: harsher than the copy-back can promise (see
     // docs/flow.md#what-is-left-to-chance); a shared directory needs no copy.
     let pace = Pace {

@@ -5,7 +5,6 @@
 //! delete): afterwards the uploads are exactly what the visitor was told
 //! they are: 0 lost, 0 resurrected, every request answered.
 
-
 use crate::support::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -140,6 +139,7 @@ fn visitor(port: u16, stop: Arc<AtomicBool>) -> (BTreeMap<String, String>, Stats
 
 #[test]
 fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
+    let _heavy = heavy();
     let install = "apt-get install -y --no-install-recommends wordpress nginx-light php-fpm";
     let wp = crate::support::require(
         "Debian's wordpress package",

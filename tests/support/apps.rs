@@ -286,9 +286,7 @@ impl Site {
     /// A command running `rootswap -c <config>` as this site's rootswap user.
     fn rootswap(&self) -> Command {
         let mut cmd = match self.site_user {
-            Some((uid, gid)) => {
-                as_user(uid, gid, SITE_USER, &self.home, &bin())
-            }
+            Some((uid, gid)) => as_user(uid, gid, SITE_USER, &self.home, &bin()),
             None => Command::new(bin()),
         };
         cmd.arg("-c").arg(&self.w.config);
@@ -320,18 +318,16 @@ impl Site {
             return;
         };
         for args in [vec!["add", "-A"], vec!["commit", "-q", "-m", msg]] {
-            sh(
-                as_user(uid, gid, SITE_USER, &self.home, Path::new("git"))
-                    .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"])
-                    .args(&args)
-                    .current_dir(&self.w.repo)
-                    .env("GIT_AUTHOR_NAME", "t")
-                    .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-                    .env("GIT_COMMITTER_NAME", "t")
-                    .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                    .env("GIT_CONFIG_NOSYSTEM", "1"),
-            );
+            sh(as_user(uid, gid, SITE_USER, &self.home, Path::new("git"))
+                .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"])
+                .args(&args)
+                .current_dir(&self.w.repo)
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1"));
         }
     }
 

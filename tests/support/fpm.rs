@@ -37,7 +37,13 @@ impl<'a> Pool<'a> {
     /// `bin` (see `find_php_fpm`) with `children` static workers on
     /// `socket`, its files (php-fpm.conf, php.ini, php-fpm.pid, php-fpm.log,
     /// php-errors.log) in `dir`, and `ini` as its whole php.ini.
-    pub fn new(bin: &'a Path, dir: &'a Path, socket: &'a Path, ini: &'a str, children: u32) -> Self {
+    pub fn new(
+        bin: &'a Path,
+        dir: &'a Path,
+        socket: &'a Path,
+        ini: &'a str,
+        children: u32,
+    ) -> Self {
         Pool {
             bin,
             dir,

@@ -11,5 +11,7 @@ static HEAVY: Mutex<()> = Mutex::new(());
 /// guard drops; a test that panicked while holding it does not poison it
 /// for the next.
 pub fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -22,8 +22,8 @@ mod world;
 
 pub use fpm::{Fpm, Pool};
 pub use heavy::heavy;
-pub use net::{free_port, http, Http, SITE_HOST};
-pub use nginx::{server_block, Nginx};
-pub use proc::{wait_exists, wait_for, wait_listening, wait_until, Proc};
+pub use net::{free_port, http, Http};
+pub use nginx::Nginx;
+pub use proc::{wait_for, wait_listening, wait_until, Proc};
 pub use tools::*;
 pub use world::*;

@@ -290,4 +290,3 @@ pub fn assert_untouched(w: &World, args: &[&str], expect: &[&str]) {
         &format!("disk changed after: {err}"),
     );
 }
-
