@@ -7,6 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
+use crate::support;
 use rootswap::copy::{copy_tree, remove_tree, sync_tree, CopyOptions};
 
 fn opts() -> CopyOptions {
@@ -21,13 +22,13 @@ fn opts() -> CopyOptions {
 /// one is missing the test is skipped locally and fails under `CI=true`
 /// ([`crate::support::skip_or_fail`]), so it cannot pass there without running.
 fn immutable(p: &Path, on: bool) -> bool {
-    if on && !crate::support::require_root("chattr +i") {
+    if on && !support::require_root("chattr +i") {
         return false;
     }
     let Some(chattr) = (if on {
-        crate::support::require_tool("chattr")
+        support::require_tool("chattr")
     } else {
-        crate::support::find_tool("chattr")
+        support::find_tool("chattr")
     }) else {
         return false;
     };
@@ -38,7 +39,7 @@ fn immutable(p: &Path, on: bool) -> bool {
     {
         Ok(o) if o.status.success() => true,
         Ok(o) => {
-            crate::support::skip_or_fail(&format!(
+            support::skip_or_fail(&format!(
                 "chattr +i fails on {}: {}",
                 p.display(),
                 String::from_utf8_lossy(&o.stderr).trim()
@@ -46,7 +47,7 @@ fn immutable(p: &Path, on: bool) -> bool {
             false
         }
         Err(e) => {
-            crate::support::skip_or_fail(&format!("chattr cannot run: {e}"));
+            support::skip_or_fail(&format!("chattr cannot run: {e}"));
             false
         }
     }
@@ -54,6 +55,9 @@ fn immutable(p: &Path, on: bool) -> bool {
 
 #[test]
 fn deep_tree_copies_with_few_descriptors() {
+    // It counts the descriptors of the whole test process: not beside a
+    // test holding servers and connections open.
+    let _heavy = support::heavy();
     // 300 levels: a walk that kept every ancestor open would need 600+ descriptors.
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("src");
@@ -67,7 +71,7 @@ fn deep_tree_copies_with_few_descriptors() {
     let before = std::fs::read_dir("/proc/self/fd").unwrap().count();
     copy_tree(&src, &dst, &opts()).unwrap();
     let after = std::fs::read_dir("/proc/self/fd").unwrap().count();
-    // (other tests of this binary run at the same time and open a few)
+    // (light tests of this binary run at the same time and open a few)
     assert!(
         after <= before + 20,
         "descriptors leaked: {before} -> {after}"
@@ -109,7 +113,7 @@ fn wide_directory_with_hard_links_across_chunks() {
 
 #[test]
 fn owners_and_setgid_directories_as_root() {
-    if !crate::support::require_root("changing owners") {
+    if !support::require_root("changing owners") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

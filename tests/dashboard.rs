@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "dash-s3cret-token";
@@ -603,7 +604,7 @@ impl Drop for Browser {
 fn a_browser_deploys_watches_the_steps_live_and_rolls_back() {
     let _heavy = heavy();
     let Some(exe) = chromium() else {
-        crate::support::skip_or_fail("chromium is not installed (Debian package `chromium`)");
+        support::skip_or_fail("chromium is not installed (Debian package `chromium`)");
         return;
     };
     let port = free_port();

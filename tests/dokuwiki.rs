@@ -29,6 +29,7 @@
 //! `data/`'s directories shared, and within two seconds (the carry's cadence plus a pass, with room for a loaded machine)
 //! with the copy-back.
 
+use crate::support;
 use crate::support::app_writer::Rng;
 use crate::support::*;
 use std::collections::BTreeMap;
@@ -659,7 +660,7 @@ impl Wiki {
     fn deploy(&self) -> std::process::Output {
         match &self.site_user {
             None => self.w.run(&["deploy"]),
-            Some((uid, gid, home)) => crate::support::as_user(*uid, *gid, "www-data", home, &bin())
+            Some((uid, gid, home)) => support::as_user(*uid, *gid, "www-data", home, &bin())
                 .arg("-c")
                 .arg(&self.w.config)
                 .arg("deploy")
@@ -676,7 +677,7 @@ impl Wiki {
         };
         for args in [vec!["add", "-A"], vec!["commit", "-q", "-m", msg]] {
             sh(
-                crate::support::as_user(*uid, *gid, "www-data", home, Path::new("git"))
+                support::as_user(*uid, *gid, "www-data", home, Path::new("git"))
                     .args([
                         "-c",
                         "gc.auto=0",
@@ -774,13 +775,13 @@ fn move_data_in(data: &Path, shared: &Path, as_root: bool) -> (Option<String>, u
 
 fn dokuwiki_site(data: Data, run_as: RunAs) -> Option<Wiki> {
     let install = "apt-get install -y --no-install-recommends dokuwiki nginx-light php-fpm";
-    let dw = crate::support::require(
+    let dw = support::require(
         "Debian's dokuwiki package",
         Path::new(DW).join("doku.php").is_file().then(|| DW.into()),
         install,
     );
-    let nginx = crate::support::require("nginx", crate::support::find_program(&["nginx"]), install);
-    let fpm = crate::support::require("php-fpm", crate::support::find_php_fpm(), install);
+    let nginx = support::require("nginx", support::find_program(&["nginx"]), install);
+    let fpm = support::require("php-fpm", support::find_php_fpm(), install);
     let (Some(_), Some(nginx), Some(fpm)) = (dw, nginx, fpm) else {
         return None;
     };
@@ -921,7 +922,7 @@ fn compare(wiki: &Wiki, model: &Model) -> Verdict {
         deleted_back: Vec::new(),
         foreign_owned: [wiki.w.root().join("data"), wiki.w.webroot.join("shared")]
             .iter()
-            .flat_map(|d| crate::support::app_writer::foreign_owned(d, wiki.owner))
+            .flat_map(|d| support::app_writer::foreign_owned(d, wiki.owner))
             .collect(),
     };
     for (id, text) in &model.pages {

@@ -7,6 +7,7 @@ use crate::support::skeletons;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::support;
 use crate::support::{git, read};
 
 /// A server: `webroot/ROOT` holds a site (a Git clone of `origin`), nothing configured yet.
@@ -53,7 +54,7 @@ fn server(files: &[(&str, &str)], extra: &[(&str, &str)], clone: bool) -> Server
 
 impl Server {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(crate::support::bin())
+        Command::new(support::bin())
             .arg("-c")
             .arg(&self.config)
             .args(args)
@@ -216,7 +217,7 @@ fn init_then_deploy_works_end_to_end() {
     s.init(&[]);
     let bin = s.tmp.path().join("fakebin");
     skeletons::fake_tools(&bin, true);
-    let out = Command::new(crate::support::bin())
+    let out = Command::new(support::bin())
         .arg("-c")
         .arg(&s.config)
         .arg("deploy")
@@ -314,7 +315,7 @@ fn init_explains_a_site_that_is_not_in_root_yet() {
     let site = tmp.path().join("html");
     skeletons::write(&site, &skeletons::wordpress());
     let config = tmp.path().join("rootswap.yaml");
-    let out = Command::new(crate::support::bin())
+    let out = Command::new(support::bin())
         .args([
             "-c",
             &config.to_string_lossy(),

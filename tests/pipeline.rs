@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::support;
 use crate::support::{read, World};
 
 const STEPS: [&str; 7] = [
@@ -32,7 +33,7 @@ fn site(extra: &str) -> World {
 }
 
 fn deploy_with(w: &World, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(crate::support::bin())
+    let out = Command::new(support::bin())
         .arg("-c")
         .arg(&w.config)
         .args(args)

@@ -8,6 +8,7 @@
 
 use std::path::{Component, Path};
 
+use crate::support;
 use proptest::prelude::*;
 use rootswap::repo_path::{check_name, RepoPath};
 
@@ -104,7 +105,7 @@ proptest! {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(tmp.path().join("sentinel"), "keep").unwrap();
         std::fs::write(tmp.path().join("webroot/sentinel"), "keep").unwrap();
-        let before = crate::support::tree_state(tmp.path());
+        let before = support::tree_state(tmp.path());
         let mut path = RepoPath::top();
         let mut refused = false;
         for n in &names {
@@ -128,7 +129,7 @@ proptest! {
         let inside = |s: &std::collections::BTreeMap<std::path::PathBuf, String>| -> Vec<String> {
             s.iter().filter(|(k, _)| !k.starts_with("webroot/ROOT/")).map(|(k, v)| format!("{} {v}", k.display())).collect()
         };
-        prop_assert_eq!(inside(&before), inside(&crate::support::tree_state(tmp.path())));
+        prop_assert_eq!(inside(&before), inside(&support::tree_state(tmp.path())));
         if written {
             std::fs::remove_file(&dst).unwrap();
         }
@@ -136,7 +137,7 @@ proptest! {
             prop_assert!(dir.starts_with(&root) && dir != root);
             let _ = std::fs::remove_dir(&dir);
         }
-        prop_assert_eq!(before, crate::support::tree_state(tmp.path()));
+        prop_assert_eq!(before, support::tree_state(tmp.path()));
         prop_assert!(Path::new(&root).is_dir());
     }
 }

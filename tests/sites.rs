@@ -3,6 +3,7 @@
 //! to a running site, and php-fpm's OPcache found (or a loud warning).
 //! The real binary against real Git repositories; php-fpm started by the test.
 
+use crate::support;
 use crate::support::*;
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -354,9 +355,9 @@ const FPM_INI: &str = "zend_extension=opcache.so\nopcache.enable=1\nopcache.vali
 #[test]
 fn php_fpm_is_found_on_its_socket_or_the_deploy_and_status_warn() {
     let _heavy = heavy();
-    let Some(fpm_bin) = crate::support::require(
+    let Some(fpm_bin) = support::require(
         "php-fpm",
-        crate::support::find_php_fpm(),
+        support::find_php_fpm(),
         "apt-get install -y php-fpm",
     ) else {
         return;

@@ -5,6 +5,7 @@
 //! delete): afterwards the uploads are exactly what the visitor was told
 //! they are: 0 lost, 0 resurrected, every request answered.
 
+use crate::support;
 use crate::support::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -48,7 +49,7 @@ struct Stats {
 
 /// Uploads through nginx until `stop`; returns what the visitor was told is there.
 fn visitor(port: u16, stop: Arc<AtomicBool>) -> (BTreeMap<String, String>, Stats) {
-    let mut http = crate::support::Http::new(port);
+    let mut http = support::Http::new(port);
     let mut model: BTreeMap<String, String> = BTreeMap::new();
     let mut st = Stats::default();
     let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -141,7 +142,7 @@ fn visitor(port: u16, stop: Arc<AtomicBool>) -> (BTreeMap<String, String>, Stats
 fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
     let _heavy = heavy();
     let install = "apt-get install -y --no-install-recommends wordpress nginx-light php-fpm";
-    let wp = crate::support::require(
+    let wp = support::require(
         "Debian's wordpress package",
         Path::new(WP)
             .join("wp-includes")
@@ -149,8 +150,8 @@ fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
             .then(|| WP.into()),
         install,
     );
-    let nginx = crate::support::require("nginx", crate::support::find_program(&["nginx"]), install);
-    let fpm = crate::support::require("php-fpm", crate::support::find_php_fpm(), install);
+    let nginx = support::require("nginx", support::find_program(&["nginx"]), install);
+    let fpm = support::require("php-fpm", support::find_php_fpm(), install);
     let (Some(_), Some(nginx), Some(fpm)) = (wp, nginx, fpm) else {
         return;
     };
@@ -204,7 +205,7 @@ fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
     let _fpm = Fpm::start(Pool::new(&fpm, &fpm_dir, &sock, FPM_INI, 4));
     let nginx = Nginx::for_site(&nginx, &srv, &w.config, &sock);
     let port = nginx.port();
-    let mut http = crate::support::Http::new(port);
+    let mut http = support::Http::new(port);
     let (status, body) = http.get("/readme.html").unwrap();
     assert!(
         status == 200 && body.contains("WordPress"),
