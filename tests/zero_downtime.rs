@@ -7,7 +7,7 @@
 //! returning, with `opcache.validate_timestamps=0` so only rootswap's OPcache
 //! reset over FastCGI can make that true.
 //!
-//! `cargo test --test zero_downtime -- --ignored --nocapture` also runs the
+//! `cargo test --test integration zero_downtime:: -- --ignored --nocapture` also runs the
 //! comparison: the FastCGI reset replaced by a php-fpm reload (USR2), the
 //! numbers in docs/zero-downtime.md#measured.
 
@@ -579,7 +579,7 @@ fn three_second_requests_under_drain_auto() {
 /// is expected to fail or mix responses; they print their numbers and assert
 /// nothing about them.
 #[test]
-#[ignore = "measurement: cargo test --test zero_downtime -- --ignored --nocapture --test-threads 1"]
+#[ignore = "measurement: cargo test --test integration zero_downtime:: -- --ignored --nocapture --test-threads 1"]
 fn measurement_what_each_piece_prevents() {
     let _heavy = heavy();
     let Some((nginx, fpm)) = web_servers("zero_downtime") else {
