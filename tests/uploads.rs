@@ -2,6 +2,7 @@
 //! to, renaming and deleting user files through the link (as PHP would)
 //! across 20 deploys; afterwards ROOT holds exactly the writer's final state.
 
+use crate::support;
 use crate::support::*;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -39,13 +40,8 @@ fn writer(
     let mut log: OpLog = Vec::new();
     let mut model: BTreeMap<String, String> = BTreeMap::new();
     let mut st = WriterStats::default();
-    let mut rng = seed | 1;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = support::app_writer::Rng(seed | 1);
+    let mut next = || rng.next();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;

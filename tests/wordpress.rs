@@ -52,13 +52,8 @@ fn visitor(port: u16, stop: Arc<AtomicBool>) -> (BTreeMap<String, String>, Stats
     let mut http = support::Http::new(port);
     let mut model: BTreeMap<String, String> = BTreeMap::new();
     let mut st = Stats::default();
-    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = support::app_writer::Rng(0x9e37_79b9_7f4a_7c15);
+    let mut next = || rng.next();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;

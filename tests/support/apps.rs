@@ -14,7 +14,7 @@ use super::fpm::{Fpm, Pool};
 use super::net::Http;
 use super::nginx::Nginx;
 use super::tools::{as_user, find_php_fpm, find_program, require, require_root, require_tool};
-use super::world::{bin, read, World};
+use super::world::{bin, read, succeeded, World};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -300,15 +300,7 @@ impl Site {
 
     /// `run`, asserting success.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "rootswap {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(args, &self.run(args))
     }
 
     /// Commits the repository's work tree, as the user who owns it.

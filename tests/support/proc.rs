@@ -88,29 +88,26 @@ pub fn wait_for(what: &str, max: Duration, mut cond: impl FnMut() -> bool) {
 /// with `log` when `p` exits first.
 #[track_caller]
 pub fn wait_listening(p: &mut Proc, addr: SocketAddr, log: &Path) {
-    let t = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            p.alive(),
-            "{} exited: {}",
-            p.name,
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "{} did not listen on {addr}",
-            p.name
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_ready(p, &format!("listen on {addr}"), log, || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    });
 }
 
 /// Waits (at most 15 s) until `path` exists; fails the test with `log` when
 /// `p` exits first.
 #[track_caller]
 pub fn wait_exists(p: &mut Proc, path: &Path, log: &Path) {
+    wait_ready(p, &format!("create {}", path.display()), log, || {
+        path.exists()
+    });
+}
+
+/// Polls `ready` every 20 ms for at most 15 s while `p` runs; fails the
+/// test saying that `p` did not `what`, or exited (with `log`).
+#[track_caller]
+fn wait_ready(p: &mut Proc, what: &str, log: &Path, mut ready: impl FnMut() -> bool) {
     let t = Instant::now();
-    while !path.exists() {
+    while !ready() {
         assert!(
             p.alive(),
             "{} exited: {}",
@@ -119,9 +116,8 @@ pub fn wait_exists(p: &mut Proc, path: &Path, log: &Path) {
         );
         assert!(
             t.elapsed() < Duration::from_secs(15),
-            "{} did not create {}",
-            p.name,
-            path.display()
+            "{} did not {what}",
+            p.name
         );
         std::thread::sleep(Duration::from_millis(20));
     }

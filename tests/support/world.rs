@@ -111,15 +111,7 @@ impl World {
 
     /// Runs and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "rootswap {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(args, &self.run(args))
     }
 
     /// Runs and asserts failure; returns stderr.
@@ -153,6 +145,20 @@ impl World {
             .to_string_lossy()
             .into_owned()
     }
+}
+
+/// Asserts that `rootswap args` exited 0 (showing its output otherwise);
+/// returns its stdout.
+#[track_caller]
+pub fn succeeded(args: &[&str], out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "rootswap {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Everything observable about a tree: path → (kind, content or target, mode, mtime).
