@@ -90,6 +90,12 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        // Regressions beside this file (NAME.proptest-regressions), where they
+        // always were: with tests/lib.rs present, proptest's default would
+        // look for them in proptest-regressions/NAME.txt instead.
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
         ..ProptestConfig::default()
     })]
 
