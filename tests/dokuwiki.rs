@@ -610,22 +610,6 @@ fn write_version(w: &World, tpl: &str, v: u64) {
     ]);
 }
 
-/// The uid and gid of `user`.
-fn ids_of(user: &str) -> (u32, u32) {
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id")
-            .arg(flag)
-            .arg(user)
-            .output()
-            .expect("id runs");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("no user {user}"))
-    };
-    (id("-u"), id("-g"))
-}
-
 /// The file of a page id in `data/`.
 fn page_file(data: &Path, id: &str) -> PathBuf {
     data.join("pages")
@@ -770,7 +754,7 @@ fn move_data_in(data: &Path, shared: &Path, as_root: bool) -> (Option<String>, u
             .args(["-R", "www-data:www-data"])
             .arg(shared));
     }
-    (Some("www-data".to_string()), ids_of("www-data").0)
+    (Some("www-data".to_string()), uid_of("www-data"))
 }
 
 fn dokuwiki_site(data: Data, run_as: RunAs) -> Option<Wiki> {
@@ -805,7 +789,7 @@ fn dokuwiki_site(data: Data, run_as: RunAs) -> Option<Wiki> {
     let sock = srv.join("php-fpm.sock");
     write_config(&w, &sock, data);
     let site_user = (run_as == RunAs::SiteUser).then(|| {
-        let (uid, gid) = ids_of("www-data");
+        let (uid, gid) = (uid_of("www-data"), gid_of("www-data"));
         let home = w.tmp.path().join("home");
         std::fs::create_dir_all(&home).expect("home dir");
         sh(Command::new("chown")

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    bin, free_port, git, heavy, skip_or_fail, wait_for, web_servers, Fpm, Http, Nginx, Pool,
+    bin, free_port, git, heavy, rootswap, skip_or_fail, wait_for, web_servers, Fpm, Http, Nginx,
+    Pool,
 };
 
 const LEASE_S: u64 = 2;
@@ -259,9 +260,7 @@ impl Node {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .arg("-c")
-            .arg(&self.config)
+        rootswap(&self.config)
             .args(args)
             .output()
             .expect("rootswap runs")

@@ -3,7 +3,7 @@
 //! events are lost, a full scan still finds every user file.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::support;
 use crate::support::{read, World};
@@ -33,9 +33,7 @@ fn site(extra: &str) -> World {
 }
 
 fn deploy_with(w: &World, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(support::bin())
-        .arg("-c")
-        .arg(&w.config)
+    let out = support::rootswap(&w.config)
         .args(args)
         .envs(env.iter().copied())
         .output()

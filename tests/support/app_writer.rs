@@ -196,19 +196,6 @@ pub fn compare(tree: &Path, places: &[(&str, &str)], model: &Model) -> Verdict {
     v
 }
 
-/// The uid of `user` (`id -u`).
-pub fn uid_of(user: &str) -> u32 {
-    let out = std::process::Command::new("id")
-        .arg("-u")
-        .arg(user)
-        .output()
-        .expect("id runs");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no user {user}"))
-}
-
 /// Entries under `dir` (itself included; a symlink at the top followed) not
 /// owned by `uid`, with their owner and mode; symlinks below are not
 /// followed and their own owner is not checked.

@@ -9,11 +9,13 @@
 //! test runs as root; rootswap (and so the hooks) runs as root or as the
 //! site user www-data.
 
-use super::app_writer::{self, uid_of, Verdict, Writes};
+use super::app_writer::{self, Verdict, Writes};
 use super::fpm::{Fpm, Pool};
 use super::net::Http;
 use super::nginx::Nginx;
-use super::tools::{as_user, find_php_fpm, find_program, require, require_root, require_tool};
+use super::tools::{
+    as_user, find_php_fpm, find_program, gid_of, require, require_root, require_tool, uid_of,
+};
 use super::world::{bin, read, succeeded, World};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -267,19 +269,6 @@ fn sh(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The gid of `user` (`id -g`).
-fn gid_of(user: &str) -> u32 {
-    let out = Command::new("id")
-        .arg("-g")
-        .arg(user)
-        .output()
-        .expect("id runs");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no user {user}"))
 }
 
 impl Site {

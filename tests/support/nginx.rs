@@ -10,7 +10,7 @@ use super::fpm::tails;
 use super::net::{free_port, SITE_HOST};
 use super::proc::{wait_listening, Proc};
 use super::tools::whoami;
-use super::world::bin;
+use super::world::rootswap;
 
 /// A running nginx master (stopped with its workers when dropped).
 pub struct Nginx {
@@ -93,9 +93,7 @@ impl Nginx {
 /// The server block `rootswap nginx` prints for config `cfg`, listening on
 /// 127.0.0.1:`port` as [`SITE_HOST`], passing PHP to `socket`.
 pub fn server_block(cfg: &Path, port: u16, socket: &Path) -> String {
-    let out = Command::new(bin())
-        .arg("-c")
-        .arg(cfg)
+    let out = rootswap(cfg)
         .args([
             "nginx",
             "--listen",

@@ -158,6 +158,28 @@ pub fn as_user(uid: u32, gid: u32, name: &str, home: &Path, program: &Path) -> C
     c
 }
 
+/// The uid of `user` (`id -u`).
+pub fn uid_of(user: &str) -> u32 {
+    id_of("-u", user)
+}
+
+/// The gid of `user`'s group (`id -g`).
+pub fn gid_of(user: &str) -> u32 {
+    id_of("-g", user)
+}
+
+fn id_of(flag: &str, user: &str) -> u32 {
+    let out = Command::new("id")
+        .arg(flag)
+        .arg(user)
+        .output()
+        .expect("id runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no user {user}"))
+}
+
 /// The test's user and group names, and whether it is root (servers run
 /// as it, or drop to it when started as root).
 pub fn whoami() -> (String, String, bool) {

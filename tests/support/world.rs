@@ -12,6 +12,13 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rootswap"))
 }
 
+/// `rootswap -c <config>`, ready for more arguments.
+pub fn rootswap(config: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("-c").arg(config);
+    cmd
+}
+
 /// A scratch world: `repo/` (a Git work tree), `webroot/`, and `rootswap.yaml`.
 pub struct World {
     pub tmp: tempfile::TempDir,
@@ -101,9 +108,7 @@ impl World {
 
     /// Runs `rootswap -c <config> args…`.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .arg("-c")
-            .arg(&self.config)
+        rootswap(&self.config)
             .args(args)
             .output()
             .expect("rootswap runs")
