@@ -5,9 +5,7 @@
 //! creates and removes all the time (DokuWiki's `data/locks/<md5>`) never
 //! fail a deploy, and a deploy that fails is in the history with its error.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};

@@ -7,9 +7,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
+use crate::support;
 use rootswap::copy::{copy_tree, remove_tree, sync_tree, CopyOptions};
-
-mod common;
 
 fn opts() -> CopyOptions {
     CopyOptions {
@@ -21,15 +20,15 @@ fn opts() -> CopyOptions {
 /// Sets (`on`) or clears the immutable attribute with `chattr`. Setting it
 /// needs root, `chattr` (e2fsprogs) and a filesystem with attributes; when
 /// one is missing the test is skipped locally and fails under `CI=true`
-/// ([`common::skip_or_fail`]), so it cannot pass there without running.
+/// ([`crate::support::skip_or_fail`]), so it cannot pass there without running.
 fn immutable(p: &Path, on: bool) -> bool {
-    if on && !common::require_root("chattr +i") {
+    if on && !support::require_root("chattr +i") {
         return false;
     }
     let Some(chattr) = (if on {
-        common::require_tool("chattr")
+        support::require_tool("chattr")
     } else {
-        common::find_tool("chattr")
+        support::find_tool("chattr")
     }) else {
         return false;
     };
@@ -40,7 +39,7 @@ fn immutable(p: &Path, on: bool) -> bool {
     {
         Ok(o) if o.status.success() => true,
         Ok(o) => {
-            common::skip_or_fail(&format!(
+            support::skip_or_fail(&format!(
                 "chattr +i fails on {}: {}",
                 p.display(),
                 String::from_utf8_lossy(&o.stderr).trim()
@@ -48,7 +47,7 @@ fn immutable(p: &Path, on: bool) -> bool {
             false
         }
         Err(e) => {
-            common::skip_or_fail(&format!("chattr cannot run: {e}"));
+            support::skip_or_fail(&format!("chattr cannot run: {e}"));
             false
         }
     }
@@ -56,6 +55,9 @@ fn immutable(p: &Path, on: bool) -> bool {
 
 #[test]
 fn deep_tree_copies_with_few_descriptors() {
+    // It counts the descriptors of the whole test process: not beside a
+    // test holding servers and connections open.
+    let _heavy = support::heavy();
     // 300 levels: a walk that kept every ancestor open would need 600+ descriptors.
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("src");
@@ -69,7 +71,7 @@ fn deep_tree_copies_with_few_descriptors() {
     let before = std::fs::read_dir("/proc/self/fd").unwrap().count();
     copy_tree(&src, &dst, &opts()).unwrap();
     let after = std::fs::read_dir("/proc/self/fd").unwrap().count();
-    // (other tests of this binary run at the same time and open a few)
+    // (light tests of this binary run at the same time and open a few)
     assert!(
         after <= before + 20,
         "descriptors leaked: {before} -> {after}"
@@ -111,7 +113,7 @@ fn wide_directory_with_hard_links_across_chunks() {
 
 #[test]
 fn owners_and_setgid_directories_as_root() {
-    if !common::require_root("changing owners") {
+    if !support::require_root("changing owners") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

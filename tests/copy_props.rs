@@ -265,6 +265,12 @@ fn settle_dir_times(root: &Path) {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        // Regressions beside this file (NAME.proptest-regressions), where they
+        // always were: with tests/lib.rs present, proptest's default would
+        // look for them in proptest-regressions/NAME.txt instead.
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
         ..ProptestConfig::default()
     })]
 

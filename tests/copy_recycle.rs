@@ -3,9 +3,7 @@
 //! (same inode, contents equal to ROOT's), `incremental: false` copies from
 //! scratch, and a snapshot the user kept is never recycled.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::os::unix::fs::MetadataExt;
 
 const APP: &[(&str, &str)] = &[

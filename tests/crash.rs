@@ -3,9 +3,7 @@
 //! point at one complete version with every user file, and the next
 //! `rootswap deploy` must recover and finish the job.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -248,6 +246,7 @@ fn kill_and_recover(site: &mut Site, label: &str, crash: impl FnOnce(&World) -> 
 
 #[test]
 fn kill_at_every_phase_and_inside_checkout_and_copy_back() {
+    let _heavy = heavy();
     let mut site = Site::new(150, "");
     let mut kills = 0;
     let mut points: Vec<String> = [
@@ -293,6 +292,7 @@ fn kill_at_every_phase_and_inside_checkout_and_copy_back() {
 
 #[test]
 fn kill_during_failure_restore_and_first_deploy() {
+    let _heavy = heavy();
     let mut site = Site::new(80, "");
     site.w
         .set_config("user_content:\n  preserve: ['.env']\nhooks:\n  after_checkout: ['exit 3']\n");
@@ -339,6 +339,7 @@ fn kill_during_failure_restore_and_first_deploy() {
 
 #[test]
 fn kill_while_moving_uploads_into_a_shared_directory() {
+    let _heavy = heavy();
     let mut site = Site::new(80, "");
     // The operator copied some uploads over already: the move merges.
     let shared = site.w.webroot.join("shared/uploads");
@@ -377,6 +378,7 @@ fn kill_while_moving_uploads_into_a_shared_directory() {
 
 #[test]
 fn kill_at_random_instants() {
+    let _heavy = heavy();
     let mut site = Site::new(600, "");
     // How long does a deploy take here? The shortest of three, so that the
     // kills land inside deploys even when the first one ran on a busy machine.
@@ -426,6 +428,7 @@ fn kill_at_random_instants() {
 
 #[test]
 fn a_fetch_killed_midway_leaves_no_lock_that_blocks_the_next_deploy() {
+    let _heavy = heavy();
     let w = World::new(&[("index.php", "<?php echo 1;")], "");
     w.ok(&["deploy"]);
     // What libgit2 leaves when SIGKILL lands inside a fetch.

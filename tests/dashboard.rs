@@ -3,15 +3,14 @@
 //! stream, the token and origin checks, and headless Chromium driving the
 //! page over the Chrome DevTools Protocol.
 
-mod common;
-
-use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use crate::support::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "dash-s3cret-token";
@@ -65,65 +64,6 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// One HTTP/1.1 request; the status code and the body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 fn bearer() -> (&'static str, String) {
@@ -220,6 +160,7 @@ impl Events {
 
 #[test]
 fn the_page_the_view_and_the_live_stream_of_a_real_deploy() {
+    let _heavy = heavy();
     let port = free_port();
     let (w, _gate) = site(port, true);
     let s = Serve::start(&w, port);
@@ -661,8 +602,9 @@ impl Drop for Browser {
 
 #[test]
 fn a_browser_deploys_watches_the_steps_live_and_rolls_back() {
+    let _heavy = heavy();
     let Some(exe) = chromium() else {
-        common::skip_or_fail("chromium is not installed (Debian package `chromium`)");
+        support::skip_or_fail("chromium is not installed (Debian package `chromium`)");
         return;
     };
     let port = free_port();

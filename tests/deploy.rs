@@ -1,8 +1,7 @@
 //! `rootswap deploy`: the pipeline against real Git repositories and directories.
 
-mod common;
-
-use common::*;
+use crate::support;
+use crate::support::*;
 use std::path::Path;
 
 const APP: &[(&str, &str)] = &[
@@ -330,7 +329,7 @@ fn a_failing_hook_leaves_the_old_version_live_and_root_identical() {
 fn deploy_ref_dry_run_and_force() {
     let w = World::new(APP, "");
     let c1 = w.commit("c1");
-    common::git(&w.repo, &["tag", "v1.0"]);
+    support::git(&w.repo, &["tag", "v1.0"]);
     w.ok(&["deploy"]);
     w.write_files(&[("index.php", "<?php echo 'v2';")]);
     w.commit("v2");
@@ -369,7 +368,7 @@ fn snapshot_remove_refuses_the_live_one() {
     std::os::unix::fs::symlink(&snap, w.link()).unwrap();
     let err = w.fails(&["snapshots", "remove", &snap]);
     assert!(err.contains("is live"), "{err}");
-    common::git(&w.repo, &["status"]);
+    support::git(&w.repo, &["status"]);
     std::fs::remove_file(w.link()).unwrap();
     std::os::unix::fs::symlink("ROOT", w.link()).unwrap();
     w.ok(&["snapshots", "remove", &snap]);

@@ -29,11 +29,9 @@
 //! `data/`'s directories shared, and within two seconds (the carry's cadence plus a pass, with room for a loaded machine)
 //! with the copy-back.
 
-mod common;
-mod sites_support;
-
-use common::*;
-use sites_support::app_writer::Rng;
+use crate::support;
+use crate::support::app_writer::Rng;
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -612,22 +610,6 @@ fn write_version(w: &World, tpl: &str, v: u64) {
     ]);
 }
 
-/// The uid and gid of `user`.
-fn ids_of(user: &str) -> (u32, u32) {
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id")
-            .arg(flag)
-            .arg(user)
-            .output()
-            .expect("id runs");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("no user {user}"))
-    };
-    (id("-u"), id("-g"))
-}
-
 /// The file of a page id in `data/`.
 fn page_file(data: &Path, id: &str) -> PathBuf {
     data.join("pages")
@@ -653,8 +635,8 @@ struct Wiki {
     /// The uid everything under `ROOT/data` must belong to (php-fpm's user).
     owner: u32,
     fpm_log: PathBuf,
-    _fpm: Option<sites_support::Proc>,
-    _nginx: Option<sites_support::Proc>,
+    _fpm: Option<Fpm>,
+    _nginx: Option<Nginx>,
 }
 
 impl Wiki {
@@ -662,7 +644,7 @@ impl Wiki {
     fn deploy(&self) -> std::process::Output {
         match &self.site_user {
             None => self.w.run(&["deploy"]),
-            Some((uid, gid, home)) => sites_support::as_user(*uid, *gid, "www-data", home, &bin())
+            Some((uid, gid, home)) => support::as_user(*uid, *gid, "www-data", home, &bin())
                 .arg("-c")
                 .arg(&self.w.config)
                 .arg("deploy")
@@ -679,7 +661,7 @@ impl Wiki {
         };
         for args in [vec!["add", "-A"], vec!["commit", "-q", "-m", msg]] {
             sh(
-                sites_support::as_user(*uid, *gid, "www-data", home, Path::new("git"))
+                support::as_user(*uid, *gid, "www-data", home, Path::new("git"))
                     .args([
                         "-c",
                         "gc.auto=0",
@@ -772,18 +754,18 @@ fn move_data_in(data: &Path, shared: &Path, as_root: bool) -> (Option<String>, u
             .args(["-R", "www-data:www-data"])
             .arg(shared));
     }
-    (Some("www-data".to_string()), ids_of("www-data").0)
+    (Some("www-data".to_string()), uid_of("www-data"))
 }
 
 fn dokuwiki_site(data: Data, run_as: RunAs) -> Option<Wiki> {
     let install = "apt-get install -y --no-install-recommends dokuwiki nginx-light php-fpm";
-    let dw = sites_support::require(
+    let dw = support::require(
         "Debian's dokuwiki package",
         Path::new(DW).join("doku.php").is_file().then(|| DW.into()),
         install,
     );
-    let nginx = sites_support::require("nginx", sites_support::find_program(&["nginx"]), install);
-    let fpm = sites_support::require("php-fpm", sites_support::find_php_fpm(), install);
+    let nginx = support::require("nginx", support::find_program(&["nginx"]), install);
+    let fpm = support::require("php-fpm", support::find_php_fpm(), install);
     let (Some(_), Some(nginx), Some(fpm)) = (dw, nginx, fpm) else {
         return None;
     };
@@ -807,7 +789,7 @@ fn dokuwiki_site(data: Data, run_as: RunAs) -> Option<Wiki> {
     let sock = srv.join("php-fpm.sock");
     write_config(&w, &sock, data);
     let site_user = (run_as == RunAs::SiteUser).then(|| {
-        let (uid, gid) = ids_of("www-data");
+        let (uid, gid) = (uid_of("www-data"), gid_of("www-data"));
         let home = w.tmp.path().join("home");
         std::fs::create_dir_all(&home).expect("home dir");
         sh(Command::new("chown")
@@ -838,16 +820,16 @@ fn dokuwiki_site(data: Data, run_as: RunAs) -> Option<Wiki> {
         sh(Command::new("chown").arg(format!("{u}:{u}")).arg(&sessions));
     }
     let ini = format!("{FPM_INI}session.save_path=\"{}\"\n", sessions.display());
-    let opts = sites_support::FpmOptions {
+    let fpm_dir = srv.join("fpm");
+    let fpm = Fpm::start(Pool {
         pool_user,
         status_path: Some("/fpm-status".into()),
         // rootswap as www-data must reach the socket (OPcache, drain).
         listen_user: wiki.site_user.as_ref().map(|_| "www-data".to_string()),
-    };
-    let fpm_dir = srv.join("fpm");
-    let fpm = sites_support::start_fpm_with(&fpm, &fpm_dir, &sock, &ini, 4, &opts);
-    let (nginx, port) = sites_support::start_nginx(&nginx, &srv, &w.config, &sock);
-    wiki.port = port;
+        ..Pool::new(&fpm, &fpm_dir, &sock, &ini, 4)
+    });
+    let nginx = Nginx::for_site(&nginx, &srv, &w.config, &sock);
+    wiki.port = nginx.port();
     wiki.owner = owner;
     wiki.fpm_log = fpm_dir.join("php-errors.log");
     wiki._fpm = Some(fpm);
@@ -924,7 +906,7 @@ fn compare(wiki: &Wiki, model: &Model) -> Verdict {
         deleted_back: Vec::new(),
         foreign_owned: [wiki.w.root().join("data"), wiki.w.webroot.join("shared")]
             .iter()
-            .flat_map(|d| sites_support::app_writer::foreign_owned(d, wiki.owner))
+            .flat_map(|d| support::app_writer::foreign_owned(d, wiki.owner))
             .collect(),
     };
     for (id, text) in &model.pages {
@@ -987,6 +969,7 @@ fn report(s: &Stats, deploy_failures: &[String], v: &Verdict) {
 /// [`CARRIED_WITHIN`]; how many and how late is printed.
 #[test]
 fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
+    let _heavy = heavy();
     dokuwiki_under_users(Data::CopyBack, RunAs::TestUser);
 }
 
@@ -994,6 +977,7 @@ fn debian_dokuwiki_survives_twenty_deploys_under_editors_and_uploads() {
 /// repository, the webroot and the config), as the packaged unit runs it.
 #[test]
 fn debian_dokuwiki_deployed_by_the_site_user_survives_twenty_deploys() {
+    let _heavy = heavy();
     dokuwiki_under_users(Data::CopyBack, RunAs::SiteUser);
 }
 
@@ -1001,6 +985,7 @@ fn debian_dokuwiki_deployed_by_the_site_user_survives_twenty_deploys() {
 /// every tree, so every write is seen by the next request, always.
 #[test]
 fn debian_dokuwiki_with_shared_data_shows_every_write_to_the_next_request() {
+    let _heavy = heavy();
     dokuwiki_under_users(Data::Shared, RunAs::TestUser);
 }
 

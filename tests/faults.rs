@@ -1,9 +1,7 @@
 //! Faults and recovery paths: rollback, health gate, notifications, history,
 //! disk full, hung hooks, force-pushed branches, unusual file names.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -189,11 +187,7 @@ fn notifications_are_sent_and_never_fail_a_deploy() {
         "{failed}"
     );
     // A webhook that is down: the deploy succeeds anyway, with a warning.
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = free_port();
     w.set_config(&format!(
         "notify:\n  webhook: http://127.0.0.1:{dead}/hook\n"
     ));

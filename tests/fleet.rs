@@ -5,15 +5,16 @@
 //!
 //! Without `etcd` the tests skip locally and fail under CI=true.
 
-mod common;
-
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, git};
+use crate::support::{
+    bin, free_port, git, heavy, rootswap, skip_or_fail, wait_for, web_servers, Fpm, Http, Nginx,
+    Pool,
+};
 
 const LEASE_S: u64 = 2;
 
@@ -24,60 +25,32 @@ fn etcd_bin() -> Option<PathBuf> {
             return Some(PathBuf::from(p));
         }
     }
-    common::skip_or_fail("etcd is not installed (Debian: apt-get install etcd-server)");
+    skip_or_fail("etcd is not installed (Debian: apt-get install etcd-server)");
     None
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// The fleet's trigger token (`/status`, `/metrics`, `/deploy` and the
+/// dashboard need it).
+const AUTH: (&str, &str) = ("Authorization", "Bearer fleet-test-token");
 
-/// Polls `cond` every 50 ms for at most `max`.
-fn wait_for(what: &str, max: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < max,
-            "timed out after {max:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// GET with the fleet's trigger token (`/status` and `/metrics` need it).
+/// GET with the fleet's trigger token.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    http_get_with(port, path, "Authorization: Bearer fleet-test-token\r\n")
+    http_get_with(port, path, &[AUTH])
 }
 
-/// GET with extra header lines (each ending in \r\n).
-fn http_get_with(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{headers}\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Some((code, body))
+/// GET with `headers`; None when nothing listens on `port`.
+fn http_get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
+    Http::new(port)
+        .timeout(Duration::from_secs(3))
+        .send("GET", path, headers, b"")
+        .ok()
 }
 
 fn http_post_deploy(port: u16) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "POST /deploy HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer fleet-test-token\r\nContent-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Some((code, body))
+    Http::new(port)
+        .timeout(Duration::from_secs(5))
+        .send("POST", "/deploy", &[AUTH], b"")
+        .ok()
 }
 
 fn kill(pid: u32, sig: i32) {
@@ -287,9 +260,7 @@ impl Node {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .arg("-c")
-            .arg(&self.config)
+        rootswap(&self.config)
             .args(args)
             .output()
             .expect("rootswap runs")
@@ -537,6 +508,7 @@ impl Drop for Fleet {
 
 #[test]
 fn happy_path_all_three_switch_and_status_shows_it() {
+    let _heavy = heavy();
     let Some(f) = Fleet::new() else { return };
     let c1 = f.push("v1");
     let out = f.deploy_ok(0);
@@ -596,8 +568,7 @@ fn happy_path_all_three_switch_and_status_shows_it() {
         assert_eq!(v["fleet"]["caught_up"], true, "{body}");
     }
     // The dashboard of any node shows every node of the fleet.
-    let auth = "Authorization: Bearer fleet-test-token\r\n";
-    let (code, view) = http_get_with(f.nodes[2].port, "/dashboard/view", auth).unwrap();
+    let (code, view) = http_get_with(f.nodes[2].port, "/dashboard/view", &[AUTH]).unwrap();
     assert_eq!(code, 200, "{view}");
     for n in &f.nodes {
         assert!(
@@ -627,6 +598,7 @@ fn happy_path_all_three_switch_and_status_shows_it() {
 
 #[test]
 fn a_hook_failing_on_one_node_aborts_and_all_stay_old() {
+    let _heavy = heavy();
     let Some(f) = Fleet::new() else { return };
     let c1 = f.push("v1");
     f.deploy_ok(0);
@@ -664,6 +636,7 @@ fn a_hook_failing_on_one_node_aborts_and_all_stay_old() {
 
 #[test]
 fn sigkill_during_prepare_aborts_within_a_lease_and_the_node_rejoins() {
+    let _heavy = heavy();
     let Some(mut f) = Fleet::new() else { return };
     let c1 = f.push("v1");
     f.deploy_ok(0);
@@ -726,6 +699,7 @@ fn sigkill_during_prepare_aborts_within_a_lease_and_the_node_rejoins() {
 
 #[test]
 fn two_deploys_at_once_one_runs_the_other_is_told() {
+    let _heavy = heavy();
     let Some(f) = Fleet::new() else { return };
     f.push("v1");
     f.deploy_ok(0);
@@ -778,6 +752,7 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn sigkill_after_the_commit_point_the_node_switches_when_it_comes_back() {
+    let _heavy = heavy();
     let Some(mut f) = Fleet::new() else { return };
     f.push("v1");
     f.deploy_ok(0);
@@ -831,6 +806,7 @@ fn sigkill_after_the_commit_point_the_node_switches_when_it_comes_back() {
 
 #[test]
 fn sigstop_longer_than_the_lease_aborts_and_the_woken_node_does_not_act() {
+    let _heavy = heavy();
     let Some(f) = Fleet::new() else { return };
     let c1 = f.push("v1");
     f.deploy_ok(0);
@@ -871,6 +847,7 @@ fn sigstop_longer_than_the_lease_aborts_and_the_woken_node_does_not_act() {
 
 #[test]
 fn killing_the_etcd_leader_mid_deploy_ends_all_committed_or_all_aborted() {
+    let _heavy = heavy();
     let Some(mut f) = Fleet::new() else { return };
     let c1 = f.push("v1");
     f.deploy_ok(0);
@@ -934,6 +911,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// ctimes) is printed as p50/p99 (a measurement, not asserted).
 #[test]
 fn twenty_deploys_report_the_mixed_version_window() {
+    let _heavy = heavy();
     let Some(f) = Fleet::new() else { return };
     f.push("v0");
     f.deploy_ok(0);
@@ -1004,104 +982,18 @@ fn twenty_deploys_report_the_mixed_version_window() {
 
 // ------------------------------------------------ under load: nginx + php-fpm
 
-fn find_php_fpm() -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/sbin")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("php-fpm"))
-        })
-        .collect();
-    found.sort();
-    found.pop()
-}
+/// OPcache as in production: never revalidated, so only rootswap's reset
+/// (over FastCGI, to this pool) makes a node's new code run.
+const PHP_INI: &str =
+    "zend_extension=opcache.so\nopcache.enable=1\nopcache.validate_timestamps=0\n\
+     opcache.memory_consumption=64\nopcache.max_accelerated_files=4000\nrealpath_cache_ttl=120\n";
 
-/// nginx and php-fpm, or None locally / a failure under CI=true.
-fn web_servers() -> Option<(PathBuf, PathBuf)> {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    match (nginx, find_php_fpm()) {
-        (Some(n), Some(f)) => Some((n, f)),
-        _ => {
-            common::skip_or_fail(
-                "nginx or php-fpm is not installed (apt-get install nginx-light php-fpm)",
-            );
-            None
-        }
-    }
-}
-
-/// A server process in its own process group, killed with its workers on drop.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pid = self.0.id() as i32;
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) && matches!(self.0.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-        let _ = self.0.wait();
-    }
-}
-
-/// One php-fpm pool and one nginx with a server block per node, each
-/// resolving the node's link per request (`$realpath_root`).
-fn start_web(dir: &Path, nodes: &[Node], nginx: &Path, fpm: &Path) -> (Vec<u16>, Server, Server) {
-    use std::os::unix::process::CommandExt;
-    let root = unsafe { libc::geteuid() } == 0;
+/// One php-fpm pool (socket `dir/fpm.sock`) and one nginx with a server
+/// block per node, each resolving the node's link per request
+/// (`$realpath_root`).
+fn start_web(dir: &Path, nodes: &[Node], nginx: &Path, fpm: &Path) -> (Vec<u16>, Nginx, Fpm) {
     let sock = dir.join("fpm.sock");
-    let mut pool = format!(
-        "[global]\npid = {d}/fpm.pid\nerror_log = {d}/fpm.log\ndaemonize = no\n[fleet]\nlisten = {s}\n\
-         listen.mode = 0666\npm = static\npm.max_children = 6\n",
-        d = dir.display(),
-        s = sock.display()
-    );
-    if root {
-        pool.push_str("user = root\ngroup = root\n");
-    }
-    std::fs::write(dir.join("fpm.conf"), pool).unwrap();
-    // OPcache as in production: never revalidated, so only rootswap's reset
-    // (over FastCGI, to this pool) makes a node's new code run.
-    std::fs::write(
-        dir.join("php.ini"),
-        "zend_extension=opcache.so\nopcache.enable=1\nopcache.validate_timestamps=0\n\
-         opcache.memory_consumption=64\nopcache.max_accelerated_files=4000\nrealpath_cache_ttl=120\n",
-    )
-    .unwrap();
-    let mut cmd = Command::new(fpm);
-    cmd.arg("-F")
-        .arg("-y")
-        .arg(dir.join("fpm.conf"))
-        .arg("-c")
-        .arg(dir.join("php.ini"));
-    if root {
-        cmd.arg("-R");
-    }
-    let fpm = Server(
-        cmd.env("PHP_INI_SCAN_DIR", "")
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("fpm.out")).unwrap())
-            .spawn()
-            .expect("php-fpm starts"),
-    );
-    wait_for("php-fpm's socket", Duration::from_secs(15), || {
-        sock.exists()
-    });
+    let fpm = Fpm::start(Pool::new(fpm, dir, &sock, PHP_INI, 6));
     let ports: Vec<u16> = nodes.iter().map(|_| free_port()).collect();
     let servers: String = nodes
         .iter()
@@ -1117,40 +1009,7 @@ fn start_web(dir: &Path, nodes: &[Node], nginx: &Path, fpm: &Path) -> (Vec<u16>,
             )
         })
         .collect();
-    let t = dir.join("nginx-tmp");
-    std::fs::create_dir_all(&t).unwrap();
-    std::fs::write(
-        dir.join("nginx.conf"),
-        format!(
-            "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n{u}\
-             events {{ worker_connections 1024; }}\nhttp {{ access_log off; client_body_temp_path {t}/b; \
-             fastcgi_temp_path {t}/f; proxy_temp_path {t}/p; uwsgi_temp_path {t}/u; scgi_temp_path {t}/s;\n{servers}}}\n",
-            d = dir.display(),
-            t = t.display(),
-            u = if root { "user root root;\n" } else { "" },
-        ),
-    )
-    .unwrap();
-    let nginx = Server(
-        Command::new(nginx)
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.join("nginx-error.log"))
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("nginx.out")).unwrap())
-            .spawn()
-            .expect("nginx starts"),
-    );
-    for &p in &ports {
-        wait_for("nginx", Duration::from_secs(15), || {
-            TcpStream::connect(("127.0.0.1", p)).is_ok()
-        });
-    }
+    let nginx = Nginx::start(nginx, dir, &servers, &ports);
     (ports, nginx, fpm)
 }
 
@@ -1176,7 +1035,8 @@ fn parse_pair(body: &str) -> Option<(u32, u32)> {
 /// the mixed-version window is printed (p50/p99).
 #[test]
 fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
-    let Some((nginx, fpm)) = web_servers() else {
+    let _heavy = heavy();
+    let Some((nginx, fpm)) = web_servers("fleet under load") else {
         return;
     };
     let Some(mut f) = Fleet::new() else { return };
@@ -1374,6 +1234,7 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
 /// Start-up errors: an etcd that does not answer, a node id already alive.
 #[test]
 fn bad_fleet_values_are_one_clear_error_at_start() {
+    let _heavy = heavy();
     let Some(f) = Fleet::new() else { return };
     let cfg = std::fs::read_to_string(&f.nodes[0].config).unwrap();
     let webroot = f.tmp.join("extra/webroot");
@@ -1445,6 +1306,7 @@ fn bad_fleet_values_are_one_clear_error_at_start() {
 
 #[test]
 fn hooks_once_run_on_one_node_before_the_commit_point_and_a_failure_aborts() {
+    let _heavy = heavy();
     let Some(f) = Fleet::build(&[
         "echo \"$(cat index.php) $(cat ../current/index.php 2>/dev/null) $ROOTSWAP_ROOT\" >> {t}/once.log",
         "test ! -e {t}/fail-once",
@@ -1507,6 +1369,7 @@ fn health_server(ok: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
 
 #[test]
 fn a_health_check_failing_after_the_commit_point_rolls_the_whole_fleet_back() {
+    let _heavy = heavy();
     let Some(mut f) = Fleet::new() else { return };
     let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let hport = health_server(healthy.clone());
@@ -1584,6 +1447,7 @@ fn a_health_check_failing_after_the_commit_point_rolls_the_whole_fleet_back() {
 
 #[test]
 fn the_trigger_url_the_leader_deploys_the_fleet_a_follower_names_the_leader() {
+    let _heavy = heavy();
     let Some(f) = Fleet::new() else { return };
     let c1 = f.push("v1");
     let s = f.status(0);

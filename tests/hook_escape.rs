@@ -3,9 +3,7 @@
 //! its stdout open no longer holds the deploy and its lock. The real binary,
 //! real hooks, real `setsid`.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -49,6 +47,7 @@ fn stderr_of(out: &std::process::Output) -> String {
 
 #[test]
 fn a_hook_whose_child_escapes_its_session_still_times_out() {
+    let _heavy = heavy();
     if require_tool("setsid").is_none() {
         return;
     }
@@ -106,6 +105,7 @@ fn a_hook_whose_child_escapes_its_session_still_times_out() {
 
 #[test]
 fn a_daemonizing_hook_that_succeeds_returns_promptly() {
+    let _heavy = heavy();
     if require_tool("setsid").is_none() {
         return;
     }
@@ -149,6 +149,7 @@ fn a_daemonizing_hook_that_succeeds_returns_promptly() {
 
 #[test]
 fn a_normal_hooks_output_is_logged_and_nothing_is_waited_for() {
+    let _heavy = heavy();
     let w = World::new(&[("index.php", "v1")], "");
     w.set_config(
         "hooks:\n  timeout: 30s\n  after_checkout: ['echo out-line; echo err-line >&2; printf no-newline']\n",

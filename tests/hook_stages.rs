@@ -9,9 +9,8 @@
 //! no `.gitignore` hides (user content by the rules); the snapshot's hook
 //! also writes `snapshot-only.txt`, which nothing in ROOT writes.
 
-mod common;
-
-use common::*;
+use crate::support;
+use crate::support::*;
 use std::path::{Path, PathBuf};
 
 const APP: &[(&str, &str)] = &[
@@ -213,7 +212,7 @@ fn after_switch_runs_once_the_new_version_is_live_and_after_a_rollback() {
     let w = World::new(APP, "");
     let marker = w.tmp.path().join("after-switch.log");
     w.set_config(&after_switch_config(&marker, ""));
-    let c1 = common::git(&w.repo, &["rev-parse", "HEAD"]);
+    let c1 = support::git(&w.repo, &["rev-parse", "HEAD"]);
     w.ok(&["deploy"]);
     w.write_files(&[("index.php", "<?php echo 'v2';")]);
     let c2 = w.commit("v2");

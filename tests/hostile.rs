@@ -8,15 +8,13 @@
 //! version still served, the refusal in the history; and a normal commit
 //! after it deploys.
 
-mod common;
-
 use std::io::Write;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 
 /// Writes `bytes` as an object of `kind` into `repo` without git's checks.
 fn hash_literally(repo: &Path, kind: &str, bytes: &[u8]) -> String {
@@ -203,11 +201,7 @@ impl Daemon {
             skip_or_fail("`git daemon` is not installed (git-daemon-run / git-daemon-sysvinit)");
             return None;
         }
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         // git-daemon itself, not `git daemon`: git runs it as a child, which
         // killing `git` would leave behind.
         let child = Command::new(Path::new(&exec_path).join("git-daemon"))
@@ -224,14 +218,11 @@ impl Daemon {
             .spawn()
             .expect("git daemon starts");
         let d = Daemon { child, port };
-        let until = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(
-                Instant::now() < until,
-                "git daemon did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(
+            &format!("git daemon to listen on {port}"),
+            Duration::from_secs(15),
+            || TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok(),
+        );
         Some(d)
     }
 }

@@ -2,14 +2,13 @@
 //! written (commented, loadable) config, the nginx and next-step advice, the
 //! refusal to overwrite, and the questions it must not ask without a terminal.
 
-mod common;
-#[path = "../fixtures/skeletons.rs"]
-mod skeletons;
+use crate::support::skeletons;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{git, read};
+use crate::support;
+use crate::support::{git, read};
 
 /// A server: `webroot/ROOT` holds a site (a Git clone of `origin`), nothing configured yet.
 struct Server {
@@ -55,7 +54,7 @@ fn server(files: &[(&str, &str)], extra: &[(&str, &str)], clone: bool) -> Server
 
 impl Server {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(common::bin())
+        Command::new(support::bin())
             .arg("-c")
             .arg(&self.config)
             .args(args)
@@ -218,7 +217,7 @@ fn init_then_deploy_works_end_to_end() {
     s.init(&[]);
     let bin = s.tmp.path().join("fakebin");
     skeletons::fake_tools(&bin, true);
-    let out = Command::new(common::bin())
+    let out = Command::new(support::bin())
         .arg("-c")
         .arg(&s.config)
         .arg("deploy")
@@ -316,7 +315,7 @@ fn init_explains_a_site_that_is_not_in_root_yet() {
     let site = tmp.path().join("html");
     skeletons::write(&site, &skeletons::wordpress());
     let config = tmp.path().join("rootswap.yaml");
-    let out = Command::new(common::bin())
+    let out = Command::new(support::bin())
         .args([
             "-c",
             &config.to_string_lossy(),

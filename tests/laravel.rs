@@ -19,11 +19,8 @@
 //! As root, php-fpm runs as www-data and owns `storage/`'s user content; the
 //! deploys run once as root and once as www-data (the site user).
 
-mod common;
-mod sites_support;
-
-use common::*;
-use sites_support::apps::{App, RunAs, Site};
+use crate::support::apps::{App, RunAs, Site};
+use crate::support::*;
 
 static LARAVEL: App = App {
     fixture: "laravel-app",
@@ -50,6 +47,7 @@ static LARAVEL: App = App {
 
 #[test]
 fn laravel_with_production_caches_serves_one_version_through_twenty_deploys() {
+    let _heavy = heavy();
     let Some(site) = LARAVEL.serve("") else {
         return;
     };
@@ -65,6 +63,7 @@ fn laravel_with_production_caches_serves_one_version_through_twenty_deploys() {
 /// www-data, as the packaged systemd unit runs it.
 #[test]
 fn laravel_deployed_by_the_site_user_serves_one_version_through_twenty_deploys() {
+    let _heavy = heavy();
     let Some(site) = LARAVEL.serve_as("", RunAs::SiteUser) else {
         return;
     };
@@ -102,6 +101,7 @@ fn assert_caches_name_their_tree(site: &Site) {
 /// empty) pages. A test that could not see them would prove nothing above.
 #[test]
 fn without_the_snapshot_hooks_visitors_see_mixed_versions() {
+    let _heavy = heavy();
     let Some(site) = LARAVEL.serve("  in_snapshot: []\n") else {
         return;
     };

@@ -3,12 +3,10 @@
 //! by another tool, outside the webroot, is refused or adopted, never
 //! silently replaced (finding 9).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 const APP: &[(&str, &str)] = &[("index.php", "v1"), ("lib/a.php", "a1")];
 

@@ -6,8 +6,7 @@
 //! stages the same asset list by hand and builds with `dpkg-deb --build`, and
 //! says so (`ROOTSWAP_TEST_NO_CARGO_DEB=1` forces that path). Either way `dpkg-deb -c`/`-I` must show every file in its place.
 
-mod common;
-
+use crate::support;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -106,7 +105,7 @@ fn deb_metadata_lists_every_asset() {
         assert!(mode == "644" || mode == "755", "{src}: mode {mode}");
     }
     for script in ["postinst", "prerm", "postrm"] {
-        let text = common::read(&manifest_dir().join("packaging/debian").join(script));
+        let text = support::read(&manifest_dir().join("packaging/debian").join(script));
         assert!(
             text.starts_with("#!/bin/sh\n") && text.contains("systemctl"),
             "{script}"
@@ -116,7 +115,7 @@ fn deb_metadata_lists_every_asset() {
 
 #[test]
 fn systemd_unit_is_a_hardened_template() {
-    let unit = common::read(&manifest_dir().join("packaging/systemd/rootswap@.service"));
+    let unit = support::read(&manifest_dir().join("packaging/systemd/rootswap@.service"));
     let lines: Vec<&str> = unit.lines().filter(|l| !l.starts_with('#')).collect();
     for want in [
         "ExecStart=/usr/bin/rootswap -c /etc/rootswap/%i.yaml serve",
@@ -137,12 +136,12 @@ fn systemd_unit_is_a_hardened_template() {
         "{unit}"
     );
     // systemd's own parser: skipped locally without it, a failure under CI=true.
-    if let Some(analyze) = common::require_tool("systemd-analyze") {
+    if let Some(analyze) = support::require_tool("systemd-analyze") {
         let tmp = tempfile::tempdir().unwrap();
         let copy = tmp.path().join("rootswap@test.service");
         std::fs::write(
             &copy,
-            unit.replace("/usr/bin/rootswap", &common::bin().to_string_lossy()),
+            unit.replace("/usr/bin/rootswap", &support::bin().to_string_lossy()),
         )
         .unwrap();
         let v = Command::new(analyze)
@@ -161,7 +160,7 @@ fn systemd_unit_is_a_hardened_template() {
 #[test]
 fn completions_and_man_page_are_generated() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
-        let out = Command::new(common::bin())
+        let out = Command::new(support::bin())
             .args(["completions", shell])
             .output()
             .unwrap();
@@ -171,14 +170,14 @@ fn completions_and_man_page_are_generated() {
             assert!(text.contains(word), "{shell} completions lack {word}");
         }
     }
-    let out = Command::new(common::bin()).arg("man").output().unwrap();
+    let out = Command::new(support::bin()).arg("man").output().unwrap();
     let man = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && man.contains(".TH rootswap 1"),
         "{man}"
     );
     assert!(man.contains("init") && man.contains("deploy"), "{man}");
-    let help = Command::new(common::bin()).arg("--help").output().unwrap();
+    let help = Command::new(support::bin()).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
         !help.contains("completions") && !help.contains("\n  man"),
@@ -199,7 +198,7 @@ fn has_cargo_deb() -> bool {
 
 /// Builds the .deb into `out_dir`, returns its path.
 fn build_deb(out_dir: &Path) -> PathBuf {
-    let bin = common::bin();
+    let bin = support::bin();
     let profile_dir = bin.parent().unwrap().to_path_buf();
     let target_dir = profile_dir.parent().unwrap().to_path_buf();
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
@@ -285,7 +284,7 @@ fn build_deb(out_dir: &Path) -> PathBuf {
 
 #[test]
 fn the_package_holds_binary_unit_config_completions_and_man_page() {
-    if common::require_tool("dpkg-deb").is_none() {
+    if support::require_tool("dpkg-deb").is_none() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -346,12 +345,12 @@ fn the_package_holds_binary_unit_config_completions_and_man_page() {
         .unwrap();
     assert!(st.success());
     assert_eq!(
-        common::read(&root.join("lib/systemd/system/rootswap@.service")),
-        common::read(&manifest_dir().join("packaging/systemd/rootswap@.service"))
+        support::read(&root.join("lib/systemd/system/rootswap@.service")),
+        support::read(&manifest_dir().join("packaging/systemd/rootswap@.service"))
     );
     assert_eq!(
-        common::read(&root.join("etc/rootswap/example.yaml")),
-        common::read(&manifest_dir().join("config.example.yaml"))
+        support::read(&root.join("etc/rootswap/example.yaml")),
+        support::read(&manifest_dir().join("config.example.yaml"))
     );
     let v = Command::new(root.join("usr/bin/rootswap"))
         .arg("--version")

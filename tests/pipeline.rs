@@ -2,12 +2,11 @@
 //! behind `-v` and in `history --json`; and the change watch's fallback: when
 //! events are lost, a full scan still finds every user file.
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{read, World};
+use crate::support;
+use crate::support::{read, World};
 
 const STEPS: [&str; 7] = [
     "fetch",
@@ -34,9 +33,7 @@ fn site(extra: &str) -> World {
 }
 
 fn deploy_with(w: &World, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(common::bin())
-        .arg("-c")
-        .arg(&w.config)
+    let out = support::rootswap(&w.config)
         .args(args)
         .envs(env.iter().copied())
         .output()

@@ -4,14 +4,13 @@
 //! reach the new version, missing tools fail (or are skipped when optional),
 //! every value can be overridden, and `config --effective` shows the result.
 
-mod common;
-#[path = "../fixtures/skeletons.rs"]
-mod skeletons;
+use crate::support::skeletons;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{read, World};
+use crate::support;
+use crate::support::{read, World};
 
 struct Site {
     w: World,
@@ -34,7 +33,7 @@ impl Site {
             self.bin.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let mut c = Command::new(common::bin());
+        let mut c = Command::new(support::bin());
         c.arg("-c")
             .arg(&self.w.config)
             .args(args)
@@ -358,7 +357,7 @@ fn missing_composer_fails_saying_so() {
     // tools (no composer among them) and a directory holding only `sh`.
     let tools = s.w.tmp.path().join("tools-without-composer");
     std::fs::create_dir_all(&tools).unwrap();
-    let sh = common::find_tool("sh").expect("sh is on PATH");
+    let sh = support::find_tool("sh").expect("sh is on PATH");
     std::os::unix::fs::symlink(sh, tools.join("sh")).unwrap();
     let path = format!("{}:{}", s.bin.display(), tools.display());
     let err = s.fails(&["deploy"], &[("PATH", &path)]);
@@ -525,13 +524,13 @@ fn status_is_aligned_coloured_only_on_a_terminal_and_honours_no_color() {
         "{out}"
     );
     // On a terminal (util-linux `script` gives one): colour, unless NO_COLOR is set.
-    let Some(script) = common::require_tool("script") else {
+    let Some(script) = support::require_tool("script") else {
         return;
     };
     let on_tty = |no_color: bool| {
         let cmd = format!(
             "{} -c {} status",
-            common::bin().display(),
+            support::bin().display(),
             s.w.config.display()
         );
         let mut c = Command::new(&script);
@@ -557,7 +556,7 @@ fn status_is_aligned_coloured_only_on_a_terminal_and_honours_no_color() {
 
 #[test]
 fn deploy_on_a_terminal_shows_a_spinner_per_step_and_one_summary_line() {
-    let Some(script) = common::require_tool("script") else {
+    let Some(script) = support::require_tool("script") else {
         return;
     };
     let s = site(&skeletons::laravel(), "preset: laravel\n", true);
@@ -568,7 +567,7 @@ fn deploy_on_a_terminal_shows_a_spinner_per_step_and_one_summary_line() {
     );
     let cmd = format!(
         "{} -c {} deploy",
-        common::bin().display(),
+        support::bin().display(),
         s.w.config.display()
     );
     let out = Command::new(script)

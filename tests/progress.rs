@@ -4,16 +4,15 @@
 //! terminal. The terminal is a pseudo-terminal from `script` (util-linux,
 //! Debian's essential `bsdutils`).
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::World;
+use crate::support;
+use crate::support::World;
 
 /// Skips (locally) or fails (under CI=true) when there is no `script`.
 fn need_script() -> bool {
-    common::require_tool("script").is_some()
+    support::require_tool("script").is_some()
 }
 
 fn quote(s: &str) -> String {
@@ -24,7 +23,7 @@ fn quote(s: &str) -> String {
 /// returns everything written to it.
 fn on_terminal(w: &World, args: &[&str]) -> String {
     let mut cmd = vec![
-        quote(&common::bin().to_string_lossy()),
+        quote(&support::bin().to_string_lossy()),
         "-c".to_string(),
         quote(&w.config.to_string_lossy()),
     ];
@@ -80,7 +79,7 @@ fn count_entries(dir: &Path) -> u64 {
 
 fn remembered_entries(w: &World) -> Option<u64> {
     let state: serde_json::Value =
-        serde_json::from_str(&common::read(&w.webroot.join(".rootswap/state.json"))).unwrap();
+        serde_json::from_str(&support::read(&w.webroot.join(".rootswap/state.json"))).unwrap();
     state["root_entries"].as_u64()
 }
 

@@ -6,10 +6,9 @@
 //! joined onto ROOT and written to disk, never creates, changes or removes
 //! anything outside ROOT.
 
-mod common;
-
 use std::path::{Component, Path};
 
+use crate::support;
 use proptest::prelude::*;
 use rootswap::repo_path::{check_name, RepoPath};
 
@@ -91,6 +90,12 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        // Regressions beside this file (NAME.proptest-regressions), where they
+        // always were: with tests/lib.rs present, proptest's default would
+        // look for them in proptest-regressions/NAME.txt instead.
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
         ..ProptestConfig::default()
     })]
 
@@ -106,7 +111,7 @@ proptest! {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(tmp.path().join("sentinel"), "keep").unwrap();
         std::fs::write(tmp.path().join("webroot/sentinel"), "keep").unwrap();
-        let before = common::tree_state(tmp.path());
+        let before = support::tree_state(tmp.path());
         let mut path = RepoPath::top();
         let mut refused = false;
         for n in &names {
@@ -130,7 +135,7 @@ proptest! {
         let inside = |s: &std::collections::BTreeMap<std::path::PathBuf, String>| -> Vec<String> {
             s.iter().filter(|(k, _)| !k.starts_with("webroot/ROOT/")).map(|(k, v)| format!("{} {v}", k.display())).collect()
         };
-        prop_assert_eq!(inside(&before), inside(&common::tree_state(tmp.path())));
+        prop_assert_eq!(inside(&before), inside(&support::tree_state(tmp.path())));
         if written {
             std::fs::remove_file(&dst).unwrap();
         }
@@ -138,7 +143,7 @@ proptest! {
             prop_assert!(dir.starts_with(&root) && dir != root);
             let _ = std::fs::remove_dir(&dir);
         }
-        prop_assert_eq!(before, common::tree_state(tmp.path()));
+        prop_assert_eq!(before, support::tree_state(tmp.path()));
         prop_assert!(Path::new(&root).is_dir());
     }
 }

@@ -6,12 +6,10 @@
 //! `config`, the history, `status --json`, the service's log, its dashboard
 //! and `/status`. And the state directory under umask 022.
 
-mod common;
-
+use crate::support::*;
 use base64::Engine;
-use common::*;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -194,27 +192,14 @@ fn no_secret(what: &str, text: &str) {
     assert!(!text.contains(SECRET), "{what} shows the password:\n{text}");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP GET with the token; the body.
+/// One HTTP GET with the token: the whole response (empty when nothing
+/// listens on `port`).
 fn get(port: u16, path: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
+    let auth = format!("Bearer {TOKEN}");
+    Http::new(port)
+        .exchange("GET", path, &[("Authorization", &auth)], b"")
+        .map(|raw| String::from_utf8_lossy(&raw).into_owned())
+        .unwrap_or_default()
 }
 
 #[test]

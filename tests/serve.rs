@@ -2,9 +2,7 @@
 //! real HTTP. Every test starts its own service on its own port and kills
 //! it when done (the `Serve` guard), and waits with deadlines only.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -132,21 +130,6 @@ impl Drop for Serve {
     }
 }
 
-/// Polls `f` until it holds or `timeout` passes (the sleep is the polling
-/// interval of a bounded loop, not a synchronisation).
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Waits until the service has checked the branch `n` more times. Every
 /// check writes `.rootswap/last-poll` first; checks run one at a time and a
 /// deploy a check starts is awaited before the next check, so when the
@@ -238,53 +221,6 @@ fn php(v: &str) -> String {
     format!("<?php echo '{v}';")
 }
 
-/// A port nobody listens on (bind :0, read it, release it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// One HTTP/1.1 request; returns the status code and the body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the trigger URL");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req.push_str("Host: 127.0.0.1\r\n");
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let _ = s.write_all(req.as_bytes());
-    let _ = s.write_all(body);
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
 fn wait_http(s: &Serve, port: u16) {
     let ok = wait_until(Duration::from_secs(10), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -325,6 +261,7 @@ fn assert_no_overlap(hist: &[serde_json::Value]) {
 
 #[test]
 fn local_repo_commits_go_live_within_a_second_and_bursts_end_on_the_last() {
+    let _heavy = heavy();
     let w = World::new(APP, "auto_deploy:\n  every: 1s\n");
     let s = Serve::start_debug(&w);
     wait_live(&w, &s, &php("v1"), Duration::from_secs(10));
@@ -392,6 +329,7 @@ fn local_repo_commits_go_live_within_a_second_and_bursts_end_on_the_last() {
 
 #[test]
 fn polling_a_url_deploys_a_new_commit_within_3s() {
+    let _heavy = heavy();
     // A file:// URL is a remote for rootswap: no refs watch, only the 1 s poll.
     let w = World::new(APP, "");
     std::fs::write(
@@ -446,6 +384,7 @@ fn polling_a_url_deploys_a_new_commit_within_3s() {
 
 #[test]
 fn an_unreachable_repository_is_retried_with_backoff() {
+    let _heavy = heavy();
     let w = World::new(APP, "");
     let later = w.tmp.path().join("later");
     std::fs::write(
@@ -543,6 +482,7 @@ fn a_failing_commit_keeps_the_old_version_and_is_not_retried_until_the_next() {
 
 #[test]
 fn during_a_slow_deploy_others_are_refused_and_sigterm_waits_for_it() {
+    let _heavy = heavy();
     let port = free_port();
     // The slow hook runs until the test creates `go` (at most 60 s): the
     // deploy is certainly still running while the test checks what it must.
@@ -887,6 +827,7 @@ fn the_head_a_rollback_left_is_not_redeployed() {
 
 #[test]
 fn a_cron_schedule_polls_too() {
+    let _heavy = heavy();
     let w = World::new(APP, "");
     std::fs::write(
         &w.config,
@@ -1262,6 +1203,7 @@ fn closed_by_server(c: &mut TcpStream) -> bool {
 
 #[test]
 fn a_flood_of_slow_clients_does_not_stop_scheduled_deploys() {
+    let _heavy = heavy();
     const FLOOD: usize = 1100;
     let port = free_port();
     let w = World::new(
@@ -1368,6 +1310,7 @@ fn a_flood_of_slow_clients_does_not_stop_scheduled_deploys() {
 
 #[test]
 fn a_slow_body_gets_408_and_a_silent_kept_alive_connection_is_closed() {
+    let _heavy = heavy();
     let port = free_port();
     let w = World::new(
         APP,

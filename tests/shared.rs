@@ -1,9 +1,7 @@
 //! Shared directories (`user_content.shared`): user content kept outside the
 //! trees and symlinked into ROOT and every snapshot.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use std::path::Path;
 
 const APP: &[(&str, &str)] = &[

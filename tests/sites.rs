@@ -3,10 +3,8 @@
 //! to a running site, and php-fpm's OPcache found (or a loud warning).
 //! The real binary against real Git repositories; php-fpm started by the test.
 
-mod common;
-mod sites_support;
-
-use common::*;
+use crate::support;
+use crate::support::*;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
@@ -269,6 +267,7 @@ fn a_git_clone_in_root_is_adopted_without_its_git_dir_in_the_served_tree() {
 
 #[test]
 fn upgrading_a_running_site_to_the_shared_uploads_preset_loses_no_upload() {
+    let _heavy = heavy();
     let w = World::new(
         &[
             ("index.php", "<?php echo 1;"),
@@ -355,9 +354,10 @@ const FPM_INI: &str = "zend_extension=opcache.so\nopcache.enable=1\nopcache.vali
 
 #[test]
 fn php_fpm_is_found_on_its_socket_or_the_deploy_and_status_warn() {
-    let Some(fpm_bin) = sites_support::require(
+    let _heavy = heavy();
+    let Some(fpm_bin) = support::require(
         "php-fpm",
-        sites_support::find_php_fpm(),
+        support::find_php_fpm(),
         "apt-get install -y php-fpm",
     ) else {
         return;
@@ -408,7 +408,8 @@ fn php_fpm_is_found_on_its_socket_or_the_deploy_and_status_warn() {
 
     // A real php-fpm on Debian's socket name (and a pool config naming it).
     let sock = search.join("run/php/php8.2-fpm.sock");
-    let _fpm = sites_support::start_fpm(&fpm_bin, &w.tmp.path().join("fpm"), &sock, FPM_INI, 2);
+    let fpm_dir = w.tmp.path().join("fpm");
+    let _fpm = Fpm::start(Pool::new(&fpm_bin, &fpm_dir, &sock, FPM_INI, 2));
     let pool_d = search.join("etc/php/8.2/fpm/pool.d");
     std::fs::create_dir_all(&pool_d).unwrap();
     std::fs::write(
@@ -439,7 +440,8 @@ fn php_fpm_is_found_on_its_socket_or_the_deploy_and_status_warn() {
     );
     // Two pools: rootswap cannot choose, and says so.
     let other = search.join("run/php/php8.3-fpm.sock");
-    let _fpm2 = sites_support::start_fpm(&fpm_bin, &w.tmp.path().join("fpm2"), &other, FPM_INI, 1);
+    let fpm2_dir = w.tmp.path().join("fpm2");
+    let _fpm2 = Fpm::start(Pool::new(&fpm_bin, &fpm2_dir, &other, FPM_INI, 1));
     let (out, err) = deploy(&w, 4);
     assert!(out.contains("WARNING"), "{out}");
     assert!(err.contains("several php-fpm addresses"), "{err}");

@@ -3,15 +3,13 @@
 //! 127.0.0.1 port of its own, with its own host key and config in a temp
 //! dir, serving a bare repository through `git-upload-pack` by absolute path.
 
-mod common;
-mod sites_support;
-
-use common::*;
+use crate::support::*;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use sites_support::Proc;
+use crate::support;
+use crate::support::Proc;
 
 fn keygen(path: &Path) {
     let out = Command::new("ssh-keygen")
@@ -73,7 +71,7 @@ fn start_sshd(sshd: &Path, dir: &Path, authorized: &Path) -> Sshd {
         // sshd's privilege separation directory (Debian's openssh-server creates it at boot).
         std::fs::create_dir_all("/run/sshd").unwrap();
     }
-    let port = sites_support::free_port();
+    let port = support::free_port();
     let conf = format!(
         "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
          AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
@@ -90,7 +88,7 @@ fn start_sshd(sshd: &Path, dir: &Path, authorized: &Path) -> Sshd {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     let mut p = Proc::spawn("sshd", &mut cmd);
-    sites_support::wait_listening(&mut p, SocketAddr::from(([127, 0, 0, 1], port)), &log);
+    support::wait_listening(&mut p, SocketAddr::from(([127, 0, 0, 1], port)), &log);
     Sshd {
         _proc: p,
         port,
@@ -123,16 +121,17 @@ fn run(w: &World, home: &Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn deploy_key_and_host_keys_against_a_real_sshd() {
-    let Some(sshd_bin) = sites_support::require(
+    let _heavy = heavy();
+    let Some(sshd_bin) = support::require(
         "sshd",
-        sites_support::find_program(&["sshd"]),
+        support::find_program(&["sshd"]),
         "apt-get install -y openssh-server",
     ) else {
         return;
     };
-    if sites_support::require(
+    if support::require(
         "ssh-keygen",
-        sites_support::find_program(&["ssh-keygen"]),
+        support::find_program(&["ssh-keygen"]),
         "apt-get install -y openssh-client",
     )
     .is_none()

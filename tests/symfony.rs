@@ -13,11 +13,8 @@
 //! the next request. As root, php-fpm runs as www-data and owns the uploads;
 //! the deploys run once as root and once as www-data (the site user).
 
-mod common;
-mod sites_support;
-
-use common::*;
-use sites_support::apps::{App, RunAs, Site};
+use crate::support::apps::{App, RunAs, Site};
+use crate::support::*;
 
 static SYMFONY: App = App {
     fixture: "symfony-app",
@@ -40,6 +37,7 @@ static SYMFONY: App = App {
 
 #[test]
 fn symfony_serves_one_version_through_twenty_deploys() {
+    let _heavy = heavy();
     let Some(site) = SYMFONY.serve("") else {
         return;
     };
@@ -55,6 +53,7 @@ fn symfony_serves_one_version_through_twenty_deploys() {
 /// www-data, as the packaged systemd unit runs it.
 #[test]
 fn symfony_deployed_by_the_site_user_serves_one_version_through_twenty_deploys() {
+    let _heavy = heavy();
     let Some(site) = SYMFONY.serve_as("", RunAs::SiteUser) else {
         return;
     };

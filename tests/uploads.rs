@@ -2,9 +2,8 @@
 //! to, renaming and deleting user files through the link (as PHP would)
 //! across 20 deploys; afterwards ROOT holds exactly the writer's final state.
 
-mod common;
-
-use common::*;
+use crate::support;
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -41,13 +40,8 @@ fn writer(
     let mut log: OpLog = Vec::new();
     let mut model: BTreeMap<String, String> = BTreeMap::new();
     let mut st = WriterStats::default();
-    let mut rng = seed | 1;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = support::app_writer::Rng(seed | 1);
+    let mut next = || rng.next();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
@@ -245,6 +239,7 @@ fn twenty_deploys_under_a_writer(extra_yaml: &str, pace: Pace, label: &str) -> R
 
 #[test]
 fn uploads_during_twenty_deploys_are_never_lost() {
+    let _heavy = heavy();
     // A busy but realistic site: one upload request every 3-10 ms.
     let pace = Pace {
         min_us: 3000,
@@ -255,6 +250,7 @@ fn uploads_during_twenty_deploys_are_never_lost() {
 
 #[test]
 fn shared_uploads_survive_a_harsh_writer_with_no_request_ever_missing_its_file() {
+    let _heavy = heavy();
     // A request every 0.5-3 ms: harsher than the copy-back can promise (see
     // docs/flow.md#what-is-left-to-chance); a shared directory needs no copy.
     let pace = Pace {

@@ -5,10 +5,8 @@
 //! delete): afterwards the uploads are exactly what the visitor was told
 //! they are: 0 lost, 0 resurrected, every request answered.
 
-mod common;
-mod sites_support;
-
-use common::*;
+use crate::support;
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -51,16 +49,11 @@ struct Stats {
 
 /// Uploads through nginx until `stop`; returns what the visitor was told is there.
 fn visitor(port: u16, stop: Arc<AtomicBool>) -> (BTreeMap<String, String>, Stats) {
-    let mut http = sites_support::Http::new(port);
+    let mut http = support::Http::new(port);
     let mut model: BTreeMap<String, String> = BTreeMap::new();
     let mut st = Stats::default();
-    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = support::app_writer::Rng(0x9e37_79b9_7f4a_7c15);
+    let mut next = || rng.next();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
@@ -142,8 +135,9 @@ fn visitor(port: u16, stop: Arc<AtomicBool>) -> (BTreeMap<String, String>, Stats
 
 #[test]
 fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
+    let _heavy = heavy();
     let install = "apt-get install -y --no-install-recommends wordpress nginx-light php-fpm";
-    let wp = sites_support::require(
+    let wp = support::require(
         "Debian's wordpress package",
         Path::new(WP)
             .join("wp-includes")
@@ -151,8 +145,8 @@ fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
             .then(|| WP.into()),
         install,
     );
-    let nginx = sites_support::require("nginx", sites_support::find_program(&["nginx"]), install);
-    let fpm = sites_support::require("php-fpm", sites_support::find_php_fpm(), install);
+    let nginx = support::require("nginx", support::find_program(&["nginx"]), install);
+    let fpm = support::require("php-fpm", support::find_php_fpm(), install);
     let (Some(_), Some(nginx), Some(fpm)) = (wp, nginx, fpm) else {
         return;
     };
@@ -202,9 +196,11 @@ fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
         std::fs::read_link(w.root().join("wp-includes/certificates/ca-bundle.crt")).unwrap(),
         Path::new("/etc/ssl/certs/ca-certificates.crt")
     );
-    let _fpm = sites_support::start_fpm(&fpm, &srv.join("fpm"), &sock, FPM_INI, 4);
-    let (_nginx, port) = sites_support::start_nginx(&nginx, &srv, &w.config, &sock);
-    let mut http = sites_support::Http::new(port);
+    let fpm_dir = srv.join("fpm");
+    let _fpm = Fpm::start(Pool::new(&fpm, &fpm_dir, &sock, FPM_INI, 4));
+    let nginx = Nginx::for_site(&nginx, &srv, &w.config, &sock);
+    let port = nginx.port();
+    let mut http = support::Http::new(port);
     let (status, body) = http.get("/readme.html").unwrap();
     assert!(
         status == 200 && body.contains("WordPress"),

@@ -7,25 +7,18 @@
 //! returning, with `opcache.validate_timestamps=0` so only rootswap's OPcache
 //! reset over FastCGI can make that true.
 //!
-//! `cargo test --test zero_downtime -- --ignored --nocapture` also runs the
+//! `cargo test --test integration zero_downtime:: -- --ignored --nocapture` also runs the
 //! comparison: the FastCGI reset replaced by a php-fpm reload (USR2), the
 //! numbers in docs/zero-downtime.md#measured.
 
-mod common;
-
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bin, World};
-
-const INSTALL: &str =
-    "apt-get update && apt-get install -y --no-install-recommends nginx-light php-fpm";
+use crate::support::{bin, heavy, web_servers, Fpm, Http, Nginx, Pool, World};
 
 /// Writes straight to the test's stderr (not captured by the test harness).
 macro_rules! say {
@@ -36,138 +29,21 @@ macro_rules! say {
 
 // ---------------------------------------------------------------- servers
 
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    for d in ["/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin"] {
-        dirs.push(PathBuf::from(d));
-    }
-    for n in names {
-        for d in &dirs {
-            let p = d.join(n);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-fn find_php_fpm() -> Option<PathBuf> {
-    if let Some(p) = find_program(&["php-fpm"]) {
-        return Some(p);
-    }
-    // Debian names it after the version: php-fpm8.2.
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/sbin")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("php-fpm"))
-        })
-        .collect();
-    found.sort();
-    found.pop()
-}
-
-/// nginx and php-fpm, or None (after one clear line) when they are missing
-/// outside CI. Under CI=true a missing server fails the test.
-fn servers_available() -> Option<(PathBuf, PathBuf)> {
-    let nginx = find_program(&["nginx"]);
-    let fpm = find_php_fpm();
-    match (nginx, fpm) {
-        (Some(n), Some(f)) => Some((n, f)),
-        (n, f) => {
-            let missing = [
-                n.is_none().then_some("nginx"),
-                f.is_none().then_some("php-fpm"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" and ");
-            // The one skip-or-fail decision of the suite (tests/common/mod.rs).
-            common::skip_or_fail(&format!(
-                "zero_downtime: {missing} not installed; install with: {INSTALL}"
-            ));
-            None
-        }
-    }
-}
-
-/// A server process in its own process group: SIGTERM on drop, SIGKILL to
-/// the whole group if it has not exited within 5 s.
-struct Proc {
-    name: &'static str,
-    child: Child,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
-        cmd.process_group(0).stdin(Stdio::null());
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { name, child }
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if !self.alive() {
-                break;
-            }
-            // Polling interval of a bounded wait.
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        unsafe {
-            // Workers too (nginx and php-fpm masters leave them only if killed hard).
-            libc::kill(-pid, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-        let _ = self.name;
-    }
-}
-
+/// php-fpm (one static pool with the status page `drain: auto` reads) and
+/// nginx serving `rootswap nginx`'s server block, both in one directory.
 struct Servers {
-    dir: PathBuf,
-    port: u16,
     // Dropped in this order: nginx first, then php-fpm.
-    nginx: Proc,
-    fpm: Proc,
+    nginx: Nginx,
+    fpm: Fpm,
 }
 
 impl Servers {
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+    fn port(&self) -> u16 {
+        self.nginx.port()
     }
 
     fn logs(&self) -> String {
-        let mut out = String::new();
-        for f in ["nginx-error.log", "php-fpm.log", "php-errors.log"] {
-            let text = std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            out.push_str(&format!("--- {f} (last lines)\n"));
-            for l in tail.into_iter().rev() {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        out
+        format!("{}{}", self.nginx.logs(), self.fpm.logs())
     }
 
     fn check_alive(&mut self) {
@@ -178,24 +54,6 @@ impl Servers {
             self.logs()
         );
     }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
-
-fn whoami() -> (String, String, bool) {
-    let uid = unsafe { libc::geteuid() };
-    let name = |cmd: &str| {
-        Command::new("id")
-            .arg(cmd)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
-    (name("-un"), name("-gn"), uid == 0)
 }
 
 /// The php.ini the test's php-fpm runs with (no other ini file is read).
@@ -211,7 +69,7 @@ display_errors=Off
 log_errors=On
 ";
 
-/// Starts php-fpm and nginx in `dir`, nginx's server block being `rootswap nginx`'s output.
+/// Starts php-fpm and nginx in `dir` (php-fpm's pid file is `dir/php-fpm.pid`).
 fn start_servers(
     dir: &Path,
     rootswap_cfg: &Path,
@@ -219,241 +77,13 @@ fn start_servers(
     fpm_bin: &Path,
     max_children: u32,
 ) -> Servers {
-    let (user, group, root) = whoami();
     let socket = dir.join("php-fpm.sock");
-    std::fs::write(
-        dir.join("php.ini"),
-        format!(
-            "{PHP_INI}error_log={}\n",
-            dir.join("php-errors.log").display()
-        ),
-    )
-    .unwrap();
-    let mut pool = format!(
-        "[global]\npid = {d}/php-fpm.pid\nerror_log = {d}/php-fpm.log\ndaemonize = no\n\n[zd]\n\
-         listen = {sock}\nlisten.mode = 0660\npm = static\npm.max_children = {max_children}\n\
-         pm.status_path = /fpm-status\ncatch_workers_output = yes\nrequest_terminate_timeout = 60s\n",
-        d = dir.display(),
-        sock = socket.display()
-    );
-    if root {
-        pool.push_str(&format!(
-            "user = {user}\ngroup = {group}\nlisten.owner = {user}\nlisten.group = {group}\n"
-        ));
-    }
-    std::fs::write(dir.join("php-fpm.conf"), pool).unwrap();
-    let mut cmd = Command::new(fpm_bin);
-    cmd.arg("-F")
-        .arg("-y")
-        .arg(dir.join("php-fpm.conf"))
-        .arg("-c")
-        .arg(dir.join("php.ini"));
-    if root {
-        cmd.arg("-R");
-    }
-    cmd.env("PHP_INI_SCAN_DIR", "")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("php-fpm.out")).unwrap());
-    let mut fpm = Proc::spawn("php-fpm", &mut cmd);
-    let t = Instant::now();
-    while !socket.exists() {
-        assert!(
-            fpm.alive(),
-            "php-fpm exited: {}",
-            std::fs::read_to_string(dir.join("php-fpm.out")).unwrap_or_default()
-        );
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "php-fpm did not create {}",
-            socket.display()
-        );
-        // Polling interval of a bounded wait.
-        std::thread::sleep(Duration::from_millis(20));
-    }
-
-    let port = free_port();
-    let out = Command::new(bin())
-        .arg("-c")
-        .arg(rootswap_cfg)
-        .args([
-            "nginx",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--server-name",
-            "zd.test",
-            "--fastcgi",
-        ])
-        .arg(format!("unix:{}", socket.display()))
-        .output()
-        .expect("rootswap nginx runs");
-    assert!(
-        out.status.success(),
-        "rootswap nginx failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let server_block = String::from_utf8_lossy(&out.stdout).into_owned();
-    // `include fastcgi_params` is relative to the config's directory.
-    let params = std::fs::read_to_string("/etc/nginx/fastcgi_params")
-        .unwrap_or_else(|_| FASTCGI_PARAMS.to_string());
-    std::fs::write(dir.join("fastcgi_params"), params).unwrap();
-    let tmp = dir.join("nginx-tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let conf = format!(
-        "daemon off;\nmaster_process on;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n{user_line}\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n    access_log off;\n    keepalive_requests 1000000;\n    client_body_temp_path {t}/body;\n    fastcgi_temp_path {t}/fastcgi;\n\
-         proxy_temp_path {t}/proxy;\n    uwsgi_temp_path {t}/uwsgi;\n    scgi_temp_path {t}/scgi;\n    fastcgi_read_timeout 60s;\n\n{server_block}}}\n",
-        d = dir.display(),
-        t = tmp.display(),
-        user_line = if root { format!("user {user} {group};\n") } else { String::new() },
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let mut cmd = Command::new(nginx_bin);
-    cmd.arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(dir.join("nginx-error.log"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("nginx.out")).unwrap());
-    let mut nginx = Proc::spawn("nginx", &mut cmd);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let t = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            nginx.alive(),
-            "nginx exited: {}",
-            std::fs::read_to_string(dir.join("nginx.out")).unwrap_or_default()
-        );
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "nginx did not listen on {addr}"
-        );
-        // Polling interval of a bounded wait.
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Servers {
-        dir: dir.to_path_buf(),
-        port,
-        nginx,
-        fpm,
-    }
-}
-
-/// Used when the system has no /etc/nginx/fastcgi_params.
-const FASTCGI_PARAMS: &str = "\
-fastcgi_param QUERY_STRING $query_string;
-fastcgi_param REQUEST_METHOD $request_method;
-fastcgi_param CONTENT_TYPE $content_type;
-fastcgi_param CONTENT_LENGTH $content_length;
-fastcgi_param SCRIPT_NAME $fastcgi_script_name;
-fastcgi_param REQUEST_URI $request_uri;
-fastcgi_param DOCUMENT_URI $document_uri;
-fastcgi_param DOCUMENT_ROOT $document_root;
-fastcgi_param SERVER_PROTOCOL $server_protocol;
-fastcgi_param REQUEST_SCHEME $scheme;
-fastcgi_param GATEWAY_INTERFACE CGI/1.1;
-fastcgi_param SERVER_SOFTWARE nginx/$nginx_version;
-fastcgi_param REMOTE_ADDR $remote_addr;
-fastcgi_param REMOTE_PORT $remote_port;
-fastcgi_param SERVER_ADDR $server_addr;
-fastcgi_param SERVER_PORT $server_port;
-fastcgi_param SERVER_NAME $server_name;
-fastcgi_param REDIRECT_STATUS 200;
-";
-
-// ---------------------------------------------------------------- HTTP client
-
-/// A keep-alive HTTP/1.1 client on std's TcpStream (Content-Length and chunked bodies).
-struct Http {
-    addr: SocketAddr,
-    conn: Option<BufReader<TcpStream>>,
-}
-
-impl Http {
-    fn new(addr: SocketAddr) -> Http {
-        Http { addr, conn: None }
-    }
-
-    fn get(&mut self, path: &str) -> Result<(u16, String), String> {
-        let r = self.get_inner(path);
-        if r.is_err() {
-            self.conn = None;
-        }
-        r
-    }
-
-    fn get_inner(&mut self, path: &str) -> Result<(u16, String), String> {
-        if self.conn.is_none() {
-            let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
-                .map_err(|e| format!("connect: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(20)))
-                .map_err(|e| e.to_string())?;
-            s.set_nodelay(true).map_err(|e| e.to_string())?;
-            self.conn = Some(BufReader::new(s));
-        }
-        let conn = self.conn.as_mut().ok_or("no connection")?;
-        conn.get_mut()
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: zd.test\r\n\r\n").as_bytes())
-            .map_err(|e| format!("write: {e}"))?;
-        let mut line = String::new();
-        conn.read_line(&mut line)
-            .map_err(|e| format!("read status: {e}"))?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("bad status line {line:?}"))?;
-        let (mut len, mut chunked, mut close) = (None, false, false);
-        loop {
-            line.clear();
-            conn.read_line(&mut line)
-                .map_err(|e| format!("read header: {e}"))?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase());
-                match k.as_str() {
-                    "content-length" => len = v.parse::<usize>().ok(),
-                    "transfer-encoding" => chunked = v.contains("chunked"),
-                    "connection" => close = v.contains("close"),
-                    _ => {}
-                }
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                conn.read_line(&mut line)
-                    .map_err(|e| format!("read chunk size: {e}"))?;
-                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                    .map_err(|_| format!("bad chunk size {line:?}"))?;
-                let mut chunk = vec![0; n + 2];
-                conn.read_exact(&mut chunk)
-                    .map_err(|e| format!("read chunk: {e}"))?;
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-        } else if let Some(n) = len {
-            body.resize(n, 0);
-            conn.read_exact(&mut body)
-                .map_err(|e| format!("read body: {e}"))?;
-        } else {
-            conn.read_to_end(&mut body)
-                .map_err(|e| format!("read body: {e}"))?;
-            close = true;
-        }
-        if close {
-            self.conn = None;
-        }
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    }
+    let fpm = Fpm::start(Pool {
+        status_path: Some("/fpm-status".into()),
+        ..Pool::new(fpm_bin, dir, &socket, PHP_INI, max_children)
+    });
+    let nginx = Nginx::for_site(nginx_bin, dir, rootswap_cfg, &socket);
+    Servers { nginx, fpm }
 }
 
 // ---------------------------------------------------------------- load and checks
@@ -490,7 +120,7 @@ fn parse_versions(body: &str) -> Option<(u32, u32, u32)> {
 }
 
 fn load_thread(
-    addr: SocketAddr,
+    port: u16,
     kind: Kind,
     path: String,
     stop: Arc<AtomicBool>,
@@ -498,7 +128,7 @@ fn load_thread(
     max: usize,
 ) -> std::thread::JoinHandle<Vec<Sample>> {
     std::thread::spawn(move || {
-        let mut http = Http::new(addr);
+        let mut http = Http::new(port);
         let mut out = Vec::new();
         while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && out.len() < max {
             let start = Instant::now();
@@ -654,10 +284,10 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
     // First deploy: creates ROOT and the link.
     deploy(&w);
     let mut srv = start_servers(&dir, &w.config, nginx_bin, fpm_bin, sc.max_children);
-    let addr = srv.addr();
+    let port = srv.port();
 
     // Warm up (fills OPcache) and check the setup serves v1.
-    let mut http = Http::new(addr);
+    let mut http = Http::new(port);
     for _ in 0..20 {
         let (status, body) = http
             .get("/index.php")
@@ -726,7 +356,7 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
     let mut threads = Vec::new();
     for _ in 0..sc.fast_threads {
         threads.push(load_thread(
-            addr,
+            port,
             Kind::Fast,
             "/index.php".into(),
             stop.clone(),
@@ -736,7 +366,7 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
     }
     for _ in 0..sc.slow_threads {
         threads.push(load_thread(
-            addr,
+            port,
             Kind::Slow,
             format!("/slow.php?ms={}", sc.slow_ms),
             stop.clone(),
@@ -897,7 +527,8 @@ fn assert_clean(r: &Report, min_deploys: u32) {
 
 #[test]
 fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
-    let Some((nginx, fpm)) = servers_available() else {
+    let _heavy = heavy();
+    let Some((nginx, fpm)) = web_servers("zero_downtime") else {
         return;
     };
     let r = run_scenario(
@@ -920,7 +551,8 @@ fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
 
 #[test]
 fn three_second_requests_under_drain_auto() {
-    let Some((nginx, fpm)) = servers_available() else {
+    let _heavy = heavy();
+    let Some((nginx, fpm)) = web_servers("zero_downtime") else {
         return;
     };
     let r = run_scenario(
@@ -947,9 +579,10 @@ fn three_second_requests_under_drain_auto() {
 /// is expected to fail or mix responses; they print their numbers and assert
 /// nothing about them.
 #[test]
-#[ignore = "measurement: cargo test --test zero_downtime -- --ignored --nocapture --test-threads 1"]
+#[ignore = "measurement: cargo test --test integration zero_downtime:: -- --ignored --nocapture --test-threads 1"]
 fn measurement_what_each_piece_prevents() {
-    let Some((nginx, fpm)) = servers_available() else {
+    let _heavy = heavy();
+    let Some((nginx, fpm)) = web_servers("zero_downtime") else {
         return;
     };
     let base = Scenario {

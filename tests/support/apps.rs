@@ -9,11 +9,14 @@
 //! test runs as root; rootswap (and so the hooks) runs as root or as the
 //! site user www-data.
 
-use super::app_writer::{self, uid_of, Verdict, Writes};
-use super::{
-    find_php_fpm, find_program, require, start_fpm_with, start_nginx, FpmOptions, Http, Proc,
+use super::app_writer::{self, Verdict, Writes};
+use super::fpm::{Fpm, Pool};
+use super::net::Http;
+use super::nginx::Nginx;
+use super::tools::{
+    as_user, find_php_fpm, find_program, gid_of, require, require_root, require_tool, uid_of,
 };
-use crate::common::{read, require_root, require_tool, World};
+use super::world::{bin, read, succeeded, World};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -124,8 +127,8 @@ pub struct Site {
     pub owner: u32,
     /// HOME for rootswap as the site user.
     home: PathBuf,
-    _fpm: Option<Proc>,
-    _nginx: Option<Proc>,
+    _fpm: Option<Fpm>,
+    _nginx: Option<Nginx>,
 }
 
 impl App {
@@ -212,20 +215,15 @@ impl App {
         if as_root && site_user.is_none() {
             site.give_writable_dirs();
         }
-        let opts = FpmOptions {
+        let fpm_dir = srv.join("fpm");
+        site._fpm = Some(Fpm::start(Pool {
             pool_user: as_root.then(|| SITE_USER.to_string()),
             listen_user: site_user.map(|_| SITE_USER.to_string()),
             status_path: Some("/fpm-status".into()),
-        };
-        site._fpm = Some(start_fpm_with(
-            &fpm_bin,
-            &srv.join("fpm"),
-            &sock,
-            self.fpm_ini,
-            4,
-            &opts,
-        ));
-        let (nginx, port) = start_nginx(&nginx_bin, &srv, &site.w.config, &sock);
+            ..Pool::new(&fpm_bin, &fpm_dir, &sock, self.fpm_ini, 4)
+        }));
+        let nginx = Nginx::for_site(&nginx_bin, &srv, &site.w.config, &sock);
+        let port = nginx.port();
         (site._nginx, site.port) = (Some(nginx), port);
         let (status, body) = Http::new(port).get("/").expect("GET /");
         assert_eq!((status, body.trim()), (200, "C0 T0"), "the app answers");
@@ -273,27 +271,12 @@ fn sh(cmd: &mut Command) {
     );
 }
 
-/// The gid of `user` (`id -g`).
-fn gid_of(user: &str) -> u32 {
-    let out = Command::new("id")
-        .arg("-g")
-        .arg(user)
-        .output()
-        .expect("id runs");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no user {user}"))
-}
-
 impl Site {
     /// A command running `rootswap -c <config>` as this site's rootswap user.
     fn rootswap(&self) -> Command {
         let mut cmd = match self.site_user {
-            Some((uid, gid)) => {
-                super::as_user(uid, gid, SITE_USER, &self.home, &crate::common::bin())
-            }
-            None => Command::new(crate::common::bin()),
+            Some((uid, gid)) => as_user(uid, gid, SITE_USER, &self.home, &bin()),
+            None => Command::new(bin()),
         };
         cmd.arg("-c").arg(&self.w.config);
         cmd
@@ -306,15 +289,7 @@ impl Site {
 
     /// `run`, asserting success.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "rootswap {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(args, &self.run(args))
     }
 
     /// Commits the repository's work tree, as the user who owns it.
@@ -324,18 +299,16 @@ impl Site {
             return;
         };
         for args in [vec!["add", "-A"], vec!["commit", "-q", "-m", msg]] {
-            sh(
-                super::as_user(uid, gid, SITE_USER, &self.home, Path::new("git"))
-                    .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"])
-                    .args(&args)
-                    .current_dir(&self.w.repo)
-                    .env("GIT_AUTHOR_NAME", "t")
-                    .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-                    .env("GIT_COMMITTER_NAME", "t")
-                    .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                    .env("GIT_CONFIG_NOSYSTEM", "1"),
-            );
+            sh(as_user(uid, gid, SITE_USER, &self.home, Path::new("git"))
+                .args(["-c", "gc.auto=0", "-c", "maintenance.auto=false"])
+                .args(&args)
+                .current_dir(&self.w.repo)
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1"));
         }
     }
 

@@ -1,6 +1,6 @@
-//! Shared helpers for the integration tests: real Git repositories made with
-//! the `git` command, a scratch webroot, and the real `rootswap` binary.
-#![allow(dead_code)]
+//! The scratch world of a test: a real Git repository made with the `git`
+//! command, a webroot, a config, the real `rootswap` binary, and readers of
+//! trees that compare what is on disk before and after.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -10,6 +10,13 @@ use std::process::{Command, Output};
 /// Path of the binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rootswap"))
+}
+
+/// `rootswap -c <config>`, ready for more arguments.
+pub fn rootswap(config: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("-c").arg(config);
+    cmd
 }
 
 /// A scratch world: `repo/` (a Git work tree), `webroot/`, and `rootswap.yaml`.
@@ -101,9 +108,7 @@ impl World {
 
     /// Runs `rootswap -c <config> args…`.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .arg("-c")
-            .arg(&self.config)
+        rootswap(&self.config)
             .args(args)
             .output()
             .expect("rootswap runs")
@@ -111,15 +116,7 @@ impl World {
 
     /// Runs and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "rootswap {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(args, &self.run(args))
     }
 
     /// Runs and asserts failure; returns stderr.
@@ -153,6 +150,20 @@ impl World {
             .to_string_lossy()
             .into_owned()
     }
+}
+
+/// Asserts that `rootswap args` exited 0 (showing its output otherwise);
+/// returns its stdout.
+#[track_caller]
+pub fn succeeded(args: &[&str], out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "rootswap {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Everything observable about a tree: path → (kind, content or target, mode, mtime).
@@ -289,74 +300,4 @@ pub fn assert_untouched(w: &World, args: &[&str], expect: &[&str]) {
         &webroot_state(&w.webroot),
         &format!("disk changed after: {err}"),
     );
-}
-
-/// True when the tests run under CI (`CI=true`): there a missing tool or
-/// privilege is a failure, never a skip.
-pub fn on_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// The one place that decides "skip or fail": under `CI=true` it panics
-/// with `why` (CI must run every test; `.ci/run` installs what they need),
-/// elsewhere it prints one `skipped:` line and the test returns.
-#[track_caller]
-pub fn skip_or_fail(why: &str) {
-    if on_ci() {
-        panic!("CI=true, so this test must run, but {why}; install it in .ci/run");
-    }
-    eprintln!("skipped: {why} (under CI=true this fails)");
-}
-
-/// Finds an outside program on PATH or in the sbin directories (nginx and
-/// php-fpm live there). `None` after [`skip_or_fail`] when it is missing.
-#[track_caller]
-pub fn require_tool(name: &str) -> Option<PathBuf> {
-    match find_tool(name) {
-        Some(p) => Some(p),
-        None => {
-            skip_or_fail(&format!("`{name}` is not installed"));
-            None
-        }
-    }
-}
-
-/// Finds a program on PATH, then in /usr/sbin and /sbin (without asking a shell).
-pub fn find_tool(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-/// True when the tests run as root; otherwise [`skip_or_fail`] (CI runs as root).
-#[track_caller]
-pub fn require_root(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    skip_or_fail(&format!("{what} needs root"));
-    false
-}
-
-/// A command running the rootswap binary without the capabilities that let
-/// root ignore file permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), as a
-/// deploy user would run it: through `setpriv` when the tests run as root
-/// (CI does), the binary itself otherwise. `None` after [`skip_or_fail`] when
-/// root has no `setpriv` (util-linux).
-#[track_caller]
-pub fn bin_without_dac_override() -> Option<Command> {
-    if !rustix::process::geteuid().is_root() {
-        return Some(Command::new(bin()));
-    }
-    let setpriv = require_tool("setpriv")?;
-    let mut c = Command::new(setpriv);
-    c.args(["--bounding-set", "-dac_override,-dac_read_search"])
-        .arg(bin());
-    Some(c)
 }

@@ -4,7 +4,7 @@
 //! next request (`/read`), and keeps a model of what the app told it exists.
 //! At the end the model is compared with the served tree.
 
-use super::Http;
+use super::net::Http;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -194,19 +194,6 @@ pub fn compare(tree: &Path, places: &[(&str, &str)], model: &Model) -> Verdict {
         }
     }
     v
-}
-
-/// The uid of `user` (`id -u`).
-pub fn uid_of(user: &str) -> u32 {
-    let out = std::process::Command::new("id")
-        .arg("-u")
-        .arg(user)
-        .output()
-        .expect("id runs");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no user {user}"))
 }
 
 /// Entries under `dir` (itself included; a symlink at the top followed) not

@@ -1,0 +1,29 @@
+//! What the integration tests share: a scratch world with a real Git
+//! repository and the real `rootswap` binary ([`World`]), outside tools and
+//! the skip-or-fail rule, processes stopped by PID ([`Proc`]) and bounded
+//! waits, a free port and one HTTP client ([`Http`]), php-fpm ([`Fpm`]) and
+//! nginx ([`Nginx`]) started as the test's own processes, the lock that
+//! keeps timing-sensitive tests apart ([`heavy`]), and the framework apps
+//! under load (`apps`, `app_writer`).
+#![allow(dead_code)]
+
+pub mod app_writer;
+pub mod apps;
+mod fpm;
+mod heavy;
+mod net;
+mod nginx;
+mod proc;
+/// Framework skeletons and fake `composer`/`php` tools (fixtures/).
+#[path = "../../fixtures/skeletons.rs"]
+pub mod skeletons;
+mod tools;
+mod world;
+
+pub use fpm::{Fpm, Pool};
+pub use heavy::heavy;
+pub use net::{free_port, http, Http};
+pub use nginx::Nginx;
+pub use proc::{wait_for, wait_listening, wait_until, Proc};
+pub use tools::*;
+pub use world::*;
