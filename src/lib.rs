@@ -1,14 +1,37 @@
 //! rootswap deploys a PHP site from Git into `webroot/ROOT` with zero
-//! downtime, following Enscale's flow:
+//! downtime, following Enscale's flow. Each step of the flow is a file of
+//! [`deploy`] (named like the step's line of output) over the mechanisms
+//! that do the work:
 //!
-//! 1. poll the branch (or deploy now) — [`source`], [`deploy`];
-//! 2. copy `ROOT` to `ROOT_YYYY.MM.DD-HH.MM.SS` — [`snapshot`], [`copy`];
-//! 3. point the serving link at that snapshot — [`switch`], [`drain`];
-//! 4. deploy the new commit into `ROOT`, run the hooks — [`source`], [`hooks`];
-//! 5. copy user files written meanwhile back into ROOT — [`user_content`];
-//! 6. point the link back at ROOT, evict the oldest snapshot — [`switch`], [`snapshot`].
+//! | step of the flow | deploy step (`src/deploy/`) | mechanisms |
+//! |---|---|---|
+//! | 1. poll the branch, or deploy now | `fetch.rs` (and [`serve`]'s poll) | [`source`] |
+//! | 2. copy ROOT to `ROOT_YYYY.MM.DD-HH.MM.SS` | `snapshot.rs`, `in_snapshot.rs` | [`snapshots`], [`copy`], [`user_content`] (watch) |
+//! | 3. point the serving link at the snapshot | `to_snapshot.rs` | [`link`], [`drain`], [`user_content`] (carry) |
+//! | 4. the new commit into ROOT, the build hooks | `checkout.rs`, `hooks.rs` | [`source`], [`shared`], [`hooks`] |
+//! | 5. user files written meanwhile back into ROOT | `copy_back.rs` | [`user_content`] (carry) |
+//! | 6. the link back to ROOT, evict the oldest snapshot | `to_root.rs`, `after_switch.rs`, `evict.rs`, `record.rs` | [`link`], [`opcache`], [`health`], [`snapshots`], [`history`] |
 //!
-//! The pipeline that strings these together is [`deploy::deploy`].
+//! The flow is written once, in [`deploy::prepare`] and
+//! [`deploy::Prepared::commit`]; it takes a [`site::Site`], opened once by
+//! the front-ends ([`serve`], the fleet agent, the commands of the binary).
+//!
+//! The modules sit in layers, each importing only from its own layer or
+//! the layers below (checked by a test, see `src/layers.rs`):
+//!
+//! - util: [`commit`], [`crashpoint`], [`fsutil`], [`redact`], [`progress`],
+//!   [`repo_path`], [`hostkeys`], [`copy`], [`link`], [`deploy_lock`];
+//! - model: [`preset`], [`config`], [`layout`], [`state`], [`journal`], [`history`];
+//! - mechanisms: [`source`], [`user_content`], [`shared`], [`snapshots`],
+//!   [`adopt`], [`hooks`], [`php_fpm`], [`opcache`], [`drain`], [`health`],
+//!   [`notify`], [`nginx`], [`cron`];
+//! - the site: [`site`];
+//! - flows: [`recover`], [`deploy`], [`rollback`], [`init`];
+//! - read-outs: [`status`], [`report`], [`json`], [`effective_config`], [`doctor`];
+//! - [`fleet`];
+//! - front-ends: [`serve`], [`demo`].
+//!
+//! `docs/architecture.md` says where everything lives.
 
 #![warn(missing_docs)]
 
