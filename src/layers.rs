@@ -120,7 +120,7 @@ fn read_sources(dir: &Path, module: &[String], out: &mut Vec<Source>) {
             read_sources(&path, &m, out);
             continue;
         }
-        if path.extension().is_none_or(|e| e != "rs") {
+        if path.extension().map_or(true, |e| e != "rs") {
             continue;
         }
         if module.is_empty() && (name == "lib" || name == "main") {

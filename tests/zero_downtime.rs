@@ -29,28 +29,57 @@ macro_rules! say {
 
 // ---------------------------------------------------------------- servers
 
-/// php-fpm (one static pool with the status page `drain: auto` reads) and
-/// nginx serving `rootswap nginx`'s server block, both in one directory.
+/// The web server in front of PHP in a run. Each serves the site through
+/// the link with the configuration `rootswap <server>` prints.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Web {
+    /// nginx + php-fpm (`rootswap nginx`).
+    Nginx,
+}
+
+/// What the harness needs of a running web server.
+trait Front {
+    fn port(&self) -> u16;
+    fn logs(&self) -> String;
+    fn alive(&mut self) -> bool;
+}
+
+impl Front for Nginx {
+    fn port(&self) -> u16 {
+        Nginx::port(self)
+    }
+    fn logs(&self) -> String {
+        Nginx::logs(self)
+    }
+    fn alive(&mut self) -> bool {
+        Nginx::alive(self)
+    }
+}
+
+/// The web server and php-fpm (none when PHP runs inside the web server),
+/// both in one directory.
 struct Servers {
-    // Dropped in this order: nginx first, then php-fpm.
-    nginx: Nginx,
-    fpm: Fpm,
+    // Dropped in this order: the web server first, then php-fpm.
+    front: Box<dyn Front>,
+    fpm: Option<Fpm>,
 }
 
 impl Servers {
     fn port(&self) -> u16 {
-        self.nginx.port()
+        self.front.port()
     }
 
     fn logs(&self) -> String {
-        format!("{}{}", self.nginx.logs(), self.fpm.logs())
+        let fpm = self.fpm.as_ref().map(Fpm::logs).unwrap_or_default();
+        format!("{}{fpm}", self.front.logs())
     }
 
     fn check_alive(&mut self) {
-        let (n, f) = (self.nginx.alive(), self.fpm.alive());
+        let f = self.fpm.as_mut().map_or(true, Fpm::alive);
+        let n = self.front.alive();
         assert!(
             n && f,
-            "nginx alive: {n}, php-fpm alive: {f}\n{}",
+            "web server alive: {n}, php-fpm alive: {f}\n{}",
             self.logs()
         );
     }
@@ -69,21 +98,33 @@ display_errors=Off
 log_errors=On
 ";
 
-/// Starts php-fpm and nginx in `dir` (php-fpm's pid file is `dir/php-fpm.pid`).
+/// Starts php-fpm and the web server `web` in `dir` (php-fpm's pid file is
+/// `dir/php-fpm.pid`).
 fn start_servers(
+    web: Web,
     dir: &Path,
     rootswap_cfg: &Path,
-    nginx_bin: &Path,
-    fpm_bin: &Path,
+    bins: &Bins,
     max_children: u32,
 ) -> Servers {
     let socket = dir.join("php-fpm.sock");
     let fpm = Fpm::start(Pool {
         status_path: Some("/fpm-status".into()),
-        ..Pool::new(fpm_bin, dir, &socket, PHP_INI, max_children)
+        ..Pool::new(&bins.fpm, dir, &socket, PHP_INI, max_children)
     });
-    let nginx = Nginx::for_site(nginx_bin, dir, rootswap_cfg, &socket);
-    Servers { nginx, fpm }
+    let front: Box<dyn Front> = match web {
+        Web::Nginx => Box::new(Nginx::for_site(&bins.nginx, dir, rootswap_cfg, &socket)),
+    };
+    Servers {
+        front,
+        fpm: Some(fpm),
+    }
+}
+
+/// The programs a run needs.
+struct Bins {
+    nginx: std::path::PathBuf,
+    fpm: std::path::PathBuf,
 }
 
 // ---------------------------------------------------------------- load and checks
@@ -170,6 +211,7 @@ enum Clear {
 
 struct Scenario {
     name: &'static str,
+    web: Web,
     deploys: u32,
     slow_ms: u64,
     slow_threads: usize,
@@ -256,7 +298,7 @@ fn deploy(w: &World) -> (Instant, Instant, Vec<String>) {
     (start, end, warnings)
 }
 
-fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
+fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
     let first = app_files(1);
     let files: Vec<(&str, &str)> = first.iter().map(|(p, t)| (*p, t.as_str())).collect();
     let w = World::new(&files, "");
@@ -283,7 +325,7 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
     .unwrap();
     // First deploy: creates ROOT and the link.
     deploy(&w);
-    let mut srv = start_servers(&dir, &w.config, nginx_bin, fpm_bin, sc.max_children);
+    let mut srv = start_servers(sc.web, &dir, &w.config, bins, sc.max_children);
     let port = srv.port();
 
     // Warm up (fills OPcache) and check the setup serves v1.
@@ -319,36 +361,7 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
             "OPcache is not active in the test's php-fpm:\n{status}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // `rootswap doctor` passes this setup, and fails it with $document_root.
-        let conf = dir.join("nginx.conf");
-        let out = w.run(&["doctor", "--nginx-conf", &conf.to_string_lossy()]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "doctor failed on the test's setup:\n{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            text.contains("✓ php-fpm at") && text.contains("use $realpath_root"),
-            "{text}"
-        );
-        let bad = dir.join("bad-nginx.conf");
-        std::fs::write(
-            &bad,
-            std::fs::read_to_string(&conf).unwrap().replace(
-                "$realpath_root$fastcgi_script_name",
-                "$document_root$fastcgi_script_name",
-            ),
-        )
-        .unwrap();
-        let out = w.run(&["doctor", "--nginx-conf", &bad.to_string_lossy()]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            !out.status.success()
-                && text.contains("✗")
-                && text.contains("SCRIPT_FILENAME is $document_root"),
-            "{text}"
-        );
+        check_doctor(sc.web, &w, &dir);
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -509,6 +522,47 @@ fn run_scenario(sc: &Scenario, nginx_bin: &Path, fpm_bin: &Path) -> Report {
     r
 }
 
+/// `rootswap doctor` passes the generated configuration of `web`, and fails
+/// the naive one.
+fn check_doctor(web: Web, w: &World, dir: &Path) {
+    match web {
+        Web::Nginx => check_doctor_nginx(w, dir),
+    }
+}
+
+fn check_doctor_nginx(w: &World, dir: &Path) {
+    // `rootswap doctor` passes this setup, and fails it with $document_root.
+    let conf = dir.join("nginx.conf");
+    let out = w.run(&["doctor", "--nginx-conf", &conf.to_string_lossy()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "doctor failed on the test's setup:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("✓ php-fpm at") && text.contains("use $realpath_root"),
+        "{text}"
+    );
+    let bad = dir.join("bad-nginx.conf");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&conf).unwrap().replace(
+            "$realpath_root$fastcgi_script_name",
+            "$document_root$fastcgi_script_name",
+        ),
+    )
+    .unwrap();
+    let out = w.run(&["doctor", "--nginx-conf", &bad.to_string_lossy()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !out.status.success()
+            && text.contains("✗")
+            && text.contains("SCRIPT_FILENAME is $document_root"),
+        "{text}"
+    );
+}
+
 fn assert_clean(r: &Report, min_deploys: u32) {
     assert!(r.deploys >= min_deploys, "only {} deploys ran", r.deploys);
     assert!(r.requests > 0 && r.slow > 0, "no load was generated");
@@ -531,9 +585,11 @@ fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
     let Some((nginx, fpm)) = web_servers("zero_downtime") else {
         return;
     };
+    let bins = Bins { nginx, fpm };
     let r = run_scenario(
         &Scenario {
             name: "reset",
+            web: Web::Nginx,
             deploys: 20,
             slow_ms: 300,
             slow_threads: 2,
@@ -543,8 +599,7 @@ fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
             idle: Duration::from_secs(3),
             max_children: 12,
         },
-        &nginx,
-        &fpm,
+        &bins,
     );
     assert_clean(&r, 20);
 }
@@ -555,9 +610,11 @@ fn three_second_requests_under_drain_auto() {
     let Some((nginx, fpm)) = web_servers("zero_downtime") else {
         return;
     };
+    let bins = Bins { nginx, fpm };
     let r = run_scenario(
         &Scenario {
             name: "drain-auto-3s",
+            web: Web::Nginx,
             deploys: 5,
             slow_ms: 3000,
             slow_threads: 3,
@@ -567,8 +624,7 @@ fn three_second_requests_under_drain_auto() {
             idle: Duration::from_secs(1),
             max_children: 10,
         },
-        &nginx,
-        &fpm,
+        &bins,
     );
     assert_clean(&r, 5);
 }
@@ -585,8 +641,10 @@ fn measurement_what_each_piece_prevents() {
     let Some((nginx, fpm)) = web_servers("zero_downtime") else {
         return;
     };
+    let bins = Bins { nginx, fpm };
     let base = Scenario {
         name: "",
+        web: Web::Nginx,
         deploys: 20,
         slow_ms: 300,
         slow_threads: 2,
@@ -615,7 +673,7 @@ fn measurement_what_each_piece_prevents() {
         },
     ] {
         if only.is_empty() || only == sc.name {
-            let r = run_scenario(&sc, &nginx, &fpm);
+            let r = run_scenario(&sc, &bins);
             assert!(r.requests > 0);
         }
     }
