@@ -18,13 +18,42 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};
-use git2::{ObjectType, Repository, Tree, TreeEntry};
+use git2::{ObjectType, Oid, Repository, Tree, TreeEntry};
 
-use super::{Change, ChangeKind};
 use crate::repo_path::RepoPath;
 
 const SUBMODULE: i32 = 0o160000;
 const SYMLINK: i32 = 0o120000;
+
+/// One file-level change between two commits (paths relative to the deployed subdir).
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Path relative to ROOT, every name checked ([`crate::repo_path`]).
+    pub path: RepoPath,
+    /// What happens to it.
+    pub kind: ChangeKind,
+}
+
+/// Kind of a [`Change`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// New in the target commit.
+    Added {
+        /// Blob id of the new content.
+        blob: Oid,
+        /// Git file mode (0o100644, 0o100755, 0o120000).
+        mode: i32,
+    },
+    /// Content or mode changed.
+    Modified {
+        /// Blob id of the new content.
+        blob: Oid,
+        /// Git file mode.
+        mode: i32,
+    },
+    /// Gone from the target commit.
+    Deleted,
+}
 
 /// Deletions and writes (additions, modifications) from `old` to `new`, in
 /// path order. A [`BadName`](crate::repo_path::BadName) error (downcast it) when `new` has an entry
