@@ -13,7 +13,10 @@ use super::check::Check;
 /// default /etc/caddy/Caddyfile): PHP is served through the link, with the
 /// link resolved per request.
 pub(super) fn check_caddy(cfg: &Config, file: Option<&Path>) -> Vec<Check> {
-    let conf = match web::load(file) {
+    // Debian's Caddyfile, under the directory the web server was looked for in.
+    let default =
+        crate::webserver::search_root().join(web::DEFAULT_CADDYFILE.trim_start_matches('/'));
+    let conf = match web::load(Some(file.unwrap_or(&default))) {
         Ok(c) => c,
         Err(e) => {
             return vec![Check::fail(
