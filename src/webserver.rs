@@ -266,10 +266,9 @@ fn names_site(root: &Path, server: Server, webroot: &Path) -> Option<PathBuf> {
 /// `text` names `path` as a whole path (not `/srv/site2` for `/srv/site`).
 fn mentions(text: &str, path: &str) -> bool {
     text.match_indices(path).any(|(i, _)| {
-        text[i + path.len()..]
-            .chars()
-            .next()
-            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
+        text[i + path.len()..].chars().next().map_or(true, |c| {
+            !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.')
+        })
     })
 }
 

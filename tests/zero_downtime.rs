@@ -389,6 +389,9 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
             "warm-up body: {body}"
         );
     }
+    if sc.web == Web::Caddy {
+        check_dot_files(&mut http, &srv);
+    }
     drop(http);
     if sc.clear == Clear::FastcgiReset {
         // `rootswap opcache reset` by hand works against this pool.
@@ -568,6 +571,20 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
     }
     drop(srv);
     r
+}
+
+/// Dot files are refused (403), not handed to the front controller, and
+/// `/.well-known/` still is.
+fn check_dot_files(http: &mut Http, srv: &Servers) {
+    for path in ["/.git/config", "/.env", "/sub/.htaccess"] {
+        let (status, _) = http.get(path).expect("dot file request");
+        assert_eq!(status, 403, "{path} was not refused\n{}", srv.logs());
+    }
+    let (status, body) = http.get("/.well-known/x").expect(".well-known request");
+    assert!(
+        status == 200 && parse_versions(&body).is_some(),
+        "/.well-known/x: {status} {body}"
+    );
 }
 
 /// `rootswap doctor` passes the generated configuration of `web`, and fails
