@@ -185,3 +185,25 @@ fn doctor_checks_the_caddyfile_of_the_caddy_it_finds() {
         "{text}"
     );
 }
+
+#[test]
+fn rootswap_caddy_refuses_bad_options_with_one_message() {
+    let w = World::new(&[("index.php", "<?php echo 1;")], "");
+    let err = w.fails(&["caddy", "--listen", "127.0.0.1:http"]);
+    assert!(
+        err.contains("--listen `127.0.0.1:http`") && err.contains("PORT or ADDRESS:PORT"),
+        "{err}"
+    );
+    let err = w.fails(&["caddy", "--fastcgi", "php-fpm"]);
+    assert!(err.contains("`php-fpm` is not a php-fpm address"), "{err}");
+    // Control: the defaults print a block through the link.
+    let out = w.ok(&["caddy"]);
+    assert!(
+        out.contains("http://:80 {")
+            && out.contains(&format!(
+                "{}/current",
+                w.webroot.canonicalize().unwrap().display()
+            )),
+        "{out}"
+    );
+}
