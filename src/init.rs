@@ -1,5 +1,7 @@
 //! `rootswap init`: look at an existing site, pick the preset, write a
-//! commented `rootswap.yaml`, and say what to change in nginx and what to run next.
+//! commented `rootswap.yaml`, find the web server that serves it
+//! ([`crate::webserver`]), and say what to change in that server's
+//! configuration and what to run next.
 //!
 //! Non-interactive with flags. In a terminal it asks only for what it could
 //! not find out: the webroot (default: the current directory), the repository
@@ -15,6 +17,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
 use crate::preset::{self, Detection, Preset};
+use crate::webserver::{self, Found, Server};
 
 /// What `init` was told on the command line.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +34,8 @@ pub struct Options {
     pub preset: Option<Preset>,
     /// `--force`: replace an existing config file.
     pub force: bool,
+    /// `--server` (skips detection).
+    pub server: Option<Server>,
 }
 
 /// What `init` did.
@@ -48,6 +53,10 @@ pub struct Outcome {
     pub public: String,
     /// Notes for the operator (migration steps, missing directories).
     pub notes: Vec<String>,
+    /// The web server the advice is for (None: none found, nginx's advice).
+    pub server: Option<Server>,
+    /// Every web server found on this machine, the most likely first.
+    pub servers_found: Vec<Found>,
 }
 
 /// Asks questions on a terminal (or not at all).
@@ -295,6 +304,10 @@ pub fn run(opts: &Options, asker: &mut Asker<'_>) -> Result<Outcome> {
     Config::parse(&text, path)
         .context("the generated configuration does not load (a bug: please report it)")?;
     write_config(path, &text, opts.force)?;
+    let servers_found = webserver::detect(&webserver::search_root(), &webroot);
+    let server = opts
+        .server
+        .or_else(|| webserver::serving(&servers_found).or(servers_found.first().map(|f| f.server)));
     Ok(Outcome {
         path: path.clone(),
         webroot,
@@ -302,6 +315,8 @@ pub fn run(opts: &Options, asker: &mut Asker<'_>) -> Result<Outcome> {
         detection,
         public,
         notes,
+        server,
+        servers_found,
     })
 }
 
@@ -466,21 +481,66 @@ pub fn report(o: &Outcome) -> String {
     } else {
         o.webroot.join("current").join(&o.public)
     };
-    t.push_str(&format!(
-        "\nnginx: serve the site through the link and hand PHP the real path, so a request that\n\
-         started on one tree finishes on it. In the server block:\n\
-         \x20   root {};\n\
-         and after `include snippets/fastcgi-php.conf;` (or fastcgi.conf) in the PHP location:\n\
-         \x20   fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;\n\
-         \x20   fastcgi_param DOCUMENT_ROOT   $realpath_root;\n\
-         run `rootswap nginx` to get the server block.\n",
-        docroot.display()
-    ));
+    t.push_str(&server_found(o));
+    t.push_str(&server_advice(o.server.unwrap_or(Server::Nginx), &docroot));
     let c = shell_word(&o.path.to_string_lossy());
     t.push_str(&format!(
         "\nnext:\n  rootswap -c {c} deploy --dry-run   # what the first deploy would do\n  rootswap -c {c} deploy\n"
     ));
     t
+}
+
+/// Which web server was found (or chosen), and the others.
+fn server_found(o: &Outcome) -> String {
+    let listed: Vec<String> = o.servers_found.iter().map(Found::describe).collect();
+    let tie = o.servers_found.len() > 1 && webserver::serving(&o.servers_found).is_none();
+    match (o.server, o.servers_found.first()) {
+        (None, _) => "\nweb server: none found on this machine; the advice is for nginx \
+                      (rootswap init --server nginx|apache|caddy|litespeed chooses)\n"
+            .to_string(),
+        (Some(s), Some(first)) if first.server == s && !tie => {
+            format!("\nweb server: {}\n", first.describe())
+        }
+        (Some(s), _) if tie => format!(
+            "\nweb servers found: {}; the advice is for {s} (pass --server to choose another)\n",
+            listed.join("; ")
+        ),
+        (Some(s), _) => format!("\nweb server: {s} (--server)\n"),
+    }
+}
+
+/// What to set in `server`'s configuration so it serves `docroot` through
+/// the link with PHP seeing real paths, and which command prints it all.
+fn server_advice(server: Server, docroot: &Path) -> String {
+    let d = docroot.display();
+    match server {
+        Server::Nginx => format!(
+            "nginx: serve the site through the link and hand PHP the real path, so a request that\n\
+             started on one tree finishes on it. In the server block:\n\
+             \x20   root {d};\n\
+             and after `include snippets/fastcgi-php.conf;` (or fastcgi.conf) in the PHP location:\n\
+             \x20   fastcgi_param SCRIPT_FILENAME $realpath_root$fastcgi_script_name;\n\
+             \x20   fastcgi_param DOCUMENT_ROOT   $realpath_root;\n\
+             run `rootswap nginx` to get the server block.\n"
+        ),
+        Server::Caddy => format!(
+            "Caddy: serve the site through the link and let Caddy resolve it once per request, so\n\
+             PHP sees the real path and a request that started on one tree finishes on it. In the site block:\n\
+             \x20   root * {d}\n\
+             \x20   php_fastcgi unix//run/php/php-fpm.sock {{\n\
+             \x20       resolve_root_symlink\n\
+             \x20   }}\n\
+             run `rootswap caddy` to get the site block.\n"
+        ),
+        Server::Apache => format!(
+            "Apache: serve the site through the link (DocumentRoot {d}) and make PHP see real paths\n\
+             (docs/webservers.md#apache); run `rootswap apache` to get the <VirtualHost>.\n"
+        ),
+        Server::LiteSpeed => format!(
+            "LiteSpeed/OpenLiteSpeed: no rootswap command prints its configuration. Set the document\n\
+             root to {d} and follow docs/webservers.md#litespeed.\n"
+        ),
+    }
 }
 
 fn shell_word(s: &str) -> String {

@@ -46,6 +46,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "health",
             "notify",
             "nginx",
+            "caddy",
+            "webserver",
             "cron",
         ],
     ),

@@ -24,7 +24,7 @@
 //! - model: [`preset`], [`config`], [`layout`], [`state`], [`journal`], [`history`];
 //! - mechanisms: [`source`], [`user_content`], [`shared`], [`snapshots`],
 //!   [`adopt`], [`hooks`], [`php_fpm`], [`opcache`], [`drain`], [`health`],
-//!   [`notify`], [`nginx`], [`cron`];
+//!   [`notify`], [`nginx`], [`caddy`], [`webserver`], [`cron`];
 //! - the site: [`site`];
 //! - flows: [`recover`], [`deploy`], [`rollback`], [`init`];
 //! - read-outs: [`status`], [`report`], [`json`], [`effective_config`], [`doctor`];
@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod adopt;
+pub mod caddy;
 pub mod commit;
 pub mod config;
 pub mod copy;
@@ -79,3 +80,4 @@ pub mod source;
 pub mod state;
 pub mod status;
 pub mod user_content;
+pub mod webserver;

@@ -68,7 +68,9 @@ enum Command {
     },
     /// Print an nginx server block for this layout, each line explained.
     Nginx(rootswap::nginx::Args),
-    /// Check the layout, php-fpm, OPcache and nginx for what would cause downtime or stale code.
+    /// Print a Caddy site block for this layout, each line explained.
+    Caddy(rootswap::caddy::Args),
+    /// Check the layout, php-fpm, OPcache and the web server (nginx, Caddy) for what would cause downtime or stale code.
     Doctor(rootswap::doctor::Args),
     /// Write a commented rootswap.yaml (-c) for an existing site: detects the framework, picks the preset.
     Init(cli::init::InitArgs),
@@ -159,6 +161,7 @@ fn run(command: Command, config: &std::path::Path) -> Result<ExitCode> {
             rootswap::opcache::command(site.php_fpm(), &site.config, &action)
         }
         Command::Nginx(a) => rootswap::nginx::command(&cli::open(config)?.config, &a),
+        Command::Caddy(a) => cli::caddy::run(config, &a),
         Command::Doctor(a) => rootswap::doctor::command(&cli::open(config)?, &a),
         Command::Init(a) => cli::init::run(config, a),
         Command::Config { effective, json } => cli::config::run(config, effective, json),

@@ -61,6 +61,11 @@ impl Server {
             .current_dir(self.tmp.path())
             .stdin(Stdio::null())
             .env("NO_COLOR", "1")
+            // No web server found (tests/webserver.rs tests the detection): nginx's advice.
+            .env(
+                "ROOTSWAP_WEBSERVER_SEARCH_ROOT",
+                self.tmp.path().join("no-system"),
+            )
             .output()
             .expect("rootswap runs")
     }

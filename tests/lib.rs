@@ -44,5 +44,6 @@ mod sites;
 mod ssh;
 mod symfony;
 mod uploads;
+mod webserver;
 mod wordpress;
 mod zero_downtime;

@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, heavy, web_servers, Fpm, Http, Nginx, Pool, World};
+use crate::support::{
+    bin, caddy_servers, heavy, web_servers, Caddy, Fpm, Http, Nginx, Pool, World,
+};
 
 /// Writes straight to the test's stderr (not captured by the test harness).
 macro_rules! say {
@@ -35,6 +37,11 @@ macro_rules! say {
 enum Web {
     /// nginx + php-fpm (`rootswap nginx`).
     Nginx,
+    /// Caddy + php-fpm (`rootswap caddy`).
+    Caddy,
+    /// The control: Caddy + php-fpm with `rootswap caddy`'s block minus
+    /// `resolve_root_symlink` (PHP sees the link's path).
+    CaddyNaive,
 }
 
 /// What the harness needs of a running web server.
@@ -54,6 +61,32 @@ impl Front for Nginx {
     fn alive(&mut self) -> bool {
         Nginx::alive(self)
     }
+}
+
+impl Front for Caddy {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn logs(&self) -> String {
+        Caddy::logs(self)
+    }
+    fn alive(&mut self) -> bool {
+        Caddy::alive(self)
+    }
+}
+
+/// `rootswap caddy`'s block without the fix: the control's configuration.
+fn naive_caddy(block: String) -> String {
+    let naive: String = block
+        .lines()
+        .filter(|l| l.trim() != "resolve_root_symlink")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(
+        naive, block,
+        "rootswap caddy printed no resolve_root_symlink"
+    );
+    naive
 }
 
 /// The web server and php-fpm (none when PHP runs inside the web server),
@@ -113,7 +146,21 @@ fn start_servers(
         ..Pool::new(&bins.fpm, dir, &socket, PHP_INI, max_children)
     });
     let front: Box<dyn Front> = match web {
-        Web::Nginx => Box::new(Nginx::for_site(&bins.nginx, dir, rootswap_cfg, &socket)),
+        Web::Nginx => Box::new(Nginx::for_site(&bins.web, dir, rootswap_cfg, &socket)),
+        Web::Caddy => Box::new(Caddy::for_site(
+            &bins.web,
+            dir,
+            rootswap_cfg,
+            &socket,
+            |b| b,
+        )),
+        Web::CaddyNaive => Box::new(Caddy::for_site(
+            &bins.web,
+            dir,
+            rootswap_cfg,
+            &socket,
+            naive_caddy,
+        )),
     };
     Servers {
         front,
@@ -123,7 +170,8 @@ fn start_servers(
 
 /// The programs a run needs.
 struct Bins {
-    nginx: std::path::PathBuf,
+    /// The web server's program (nginx, caddy).
+    web: std::path::PathBuf,
     fpm: std::path::PathBuf,
 }
 
@@ -341,6 +389,9 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
             "warm-up body: {body}"
         );
     }
+    if sc.web == Web::Caddy {
+        check_dot_files(&mut http, &srv);
+    }
     drop(http);
     if sc.clear == Clear::FastcgiReset {
         // `rootswap opcache reset` by hand works against this pool.
@@ -522,11 +573,52 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
     r
 }
 
+/// Dot files are refused (403), not handed to the front controller, and
+/// `/.well-known/` still is.
+fn check_dot_files(http: &mut Http, srv: &Servers) {
+    for path in ["/.git/config", "/.env", "/sub/.htaccess"] {
+        let (status, _) = http.get(path).expect("dot file request");
+        assert_eq!(status, 403, "{path} was not refused\n{}", srv.logs());
+    }
+    let (status, body) = http.get("/.well-known/x").expect(".well-known request");
+    assert!(
+        status == 200 && parse_versions(&body).is_some(),
+        "/.well-known/x: {status} {body}"
+    );
+}
+
 /// `rootswap doctor` passes the generated configuration of `web`, and fails
 /// the naive one.
 fn check_doctor(web: Web, w: &World, dir: &Path) {
     match web {
         Web::Nginx => check_doctor_nginx(w, dir),
+        Web::Caddy => check_doctor_caddy(w, dir, true),
+        Web::CaddyNaive => check_doctor_caddy(w, dir, false),
+    }
+}
+
+/// doctor on the Caddyfile the test's Caddy runs: passes when it is
+/// `rootswap caddy`'s block (`fixed`), fails the naive one, naming the fix.
+fn check_doctor_caddy(w: &World, dir: &Path, fixed: bool) {
+    let conf = dir.join("Caddyfile");
+    let out = w.run(&["doctor", "--caddyfile", &conf.to_string_lossy()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if fixed {
+        assert!(
+            out.status.success() && text.contains("resolve_root_symlink is on"),
+            "doctor failed on the test's setup:\n{text}{err}"
+        );
+    } else {
+        assert!(
+            !out.status.success()
+                && text.contains("✗")
+                && text.contains("resolve_root_symlink is off")
+                && text.contains(
+                    "fix: in the site's php_fastcgi block add the line `resolve_root_symlink`"
+                ),
+            "doctor passed the naive Caddyfile:\n{text}{err}"
+        );
     }
 }
 
@@ -585,7 +677,7 @@ fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
     let Some((nginx, fpm)) = web_servers("zero_downtime") else {
         return;
     };
-    let bins = Bins { nginx, fpm };
+    let bins = Bins { web: nginx, fpm };
     let r = run_scenario(
         &Scenario {
             name: "reset",
@@ -610,7 +702,7 @@ fn three_second_requests_under_drain_auto() {
     let Some((nginx, fpm)) = web_servers("zero_downtime") else {
         return;
     };
-    let bins = Bins { nginx, fpm };
+    let bins = Bins { web: nginx, fpm };
     let r = run_scenario(
         &Scenario {
             name: "drain-auto-3s",
@@ -641,7 +733,7 @@ fn measurement_what_each_piece_prevents() {
     let Some((nginx, fpm)) = web_servers("zero_downtime") else {
         return;
     };
-    let bins = Bins { nginx, fpm };
+    let bins = Bins { web: nginx, fpm };
     let base = Scenario {
         name: "",
         web: Web::Nginx,
@@ -729,4 +821,66 @@ fn a_reset_that_did_not_happen_is_a_warning_in_the_history() {
     let out = w.run(&["opcache", "reset"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to php-fpm"));
+}
+
+/// The proof behind Caddy: `rootswap caddy`'s block, 20 deploys under load,
+/// nothing failed, torn or stale.
+#[test]
+fn zero_downtime_behind_caddy() {
+    let _heavy = heavy();
+    let Some((caddy, fpm)) = caddy_servers("zero_downtime") else {
+        return;
+    };
+    let bins = Bins { web: caddy, fpm };
+    let r = run_scenario(
+        &Scenario {
+            name: "caddy",
+            web: Web::Caddy,
+            deploys: 20,
+            slow_ms: 300,
+            slow_threads: 2,
+            fast_threads: 4,
+            drain: "1s",
+            clear: Clear::FastcgiReset,
+            idle: Duration::from_secs(3),
+            max_children: 12,
+        },
+        &bins,
+    );
+    assert_clean(&r, 20);
+}
+
+/// The control that makes the Caddy proof trustworthy: the same run with
+/// `resolve_root_symlink` taken out of the block serves old or mixed code.
+#[test]
+fn caddy_without_resolve_root_symlink_serves_stale_or_torn_code() {
+    let _heavy = heavy();
+    let Some((caddy, fpm)) = caddy_servers("zero_downtime") else {
+        return;
+    };
+    let bins = Bins { web: caddy, fpm };
+    let r = run_scenario(
+        &Scenario {
+            name: "caddy-naive",
+            web: Web::CaddyNaive,
+            deploys: 8,
+            slow_ms: 300,
+            slow_threads: 2,
+            fast_threads: 4,
+            drain: "1s",
+            clear: Clear::FastcgiReset,
+            idle: Duration::from_secs(1),
+            max_children: 12,
+        },
+        &bins,
+    );
+    assert!(
+        r.deploys >= 8 && r.requests > 0,
+        "only {} deploys ran",
+        r.deploys
+    );
+    assert!(
+        r.stale + r.torn > 0,
+        "the naive Caddyfile served no stale and no torn response: the test cannot tell the fix from its absence"
+    );
 }

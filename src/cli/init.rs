@@ -25,6 +25,9 @@ pub struct InitArgs {
     /// Replace an existing config file.
     #[arg(long)]
     force: bool,
+    /// The web server in front of the site (default: the one found on this machine).
+    #[arg(long, value_enum)]
+    server: Option<rootswap::webserver::Server>,
 }
 
 /// Runs `rootswap init` (asks on a terminal, never on a pipe).
@@ -36,6 +39,7 @@ pub fn run(config: &Path, args: InitArgs) -> Result<ExitCode> {
         branch: args.branch,
         preset: args.preset,
         force: args.force,
+        server: args.server,
     };
     let stdin = std::io::stdin();
     let mut lock = stdin.lock();

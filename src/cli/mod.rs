@@ -3,6 +3,7 @@
 //! `report` (for people) or `json` (for programs).
 
 pub mod bench_copy;
+pub mod caddy;
 pub mod config;
 pub mod deploy;
 pub mod history;

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::site::Site;
+use crate::webserver::{self, Server};
 
 use super::check::Check;
-use super::{cron, layout, nginx, php, served, shared};
+use super::{caddy, cron, layout, nginx, php, served, shared};
 
 /// `rootswap doctor` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -17,6 +18,13 @@ pub struct Args {
     /// Check this nginx configuration file (its includes are followed) instead of `nginx -T`.
     #[arg(long, value_name = "FILE")]
     pub nginx_conf: Option<PathBuf>,
+    /// Check this Caddy configuration (a Caddyfile, read through `caddy adapt`, or its JSON)
+    /// instead of /etc/caddy/Caddyfile.
+    #[arg(long, value_name = "FILE")]
+    pub caddyfile: Option<PathBuf>,
+    /// The web server to check (default: the one found serving the site; each found when unsure).
+    #[arg(long, value_enum)]
+    pub server: Option<Server>,
 }
 
 /// Runs every check.
@@ -30,9 +38,82 @@ pub fn checks(site: &Site, args: &Args) -> Vec<Check> {
     out.extend(shared::check_shared(&site.shared, layout));
     out.extend(served::check_external_links(cfg, layout));
     out.extend(php::check_php(site.php_fpm(), cfg));
-    out.extend(nginx::check_nginx(cfg, args.nginx_conf.as_deref()));
+    let (servers, found) = servers(site, args);
+    out.push(found);
+    for s in servers {
+        out.extend(check_server(s, site, args));
+    }
     out.extend(cron::check_cron(layout));
     out
+}
+
+/// The web servers to check: `--server`, else those whose configuration
+/// file was given, else the one found serving the site, else each found
+/// (nginx when none is); and the line saying so.
+fn servers(site: &Site, args: &Args) -> (Vec<Server>, Check) {
+    if let Some(s) = args.server {
+        return (vec![s], Check::pass(format!("web server: {s} (--server)")));
+    }
+    let given: Vec<Server> = [
+        args.nginx_conf.as_ref().map(|_| Server::Nginx),
+        args.caddyfile.as_ref().map(|_| Server::Caddy),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !given.is_empty() {
+        let names: Vec<&str> = given.iter().map(|s| s.name()).collect();
+        return (
+            given,
+            Check::pass(format!(
+                "web server: {} (its configuration given)",
+                names.join(", ")
+            )),
+        );
+    }
+    let found = webserver::detect(&webserver::search_root(), &site.config.webroot);
+    if let Some(s) = webserver::serving(&found) {
+        return (
+            vec![s],
+            Check::pass(format!("web server: {}", found[0].describe())),
+        );
+    }
+    if found.is_empty() {
+        return (
+            vec![Server::Nginx],
+            Check::pass(
+                "web server: none found on this machine; checking nginx (choose with --server)",
+            ),
+        );
+    }
+    let all: Vec<String> = found.iter().map(|f| f.describe()).collect();
+    (
+        found.iter().map(|f| f.server).collect(),
+        Check::pass(format!(
+            "web servers: {}; checking each (choose with --server)",
+            all.join("; ")
+        )),
+    )
+}
+
+/// The checks of one web server's configuration.
+fn check_server(server: Server, site: &Site, args: &Args) -> Vec<Check> {
+    let cfg = &site.config;
+    match server {
+        Server::Nginx => nginx::check_nginx(cfg, args.nginx_conf.as_deref()),
+        Server::Caddy => caddy::check_caddy(cfg, args.caddyfile.as_deref()),
+        // Apache's checks (`rootswap apache`) plug in here.
+        Server::Apache => vec![Check::fail(
+            false,
+            "Apache: this rootswap does not check Apache's configuration",
+            "serve the site through the link and make PHP see real paths; docs/webservers.md#apache",
+        )],
+        Server::LiteSpeed => vec![Check::fail(
+            false,
+            "LiteSpeed/OpenLiteSpeed: rootswap cannot check its configuration",
+            "set it up by hand as docs/webservers.md#litespeed describes (the document root through the link, PHP told the real path)",
+        )],
+    }
 }
 
 /// Runs `rootswap doctor`.

@@ -7,10 +7,13 @@
 //! filesystem, free space, the state dir), `served.rs` (what nginx could hand
 //! out: the state dir, credentials, `.git`, symlinks leaving ROOT),
 //! `shared.rs` (`user_content.shared`), `php.rs` (php-fpm, OPcache, the
-//! status page `drain: auto` reads), `nginx.rs` (`$realpath_root` in every
-//! PHP location served through the link) and `cron.rs` (jobs that run PHP
-//! from ROOT's path). `command.rs` runs them all and prints the report.
+//! status page `drain: auto` reads), the web server found serving the site
+//! ([`crate::webserver`]) with its checks: `nginx.rs` (`$realpath_root` in
+//! every PHP location served through the link), `caddy.rs`
+//! (`resolve_root_symlink` in every `php_fastcgi` served through the link),
+//! and `cron.rs` (jobs that run PHP from ROOT's path). `command.rs` runs them all and prints the report.
 
+mod caddy;
 mod check;
 mod command;
 mod cron;

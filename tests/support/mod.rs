@@ -2,13 +2,14 @@
 //! repository and the real `rootswap` binary ([`World`]), outside tools and
 //! the skip-or-fail rule, processes stopped by PID ([`Proc`]) and bounded
 //! waits, a free port and one HTTP client ([`Http`]), php-fpm ([`Fpm`]) and
-//! nginx ([`Nginx`]) started as the test's own processes, the lock that
+//! nginx ([`Nginx`]) and Caddy ([`Caddy`]) started as the test's own processes, the lock that
 //! keeps timing-sensitive tests apart ([`heavy`]), and the framework apps
 //! under load (`apps`, `app_writer`).
 #![allow(dead_code)]
 
 pub mod app_writer;
 pub mod apps;
+mod caddy;
 mod fpm;
 mod heavy;
 mod net;
@@ -20,6 +21,7 @@ pub mod skeletons;
 mod tools;
 mod world;
 
+pub use caddy::{caddy_servers, Caddy};
 pub use fpm::{Fpm, Pool};
 pub use heavy::heavy;
 pub use net::{free_port, http, Http};
