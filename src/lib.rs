@@ -24,7 +24,7 @@
 //! - model: [`preset`], [`config`], [`layout`], [`state`], [`journal`], [`history`];
 //! - mechanisms: [`source`], [`user_content`], [`shared`], [`snapshots`],
 //!   [`adopt`], [`hooks`], [`php_fpm`], [`opcache`], [`drain`], [`health`],
-//!   [`notify`], [`nginx`], [`cron`];
+//!   [`notify`], [`nginx`], [`apache`], [`cron`];
 //! - the site: [`site`];
 //! - flows: [`recover`], [`deploy`], [`rollback`], [`init`];
 //! - read-outs: [`status`], [`report`], [`json`], [`effective_config`], [`doctor`];
@@ -61,6 +61,7 @@ mod layers;
 pub mod layout;
 pub mod link;
 pub mod nginx;
+pub mod apache;
 pub mod notify;
 pub mod opcache;
 pub mod php_fpm;

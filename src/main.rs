@@ -68,6 +68,8 @@ enum Command {
     },
     /// Print an nginx server block for this layout, each line explained.
     Nginx(rootswap::nginx::Args),
+    /// Print an Apache 2.4 <VirtualHost> for this layout (php-fpm or mod_php), each line explained.
+    Apache(rootswap::apache::Args),
     /// Check the layout, php-fpm, OPcache and nginx for what would cause downtime or stale code.
     Doctor(rootswap::doctor::Args),
     /// Write a commented rootswap.yaml (-c) for an existing site: detects the framework, picks the preset.
@@ -159,6 +161,7 @@ fn run(command: Command, config: &std::path::Path) -> Result<ExitCode> {
             rootswap::opcache::command(site.php_fpm(), &site.config, &action)
         }
         Command::Nginx(a) => rootswap::nginx::command(&cli::open(config)?.config, &a),
+        Command::Apache(a) => rootswap::apache::command(&cli::open(config)?.config, &a),
         Command::Doctor(a) => rootswap::doctor::command(&cli::open(config)?, &a),
         Command::Init(a) => cli::init::run(config, a),
         Command::Config { effective, json } => cli::config::run(config, effective, json),

@@ -48,7 +48,7 @@ $out = ['rootswap' => 1, 'php' => PHP_VERSION, 'sapi' => PHP_SAPI, 'pid' => getm
         'opcache_loaded' => $has, 'ini' => [], 'invalidated' => 0, 'invalidate_missed' => 0, 'reset' => null, 'status' => null];
 if (function_exists('posix_geteuid') && function_exists('posix_getpwuid')) { $pw = posix_getpwuid(posix_geteuid()); $out['user'] = $pw['name'] ?? null; }
 foreach (['opcache.enable', 'opcache.validate_timestamps', 'opcache.revalidate_freq', 'opcache.revalidate_path',
-          'opcache.restrict_api', 'opcache.file_cache', 'opcache.file_cache_only', 'open_basedir', 'realpath_cache_ttl'] as $k) {
+          'opcache.restrict_api', 'opcache.file_cache', 'opcache.file_cache_only', 'open_basedir', 'realpath_cache_ttl', 'realpath_cache_size'] as $k) {
     $v = ini_get($k); $out['ini'][$k] = ($v === false) ? null : (string) $v;
 }
 if ($has && !empty($req['invalidate'])) {

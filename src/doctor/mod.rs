@@ -8,9 +8,12 @@
 //! out: the state dir, credentials, `.git`, symlinks leaving ROOT),
 //! `shared.rs` (`user_content.shared`), `php.rs` (php-fpm, OPcache, the
 //! status page `drain: auto` reads), `nginx.rs` (`$realpath_root` in every
-//! PHP location served through the link) and `cron.rs` (jobs that run PHP
+//! PHP location served through the link), `apache.rs` (the
+//! `<VirtualHost>` through the link, its MPM and PHP handler, the PHP settings
+//! a path through the link needs) and `cron.rs` (jobs that run PHP
 //! from ROOT's path). `command.rs` runs them all and prints the report.
 
+mod apache;
 mod check;
 mod command;
 mod cron;
