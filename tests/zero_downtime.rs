@@ -18,7 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, heavy, web_servers, Fpm, Http, Nginx, Pool, World};
+use crate::support::{
+    bin, find_php_fpm, heavy, require, require_apache, web_servers, Apache, Fpm, Http, Mpm, Nginx,
+    Pool, World,
+};
 
 /// Writes straight to the test's stderr (not captured by the test harness).
 macro_rules! say {
@@ -35,6 +38,10 @@ macro_rules! say {
 enum Web {
     /// nginx + php-fpm (`rootswap nginx`).
     Nginx,
+    /// Apache mpm_event + mod_proxy_fcgi + php-fpm (`rootswap apache --fastcgi`).
+    ApacheEvent,
+    /// Apache mpm_prefork + mod_php (`rootswap apache --mod-php`).
+    ApachePrefork,
 }
 
 /// What the harness needs of a running web server.
@@ -53,6 +60,18 @@ impl Front for Nginx {
     }
     fn alive(&mut self) -> bool {
         Nginx::alive(self)
+    }
+}
+
+impl Front for Apache {
+    fn port(&self) -> u16 {
+        Apache::port(self)
+    }
+    fn logs(&self) -> String {
+        Apache::logs(self)
+    }
+    fn alive(&mut self) -> bool {
+        Apache::alive(self)
     }
 }
 
@@ -98,6 +117,24 @@ display_errors=Off
 log_errors=On
 ";
 
+/// What `rootswap apache` asks of PHP behind Apache (in php-fpm's pool; with
+/// mod_php the `<VirtualHost>` sets them), as php.ini lines.
+fn apache_php_fix() -> String {
+    rootswap::apache::PHP_SETTINGS
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
+}
+
+/// Lets Apache's user (www-data when the test runs as root) reach the
+/// site's files in the test's temporary directory (created 0700).
+fn open_to_web_user(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for d in dir.ancestors().take(2) {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    }
+}
+
 /// Starts php-fpm and the web server `web` in `dir` (php-fpm's pid file is
 /// `dir/php-fpm.pid`).
 fn start_servers(
@@ -106,25 +143,61 @@ fn start_servers(
     rootswap_cfg: &Path,
     bins: &Bins,
     max_children: u32,
+    naive: bool,
 ) -> Servers {
     let socket = dir.join("php-fpm.sock");
-    let fpm = Fpm::start(Pool {
-        status_path: Some("/fpm-status".into()),
-        ..Pool::new(&bins.fpm, dir, &socket, PHP_INI, max_children)
-    });
-    let front: Box<dyn Front> = match web {
-        Web::Nginx => Box::new(Nginx::for_site(&bins.nginx, dir, rootswap_cfg, &socket)),
-    };
-    Servers {
-        front,
-        fpm: Some(fpm),
+    let apache = web != Web::Nginx;
+    if apache {
+        open_to_web_user(dir);
     }
+    // Behind Apache the pool gets the PHP settings `rootswap apache` asks for (not in the control).
+    let ini = match web {
+        Web::ApacheEvent if !naive => format!("{PHP_INI}{}", apache_php_fix()),
+        _ => PHP_INI.to_string(),
+    };
+    let fpm = (web != Web::ApachePrefork).then(|| {
+        let fpm = bins.fpm.as_deref().expect("php-fpm (checked by the test)");
+        Fpm::start(Pool {
+            status_path: Some("/fpm-status".into()),
+            listen_user: apache.then(|| "www-data".to_string()),
+            ..Pool::new(fpm, dir, &socket, &ini, max_children)
+        })
+    });
+    // The control serves the link without the fix: with mod_php, the host's php_admin_values go.
+    let edit = |vhost: String| -> String {
+        if naive {
+            vhost.lines().filter(|l| !l.contains("php_admin_value")).map(|l| format!("{l}\n")).collect()
+        } else {
+            vhost
+        }
+    };
+    let front: Box<dyn Front> = match web {
+        Web::Nginx => Box::new(Nginx::for_site(&bins.web, dir, rootswap_cfg, &socket)),
+        Web::ApacheEvent => Box::new(Apache::for_site(&bins.web, dir, rootswap_cfg, Mpm::EventFpm, &socket, PHP_INI, edit)),
+        Web::ApachePrefork => Box::new(Apache::for_site(&bins.web, dir, rootswap_cfg, Mpm::PreforkModPhp, &socket, PHP_INI, edit)),
+    };
+    Servers { front, fpm }
 }
 
-/// The programs a run needs.
+/// The programs a run needs: the web server's, and php-fpm's unless PHP runs inside it.
 struct Bins {
-    nginx: std::path::PathBuf,
-    fpm: std::path::PathBuf,
+    web: std::path::PathBuf,
+    fpm: Option<std::path::PathBuf>,
+}
+
+impl Bins {
+    /// The programs `web` needs, or `None` after `skip_or_fail`.
+    fn find(web: Web, who: &str) -> Option<Bins> {
+        match web {
+            Web::Nginx => web_servers(who).map(|(nginx, fpm)| Bins { web: nginx, fpm: Some(fpm) }),
+            Web::ApacheEvent => {
+                let apache = require_apache(who, false)?;
+                let fpm = require("php-fpm", find_php_fpm(), crate::support::WEB_SERVERS_INSTALL)?;
+                Some(Bins { web: apache, fpm: Some(fpm) })
+            }
+            Web::ApachePrefork => Some(Bins { web: require_apache(who, true)?, fpm: None }),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- load and checks
@@ -207,6 +280,9 @@ enum Clear {
     ReloadHook,
     /// Nothing clears the cache (no `opcache.fastcgi`).
     Nothing,
+    /// No `opcache.fastcgi`; a `before_switch` hook restarts Apache gracefully
+    /// (USR1), which clears mod_php's OPcache.
+    GracefulHook,
 }
 
 struct Scenario {
@@ -220,6 +296,9 @@ struct Scenario {
     clear: Clear,
     idle: Duration,
     max_children: u32,
+    /// The control: the site served through the link without the fix
+    /// (behind Apache: without the PHP settings `rootswap apache` asks for).
+    naive: bool,
 }
 
 #[derive(Default)]
@@ -312,6 +391,10 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
             p = dir.join("php-fpm.pid").display()
         ),
         Clear::Nothing => "opcache:\n  status_path: /fpm-status\n".to_string(),
+        Clear::GracefulHook => format!(
+            "hooks:\n  before_switch:\n    - kill -USR1 $(cat {})\n",
+            dir.join("apache.pid").display()
+        ),
     };
     std::fs::write(
         &w.config,
@@ -325,7 +408,7 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
     .unwrap();
     // First deploy: creates ROOT and the link.
     deploy(&w);
-    let mut srv = start_servers(sc.web, &dir, &w.config, bins, sc.max_children);
+    let mut srv = start_servers(sc.web, &dir, &w.config, bins, sc.max_children, sc.naive);
     let port = srv.port();
 
     // Warm up (fills OPcache) and check the setup serves v1.
@@ -361,7 +444,9 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
             "OPcache is not active in the test's php-fpm:\n{status}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        check_doctor(sc.web, &w, &dir);
+    }
+    if sc.clear == Clear::FastcgiReset || sc.web == Web::ApachePrefork {
+        check_doctor(sc.web, &w, &dir, sc.naive);
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -524,9 +609,31 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
 
 /// `rootswap doctor` passes the generated configuration of `web`, and fails
 /// the naive one.
-fn check_doctor(web: Web, w: &World, dir: &Path) {
+fn check_doctor(web: Web, w: &World, dir: &Path, naive: bool) {
     match web {
-        Web::Nginx => check_doctor_nginx(w, dir),
+        Web::Nginx if !naive => check_doctor_nginx(w, dir),
+        Web::Nginx => {}
+        Web::ApacheEvent | Web::ApachePrefork => check_doctor_apache(w, dir, naive),
+    }
+}
+
+/// `rootswap doctor --apache-conf` passes the test's Apache (the
+/// `<VirtualHost>` `rootswap apache` prints, the PHP settings it asks for)
+/// and fails the control, naming the missing settings.
+fn check_doctor_apache(w: &World, dir: &Path, naive: bool) {
+    let conf = dir.join("apache.conf");
+    let out = w.run(&["doctor", "--apache-conf", &conf.to_string_lossy()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("serves through the link"), "{text}{stderr}");
+    if naive {
+        assert!(
+            !out.status.success() && text.contains("✗") && text.contains("realpath_cache_size is"),
+            "doctor passed the control:\n{text}{stderr}"
+        );
+    } else {
+        assert!(out.status.success(), "doctor failed on the test's setup:\n{text}{stderr}");
+        assert!(text.contains("realpath_cache_size=0, opcache.revalidate_path=1"), "{text}");
     }
 }
 
@@ -582,10 +689,9 @@ fn assert_clean(r: &Report, min_deploys: u32) {
 #[test]
 fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
     let _heavy = heavy();
-    let Some((nginx, fpm)) = web_servers("zero_downtime") else {
+    let Some(bins) = Bins::find(Web::Nginx, "zero_downtime") else {
         return;
     };
-    let bins = Bins { nginx, fpm };
     let r = run_scenario(
         &Scenario {
             name: "reset",
@@ -598,6 +704,7 @@ fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
             clear: Clear::FastcgiReset,
             idle: Duration::from_secs(3),
             max_children: 12,
+            naive: false,
         },
         &bins,
     );
@@ -607,10 +714,9 @@ fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
 #[test]
 fn three_second_requests_under_drain_auto() {
     let _heavy = heavy();
-    let Some((nginx, fpm)) = web_servers("zero_downtime") else {
+    let Some(bins) = Bins::find(Web::Nginx, "zero_downtime") else {
         return;
     };
-    let bins = Bins { nginx, fpm };
     let r = run_scenario(
         &Scenario {
             name: "drain-auto-3s",
@@ -623,10 +729,63 @@ fn three_second_requests_under_drain_auto() {
             clear: Clear::FastcgiReset,
             idle: Duration::from_secs(1),
             max_children: 10,
+            naive: false,
         },
         &bins,
     );
     assert_clean(&r, 5);
+}
+
+/// The proof behind Apache: the scenario of
+/// `zero_downtime_under_load_with_opcache_reset_over_fastcgi` with `web`
+/// in front (`naive`: the control, without the fix), or `None` when
+/// Apache (or php-fpm, or mod_php) is missing and this is not CI.
+fn apache_run(web: Web, name: &'static str, deploys: u32, naive: bool) -> Option<Report> {
+    let bins = Bins::find(web, "zero_downtime (Apache)")?;
+    let sc = Scenario {
+        name,
+        web,
+        deploys,
+        slow_ms: 300,
+        slow_threads: 2,
+        fast_threads: 4,
+        drain: "1s",
+        clear: if web == Web::ApachePrefork { Clear::GracefulHook } else { Clear::FastcgiReset },
+        idle: Duration::from_secs(3),
+        max_children: 12,
+        naive,
+    };
+    Some(run_scenario(&sc, &bins))
+}
+
+#[test]
+fn apache_event_php_fpm_zero_downtime_under_load() {
+    let _heavy = heavy();
+    if let Some(r) = apache_run(Web::ApacheEvent, "apache-event", 20, false) {
+        assert_clean(&r, 20);
+    }
+}
+
+#[test]
+fn apache_prefork_mod_php_zero_downtime_under_load() {
+    let _heavy = heavy();
+    if let Some(r) = apache_run(Web::ApachePrefork, "apache-prefork", 20, false) {
+        assert_clean(&r, 20);
+    }
+}
+
+/// The controls: the same runs with PHP's default realpath cache and
+/// OPcache keys (what Apache setups run without `rootswap apache`'s
+/// settings) must show stale or torn responses, or the proofs above prove nothing.
+#[test]
+fn apache_controls_without_the_fix_serve_stale_or_torn_responses() {
+    let _heavy = heavy();
+    for (web, name) in [(Web::ApacheEvent, "apache-event-naive"), (Web::ApachePrefork, "apache-prefork-naive")] {
+        if let Some(r) = apache_run(web, name, 8, true) {
+            assert!(r.requests > 0 && r.deploys == 8, "{name}: the control did not run");
+            assert!(r.stale + r.torn > 0, "{name}: the control without the fix showed no stale or torn response, so the proof cannot be trusted");
+        }
+    }
 }
 
 /// The comparisons in docs/zero-downtime.md, each with one piece of the design taken
@@ -638,10 +797,9 @@ fn three_second_requests_under_drain_auto() {
 #[ignore = "measurement: cargo test --test integration zero_downtime:: -- --ignored --nocapture --test-threads 1"]
 fn measurement_what_each_piece_prevents() {
     let _heavy = heavy();
-    let Some((nginx, fpm)) = web_servers("zero_downtime") else {
+    let Some(bins) = Bins::find(Web::Nginx, "zero_downtime") else {
         return;
     };
-    let bins = Bins { nginx, fpm };
     let base = Scenario {
         name: "",
         web: Web::Nginx,
@@ -653,6 +811,7 @@ fn measurement_what_each_piece_prevents() {
         clear: Clear::FastcgiReset,
         idle: Duration::from_secs(3),
         max_children: 12,
+        naive: false,
     };
     let only = std::env::var("ZD_ONLY").unwrap_or_default();
     for sc in [
