@@ -82,7 +82,7 @@ fn main_conf(dir: &Path, port: u16, mpm: Mpm, vhost: &str) -> String {
         let (u, g) = if user == "root" { ("www-data".to_string(), "www-data".to_string()) } else { (user, group) };
         c.push_str(&format!("User {u}\nGroup {g}\n"));
     }
-    for (name, file) in [("authz_core_module", "mod_authz_core.so"), ("dir_module", "mod_dir.so"), ("mime_module", "mod_mime.so")] {
+    for (name, file) in [("authz_core_module", "mod_authz_core.so"), ("dir_module", "mod_dir.so")] {
         c.push_str(&load(name, file));
     }
     match mpm {
