@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    bin, find_php_fpm, heavy, require, require_apache, web_servers, Apache, Fpm, Http, Mpm, Nginx,
+    bin, find_php_fpm, free_port, heavy, require, require_apache, web_servers, Apache, Fpm, Http, Mpm, Nginx,
     Pool, World,
 };
 
@@ -142,7 +142,7 @@ fn start_servers(
     dir: &Path,
     rootswap_cfg: &Path,
     bins: &Bins,
-    max_children: u32,
+    (max_children, port): (u32, u16),
     naive: bool,
 ) -> Servers {
     let socket = dir.join("php-fpm.sock");
@@ -173,8 +173,8 @@ fn start_servers(
     };
     let front: Box<dyn Front> = match web {
         Web::Nginx => Box::new(Nginx::for_site(&bins.web, dir, rootswap_cfg, &socket)),
-        Web::ApacheEvent => Box::new(Apache::for_site(&bins.web, dir, rootswap_cfg, Mpm::EventFpm, &socket, PHP_INI, edit)),
-        Web::ApachePrefork => Box::new(Apache::for_site(&bins.web, dir, rootswap_cfg, Mpm::PreforkModPhp, &socket, PHP_INI, edit)),
+        Web::ApacheEvent => Box::new(Apache::for_site(&bins.web, dir, rootswap_cfg, Mpm::EventFpm, &socket, port, PHP_INI, edit)),
+        Web::ApachePrefork => Box::new(Apache::for_site(&bins.web, dir, rootswap_cfg, Mpm::PreforkModPhp, &socket, port, PHP_INI, edit)),
     };
     Servers { front, fpm }
 }
@@ -283,6 +283,8 @@ enum Clear {
     /// No `opcache.fastcgi`; a `before_switch` hook restarts Apache gracefully
     /// (USR1), which clears mod_php's OPcache.
     GracefulHook,
+    /// rootswap's reset through the web server (`opcache.http`, mod_php).
+    HttpReset,
 }
 
 struct Scenario {
@@ -384,6 +386,8 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
     let dir = w.tmp.path().join("servers");
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("php-fpm.sock");
+    // Apache's port is chosen now: `opcache.http` names it.
+    let port = free_port();
     let clear_yaml = match sc.clear {
         Clear::FastcgiReset => format!("opcache:\n  fastcgi: unix:{}\n  status_path: /fpm-status\n", socket.display()),
         Clear::ReloadHook => format!(
@@ -391,9 +395,10 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
             p = dir.join("php-fpm.pid").display()
         ),
         Clear::Nothing => "opcache:\n  status_path: /fpm-status\n".to_string(),
+        Clear::HttpReset => format!("opcache:\n  http: http://127.0.0.1:{port}\n"),
         Clear::GracefulHook => format!(
-            "hooks:\n  before_switch:\n    - kill -USR1 $(cat {})\n",
-            dir.join("apache.pid").display()
+            "hooks:\n  before_switch:\n    - test ! -f {p} || kill -USR1 $(cat {p})\n",
+            p = dir.join("apache.pid").display()
         ),
     };
     std::fs::write(
@@ -408,7 +413,7 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
     .unwrap();
     // First deploy: creates ROOT and the link.
     deploy(&w);
-    let mut srv = start_servers(sc.web, &dir, &w.config, bins, sc.max_children, sc.naive);
+    let mut srv = start_servers(sc.web, &dir, &w.config, bins, (sc.max_children, port), sc.naive);
     let port = srv.port();
 
     // Warm up (fills OPcache) and check the setup serves v1.
@@ -750,7 +755,7 @@ fn apache_run(web: Web, name: &'static str, deploys: u32, naive: bool) -> Option
         slow_threads: 2,
         fast_threads: 4,
         drain: "1s",
-        clear: if web == Web::ApachePrefork { Clear::GracefulHook } else { Clear::FastcgiReset },
+        clear: if web == Web::ApachePrefork { Clear::HttpReset } else { Clear::FastcgiReset },
         idle: Duration::from_secs(3),
         max_children: 12,
         naive,
@@ -786,6 +791,35 @@ fn apache_controls_without_the_fix_serve_stale_or_torn_responses() {
             assert!(r.stale + r.torn > 0, "{name}: the control without the fix showed no stale or torn response, so the proof cannot be trusted");
         }
     }
+}
+
+/// The alternative measured behind Apache with mod_php (docs/zero-downtime.md#apache):
+/// OPcache cleared by a graceful restart (`before_switch: kill -USR1`)
+/// instead of rootswap's reset through the host. Prints its numbers, asserts nothing about them.
+#[test]
+#[ignore = "measurement: cargo test --test integration zero_downtime::measurement_apache -- --ignored --nocapture"]
+fn measurement_apache_graceful_restart_instead_of_the_http_reset() {
+    let _heavy = heavy();
+    let Some(bins) = Bins::find(Web::ApachePrefork, "zero_downtime (Apache)") else {
+        return;
+    };
+    let r = run_scenario(
+        &Scenario {
+            name: "apache-prefork-graceful",
+            web: Web::ApachePrefork,
+            deploys: 20,
+            slow_ms: 300,
+            slow_threads: 2,
+            fast_threads: 4,
+            drain: "1s",
+            clear: Clear::GracefulHook,
+            idle: Duration::from_secs(3),
+            max_children: 12,
+            naive: false,
+        },
+        &bins,
+    );
+    assert!(r.requests > 0);
 }
 
 /// The comparisons in docs/zero-downtime.md, each with one piece of the design taken

@@ -8,6 +8,7 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::nginx::document_root;
+use crate::opcache;
 use crate::php_fpm::{self, Endpoint};
 
 /// The PHP settings Apache needs because it hands PHP the link's path:
@@ -43,6 +44,11 @@ fn address(listen: &str) -> String {
     }
 }
 
+/// `text` with the regular expression's special characters escaped (`.` is all a URL prefix has).
+fn regex_escape(text: &str) -> String {
+    text.replace('.', "\\.")
+}
+
 /// php-fpm's address as `SetHandler` wants it.
 pub fn proxy_handler(ep: &Endpoint) -> String {
     match ep {
@@ -67,10 +73,17 @@ fn php_part(cfg: &Config, args: &Args) -> String {
     # request (no realpath cache: each process would keep the old tree for 120 s) and
     # OPcache must key scripts on the real path (revalidate_path), so a request runs
     # one tree and the old tree is never served under the link's name.
-{settings}    # OPcache lives in Apache's memory here: rootswap cannot reach it over FastCGI. Clear it
-    # with a graceful restart before the switch back (hooks.before_switch, see
-    # docs/zero-downtime.md#apache), never a full restart.
-"#
+{settings}    # OPcache lives in Apache's memory here, out of FastCGI's reach: rootswap clears it through
+    # this host (opcache.http: http://127.0.0.1:PORT in rootswap.yaml). For one request it writes
+    # a script into opcache.script_dir and fetches it here: only that name, only from this
+    # machine (mod_alias, mod_authz_host). Never a graceful restart: it drops kept-alive requests.
+    AliasMatch "^{prefix}(\.rootswap-opcache-[0-9]+-[0-9a-f]+\.php)$" "{dir}/$1"
+    <LocationMatch "^{prefix}">
+        Require ip 127.0.0.1 ::1
+    </LocationMatch>
+"#,
+            prefix = regex_escape(opcache::HTTP_PREFIX),
+            dir = opcache::script_dir(cfg).display(),
         );
     }
     let given = args.fastcgi.as_deref().map(Endpoint::parse).transpose();
@@ -187,6 +200,7 @@ mod tests {
         let a = Args { mod_php: true, ..args() };
         let text = virtual_host(&cfg(""), &a);
         assert!(text.contains("SetHandler application/x-httpd-php"), "{text}");
+        assert!(text.contains(r#"AliasMatch "^/\.rootswap-opcache/(\.rootswap-opcache-[0-9]+-[0-9a-f]+\.php)$" "/srv/site/$1""#), "{text}");
         let conf = crate::apache::parse::parse(&text, "t").unwrap();
         let s = &crate::apache::parse::sites(&conf)[0];
         assert_eq!(s.handler, crate::apache::Handler::ModPhp);

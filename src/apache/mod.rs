@@ -6,6 +6,7 @@
 //! Apache (mpm_prefork + mod_php). What makes that safe is PHP's side:
 //! no realpath cache (`realpath_cache_size=0`) and OPcache keyed on real
 //! paths (`opcache.revalidate_path=1`), see docs/zero-downtime.md#apache.
+//! With mod_php, rootswap clears OPcache through the host (`opcache.http`).
 //!
 //! - [`block`]: the `<VirtualHost>` for the configured layout, each line
 //!   commented with why it is there;

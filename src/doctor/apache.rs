@@ -128,14 +128,15 @@ fn settings_check(place: &str, from: &str, get: impl Fn(&str) -> Option<String>)
     )
 }
 
-/// mod_php's OPcache lives in Apache: a `before_switch` hook must clear it
-/// (a graceful restart).
+/// mod_php's OPcache lives in Apache: rootswap clears it through the host (`opcache.http`).
 fn check_mod_php_reset(cfg: &Config) -> Check {
-    let graceful = |h: &String| h.contains("graceful") || h.contains("USR1");
-    if cfg.hooks.before_switch.iter().any(graceful) {
-        Check::pass("mod_php: hooks.before_switch restarts Apache gracefully, which clears its OPcache before the switch back")
-    } else {
-        Check::fail(true, "mod_php: rootswap cannot reach OPcache inside Apache and no hooks.before_switch restarts Apache gracefully: ROOT's old code stays cached after a deploy", "hooks:\n  before_switch:\n    - apache2ctl -k graceful   # clears mod_php's OPcache; never a full restart")
+    match &cfg.opcache.http {
+        Some(url) => Check::pass(format!("mod_php: rootswap clears Apache's OPcache through {url}{} (opcache.http)", opcache::HTTP_PREFIX)),
+        None => Check::fail(
+            true,
+            "mod_php: opcache.http is not set, and rootswap cannot reach OPcache inside Apache over FastCGI: ROOT's old code stays cached after a deploy",
+            "opcache:\n  http: http://127.0.0.1:80   # an address of this host's <VirtualHost>; `rootswap apache --mod-php` maps the script for 127.0.0.1",
+        ),
     }
 }
 

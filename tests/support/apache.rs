@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::fpm::tails;
-use super::net::{free_port, SITE_HOST};
+use super::net::SITE_HOST;
 use super::proc::{wait_listening, Proc};
 use super::tools::{find_program, skip_or_fail, whoami};
 use super::world::rootswap;
@@ -82,7 +82,12 @@ fn main_conf(dir: &Path, port: u16, mpm: Mpm, vhost: &str) -> String {
         let (u, g) = if user == "root" { ("www-data".to_string(), "www-data".to_string()) } else { (user, group) };
         c.push_str(&format!("User {u}\nGroup {g}\n"));
     }
-    for (name, file) in [("authz_core_module", "mod_authz_core.so"), ("dir_module", "mod_dir.so")] {
+    for (name, file) in [
+        ("authz_core_module", "mod_authz_core.so"),
+        ("authz_host_module", "mod_authz_host.so"),
+        ("alias_module", "mod_alias.so"),
+        ("dir_module", "mod_dir.so"),
+    ] {
         c.push_str(&load(name, file));
     }
     match mpm {
@@ -129,11 +134,11 @@ impl Apache {
         Apache { proc, dir: dir.to_path_buf(), port }
     }
 
-    /// Apache on a free port serving the `<VirtualHost>` `rootswap apache`
+    /// Apache on `port` (see `free_port`) serving the `<VirtualHost>` `rootswap apache`
     /// prints for config `cfg` (php-fpm at `socket`, or mod_php), passed
     /// through `edit` (the identity for the product; the control strips the fix).
-    pub fn for_site(bin: &Path, dir: &Path, cfg: &Path, mpm: Mpm, socket: &Path, php_ini: &str, edit: impl Fn(String) -> String) -> Apache {
-        let port = free_port();
+    #[allow(clippy::too_many_arguments)]
+    pub fn for_site(bin: &Path, dir: &Path, cfg: &Path, mpm: Mpm, socket: &Path, port: u16, php_ini: &str, edit: impl Fn(String) -> String) -> Apache {
         let vhost = edit(virtual_host(cfg, port, mpm, socket));
         Apache::start(bin, dir, mpm, &vhost, port, php_ini)
     }
