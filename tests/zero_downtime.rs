@@ -450,7 +450,7 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    if sc.clear == Clear::FastcgiReset || sc.web == Web::ApachePrefork {
+    if sc.clear == Clear::FastcgiReset || sc.clear == Clear::HttpReset {
         check_doctor(sc.web, &w, &dir, sc.naive);
     }
 
