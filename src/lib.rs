@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod adopt;
+pub mod apache;
 pub mod commit;
 pub mod config;
 pub mod copy;
@@ -61,7 +62,6 @@ mod layers;
 pub mod layout;
 pub mod link;
 pub mod nginx;
-pub mod apache;
 pub mod notify;
 pub mod opcache;
 pub mod php_fpm;

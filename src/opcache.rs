@@ -162,13 +162,19 @@ pub const HTTP_PREFIX: &str = "/.rootswap-opcache/";
 /// FastCGI request reaches) with one GET of `<base>/.rootswap-opcache/<script>`.
 pub fn run_http(base: &str, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Result<Answer> {
     if !base.starts_with("http://") {
-        bail!("opcache.http `{base}` must be an http:// URL of this host, e.g. http://127.0.0.1:80");
+        bail!(
+            "opcache.http `{base}` must be an http:// URL of this host, e.g. http://127.0.0.1:80"
+        );
     }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create {} for the OPcache script", dir.display()))?;
     let guard = write_script(dir, invalidate, reset)?;
     let file = guard.0.to_string_lossy().into_owned();
-    let name = guard.0.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = guard
+        .0
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let url = format!("{}{HTTP_PREFIX}{name}", base.trim_end_matches('/'));
     let got = crate::health::agent(php_fpm::TIMEOUT)?.get(&url).call();
     let reply = match got {
@@ -356,11 +362,17 @@ pub fn clear<'a>(
     let files = |root: &Path| -> Vec<PathBuf> {
         let real = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
         let files: Vec<PathBuf> = changed.map(|p| real.join(p)).collect();
-        if files.len() > MAX_INVALIDATE { vec![] } else { files }
+        if files.len() > MAX_INVALIDATE {
+            vec![]
+        } else {
+            files
+        }
     };
     if let Some(base) = &cfg.opcache.http {
         return match run_http(base, &script_dir(cfg), &files(root), true) {
-            Ok(a) => judge(&a).map(|msg| format!("{msg} {when} (through {base})")).map_err(|w| format!("OPcache {when}: {w}")),
+            Ok(a) => judge(&a)
+                .map(|msg| format!("{msg} {when} (through {base})"))
+                .map_err(|w| format!("OPcache {when}: {w}")),
             Err(e) => Err(format!("OPcache not cleared {when}: {e:#}")),
         };
     }
@@ -391,6 +403,12 @@ pub fn clear<'a>(
 
 /// `rootswap opcache reset`: resets php-fpm's cache, returns what happened.
 pub fn reset_by_hand(fpm: Result<Located>, cfg: &Config) -> Result<String> {
+    if let Some(base) = &cfg.opcache.http {
+        let a = run_http(base, &script_dir(cfg), &[], true)?;
+        return judge(&a)
+            .map_err(|w| anyhow!(w))
+            .map(|m| format!("{m} (through {base}, PHP {}, process {})", a.php, a.pid));
+    }
     let loc = fpm?;
     let ep = loc.endpoint().cloned().ok_or_else(|| {
         anyhow!(
@@ -407,7 +425,7 @@ pub fn reset_by_hand(fpm: Result<Located>, cfg: &Config) -> Result<String> {
 /// `rootswap opcache …`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Cmd {
-    /// Reset php-fpm's OPcache now, over FastCGI (`opcache.fastcgi`).
+    /// Reset php-fpm's OPcache now, over FastCGI (`opcache.fastcgi`), or through the web server (`opcache.http`).
     Reset,
     /// Show php-fpm's OPcache settings and state, read over FastCGI.
     Status,
@@ -427,6 +445,9 @@ pub fn command(fpm: Result<Located>, cfg: &Config, cmd: &Cmd) -> Result<std::pro
 
 /// Reads php-fpm's OPcache settings without changing anything (doctor).
 pub fn inspect(fpm: Result<Located>, cfg: &Config) -> Result<Answer> {
+    if let Some(base) = &cfg.opcache.http {
+        return run_http(base, &script_dir(cfg), &[], false);
+    }
     let loc = fpm?;
     let ep = loc
         .endpoint()

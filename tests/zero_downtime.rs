@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    bin, find_php_fpm, free_port, heavy, require, require_apache, web_servers, Apache, Fpm, Http, Mpm, Nginx,
-    Pool, World,
+    bin, find_php_fpm, free_port, heavy, require, require_apache, web_servers, Apache, Fpm, Http,
+    Mpm, Nginx, Pool, World,
 };
 
 /// Writes straight to the test's stderr (not captured by the test harness).
@@ -166,15 +166,37 @@ fn start_servers(
     // The control serves the link without the fix: with mod_php, the host's php_admin_values go.
     let edit = |vhost: String| -> String {
         if naive {
-            vhost.lines().filter(|l| !l.contains("php_admin_value")).map(|l| format!("{l}\n")).collect()
+            vhost
+                .lines()
+                .filter(|l| !l.contains("php_admin_value"))
+                .map(|l| format!("{l}\n"))
+                .collect()
         } else {
             vhost
         }
     };
     let front: Box<dyn Front> = match web {
         Web::Nginx => Box::new(Nginx::for_site(&bins.web, dir, rootswap_cfg, &socket)),
-        Web::ApacheEvent => Box::new(Apache::for_site(&bins.web, dir, rootswap_cfg, Mpm::EventFpm, &socket, port, PHP_INI, edit)),
-        Web::ApachePrefork => Box::new(Apache::for_site(&bins.web, dir, rootswap_cfg, Mpm::PreforkModPhp, &socket, port, PHP_INI, edit)),
+        Web::ApacheEvent => Box::new(Apache::for_site(
+            &bins.web,
+            dir,
+            rootswap_cfg,
+            Mpm::EventFpm,
+            &socket,
+            port,
+            PHP_INI,
+            edit,
+        )),
+        Web::ApachePrefork => Box::new(Apache::for_site(
+            &bins.web,
+            dir,
+            rootswap_cfg,
+            Mpm::PreforkModPhp,
+            &socket,
+            port,
+            PHP_INI,
+            edit,
+        )),
     };
     Servers { front, fpm }
 }
@@ -189,13 +211,26 @@ impl Bins {
     /// The programs `web` needs, or `None` after `skip_or_fail`.
     fn find(web: Web, who: &str) -> Option<Bins> {
         match web {
-            Web::Nginx => web_servers(who).map(|(nginx, fpm)| Bins { web: nginx, fpm: Some(fpm) }),
+            Web::Nginx => web_servers(who).map(|(nginx, fpm)| Bins {
+                web: nginx,
+                fpm: Some(fpm),
+            }),
             Web::ApacheEvent => {
                 let apache = require_apache(who, false)?;
-                let fpm = require("php-fpm", find_php_fpm(), crate::support::WEB_SERVERS_INSTALL)?;
-                Some(Bins { web: apache, fpm: Some(fpm) })
+                let fpm = require(
+                    "php-fpm",
+                    find_php_fpm(),
+                    crate::support::WEB_SERVERS_INSTALL,
+                )?;
+                Some(Bins {
+                    web: apache,
+                    fpm: Some(fpm),
+                })
             }
-            Web::ApachePrefork => Some(Bins { web: require_apache(who, true)?, fpm: None }),
+            Web::ApachePrefork => Some(Bins {
+                web: require_apache(who, true)?,
+                fpm: None,
+            }),
         }
     }
 }
@@ -413,7 +448,14 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
     .unwrap();
     // First deploy: creates ROOT and the link.
     deploy(&w);
-    let mut srv = start_servers(sc.web, &dir, &w.config, bins, (sc.max_children, port), sc.naive);
+    let mut srv = start_servers(
+        sc.web,
+        &dir,
+        &w.config,
+        bins,
+        (sc.max_children, port),
+        sc.naive,
+    );
     let port = srv.port();
 
     // Warm up (fills OPcache) and check the setup serves v1.
@@ -430,15 +472,15 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
         );
     }
     drop(http);
-    if sc.clear == Clear::FastcgiReset {
-        // `rootswap opcache reset` by hand works against this pool.
+    if sc.clear == Clear::FastcgiReset || sc.clear == Clear::HttpReset {
+        // `rootswap opcache reset` by hand works against this pool (or mod_php, through the host).
         let out = w.run(&["opcache", "reset"]);
         assert!(
             out.status.success(),
             "rootswap opcache reset: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // The proof is only a proof if OPcache runs in the pool, never revalidating.
+        // The proof is only a proof if OPcache runs where PHP does, never revalidating.
         let out = w.run(&["opcache", "status"]);
         let status = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
@@ -637,8 +679,14 @@ fn check_doctor_apache(w: &World, dir: &Path, naive: bool) {
             "doctor passed the control:\n{text}{stderr}"
         );
     } else {
-        assert!(out.status.success(), "doctor failed on the test's setup:\n{text}{stderr}");
-        assert!(text.contains("realpath_cache_size=0, opcache.revalidate_path=1"), "{text}");
+        assert!(
+            out.status.success(),
+            "doctor failed on the test's setup:\n{text}{stderr}"
+        );
+        assert!(
+            text.contains("realpath_cache_size=0, opcache.revalidate_path=1"),
+            "{text}"
+        );
     }
 }
 
@@ -755,7 +803,11 @@ fn apache_run(web: Web, name: &'static str, deploys: u32, naive: bool) -> Option
         slow_threads: 2,
         fast_threads: 4,
         drain: "1s",
-        clear: if web == Web::ApachePrefork { Clear::HttpReset } else { Clear::FastcgiReset },
+        clear: if web == Web::ApachePrefork {
+            Clear::HttpReset
+        } else {
+            Clear::FastcgiReset
+        },
         idle: Duration::from_secs(3),
         max_children: 12,
         naive,
@@ -785,9 +837,15 @@ fn apache_prefork_mod_php_zero_downtime_under_load() {
 #[test]
 fn apache_controls_without_the_fix_serve_stale_or_torn_responses() {
     let _heavy = heavy();
-    for (web, name) in [(Web::ApacheEvent, "apache-event-naive"), (Web::ApachePrefork, "apache-prefork-naive")] {
+    for (web, name) in [
+        (Web::ApacheEvent, "apache-event-naive"),
+        (Web::ApachePrefork, "apache-prefork-naive"),
+    ] {
         if let Some(r) = apache_run(web, name, 8, true) {
-            assert!(r.requests > 0 && r.deploys == 8, "{name}: the control did not run");
+            assert!(
+                r.requests > 0 && r.deploys == 8,
+                "{name}: the control did not run"
+            );
             assert!(r.stale + r.torn > 0, "{name}: the control without the fix showed no stale or torn response, so the proof cannot be trusted");
         }
     }

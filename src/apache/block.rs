@@ -14,8 +14,10 @@ use crate::php_fpm::{self, Endpoint};
 /// The PHP settings Apache needs because it hands PHP the link's path:
 /// no realpath cache (each worker would keep the old tree for
 /// `realpath_cache_ttl`, 120 s) and OPcache keyed on the real path.
-pub const PHP_SETTINGS: &[(&str, &str)] =
-    &[("realpath_cache_size", "0"), ("opcache.revalidate_path", "1")];
+pub const PHP_SETTINGS: &[(&str, &str)] = &[
+    ("realpath_cache_size", "0"),
+    ("opcache.revalidate_path", "1"),
+];
 
 /// `rootswap apache` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -88,9 +90,12 @@ fn php_part(cfg: &Config, args: &Args) -> String {
     }
     let given = args.fastcgi.as_deref().map(Endpoint::parse).transpose();
     let (ep, note) = match given.and_then(|g| Ok(g.or(php_fpm::configured(cfg)?))) {
-        Ok(Some(ep)) => (ep, "the same address rootswap resets OPcache through (opcache.fastcgi)"),
+        Ok(Some(ep)) => (
+            ep,
+            "the same address rootswap resets OPcache through (opcache.fastcgi)",
+        ),
         _ => (
-            Endpoint::Unix(super::super::nginx::DEFAULT_FPM.trim_start_matches("unix:").into()),
+            Endpoint::Unix(crate::nginx::DEFAULT_FPM.trim_start_matches("unix:").into()),
             "Debian's default; set opcache.fastcgi in rootswap.yaml to the same address",
         ),
     };
@@ -186,28 +191,47 @@ mod tests {
     fn php_fpm_through_the_link_and_the_read_back_agrees() {
         let text = virtual_host(&cfg("opcache:\n  fastcgi: tcp:127.0.0.1:9000\n"), &args());
         assert!(text.contains("<VirtualHost *:8080>"), "{text}");
-        assert!(text.contains("DocumentRoot /srv/site/current/public\n"), "{text}");
-        assert!(text.contains("SetHandler \"proxy:fcgi://127.0.0.1:9000\""), "{text}");
+        assert!(
+            text.contains("DocumentRoot /srv/site/current/public\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SetHandler \"proxy:fcgi://127.0.0.1:9000\""),
+            "{text}"
+        );
         let conf = crate::apache::parse::parse(&text, "t").unwrap();
         let sites = crate::apache::parse::sites(&conf);
         assert_eq!(sites.len(), 1);
         assert_eq!(sites[0].document_root, "/srv/site/current/public");
-        assert_eq!(sites[0].handler, crate::apache::Handler::Fpm("proxy:fcgi://127.0.0.1:9000".into()));
+        assert_eq!(
+            sites[0].handler,
+            crate::apache::parse::Handler::Fpm("proxy:fcgi://127.0.0.1:9000".into())
+        );
     }
 
     #[test]
     fn mod_php_sets_the_php_settings_in_the_host() {
-        let a = Args { mod_php: true, ..args() };
+        let a = Args {
+            mod_php: true,
+            ..args()
+        };
         let text = virtual_host(&cfg(""), &a);
-        assert!(text.contains("SetHandler application/x-httpd-php"), "{text}");
+        assert!(
+            text.contains("SetHandler application/x-httpd-php"),
+            "{text}"
+        );
         assert!(text.contains(r#"AliasMatch "^/\.rootswap-opcache/(\.rootswap-opcache-[0-9]+-[0-9a-f]+\.php)$" "/srv/site/$1""#), "{text}");
         let conf = crate::apache::parse::parse(&text, "t").unwrap();
         let s = &crate::apache::parse::sites(&conf)[0];
-        assert_eq!(s.handler, crate::apache::Handler::ModPhp);
+        assert_eq!(s.handler, crate::apache::parse::Handler::ModPhp);
         for (k, v) in PHP_SETTINGS {
             assert_eq!(s.php_admin.get(*k).map(String::as_str), Some(*v), "{k}");
         }
-        let unix = Args { fastcgi: Some("unix:/run/php/x.sock".into()), ..args() };
-        assert!(virtual_host(&cfg(""), &unix).contains("\"proxy:unix:/run/php/x.sock|fcgi://localhost\""));
+        let unix = Args {
+            fastcgi: Some("unix:/run/php/x.sock".into()),
+            ..args()
+        };
+        assert!(virtual_host(&cfg(""), &unix)
+            .contains("\"proxy:unix:/run/php/x.sock|fcgi://localhost\""));
     }
 }

@@ -105,7 +105,9 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Directive>> {
             let Some(done) = open else {
                 bail!("{source}: line {}: `{line}` closes no open <{name}>", n + 1);
             };
-            stack.last_mut().map(|p| p.children.push(done));
+            if let Some(p) = stack.last_mut() {
+                p.children.push(done);
+            }
             continue;
         }
         let (section, body) = match line.strip_prefix('<') {
@@ -128,7 +130,10 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Directive>> {
         }
     }
     if stack.len() != 1 {
-        bail!("{source}: <{}> is never closed", stack.last().map(|d| d.name.as_str()).unwrap_or(""));
+        bail!(
+            "{source}: <{}> is never closed",
+            stack.last().map(|d| d.name.as_str()).unwrap_or("")
+        );
     }
     Ok(stack.pop().map(|d| d.children).unwrap_or_default())
 }
@@ -138,7 +143,10 @@ fn expand(pattern: &Path) -> Result<Vec<PathBuf>> {
     let name = pattern.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if !name.contains(['*', '?', '[']) {
         return Ok(if pattern.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(pattern)?.flatten().map(|e| e.path()).collect();
+            let mut v: Vec<PathBuf> = std::fs::read_dir(pattern)?
+                .flatten()
+                .map(|e| e.path())
+                .collect();
             v.sort();
             v
         } else {
@@ -148,7 +156,11 @@ fn expand(pattern: &Path) -> Result<Vec<PathBuf>> {
     let glob = globset::Glob::new(name)?.compile_matcher();
     let dir = pattern.parent().unwrap_or(Path::new("/"));
     let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| glob.is_match(n))).collect(),
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| glob.is_match(n)))
+            .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
         Err(e) => return Err(e.into()),
     };
@@ -158,12 +170,22 @@ fn expand(pattern: &Path) -> Result<Vec<PathBuf>> {
 
 /// Replaces `Include`/`IncludeOptional` by the directives they name
 /// (relative to `server_root`); unreadable ones go to `problems`.
-fn follow(ds: Vec<Directive>, server_root: &Path, depth: u32, problems: &mut Vec<String>) -> Vec<Directive> {
+fn follow(
+    ds: Vec<Directive>,
+    server_root: &Path,
+    depth: u32,
+    problems: &mut Vec<String>,
+) -> Vec<Directive> {
     let mut out = Vec::new();
     for mut d in ds {
         let include = d.name == "include" || d.name == "includeoptional";
         let Some(arg) = d.args.first().filter(|_| include && depth < 16).cloned() else {
-            d.children = follow(std::mem::take(&mut d.children), server_root, depth, problems);
+            d.children = follow(
+                std::mem::take(&mut d.children),
+                server_root,
+                depth,
+                problems,
+            );
             out.push(d);
             continue;
         };
@@ -175,7 +197,10 @@ fn follow(ds: Vec<Directive>, server_root: &Path, depth: u32, problems: &mut Vec
             }
         };
         for f in files {
-            match std::fs::read_to_string(&f).map_err(anyhow::Error::from).and_then(|t| parse(&t, &f.display().to_string())) {
+            match std::fs::read_to_string(&f)
+                .map_err(anyhow::Error::from)
+                .and_then(|t| parse(&t, &f.display().to_string()))
+            {
                 Ok(inner) => out.extend(follow(inner, server_root, depth + 1, problems)),
                 Err(e) => problems.push(format!("{}: {e:#}", f.display())),
             }
@@ -188,7 +213,10 @@ fn follow(ds: Vec<Directive>, server_root: &Path, depth: u32, problems: &mut Vec
 /// lists, else Debian's or Red Hat's.
 fn main_file() -> Result<PathBuf> {
     for ctl in ["apache2ctl", "apachectl"] {
-        let Ok(out) = Command::new(ctl).args(["-t", "-D", "DUMP_INCLUDES"]).output() else {
+        let Ok(out) = Command::new(ctl)
+            .args(["-t", "-D", "DUMP_INCLUDES"])
+            .output()
+        else {
             continue;
         };
         let text = String::from_utf8_lossy(&out.stdout);
@@ -209,7 +237,8 @@ pub fn load(file: Option<&Path>) -> Result<Conf> {
         Some(f) => f.to_path_buf(),
         None => main_file()?,
     };
-    let text = std::fs::read_to_string(&main).with_context(|| format!("cannot read {}", main.display()))?;
+    let text = std::fs::read_to_string(&main)
+        .with_context(|| format!("cannot read {}", main.display()))?;
     let top = parse(&text, &main.display().to_string())?;
     let server_root = top
         .iter()
@@ -220,7 +249,11 @@ pub fn load(file: Option<&Path>) -> Result<Conf> {
         .unwrap_or_else(|| PathBuf::from("/etc/apache2"));
     let mut problems = Vec::new();
     let directives = follow(top, &server_root, 0, &mut problems);
-    Ok(Conf { source: main.display().to_string(), directives, problems })
+    Ok(Conf {
+        source: main.display().to_string(),
+        directives,
+        problems,
+    })
 }
 
 /// Every directive named `name` in `ds` and the sections inside (not other `<VirtualHost>`s).
@@ -269,7 +302,10 @@ fn php_settings(ds: &[Directive], into: &mut BTreeMap<String, String>) {
 pub fn modules(conf: &Conf) -> Vec<String> {
     let mut found = Vec::new();
     find(&conf.directives, "loadmodule", &mut found);
-    found.iter().filter_map(|d| d.args.first().cloned()).collect()
+    found
+        .iter()
+        .filter_map(|d| d.args.first().cloned())
+        .collect()
 }
 
 /// Every `<VirtualHost>` (anywhere in the configuration), with what the server sets for it.
@@ -278,13 +314,20 @@ pub fn sites(conf: &[Directive]) -> Vec<Site> {
     collect_hosts(conf, &mut hosts);
     let mut server_php = BTreeMap::new();
     php_settings(conf, &mut server_php);
-    let server_root = conf.iter().find(|d| d.name == "documentroot").and_then(|d| d.args.first().cloned());
+    let server_root = conf
+        .iter()
+        .find(|d| d.name == "documentroot")
+        .and_then(|d| d.args.first().cloned());
     hosts
         .into_iter()
         .map(|h| {
             let mut php_admin = server_php.clone();
             php_settings(&h.children, &mut php_admin);
-            let own = h.children.iter().find(|d| d.name == "documentroot").and_then(|d| d.args.first().cloned());
+            let own = h
+                .children
+                .iter()
+                .find(|d| d.name == "documentroot")
+                .and_then(|d| d.args.first().cloned());
             let handler = match handler(&h.children) {
                 Handler::None => handler(conf),
                 found => found,
@@ -334,7 +377,10 @@ mod tests {
         let s = sites(&conf.directives);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].document_root, "/srv/a/current");
-        assert_eq!(s[0].handler, Handler::Fpm("proxy:unix:/run/x.sock|fcgi://localhost".into()));
+        assert_eq!(
+            s[0].handler,
+            Handler::Fpm("proxy:unix:/run/x.sock|fcgi://localhost".into())
+        );
         assert!(parse("<VirtualHost *:80>\n", "x").is_err());
         assert!(parse("</Directory>\n", "x").is_err());
     }

@@ -27,7 +27,14 @@ pub(super) fn check_apache(cfg: &Config, conf_file: Option<&Path>) -> Found {
         Ok(c) => c,
         Err(e) => {
             let fix = "run doctor where Apache runs (as root), or pass --apache-conf FILE";
-            return Found { checks: vec![Check::fail(false, format!("Apache configuration not checked: {e:#}"), fix)], mod_php: false };
+            return Found {
+                checks: vec![Check::fail(
+                    false,
+                    format!("Apache configuration not checked: {e:#}"),
+                    fix,
+                )],
+                mod_php: false,
+            };
         }
     };
     let mut checks: Vec<Check> = conf
@@ -41,7 +48,11 @@ pub(super) fn check_apache(cfg: &Config, conf_file: Option<&Path>) -> Found {
     }
     let sites: Vec<web::Site> = web::sites(&conf.directives)
         .into_iter()
-        .filter(|s| links.iter().any(|l| Path::new(s.document_root.trim_end_matches('/')).starts_with(l)))
+        .filter(|s| {
+            links
+                .iter()
+                .any(|l| Path::new(s.document_root.trim_end_matches('/')).starts_with(l))
+        })
         .collect();
     if sites.is_empty() {
         checks.push(Check::fail(
@@ -49,12 +60,20 @@ pub(super) fn check_apache(cfg: &Config, conf_file: Option<&Path>) -> Found {
             format!("{}: no <VirtualHost> has its DocumentRoot under the link {} (Apache must serve {})", conf.source, links[0].display(), document_root(cfg).display()),
             "set `DocumentRoot` (and its <Directory>) through the link; `rootswap apache` prints a complete <VirtualHost>",
         ));
-        return Found { checks, mod_php: false };
+        return Found {
+            checks,
+            mod_php: false,
+        };
     }
-    let mpm = web::parse::modules(&conf).into_iter().find(|m| m.starts_with("mpm_"));
+    let mpm = web::parse::modules(&conf)
+        .into_iter()
+        .find(|m| m.starts_with("mpm_"));
     let mut mod_php = false;
     for s in &sites {
-        let place = format!("{}: <VirtualHost {}> (DocumentRoot {})", conf.source, s.addresses, s.document_root);
+        let place = format!(
+            "{}: <VirtualHost {}> (DocumentRoot {})",
+            conf.source, s.addresses, s.document_root
+        );
         checks.push(Check::pass(format!("{place} serves through the link")));
         mod_php |= s.handler == Handler::ModPhp;
         checks.extend(check_handler(cfg, &place, s, mpm.as_deref()));
@@ -109,17 +128,37 @@ fn fpm_settings(cfg: &Config, place: &str, handler: &str) -> Check {
 fn settings_check(place: &str, from: &str, get: impl Fn(&str) -> Option<String>) -> Check {
     let wrong: Vec<String> = PHP_SETTINGS
         .iter()
-        .filter(|(k, v)| get(k).is_none_or(|got| got.trim() != *v && !(*v == "1" && opcache::ini_true(&got))))
-        .map(|(k, v)| format!("{k} is {} (needs {v})", get(k).unwrap_or_else(|| "not set".into())))
+        .filter(|(k, v)| {
+            !get(k).is_some_and(|got| got.trim() == *v || (*v == "1" && opcache::ini_true(&got)))
+        })
+        .map(|(k, v)| {
+            format!(
+                "{k} is {} (needs {v})",
+                get(k).unwrap_or_else(|| "not set".into())
+            )
+        })
         .collect();
     if wrong.is_empty() {
-        let set: Vec<String> = PHP_SETTINGS.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let set: Vec<String> = PHP_SETTINGS
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         return Check::pass(format!("{place}: {from}: {}", set.join(", ")));
     }
     let fix = if from.starts_with("php-fpm") {
-        PHP_SETTINGS.iter().map(|(k, v)| format!("php_admin_value[{k}] = {v}")).collect::<Vec<_>>().join("\n") + "\n(in the php-fpm pool; `rootswap apache` explains them)"
+        PHP_SETTINGS
+            .iter()
+            .map(|(k, v)| format!("php_admin_value[{k}] = {v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n(in the php-fpm pool; `rootswap apache` explains them)"
     } else {
-        PHP_SETTINGS.iter().map(|(k, v)| format!("php_admin_value {k} {v}")).collect::<Vec<_>>().join("\n") + "\n(in the <VirtualHost>; `rootswap apache --mod-php` prints them)"
+        PHP_SETTINGS
+            .iter()
+            .map(|(k, v)| format!("php_admin_value {k} {v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n(in the <VirtualHost>; `rootswap apache --mod-php` prints them)"
     };
     Check::fail(
         true,
@@ -146,5 +185,61 @@ pub(super) fn installed(name: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(Into::into))
-        .any(|d| d.join(name).metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .any(|d| {
+            d.join(name)
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn php_fpm_addresses_from_set_handler() {
+        assert_eq!(
+            fpm_endpoint("proxy:unix:/run/php/x.sock|fcgi://localhost"),
+            Some(Endpoint::Unix("/run/php/x.sock".into()))
+        );
+        assert_eq!(
+            fpm_endpoint("proxy:fcgi://127.0.0.1:9000/"),
+            Some(Endpoint::Tcp("127.0.0.1:9000".into()))
+        );
+        assert_eq!(fpm_endpoint("application/x-httpd-php"), None);
+    }
+
+    #[test]
+    fn the_settings_check_names_what_is_missing() {
+        let ok = settings_check("here", "the host", |k| {
+            PHP_SETTINGS
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        });
+        assert!(ok.ok, "{}", ok.what);
+        let on = settings_check("here", "the host", |k| {
+            Some(
+                if k == "opcache.revalidate_path" {
+                    "On"
+                } else {
+                    "0"
+                }
+                .to_string(),
+            )
+        });
+        assert!(on.ok, "{}", on.what);
+        let bad = settings_check("here", "php-fpm at unix:/x", |_| None);
+        assert!(!bad.ok && bad.fatal);
+        assert!(
+            bad.what
+                .contains("realpath_cache_size is not set (needs 0)"),
+            "{}",
+            bad.what
+        );
+        assert!(bad
+            .fix
+            .unwrap_or_default()
+            .contains("php_admin_value[opcache.revalidate_path] = 1"));
+    }
 }

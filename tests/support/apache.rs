@@ -49,7 +49,10 @@ pub fn require_apache(who: &str, mod_php: bool) -> Option<PathBuf> {
     match bin {
         Some(b) if php && Path::new(MODULES).join("mod_mpm_event.so").exists() => Some(b),
         _ => {
-            skip_or_fail(&format!("{who}: Apache 2.4{} is not installed; install with: {APACHE_INSTALL}", if mod_php { " with mod_php" } else { "" }));
+            skip_or_fail(&format!(
+                "{who}: Apache 2.4{} is not installed; install with: {APACHE_INSTALL}",
+                if mod_php { " with mod_php" } else { "" }
+            ));
             None
         }
     }
@@ -62,7 +65,11 @@ pub fn mod_php_so() -> Option<PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libphp") && n.ends_with(".so")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libphp") && n.ends_with(".so"))
+        })
         .collect();
     found.sort();
     found.pop()
@@ -79,7 +86,11 @@ fn main_conf(dir: &Path, port: u16, mpm: Mpm, vhost: &str) -> String {
     );
     if root {
         // Apache refuses to serve as root; the site's files are readable by others.
-        let (u, g) = if user == "root" { ("www-data".to_string(), "www-data".to_string()) } else { (user, group) };
+        let (u, g) = if user == "root" {
+            ("www-data".to_string(), "www-data".to_string())
+        } else {
+            (user, group)
+        };
         c.push_str(&format!("User {u}\nGroup {g}\n"));
     }
     for (name, file) in [
@@ -95,13 +106,21 @@ fn main_conf(dir: &Path, port: u16, mpm: Mpm, vhost: &str) -> String {
             c.push_str(&load("mpm_event_module", "mod_mpm_event.so"));
             c.push_str(&load("proxy_module", "mod_proxy.so"));
             c.push_str(&load("proxy_fcgi_module", "mod_proxy_fcgi.so"));
-            c.push_str("StartServers 2\nServerLimit 4\nThreadsPerChild 25\nMaxRequestWorkers 100\n");
+            c.push_str(
+                "StartServers 2\nServerLimit 4\nThreadsPerChild 25\nMaxRequestWorkers 100\n",
+            );
         }
         Mpm::PreforkModPhp => {
             c.push_str(&load("mpm_prefork_module", "mod_mpm_prefork.so"));
             let so = mod_php_so().expect("mod_php (require_apache checked)");
-            c.push_str(&format!("LoadModule php_module {}\nPHPIniDir {}/apache-php\n", so.display(), dir.display()));
-            c.push_str("StartServers 12\nMinSpareServers 12\nMaxSpareServers 20\nMaxRequestWorkers 20\n");
+            c.push_str(&format!(
+                "LoadModule php_module {}\nPHPIniDir {}/apache-php\n",
+                so.display(),
+                dir.display()
+            ));
+            c.push_str(
+                "StartServers 12\nMinSpareServers 12\nMaxSpareServers 20\nMaxRequestWorkers 20\n",
+            );
         }
     }
     c.push_str("<Directory />\n    AllowOverride None\n    Require all denied\n</Directory>\n\n");
@@ -114,7 +133,14 @@ impl Apache {
     /// mod_php reads `php_ini` as its whole php.ini. Returns once the port
     /// accepts connections (fails the test with Apache's output when it
     /// exits first or takes over 15 s).
-    pub fn start(bin: &Path, dir: &Path, mpm: Mpm, vhost: &str, port: u16, php_ini: &str) -> Apache {
+    pub fn start(
+        bin: &Path,
+        dir: &Path,
+        mpm: Mpm,
+        vhost: &str,
+        port: u16,
+        php_ini: &str,
+    ) -> Apache {
         std::fs::create_dir_all(dir.join("apache-php")).expect("Apache's directory");
         std::fs::write(dir.join("apache-php/php.ini"), php_ini).expect("php.ini");
         let conf = dir.join("apache.conf");
@@ -131,14 +157,27 @@ impl Apache {
             .stderr(std::fs::File::create(&out).expect("apache.out"));
         let mut proc = Proc::spawn("apache2", &mut cmd);
         wait_listening(&mut proc, SocketAddr::from(([127, 0, 0, 1], port)), &out);
-        Apache { proc, dir: dir.to_path_buf(), port }
+        Apache {
+            proc,
+            dir: dir.to_path_buf(),
+            port,
+        }
     }
 
     /// Apache on `port` (see `free_port`) serving the `<VirtualHost>` `rootswap apache`
     /// prints for config `cfg` (php-fpm at `socket`, or mod_php), passed
     /// through `edit` (the identity for the product; the control strips the fix).
     #[allow(clippy::too_many_arguments)]
-    pub fn for_site(bin: &Path, dir: &Path, cfg: &Path, mpm: Mpm, socket: &Path, port: u16, php_ini: &str, edit: impl Fn(String) -> String) -> Apache {
+    pub fn for_site(
+        bin: &Path,
+        dir: &Path,
+        cfg: &Path,
+        mpm: Mpm,
+        socket: &Path,
+        port: u16,
+        php_ini: &str,
+        edit: impl Fn(String) -> String,
+    ) -> Apache {
         let vhost = edit(virtual_host(cfg, port, mpm, socket));
         Apache::start(bin, dir, mpm, &vhost, port, php_ini)
     }
@@ -163,12 +202,24 @@ impl Apache {
 /// 127.0.0.1:`port` as [`SITE_HOST`].
 pub fn virtual_host(cfg: &Path, port: u16, mpm: Mpm, socket: &Path) -> String {
     let mut cmd = rootswap(cfg);
-    cmd.args(["apache", "--listen", &format!("127.0.0.1:{port}"), "--server-name", SITE_HOST]);
+    cmd.args([
+        "apache",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--server-name",
+        SITE_HOST,
+    ]);
     match mpm {
-        Mpm::EventFpm => cmd.arg("--fastcgi").arg(format!("unix:{}", socket.display())),
+        Mpm::EventFpm => cmd
+            .arg("--fastcgi")
+            .arg(format!("unix:{}", socket.display())),
         Mpm::PreforkModPhp => cmd.arg("--mod-php"),
     };
     let out = cmd.output().expect("rootswap apache runs");
-    assert!(out.status.success(), "rootswap apache failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rootswap apache failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
