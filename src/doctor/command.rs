@@ -49,8 +49,8 @@ pub fn checks(site: &Site, args: &Args) -> Vec<Check> {
     out.extend(served::check_external_links(cfg, layout));
     let (check_nginx, check_apache) = servers(args);
     let apache = check_apache.then(|| apache::check_apache(cfg, args.apache_conf.as_deref()));
-    // With mod_php, php-fpm does not serve the site.
-    if !apache.as_ref().is_some_and(|a| a.mod_php) {
+    // With mod_php (or PHP reset through the web server), php-fpm does not serve the site.
+    if !apache.as_ref().is_some_and(|a| a.mod_php) && cfg.opcache.http.is_none() {
         out.extend(php::check_php(site.php_fpm(), cfg));
     }
     if check_nginx {
