@@ -7,6 +7,11 @@
 //! returning, with `opcache.validate_timestamps=0` so only rootswap's OPcache
 //! reset over FastCGI can make that true.
 //!
+//! The same scenario runs behind Apache 2.4 (mpm_event + php-fpm, and
+//! mpm_prefork + mod_php, with the `<VirtualHost>` `rootswap apache` prints and
+//! the PHP settings it asks for), and behind each without those settings
+//! (the controls, which must tear or serve stale responses).
+//!
 //! `cargo test --test integration zero_downtime:: -- --ignored --nocapture` also runs the
 //! comparison: the FastCGI reset replaced by a php-fpm reload (USR2), the
 //! numbers in docs/zero-downtime.md#measured.
