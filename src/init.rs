@@ -533,8 +533,9 @@ fn server_advice(server: Server, docroot: &Path) -> String {
              run `rootswap caddy` to get the site block.\n"
         ),
         Server::Apache => format!(
-            "Apache: serve the site through the link (DocumentRoot {d}) and make PHP see real paths\n\
-             (docs/webservers.md#apache); run `rootswap apache` to get the <VirtualHost>.\n"
+            "Apache: serve the site through the link (DocumentRoot {d}) and make PHP see real paths:\n\
+             realpath_cache_size=0 and opcache.revalidate_path=1 (docs/zero-downtime.md#apache); with mod_php\n\
+             set opcache.http. Run `rootswap apache --fastcgi ADDR` or `rootswap apache --mod-php` to get the <VirtualHost>.\n"
         ),
         Server::LiteSpeed => format!(
             "LiteSpeed/OpenLiteSpeed: no rootswap command prints its configuration. Set the document\n\

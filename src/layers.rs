@@ -46,6 +46,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "health",
             "notify",
             "nginx",
+            "apache",
             "caddy",
             "webserver",
             "cron",

@@ -24,7 +24,7 @@
 //! - model: [`preset`], [`config`], [`layout`], [`state`], [`journal`], [`history`];
 //! - mechanisms: [`source`], [`user_content`], [`shared`], [`snapshots`],
 //!   [`adopt`], [`hooks`], [`php_fpm`], [`opcache`], [`drain`], [`health`],
-//!   [`notify`], [`nginx`], [`caddy`], [`webserver`], [`cron`];
+//!   [`notify`], [`nginx`], [`apache`], [`caddy`], [`webserver`], [`cron`];
 //! - the site: [`site`];
 //! - flows: [`recover`], [`deploy`], [`rollback`], [`init`];
 //! - read-outs: [`status`], [`report`], [`json`], [`effective_config`], [`doctor`];
@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod adopt;
+pub mod apache;
 pub mod caddy;
 pub mod commit;
 pub mod config;

@@ -68,9 +68,11 @@ enum Command {
     },
     /// Print an nginx server block for this layout, each line explained.
     Nginx(rootswap::nginx::Args),
+    /// Print an Apache 2.4 <VirtualHost> for this layout (php-fpm or mod_php), each line explained.
+    Apache(rootswap::apache::Args),
     /// Print a Caddy site block for this layout, each line explained.
     Caddy(rootswap::caddy::Args),
-    /// Check the layout, php-fpm, OPcache and the web server (nginx, Caddy) for what would cause downtime or stale code.
+    /// Check the layout, php-fpm, OPcache and the web server (nginx, Apache, Caddy) for what would cause downtime or stale code.
     Doctor(rootswap::doctor::Args),
     /// Write a commented rootswap.yaml (-c) for an existing site: detects the framework, picks the preset.
     Init(cli::init::InitArgs),
@@ -161,6 +163,7 @@ fn run(command: Command, config: &std::path::Path) -> Result<ExitCode> {
             rootswap::opcache::command(site.php_fpm(), &site.config, &action)
         }
         Command::Nginx(a) => rootswap::nginx::command(&cli::open(config)?.config, &a),
+        Command::Apache(a) => rootswap::apache::command(&cli::open(config)?.config, &a),
         Command::Caddy(a) => cli::caddy::run(config, &a),
         Command::Doctor(a) => rootswap::doctor::command(&cli::open(config)?, &a),
         Command::Init(a) => cli::init::run(config, a),

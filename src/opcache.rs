@@ -48,7 +48,7 @@ $out = ['rootswap' => 1, 'php' => PHP_VERSION, 'sapi' => PHP_SAPI, 'pid' => getm
         'opcache_loaded' => $has, 'ini' => [], 'invalidated' => 0, 'invalidate_missed' => 0, 'reset' => null, 'status' => null];
 if (function_exists('posix_geteuid') && function_exists('posix_getpwuid')) { $pw = posix_getpwuid(posix_geteuid()); $out['user'] = $pw['name'] ?? null; }
 foreach (['opcache.enable', 'opcache.validate_timestamps', 'opcache.revalidate_freq', 'opcache.revalidate_path',
-          'opcache.restrict_api', 'opcache.file_cache', 'opcache.file_cache_only', 'open_basedir', 'realpath_cache_ttl'] as $k) {
+          'opcache.restrict_api', 'opcache.file_cache', 'opcache.file_cache_only', 'open_basedir', 'realpath_cache_ttl', 'realpath_cache_size'] as $k) {
     $v = ini_get($k); $out['ini'][$k] = ($v === false) ? null : (string) $v;
 }
 if ($has && !empty($req['invalidate'])) {
@@ -154,6 +154,44 @@ pub fn run(ep: &Endpoint, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Re
     read_answer(&reply?, &file)
 }
 
+/// Where the `<VirtualHost>` of `rootswap apache --mod-php` maps the reset
+/// script (from 127.0.0.1 only): `<opcache.http>/.rootswap-opcache/<script>`.
+pub const HTTP_PREFIX: &str = "/.rootswap-opcache/";
+
+/// Runs the script inside the web server's own PHP (mod_php, which no
+/// FastCGI request reaches) with one GET of `<base>/.rootswap-opcache/<script>`.
+pub fn run_http(base: &str, dir: &Path, invalidate: &[PathBuf], reset: bool) -> Result<Answer> {
+    if !base.starts_with("http://") {
+        bail!(
+            "opcache.http `{base}` must be an http:// URL of this host, e.g. http://127.0.0.1:80"
+        );
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {} for the OPcache script", dir.display()))?;
+    let guard = write_script(dir, invalidate, reset)?;
+    let file = guard.0.to_string_lossy().into_owned();
+    let name = guard
+        .0
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let url = format!("{}{HTTP_PREFIX}{name}", base.trim_end_matches('/'));
+    let got = crate::health::agent(php_fpm::TIMEOUT)?.get(&url).call();
+    let reply = match got {
+        Ok(mut r) => Reply {
+            status: r.status().as_u16(),
+            headers: vec![],
+            body: r.body_mut().read_to_vec().unwrap_or_default(),
+            stderr: String::new(),
+        },
+        Err(e) => bail!("cannot reach the web server at {url} (opcache.http): {e}"),
+    };
+    drop(guard);
+    read_answer(&reply, &file).with_context(|| {
+        format!("through {url}: the site's <VirtualHost> must map {HTTP_PREFIX} to opcache.script_dir for 127.0.0.1 (`rootswap apache --mod-php` prints it)")
+    })
+}
+
 /// Writes the script with its request (readable by php-fpm's pool user)
 /// into `dir`; it is removed when the returned guard drops.
 fn write_script(dir: &Path, invalidate: &[PathBuf], reset: bool) -> Result<ScriptFile> {
@@ -254,7 +292,7 @@ fn failure_hint(status: u16, detail: &str, file: &str) -> String {
 /// Judges an answer to a reset: `Ok(description)` when stale code cannot be
 /// served any more, `Err(warning)` when the reset did not happen.
 pub fn judge(a: &Answer) -> std::result::Result<String, String> {
-    if a.sapi != "fpm-fcgi" {
+    if a.sapi != "fpm-fcgi" && a.sapi != "apache2handler" {
         return Err(format!("the OPcache script ran under the `{}` SAPI, not php-fpm: php-fpm's cache was not cleared", a.sapi));
     }
     if !a.opcache_loaded {
@@ -321,6 +359,23 @@ pub fn clear<'a>(
     changed: impl Iterator<Item = &'a Path>,
     when: &str,
 ) -> Result<String, String> {
+    let files = |root: &Path| -> Vec<PathBuf> {
+        let real = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+        let files: Vec<PathBuf> = changed.map(|p| real.join(p)).collect();
+        if files.len() > MAX_INVALIDATE {
+            vec![]
+        } else {
+            files
+        }
+    };
+    if let Some(base) = &cfg.opcache.http {
+        return match run_http(base, &script_dir(cfg), &files(root), true) {
+            Ok(a) => judge(&a)
+                .map(|msg| format!("{msg} {when} (through {base})"))
+                .map_err(|w| format!("OPcache {when}: {w}")),
+            Err(e) => Err(format!("OPcache not cleared {when}: {e:#}")),
+        };
+    }
     let (ep, found) = match fpm {
         Ok(Located::Configured(ep)) => (ep, String::new()),
         Ok(Located::Found(ep, how)) => {
@@ -337,12 +392,7 @@ pub fn clear<'a>(
         }
         Err(e) => return Err(format!("OPcache not cleared {when}: {e:#}")),
     };
-    let real = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    let mut files: Vec<PathBuf> = changed.map(|p| real.join(p)).collect();
-    if files.len() > MAX_INVALIDATE {
-        files.clear();
-    }
-    match run(&ep, &script_dir(cfg), &files, true) {
+    match run(&ep, &script_dir(cfg), &files(root), true) {
         Ok(a) => match judge(&a) {
             Ok(msg) => Ok(format!("{msg} {when}{found}")),
             Err(w) => Err(format!("OPcache {when}: {w}")),
@@ -353,6 +403,12 @@ pub fn clear<'a>(
 
 /// `rootswap opcache reset`: resets php-fpm's cache, returns what happened.
 pub fn reset_by_hand(fpm: Result<Located>, cfg: &Config) -> Result<String> {
+    if let Some(base) = &cfg.opcache.http {
+        let a = run_http(base, &script_dir(cfg), &[], true)?;
+        return judge(&a)
+            .map_err(|w| anyhow!(w))
+            .map(|m| format!("{m} (through {base}, PHP {}, process {})", a.php, a.pid));
+    }
     let loc = fpm?;
     let ep = loc.endpoint().cloned().ok_or_else(|| {
         anyhow!(
@@ -369,7 +425,7 @@ pub fn reset_by_hand(fpm: Result<Located>, cfg: &Config) -> Result<String> {
 /// `rootswap opcache …`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Cmd {
-    /// Reset php-fpm's OPcache now, over FastCGI (`opcache.fastcgi`).
+    /// Reset php-fpm's OPcache now, over FastCGI (`opcache.fastcgi`), or through the web server (`opcache.http`).
     Reset,
     /// Show php-fpm's OPcache settings and state, read over FastCGI.
     Status,
@@ -389,6 +445,9 @@ pub fn command(fpm: Result<Located>, cfg: &Config, cmd: &Cmd) -> Result<std::pro
 
 /// Reads php-fpm's OPcache settings without changing anything (doctor).
 pub fn inspect(fpm: Result<Located>, cfg: &Config) -> Result<Answer> {
+    if let Some(base) = &cfg.opcache.http {
+        return run_http(base, &script_dir(cfg), &[], false);
+    }
     let loc = fpm?;
     let ep = loc
         .endpoint()

@@ -7,6 +7,11 @@
 //! returning, with `opcache.validate_timestamps=0` so only rootswap's OPcache
 //! reset over FastCGI can make that true.
 //!
+//! The same scenario runs behind Apache 2.4 (mpm_event + php-fpm, and
+//! mpm_prefork + mod_php, with the `<VirtualHost>` `rootswap apache` prints and
+//! the PHP settings it asks for), and behind each without those settings
+//! (the controls, which must tear or serve stale responses).
+//!
 //! `cargo test --test integration zero_downtime:: -- --ignored --nocapture` also runs the
 //! comparison: the FastCGI reset replaced by a php-fpm reload (USR2), the
 //! numbers in docs/zero-downtime.md#measured.
@@ -19,7 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    bin, caddy_servers, heavy, web_servers, Caddy, Fpm, Http, Nginx, Pool, World,
+    bin, caddy_servers, find_php_fpm, free_port, heavy, require, require_apache, web_servers,
+    Apache, Caddy, Fpm, Http, Mpm, Nginx, Pool, World,
 };
 
 /// Writes straight to the test's stderr (not captured by the test harness).
@@ -37,11 +43,12 @@ macro_rules! say {
 enum Web {
     /// nginx + php-fpm (`rootswap nginx`).
     Nginx,
+    /// Apache mpm_event + mod_proxy_fcgi + php-fpm (`rootswap apache --fastcgi`).
+    ApacheEvent,
+    /// Apache mpm_prefork + mod_php (`rootswap apache --mod-php`).
+    ApachePrefork,
     /// Caddy + php-fpm (`rootswap caddy`).
     Caddy,
-    /// The control: Caddy + php-fpm with `rootswap caddy`'s block minus
-    /// `resolve_root_symlink` (PHP sees the link's path).
-    CaddyNaive,
 }
 
 /// What the harness needs of a running web server.
@@ -63,30 +70,16 @@ impl Front for Nginx {
     }
 }
 
-impl Front for Caddy {
+impl Front for Apache {
     fn port(&self) -> u16 {
-        self.port
+        Apache::port(self)
     }
     fn logs(&self) -> String {
-        Caddy::logs(self)
+        Apache::logs(self)
     }
     fn alive(&mut self) -> bool {
-        Caddy::alive(self)
+        Apache::alive(self)
     }
-}
-
-/// `rootswap caddy`'s block without the fix: the control's configuration.
-fn naive_caddy(block: String) -> String {
-    let naive: String = block
-        .lines()
-        .filter(|l| l.trim() != "resolve_root_symlink")
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_ne!(
-        naive, block,
-        "rootswap caddy printed no resolve_root_symlink"
-    );
-    naive
 }
 
 /// The web server and php-fpm (none when PHP runs inside the web server),
@@ -131,6 +124,50 @@ display_errors=Off
 log_errors=On
 ";
 
+impl Front for Caddy {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn logs(&self) -> String {
+        Caddy::logs(self)
+    }
+    fn alive(&mut self) -> bool {
+        Caddy::alive(self)
+    }
+}
+
+/// `rootswap caddy`'s block without the fix: the control's configuration.
+fn naive_caddy(block: String) -> String {
+    let naive: String = block
+        .lines()
+        .filter(|l| l.trim() != "resolve_root_symlink")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(
+        naive, block,
+        "rootswap caddy printed no resolve_root_symlink"
+    );
+    naive
+}
+
+/// What `rootswap apache` asks of PHP behind Apache (in php-fpm's pool; with
+/// mod_php the `<VirtualHost>` sets them), as php.ini lines.
+fn apache_php_fix() -> String {
+    rootswap::apache::PHP_SETTINGS
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
+}
+
+/// Lets Apache's user (www-data when the test runs as root) reach the
+/// site's files in the test's temporary directory (created 0700).
+fn open_to_web_user(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for d in dir.ancestors().take(2) {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    }
+}
+
 /// Starts php-fpm and the web server `web` in `dir` (php-fpm's pid file is
 /// `dir/php-fpm.pid`).
 fn start_servers(
@@ -138,15 +175,49 @@ fn start_servers(
     dir: &Path,
     rootswap_cfg: &Path,
     bins: &Bins,
-    max_children: u32,
+    (max_children, port): (u32, u16),
+    naive: bool,
 ) -> Servers {
     let socket = dir.join("php-fpm.sock");
-    let fpm = Fpm::start(Pool {
-        status_path: Some("/fpm-status".into()),
-        ..Pool::new(&bins.fpm, dir, &socket, PHP_INI, max_children)
+    let apache = matches!(web, Web::ApacheEvent | Web::ApachePrefork);
+    if apache {
+        open_to_web_user(dir);
+    }
+    // Behind Apache the pool gets the PHP settings `rootswap apache` asks for (not in the control).
+    let ini = match web {
+        Web::ApacheEvent if !naive => format!("{PHP_INI}{}", apache_php_fix()),
+        _ => PHP_INI.to_string(),
+    };
+    let fpm = (web != Web::ApachePrefork).then(|| {
+        let fpm = bins.fpm.as_deref().expect("php-fpm (checked by the test)");
+        Fpm::start(Pool {
+            status_path: Some("/fpm-status".into()),
+            listen_user: apache.then(|| "www-data".to_string()),
+            ..Pool::new(fpm, dir, &socket, &ini, max_children)
+        })
     });
+    // The control serves the link without the fix: with mod_php, the host's php_admin_values go.
+    let edit = |vhost: String| -> String {
+        if naive {
+            vhost
+                .lines()
+                .filter(|l| !l.contains("php_admin_value"))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        } else {
+            vhost
+        }
+    };
     let front: Box<dyn Front> = match web {
         Web::Nginx => Box::new(Nginx::for_site(&bins.web, dir, rootswap_cfg, &socket)),
+        // The control: `rootswap caddy`'s block without `resolve_root_symlink`.
+        Web::Caddy if naive => Box::new(Caddy::for_site(
+            &bins.web,
+            dir,
+            rootswap_cfg,
+            &socket,
+            naive_caddy,
+        )),
         Web::Caddy => Box::new(Caddy::for_site(
             &bins.web,
             dir,
@@ -154,25 +225,66 @@ fn start_servers(
             &socket,
             |b| b,
         )),
-        Web::CaddyNaive => Box::new(Caddy::for_site(
+        Web::ApacheEvent => Box::new(Apache::for_site(
             &bins.web,
             dir,
             rootswap_cfg,
+            Mpm::EventFpm,
             &socket,
-            naive_caddy,
+            port,
+            PHP_INI,
+            edit,
+        )),
+        Web::ApachePrefork => Box::new(Apache::for_site(
+            &bins.web,
+            dir,
+            rootswap_cfg,
+            Mpm::PreforkModPhp,
+            &socket,
+            port,
+            PHP_INI,
+            edit,
         )),
     };
-    Servers {
-        front,
-        fpm: Some(fpm),
-    }
+    Servers { front, fpm }
 }
 
-/// The programs a run needs.
+/// The programs a run needs: the web server's, and php-fpm's unless PHP runs inside it.
 struct Bins {
-    /// The web server's program (nginx, caddy).
     web: std::path::PathBuf,
-    fpm: std::path::PathBuf,
+    fpm: Option<std::path::PathBuf>,
+}
+
+impl Bins {
+    /// The programs `web` needs, or `None` after `skip_or_fail`.
+    fn find(web: Web, who: &str) -> Option<Bins> {
+        match web {
+            Web::Nginx => web_servers(who).map(|(nginx, fpm)| Bins {
+                web: nginx,
+                fpm: Some(fpm),
+            }),
+            Web::ApacheEvent => {
+                let apache = require_apache(who, false)?;
+                let fpm = require(
+                    "php-fpm",
+                    find_php_fpm(),
+                    crate::support::WEB_SERVERS_INSTALL,
+                )?;
+                Some(Bins {
+                    web: apache,
+                    fpm: Some(fpm),
+                })
+            }
+            Web::ApachePrefork => Some(Bins {
+                web: require_apache(who, true)?,
+                fpm: None,
+            }),
+            Web::Caddy => caddy_servers(who).map(|(caddy, fpm)| Bins {
+                web: caddy,
+                fpm: Some(fpm),
+            }),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- load and checks
@@ -255,6 +367,11 @@ enum Clear {
     ReloadHook,
     /// Nothing clears the cache (no `opcache.fastcgi`).
     Nothing,
+    /// No `opcache.fastcgi`; a `before_switch` hook restarts Apache gracefully
+    /// (USR1), which clears mod_php's OPcache.
+    GracefulHook,
+    /// rootswap's reset through the web server (`opcache.http`, mod_php).
+    HttpReset,
 }
 
 struct Scenario {
@@ -268,6 +385,9 @@ struct Scenario {
     clear: Clear,
     idle: Duration,
     max_children: u32,
+    /// The control: the site served through the link without the fix
+    /// (behind Apache: without the PHP settings `rootswap apache` asks for).
+    naive: bool,
 }
 
 #[derive(Default)]
@@ -353,6 +473,8 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
     let dir = w.tmp.path().join("servers");
     std::fs::create_dir_all(&dir).unwrap();
     let socket = dir.join("php-fpm.sock");
+    // Apache's port is chosen now: `opcache.http` names it.
+    let port = free_port();
     let clear_yaml = match sc.clear {
         Clear::FastcgiReset => format!("opcache:\n  fastcgi: unix:{}\n  status_path: /fpm-status\n", socket.display()),
         Clear::ReloadHook => format!(
@@ -360,6 +482,11 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
             p = dir.join("php-fpm.pid").display()
         ),
         Clear::Nothing => "opcache:\n  status_path: /fpm-status\n".to_string(),
+        Clear::HttpReset => format!("opcache:\n  http: http://127.0.0.1:{port}\n"),
+        Clear::GracefulHook => format!(
+            "hooks:\n  before_switch:\n    - test ! -f {p} || kill -USR1 $(cat {p})\n",
+            p = dir.join("apache.pid").display()
+        ),
     };
     std::fs::write(
         &w.config,
@@ -373,7 +500,14 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
     .unwrap();
     // First deploy: creates ROOT and the link.
     deploy(&w);
-    let mut srv = start_servers(sc.web, &dir, &w.config, bins, sc.max_children);
+    let mut srv = start_servers(
+        sc.web,
+        &dir,
+        &w.config,
+        bins,
+        (sc.max_children, port),
+        sc.naive,
+    );
     let port = srv.port();
 
     // Warm up (fills OPcache) and check the setup serves v1.
@@ -393,15 +527,15 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
         check_dot_files(&mut http, &srv);
     }
     drop(http);
-    if sc.clear == Clear::FastcgiReset {
-        // `rootswap opcache reset` by hand works against this pool.
+    if sc.clear == Clear::FastcgiReset || sc.clear == Clear::HttpReset {
+        // `rootswap opcache reset` by hand works against this pool (or mod_php, through the host).
         let out = w.run(&["opcache", "reset"]);
         assert!(
             out.status.success(),
             "rootswap opcache reset: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // The proof is only a proof if OPcache runs in the pool, never revalidating.
+        // The proof is only a proof if OPcache runs where PHP does, never revalidating.
         let out = w.run(&["opcache", "status"]);
         let status = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
@@ -412,11 +546,14 @@ fn run_scenario(sc: &Scenario, bins: &Bins) -> Report {
             "OPcache is not active in the test's php-fpm:\n{status}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        check_doctor(sc.web, &w, &dir);
+    }
+    if sc.clear == Clear::FastcgiReset || sc.clear == Clear::HttpReset {
+        check_doctor(sc.web, &w, &dir, sc.naive);
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let deadline = Instant::now() + Duration::from_secs(240);
+    // Long enough for 20 deploys while mod_php's load holds both cores (7-24 s each there).
+    let deadline = Instant::now() + Duration::from_secs(420);
     let mut threads = Vec::new();
     for _ in 0..sc.fast_threads {
         threads.push(load_thread(
@@ -589,11 +726,12 @@ fn check_dot_files(http: &mut Http, srv: &Servers) {
 
 /// `rootswap doctor` passes the generated configuration of `web`, and fails
 /// the naive one.
-fn check_doctor(web: Web, w: &World, dir: &Path) {
+fn check_doctor(web: Web, w: &World, dir: &Path, naive: bool) {
     match web {
-        Web::Nginx => check_doctor_nginx(w, dir),
-        Web::Caddy => check_doctor_caddy(w, dir, true),
-        Web::CaddyNaive => check_doctor_caddy(w, dir, false),
+        Web::Nginx if !naive => check_doctor_nginx(w, dir),
+        Web::Nginx => {}
+        Web::ApacheEvent | Web::ApachePrefork => check_doctor_apache(w, dir, naive),
+        Web::Caddy => check_doctor_caddy(w, dir, !naive),
     }
 }
 
@@ -618,6 +756,32 @@ fn check_doctor_caddy(w: &World, dir: &Path, fixed: bool) {
                     "fix: in the site's php_fastcgi block add the line `resolve_root_symlink`"
                 ),
             "doctor passed the naive Caddyfile:\n{text}{err}"
+        );
+    }
+}
+
+/// `rootswap doctor --apache-conf` passes the test's Apache (the
+/// `<VirtualHost>` `rootswap apache` prints, the PHP settings it asks for)
+/// and fails the control, naming the missing settings.
+fn check_doctor_apache(w: &World, dir: &Path, naive: bool) {
+    let conf = dir.join("apache.conf");
+    let out = w.run(&["doctor", "--apache-conf", &conf.to_string_lossy()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("serves through the link"), "{text}{stderr}");
+    if naive {
+        assert!(
+            !out.status.success() && text.contains("✗") && text.contains("realpath_cache_size is"),
+            "doctor passed the control:\n{text}{stderr}"
+        );
+    } else {
+        assert!(
+            out.status.success(),
+            "doctor failed on the test's setup:\n{text}{stderr}"
+        );
+        assert!(
+            text.contains("realpath_cache_size=0, opcache.revalidate_path=1"),
+            "{text}"
         );
     }
 }
@@ -674,10 +838,9 @@ fn assert_clean(r: &Report, min_deploys: u32) {
 #[test]
 fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
     let _heavy = heavy();
-    let Some((nginx, fpm)) = web_servers("zero_downtime") else {
+    let Some(bins) = Bins::find(Web::Nginx, "zero_downtime") else {
         return;
     };
-    let bins = Bins { web: nginx, fpm };
     let r = run_scenario(
         &Scenario {
             name: "reset",
@@ -690,6 +853,7 @@ fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
             clear: Clear::FastcgiReset,
             idle: Duration::from_secs(3),
             max_children: 12,
+            naive: false,
         },
         &bins,
     );
@@ -699,10 +863,9 @@ fn zero_downtime_under_load_with_opcache_reset_over_fastcgi() {
 #[test]
 fn three_second_requests_under_drain_auto() {
     let _heavy = heavy();
-    let Some((nginx, fpm)) = web_servers("zero_downtime") else {
+    let Some(bins) = Bins::find(Web::Nginx, "zero_downtime") else {
         return;
     };
-    let bins = Bins { web: nginx, fpm };
     let r = run_scenario(
         &Scenario {
             name: "drain-auto-3s",
@@ -715,10 +878,165 @@ fn three_second_requests_under_drain_auto() {
             clear: Clear::FastcgiReset,
             idle: Duration::from_secs(1),
             max_children: 10,
+            naive: false,
         },
         &bins,
     );
     assert_clean(&r, 5);
+}
+
+/// The proof behind Caddy: `rootswap caddy`'s block, 20 deploys under load,
+/// nothing failed, torn or stale.
+#[test]
+fn zero_downtime_behind_caddy() {
+    let _heavy = heavy();
+    let Some(bins) = Bins::find(Web::Caddy, "zero_downtime") else {
+        return;
+    };
+    let r = run_scenario(
+        &Scenario {
+            name: "caddy",
+            web: Web::Caddy,
+            deploys: 20,
+            slow_ms: 300,
+            slow_threads: 2,
+            fast_threads: 4,
+            drain: "1s",
+            clear: Clear::FastcgiReset,
+            idle: Duration::from_secs(3),
+            max_children: 12,
+            naive: false,
+        },
+        &bins,
+    );
+    assert_clean(&r, 20);
+}
+
+/// The control that makes the Caddy proof trustworthy: the same run with
+/// `resolve_root_symlink` taken out of the block serves old or mixed code.
+#[test]
+fn caddy_without_resolve_root_symlink_serves_stale_or_torn_code() {
+    let _heavy = heavy();
+    let Some(bins) = Bins::find(Web::Caddy, "zero_downtime") else {
+        return;
+    };
+    let r = run_scenario(
+        &Scenario {
+            name: "caddy-naive",
+            web: Web::Caddy,
+            deploys: 8,
+            slow_ms: 300,
+            slow_threads: 2,
+            fast_threads: 4,
+            drain: "1s",
+            clear: Clear::FastcgiReset,
+            idle: Duration::from_secs(1),
+            max_children: 12,
+            naive: true,
+        },
+        &bins,
+    );
+    assert!(
+        r.deploys >= 8 && r.requests > 0,
+        "only {} deploys ran",
+        r.deploys
+    );
+    assert!(
+        r.stale + r.torn > 0,
+        "the naive Caddyfile served no stale and no torn response: the test cannot tell the fix from its absence"
+    );
+}
+
+/// The proof behind Apache: the scenario of
+/// `zero_downtime_under_load_with_opcache_reset_over_fastcgi` with `web`
+/// in front (`naive`: the control, without the fix), or `None` when
+/// Apache (or php-fpm, or mod_php) is missing and this is not CI.
+fn apache_run(web: Web, name: &'static str, deploys: u32, naive: bool) -> Option<Report> {
+    let bins = Bins::find(web, "zero_downtime (Apache)")?;
+    let sc = Scenario {
+        name,
+        web,
+        deploys,
+        slow_ms: 300,
+        slow_threads: 2,
+        // mod_php answers about 20,000 requests/s here: 2 clients already load it more than 4 do php-fpm.
+        fast_threads: if web == Web::ApachePrefork { 2 } else { 4 },
+        drain: "1s",
+        clear: if web == Web::ApachePrefork {
+            Clear::HttpReset
+        } else {
+            Clear::FastcgiReset
+        },
+        idle: Duration::from_secs(3),
+        max_children: 12,
+        naive,
+    };
+    Some(run_scenario(&sc, &bins))
+}
+
+#[test]
+fn apache_event_php_fpm_zero_downtime_under_load() {
+    let _heavy = heavy();
+    if let Some(r) = apache_run(Web::ApacheEvent, "apache-event", 20, false) {
+        assert_clean(&r, 20);
+    }
+}
+
+#[test]
+fn apache_prefork_mod_php_zero_downtime_under_load() {
+    let _heavy = heavy();
+    if let Some(r) = apache_run(Web::ApachePrefork, "apache-prefork", 20, false) {
+        assert_clean(&r, 20);
+    }
+}
+
+/// The controls: the same runs with PHP's default realpath cache and
+/// OPcache keys (what Apache setups run without `rootswap apache`'s
+/// settings) must show stale or torn responses, or the proofs above prove nothing.
+#[test]
+fn apache_controls_without_the_fix_serve_stale_or_torn_responses() {
+    let _heavy = heavy();
+    for (web, name) in [
+        (Web::ApacheEvent, "apache-event-naive"),
+        (Web::ApachePrefork, "apache-prefork-naive"),
+    ] {
+        if let Some(r) = apache_run(web, name, 8, true) {
+            assert!(
+                r.requests > 0 && r.deploys == 8,
+                "{name}: the control did not run"
+            );
+            assert!(r.stale + r.torn > 0, "{name}: the control without the fix showed no stale or torn response, so the proof cannot be trusted");
+        }
+    }
+}
+
+/// The alternative measured behind Apache with mod_php (docs/zero-downtime.md#apache):
+/// OPcache cleared by a graceful restart (`before_switch: kill -USR1`)
+/// instead of rootswap's reset through the host. Prints its numbers, asserts nothing about them.
+#[test]
+#[ignore = "measurement: cargo test --test integration zero_downtime::measurement_apache -- --ignored --nocapture"]
+fn measurement_apache_graceful_restart_instead_of_the_http_reset() {
+    let _heavy = heavy();
+    let Some(bins) = Bins::find(Web::ApachePrefork, "zero_downtime (Apache)") else {
+        return;
+    };
+    let r = run_scenario(
+        &Scenario {
+            name: "apache-prefork-graceful",
+            web: Web::ApachePrefork,
+            deploys: 20,
+            slow_ms: 300,
+            slow_threads: 2,
+            fast_threads: 4,
+            drain: "1s",
+            clear: Clear::GracefulHook,
+            idle: Duration::from_secs(3),
+            max_children: 12,
+            naive: false,
+        },
+        &bins,
+    );
+    assert!(r.requests > 0);
 }
 
 /// The comparisons in docs/zero-downtime.md, each with one piece of the design taken
@@ -730,10 +1048,9 @@ fn three_second_requests_under_drain_auto() {
 #[ignore = "measurement: cargo test --test integration zero_downtime:: -- --ignored --nocapture --test-threads 1"]
 fn measurement_what_each_piece_prevents() {
     let _heavy = heavy();
-    let Some((nginx, fpm)) = web_servers("zero_downtime") else {
+    let Some(bins) = Bins::find(Web::Nginx, "zero_downtime") else {
         return;
     };
-    let bins = Bins { web: nginx, fpm };
     let base = Scenario {
         name: "",
         web: Web::Nginx,
@@ -745,6 +1062,7 @@ fn measurement_what_each_piece_prevents() {
         clear: Clear::FastcgiReset,
         idle: Duration::from_secs(3),
         max_children: 12,
+        naive: false,
     };
     let only = std::env::var("ZD_ONLY").unwrap_or_default();
     for sc in [
@@ -821,66 +1139,4 @@ fn a_reset_that_did_not_happen_is_a_warning_in_the_history() {
     let out = w.run(&["opcache", "reset"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to php-fpm"));
-}
-
-/// The proof behind Caddy: `rootswap caddy`'s block, 20 deploys under load,
-/// nothing failed, torn or stale.
-#[test]
-fn zero_downtime_behind_caddy() {
-    let _heavy = heavy();
-    let Some((caddy, fpm)) = caddy_servers("zero_downtime") else {
-        return;
-    };
-    let bins = Bins { web: caddy, fpm };
-    let r = run_scenario(
-        &Scenario {
-            name: "caddy",
-            web: Web::Caddy,
-            deploys: 20,
-            slow_ms: 300,
-            slow_threads: 2,
-            fast_threads: 4,
-            drain: "1s",
-            clear: Clear::FastcgiReset,
-            idle: Duration::from_secs(3),
-            max_children: 12,
-        },
-        &bins,
-    );
-    assert_clean(&r, 20);
-}
-
-/// The control that makes the Caddy proof trustworthy: the same run with
-/// `resolve_root_symlink` taken out of the block serves old or mixed code.
-#[test]
-fn caddy_without_resolve_root_symlink_serves_stale_or_torn_code() {
-    let _heavy = heavy();
-    let Some((caddy, fpm)) = caddy_servers("zero_downtime") else {
-        return;
-    };
-    let bins = Bins { web: caddy, fpm };
-    let r = run_scenario(
-        &Scenario {
-            name: "caddy-naive",
-            web: Web::CaddyNaive,
-            deploys: 8,
-            slow_ms: 300,
-            slow_threads: 2,
-            fast_threads: 4,
-            drain: "1s",
-            clear: Clear::FastcgiReset,
-            idle: Duration::from_secs(1),
-            max_children: 12,
-        },
-        &bins,
-    );
-    assert!(
-        r.deploys >= 8 && r.requests > 0,
-        "only {} deploys ran",
-        r.deploys
-    );
-    assert!(
-        r.stale + r.torn > 0,
-        "the naive Caddyfile served no stale and no torn response: the test cannot tell the fix from its absence"
-    );
 }

@@ -293,6 +293,11 @@ pub struct OpcacheConfig {
     /// php-fpm's status path (`pm.status_path`), used by `drain: auto`.
     #[serde(default)]
     pub status_path: Option<String>,
+    /// PHP inside the web server (Apache's mod_php): the `http://127.0.0.1:PORT`
+    /// base URL through which rootswap runs its reset script instead of FastCGI
+    /// (the `<VirtualHost>` of `rootswap apache --mod-php` maps it).
+    #[serde(default)]
+    pub http: Option<String>,
 }
 
 /// `health_check:` — a URL that must answer after the switch back.

@@ -133,6 +133,10 @@ impl Deploy {
     /// Whether there is a php-fpm to clear the OPcache of; when there is
     /// none, one warning for the deploy (and its summary line) says so.
     fn php_fpm_found(&mut self) -> bool {
+        // PHP inside the web server (mod_php): the reset goes through it.
+        if self.site.config.opcache.http.is_some() {
+            return true;
+        }
         match self.site.php_fpm().map(|l| l.warning()) {
             Ok(Some(w)) => {
                 self.run.warn([w]);

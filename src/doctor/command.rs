@@ -10,7 +10,7 @@ use crate::site::Site;
 use crate::webserver::{self, Server};
 
 use super::check::Check;
-use super::{caddy, cron, layout, nginx, php, served, shared};
+use super::{apache, caddy, cron, layout, nginx, php, served, shared};
 
 /// `rootswap doctor` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -18,6 +18,10 @@ pub struct Args {
     /// Check this nginx configuration file (its includes are followed) instead of `nginx -T`.
     #[arg(long, value_name = "FILE")]
     pub nginx_conf: Option<PathBuf>,
+    /// Check this Apache configuration file (its includes are followed) instead of the one
+    /// `apache2ctl -t -D DUMP_INCLUDES` names.
+    #[arg(long, value_name = "FILE")]
+    pub apache_conf: Option<PathBuf>,
     /// Check this Caddy configuration (a Caddyfile, read through `caddy adapt`, or its JSON)
     /// instead of /etc/caddy/Caddyfile.
     #[arg(long, value_name = "FILE")]
@@ -37,11 +41,23 @@ pub fn checks(site: &Site, args: &Args) -> Vec<Check> {
     out.extend(served::check_served_tree(cfg, layout));
     out.extend(shared::check_shared(&site.shared, layout));
     out.extend(served::check_external_links(cfg, layout));
-    out.extend(php::check_php(site.php_fpm(), cfg));
     let (servers, found) = servers(site, args);
+    let mut apache = servers
+        .contains(&Server::Apache)
+        .then(|| apache::check_apache(cfg, args.apache_conf.as_deref()));
+    // With mod_php (or PHP reset through the web server), php-fpm does not serve the site.
+    if !apache.as_ref().is_some_and(|a| a.mod_php) && cfg.opcache.http.is_none() {
+        out.extend(php::check_php(site.php_fpm(), cfg));
+    }
     out.push(found);
     for s in servers {
-        out.extend(check_server(s, site, args));
+        match (s, apache.take()) {
+            (Server::Apache, Some(found)) => out.extend(found.checks),
+            (_, a) => {
+                apache = a;
+                out.extend(check_server(s, site, args));
+            }
+        }
     }
     out.extend(cron::check_cron(layout));
     out
@@ -56,6 +72,7 @@ fn servers(site: &Site, args: &Args) -> (Vec<Server>, Check) {
     }
     let given: Vec<Server> = [
         args.nginx_conf.as_ref().map(|_| Server::Nginx),
+        args.apache_conf.as_ref().map(|_| Server::Apache),
         args.caddyfile.as_ref().map(|_| Server::Caddy),
     ]
     .into_iter()
@@ -102,12 +119,7 @@ fn check_server(server: Server, site: &Site, args: &Args) -> Vec<Check> {
     match server {
         Server::Nginx => nginx::check_nginx(cfg, args.nginx_conf.as_deref()),
         Server::Caddy => caddy::check_caddy(cfg, args.caddyfile.as_deref()),
-        // Apache's checks (`rootswap apache`) plug in here.
-        Server::Apache => vec![Check::fail(
-            false,
-            "Apache: this rootswap does not check Apache's configuration",
-            "serve the site through the link and make PHP see real paths; docs/webservers.md#apache",
-        )],
+        Server::Apache => apache::check_apache(cfg, args.apache_conf.as_deref()).checks,
         Server::LiteSpeed => vec![Check::fail(
             false,
             "LiteSpeed/OpenLiteSpeed: rootswap cannot check its configuration",

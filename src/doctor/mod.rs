@@ -9,10 +9,13 @@
 //! `shared.rs` (`user_content.shared`), `php.rs` (php-fpm, OPcache, the
 //! status page `drain: auto` reads), the web server found serving the site
 //! ([`crate::webserver`]) with its checks: `nginx.rs` (`$realpath_root` in
-//! every PHP location served through the link), `caddy.rs`
-//! (`resolve_root_symlink` in every `php_fastcgi` served through the link),
-//! and `cron.rs` (jobs that run PHP from ROOT's path). `command.rs` runs them all and prints the report.
+//! every PHP location served through the link), `apache.rs` (the
+//! `<VirtualHost>` through the link, its MPM and PHP handler, the PHP settings
+//! a path through the link needs), `caddy.rs` (`resolve_root_symlink` in
+//! every `php_fastcgi` served through the link), and `cron.rs` (jobs that run
+//! PHP from ROOT's path). `command.rs` runs them all and prints the report.
 
+mod apache;
 mod caddy;
 mod check;
 mod command;

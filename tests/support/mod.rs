@@ -1,12 +1,13 @@
 //! What the integration tests share: a scratch world with a real Git
 //! repository and the real `rootswap` binary ([`World`]), outside tools and
 //! the skip-or-fail rule, processes stopped by PID ([`Proc`]) and bounded
-//! waits, a free port and one HTTP client ([`Http`]), php-fpm ([`Fpm`]) and
-//! nginx ([`Nginx`]) and Caddy ([`Caddy`]) started as the test's own processes, the lock that
+//! waits, a free port and one HTTP client ([`Http`]), php-fpm ([`Fpm`]), nginx
+//! ([`Nginx`]), Apache ([`Apache`]) and Caddy ([`Caddy`]) started as the test's own processes, the lock that
 //! keeps timing-sensitive tests apart ([`heavy`]), and the framework apps
 //! under load (`apps`, `app_writer`).
 #![allow(dead_code)]
 
+mod apache;
 pub mod app_writer;
 pub mod apps;
 mod caddy;
@@ -21,6 +22,7 @@ pub mod skeletons;
 mod tools;
 mod world;
 
+pub use apache::{require_apache, Apache, Mpm};
 pub use caddy::{caddy_servers, Caddy};
 pub use fpm::{Fpm, Pool};
 pub use heavy::heavy;
