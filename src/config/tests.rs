@@ -251,3 +251,23 @@ fn fleet_defaults_and_errors() {
     );
     assert!(msg.contains("needs a `fleet:`"), "{msg}");
 }
+
+#[test]
+fn opcache_http_must_be_an_http_url() {
+    for bad in [
+        "ftp://127.0.0.1",
+        "127.0.0.1:80",
+        "http://",
+        "https://127.0.0.1",
+    ] {
+        let text = format!("webroot: /w\nsource: {{repo: x}}\nopcache: {{http: '{bad}'}}\n");
+        let msg = format!("{:#}", parse(&text).unwrap_err());
+        assert!(
+            msg.contains("`opcache.http:") && msg.contains("http://127.0.0.1:80"),
+            "{bad}: {msg}"
+        );
+    }
+    assert!(
+        parse("webroot: /w\nsource: {repo: x}\nopcache: {http: 'http://127.0.0.1:8081'}\n").is_ok()
+    );
+}

@@ -93,6 +93,14 @@ impl Config {
 
     /// Keys that exclude or need each other; names hooks can get.
     fn check_combinations(&self, src: &Source) -> Result<()> {
+        if let Some(url) = &self.opcache.http {
+            let host = url.strip_prefix("http://").unwrap_or_default();
+            if host.is_empty() || host.starts_with('/') {
+                bail!(
+                    "{src}: `opcache.http: {url}` must be an http:// URL of this host that reaches the site's <VirtualHost>, e.g. http://127.0.0.1:80"
+                );
+            }
+        }
         if self.auto_deploy.every.is_some() && self.auto_deploy.cron.is_some() {
             bail!("{src}: `auto_deploy` has both `every` and `cron`; keep exactly one of them");
         }
