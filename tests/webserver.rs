@@ -207,3 +207,28 @@ fn rootswap_caddy_refuses_bad_options_with_one_message() {
         "{out}"
     );
 }
+
+#[test]
+fn rootswap_apache_refuses_bad_options_with_one_message() {
+    let w = World::new(&[("index.php", "<?php echo 1;")], "");
+    let err = w.fails(&["apache", "--listen", "127.0.0.1:http"]);
+    assert!(
+        err.contains("--listen `127.0.0.1:http`") && err.contains("PORT or ADDRESS:PORT"),
+        "{err}"
+    );
+    let err = w.fails(&["apache", "--server-name", "a\n</VirtualHost>"]);
+    assert!(
+        err.contains("--server-name") && err.contains("one host name"),
+        "{err}"
+    );
+    // Control: the defaults print a host through the link.
+    let out = w.ok(&["apache"]);
+    assert!(
+        out.contains("<VirtualHost")
+            && out.contains(&format!(
+                "{}/current",
+                w.webroot.canonicalize().unwrap().display()
+            )),
+        "{out}"
+    );
+}

@@ -159,8 +159,36 @@ pub fn virtual_host(cfg: &Config, args: &Args) -> String {
     )
 }
 
+/// `--listen` is PORT or ADDRESS:PORT (`*:80`, `127.0.0.1:8080`,
+/// `[::1]:8080`), and `--server-name` one host name: anything else would
+/// break the printed `<VirtualHost>` or add lines to it.
+fn check_args(args: &Args) -> Result<()> {
+    let l = args.listen.trim();
+    let (addr, port) = l.rsplit_once(':').map_or((None, l), |(a, p)| (Some(a), p));
+    let addr_ok = addr.map_or(true, |a| {
+        !a.is_empty() && !a.contains(|c: char| c.is_whitespace() || c.is_control() || c == '>')
+    });
+    if port.parse::<u16>().is_err() || !addr_ok {
+        anyhow::bail!(
+            "--listen `{}`: expected PORT or ADDRESS:PORT, e.g. 80, *:80 or 127.0.0.1:8080",
+            args.listen
+        );
+    }
+    let name = &args.server_name;
+    if name.is_empty()
+        || name.contains(|c: char| c.is_whitespace() || c.is_control() || "\"'<>#".contains(c))
+    {
+        anyhow::bail!(
+            "--server-name `{}`: expected one host name, e.g. example.com",
+            name.escape_debug()
+        );
+    }
+    Ok(())
+}
+
 /// Runs `rootswap apache`.
 pub fn command(cfg: &Config, args: &Args) -> Result<ExitCode> {
+    check_args(args)?;
     if let Some(a) = &args.fastcgi {
         Endpoint::parse(a)?;
     }
@@ -185,6 +213,37 @@ mod tests {
             fastcgi: None,
             mod_php: false,
         }
+    }
+
+    #[test]
+    fn bad_listen_and_server_name_are_refused() {
+        for listen in ["http", "127.0.0.1:http", ":80", "a b:80", "80>\n<x"] {
+            let a = Args {
+                listen: listen.into(),
+                ..args()
+            };
+            let msg = format!("{:#}", check_args(&a).unwrap_err());
+            assert!(
+                msg.contains("--listen") && msg.contains("PORT or ADDRESS:PORT"),
+                "{listen}: {msg}"
+            );
+        }
+        for name in ["", "a b", "x\n</VirtualHost>", "a\"b"] {
+            let a = Args {
+                server_name: name.into(),
+                ..args()
+            };
+            let msg = format!("{:#}", check_args(&a).unwrap_err());
+            assert!(msg.contains("--server-name"), "{name:?}: {msg}");
+        }
+        for listen in ["80", "*:80", "127.0.0.1:8080", "[::1]:8080"] {
+            let a = Args {
+                listen: listen.into(),
+                ..args()
+            };
+            assert!(check_args(&a).is_ok(), "{listen}");
+        }
+        assert!(check_args(&args()).is_ok());
     }
 
     #[test]
