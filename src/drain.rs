@@ -44,7 +44,7 @@ pub fn wait(cfg: &Config, tree: &Path) -> Option<String> {
     wait_inner(cfg, tree, &mut idle)
 }
 
-/// [`wait`], calling `meanwhile` every [`POLL`] while it waits: a request
+/// [`wait`], calling `meanwhile` every `POLL` (25 ms) while it waits: a request
 /// still running on the tree traffic just left may write there (a save, an
 /// upload), and the deploy carries that write into the tree that serves now
 /// as soon as it lands, not once after the drain, so the visitor's next

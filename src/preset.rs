@@ -82,6 +82,8 @@ hooks:
     - composer install --no-dev --optimize-autoloader
     - php bin/console cache:clear
     - "? php bin/console doctrine:migrations:migrate --no-interaction --allow-no-migration"
+  in_snapshot:
+    - php bin/console cache:clear
   after_switch:
     - "? php bin/console messenger:stop-workers"
 "#;

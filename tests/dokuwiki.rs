@@ -828,7 +828,7 @@ fn dokuwiki_site(data: Data, run_as: RunAs) -> Option<Wiki> {
         listen_user: wiki.site_user.as_ref().map(|_| "www-data".to_string()),
         ..Pool::new(&fpm, &fpm_dir, &sock, &ini, 4)
     });
-    let nginx = Nginx::for_site(&nginx, &srv, &w.config, &sock);
+    let nginx = Nginx::for_app(&nginx, &srv, &w.config, &sock);
     wiki.port = nginx.port();
     wiki.owner = owner;
     wiki.fpm_log = fpm_dir.join("php-errors.log");

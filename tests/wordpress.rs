@@ -198,7 +198,7 @@ fn debian_wordpress_survives_twenty_deploys_under_an_uploading_visitor() {
     );
     let fpm_dir = srv.join("fpm");
     let _fpm = Fpm::start(Pool::new(&fpm, &fpm_dir, &sock, FPM_INI, 4));
-    let nginx = Nginx::for_site(&nginx, &srv, &w.config, &sock);
+    let nginx = Nginx::for_app(&nginx, &srv, &w.config, &sock);
     let port = nginx.port();
     let mut http = support::Http::new(port);
     let (status, body) = http.get("/readme.html").unwrap();

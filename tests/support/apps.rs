@@ -222,7 +222,7 @@ impl App {
             status_path: Some("/fpm-status".into()),
             ..Pool::new(&fpm_bin, &fpm_dir, &sock, self.fpm_ini, 4)
         }));
-        let nginx = Nginx::for_site(&nginx_bin, &srv, &site.w.config, &sock);
+        let nginx = Nginx::for_app(&nginx_bin, &srv, &site.w.config, &sock);
         let port = nginx.port();
         (site._nginx, site.port) = (Some(nginx), port);
         let (status, body) = Http::new(port).get("/").expect("GET /");

@@ -29,6 +29,17 @@ impl Nginx {
     /// over 15 s). `include fastcgi_params` finds Debian's file (or a
     /// minimal copy) beside the configuration.
     pub fn start(bin: &Path, dir: &Path, server_blocks: &str, ports: &[u16]) -> Nginx {
+        Nginx::start_with(bin, dir, server_blocks, ports, 2)
+    }
+
+    /// [`Nginx::start`] with `workers` worker processes.
+    pub fn start_with(
+        bin: &Path,
+        dir: &Path,
+        server_blocks: &str,
+        ports: &[u16],
+        workers: u32,
+    ) -> Nginx {
         let (user, group, root) = whoami();
         std::fs::create_dir_all(dir).expect("nginx's directory");
         let params = std::fs::read_to_string("/etc/nginx/fastcgi_params")
@@ -37,7 +48,7 @@ impl Nginx {
         let tmp = dir.join("nginx-tmp");
         std::fs::create_dir_all(&tmp).expect("nginx-tmp");
         let conf = format!(
-            "daemon off;\nmaster_process on;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n{user_line}\
+            "daemon off;\nmaster_process on;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n{user_line}\
              events {{ worker_connections 1024; }}\n\
              http {{\n    access_log off;\n    keepalive_requests 1000000;\n    client_body_temp_path {t}/body;\n    fastcgi_temp_path {t}/fastcgi;\n\
              proxy_temp_path {t}/proxy;\n    uwsgi_temp_path {t}/uwsgi;\n    scgi_temp_path {t}/scgi;\n    fastcgi_read_timeout 60s;\n\n{server_blocks}}}\n",
@@ -72,6 +83,13 @@ impl Nginx {
     pub fn for_site(bin: &Path, dir: &Path, cfg: &Path, socket: &Path) -> Nginx {
         let port = free_port();
         Nginx::start(bin, dir, &server_block(cfg, port, socket), &[port])
+    }
+
+    /// [`Nginx::for_site`] with one worker process, as the application
+    /// tests (Laravel, Symfony, DokuWiki, WordPress) have always run it.
+    pub fn for_app(bin: &Path, dir: &Path, cfg: &Path, socket: &Path) -> Nginx {
+        let port = free_port();
+        Nginx::start_with(bin, dir, &server_block(cfg, port, socket), &[port], 1)
     }
 
     /// The first port.
