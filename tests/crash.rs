@@ -193,7 +193,10 @@ fn deploy_crashing_at(w: &World, point: &str) -> bool {
 }
 
 /// Kills a running deploy after `delay`; returns whether it was still running.
-fn deploy_killed_after(w: &World, delay: Duration) -> bool {
+/// Starts a deploy and SIGKILLs it `delay` later. Returns whether it was
+/// still running at that instant, and how long it took when it was not.
+fn deploy_killed_after(w: &World, delay: Duration) -> (bool, Option<Duration>) {
+    let start = Instant::now();
     let mut child = Command::new(bin())
         .arg("-c")
         .arg(&w.config)
@@ -202,13 +205,18 @@ fn deploy_killed_after(w: &World, delay: Duration) -> bool {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // The kill instant itself (random by design), not a synchronisation:
-    // whether the deploy was still running is checked right after.
-    std::thread::sleep(delay);
+    // The kill instant itself (random by design), not a synchronisation;
+    // watched in 1 ms steps so that a deploy which ends first is timed.
+    while start.elapsed() < delay {
+        if child.try_wait().unwrap().is_some() {
+            return (false, Some(start.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let killed = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     let status = child.wait().unwrap();
-    killed && status.signal() == Some(9)
+    (killed && status.signal() == Some(9), None)
 }
 
 fn history_has_interrupted(w: &World) -> usize {
@@ -403,18 +411,31 @@ fn kill_at_random_instants() {
     );
     let mut killed = 0;
     let runs = 30;
+    // Deploy times drift with the machine's load (other tests share it):
+    // the kill range follows the median of the last deploys that ended
+    // before their kill, so the kills keep landing inside deploys.
+    let mut durations = vec![full; 3];
     for i in 0..runs {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = Duration::from_micros(seed % (full.as_micros() as u64 + 1));
+        let mut recent = durations[durations.len() - 3..].to_vec();
+        recent.sort();
+        let range = recent[1];
+        let delay = Duration::from_micros(seed % (range.as_micros() as u64 + 1));
+        let mut took = None;
         if kill_and_recover(
             &mut site,
             &format!("random kill {i} after {delay:?}"),
-            |w| deploy_killed_after(w, delay),
+            |w| {
+                let (killed, finished) = deploy_killed_after(w, delay);
+                took = finished;
+                killed
+            },
         ) {
             killed += 1;
         }
+        durations.extend(took);
     }
     eprintln!("random kill points: {killed} of {runs} deploys killed mid-flight, all recovered");
     // The point is kills mid-flight: a third of them at least (a busy
