@@ -9,10 +9,8 @@
 //! after it deploys.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use crate::support::*;
 
@@ -188,60 +186,13 @@ fn history_len(w: &World) -> usize {
         .unwrap_or(0)
 }
 
-/// A `git daemon` serving `base` on a free loopback port; killed on drop.
-struct Daemon {
-    child: Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(base: &Path) -> Option<Daemon> {
-        let exec_path = git(base, &["--exec-path"]);
-        if !Path::new(&exec_path).join("git-daemon").exists() {
-            skip_or_fail("`git daemon` is not installed (git-daemon-run / git-daemon-sysvinit)");
-            return None;
-        }
-        let port = free_port();
-        // git-daemon itself, not `git daemon`: git runs it as a child, which
-        // killing `git` would leave behind.
-        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
-            .arg("--export-all")
-            .arg("--reuseaddr")
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("git daemon starts");
-        let d = Daemon { child, port };
-        wait_for(
-            &format!("git daemon to listen on {port}"),
-            Duration::from_secs(15),
-            || TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok(),
-        );
-        Some(d)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // Our own child, by its PID.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn hostile_trees_fetched_over_git_daemon_are_refused_whole() {
     let w = World::new(&[("index.php", "v1")], "");
     let served = w.tmp.path().join("served");
     std::fs::create_dir_all(&served).unwrap();
     git(&served, &["init", "-q", "--bare", "-b", "main", "site.git"]);
-    let Some(daemon) = Daemon::start(&served) else {
+    let Some(daemon) = GitDaemon::start(&served) else {
         return;
     };
     let push = || {

@@ -339,6 +339,11 @@ pub struct SourceConfig {
     /// Branch followed by `deploy` (and by the service).
     #[serde(default = "default_branch")]
     pub branch: String,
+    /// Commits fetched from each branch tip (`0`, the default: the whole
+    /// history). A revision older than that is fetched when asked for.
+    /// Ignored for a repository on this machine, which is read in place.
+    #[serde(default)]
+    pub depth: u32,
     /// Deploy only this subdirectory of the repository ("" for all of it).
     #[serde(default)]
     pub subdir: String,

@@ -26,9 +26,8 @@ pub(super) fn run(site: &Site, req: &Request) -> Result<Outcome> {
     };
     let result = (|| {
         let state = site.state()?;
-        let source = GitSource::open(&state_dir, &cfg.source)?;
-        source.fetch(req.reference.is_some())?;
-        let to = source.resolve(req.reference.as_deref())?;
+        let mut source = GitSource::open(&state_dir, &cfg.source)?;
+        let to = source.fetch_and_resolve(req.reference.as_deref())?;
         let from = state
             .deployed
             .as_deref()

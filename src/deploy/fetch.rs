@@ -35,8 +35,7 @@ pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) ->
     let Locked { lock, state } = locked;
     let (cfg, layout) = (&site.config, &site.layout);
     run.begin("fetch");
-    let source = run.pass("git fetch", || open_and_fetch(site, req))?;
-    let commit = source.resolve(req.reference.as_deref())?;
+    let (source, commit) = run.pass("git fetch", || open_and_fetch(site, req))?;
     let previous = state.deployed.clone();
     let prev_oid = previous
         .as_deref()
@@ -100,12 +99,12 @@ pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) ->
 }
 
 /// The cache repository, opened and fetched (the branch, or everything
-/// when `--ref` names something else).
-fn open_and_fetch(site: &Site, req: &Request) -> Result<GitSource> {
-    let source = GitSource::open(&site.layout.state, &site.config.source)?;
+/// when `--ref` names something else), and the commit to deploy.
+fn open_and_fetch(site: &Site, req: &Request) -> Result<(GitSource, Oid)> {
+    let mut source = GitSource::open(&site.layout.state, &site.config.source)?;
     source.clear_stale_locks()?;
-    source.fetch(req.reference.is_some())?;
-    Ok(source)
+    let commit = source.fetch_and_resolve(req.reference.as_deref())?;
+    Ok((source, commit))
 }
 
 /// The journal entry of the deploy about to start: a first checkout into

@@ -152,9 +152,8 @@ async fn resolve(cfg: &Site, reference: Option<String>) -> Result<(String, Strin
     tokio::task::spawn_blocking(move || {
         let layout = cfg.layout.clone();
         crate::fsutil::ensure_private_dir(&layout.state)?;
-        let source = GitSource::open(&layout.state, &cfg.source)?;
-        source.fetch(reference.is_some())?;
-        let oid = source.resolve(reference.as_deref())?;
+        let mut source = GitSource::open(&layout.state, &cfg.source)?;
+        let oid = source.fetch_and_resolve(reference.as_deref())?;
         Ok((oid.to_string(), source.describe(oid)))
     })
     .await

@@ -10,7 +10,10 @@
 //! ever lands in ROOT.
 
 //!
-//! - `repo.rs`: [`GitSource`], opening, fetching, resolving commits;
+//! - `repo.rs`: [`GitSource`], the cache repository and its remote;
+//! - `fetch.rs`: fetching over the network (shallow with `source.depth`) or
+//!   reading a local repository in place;
+//! - `revision.rs`: what `--ref` names;
 //! - `auth.rs`: credentials and host keys for the fetch;
 //! - `tree.rs`: a commit's tracked files and `.gitignore` files;
 //! - `plan.rs` and `diff.rs`: what differs between two commits;
@@ -19,8 +22,10 @@
 mod auth;
 mod checkout;
 mod diff;
+mod fetch;
 mod plan;
 mod repo;
+mod revision;
 mod tree;
 
 pub use diff::{Change, ChangeKind};

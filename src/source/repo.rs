@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use git2::{FetchOptions, Oid, Repository};
+
+use super::fetch::{objects_dir, set_alternate};
+use git2::{Oid, Repository};
 
 use super::auth::{callbacks, SshAuth, UserPass, Why};
 use crate::config::{ExternalSymlinks, SourceConfig};
@@ -23,6 +25,10 @@ pub struct GitSource {
     pub(super) subdir: PathBuf,
     pub(super) external: ExternalSymlinks,
     pub(super) ssh: SshAuth,
+    /// `source.repo` when it is a repository on this machine, read in place.
+    pub(super) local: Option<PathBuf>,
+    /// `source.depth`: commits fetched per branch tip (0: the whole history).
+    pub(super) depth: u32,
 }
 
 /// Points the cache's `origin` at `url` (credentials already taken out). A
@@ -75,6 +81,14 @@ pub fn is_local_path(repo: &str) -> bool {
     !(repo.contains("://") || (repo.contains('@') && repo.contains(':')))
 }
 
+/// The directory of a repository on this machine: a path, or a `file://` URL.
+pub(super) fn local_path(url: &str) -> Option<PathBuf> {
+    match url.strip_prefix("file://") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => is_local_path(url).then(|| PathBuf::from(url)),
+    }
+}
+
 /// Turns an existing local path into an absolute one; URLs are kept.
 pub(super) fn resolve_url(repo: &str) -> String {
     if !is_local_path(repo) {
@@ -97,17 +111,21 @@ impl GitSource {
             );
         }
         let path = state.join("repo.git");
-        let repo = if path.exists() {
-            Repository::open_bare(&path).with_context(|| {
-                format!("cannot open the cache repository {}; remove it and deploy again to re-create it", path.display())
-            })?
-        } else {
-            let repo = Repository::init_bare(&path).with_context(|| {
+        let local = local_path(&url);
+        if !path.exists() {
+            Repository::init_bare(&path).with_context(|| {
                 format!("cannot create the cache repository {}", path.display())
             })?;
             private_config(&path);
-            repo
-        };
+        }
+        let objects = local.as_deref().map(objects_dir).transpose()?;
+        set_alternate(&path, objects.as_deref())?;
+        let repo = Repository::open_bare(&path).with_context(|| {
+            format!(
+                "cannot open the cache repository {}; remove it and deploy again to re-create it",
+                path.display()
+            )
+        })?;
         set_remote(&repo, &path, &url)?;
         let ssh = SshAuth {
             key: cfg.ssh_key.clone(),
@@ -122,6 +140,8 @@ impl GitSource {
             subdir: PathBuf::from(cfg.subdir.trim_matches('/')),
             external: cfg.external_symlinks,
             ssh,
+            local,
+            depth: cfg.depth,
         })
     }
 
@@ -129,29 +149,6 @@ impl GitSource {
     /// credentials.
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    /// Fetches the configured branch (and, with `all`, every branch and tag).
-    pub fn fetch(&self, all: bool) -> Result<()> {
-        let mut remote = self
-            .repo
-            .find_remote("origin")
-            .context("cache repository has no remote")?;
-        let branch_spec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", self.branch);
-        let mut specs = vec![branch_spec];
-        if all {
-            specs.push("+refs/heads/*:refs/remotes/origin/*".into());
-            specs.push("+refs/tags/*:refs/tags/*".into());
-        }
-        self.ssh.preflight()?;
-        let why = Why::default();
-        let mut opts = FetchOptions::new();
-        opts.remote_callbacks(callbacks(&self.ssh, &why));
-        opts.download_tags(git2::AutotagOption::None);
-        remote
-            .fetch(&specs, Some(&mut opts), None)
-            .map_err(|e| why.error("cannot fetch from", &self.url, &e))?;
-        Ok(())
     }
 
     /// Removes `*.lock` files that a killed fetch left in the cache
@@ -176,7 +173,7 @@ impl GitSource {
     }
 
     /// Asks the remote for the branch head without downloading objects (`git ls-remote`).
-    pub fn remote_head(&self) -> Result<Option<Oid>> {
+    pub(super) fn ls_remote_head(&self) -> Result<Option<Oid>> {
         let mut remote = self
             .repo
             .remote_anonymous(&self.url)
@@ -198,63 +195,6 @@ impl GitSource {
             .find(|h| h.name() == want)
             .map(|h| h.oid());
         Ok(head)
-    }
-
-    /// Resolves what to deploy: the fetched branch head, or `reference` (a
-    /// branch, tag or commit) when given.
-    pub fn resolve(&self, reference: Option<&str>) -> Result<Oid> {
-        let Some(r) = reference else {
-            let name = format!("refs/remotes/origin/{}", self.branch);
-            return match self.repo.refname_to_id(&name) {
-                Ok(oid) => Ok(oid),
-                Err(_) => Err(anyhow!(
-                    "branch '{}' not found in {}{}; set `source.branch` to an existing branch",
-                    self.branch,
-                    self.url,
-                    self.branch_list()
-                )),
-            };
-        };
-        for name in [format!("refs/remotes/origin/{r}"), format!("refs/tags/{r}")] {
-            if let Ok(oid) = self.repo.refname_to_id(&name) {
-                return self.peel_commit(oid);
-            }
-        }
-        match self.repo.revparse_single(r) {
-            Ok(obj) => self.peel_commit(obj.id()),
-            Err(_) => bail!(
-                "'{r}' is not a branch, tag or commit of {}{}",
-                self.url,
-                self.branch_list()
-            ),
-        }
-    }
-
-    pub(super) fn peel_commit(&self, oid: Oid) -> Result<Oid> {
-        let obj = self
-            .repo
-            .find_object(oid, None)
-            .context("object vanished from the cache")?;
-        Ok(obj
-            .peel_to_commit()
-            .map_err(|_| anyhow!("{oid} is not a commit"))?
-            .id())
-    }
-
-    pub(super) fn branch_list(&self) -> String {
-        let mut names = Vec::new();
-        if let Ok(refs) = self.repo.references_glob("refs/remotes/origin/*") {
-            for r in refs.flatten() {
-                if let Some(n) = r.name() {
-                    names.push(n.trim_start_matches("refs/remotes/origin/").to_string());
-                }
-            }
-        }
-        if names.is_empty() {
-            String::new()
-        } else {
-            format!(" (branches fetched: {})", names.join(", "))
-        }
     }
 
     /// The configured branch's head as last fetched.
