@@ -13,6 +13,7 @@
 //! - `repo.rs`: [`GitSource`], the cache repository and its remote;
 //! - `fetch.rs`: fetching over the network (shallow with `source.depth`) or
 //!   reading a local repository in place;
+//! - `local.rs`: a repository on this machine, read in place;
 //! - `revision.rs`: what `--ref` names;
 //! - `auth.rs`: credentials and host keys for the fetch;
 //! - `tree.rs`: a commit's tracked files and `.gitignore` files;
@@ -23,14 +24,16 @@ mod auth;
 mod checkout;
 mod diff;
 mod fetch;
+mod local;
 mod plan;
 mod repo;
 mod revision;
 mod tree;
 
 pub use diff::{Change, ChangeKind};
+pub use local::is_local_path;
 pub use plan::{link_stays_inside, ExternalLink, Plan, RefusedTree};
-pub use repo::{is_local_path, short, GitSource};
+pub use repo::{short, GitSource};
 pub use tree::IgnoreFile;
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::fetch::{objects_dir, set_alternate};
+use super::local::{is_local_path, local_path, objects_dir, set_alternate};
 use git2::{Oid, Repository};
 
 use super::auth::{callbacks, SshAuth, UserPass, Why};
@@ -74,19 +74,6 @@ pub(super) fn private_config(repo_dir: &Path) {
 /// Seven-character commit id.
 pub fn short(oid: Oid) -> String {
     crate::commit::short(&oid.to_string()).to_string()
-}
-
-/// True when the repository is given as a local path rather than a URL.
-pub fn is_local_path(repo: &str) -> bool {
-    !(repo.contains("://") || (repo.contains('@') && repo.contains(':')))
-}
-
-/// The directory of a repository on this machine: a path, or a `file://` URL.
-pub(super) fn local_path(url: &str) -> Option<PathBuf> {
-    match url.strip_prefix("file://") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => is_local_path(url).then(|| PathBuf::from(url)),
-    }
 }
 
 /// Turns an existing local path into an absolute one; URLs are kept.
