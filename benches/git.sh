@@ -93,7 +93,7 @@ say "the tree has $ENTRIES entries"
 # 1. A repository on this machine.
 mkdir -p "$W/inc"
 config "$W/inc" "$W/repo" 0 >"$W/inc.yaml"
-"$BIN" -c "$W/inc.yaml" deploy >/dev/null
+"$BIN" -c "$W/inc.yaml" deploy >/dev/null 2>&1
 fetch_ms() {
     "$BIN" -c "$W/inc.yaml" history --json | python3 -c '
 import json, sys
