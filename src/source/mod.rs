@@ -14,6 +14,8 @@
 //! - `auth.rs`: credentials and host keys for the fetch;
 //! - `tree.rs`: a commit's tracked files and `.gitignore` files;
 //! - `plan.rs` and `diff.rs`: what differs between two commits;
+//! - `submodules.rs`: submodules, walked as the trees of their commits,
+//!   fetched into the cache repository;
 //! - `checkout.rs`: writing a plan into ROOT.
 
 mod auth;
@@ -21,11 +23,13 @@ mod checkout;
 mod diff;
 mod plan;
 mod repo;
+mod submodules;
 mod tree;
 
 pub use diff::{Change, ChangeKind};
 pub use plan::{link_stays_inside, ExternalLink, Plan, RefusedTree};
 pub use repo::{is_local_path, short, GitSource};
+pub use submodules::{Missing, MissingSubmodules, SubmoduleChange};
 pub use tree::IgnoreFile;
 
 #[cfg(test)]

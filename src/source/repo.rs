@@ -23,6 +23,11 @@ pub struct GitSource {
     pub(super) subdir: PathBuf,
     pub(super) external: ExternalSymlinks,
     pub(super) ssh: SshAuth,
+    /// `source.submodules`: the new commit's submodules are deployed.
+    pub(super) submodules: bool,
+    /// The live commit and whether ROOT holds its submodules
+    /// ([`GitSource::set_live`]).
+    pub(super) live: Option<(Oid, bool)>,
 }
 
 /// Points the cache's `origin` at `url` (credentials already taken out). A
@@ -122,6 +127,8 @@ impl GitSource {
             subdir: PathBuf::from(cfg.subdir.trim_matches('/')),
             external: cfg.external_symlinks,
             ssh,
+            submodules: cfg.submodules,
+            live: None,
         })
     }
 
