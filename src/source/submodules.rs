@@ -249,7 +249,7 @@ pub(super) fn resolve_url(parent: &str, url: &str) -> Result<String> {
     let floor = if let Some(i) = parent.find("://") {
         parent[i + 3..].find('/').map_or(parent.len(), |j| i + 3 + j)
     } else if !is_local_path(parent) {
-        parent.find(':').map_or(0, |i| i + 1)
+        parent.find(':').unwrap_or(0)
     } else {
         0
     };
@@ -259,11 +259,14 @@ pub(super) fn resolve_url(parent: &str, url: &str) -> Result<String> {
         if let Some(r) = rest.strip_prefix("./") {
             rest = r;
         } else if let Some(r) = rest.strip_prefix("../") {
-            let cut = base.rfind(['/', ':']).filter(|&i| i >= floor);
+            let top = base.ends_with(':');
+            let cut = base.rfind(['/', ':']).filter(|&i| i >= floor && !top);
             let Some(cut) = cut else {
                 bail!("the relative URL {url} climbs above {parent}");
             };
-            base.truncate(cut);
+            // `host:repo.git` climbs to `host:`, keeping the colon.
+            let keep = if base[cut..].starts_with(':') { cut + 1 } else { cut };
+            base.truncate(keep);
             rest = r;
         } else {
             break;
@@ -523,6 +526,7 @@ mod tests {
         assert_eq!(r("/srv/git/site.git", "../lib.git"), "/srv/git/lib.git");
         assert_eq!(r("https://h/a", "https://other/x"), "https://other/x");
         assert!(resolve_url("https://h/site.git", "../../x").is_err());
+        assert!(resolve_url("git@h:site.git", "../../x").is_err());
     }
 
     #[test]
