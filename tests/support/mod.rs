@@ -2,7 +2,7 @@
 //! repository and the real `rootswap` binary ([`World`]), outside tools and
 //! the skip-or-fail rule, processes stopped by PID ([`Proc`]) and bounded
 //! waits, a free port and one HTTP client ([`Http`]), php-fpm ([`Fpm`]), nginx
-//! ([`Nginx`]), Apache ([`Apache`]) and Caddy ([`Caddy`]) started as the test's own processes, the lock that
+//! ([`Nginx`]), a `git daemon` ([`GitDaemon`]), Apache ([`Apache`]) and Caddy ([`Caddy`]) started as the test's own processes, the lock that
 //! keeps timing-sensitive tests apart ([`heavy`]), and the framework apps
 //! under load (`apps`, `app_writer`).
 #![allow(dead_code)]
@@ -12,6 +12,7 @@ pub mod app_writer;
 pub mod apps;
 mod caddy;
 mod fpm;
+mod git_daemon;
 mod heavy;
 mod net;
 mod nginx;
@@ -25,6 +26,7 @@ mod world;
 pub use apache::{require_apache, Apache, Mpm};
 pub use caddy::{caddy_servers, Caddy};
 pub use fpm::{Fpm, Pool};
+pub use git_daemon::GitDaemon;
 pub use heavy::heavy;
 pub use net::{free_port, http, Http};
 pub use nginx::Nginx;
