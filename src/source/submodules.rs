@@ -320,20 +320,20 @@ pub(super) fn check_url(url: &str, top_is_local: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// `host[:port]` of a URL (lowercased), for the same-host credential rule;
-/// None for a local path.
+/// `scheme://host[:port]` of a URL (lowercased, without user and
+/// password), for the same-host credential rule; None for a local path.
 pub(super) fn authority(url: &str) -> Option<String> {
-    if let Some((_, rest)) = url.split_once("://") {
+    if let Some((scheme, rest)) = url.split_once("://") {
         let auth = rest.split('/').next().unwrap_or("");
         let auth = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
-        return (!auth.is_empty()).then(|| auth.to_ascii_lowercase());
+        return (!auth.is_empty()).then(|| format!("{scheme}://{auth}").to_ascii_lowercase());
     }
     if is_local_path(url) {
         return None;
     }
     let (before, _) = url.split_once(':')?;
     let host = before.rsplit_once('@').map_or(before, |(_, h)| h);
-    Some(host.to_ascii_lowercase())
+    Some(format!("ssh://{host}").to_ascii_lowercase())
 }
 
 impl GitSource {
@@ -498,7 +498,7 @@ impl GitSource {
 
     /// The credentials for a submodule URL: the same SSH key and host-key
     /// policy; the user and password of `source.repo` only when the
-    /// submodule is on the same host (and port).
+    /// submodule is on the same host (same scheme, host and port).
     fn submodule_auth(&self, url: &str) -> SshAuth {
         let same_host = authority(url).is_some() && authority(url) == authority(&self.url);
         SshAuth {
@@ -558,9 +558,28 @@ mod tests {
     }
 
     #[test]
+    fn the_password_of_source_repo_goes_to_its_host_only() {
+        let state = tempfile::tempdir().unwrap();
+        let cfg: crate::config::SourceConfig =
+            serde_yaml_ng::from_str("repo: https://deploy:s3cret@git.example.com/org/site.git")
+                .unwrap();
+        let source = GitSource::open(state.path(), &cfg).unwrap();
+        let same = source.submodule_auth("https://git.example.com/org/lib.git");
+        assert_eq!(same.userpass.map(|u| u.password).as_deref(), Some("s3cret"));
+        for other in [
+            "https://evil.example.net/lib.git",
+            "https://git.example.com:8443/org/lib.git",
+            "git@git.example.com:org/lib.git",
+        ] {
+            assert!(source.submodule_auth(other).userpass.is_none(), "{other}");
+        }
+    }
+
+    #[test]
     fn credentials_follow_the_host() {
-        assert_eq!(authority("https://u:p@Git.Example/x"), Some("git.example".into()));
-        assert_eq!(authority("git@h:x.git"), Some("h".into()));
+        assert_eq!(authority("https://u:p@Git.Example/x"), Some("https://git.example".into()));
+        assert_eq!(authority("git@h:x.git"), Some("ssh://h".into()));
+        assert_ne!(authority("http://h/x"), authority("https://h/x"));
         assert_eq!(authority("/srv/x"), None);
         assert_ne!(authority("https://h:8443/x"), authority("https://h/x"));
     }
