@@ -222,7 +222,10 @@ pub struct Recovered {
 fn classifier_for(site: &Site, commit: Option<&str>) -> Result<Classifier> {
     let mut source = GitSource::open(&site.layout.state, &site.config.source)?;
     let state = State::load(&site.layout.state)?;
-    let live = state.deployed.as_deref().and_then(|c| Oid::from_str(c).ok());
+    let live = state
+        .deployed
+        .as_deref()
+        .and_then(|c| Oid::from_str(c).ok());
     source.set_live(live, state.submodules);
     match commit
         .and_then(|c| Oid::from_str(c).ok())

@@ -29,17 +29,31 @@ impl Served {
     /// A work repository `work-<name>` with `files` and `links` (path,
     /// commit) committed on `main` and pushed to `served/<name>.git`;
     /// returns the work tree and the commit.
-    fn repo(&self, name: &str, files: &[(&str, &str)], links: &[(&str, &str)]) -> (PathBuf, String) {
+    fn repo(
+        &self,
+        name: &str,
+        files: &[(&str, &str)],
+        links: &[(&str, &str)],
+    ) -> (PathBuf, String) {
         let work = self.dir.parent().unwrap().join(format!("work-{name}"));
         std::fs::create_dir_all(&work).unwrap();
         git(&work, &["init", "-q", "-b", "main"]);
-        git(&self.dir, &["init", "-q", "--bare", "-b", "main", &format!("{name}.git")]);
+        git(
+            &self.dir,
+            &["init", "-q", "--bare", "-b", "main", &format!("{name}.git")],
+        );
         let commit = self.commit(&work, name, files, links);
         (work, commit)
     }
 
     /// Writes `files`, records `links`, commits and pushes `work` to `<name>.git`.
-    fn commit(&self, work: &Path, name: &str, files: &[(&str, &str)], links: &[(&str, &str)]) -> String {
+    fn commit(
+        &self,
+        work: &Path,
+        name: &str,
+        files: &[(&str, &str)],
+        links: &[(&str, &str)],
+    ) -> String {
         for (rel, text) in files {
             let p = work.join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -61,7 +75,15 @@ fn commit_links(work: &Path, links: &[(&str, &str)]) -> String {
     for (path, commit) in links {
         // An uninitialised submodule is an empty directory: `git add -A` keeps its gitlink.
         std::fs::create_dir_all(work.join(path)).unwrap();
-        git(work, &["update-index", "--add", "--cacheinfo", &format!("160000,{commit},{path}")]);
+        git(
+            work,
+            &[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("160000,{commit},{path}"),
+            ],
+        );
     }
     git(work, &["add", "-A"]);
     git(work, &["commit", "-q", "--allow-empty", "-m", "change"]);
@@ -110,7 +132,10 @@ fn nested_submodules_with_relative_urls_deploy_and_bump_only_their_changes() {
     ];
     let (lib_work, lib1) = served.repo("lib", &lib_files, &[("inner", &inner)]);
     let site_files = [(".gitmodules", &*gitmodules(&[("lib", "../lib.git")]))];
-    git(&served.dir, &["init", "-q", "--bare", "-b", "main", "site.git"]);
+    git(
+        &served.dir,
+        &["init", "-q", "--bare", "-b", "main", "site.git"],
+    );
     served.commit(&w.repo, "site", &site_files, &[("lib", &lib1)]);
     configure(&w, &daemon.url("site.git"), "");
 
@@ -136,12 +161,21 @@ fn nested_submodules_with_relative_urls_deploy_and_bump_only_their_changes() {
     let dry = w.ok(&["deploy", "--dry-run"]);
     let line = format!("submodule lib: {} -> {}", short(&lib1), short(&lib2));
     assert!(dry.contains(&line), "dry run lists the bump:\n{dry}");
-    assert!(dry.contains("lib/a.php") && dry.contains("lib/c.php"), "{dry}");
-    assert!(!dry.contains("lib/b.php"), "unchanged files are not listed:\n{dry}");
+    assert!(
+        dry.contains("lib/a.php") && dry.contains("lib/c.php"),
+        "{dry}"
+    );
+    assert!(
+        !dry.contains("lib/b.php"),
+        "unchanged files are not listed:\n{dry}"
+    );
 
     w.ok(&["deploy"]);
     assert_eq!(read(&root.join("lib/a.php")), "a2");
-    assert!(!root.join("lib/c.php").exists(), "a file deleted in the submodule is deleted (not carried back as a user file)");
+    assert!(
+        !root.join("lib/c.php").exists(),
+        "a file deleted in the submodule is deleted (not carried back as a user file)"
+    );
     assert_eq!(read(&root.join("lib/upload.txt")), "user");
     let after: Vec<u64> = ["index.php", "lib/b.php", "lib/inner/x.php"]
         .iter()
@@ -181,7 +215,11 @@ fn submodules_false_skips_them_and_the_setting_can_change_on_a_live_site() {
 
     configure(&w, &repo, "  submodules: false\n");
     let out = w.run(&["deploy"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("submodule lib is not deployed"), "{err}");
     assert!(!w.root().join("lib/a.php").exists());
@@ -193,11 +231,18 @@ fn submodules_false_skips_them_and_the_setting_can_change_on_a_live_site() {
     // Up to date now: a second deploy changes nothing.
     let snaps = w.snapshots();
     w.ok(&["deploy"]);
-    assert_eq!(w.snapshots(), snaps, "an up-to-date deploy takes no snapshot");
+    assert_eq!(
+        w.snapshots(),
+        snaps,
+        "an up-to-date deploy takes no snapshot"
+    );
 
     configure(&w, &repo, "  submodules: false\n");
     w.ok(&["deploy"]);
-    assert!(!w.root().join("lib/a.php").exists(), "turned off: the submodule's files are removed");
+    assert!(
+        !w.root().join("lib/a.php").exists(),
+        "turned off: the submodule's files are removed"
+    );
     assert_eq!(read(&w.root().join("index.php")), "site");
 }
 
@@ -211,7 +256,10 @@ fn unreachable_and_hostile_submodule_urls_fail_with_the_site_untouched() {
     let Some(daemon) = GitDaemon::start(&served.dir) else {
         return;
     };
-    git(&served.dir, &["init", "-q", "--bare", "-b", "main", "site.git"]);
+    git(
+        &served.dir,
+        &["init", "-q", "--bare", "-b", "main", "site.git"],
+    );
     served.push(&w.repo, "site");
     configure(&w, &daemon.url("site.git"), "");
     w.ok(&["deploy"]);
@@ -227,7 +275,10 @@ fn unreachable_and_hostile_submodule_urls_fail_with_the_site_untouched() {
     let cases = [
         (format!("{}", secret.display()), "refused"),
         (format!("file://{}", secret.display()), "refused"),
-        (format!("ext::sh -c touch% {}", sentinel.display()), "refused"),
+        (
+            format!("ext::sh -c touch% {}", sentinel.display()),
+            "refused",
+        ),
         ("-uhack".to_string(), "refused"),
         (missing.clone(), "source.submodules: false"),
     ];
@@ -251,7 +302,10 @@ fn unreachable_and_hostile_submodule_urls_fail_with_the_site_untouched() {
     let listing = git(&w.repo, &["ls-tree", "HEAD"]);
     let hostile = format!("{listing}\n160000 commit {lib}\t.git\n");
     let tree = git_stdin(&w.repo, &["mktree"], &hostile);
-    let commit = git(&w.repo, &["commit-tree", &tree, "-p", "HEAD", "-m", "hostile"]);
+    let commit = git(
+        &w.repo,
+        &["commit-tree", &tree, "-p", "HEAD", "-m", "hostile"],
+    );
     git(&w.repo, &["update-ref", "refs/heads/main", &commit]);
     served.push(&w.repo, "site");
     let before = webroot_state(&w.webroot);
@@ -262,9 +316,14 @@ fn unreachable_and_hostile_submodule_urls_fail_with_the_site_untouched() {
     let after = webroot_state(&w.webroot);
     let changed: Vec<_> = after
         .iter()
-        .filter(|(k, v)| before.get(*k) != Some(v) && k.as_path() != Path::new(".rootswap/history.jsonl"))
+        .filter(|(k, v)| {
+            before.get(*k) != Some(v) && k.as_path() != Path::new(".rootswap/history.jsonl")
+        })
         .collect();
-    assert!(changed.is_empty(), "only the history records the refusal: {changed:?}");
+    assert!(
+        changed.is_empty(),
+        "only the history records the refusal: {changed:?}"
+    );
 
     // The control: a normal submodule deploys from the same daemon.
     git(&w.repo, &["reset", "-q", "--hard", "HEAD~1"]);
@@ -287,7 +346,12 @@ fn git_stdin(dir: &Path, args: &[&str], input: &str) -> String {
         .stdout(Stdio::piped())
         .spawn()
         .expect("git runs");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "git {args:?} failed");
     String::from_utf8_lossy(&out.stdout).trim().to_string()

@@ -125,7 +125,12 @@ enum Node<'r> {
 impl<'r> Diff<'r> {
     fn trees(&mut self, dir: &RepoPath, old: Option<&Side>, new: Option<&Side>) -> Result<()> {
         let mut old_entries: HashMap<Vec<u8>, TreeEntry> = old
-            .map(|t| t.tree.iter().map(|e| (e.name_bytes().to_vec(), e)).collect())
+            .map(|t| {
+                t.tree
+                    .iter()
+                    .map(|e| (e.name_bytes().to_vec(), e))
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(new) = new {
             for e in new.tree.iter() {
@@ -249,7 +254,12 @@ impl<'r> Diff<'r> {
     }
 
     /// Records a submodule whose commit changes (deployed on either side).
-    fn note_submodule(&mut self, path: &RepoPath, old: Option<&TreeEntry>, new: Option<&TreeEntry>) {
+    fn note_submodule(
+        &mut self,
+        path: &RepoPath,
+        old: Option<&TreeEntry>,
+        new: Option<&TreeEntry>,
+    ) {
         let link = |e: Option<&TreeEntry>, on: bool| {
             e.filter(|e| on && e.filemode() == GITLINK).map(|e| e.id())
         };

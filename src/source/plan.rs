@@ -6,8 +6,8 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use git2::Oid;
 
-use super::diff::{self, Change, ChangeKind};
 use super::diff::Top;
+use super::diff::{self, Change, ChangeKind};
 use super::repo::{short, GitSource};
 use super::submodules::{MissingSubmodules, SubmoduleChange};
 use crate::config::ExternalSymlinks;

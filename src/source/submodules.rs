@@ -65,7 +65,10 @@ impl Scope {
 
     /// Path of `at` (relative to ROOT) inside this scope's repository.
     fn in_repo(&self, at: &RepoPath) -> String {
-        let rel = at.as_path().strip_prefix(&self.base).unwrap_or(at.as_path());
+        let rel = at
+            .as_path()
+            .strip_prefix(&self.base)
+            .unwrap_or(at.as_path());
         self.prefix.join(rel).to_string_lossy().into_owned()
     }
 }
@@ -247,7 +250,9 @@ pub(super) fn resolve_url(parent: &str, url: &str) -> Result<String> {
     }
     // The part of the parent no `..` may remove: scheme and host.
     let floor = if let Some(i) = parent.find("://") {
-        parent[i + 3..].find('/').map_or(parent.len(), |j| i + 3 + j)
+        parent[i + 3..]
+            .find('/')
+            .map_or(parent.len(), |j| i + 3 + j)
     } else if !is_local_path(parent) {
         parent.find(':').unwrap_or(0)
     } else {
@@ -265,7 +270,11 @@ pub(super) fn resolve_url(parent: &str, url: &str) -> Result<String> {
                 bail!("the relative URL {url} climbs above {parent}");
             };
             // `host:repo.git` climbs to `host:`, keeping the colon.
-            let keep = if base[cut..].starts_with(':') { cut + 1 } else { cut };
+            let keep = if base[cut..].starts_with(':') {
+                cut + 1
+            } else {
+                cut
+            };
             base.truncate(keep);
             rest = r;
         } else {
@@ -394,10 +403,7 @@ impl GitSource {
         let url = self.submodule_url(m)?;
         let commit = m.chain.last().map(|l| l.commit).unwrap_or_else(Oid::zero);
         let shown = crate::redact::text(&url);
-        tracing::info!(
-            "fetching submodule {} from {shown}",
-            m.at.display()
-        );
+        tracing::info!("fetching submodule {} from {shown}", m.at.display());
         let ns = Oid::hash_object(git2::ObjectType::Blob, url.as_bytes())
             .map_err(|e| anyhow!("cannot hash {shown}: {e}"))?;
         let specs = [
@@ -411,17 +417,24 @@ impl GitSource {
              (or set `source.submodules: false` to deploy without submodules); nothing was changed",
             m.at.display()
         );
-        let mut remote = self
-            .repo
-            .remote_anonymous(&url)
-            .map_err(|e| anyhow!("submodule {}: bad URL {shown}: {}; {fix}", m.at.display(), e.message()))?;
+        let mut remote = self.repo.remote_anonymous(&url).map_err(|e| {
+            anyhow!(
+                "submodule {}: bad URL {shown}: {}; {fix}",
+                m.at.display(),
+                e.message()
+            )
+        })?;
         let why = Why::default();
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks(&auth, &why));
         opts.download_tags(git2::AutotagOption::None);
         if let Err(e) = remote.fetch(&specs, Some(&mut opts), None) {
-            let err = why.error(&format!("cannot fetch submodule {} from", m.at.display()), &url, &e);
-            return Err(anyhow!("{err:#}; {fix}"));
+            let detail = why.0.borrow().clone();
+            let detail = detail.unwrap_or_else(|| crate::redact::text(e.message()).into_owned());
+            bail!(
+                "cannot fetch submodule {} from {shown}: {detail}; {fix}",
+                m.at.display()
+            );
         }
         if self.repo.find_commit(commit).is_err() {
             // Not on a branch or tag: ask for the commit itself (servers that allow it).
@@ -453,8 +466,9 @@ impl GitSource {
                     module.name
                 )
             })?;
-            let resolved = resolve_url(&url, &raw)
-                .with_context(|| format!("submodule {}: fix its url in .gitmodules", m.at.display()))?;
+            let resolved = resolve_url(&url, &raw).with_context(|| {
+                format!("submodule {}: fix its url in .gitmodules", m.at.display())
+            })?;
             if let Err(why) = check_url(&resolved, top_is_local) {
                 bail!(
                     "submodule {}: url {} in .gitmodules refused: {why}; \
@@ -470,7 +484,10 @@ impl GitSource {
 
     /// The `.gitmodules` section of `link`'s tree whose path is the gitlink's.
     fn gitmodules_entry(&self, link: &Link, m: &Missing) -> Result<Module> {
-        let tree = self.repo.find_tree(link.tree).context("cannot read a tree")?;
+        let tree = self
+            .repo
+            .find_tree(link.tree)
+            .context("cannot read a tree")?;
         let text = tree
             .get_name(".gitmodules")
             .and_then(|e| self.repo.find_blob(e.id()).ok())
@@ -517,9 +534,18 @@ mod tests {
     #[test]
     fn relative_urls_resolve_as_git_does() {
         let r = |p, u| resolve_url(p, u).unwrap();
-        assert_eq!(r("https://h/org/site.git", "../lib.git"), "https://h/org/lib.git");
-        assert_eq!(r("https://h/org/site.git/", "../lib.git"), "https://h/org/lib.git");
-        assert_eq!(r("https://h/org/site.git", "./lib"), "https://h/org/site.git/lib");
+        assert_eq!(
+            r("https://h/org/site.git", "../lib.git"),
+            "https://h/org/lib.git"
+        );
+        assert_eq!(
+            r("https://h/org/site.git/", "../lib.git"),
+            "https://h/org/lib.git"
+        );
+        assert_eq!(
+            r("https://h/org/site.git", "./lib"),
+            "https://h/org/site.git/lib"
+        );
         assert_eq!(r("https://h/org/site", "../../x/lib"), "https://h/x/lib");
         assert_eq!(r("git@h:org/site.git", "../lib.git"), "git@h:org/lib.git");
         assert_eq!(r("git@h:site.git", "../lib.git"), "git@h:lib.git");
@@ -577,7 +603,10 @@ mod tests {
 
     #[test]
     fn credentials_follow_the_host() {
-        assert_eq!(authority("https://u:p@Git.Example/x"), Some("https://git.example".into()));
+        assert_eq!(
+            authority("https://u:p@Git.Example/x"),
+            Some("https://git.example".into())
+        );
         assert_eq!(authority("git@h:x.git"), Some("ssh://h".into()));
         assert_ne!(authority("http://h/x"), authority("https://h/x"));
         assert_eq!(authority("/srv/x"), None);
