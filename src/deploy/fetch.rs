@@ -42,7 +42,8 @@ pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) ->
         .as_deref()
         .and_then(|p| Oid::from_str(p).ok())
         .filter(|_| previous.as_deref().is_some_and(|p| source.has_commit(p)));
-    source.set_live(prev_oid, state.submodules);
+    let previous_submodules = state.submodules;
+    source.set_live(prev_oid, previous_submodules);
     let root_empty = layout.root_is_empty()?;
     let same_commit = previous.as_deref() == Some(commit.to_string().as_str());
     let mut plan = match run.pass("plan", || source.plan(prev_oid, commit)) {
@@ -94,6 +95,7 @@ pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) ->
         commit,
         commit_hex: commit.to_string(),
         previous,
+        previous_submodules,
         plan,
         new_tracked,
         classifier,
