@@ -356,3 +356,119 @@ fn git_stdin(dir: &Path, args: &[&str], input: &str) -> String {
     assert!(out.status.success(), "git {args:?} failed");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Over ssh, a submodule is fetched with the site's deploy key and its
+/// URL's host key is checked as the site's is: a relative URL (same host)
+/// deploys; the same repository through a host name whose key is not in
+/// `known_hosts` is refused with the fingerprint, the site untouched.
+#[test]
+fn ssh_submodules_use_the_deploy_key_and_the_host_key_check() {
+    use crate::ssh::{key_of, keygen, start_sshd, whoami};
+    let _heavy = heavy();
+    let Some(sshd_bin) = require(
+        "sshd",
+        find_program(&["sshd"]),
+        "apt-get install -y openssh-server",
+    ) else {
+        return;
+    };
+    if require(
+        "ssh-keygen",
+        find_program(&["ssh-keygen"]),
+        "apt-get install -y openssh-client",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let w = World::new(&[("index.php", "site")], "");
+    let served = Served::new(&w);
+    let (_, lib) = served.repo("lib", &[("a.php", "over ssh")], &[]);
+    git(
+        &served.dir,
+        &["init", "-q", "--bare", "-b", "main", "site.git"],
+    );
+    let keys = w.tmp.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let deploy_key = keys.join("deploy_key");
+    keygen(&deploy_key);
+    let server = start_sshd(
+        &sshd_bin,
+        &w.tmp.path().join("sshd"),
+        &deploy_key.with_extension("pub"),
+    );
+    let port = server.port;
+    let known = keys.join("known_hosts");
+    std::fs::write(
+        &known,
+        format!("[127.0.0.1]:{port} {}\n", key_of(&server.host_pub())),
+    )
+    .unwrap();
+    let home = w.tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let url = |host: &str, name: &str| {
+        format!(
+            "ssh://{}@{host}:{port}{}/{name}",
+            whoami(),
+            served.dir.display()
+        )
+    };
+    let source = format!(
+        "  ssh_key: {}\n  known_hosts: {}\n",
+        deploy_key.display(),
+        known.display()
+    );
+    configure(&w, &url("127.0.0.1", "site.git"), &source);
+    let deploy = || {
+        std::process::Command::new(bin())
+            .arg("-c")
+            .arg(&w.config)
+            .arg("deploy")
+            .env("HOME", &home)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap()
+    };
+
+    served.commit(
+        &w.repo,
+        "site",
+        &[(".gitmodules", &*gitmodules(&[("lib", "../lib.git")]))],
+        &[("lib", &lib)],
+    );
+    let out = deploy();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&w.root().join("lib/a.php")), "over ssh");
+
+    // The same server under a name known_hosts does not list.
+    let (_, other) = served.repo("other", &[("o.php", "o")], &[]);
+    let modules = gitmodules(&[
+        ("lib", "../lib.git"),
+        ("other", &url("localhost", "other.git")),
+    ]);
+    served.commit(
+        &w.repo,
+        "site",
+        &[(".gitmodules", &*modules)],
+        &[("other", &other)],
+    );
+    let before = webroot_state(&w.webroot);
+    let out = deploy();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("submodule other")
+            && err.contains(&format!("the host key of [localhost]:{port} is not known")),
+        "{err}"
+    );
+    assert_same(
+        &before,
+        &webroot_state(&w.webroot),
+        "a refused submodule changes nothing",
+    );
+    assert!(!w.root().join("other").exists());
+}
