@@ -246,6 +246,34 @@ fn submodules_false_skips_them_and_the_setting_can_change_on_a_live_site() {
     assert_eq!(read(&w.root().join("index.php")), "site");
 }
 
+/// With `source.subdir`, `.gitmodules` paths are relative to the
+/// repository root, the files land relative to the subdir.
+#[test]
+fn submodules_inside_the_deployed_subdir() {
+    let w = World::new(&[("web/index.php", "site"), ("README", "not deployed")], "");
+    let served = Served::new(&w);
+    let (_, lib) = served.repo("lib", &[("a.php", "in web/lib")], &[]);
+    let modules = gitmodules(&[("web/lib", "../served/lib.git")]);
+    std::fs::write(w.repo.join(".gitmodules"), modules).unwrap();
+    commit_links(&w.repo, &[("web/lib", &lib)]);
+    configure(&w, w.repo.to_str().unwrap(), "  subdir: web\n");
+    w.ok(&["deploy"]);
+    assert_eq!(read(&w.root().join("lib/a.php")), "in web/lib");
+    assert_eq!(read(&w.root().join("index.php")), "site");
+    assert!(!w.root().join("README").exists());
+
+    // A relative URL naming no repository of this machine.
+    let modules = gitmodules(&[("web/lib", "../served/nope.git")]);
+    std::fs::write(w.repo.join(".gitmodules"), modules).unwrap();
+    let (_, other) = served.repo("other", &[("o.php", "o")], &[]);
+    commit_links(&w.repo, &[("web/lib", &other)]);
+    assert_untouched(
+        &w,
+        &["deploy"],
+        &["no such repository", "nope.git", "web/lib"],
+    );
+}
+
 /// A superproject served by a git daemon, deployed once, then given
 /// submodules whose URL is unreachable or hostile: each deploy fails with
 /// one error, the webroot unchanged, no foreign content in ROOT.
@@ -272,7 +300,10 @@ fn unreachable_and_hostile_submodule_urls_fail_with_the_site_untouched() {
     let secret_commit = commit_links(&secret, &[]);
     let sentinel = w.tmp.path().join("pwned");
     let missing = daemon.url("missing.git");
+    let (_, lib) = served.repo("lib", &[("a.php", "a")], &[]);
     let cases = [
+        // A commit the submodule's repository does not have (never pushed).
+        ("../lib.git".to_string(), "push that commit"),
         (format!("{}", secret.display()), "refused"),
         (format!("file://{}", secret.display()), "refused"),
         (
@@ -296,7 +327,6 @@ fn unreachable_and_hostile_submodule_urls_fail_with_the_site_untouched() {
 
     // A gitlink named `.git` is refused like any entry git refuses.
     let fine = gitmodules(&[("lib", "../lib.git")]);
-    let (_, lib) = served.repo("lib", &[("a.php", "a")], &[]);
     std::fs::write(w.repo.join(".gitmodules"), &fine).unwrap();
     commit_links(&w.repo, &[("lib", &lib)]);
     let listing = git(&w.repo, &["ls-tree", "HEAD"]);

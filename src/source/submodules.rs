@@ -82,6 +82,32 @@ pub struct Missing {
     pub(super) chain: Vec<Link>,
 }
 
+impl Missing {
+    /// The submodule's path from the superproject's root, through nested
+    /// submodules (`wp-content/plugins/shop/vendor/lib`), as git names it.
+    pub fn name(&self) -> String {
+        let paths: Vec<&str> = self.chain.iter().map(|l| l.path.as_str()).collect();
+        paths.join("/")
+    }
+
+    /// The `.gitmodules` file that gives its URL (`.gitmodules`, or
+    /// `<parent submodule>/.gitmodules` for a nested one).
+    pub fn gitmodules(&self) -> String {
+        let parents: Vec<&str> = self
+            .chain
+            .iter()
+            .rev()
+            .skip(1)
+            .rev()
+            .map(|l| l.path.as_str())
+            .collect();
+        match parents.is_empty() {
+            true => ".gitmodules".into(),
+            false => format!("{}/.gitmodules", parents.join("/")),
+        }
+    }
+}
+
 /// A walk met submodule commits the cache does not have (fetch them and walk again).
 #[derive(Debug)]
 pub struct MissingSubmodules(pub Vec<Missing>);
@@ -93,7 +119,7 @@ impl std::fmt::Display for MissingSubmodules {
             .iter()
             .map(|m| {
                 let c = m.chain.last().map(|l| short(l.commit)).unwrap_or_default();
-                format!("{} at {c}", m.at.display())
+                format!("{} at {c}", m.name())
             })
             .collect();
         write!(f, "submodule commits not fetched: {}", list.join(", "))
@@ -389,7 +415,7 @@ impl GitSource {
                 if !tried.insert(last.commit) {
                     bail!(
                         "submodule {} at {}: the commit is still missing after a fetch",
-                        m.at.display(),
+                        m.name(),
                         short(last.commit)
                     );
                 }
@@ -403,7 +429,7 @@ impl GitSource {
         let url = self.submodule_url(m)?;
         let commit = m.chain.last().map(|l| l.commit).unwrap_or_else(Oid::zero);
         let shown = crate::redact::text(&url);
-        tracing::info!("fetching submodule {} from {shown}", m.at.display());
+        tracing::info!("fetching submodule {} from {shown}", m.name());
         let ns = Oid::hash_object(git2::ObjectType::Blob, url.as_bytes())
             .map_err(|e| anyhow!("cannot hash {shown}: {e}"))?;
         let specs = [
@@ -413,14 +439,21 @@ impl GitSource {
         let auth = self.submodule_auth(&url);
         auth.preflight()?;
         let fix = format!(
-            "check the URL of submodule {} in .gitmodules and that this machine can reach it \
+            "check the URL of submodule {} in {} and that this machine can reach it \
              (or set `source.submodules: false` to deploy without submodules); nothing was changed",
-            m.at.display()
+            m.name(),
+            m.gitmodules()
         );
+        if is_local_path(&url) && !Path::new(&url).exists() {
+            bail!(
+                "cannot fetch submodule {} from {shown}: no such repository on this machine; {fix}",
+                m.name()
+            );
+        }
         let mut remote = self.repo.remote_anonymous(&url).map_err(|e| {
             anyhow!(
                 "submodule {}: bad URL {shown}: {}; {fix}",
-                m.at.display(),
+                m.name(),
                 e.message()
             )
         })?;
@@ -433,7 +466,7 @@ impl GitSource {
             let detail = detail.unwrap_or_else(|| crate::redact::text(e.message()).into_owned());
             bail!(
                 "cannot fetch submodule {} from {shown}: {detail}; {fix}",
-                m.at.display()
+                m.name()
             );
         }
         if self.repo.find_commit(commit).is_err() {
@@ -446,7 +479,7 @@ impl GitSource {
             bail!(
                 "submodule {} records commit {commit}, which {shown} does not have on any branch or tag; \
                  push that commit to the submodule's repository, or commit the submodule at a pushed commit",
-                m.at.display()
+                m.name()
             );
         }
         Ok(())
@@ -461,20 +494,22 @@ impl GitSource {
             let module = self.gitmodules_entry(link, m)?;
             let raw = module.url.ok_or_else(|| {
                 anyhow!(
-                    "submodule {}: .gitmodules gives `{}` no url; fix .gitmodules",
-                    m.at.display(),
+                    "submodule {}: {} gives `{}` no url; add one",
+                    m.name(),
+                    m.gitmodules(),
                     module.name
                 )
             })?;
             let resolved = resolve_url(&url, &raw).with_context(|| {
-                format!("submodule {}: fix its url in .gitmodules", m.at.display())
+                format!("submodule {}: fix its url in {}", m.name(), m.gitmodules())
             })?;
             if let Err(why) = check_url(&resolved, top_is_local) {
                 bail!(
-                    "submodule {}: url {} in .gitmodules refused: {why}; \
+                    "submodule {}: url {} in {} refused: {why}; \
                      give the submodule a URL of your Git host (or set `source.submodules: false`)",
-                    m.at.display(),
-                    crate::redact::text(&resolved)
+                    m.name(),
+                    crate::redact::text(&resolved),
+                    m.gitmodules()
                 );
             }
             url = resolved;
@@ -494,10 +529,10 @@ impl GitSource {
             .map(|b| String::from_utf8_lossy(b.content()).into_owned())
             .ok_or_else(|| {
                 anyhow!(
-                    "submodule {} ({}) has no .gitmodules entry: the commit has no .gitmodules file; \
+                    "submodule {}: the commit has no {}; \
                      add the submodule with `git submodule add`",
-                    m.at.display(),
-                    link.path
+                    m.name(),
+                    m.gitmodules()
                 )
             })?;
         parse_gitmodules(&text)
@@ -505,9 +540,10 @@ impl GitSource {
             .find(|x| x.path.as_deref().map(|p| p.trim_end_matches('/')) == Some(&link.path))
             .ok_or_else(|| {
                 anyhow!(
-                    "submodule {} ({}) has no entry in .gitmodules; \
+                    "submodule {}: {} has no entry with `path = {}`; \
                      add one with `git submodule add`, or remove the gitlink",
-                    m.at.display(),
+                    m.name(),
+                    m.gitmodules(),
                     link.path
                 )
             })
@@ -599,6 +635,29 @@ mod tests {
         ] {
             assert!(source.submodule_auth(other).userpass.is_none(), "{other}");
         }
+    }
+
+    #[test]
+    fn a_nested_submodule_is_named_from_the_superproject() {
+        let link = |path: &str| Link {
+            tree: Oid::zero(),
+            path: path.into(),
+            commit: Oid::zero(),
+        };
+        let top = Missing {
+            at: PathBuf::from("lib"),
+            chain: vec![link("web/lib")],
+        };
+        assert_eq!(
+            (top.name(), top.gitmodules()),
+            ("web/lib".into(), ".gitmodules".into())
+        );
+        let nested = Missing {
+            at: PathBuf::from("lib/inner"),
+            chain: vec![link("web/lib"), link("inner")],
+        };
+        assert_eq!(nested.name(), "web/lib/inner");
+        assert_eq!(nested.gitmodules(), "web/lib/.gitmodules");
     }
 
     #[test]
