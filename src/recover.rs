@@ -220,7 +220,13 @@ pub struct Recovered {
 /// The classifier of user content for `commit` (falling back to an empty
 /// tracked set when the cache cannot tell).
 fn classifier_for(site: &Site, commit: Option<&str>) -> Result<Classifier> {
-    let source = GitSource::open(&site.layout.state, &site.config.source)?;
+    let mut source = GitSource::open(&site.layout.state, &site.config.source)?;
+    let state = State::load(&site.layout.state)?;
+    let live = state
+        .deployed
+        .as_deref()
+        .and_then(|c| Oid::from_str(c).ok());
+    source.set_live(live, state.submodules);
     match commit
         .and_then(|c| Oid::from_str(c).ok())
         .filter(|o| source.has_commit(&o.to_string()))
@@ -349,6 +355,7 @@ fn roll_forward(site: &Site, j: &Journal, snap: Option<&str>) -> Result<String> 
     link::point_link(&layout.link(), &layout.root_name)?;
     let mut state = State::load(&layout.state)?;
     state.deployed = Some(j.commit.clone());
+    state.submodules = cfg.source.submodules;
     state.save(&layout.state)?;
     if let Some(snap) = snap {
         crate::drain::wait(cfg, &layout.entry(snap));

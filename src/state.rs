@@ -16,6 +16,11 @@ use serde::{Deserialize, Serialize};
 pub struct State {
     /// Commit ROOT holds (the last successful deploy).
     pub deployed: Option<String>,
+    /// ROOT holds the submodules of `deployed` (`source.submodules` when it
+    /// was deployed; false for a state written before rootswap deployed
+    /// submodules): the next plan starts from what ROOT really holds.
+    #[serde(default)]
+    pub submodules: bool,
     /// Branch head that was live when a rollback or a manual deploy of another
     /// ref happened: the service does not redeploy it (only a newer commit).
     #[serde(default)]

@@ -43,6 +43,7 @@ mod serve;
 mod shared;
 mod sites;
 mod ssh;
+mod submodules;
 mod symfony;
 mod uploads;
 mod webserver;

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use crate::support;
 use crate::support::Proc;
 
-fn keygen(path: &Path) {
+pub(crate) fn keygen(path: &Path) {
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "rootswap-test", "-f"])
         .arg(path)
@@ -39,31 +39,31 @@ fn fingerprint(pubkey: &Path) -> String {
 }
 
 /// `type base64` of a public key file (no comment).
-fn key_of(pubkey: &Path) -> String {
+pub(crate) fn key_of(pubkey: &Path) -> String {
     let text = read(pubkey);
     let mut f = text.split_whitespace();
     format!("{} {}", f.next().unwrap(), f.next().unwrap())
 }
 
-fn whoami() -> String {
+pub(crate) fn whoami() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-struct Sshd {
+pub(crate) struct Sshd {
     _proc: Proc,
-    port: u16,
+    pub(crate) port: u16,
     dir: PathBuf,
 }
 
 impl Sshd {
-    fn host_pub(&self) -> PathBuf {
+    pub(crate) fn host_pub(&self) -> PathBuf {
         self.dir.join("host_ed25519.pub")
     }
 }
 
 /// sshd with one ed25519 host key, accepting `authorized` for the current user.
-fn start_sshd(sshd: &Path, dir: &Path, authorized: &Path) -> Sshd {
+pub(crate) fn start_sshd(sshd: &Path, dir: &Path, authorized: &Path) -> Sshd {
     std::fs::create_dir_all(dir).unwrap();
     keygen(&dir.join("host_ed25519"));
     std::fs::copy(authorized, dir.join("authorized_keys")).unwrap();

@@ -362,6 +362,11 @@ pub struct SourceConfig {
     /// `~/.ssh/known_hosts` and `<state>/known_hosts`; an unknown host fails.
     #[serde(default)]
     pub known_hosts: Option<String>,
+    /// Deploy the commit's Git submodules (recursively) at the commits it
+    /// records, fetched into the cache repository; `false`: submodules are
+    /// skipped with a warning.
+    #[serde(default = "default_true")]
+    pub submodules: bool,
 }
 
 /// `source.external_symlinks:` — symlinks that point outside the deployed tree.

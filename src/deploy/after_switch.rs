@@ -61,6 +61,7 @@ impl Deploy {
         }
         let res = self.roll_back_unhealthy(&snap, None);
         self.state.deployed = self.previous.clone();
+        self.state.submodules = self.previous_submodules;
         self.state.pinned_from = None;
         if let Err(e) = self.state.save(&self.site.layout.state) {
             tracing::warn!("{e:#}");

@@ -33,6 +33,7 @@ pub(super) fn run(site: &Site, req: &Request) -> Result<Outcome> {
             .as_deref()
             .and_then(|p| Oid::from_str(p).ok())
             .filter(|o| source.has_commit(&o.to_string()));
+        source.set_live(from, state.submodules);
         let plan = source.plan(from, to)?;
         let mut out = DryRun {
             from: state.deployed.clone(),
@@ -42,8 +43,10 @@ pub(super) fn run(site: &Site, req: &Request) -> Result<Outcome> {
             modified: Vec::new(),
             deleted: Vec::new(),
             user_files: Vec::new(),
-            notes: plan.external_links.iter().map(|l| l.to_string()).collect(),
+            notes: plan.submodules.iter().map(|s| s.to_string()).collect(),
         };
+        out.notes
+            .extend(plan.external_links.iter().map(|l| l.to_string()));
         let adopted = match state.deployed {
             None => crate::adopt::adopt_git_clone(layout, cfg, &source.tracked(to)?, true)?,
             Some(_) => crate::adopt::Adopted::default(),

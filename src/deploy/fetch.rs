@@ -35,17 +35,16 @@ pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) ->
     let Locked { lock, state } = locked;
     let (cfg, layout) = (&site.config, &site.layout);
     run.begin("fetch");
-    let (source, commit) = run.pass("git fetch", || open_and_fetch(site, req))?;
+    let (mut source, commit) = run.pass("git fetch", || open_and_fetch(site, req))?;
     let previous = state.deployed.clone();
     let prev_oid = previous
         .as_deref()
         .and_then(|p| Oid::from_str(p).ok())
         .filter(|_| previous.as_deref().is_some_and(|p| source.has_commit(p)));
+    let previous_submodules = state.submodules;
+    source.set_live(prev_oid, previous_submodules);
     let root_empty = layout.root_is_empty()?;
-    if previous.as_deref() == Some(commit.to_string().as_str()) && !req.force && !root_empty {
-        tracing::info!("up to date ({})", short(commit));
-        return Ok(Fetched::UpToDate(commit.to_string()));
-    }
+    let same_commit = previous.as_deref() == Some(commit.to_string().as_str());
     let mut plan = match run.pass("plan", || source.plan(prev_oid, commit)) {
         Ok(plan) => plan,
         Err(e) if e.is::<crate::source::RefusedTree>() => {
@@ -53,6 +52,15 @@ pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) ->
         }
         Err(e) => return Err(e),
     };
+    // The same commit is up to date unless ROOT lacks its submodules (or
+    // holds them under `source.submodules: false`).
+    if same_commit && plan.changes.is_empty() && !req.force && !root_empty {
+        tracing::info!("up to date ({})", short(commit));
+        return Ok(Fetched::UpToDate(commit.to_string()));
+    }
+    for s in &plan.submodules {
+        tracing::info!("{s}");
+    }
     // `--adopt-current`: the foreign link's tree becomes ROOT (and so the
     // version the snapshot serves) only once the commit is known to be deployable.
     let root_empty = match adopt_current(cfg, layout, req.adopt_current)? {
@@ -86,6 +94,7 @@ pub(super) fn fetch(site: &Site, req: &Request, locked: Locked, mut run: Run) ->
         commit,
         commit_hex: commit.to_string(),
         previous,
+        previous_submodules,
         plan,
         new_tracked,
         classifier,

@@ -146,6 +146,7 @@ impl Deploy {
         }
         let res = self.roll_back_unhealthy(&snap, at);
         self.state.deployed = self.previous.clone();
+        self.state.submodules = self.previous_submodules;
         self.state.pinned_from = None;
         let saved = self.state.save(&self.site.layout.state);
         let msg = match &res {

@@ -39,6 +39,9 @@ pub(super) struct Deploy {
     pub(super) commit: Oid,
     pub(super) commit_hex: String,
     pub(super) previous: Option<String>,
+    /// ROOT held the submodules of `previous` (`State::submodules` before
+    /// this deploy): restored with `previous` when the deploy is reverted.
+    pub(super) previous_submodules: bool,
     pub(super) plan: Plan,
     /// Files the new commit tracks.
     pub(super) new_tracked: HashSet<PathBuf>,

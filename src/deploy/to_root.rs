@@ -237,6 +237,7 @@ impl Deploy {
     /// when a deploy of another ref moved away from it).
     fn mark_live(&mut self) -> Result<()> {
         self.state.deployed = Some(self.commit_hex.clone());
+        self.state.submodules = self.site.config.source.submodules;
         let off_branch = self.req.reference.is_some() || self.req.trigger == Trigger::Rollback;
         // `rootswap serve` does not redeploy a head a rollback moved away from, only a newer commit.
         self.state.pinned_from = if off_branch {

@@ -4,7 +4,9 @@
 //!
 //! The result matches `git diff-tree -r` without type-change records: a path
 //! that turns from a file into a symlink (or a directory) is a deletion plus
-//! an addition; submodules are left out with a warning.
+//! an addition. A submodule (gitlink) is walked as the tree of the commit it
+//! records ([`super::submodules`]), or left out with a warning under
+//! `source.submodules: false`.
 //!
 //! Every name the walk reads is checked on the way ([`RepoPath::child`]):
 //! a name git refuses in the new tree stops the walk with a [`BadName`](crate::repo_path::BadName)
@@ -16,13 +18,14 @@
 //! ROOT.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use anyhow::{Context, Result};
 use git2::{ObjectType, Oid, Repository, Tree, TreeEntry};
 
+use super::submodules::{self, Missing, MissingSubmodules, Scope, Side, SubmoduleChange, GITLINK};
 use crate::repo_path::RepoPath;
 
-const SUBMODULE: i32 = 0o160000;
 const SYMLINK: i32 = 0o120000;
 
 /// One file-level change between two commits (paths relative to the deployed subdir).
@@ -55,53 +58,98 @@ pub enum ChangeKind {
     Deleted,
 }
 
+/// One side of a diff: a tree, the repository it belongs to, and whether
+/// submodules are deployed on that side (the old side: as ROOT has them).
+pub(super) struct Top<'a, 'r> {
+    pub(super) tree: &'a Tree<'r>,
+    pub(super) scope: Rc<Scope>,
+    pub(super) submodules: bool,
+}
+
+/// What a diff found.
+pub(super) struct Changes {
+    pub(super) deletes: Vec<Change>,
+    pub(super) writes: Vec<Change>,
+    pub(super) submodules: Vec<SubmoduleChange>,
+}
+
 /// Deletions and writes (additions, modifications) from `old` to `new`, in
 /// path order. A [`BadName`](crate::repo_path::BadName) error (downcast it) when `new` has an entry
-/// git refuses on the way to a change.
-pub(super) fn changes(
-    repo: &Repository,
-    old: Option<&Tree>,
-    new: &Tree,
-) -> Result<(Vec<Change>, Vec<Change>)> {
+/// git refuses on the way to a change; [`MissingSubmodules`] when a changed
+/// submodule's commit is not in the cache.
+pub(super) fn changes<'r>(
+    repo: &'r Repository,
+    old: Option<Top<'_, 'r>>,
+    new: Top<'_, 'r>,
+) -> Result<Changes> {
     let mut d = Diff {
         repo,
-        deletes: Vec::new(),
-        writes: Vec::new(),
+        modes: (old.as_ref().is_some_and(|o| o.submodules), new.submodules),
+        missing: Vec::new(),
+        out: Changes {
+            deletes: Vec::new(),
+            writes: Vec::new(),
+            submodules: Vec::new(),
+        },
     };
-    d.trees(&RepoPath::top(), old, Some(new))?;
-    Ok((d.deletes, d.writes))
+    let side = |t: Top<'_, 'r>| Side {
+        tree: t.tree.clone(),
+        scope: t.scope,
+    };
+    let old = old.map(side);
+    d.trees(&RepoPath::top(), old.as_ref(), Some(&side(new)))?;
+    if !d.missing.is_empty() {
+        return Err(MissingSubmodules(d.missing).into());
+    }
+    Ok(d.out)
 }
 
 struct Diff<'r> {
     repo: &'r Repository,
-    deletes: Vec<Change>,
-    writes: Vec<Change>,
+    /// Submodules deployed on the (old, new) side.
+    modes: (bool, bool),
+    missing: Vec<Missing>,
+    out: Changes,
 }
 
-impl Diff<'_> {
-    fn trees(&mut self, dir: &RepoPath, old: Option<&Tree>, new: Option<&Tree>) -> Result<()> {
+/// What an entry is to the walk.
+enum Node<'r> {
+    /// A directory, or a submodule's tree.
+    Dir(Side<'r>),
+    /// A file or symlink.
+    File,
+    /// Nothing to write: absent, or a submodule not deployed (or not fetched yet).
+    Skip,
+}
+
+impl<'r> Diff<'r> {
+    fn trees(&mut self, dir: &RepoPath, old: Option<&Side>, new: Option<&Side>) -> Result<()> {
         let mut old_entries: HashMap<Vec<u8>, TreeEntry> = old
-            .map(|t| t.iter().map(|e| (e.name_bytes().to_vec(), e)).collect())
+            .map(|t| {
+                t.tree
+                    .iter()
+                    .map(|e| (e.name_bytes().to_vec(), e))
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(new) = new {
-            for e in new.iter() {
+            for e in new.tree.iter() {
                 let before = old_entries.remove(e.name_bytes());
-                if before
-                    .as_ref()
-                    .is_some_and(|o| o.id() == e.id() && o.filemode() == e.filemode())
-                {
+                if before.as_ref().is_some_and(|o| self.unchanged(o, &e)) {
                     continue; // unchanged, and so is everything below it
                 }
                 let path = dir.child(e.name_bytes(), e.filemode() == SYMLINK)?;
-                self.entry(&path, before.as_ref(), Some(&e))?;
+                let before = before.as_ref().zip(old.map(|s| &s.scope));
+                self.entry(&path, before, Some((&e, &new.scope)))?;
             }
         }
         // What is left of the old tree is gone from the new one (in path order).
         let mut gone: Vec<(Vec<u8>, TreeEntry)> = old_entries.into_iter().collect();
         gone.sort_by(|a, b| a.0.cmp(&b.0));
+        let Some(old) = old else { return Ok(()) };
         for (name, e) in gone {
             match dir.child(&name, e.filemode() == SYMLINK) {
-                Ok(path) => self.entry(&path, Some(&e), None)?,
+                Ok(path) => self.entry(&path, Some((&e, &old.scope)), None)?,
                 Err(bad) => tracing::warn!(
                     "not deleting {bad}: an entry of the live commit that git refuses (the path it names may be outside ROOT)"
                 ),
@@ -110,65 +158,119 @@ impl Diff<'_> {
         Ok(())
     }
 
+    /// Same entry on both sides, and so is everything below it (a gitlink
+    /// is not when submodules were deployed on one side only).
+    fn unchanged(&self, o: &TreeEntry, n: &TreeEntry) -> bool {
+        o.id() == n.id()
+            && o.filemode() == n.filemode()
+            && (n.filemode() != GITLINK || self.modes.0 == self.modes.1)
+    }
+
     fn entry(
         &mut self,
         path: &RepoPath,
-        old: Option<&TreeEntry>,
-        new: Option<&TreeEntry>,
+        old: Option<(&TreeEntry, &Rc<Scope>)>,
+        new: Option<(&TreeEntry, &Rc<Scope>)>,
     ) -> Result<()> {
-        if let (Some(o), Some(n)) = (old, new) {
-            if o.id() == n.id() && o.filemode() == n.filemode() {
-                return Ok(()); // unchanged, and so is everything below it
+        if let (Some((o, _)), Some((n, _))) = (old, new) {
+            if self.unchanged(o, n) {
+                return Ok(());
             }
         }
-        let repo = self.repo;
-        let old_tree = old
-            .filter(|e| is_tree(e))
-            .map(|e| tree(repo, e))
-            .transpose()?;
-        let new_tree = new
-            .filter(|e| is_tree(e))
-            .map(|e| tree(repo, e))
-            .transpose()?;
-        if old_tree.is_some() || new_tree.is_some() {
-            self.trees(path, old_tree.as_ref(), new_tree.as_ref())?;
+        self.note_submodule(path, old.map(|x| x.0), new.map(|x| x.0));
+        let before = self.node(path, old, self.modes.0, false)?;
+        let after = self.node(path, new, self.modes.1, true)?;
+        match (&before, &after) {
+            (Node::Dir(o), Node::Dir(n)) => self.trees(path, Some(o), Some(n))?,
+            (Node::Dir(o), _) => self.trees(path, Some(o), None)?,
+            (_, Node::Dir(n)) => self.trees(path, None, Some(n))?,
+            _ => {}
         }
-        let old_blob = old.filter(|e| !is_tree(e));
-        let new_blob = new.filter(|e| !is_tree(e));
-        let same_kind = match (old_blob, new_blob) {
-            (Some(o), Some(n)) => {
-                (o.filemode() == SYMLINK) == (n.filemode() == SYMLINK)
-                    && o.filemode() != SUBMODULE
-                    && n.filemode() != SUBMODULE
-            }
+        let old_file = old.map(|x| x.0).filter(|_| matches!(before, Node::File));
+        let new_file = new.map(|x| x.0).filter(|_| matches!(after, Node::File));
+        let same_kind = match (old_file, new_file) {
+            (Some(o), Some(n)) => (o.filemode() == SYMLINK) == (n.filemode() == SYMLINK),
             _ => false,
         };
-        if old_blob.is_some_and(|o| !same_kind && o.filemode() != SUBMODULE) {
-            self.deletes.push(Change {
+        if old_file.is_some() && !same_kind {
+            self.out.deletes.push(Change {
                 path: path.clone(),
                 kind: ChangeKind::Deleted,
             });
         }
-        if let Some(n) = new_blob {
-            if n.filemode() == SUBMODULE {
-                tracing::warn!(
-                    "submodule {} is not deployed (rootswap deploys files, not submodules)",
-                    path.display()
-                );
-                return Ok(());
-            }
+        if let Some(n) = new_file {
             let (blob, mode) = (n.id(), n.filemode());
             let kind = if same_kind {
                 ChangeKind::Modified { blob, mode }
             } else {
                 ChangeKind::Added { blob, mode }
             };
-            self.writes.push(Change {
+            self.out.writes.push(Change {
                 path: path.clone(),
                 kind,
             });
         }
         Ok(())
+    }
+
+    /// What `e` is: a directory (a submodule's tree when submodules are
+    /// deployed on this side and its commit is in the cache), a file, or
+    /// nothing to write.
+    fn node(
+        &mut self,
+        path: &RepoPath,
+        e: Option<(&TreeEntry, &Rc<Scope>)>,
+        submodules: bool,
+        new_side: bool,
+    ) -> Result<Node<'r>> {
+        let Some((e, scope)) = e else {
+            return Ok(Node::Skip);
+        };
+        if is_tree(e) {
+            let tree = tree(self.repo, e)?;
+            return Ok(Node::Dir(Side {
+                tree,
+                scope: scope.clone(),
+            }));
+        }
+        if e.filemode() != GITLINK {
+            return Ok(Node::File);
+        }
+        if !submodules {
+            if new_side {
+                tracing::warn!(
+                    "submodule {} is not deployed (`source.submodules: false`)",
+                    path.display()
+                );
+            }
+            return Ok(Node::Skip);
+        }
+        Ok(
+            match submodules::enter(self.repo, e, path, scope, &mut self.missing)? {
+                Some(side) => Node::Dir(side),
+                None => Node::Skip,
+            },
+        )
+    }
+
+    /// Records a submodule whose commit changes (deployed on either side).
+    fn note_submodule(
+        &mut self,
+        path: &RepoPath,
+        old: Option<&TreeEntry>,
+        new: Option<&TreeEntry>,
+    ) {
+        let link = |e: Option<&TreeEntry>, on: bool| {
+            e.filter(|e| on && e.filemode() == GITLINK).map(|e| e.id())
+        };
+        let (from, to) = (link(old, self.modes.0), link(new, self.modes.1));
+        if (from.is_some() || to.is_some()) && from != to {
+            self.out.submodules.push(SubmoduleChange {
+                path: path.to_path_buf(),
+                from,
+                to,
+            });
+        }
     }
 }
 
@@ -225,8 +327,20 @@ mod tests {
         out
     }
 
+    fn top<'a, 'r>(tree: &'a Tree<'r>) -> Top<'a, 'r> {
+        Top {
+            tree,
+            scope: Scope::top(tree.id(), Path::new("")),
+            submodules: true,
+        }
+    }
+
     fn ours(repo: &Repository, old: &Tree, new: &Tree) -> Vec<(String, String)> {
-        let (del, wr) = changes(repo, Some(old), new).unwrap();
+        let Changes {
+            deletes: del,
+            writes: wr,
+            ..
+        } = changes(repo, Some(top(old)), top(new)).unwrap();
         let mut out: Vec<(String, String)> = del
             .iter()
             .chain(wr.iter())
@@ -288,7 +402,11 @@ mod tests {
         // Nothing changed: nothing to do.
         assert!(ours(&repo, &new, &new).is_empty());
         // From nothing: every file is added.
-        let (del, wr) = changes(&repo, None, &new).unwrap();
+        let Changes {
+            deletes: del,
+            writes: wr,
+            ..
+        } = changes(&repo, None, top(&new)).unwrap();
         assert!(del.is_empty());
         assert_eq!(wr.len(), 8, "{wr:?}");
     }

@@ -18,6 +18,8 @@
 //! - `auth.rs`: credentials and host keys for the fetch;
 //! - `tree.rs`: a commit's tracked files and `.gitignore` files;
 //! - `plan.rs` and `diff.rs`: what differs between two commits;
+//! - `submodules.rs`: submodules, walked as the trees of their commits,
+//!   fetched into the cache repository;
 //! - `checkout.rs`: writing a plan into ROOT.
 
 mod auth;
@@ -28,12 +30,14 @@ mod local;
 mod plan;
 mod repo;
 mod revision;
+mod submodules;
 mod tree;
 
 pub use diff::{Change, ChangeKind};
 pub use local::is_local_path;
 pub use plan::{link_stays_inside, ExternalLink, Plan, RefusedTree};
 pub use repo::{short, GitSource};
+pub use submodules::{Missing, MissingSubmodules, SubmoduleChange};
 pub use tree::IgnoreFile;
 
 #[cfg(test)]

@@ -6,8 +6,10 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use git2::Oid;
 
+use super::diff::Top;
 use super::diff::{self, Change, ChangeKind};
 use super::repo::{short, GitSource};
+use super::submodules::{MissingSubmodules, SubmoduleChange};
 use crate::config::ExternalSymlinks;
 use crate::repo_path::BadName;
 
@@ -43,6 +45,8 @@ pub struct Plan {
     /// Symlinks this plan writes whose target leaves the deployed tree
     /// (allowed by `source.external_symlinks`; each is worth one warning).
     pub external_links: Vec<ExternalLink>,
+    /// Submodules whose commit changes (their files are in `changes`).
+    pub submodules: Vec<SubmoduleChange>,
 }
 
 impl Plan {
@@ -86,6 +90,9 @@ impl std::error::Error for RefusedTree {}
 /// [`BadName`] from the walk): a [`RefusedTree`] naming the entry and the
 /// commit; other errors of the walk as they are.
 pub(super) fn refused_entry(e: anyhow::Error, commit: Oid) -> anyhow::Error {
+    if e.is::<MissingSubmodules>() {
+        return e;
+    }
     match e.downcast::<BadName>() {
         Ok(bad) => anyhow::Error::new(RefusedTree {
             commit: short(commit),
@@ -116,8 +123,13 @@ pub fn link_stays_inside(link: &Path, target: &Path) -> bool {
 }
 
 impl GitSource {
-    /// Lists the changes from `from` (None: nothing deployed) to `to`.
+    /// Lists the changes from `from` (None: nothing deployed) to `to`,
+    /// fetching the submodule commits the walk needs.
     pub fn plan(&self, from: Option<Oid>, to: Oid) -> Result<Plan> {
+        self.with_submodules(|| self.plan_once(from, to))
+    }
+
+    fn plan_once(&self, from: Option<Oid>, to: Oid) -> Result<Plan> {
         let new_tree = self.deployed_tree(to)?.ok_or_else(|| {
             anyhow!(
                 "`source.subdir: {}` does not exist in commit {}; fix the subdir or the branch",
@@ -129,15 +141,28 @@ impl GitSource {
             Some(f) if self.repo.find_commit(f).is_ok() => self.deployed_tree(f)?,
             _ => None,
         };
-        let (deletes, writes) = diff::changes(&self.repo, old_tree.as_ref(), &new_tree)
-            .map_err(|e| refused_entry(e, to))?;
-        let mut changes = deletes;
-        changes.extend(writes);
+        let old = match (from, old_tree.as_ref()) {
+            (Some(f), Some(tree)) => Some(Top {
+                tree,
+                scope: self.top_scope(f)?,
+                submodules: self.submodules_in(f),
+            }),
+            _ => None,
+        };
+        let new = Top {
+            tree: &new_tree,
+            scope: self.top_scope(to)?,
+            submodules: self.submodules,
+        };
+        let found = diff::changes(&self.repo, old, new).map_err(|e| refused_entry(e, to))?;
+        let mut changes = found.deletes;
+        changes.extend(found.writes);
         let mut plan = Plan {
             from,
             to,
             changes,
             external_links: Vec::new(),
+            submodules: found.submodules,
         };
         plan.external_links = self.external_links(&plan)?;
         Ok(plan)

@@ -29,6 +29,11 @@ pub struct GitSource {
     pub(super) local: Option<PathBuf>,
     /// `source.depth`: commits fetched per branch tip (0: the whole history).
     pub(super) depth: u32,
+    /// `source.submodules`: the new commit's submodules are deployed.
+    pub(super) submodules: bool,
+    /// The live commit and whether ROOT holds its submodules
+    /// ([`GitSource::set_live`]).
+    pub(super) live: Option<(Oid, bool)>,
 }
 
 /// Points the cache's `origin` at `url` (credentials already taken out). A
@@ -129,6 +134,8 @@ impl GitSource {
             ssh,
             local,
             depth: cfg.depth,
+            submodules: cfg.submodules,
+            live: None,
         })
     }
 

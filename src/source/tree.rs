@@ -1,4 +1,5 @@
-//! What a commit holds: its tracked files and its `.gitignore` files.
+//! What a commit holds: its tracked files (those of its submodules too)
+//! and its `.gitignore` files.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use anyhow::{Context, Result};
 use git2::{ObjectType, Oid, Tree};
 
 use super::repo::GitSource;
+use super::submodules::{self, Missing, MissingSubmodules, Side, GITLINK};
 use crate::repo_path::RepoPath;
 
 /// A `.gitignore` file of a commit: its directory (relative to the repository root) and text.
@@ -53,7 +55,13 @@ impl GitSource {
 
     /// [`GitSource::tracked`] and [`GitSource::ignore_files`] in one walk of
     /// the commit's tree.
+    /// Files of submodules count as tracked (when ROOT holds them): they
+    /// are fetched first when the cache lacks them.
     pub fn tracked_and_ignores(&self, commit: Oid) -> Result<(HashSet<PathBuf>, Vec<IgnoreFile>)> {
+        self.with_submodules(|| self.tracked_once(commit))
+    }
+
+    fn tracked_once(&self, commit: Oid) -> Result<(HashSet<PathBuf>, Vec<IgnoreFile>)> {
         let mut tracked = HashSet::new();
         let mut ignores = Vec::new();
         let mut found = Vec::new();
@@ -69,7 +77,20 @@ impl GitSource {
             }
         }
         if let Some(tree) = self.deployed_tree(commit)? {
-            self.walk_tracked(&tree, &RepoPath::top(), &mut tracked, &mut found)?;
+            let mut walk = Walk {
+                submodules: self.submodules_in(commit),
+                tracked: &mut tracked,
+                found: &mut found,
+                missing: Vec::new(),
+            };
+            let top = Side {
+                tree,
+                scope: self.top_scope(commit)?,
+            };
+            self.walk_tracked(&top, &RepoPath::top(), &mut walk)?;
+            if !walk.missing.is_empty() {
+                return Err(MissingSubmodules(walk.missing).into());
+            }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         for (dir, id) in found {
@@ -85,36 +106,52 @@ impl GitSource {
         Ok((tracked, ignores))
     }
 
-    /// Collects the files below `tree` (at `dir`) and its `.gitignore`
-    /// files. A name git refuses is no tracked path, and nothing below it
-    /// is: the checkout refuses such a commit before writing anything.
-    pub(super) fn walk_tracked(
-        &self,
-        tree: &Tree<'_>,
-        dir: &RepoPath,
-        tracked: &mut HashSet<PathBuf>,
-        found: &mut Vec<(PathBuf, Oid)>,
-    ) -> Result<()> {
-        for e in tree.iter() {
+    /// Collects the files below `side` (at `dir`) and its `.gitignore`
+    /// files, going into submodules as into directories. A name git refuses
+    /// is no tracked path, and nothing below it is: the checkout refuses
+    /// such a commit before writing anything.
+    fn walk_tracked(&self, side: &Side<'_>, dir: &RepoPath, walk: &mut Walk<'_>) -> Result<()> {
+        for e in side.tree.iter() {
             let Ok(path) = dir.child(e.name_bytes(), e.filemode() == 0o120000) else {
                 continue;
             };
             match e.kind() {
                 Some(ObjectType::Tree) => {
-                    let sub = self.repo.find_tree(e.id()).with_context(|| {
+                    let tree = self.repo.find_tree(e.id()).with_context(|| {
                         format!("cannot read tree {} ({})", e.id(), path.display())
                     })?;
-                    self.walk_tracked(&sub, &path, tracked, found)?;
+                    let sub = Side {
+                        tree,
+                        scope: side.scope.clone(),
+                    };
+                    self.walk_tracked(&sub, &path, walk)?;
                 }
                 Some(ObjectType::Blob) => {
                     if e.name_bytes() == b".gitignore" {
-                        found.push((self.subdir.join(dir.as_path()), e.id()));
+                        walk.found.push((self.subdir.join(dir.as_path()), e.id()));
                     }
-                    tracked.insert(path.to_path_buf());
+                    walk.tracked.insert(path.to_path_buf());
+                }
+                _ if e.filemode() == GITLINK && walk.submodules => {
+                    if let Some(sub) =
+                        submodules::enter(&self.repo, &e, &path, &side.scope, &mut walk.missing)?
+                    {
+                        self.walk_tracked(&sub, &path, walk)?;
+                    }
                 }
                 _ => {}
             }
         }
         Ok(())
     }
+}
+
+/// What a walk of a commit's files collects.
+struct Walk<'a> {
+    /// Submodules are in ROOT for this commit.
+    submodules: bool,
+    tracked: &'a mut HashSet<PathBuf>,
+    /// `.gitignore` files: directory (relative to the repository root) and blob.
+    found: &'a mut Vec<(PathBuf, Oid)>,
+    missing: Vec<Missing>,
 }

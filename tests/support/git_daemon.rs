@@ -1,4 +1,5 @@
-//! A real `git daemon` for tests that fetch over the network (`git://`).
+//! A real `git daemon` serving the bare repositories of a directory over
+//! `git://127.0.0.1:<port>/`, the test's own process, stopped by its PID.
 
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
@@ -15,7 +16,7 @@ pub struct GitDaemon {
 }
 
 impl GitDaemon {
-    /// Starts it; `None` when git-daemon is missing (and not under CI=true).
+    /// Starts it (None, after [`skip_or_fail`], when git-daemon is not installed).
     pub fn start(base: &Path) -> Option<GitDaemon> {
         let exec_path = git(base, &["--exec-path"]);
         if !Path::new(&exec_path).join("git-daemon").exists() {
@@ -45,6 +46,11 @@ impl GitDaemon {
             || TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok(),
         );
         Some(d)
+    }
+
+    /// `git://127.0.0.1:<port>/<name>`.
+    pub fn url(&self, name: &str) -> String {
+        format!("git://127.0.0.1:{}/{name}", self.port)
     }
 }
 

@@ -2,7 +2,7 @@
 //! repository and the real `rootswap` binary ([`World`]), outside tools and
 //! the skip-or-fail rule, processes stopped by PID ([`Proc`]) and bounded
 //! waits, a free port and one HTTP client ([`Http`]), php-fpm ([`Fpm`]), nginx
-//! ([`Nginx`]), Apache ([`Apache`]) and Caddy ([`Caddy`]) started as the test's own processes, the lock that
+//! ([`Nginx`]), a `git daemon` ([`GitDaemon`]), Apache ([`Apache`]) and Caddy ([`Caddy`]) started as the test's own processes, the lock that
 //! keeps timing-sensitive tests apart ([`heavy`]), and the framework apps
 //! under load (`apps`, `app_writer`).
 #![allow(dead_code)]
