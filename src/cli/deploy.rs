@@ -14,7 +14,8 @@ pub struct DeployArgs {
     /// Optional word `now`, as in Enscale's "deploy now".
     #[arg(value_parser = ["now"], hide_possible_values = true)]
     now: Option<String>,
-    /// Deploy this branch, tag or commit instead of the configured branch head.
+    /// Deploy this branch, tag or commit instead of the configured branch head
+    /// (git revision syntax relative to the branch: main~1, v2.3^, a short id).
     #[arg(long = "ref", value_name = "REF")]
     reference: Option<String>,
     /// Deploy even if the commit is already live.
