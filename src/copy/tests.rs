@@ -309,18 +309,24 @@ fn a_copy_into_a_directory_removed_meanwhile_is_skipped() {
     // (DokuWiki's lock directories): every instant of the copy gets hit.
     let gone = dst.join("locks/x");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
+    let removed = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (stop2, removed2) = (stop.clone(), removed.clone());
     let remover = std::thread::spawn(move || {
-        let mut removed = 0u32;
         while !stop2.load(Ordering::Relaxed) {
             if std::fs::remove_dir_all(&gone).is_ok() {
-                removed += 1;
+                removed2.fetch_add(1, Ordering::Relaxed);
             }
         }
-        removed
     });
+    // At least 500 copies, and on until the remover has struck (on a busy
+    // machine its thread may start after the first 500), within 30 s.
     let (mut done, mut skipped) = (0, 0);
-    for _ in 0..500 {
+    let start = std::time::Instant::now();
+    let mut i = 0;
+    while (i < 500 || removed.load(Ordering::Relaxed) == 0)
+        && start.elapsed() < std::time::Duration::from_secs(30)
+    {
+        i += 1;
         let placed = copy_file_if(
             &src.join("locks/x/lock"),
             &dst.join("locks/x/lock"),
@@ -333,9 +339,9 @@ fn a_copy_into_a_directory_removed_meanwhile_is_skipped() {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let removed = remover.join().unwrap();
+    remover.join().unwrap();
     assert!(
-        removed > 0,
+        removed.load(Ordering::Relaxed) > 0,
         "the remover ran ({done} copied, {skipped} skipped)"
     );
 }
