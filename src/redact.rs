@@ -1,7 +1,7 @@
 //! Secrets out of sight: the one place that decides what text may show of a
 //! URL.
 //!
-//! [`url`] masks the credentials of one URL (`https://user:PASSWORD@host`,
+//! [`url()`] masks the credentials of one URL (`https://user:PASSWORD@host`,
 //! a lone token `https://TOKEN@host`, secret-looking query parameters);
 //! [`text`] masks every URL found in free text (an error chain, a log line, a
 //! hook's output). Everything rootswap shows a person or stores — CLI errors,
@@ -83,7 +83,7 @@ fn mask_authority(text: &str) -> Option<String> {
     Some(format!("{scheme}://{masked}{}", &rest[at..]))
 }
 
-/// Masks every URL in `s` (see [`url`]); borrowed when nothing is masked.
+/// Masks every URL in `s` (see [`url()`]); borrowed when nothing is masked.
 pub fn text(s: &str) -> Cow<'_, str> {
     if !s.contains("://") {
         return Cow::Borrowed(s);
