@@ -8,27 +8,17 @@
 //! version still served, the refusal in the history; and a normal commit
 //! after it deploys.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::support::*;
 
 /// Writes `bytes` as an object of `kind` into `repo` without git's checks.
 fn hash_literally(repo: &Path, kind: &str, bytes: &[u8]) -> String {
-    let mut child = Command::new("git")
-        .args(["hash-object", "-w", "--literally", "-t", kind, "--stdin"])
-        .current_dir(repo)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("git runs");
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "git hash-object --literally failed");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    git_with_input(
+        repo,
+        &["hash-object", "-w", "--literally", "-t", kind, "--stdin"],
+        bytes,
+    )
 }
 
 /// One entry of a raw tree object.

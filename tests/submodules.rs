@@ -331,7 +331,7 @@ fn unreachable_and_hostile_submodule_urls_fail_with_the_site_untouched() {
     commit_links(&w.repo, &[("lib", &lib)]);
     let listing = git(&w.repo, &["ls-tree", "HEAD"]);
     let hostile = format!("{listing}\n160000 commit {lib}\t.git\n");
-    let tree = git_stdin(&w.repo, &["mktree"], &hostile);
+    let tree = git_with_input(&w.repo, &["mktree"], hostile.as_bytes());
     let commit = git(
         &w.repo,
         &["commit-tree", &tree, "-p", "HEAD", "-m", "hostile"],
@@ -361,30 +361,6 @@ fn unreachable_and_hostile_submodule_urls_fail_with_the_site_untouched() {
     w.ok(&["deploy"]);
     assert_eq!(read(&w.root().join("lib/a.php")), "a");
     drop(daemon);
-}
-
-/// Runs git with `input` on stdin; returns its trimmed stdout.
-fn git_stdin(dir: &Path, args: &[&str], input: &str) -> String {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("git runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "git {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Over ssh, a submodule is fetched with the site's deploy key and its
