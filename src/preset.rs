@@ -80,10 +80,9 @@ user_content:
 hooks:
   after_checkout:
     - composer install --no-dev --optimize-autoloader
-    - php bin/console cache:clear
+    - rm -rf var/cache/*
+    - php bin/console cache:warmup
     - "? php bin/console doctrine:migrations:migrate --no-interaction --allow-no-migration"
-  in_snapshot:
-    - php bin/console cache:clear
   after_switch:
     - "? php bin/console messenger:stop-workers"
 "#;
