@@ -3,7 +3,7 @@
 //! the skip-or-fail rule, processes stopped by PID ([`Proc`]) and bounded
 //! waits, a free port and one HTTP client ([`Http`]), php-fpm ([`Fpm`]), nginx
 //! ([`Nginx`]), Apache ([`Apache`]) and Caddy ([`Caddy`]) started as the test's own processes, the lock that
-//! keeps timing-sensitive tests apart ([`heavy`]), and the framework apps
+//! keeps timing-sensitive tests apart ([`heavy`]), the fleet's load checker ([`Load`]), and the framework apps
 //! under load (`apps`, `app_writer`).
 #![allow(dead_code)]
 
@@ -13,6 +13,7 @@ pub mod apps;
 mod caddy;
 mod fpm;
 mod heavy;
+pub mod load;
 mod net;
 mod nginx;
 mod proc;
@@ -26,6 +27,7 @@ pub use apache::{require_apache, Apache, Mpm};
 pub use caddy::{caddy_servers, Caddy};
 pub use fpm::{Fpm, Pool};
 pub use heavy::heavy;
+pub use load::{parse_pair, Load};
 pub use net::{free_port, http, Http};
 pub use nginx::Nginx;
 pub use proc::{wait_for, wait_listening, wait_until, Proc};
