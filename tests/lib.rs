@@ -26,6 +26,7 @@ mod deploy;
 mod dokuwiki;
 mod faults;
 mod fleet;
+mod fleet_net;
 mod hook_escape;
 mod hook_stages;
 mod hostile;

@@ -53,6 +53,7 @@ impl Agent {
             let _ = lost.wait_for(|l| *l).await;
             keeper.abort();
             campaign.abort();
+            self.in_touch.store(false, Ordering::SeqCst);
             self.leader.store(false, Ordering::SeqCst);
             if self.stopping.load(Ordering::SeqCst) {
                 return;
@@ -66,6 +67,14 @@ impl Agent {
                     break;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            // Joined again: what was committed meanwhile is caught up with
+            // before /health answers 200 (a deploy running here finishes first).
+            self.caught_up.store(false, Ordering::SeqCst);
+            self.in_touch.store(true, Ordering::SeqCst);
+            tracing::info!("fleet: node {} joined again", self.node);
+            if !self.deploying() {
+                tokio::spawn(self.clone().catch_up());
             }
         }
     }
