@@ -101,44 +101,65 @@ impl Agent {
 
     /// Waits for `commit` or `abort`; aborts itself when the coordinator's
     /// lock is gone or the deadline passed (an abort never wins over a commit).
+    /// The commit is taken from a watch of its key as soon as it arrives,
+    /// even while a read is on its way: on a slow link a read costs a round
+    /// trip, and the switch instant is only `switch_delay` away.
     async fn decision(&self, rec: &DeployRecord) -> Decision {
         let k = &self.etcd.keys;
         let mut waker = Waker::new(&self.etcd, &k.under(&rec.id)).await;
-        let grace = self.ttl.as_millis() as i64;
+        let (tx, mut heard) = tokio::sync::watch::channel(None::<i64>);
+        let watcher = tokio::spawn(watch_commit(self.etcd.clone(), k.commit(&rec.id), tx));
         let mut ran_once = false;
-        loop {
-            if let Ok(view) = View::read(&self.etcd, &rec.id).await {
-                if view.committed {
-                    return Decision::Commit(view.switch_at_ms.unwrap_or_else(now_ms));
-                }
-                if let Some(r) = view.aborted {
-                    return Decision::Abort(r);
-                }
-                if view.once.as_deref() == Some(self.node.as_str()) && !ran_once {
-                    ran_once = true;
-                    self.run_once(rec).await;
-                    continue;
-                }
-                let lock = self.etcd.get::<Busy>(&k.lock()).await;
-                let reason = match lock {
-                    Ok(Some(l)) if l.create_revision == rec.lock_revision => None,
-                    Ok(_) => Some(format!(
-                        "the coordinator ({}) went away before the commit point",
-                        rec.coordinator
-                    )),
-                    Err(_) => None,
-                };
-                let reason = reason.or_else(|| {
-                    (now_ms() > rec.deadline_ms + grace)
-                        .then(|| "prepare_timeout passed before the commit point".to_string())
-                });
-                if let Some(reason) = reason {
-                    let _ = coordinator::abort(&self.etcd, &rec.id, &reason).await;
-                    continue;
-                }
+        let decided = loop {
+            tokio::select! {
+                biased;
+                _ = heard.wait_for(|at| at.is_some()) => {}
+                d = self.decision_step(rec, &mut ran_once) => if let Some(d) = d { break d },
+            }
+            if let Some(at) = *heard.borrow() {
+                break Decision::Commit(at);
             }
             waker.wait(&self.etcd, Duration::from_millis(250)).await;
+        };
+        watcher.abort();
+        decided
+    }
+
+    /// One look at deploy `rec`: its decision if there is one; runs
+    /// `hooks.once` when this node is chosen; writes `abort` when the
+    /// coordinator went away or the deadline passed.
+    async fn decision_step(&self, rec: &DeployRecord, ran_once: &mut bool) -> Option<Decision> {
+        let k = &self.etcd.keys;
+        let view = View::read(&self.etcd, &rec.id).await.ok()?;
+        if view.committed {
+            return Some(Decision::Commit(view.switch_at_ms.unwrap_or_else(now_ms)));
         }
+        if let Some(r) = view.aborted {
+            return Some(Decision::Abort(r));
+        }
+        if view.once.as_deref() == Some(self.node.as_str()) && !*ran_once {
+            *ran_once = true;
+            self.run_once(rec).await;
+            return None;
+        }
+        let lock = self.etcd.get::<Busy>(&k.lock()).await;
+        let reason = match lock {
+            Ok(Some(l)) if l.create_revision == rec.lock_revision => None,
+            Ok(_) => Some(format!(
+                "the coordinator ({}) went away before the commit point",
+                rec.coordinator
+            )),
+            Err(_) => None,
+        };
+        let grace = self.ttl.as_millis() as i64;
+        let reason = reason.or_else(|| {
+            (now_ms() > rec.deadline_ms + grace)
+                .then(|| "prepare_timeout passed before the commit point".to_string())
+        });
+        if let Some(reason) = reason {
+            let _ = coordinator::abort(&self.etcd, &rec.id, &reason).await;
+        }
+        None
     }
 
     /// Runs `hooks.once` in this node's ROOT (the new version, not served
@@ -299,6 +320,32 @@ impl Agent {
                 }
             }
             waker.wait(&self.etcd, Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Tells `heard` the switch instant once `key` (a deploy's `commit`) is
+/// written, as a watch sees it (watched again when the watch breaks).
+async fn watch_commit(
+    etcd: super::etcd::Etcd,
+    key: String,
+    heard: tokio::sync::watch::Sender<Option<i64>>,
+) {
+    loop {
+        let Ok(mut stream) = etcd.watch_prefix(&key, 0).await else {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        };
+        while let Ok(Some(r)) = stream.message().await {
+            for ev in r.events() {
+                let Some(kv) = ev.kv() else { continue };
+                if ev.event_type() == etcd_client::EventType::Put && kv.key() == key.as_bytes() {
+                    if let Ok(at) = serde_json::from_slice::<i64>(kv.value()) {
+                        let _ = heard.send(Some(at));
+                        return;
+                    }
+                }
+            }
         }
     }
 }
