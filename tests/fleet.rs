@@ -1021,6 +1021,15 @@ fn a_paused_etcd_leader_does_not_stop_a_fleet_deploy() {
     assert!(seen.versions.is_subset(&committed), "{}", seen.summary());
 }
 
+/// Fleet deploys per measurement: `ROOTSWAP_FLEET_DEPLOYS` (benches/fleet.sh), default 20.
+fn deploys() -> u32 {
+    std::env::var("ROOTSWAP_FLEET_DEPLOYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(20)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -1038,7 +1047,8 @@ fn twenty_deploys_report_the_mixed_version_window() {
     let mut windows = Vec::new();
     let mut took = Vec::new();
     let mut overhead = Vec::new();
-    for i in 1..=20 {
+    let count = deploys();
+    for i in 1..=count as usize {
         let c = f.push(&format!("v{i}"));
         let started = Instant::now();
         let out = f.nodes[i % 3].run(&["deploy", "--json"]);
@@ -1087,7 +1097,7 @@ fn twenty_deploys_report_the_mixed_version_window() {
     took.sort_by(|a, b| a.partial_cmp(b).unwrap());
     overhead.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let line = format!(
-        "fleet: 20 deploys, 3 nodes: mixed-version window p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+        "fleet: {count} deploys, 3 nodes: mixed-version window p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
          fleet deploy p50 {:.0} ms, p99 {:.0} ms; beyond the slowest node's own steps p50 {:.0} ms, p99 {:.0} ms",
         percentile(&windows, 0.5),
         percentile(&windows, 0.99),
@@ -1265,7 +1275,8 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
     };
     let mut windows = Vec::new();
     let mut last = String::new();
-    for i in 1..=20u32 {
+    let count = deploys();
+    for i in 1..=count {
         last = push_pair(&f, i);
         let out = f.nodes[i as usize % 3].run(&["deploy", "--json"]);
         assert!(
@@ -1345,7 +1356,7 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
     );
     let _ = writeln!(
         std::io::stderr(),
-        "fleet under load: 20 deploys, 3 nodes, {ok} requests, 0 failed, 0 torn; {} uploads, 0 lost; \
+        "fleet under load: {count} deploys, 3 nodes, {ok} requests, 0 failed, 0 torn; {} uploads, 0 lost; \
          mixed-version window p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         stored.len(),
         percentile(&windows, 0.5),
