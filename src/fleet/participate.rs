@@ -40,6 +40,16 @@ impl Agent {
         if !matches!(started, Ok((true, _))) {
             return;
         }
+        // Watching for the commit point from now on: on a slow link the
+        // watch is ready long before the commit is written.
+        let (tx, heard) = tokio::sync::watch::channel(None::<i64>);
+        let key = k.commit(&rec.id);
+        let _watcher = AbortOnDrop(tokio::spawn(watch_commit(
+            self.etcd.clone(),
+            key,
+            rec.lock_revision,
+            tx,
+        )));
         tracing::info!(
             "fleet: deploy {} of {}: preparing (coordinator {})",
             rec.id,
@@ -62,11 +72,22 @@ impl Agent {
             }
         };
         let up_to_date = matches!(prepared, Prepare::UpToDate { .. });
+        let wrote = self.report_prepared(&rec, up_to_date).await;
+        let decision = match wrote {
+            Some(false) => Decision::Abort("aborted while this node prepared".into()),
+            _ => self.decision(&rec, heard).await,
+        };
+        self.finish(&cfg, &rec, prepared, decision).await;
+    }
+
+    /// Writes `prepared` (unless `abort` exists): Some(written), None when
+    /// etcd did not answer before the deadline. Retried while etcd does not
+    /// answer: the write may have been applied without our hearing it, so
+    /// only the decision (reading commit/abort) decides.
+    async fn report_prepared(&self, rec: &DeployRecord, up_to_date: bool) -> Option<bool> {
+        let k = &self.etcd.keys;
         let mut ready = NodeReport::now(NodeState::Prepared);
         ready.up_to_date = up_to_date;
-        // Retried while etcd does not answer: the write may have been applied
-        // without our hearing it, so only `decision` (reading commit/abort) decides.
-        let mut wrote = None;
         while now_ms() < rec.deadline_ms {
             let r = self
                 .etcd
@@ -79,10 +100,7 @@ impl Agent {
                 )
                 .await;
             match r {
-                Ok((ok, _)) => {
-                    wrote = Some(ok);
-                    break;
-                }
+                Ok((ok, _)) => return Some(ok),
                 Err(e) => {
                     tracing::warn!(
                         "fleet: deploy {}: cannot report prepared yet: {e:#}",
@@ -92,37 +110,37 @@ impl Agent {
                 }
             }
         }
-        let decision = match wrote {
-            Some(false) => Decision::Abort("aborted while this node prepared".into()),
-            _ => self.decision(&rec).await,
-        };
-        self.finish(&cfg, &rec, prepared, decision).await;
+        None
     }
 
     /// Waits for `commit` or `abort`; aborts itself when the coordinator's
     /// lock is gone or the deadline passed (an abort never wins over a commit).
-    /// The commit is taken from a watch of its key as soon as it arrives,
-    /// even while a read is on its way: on a slow link a read costs a round
-    /// trip, and the switch instant is only `switch_delay` away.
-    async fn decision(&self, rec: &DeployRecord) -> Decision {
+    /// The commit is taken from `heard` (a watch of its key) as soon as it
+    /// arrives, even while a read is on its way: on a slow link a read costs
+    /// a round trip, and the switch instant is only `switch_delay` away.
+    async fn decision(
+        &self,
+        rec: &DeployRecord,
+        mut heard: tokio::sync::watch::Receiver<Option<i64>>,
+    ) -> Decision {
         let k = &self.etcd.keys;
         let mut waker = Waker::new(&self.etcd, &k.under(&rec.id)).await;
-        let (tx, mut heard) = tokio::sync::watch::channel(None::<i64>);
-        let watcher = tokio::spawn(watch_commit(self.etcd.clone(), k.commit(&rec.id), tx));
         let mut ran_once = false;
-        let decided = loop {
+        loop {
             tokio::select! {
                 biased;
                 _ = heard.wait_for(|at| at.is_some()) => {}
-                d = self.decision_step(rec, &mut ran_once) => if let Some(d) = d { break d },
+                d = self.decision_step(rec, &mut ran_once) => if let Some(d) = d { return d },
+            }
+            tokio::select! {
+                biased;
+                _ = heard.wait_for(|at| at.is_some()) => {}
+                _ = waker.wait(&self.etcd, Duration::from_millis(250)) => {}
             }
             if let Some(at) = *heard.borrow() {
-                break Decision::Commit(at);
+                return Decision::Commit(at);
             }
-            waker.wait(&self.etcd, Duration::from_millis(250)).await;
-        };
-        watcher.abort();
-        decided
+        }
     }
 
     /// One look at deploy `rec`: its decision if there is one; runs
@@ -324,15 +342,26 @@ impl Agent {
     }
 }
 
+/// Ends a task when dropped (whichever way its owner returns).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Tells `heard` the switch instant once `key` (a deploy's `commit`) is
-/// written, as a watch sees it (watched again when the watch breaks).
+/// written at or after revision `from`, as a watch sees it (watched again
+/// when the watch breaks).
 async fn watch_commit(
     etcd: super::etcd::Etcd,
     key: String,
+    from: i64,
     heard: tokio::sync::watch::Sender<Option<i64>>,
 ) {
     loop {
-        let Ok(mut stream) = etcd.watch_prefix(&key, 0).await else {
+        let Ok(mut stream) = etcd.watch_prefix(&key, from).await else {
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         };
