@@ -73,11 +73,6 @@ impl Endpoints {
         self.urls.is_empty()
     }
 
-    /// The URL of endpoint `i`.
-    pub fn url(&self, i: usize) -> &str {
-        &self.urls[i % self.urls.len()]
-    }
-
     /// The endpoint that answered last.
     pub fn preferred(&self) -> usize {
         self.preferred.load(Ordering::Relaxed)
@@ -85,12 +80,16 @@ impl Endpoints {
 
     /// Marks endpoint `i` as the one to try first.
     pub fn prefer(&self, i: usize) {
-        self.preferred.store(i % self.urls.len(), Ordering::Relaxed);
+        self.preferred
+            .store(i % self.urls.len().max(1), Ordering::Relaxed);
     }
 
     /// The client of endpoint `i` (connected now if it was not yet; with a
     /// user this asks the endpoint for a token, so it can fail).
     pub async fn client(&self, i: usize) -> Result<Client, etcd_client::Error> {
+        if self.urls.is_empty() {
+            return Err(etcd_client::Error::InvalidArgs("no etcd endpoint".into()));
+        }
         let i = i % self.urls.len();
         let mut slot = self.clients[i].lock().await;
         if let Some(c) = slot.as_ref() {
@@ -110,6 +109,9 @@ impl Endpoints {
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
+        if self.urls.is_empty() {
+            bail!("etcd {what}: `fleet.etcd` lists no endpoint");
+        }
         let until = Instant::now() + REQUEST_TIMEOUT;
         let first = self.preferred();
         let mut last = String::new();
@@ -139,5 +141,37 @@ impl Endpoints {
             "etcd {what}: no answer within {}s from any endpoint (last: {last})",
             REQUEST_TIMEOUT.as_secs()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_is_a_third_of_the_lease_within_bounds() {
+        assert_eq!(attempt_for(Duration::from_secs(3)), Duration::from_secs(1));
+        assert_eq!(
+            attempt_for(Duration::from_millis(600)),
+            Duration::from_millis(250)
+        );
+        assert_eq!(attempt_for(Duration::from_secs(60)), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn only_trouble_with_the_endpoint_moves_to_the_next() {
+        let status = |code: i32| {
+            etcd_client::Error::GRpcStatus(tonic::Status::new(tonic::Code::from(code), "x"))
+        };
+        // Unavailable (etcd's "no leader"), DeadlineExceeded: another endpoint may answer.
+        assert!(endpoint_trouble(&status(14)));
+        assert!(endpoint_trouble(&status(4)));
+        // InvalidArgument, PermissionDenied, Unauthenticated: every endpoint says the same.
+        assert!(!endpoint_trouble(&status(3)));
+        assert!(!endpoint_trouble(&status(7)));
+        assert!(!endpoint_trouble(&status(16)));
+        assert!(endpoint_trouble(&etcd_client::Error::IoError(
+            std::io::Error::other("reset")
+        )));
     }
 }
