@@ -1006,9 +1006,14 @@ fn a_paused_etcd_leader_does_not_stop_a_fleet_deploy() {
         load.floor(run);
     }
     let seen = load.stop();
+    let mut windows: Vec<f64> = (1..=runs).map(|n| seen.window_ms(n)).collect();
+    windows.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let _ = writeln!(
         std::io::stderr(),
-        "paused etcd leader: {runs} of {runs} deploys committed, took {took:?}; load: {}",
+        "paused etcd leader: {runs} of {runs} deploys committed, took {took:?}; \
+         client-seen window p50 {:.1} ms, p99 {:.1} ms; load: {}",
+        percentile(&windows, 0.5),
+        percentile(&windows, 0.99),
         seen.summary()
     );
     assert!(

@@ -968,5 +968,7 @@ fn a_node_100_ms_away_from_etcd() {
         bed.logs()
     );
     let seen = load.stop();
+    let client: Vec<f64> = (1..=5).map(|n| seen.window_ms(n)).collect();
+    eprintln!("n2 100 ms away: client-seen windows in deploy order {client:?} ms");
     assert_load(&seen, &(0..=5).collect());
 }

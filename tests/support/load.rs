@@ -4,14 +4,15 @@
 //! of version n). An answer is **failed** (not 200), **torn** (A and B of
 //! different versions), or **stale** (older than the floor the test set
 //! once every node served a newer version). Every version seen is kept,
-//! so a test can check that none was served that the fleet never committed.
+//! so a test can check that none was served that the fleet never committed,
+//! and when each answer came, for the client-seen mixed-version window.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Http;
 
@@ -36,6 +37,8 @@ pub struct Seen {
     pub stale: Vec<String>,
     /// Every version answered.
     pub versions: BTreeSet<u32>,
+    /// When each good answer arrived, and its version.
+    pub answers: Vec<(Instant, u32)>,
 }
 
 impl Seen {
@@ -45,6 +48,21 @@ impl Seen {
         self.torn.extend(other.torn);
         self.stale.extend(other.stale);
         self.versions.extend(other.versions);
+        self.answers.extend(other.answers);
+    }
+
+    /// The client-seen mixed-version window of the deploy of version `n`,
+    /// ms: from the first answer of `n` (or newer) to the last answer of an
+    /// older version after it (0 when none came after).
+    pub fn window_ms(&self, n: u32) -> f64 {
+        let Some(first) = self.answers.iter().filter(|a| a.1 >= n).map(|a| a.0).min() else {
+            return 0.0;
+        };
+        self.answers
+            .iter()
+            .filter(|a| a.1 < n && a.0 > first)
+            .map(|a| (a.0 - first).as_secs_f64() * 1000.0)
+            .fold(0.0, f64::max)
     }
 
     /// One line: requests, failed, torn, stale (and the first few of each).
@@ -128,6 +146,7 @@ fn run(addrs: &[SocketAddr], seed: u64, stop: &AtomicBool, floor: &AtomicU32) ->
                 Some((a, _)) => {
                     seen.ok += 1;
                     seen.versions.insert(a);
+                    seen.answers.push((Instant::now(), a));
                 }
                 None => seen.failed.push(format!("{}: {body:?}", addrs[i])),
             },
