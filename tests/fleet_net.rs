@@ -17,6 +17,11 @@
 //! it had and answers 503 on `/health` once it lost its lease; the load
 //! checker sees no failed, torn or stale answer.
 //!
+//! A slow link is made of [`Delay`] proxies: for a node, its etcd
+//! endpoints; for an etcd member, its client and peer ports as everyone
+//! reaches them, and the other members as it reaches them (their addresses
+//! on its loopback, with ARP answers for them turned off).
+//!
 //! Needs root and `ip` (iproute2); skips locally without them, fails under
 //! CI=true. `tc netem` is not used: the kernel this was written on has no
 //! `sch_netem` (see docs/fleet.md for what was measured instead).
@@ -232,32 +237,62 @@ struct Delay {
 impl Delay {
     /// Proxies on `ip` (free ports), one to each of `to`.
     fn start(ip: &str, to: Vec<SocketAddr>) -> Delay {
+        let binds = to
+            .into_iter()
+            .map(|u| (format!("{ip}:0").parse().unwrap(), u))
+            .collect();
+        Delay::proxies(None, binds)
+    }
+
+    /// One proxy per (listen, upstream) pair, made inside network
+    /// namespace `ns` when given (its listeners and upstream connections
+    /// belong to that namespace: a thread of their own enters it first).
+    fn proxies(ns: Option<String>, binds: Vec<(SocketAddr, SocketAddr)>) -> Delay {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut listen = Vec::new();
-        for (n, upstream) in to.into_iter().enumerate() {
-            let l = std::net::TcpListener::bind(format!("{ip}:0")).expect("bind a proxy");
-            l.set_nonblocking(true).unwrap();
-            listen.push(l.local_addr().unwrap());
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut seed = 0x517c_c1b7_2722_0a95_u64 ^ n as u64;
-                while !stop.load(Ordering::Relaxed) {
-                    match l.accept() {
-                        Ok((down, _)) => {
-                            let Ok(up) = std::net::TcpStream::connect(upstream) else {
-                                continue;
-                            };
-                            let _ = down.set_nonblocking(false);
-                            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-                            pump(down.try_clone().unwrap(), up.try_clone().unwrap(), seed);
-                            pump(up, down, seed ^ 0xff);
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                    }
-                }
-            });
-        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop2 = stop.clone();
+        std::thread::spawn(move || {
+            if let Some(ns) = ns {
+                let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns file");
+                let r =
+                    unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+                assert_eq!(r, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+            }
+            for (n, (bind, upstream)) in binds.into_iter().enumerate() {
+                let l = std::net::TcpListener::bind(bind).expect("bind a proxy");
+                l.set_nonblocking(true).unwrap();
+                tx.send(l.local_addr().unwrap()).unwrap();
+                let stop = stop2.clone();
+                // Threads inherit this thread's network namespace.
+                std::thread::spawn(move || accept_loop(l, upstream, n as u64, &stop));
+            }
+        });
+        let listen = rx.iter().collect();
         Delay { listen, stop }
+    }
+}
+
+/// Accepts on `l` and pumps each connection to `upstream` and back, slowly.
+fn accept_loop(
+    l: std::net::TcpListener,
+    upstream: SocketAddr,
+    n: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let mut seed = 0x517c_c1b7_2722_0a95_u64 ^ n;
+    while !stop.load(Ordering::Relaxed) {
+        match l.accept() {
+            Ok((down, _)) => {
+                let Ok(up) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let _ = down.set_nonblocking(false);
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                pump(down.try_clone().unwrap(), up.try_clone().unwrap(), seed);
+                pump(up, down, seed ^ 0xff);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
 }
 
@@ -340,6 +375,24 @@ fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .ok()
 }
 
+/// An etcd member 100 ms away from everyone: its client and peer ports are
+/// reached through proxies in the test's namespace (`client`, `peer`: its
+/// URLs for the nodes and the cluster), and it reaches the other members
+/// through proxies in its own namespace, which answer at their addresses
+/// (given to its loopback) and forward to second addresses of theirs.
+struct Far {
+    member: usize,
+    client: SocketAddr,
+    peer: SocketAddr,
+    _outside: Delay,
+    _inside: Delay,
+}
+
+/// The second address of member `o` (the far member's proxies forward there).
+fn second_addr(net: &Net, o: usize) -> String {
+    format!("10.213.{}.{}", net.subnet, 110 + o)
+}
+
 /// The bed: three etcd members, three nodes, one bare repository, and
 /// nginx + php-fpm in front of the nodes' webroots.
 struct Bed {
@@ -347,6 +400,8 @@ struct Bed {
     nodes: Vec<Option<Child>>,
     /// The slow node's proxies to etcd, when it has one.
     delay: Option<(usize, Delay)>,
+    /// The far etcd member and its proxies, when there is one.
+    far: Option<Far>,
     tmp: PathBuf,
     work: PathBuf,
     web: Vec<u16>,
@@ -363,11 +418,13 @@ const PHP_INI: &str =
 
 impl Bed {
     fn new() -> Option<Bed> {
-        Bed::build(None)
+        Bed::build(None, None)
     }
 
-    /// A bed whose node `slow` (if any) reaches etcd through [`Delay`] proxies.
-    fn build(slow: Option<usize>) -> Option<Bed> {
+    /// A bed whose node `slow` (if any) reaches etcd through [`Delay`]
+    /// proxies, and whose etcd member `far` (if any) is reached by everyone,
+    /// and reaches the other members, through such proxies.
+    fn build(slow: Option<usize>, far: Option<usize>) -> Option<Bed> {
         let etcd_bin = PathBuf::from("/usr/bin/etcd");
         if !etcd_bin.exists() {
             skip_or_fail("etcd is not installed (Debian: apt-get install etcd-server)");
@@ -381,6 +438,7 @@ impl Bed {
             etcd: Vec::new(),
             nodes: vec![None, None, None],
             delay: None,
+            far: None,
             work: tmp.join("work"),
             tmp,
             web: Vec::new(),
@@ -389,6 +447,9 @@ impl Bed {
             net,
             _dir: dir,
         };
+        if let Some(m) = far {
+            bed.far = Some(bed.far_member(m));
+        }
         bed.start_etcd(&etcd_bin);
         if let Some(i) = slow {
             let me = format!("10.213.{}.254", bed.net.subnet);
@@ -417,14 +478,81 @@ impl Bed {
         Some(bed)
     }
 
+    /// Makes member `m` far (see [`Far`]), before etcd starts.
+    fn far_member(&self, m: usize) -> Far {
+        let me = format!("10.213.{}.254", self.net.subnet);
+        let em = self.net.addr(&format!("e{m}"));
+        let at = |a: &str, port: u16| -> SocketAddr { format!("{a}:{port}").parse().unwrap() };
+        let outside = Delay::proxies(
+            None,
+            vec![(at(&me, 0), at(&em, 2379)), (at(&me, 0), at(&em, 2380))],
+        );
+        // The other members' addresses on the far member's loopback must not
+        // be answered for on the bridge (ARP), or the nodes' traffic to those
+        // members would land here.
+        let far_ns = self.net.ns(&format!("e{m}"));
+        for (key, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+            let set = format!(
+                "echo {value} > /proc/sys/net/ipv4/conf/all/{key}; echo {value} > /proc/sys/net/ipv4/conf/eth0/{key}"
+            );
+            ip(&["netns", "exec", &far_ns, "sh", "-c", &set]);
+        }
+        let mut binds = Vec::new();
+        for o in (0..3).filter(|o| *o != m) {
+            let eo = self.net.addr(&format!("e{o}"));
+            let second = second_addr(&self.net, o);
+            ip(&[
+                "-n",
+                &self.net.ns(&format!("e{o}")),
+                "addr",
+                "add",
+                &format!("{second}/24"),
+                "dev",
+                "eth0",
+            ]);
+            ip(&[
+                "-n",
+                &self.net.ns(&format!("e{m}")),
+                "addr",
+                "add",
+                &format!("{eo}/32"),
+                "dev",
+                "lo",
+            ]);
+            binds.push((at(&eo, 2380), at(&second, 2380)));
+        }
+        let inside = Delay::proxies(Some(self.net.ns(&format!("e{m}"))), binds);
+        Far {
+            member: m,
+            client: outside.listen[0],
+            peer: outside.listen[1],
+            _outside: outside,
+            _inside: inside,
+        }
+    }
+
+    /// Member `i`'s peer URL as the cluster knows it.
+    fn peer_url(&self, i: usize) -> String {
+        match &self.far {
+            Some(f) if f.member == i => format!("http://{}", f.peer),
+            _ => format!("http://{}:2380", self.net.addr(&format!("e{i}"))),
+        }
+    }
+
     fn start_etcd(&mut self, bin: &Path) {
         let cluster = (0..3)
-            .map(|i| format!("e{i}=http://{}:2380", self.net.addr(&format!("e{i}"))))
+            .map(|i| format!("e{i}={}", self.peer_url(i)))
             .collect::<Vec<_>>()
             .join(",");
         for i in 0..3 {
             let role = format!("e{i}");
             let a = self.net.addr(&role);
+            let listen_peer = match &self.far {
+                Some(f) if f.member != i => {
+                    format!("http://{a}:2380,http://{}:2380", second_addr(&self.net, i))
+                }
+                _ => format!("http://{a}:2380"),
+            };
             let log = std::fs::File::create(self.tmp.join(format!("etcd{i}.log"))).unwrap();
             let child = self
                 .net
@@ -434,8 +562,8 @@ impl Bed {
                 .arg(self.tmp.join(format!("etcd{i}")))
                 .args(["--listen-client-urls", &format!("http://{a}:2379")])
                 .args(["--advertise-client-urls", &format!("http://{a}:2379")])
-                .args(["--listen-peer-urls", &format!("http://{a}:2380")])
-                .args(["--initial-advertise-peer-urls", &format!("http://{a}:2380")])
+                .args(["--listen-peer-urls", &listen_peer])
+                .args(["--initial-advertise-peer-urls", &self.peer_url(i)])
                 .args(["--initial-cluster", &cluster])
                 .args(["--initial-cluster-token", &format!("rs-{}", self.net.id)])
                 .args(["--initial-cluster-state", "new"])
@@ -525,7 +653,10 @@ impl Bed {
                 .collect::<Vec<_>>()
                 .join(", "),
             _ => (0..3)
-                .map(|e| format!("'http://{}:2379'", self.net.addr(&format!("e{e}"))))
+                .map(|e| match &self.far {
+                    Some(f) if f.member == e => format!("'http://{}'", f.client),
+                    _ => format!("'http://{}:2379'", self.net.addr(&format!("e{e}"))),
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
         };
@@ -647,6 +778,31 @@ impl Bed {
             let log =
                 std::fs::read_to_string(self.node_dir(i).join("serve.log")).unwrap_or_default();
             s.push_str(&format!("==== n{i} ====\n{log}\n"));
+        }
+        for i in 0..3 {
+            let log =
+                std::fs::read_to_string(self.tmp.join(format!("etcd{i}.log"))).unwrap_or_default();
+            let notable: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    [
+                        "elected leader",
+                        "lost leader",
+                        "lease",
+                        "timed out",
+                        "slow",
+                        "failed",
+                    ]
+                    .iter()
+                    .any(|w| l.contains(w))
+                })
+                .collect();
+            let last = &notable[notable.len().saturating_sub(8)..];
+            s.push_str(&format!(
+                "==== etcd e{i}: the last of {} lines on leaders, leases, timeouts, failures ====\n{}\n",
+                notable.len(),
+                last.join("\n")
+            ));
         }
         s
     }
@@ -936,7 +1092,7 @@ fn the_etcd_leader_partitioned_during_a_deploy() {
 #[test]
 fn a_node_100_ms_away_from_etcd() {
     let _heavy = heavy();
-    let Some(bed) = Bed::build(Some(2)) else {
+    let Some(bed) = Bed::build(Some(2), None) else {
         return;
     };
     let load = bed.load();
@@ -971,4 +1127,40 @@ fn a_node_100_ms_away_from_etcd() {
     let client: Vec<f64> = (1..=5).map(|n| seen.window_ms(n)).collect();
     eprintln!("n2 100 ms away: client-seen windows in deploy order {client:?} ms");
     assert_load(&seen, &(0..=5).collect());
+}
+
+/// The etcd member e2 is 100 ms +- 20 ms away from the other members and
+/// from every node, both ways (1 % loss modelled as in [`Delay`]): five
+/// deploys commit on all three nodes; windows and deploy times are printed.
+#[test]
+fn an_etcd_member_100_ms_away() {
+    let _heavy = heavy();
+    let Some(bed) = Bed::build(None, Some(2)) else {
+        return;
+    };
+    let load = bed.load();
+    let (mut windows, mut took) = (Vec::new(), Vec::new());
+    for n in 1..=5u32 {
+        let c = bed.push(n);
+        let led = bed.etcd_leader();
+        let started = Instant::now();
+        let out = bed.deploy(n as usize % 3);
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert!(
+            out.status.success(),
+            "deploy {n} (etcd leader e{led:?}): {}",
+            bed.text(&out)
+        );
+        bed.converge(&c, Duration::from_secs(20));
+        load.floor(n);
+        windows.push(json(&out)["window_ms"].as_f64().expect("three renames"));
+    }
+    let seen = load.stop();
+    let client: Vec<f64> = (1..=5).map(|n| seen.window_ms(n)).collect();
+    eprintln!(
+        "e2 100 ms away: 5 deploys committed; windows {windows:?} ms, client-seen {client:?} ms; deploy ms {took:?}"
+    );
+    assert_load(&seen, &(0..=5).collect());
+    windows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert!(windows[2] <= 50.0, "{windows:?}");
 }
