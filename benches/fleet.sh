@@ -8,7 +8,7 @@
 #     request, failed, torn and upload counts;
 #   - optionally (--faults) the fault runs: the etcd leader paused 5 s in
 #     each of N deploys, and the network test bed (tests/fleet_net.rs:
-#     partitions, the etcd leader cut off, a node 100 ms away).
+#     partitions, the etcd leader cut off, a node or an etcd member 100 ms away).
 # Each figure comes from the integration tests, which assert what must hold
 # (0 failed, 0 torn, every node on the last commit) and print one line.
 #
@@ -53,5 +53,6 @@ for r in $(seq 1 "$RUNS"); do
         run fleet::a_paused_etcd_leader_does_not_stop_a_fleet_deploy '^paused etcd leader: '
         run fleet_net::a_node_100_ms_away_from_etcd '^n2 100 ms away: '
         run fleet_net::the_etcd_leader_partitioned_during_a_deploy '^etcd leader .* cut off'
+        run fleet_net::an_etcd_member_100_ms_away '^e2 100 ms away: '
     fi
 done
