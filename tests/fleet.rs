@@ -12,8 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    bin, free_port, git, heavy, rootswap, skip_or_fail, wait_for, web_servers, Fpm, Http, Nginx,
-    Pool,
+    bin, free_port, git, heavy, parse_pair, rootswap, skip_or_fail, wait_for, web_servers, Fpm,
+    Http, Load, Nginx, Pool,
 };
 
 const LEASE_S: u64 = 2;
@@ -153,6 +153,29 @@ impl Etcd {
         if let Some(mut c) = self.children[i].take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Stops member `i` (SIGSTOP: it hangs, its connections stay open) and
+    /// wakes it `after` later, from a thread of its own.
+    fn pause_member(&self, i: usize, after: Duration) -> std::thread::JoinHandle<()> {
+        let pid = self.children[i].as_ref().expect("member running").id();
+        kill(pid, libc::SIGSTOP);
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            kill(pid, libc::SIGCONT);
+        })
+    }
+
+    /// Waits until every running member answers `/health` with true.
+    fn wait_healthy(&self) {
+        for (i, &c) in self.clients.iter().enumerate() {
+            if self.children[i].is_none() {
+                continue;
+            }
+            wait_for("an etcd member's health", Duration::from_secs(20), || {
+                http_get(c, "/health").is_some_and(|(code, b)| code == 200 && b.contains("true"))
+            });
         }
     }
 
@@ -901,6 +924,117 @@ fn killing_the_etcd_leader_mid_deploy_ends_all_committed_or_all_aborted() {
     f.assert_all_on(want.0, &want.1);
 }
 
+/// The issue's hung member: while a fleet deploy runs (n1 prepares), the
+/// etcd leader is paused (SIGSTOP) for 5 s, so the rest of the deploy (the
+/// reports, the commit point, the switch, the verdict) meets a member that
+/// holds its connections open and answers nothing. Every deploy must commit
+/// on all three nodes within `prepare_timeout`, while a load checker through
+/// nginx + php-fpm sees no failed, torn or stale answer and no version that
+/// was not committed. `ROOTSWAP_PAUSE_RUNS` deploys (default 3).
+#[test]
+fn a_paused_etcd_leader_does_not_stop_a_fleet_deploy() {
+    let _heavy = heavy();
+    let Some((nginx, fpm)) = web_servers("fleet with a paused etcd leader") else {
+        return;
+    };
+    let Some(mut f) = Fleet::new() else { return };
+    let runs: u32 = std::env::var("ROOTSWAP_PAUSE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    push_pair(&f, 0);
+    f.deploy_ok(0);
+    let (ports, _nginx, _fpm) = serve_through_web(&mut f, &nginx, &fpm);
+    let addrs = ports.iter().map(|p| ([127, 0, 0, 1], *p).into()).collect();
+    let load = Load::start(addrs, 3);
+    let mut took = Vec::new();
+    for run in 1..=runs {
+        f.etcd.wait_healthy();
+        f.wait_members(3);
+        std::fs::write(f.flag("hold-n1"), "").unwrap();
+        let _ = std::fs::remove_file(f.flag("in-prepare-n1"));
+        let commit = push_pair(&f, run);
+        let started = Instant::now();
+        let mut coordinator = f.spawn_deploy(run as usize % 3);
+        while !f.flag("in-prepare-n1").exists() {
+            if started.elapsed() > Duration::from_secs(30)
+                || coordinator.try_wait().unwrap().is_some()
+            {
+                let _ = coordinator.kill();
+                let out = coordinator.wait_with_output().unwrap();
+                panic!(
+                    "run {run}: n1 did not prepare\n{}\n{}",
+                    text(&out),
+                    f.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut leader = None;
+        wait_for("an etcd leader", Duration::from_secs(10), || {
+            leader = f.etcd.leader();
+            leader.is_some()
+        });
+        let wake = f.etcd.pause_member(leader.unwrap(), Duration::from_secs(5));
+        std::fs::remove_file(f.flag("hold-n1")).unwrap();
+        let out = coordinator.wait_with_output().unwrap();
+        took.push(started.elapsed());
+        let t = text(&out);
+        wake.join().unwrap();
+        // Debian's etcd 3.4.23: the woken member, still believing it leads,
+        // revokes every lease it did not see renewed (etcd-io/etcd#15247,
+        // fixed in 3.4.28 and 3.5.11); the nodes join again by themselves.
+        std::thread::sleep(Duration::from_secs(LEASE_S + 1));
+        f.wait_members(3);
+        assert!(
+            out.status.success(),
+            "run {run}: the deploy did not commit with the etcd leader paused\n{t}\n{}",
+            f.logs()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "run {run}: {t}"
+        );
+        for n in &f.nodes {
+            assert_eq!(
+                n.version().2.as_deref(),
+                Some(commit.as_str()),
+                "{}",
+                n.name
+            );
+        }
+        load.floor(run);
+    }
+    let seen = load.stop();
+    let mut windows: Vec<f64> = (1..=runs).map(|n| seen.window_ms(n)).collect();
+    windows.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let _ = writeln!(
+        std::io::stderr(),
+        "paused etcd leader: {runs} of {runs} deploys committed, took {took:?}; \
+         client-seen window p50 {:.1} ms, p99 {:.1} ms; load: {}",
+        percentile(&windows, 0.5),
+        percentile(&windows, 0.99),
+        seen.summary()
+    );
+    assert!(
+        seen.failed.is_empty() && seen.torn.is_empty() && seen.stale.is_empty(),
+        "{}",
+        seen.summary()
+    );
+    assert!(seen.ok > 100, "{}", seen.summary());
+    let committed: std::collections::BTreeSet<u32> = (0..=runs).collect();
+    assert!(seen.versions.is_subset(&committed), "{}", seen.summary());
+}
+
+/// Fleet deploys per measurement: `ROOTSWAP_FLEET_DEPLOYS` (benches/fleet.sh), default 20.
+fn deploys() -> u32 {
+    std::env::var("ROOTSWAP_FLEET_DEPLOYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(20)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -918,7 +1052,8 @@ fn twenty_deploys_report_the_mixed_version_window() {
     let mut windows = Vec::new();
     let mut took = Vec::new();
     let mut overhead = Vec::new();
-    for i in 1..=20 {
+    let count = deploys();
+    for i in 1..=count as usize {
         let c = f.push(&format!("v{i}"));
         let started = Instant::now();
         let out = f.nodes[i % 3].run(&["deploy", "--json"]);
@@ -967,7 +1102,7 @@ fn twenty_deploys_report_the_mixed_version_window() {
     took.sort_by(|a, b| a.partial_cmp(b).unwrap());
     overhead.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let line = format!(
-        "fleet: 20 deploys, 3 nodes: mixed-version window p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+        "fleet: {count} deploys, 3 nodes: mixed-version window p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
          fleet deploy p50 {:.0} ms, p99 {:.0} ms; beyond the slowest node's own steps p50 {:.0} ms, p99 {:.0} ms",
         percentile(&windows, 0.5),
         percentile(&windows, 0.99),
@@ -1022,56 +1157,42 @@ if ($n === '') { http_response_code(400); exit; }\n\
 if (file_put_contents(__DIR__ . '/uploads/' . $n, $n) === false) { http_response_code(500); exit; }\n\
 echo 'stored ', $n;\n";
 
-fn parse_pair(body: &str) -> Option<(u32, u32)> {
-    let mut it = body.split_whitespace();
-    let a = it.next()?.strip_prefix('A')?.parse().ok()?;
-    let b = it.next()?.strip_prefix('B')?.parse().ok()?;
-    Some((a, b))
+/// Commits version `n` of the load site (index.php `A<n>` including lib.php
+/// `B<n>`, upload.php, uploads/ ignored) and pushes it; returns the commit.
+fn push_pair(f: &Fleet, n: u32) -> String {
+    std::fs::write(
+        f.work.join("index.php"),
+        format!("<?php require __DIR__ . '/lib.php'; echo 'A{n} ', $lib;\n"),
+    )
+    .unwrap();
+    std::fs::write(f.work.join("lib.php"), format!("<?php $lib = 'B{n}';\n")).unwrap();
+    std::fs::write(f.work.join("upload.php"), UPLOAD_PHP).unwrap();
+    std::fs::write(f.work.join(".gitignore"), "/uploads/\n").unwrap();
+    git(&f.work, &["add", "-A"]);
+    git(
+        &f.work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e.invalid",
+            "commit",
+            "-q",
+            "-m",
+            &format!("v{n}"),
+        ],
+    );
+    git(&f.work, &["push", "-q", "origin", "main"]);
+    git(&f.work, &["rev-parse", "HEAD"])
 }
 
-/// Twenty fleet deploys while a load checker sends each request to a node
-/// chosen at random: no failed request, no torn response (index.php and
-/// the lib.php it includes of one version), every node on the last commit;
-/// the mixed-version window is printed (p50/p99).
-#[test]
-fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
-    let _heavy = heavy();
-    let Some((nginx, fpm)) = web_servers("fleet under load") else {
-        return;
-    };
-    let Some(mut f) = Fleet::new() else { return };
-    let push = |n: u32| {
-        std::fs::write(
-            f.work.join("index.php"),
-            format!("<?php require __DIR__ . '/lib.php'; echo 'A{n} ', $lib;\n"),
-        )
-        .unwrap();
-        std::fs::write(f.work.join("lib.php"), format!("<?php $lib = 'B{n}';\n")).unwrap();
-        std::fs::write(f.work.join("upload.php"), UPLOAD_PHP).unwrap();
-        std::fs::write(f.work.join(".gitignore"), "/uploads/\n").unwrap();
-        git(&f.work, &["add", "-A"]);
-        git(
-            &f.work,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@e.invalid",
-                "commit",
-                "-q",
-                "-m",
-                &format!("v{n}"),
-            ],
-        );
-        git(&f.work, &["push", "-q", "origin", "main"]);
-        git(&f.work, &["rev-parse", "HEAD"])
-    };
-    push(0);
-    f.deploy_ok(0);
+/// Starts nginx + php-fpm in front of the three nodes (after a first deploy
+/// of version 0), restarts the nodes so that each clears the pool's OPcache
+/// and keeps `uploads/`, and waits until each serves version 0 through nginx.
+fn serve_through_web(f: &mut Fleet, nginx: &Path, fpm: &Path) -> (Vec<u16>, Nginx, Fpm) {
     let web = f.tmp.join("web");
     std::fs::create_dir_all(&web).unwrap();
-    let (ports, _nginx, _fpm) = start_web(&web, &f.nodes, &nginx, &fpm);
-    // Every node clears the pool's OPcache through its socket, and keeps uploads.
+    let (ports, nginx, fpm) = start_web(&web, &f.nodes, nginx, fpm);
     let sock = web.join("fpm.sock");
     for i in 0..3 {
         let cfg = std::fs::read_to_string(&f.nodes[i].config).unwrap();
@@ -1091,6 +1212,23 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
                 .is_some_and(|(c, b)| c == 200 && parse_pair(&b) == Some((0, 0)))
         });
     }
+    (ports, nginx, fpm)
+}
+
+/// Twenty fleet deploys while a load checker sends each request to a node
+/// chosen at random: no failed request, no torn response (index.php and
+/// the lib.php it includes of one version), every node on the last commit;
+/// the mixed-version window is printed (p50/p99).
+#[test]
+fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
+    let _heavy = heavy();
+    let Some((nginx, fpm)) = web_servers("fleet under load") else {
+        return;
+    };
+    let Some(mut f) = Fleet::new() else { return };
+    push_pair(&f, 0);
+    f.deploy_ok(0);
+    let (ports, _nginx, _fpm) = serve_through_web(&mut f, &nginx, &fpm);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let checkers: Vec<_> = (0..3u64)
         .map(|seed| {
@@ -1142,8 +1280,9 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
     };
     let mut windows = Vec::new();
     let mut last = String::new();
-    for i in 1..=20u32 {
-        last = push(i);
+    let count = deploys();
+    for i in 1..=count {
+        last = push_pair(&f, i);
         let out = f.nodes[i as usize % 3].run(&["deploy", "--json"]);
         assert!(
             out.status.success(),
@@ -1222,7 +1361,7 @@ fn twenty_deploys_under_load_through_nginx_and_php_fpm() {
     );
     let _ = writeln!(
         std::io::stderr(),
-        "fleet under load: 20 deploys, 3 nodes, {ok} requests, 0 failed, 0 torn; {} uploads, 0 lost; \
+        "fleet under load: {count} deploys, 3 nodes, {ok} requests, 0 failed, 0 torn; {} uploads, 0 lost; \
          mixed-version window p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         stored.len(),
         percentile(&windows, 0.5),

@@ -26,6 +26,7 @@ mod deploy;
 mod dokuwiki;
 mod faults;
 mod fleet;
+mod fleet_net;
 mod git_sources;
 mod hook_escape;
 mod hook_stages;

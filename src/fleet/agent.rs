@@ -43,6 +43,9 @@ pub struct Agent {
     /// Name and trigger address of the leader, as last seen.
     pub(super) leader_seen: Mutex<Option<(String, Option<String>)>>,
     pub(super) caught_up: AtomicBool,
+    /// False from a lost lease until this node joined again: it cannot
+    /// know what the fleet committed meanwhile.
+    pub(super) in_touch: AtomicBool,
     /// Held by a deploy or catch-up in progress on this node.
     pub(super) busy: tokio::sync::Mutex<()>,
     pub(super) stopping: AtomicBool,
@@ -118,6 +121,7 @@ impl Agent {
             leader: AtomicBool::new(false),
             leader_seen: Mutex::new(None),
             caught_up: AtomicBool::new(false),
+            in_touch: AtomicBool::new(true),
             busy: tokio::sync::Mutex::new(()),
             stopping: AtomicBool::new(false),
         });
@@ -152,6 +156,13 @@ impl Agent {
     /// False while the fleet committed a version this node does not serve yet.
     pub fn caught_up(&self) -> bool {
         self.caught_up.load(Ordering::SeqCst)
+    }
+
+    /// False while this node has no lease in etcd (etcd unreachable for
+    /// longer than the lease, or the lease revoked): it serves what it had
+    /// but cannot know whether the fleet committed something else.
+    pub fn in_touch(&self) -> bool {
+        self.in_touch.load(Ordering::SeqCst)
     }
 
     /// Whether a deploy or catch-up runs on this node.

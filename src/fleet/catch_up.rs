@@ -48,8 +48,17 @@ impl Agent {
                 .watch_prefix(&self.etcd.keys.committed(), rev + 1)
                 .await
                 .ok();
+            // A watch stays on one etcd endpoint, which may hang without
+            // ending it: look at the records every lease as well.
+            let mut look = tokio::time::interval(self.ttl);
+            look.tick().await;
             loop {
                 tokio::select! {
+                    _ = look.tick() => {
+                        if !self.deploying() {
+                            tokio::spawn(self.clone().resume());
+                        }
+                    },
                     m = stream.message() => match m {
                         Ok(Some(r)) if !r.canceled() => {
                             for ev in r.events() {

@@ -7,7 +7,7 @@ use anyhow::{anyhow, Context, Result};
 
 use super::coordinator::{self, Coordinate, FleetOutcome};
 use super::etcd::Etcd;
-use super::records::NodeState;
+use super::records::{NodeReport, NodeState};
 use super::status;
 use crate::site::Site;
 
@@ -63,56 +63,75 @@ fn deploy_as(
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     let outcome = outcome?;
     if as_json {
-        let v = match &outcome {
-            FleetOutcome::UpToDate { commit } => {
-                serde_json::json!({ "result": "up-to-date", "commit": commit })
-            }
-            FleetOutcome::Committed {
-                record,
-                nodes,
-                window_ns,
-            } => serde_json::json!({
-                "result": "committed",
-                "id": record.id,
-                "commit": record.commit,
-                "nodes": nodes,
-                "window_ms": window_ns.map(|w| w as f64 / 1e6),
-            }),
-        };
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(ExitCode::SUCCESS);
+        println!("{}", serde_json::to_string_pretty(&outcome_json(&outcome))?);
+    } else {
+        println!("{}", outcome_line(&outcome));
     }
+    // Exit 2: committed, but a member did not switch (down or cut off; it
+    // catches up when it is back).
+    Ok(ExitCode::from(if behind(&outcome) { 2 } else { 0 }))
+}
+
+/// How many members switched.
+fn switched(nodes: &std::collections::BTreeMap<String, NodeReport>) -> usize {
+    nodes
+        .values()
+        .filter(|r| r.state == NodeState::Switched)
+        .count()
+}
+
+/// Committed, but a member did not switch.
+fn behind(outcome: &FleetOutcome) -> bool {
+    match outcome {
+        FleetOutcome::Committed { record, nodes, .. } => switched(nodes) < record.members.len(),
+        FleetOutcome::UpToDate { .. } => false,
+    }
+}
+
+/// `rootswap deploy --json`'s summary of a fleet deploy.
+fn outcome_json(outcome: &FleetOutcome) -> serde_json::Value {
     match outcome {
         FleetOutcome::UpToDate { commit } => {
-            println!(
+            serde_json::json!({ "result": "up-to-date", "commit": commit })
+        }
+        FleetOutcome::Committed {
+            record,
+            nodes,
+            window_ns,
+        } => serde_json::json!({
+            "result": "committed",
+            "id": record.id,
+            "commit": record.commit,
+            "nodes": nodes,
+            "window_ms": window_ns.map(|w| w as f64 / 1e6),
+        }),
+    }
+}
+
+/// `rootswap deploy`'s last line on a fleet.
+fn outcome_line(outcome: &FleetOutcome) -> String {
+    match outcome {
+        FleetOutcome::UpToDate { commit } => {
+            format!(
                 "up to date on every node ({})",
-                crate::commit::short(&commit)
+                crate::commit::short(commit)
             )
         }
         FleetOutcome::Committed {
             record,
             nodes,
             window_ns,
-        } => {
-            let switched = nodes
-                .values()
-                .filter(|r| r.state == NodeState::Switched)
-                .count();
-            println!(
-                "fleet deploy {}: {} live on {switched} of {} nodes{}",
-                record.id,
-                record.described,
-                record.members.len(),
-                window_ns
-                    .map(|w| format!("; mixed-version window {:.1} ms", w as f64 / 1e6))
-                    .unwrap_or_default()
-            );
-            if switched < record.members.len() {
-                return Ok(ExitCode::from(2));
-            }
-        }
+        } => format!(
+            "fleet deploy {}: {} live on {} of {} nodes{}",
+            record.id,
+            record.described,
+            switched(nodes),
+            record.members.len(),
+            window_ns
+                .map(|w| format!("; mixed-version window {:.1} ms", w as f64 / 1e6))
+                .unwrap_or_default()
+        ),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `rootswap fleet status [--json]`.

@@ -61,17 +61,26 @@ impl Lock {
         let (ok, revision) = etcd
             .txn(vec![absent(&key)], vec![put_op(&key, &holder, Some(lease))])
             .await?;
-        if !ok {
-            let _ = etcd.revoke(lease).await;
-            let held = etcd.get::<Busy>(&key).await.ok().flatten();
-            return Err(held
-                .map(|h| h.value)
-                .unwrap_or(Busy {
-                    id: "?".into(),
-                    coordinator: "another node".into(),
-                })
-                .into());
-        }
+        let held = match ok {
+            true => None,
+            false => etcd.get::<Busy>(&key).await.ok().flatten(),
+        };
+        let revision = match held {
+            None if ok => revision,
+            // Our own lock: the transaction was applied, its answer lost,
+            // and the retry on another endpoint found the key.
+            Some(h) if h.lease == lease && h.value.id == id => h.create_revision,
+            held => {
+                let _ = etcd.revoke(lease).await;
+                return Err(held
+                    .map(|h| h.value)
+                    .unwrap_or(Busy {
+                        id: "?".into(),
+                        coordinator: "another node".into(),
+                    })
+                    .into());
+            }
+        };
         let (tx, lost) = tokio::sync::watch::channel(false);
         let keeper = etcd.keep_alive(lease, ttl, tx);
         Ok(Lock {

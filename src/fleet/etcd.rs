@@ -1,9 +1,10 @@
 //! The etcd client as the fleet uses it: connection from the `fleet:`
 //! section, JSON values, and the few transactions the protocol needs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
     PutOptions, TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
@@ -11,16 +12,14 @@ use etcd_client::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::endpoints::{attempt_for, Endpoints};
 use super::keys::Keys;
 use crate::config::FleetConfig;
-
-/// Upper bound of one etcd request (a watch is not a request).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connected client plus the site's keys.
 #[derive(Clone)]
 pub struct Etcd {
-    client: Client,
+    ends: Arc<Endpoints>,
     /// The site's key layout.
     pub keys: Keys,
     endpoints: String,
@@ -35,19 +34,6 @@ pub struct Entry<T> {
     pub create_revision: i64,
     /// Lease the key is attached to (0: none).
     pub lease: i64,
-}
-
-async fn bounded<T, F>(what: &str, fut: F) -> Result<T>
-where
-    F: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
-{
-    match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
-        Ok(r) => r.map_err(|e| anyhow!("etcd {what}: {e}")),
-        Err(_) => bail!(
-            "etcd {what}: no answer within {}s",
-            REQUEST_TIMEOUT.as_secs()
-        ),
-    }
 }
 
 fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<Entry<T>> {
@@ -90,56 +76,66 @@ pub fn put_op<T: Serialize>(key: &str, value: &T, lease: Option<i64>) -> TxnOp {
     )
 }
 
+/// The options every endpoint's client is connected with.
+fn connect_options(f: &FleetConfig) -> Result<ConnectOptions> {
+    // HTTP/2 pings find a dead connection; `require_leader` makes a member
+    // cut off from its cluster refuse at once (and end its watches) instead
+    // of holding requests it cannot serve.
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(3))
+        .with_require_leader(true);
+    if let (Some(u), Some(p)) = (&f.user, &f.password) {
+        opts = opts.with_user(u.clone(), p.clone());
+    }
+    if let Some(ca) = &f.ca_file {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).with_context(|| format!("fleet: cannot read {}", p.display()))
+        };
+        let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
+        if let (Some(c), Some(k)) = (&f.cert_file, &f.key_file) {
+            tls = tls.identity(Identity::from_pem(read(c)?, read(k)?));
+        }
+        opts = opts.with_tls(tls);
+    }
+    Ok(opts)
+}
+
 impl Etcd {
     /// Connects to the configured endpoints and checks that one answers.
     pub async fn connect(f: &FleetConfig) -> Result<Etcd> {
         let endpoints = f.etcd.join(", ");
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(3))
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(3));
-        if let (Some(u), Some(p)) = (&f.user, &f.password) {
-            opts = opts.with_user(u.clone(), p.clone());
+        if f.etcd.is_empty() {
+            bail!("fleet: `fleet.etcd` lists no endpoint");
         }
-        if let Some(ca) = &f.ca_file {
-            let read = |p: &std::path::Path| {
-                std::fs::read(p).with_context(|| format!("fleet: cannot read {}", p.display()))
-            };
-            let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
-            if let (Some(c), Some(k)) = (&f.cert_file, &f.key_file) {
-                tls = tls.identity(Identity::from_pem(read(c)?, read(k)?));
-            }
-            opts = opts.with_tls(tls);
-        }
-        let client = tokio::time::timeout(REQUEST_TIMEOUT, Client::connect(&f.etcd, Some(opts)))
-            .await
-            .map_err(|_| anyhow!("no answer within {}s", REQUEST_TIMEOUT.as_secs()))
-            .and_then(|r| r.map_err(|e| anyhow!("{e}")))
-            .with_context(|| {
-                format!("fleet: cannot reach etcd at {endpoints}; check `fleet.etcd` and that etcd runs")
-            })?;
+        let ends = Endpoints::new(&f.etcd, connect_options(f)?, attempt_for(f.lease));
         let etcd = Etcd {
-            client,
+            ends: Arc::new(ends),
             keys: Keys::new(&f.site),
             endpoints,
         };
         // Connecting is lazy: ask something to be sure one endpoint answers.
         etcd.get_raw(&etcd.keys.last()).await.with_context(|| {
             format!(
-                "fleet: etcd at {} does not answer; check `fleet.etcd` (and user/password or TLS files)",
+                "fleet: etcd at {} does not answer; check `fleet.etcd`, that etcd runs \
+                 (and user/password or TLS files)",
                 etcd.endpoints
             )
         })?;
         Ok(etcd)
     }
 
-    /// The raw client, for streams (watches, keep-alives, elections).
-    pub fn client(&self) -> Client {
-        self.client.clone()
+    /// A client of the endpoint that answers now, for streams (watches,
+    /// keep-alives, elections); a stream stays on its endpoint.
+    pub async fn client(&self) -> Result<Client> {
+        self.ends.call("connect", |c| async move { Ok(c) }).await
     }
 
     async fn get_raw(&self, key: &str) -> Result<Option<KeyValue>> {
-        let mut c = self.client.clone();
-        let mut r = bounded("get", c.get(key, None)).await?;
+        let mut r = self
+            .ends
+            .call("get", |mut c| async move { c.get(key, None).await })
+            .await?;
         Ok(r.take_kvs().into_iter().next())
     }
 
@@ -158,8 +154,12 @@ impl Etcd {
 
     /// Reads every key under `prefix`: (key, value bytes, create revision).
     pub async fn list(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, i64)> {
-        let mut c = self.client.clone();
-        let mut r = bounded("get", c.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
+        let mut r = self
+            .ends
+            .call("get", |mut c| async move {
+                c.get(prefix, Some(GetOptions::new().with_prefix())).await
+            })
+            .await?;
         let rev = r.take_header().map(|h| h.revision()).unwrap_or(0);
         let kvs = r
             .take_kvs()
@@ -188,103 +188,108 @@ impl Etcd {
 
     /// Writes one JSON value, optionally on a lease.
     pub async fn put<T: Serialize>(&self, key: &str, value: &T, lease: Option<i64>) -> Result<()> {
-        let mut c = self.client.clone();
-        let opts = lease.map(|l| PutOptions::new().with_lease(l));
-        bounded("put", c.put(key, encode(value), opts)).await?;
+        let bytes = encode(value);
+        self.ends
+            .call("put", |mut c| {
+                let opts = lease.map(|l| PutOptions::new().with_lease(l));
+                let bytes = bytes.clone();
+                async move { c.put(key, bytes, opts).await }
+            })
+            .await?;
         Ok(())
     }
 
     /// Deletes one key.
     pub async fn delete(&self, key: &str) -> Result<()> {
-        let mut c = self.client.clone();
-        bounded("delete", c.delete(key, None)).await?;
+        self.ends
+            .call("delete", |mut c| async move { c.delete(key, None).await })
+            .await?;
         Ok(())
     }
 
-    /// Runs `ops` if every compare holds; returns whether it did and the revision.
+    /// Runs `ops` if every compare holds; returns whether it did and the
+    /// revision. An attempt that got no answer is tried again on another
+    /// endpoint, so a transaction may be applied and then evaluated once
+    /// more: every transaction of the protocol compares what it writes
+    /// (see [`super::deploy_lock`] for the lock's own case).
     pub async fn txn(&self, when: Vec<Compare>, ops: Vec<TxnOp>) -> Result<(bool, i64)> {
-        let mut c = self.client.clone();
-        let mut r = bounded("transaction", c.txn(Txn::new().when(when).and_then(ops))).await?;
+        let mut r = self
+            .ends
+            .call("transaction", |mut c| {
+                let t = Txn::new().when(when.clone()).and_then(ops.clone());
+                async move { c.txn(t).await }
+            })
+            .await?;
         let rev = r.take_header().map(|h| h.revision()).unwrap_or(0);
         Ok((r.succeeded(), rev))
     }
 
     /// A new lease of `ttl`; returns its id.
     pub async fn grant(&self, ttl: Duration) -> Result<i64> {
-        let mut c = self.client.clone();
         let secs = ttl.as_secs().max(1) as i64;
-        Ok(bounded("lease grant", c.lease_grant(secs, None))
-            .await?
-            .id())
+        let r = self
+            .ends
+            .call("lease grant", |mut c| async move {
+                c.lease_grant(secs, None).await
+            })
+            .await?;
+        Ok(r.id())
     }
 
     /// Revokes a lease (its keys disappear at once).
     pub async fn revoke(&self, lease: i64) -> Result<()> {
-        let mut c = self.client.clone();
-        bounded("lease revoke", c.lease_revoke(lease)).await?;
+        self.ends
+            .call("lease revoke", |mut c| async move {
+                c.lease_revoke(lease).await
+            })
+            .await?;
         Ok(())
     }
 
-    /// Watches everything under `prefix` from `revision` on (0: from now).
-    pub async fn watch_prefix(&self, prefix: &str, revision: i64) -> Result<WatchStream> {
-        let mut c = self.client.clone();
-        let mut opts = WatchOptions::new().with_prefix();
-        if revision > 0 {
-            opts = opts.with_start_revision(revision);
+    /// The value the leader of election `name` campaigned with (its node id).
+    pub async fn leader(&self, name: &str) -> Result<Option<String>> {
+        let r = self
+            .ends
+            .call(
+                "election leader",
+                |mut c| async move { c.leader(name).await },
+            )
+            .await;
+        match r {
+            Ok(r) => Ok(r
+                .kv()
+                .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
+            // etcd answers "election: no leader" as an error.
+            Err(e) if format!("{e:#}").contains("no leader") => Ok(None),
+            Err(e) => Err(e),
         }
-        bounded("watch", c.watch(prefix, Some(opts))).await
+    }
+
+    /// Watches everything under `prefix` from `revision` on (0: from now).
+    /// The stream stays on the endpoint that answered: a reader that must
+    /// not miss a change also reads now and then.
+    pub async fn watch_prefix(&self, prefix: &str, revision: i64) -> Result<WatchStream> {
+        self.ends
+            .call("watch", |mut c| async move {
+                let mut opts = WatchOptions::new().with_prefix();
+                if revision > 0 {
+                    opts = opts.with_start_revision(revision);
+                }
+                c.watch(prefix, Some(opts)).await
+            })
+            .await
     }
 
     /// Keeps `lease` alive until the returned task is aborted or the lease is
-    /// lost; `lost` is notified when etcd says the lease expired (or cannot be
-    /// reached for longer than the lease).
+    /// lost; `lost` is notified when etcd says the lease expired, or when no
+    /// endpoint renewed it for longer than the lease (see [`super::keep_alive`]).
     pub fn keep_alive(
         &self,
         lease: i64,
         ttl: Duration,
         lost: tokio::sync::watch::Sender<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        let client = self.client.clone();
-        tokio::spawn(async move {
-            let every = (ttl / 3).max(Duration::from_millis(300));
-            let mut last_ok = std::time::Instant::now();
-            let mut stream: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)> =
-                None;
-            loop {
-                if stream.is_none() {
-                    let mut c = client.clone();
-                    stream = tokio::time::timeout(every, c.lease_keep_alive(lease))
-                        .await
-                        .ok()
-                        .and_then(|r| r.ok());
-                }
-                let mut alive = None;
-                if let Some((keeper, responses)) = stream.as_mut() {
-                    let sent = keeper.keep_alive().await.is_ok();
-                    let got = if sent {
-                        tokio::time::timeout(every, responses.message()).await
-                    } else {
-                        Ok(Err(etcd_client::Error::WatchError("send".into())))
-                    };
-                    match got {
-                        Ok(Ok(Some(r))) => alive = Some(r.ttl() > 0),
-                        _ => stream = None,
-                    }
-                }
-                match alive {
-                    Some(true) => last_ok = std::time::Instant::now(),
-                    Some(false) => {
-                        let _ = lost.send(true);
-                        return;
-                    }
-                    None if last_ok.elapsed() > ttl => {
-                        let _ = lost.send(true);
-                        return;
-                    }
-                    None => {}
-                }
-                tokio::time::sleep(every).await;
-            }
-        })
+        let ends = self.ends.clone();
+        tokio::spawn(super::keep_alive::run(ends, lease, ttl, lost))
     }
 }

@@ -53,6 +53,7 @@ impl Agent {
             let _ = lost.wait_for(|l| *l).await;
             keeper.abort();
             campaign.abort();
+            self.in_touch.store(false, Ordering::SeqCst);
             self.leader.store(false, Ordering::SeqCst);
             if self.stopping.load(Ordering::SeqCst) {
                 return;
@@ -67,14 +68,30 @@ impl Agent {
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            // Joined again: what was committed meanwhile is caught up with
+            // before /health answers 200 (a deploy running here finishes first).
+            self.caught_up.store(false, Ordering::SeqCst);
+            self.in_touch.store(true, Ordering::SeqCst);
+            tracing::info!("fleet: node {} joined again", self.node);
+            if !self.deploying() {
+                tokio::spawn(self.clone().catch_up());
+            }
         }
     }
 
     async fn campaign(self: Arc<Self>, lease: i64) {
-        let mut c = self.etcd.client();
         let name = self.etcd.keys.election();
         loop {
-            match c.campaign(name.as_str(), self.node.as_str(), lease).await {
+            // A campaign waits as long as another node leads: it is a stream
+            // on one endpoint, taken again from the one that answers now
+            // when that endpoint fails.
+            let campaign = async {
+                let mut c = self.etcd.client().await?;
+                c.campaign(name.as_str(), self.node.as_str(), lease)
+                    .await
+                    .map_err(anyhow::Error::from)
+            };
+            match campaign.await {
                 Ok(_) => {
                     self.leader.store(true, Ordering::SeqCst);
                     tracing::info!("fleet: node {} is the leader", self.node);
@@ -93,13 +110,7 @@ impl Agent {
     pub(super) async fn watch_leader(self: Arc<Self>) {
         let name = self.etcd.keys.election();
         while !self.stopping.load(Ordering::SeqCst) {
-            let mut c = self.etcd.client();
-            if let Ok(Ok(r)) =
-                tokio::time::timeout(Duration::from_secs(3), c.leader(name.as_str())).await
-            {
-                let node = r
-                    .kv()
-                    .map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
+            if let Ok(node) = self.etcd.leader(&name).await {
                 let seen = match node {
                     Some(n) => {
                         let addr = self

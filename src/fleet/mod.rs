@@ -25,7 +25,8 @@
 //! kept under it), [`view`] (one deploy as etcd shows it now), [`deploy_lock`]
 //! (the fleet's deploy lock), [`coordinator`] and [`settle`] (the
 //! coordinator's two phases and the verdict after them), [`etcd`] (the
-//! client), [`status`] (`rootswap fleet status`), [`cli`] (the commands).
+//! client), [`endpoints`] (one client per etcd endpoint, failing over),
+//! [`status`] (`rootswap fleet status`), [`cli`] (the commands).
 //! A node's part is the [`Agent`]: [`agent`] (joining, leaving, the typed
 //! answers to a deploy asked of this node), [`membership`] (lease and
 //! election), [`catch_up`] (following the fleet's records and catching up
@@ -39,7 +40,9 @@ pub mod catch_up;
 pub mod cli;
 pub mod coordinator;
 pub mod deploy_lock;
+pub mod endpoints;
 pub mod etcd;
+mod keep_alive;
 pub mod keys;
 pub mod membership;
 mod no_service;

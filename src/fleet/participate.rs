@@ -40,6 +40,16 @@ impl Agent {
         if !matches!(started, Ok((true, _))) {
             return;
         }
+        // Watching for the commit point from now on: on a slow link the
+        // watch is ready long before the commit is written.
+        let (tx, heard) = tokio::sync::watch::channel(None::<i64>);
+        let key = k.commit(&rec.id);
+        let _watcher = AbortOnDrop(tokio::spawn(watch_commit(
+            self.etcd.clone(),
+            key,
+            rec.lock_revision,
+            tx,
+        )));
         tracing::info!(
             "fleet: deploy {} of {}: preparing (coordinator {})",
             rec.id,
@@ -62,11 +72,22 @@ impl Agent {
             }
         };
         let up_to_date = matches!(prepared, Prepare::UpToDate { .. });
+        let wrote = self.report_prepared(&rec, up_to_date).await;
+        let decision = match wrote {
+            Some(false) => Decision::Abort("aborted while this node prepared".into()),
+            _ => self.decision(&rec, heard).await,
+        };
+        self.finish(&cfg, &rec, prepared, decision).await;
+    }
+
+    /// Writes `prepared` (unless `abort` exists): Some(written), None when
+    /// etcd did not answer before the deadline. Retried while etcd does not
+    /// answer: the write may have been applied without our hearing it, so
+    /// only the decision (reading commit/abort) decides.
+    async fn report_prepared(&self, rec: &DeployRecord, up_to_date: bool) -> Option<bool> {
+        let k = &self.etcd.keys;
         let mut ready = NodeReport::now(NodeState::Prepared);
         ready.up_to_date = up_to_date;
-        // Retried while etcd does not answer: the write may have been applied
-        // without our hearing it, so only `decision` (reading commit/abort) decides.
-        let mut wrote = None;
         while now_ms() < rec.deadline_ms {
             let r = self
                 .etcd
@@ -79,10 +100,7 @@ impl Agent {
                 )
                 .await;
             match r {
-                Ok((ok, _)) => {
-                    wrote = Some(ok);
-                    break;
-                }
+                Ok((ok, _)) => return Some(ok),
                 Err(e) => {
                     tracing::warn!(
                         "fleet: deploy {}: cannot report prepared yet: {e:#}",
@@ -92,53 +110,74 @@ impl Agent {
                 }
             }
         }
-        let decision = match wrote {
-            Some(false) => Decision::Abort("aborted while this node prepared".into()),
-            _ => self.decision(&rec).await,
-        };
-        self.finish(&cfg, &rec, prepared, decision).await;
+        None
     }
 
     /// Waits for `commit` or `abort`; aborts itself when the coordinator's
     /// lock is gone or the deadline passed (an abort never wins over a commit).
-    async fn decision(&self, rec: &DeployRecord) -> Decision {
+    /// The commit is taken from `heard` (a watch of its key) as soon as it
+    /// arrives, even while a read is on its way: on a slow link a read costs
+    /// a round trip, and the switch instant is only `switch_delay` away.
+    async fn decision(
+        &self,
+        rec: &DeployRecord,
+        mut heard: tokio::sync::watch::Receiver<Option<i64>>,
+    ) -> Decision {
         let k = &self.etcd.keys;
         let mut waker = Waker::new(&self.etcd, &k.under(&rec.id)).await;
-        let grace = self.ttl.as_millis() as i64;
         let mut ran_once = false;
         loop {
-            if let Ok(view) = View::read(&self.etcd, &rec.id).await {
-                if view.committed {
-                    return Decision::Commit(view.switch_at_ms.unwrap_or_else(now_ms));
-                }
-                if let Some(r) = view.aborted {
-                    return Decision::Abort(r);
-                }
-                if view.once.as_deref() == Some(self.node.as_str()) && !ran_once {
-                    ran_once = true;
-                    self.run_once(rec).await;
-                    continue;
-                }
-                let lock = self.etcd.get::<Busy>(&k.lock()).await;
-                let reason = match lock {
-                    Ok(Some(l)) if l.create_revision == rec.lock_revision => None,
-                    Ok(_) => Some(format!(
-                        "the coordinator ({}) went away before the commit point",
-                        rec.coordinator
-                    )),
-                    Err(_) => None,
-                };
-                let reason = reason.or_else(|| {
-                    (now_ms() > rec.deadline_ms + grace)
-                        .then(|| "prepare_timeout passed before the commit point".to_string())
-                });
-                if let Some(reason) = reason {
-                    let _ = coordinator::abort(&self.etcd, &rec.id, &reason).await;
-                    continue;
-                }
+            tokio::select! {
+                biased;
+                _ = heard.wait_for(|at| at.is_some()) => {}
+                d = self.decision_step(rec, &mut ran_once) => if let Some(d) = d { return d },
             }
-            waker.wait(&self.etcd, Duration::from_millis(250)).await;
+            tokio::select! {
+                biased;
+                _ = heard.wait_for(|at| at.is_some()) => {}
+                _ = waker.wait(&self.etcd, Duration::from_millis(250)) => {}
+            }
+            if let Some(at) = *heard.borrow() {
+                return Decision::Commit(at);
+            }
         }
+    }
+
+    /// One look at deploy `rec`: its decision if there is one; runs
+    /// `hooks.once` when this node is chosen; writes `abort` when the
+    /// coordinator went away or the deadline passed.
+    async fn decision_step(&self, rec: &DeployRecord, ran_once: &mut bool) -> Option<Decision> {
+        let k = &self.etcd.keys;
+        let view = View::read(&self.etcd, &rec.id).await.ok()?;
+        if view.committed {
+            return Some(Decision::Commit(view.switch_at_ms.unwrap_or_else(now_ms)));
+        }
+        if let Some(r) = view.aborted {
+            return Some(Decision::Abort(r));
+        }
+        if view.once.as_deref() == Some(self.node.as_str()) && !*ran_once {
+            *ran_once = true;
+            self.run_once(rec).await;
+            return None;
+        }
+        let lock = self.etcd.get::<Busy>(&k.lock()).await;
+        let reason = match lock {
+            Ok(Some(l)) if l.create_revision == rec.lock_revision => None,
+            Ok(_) => Some(format!(
+                "the coordinator ({}) went away before the commit point",
+                rec.coordinator
+            )),
+            Err(_) => None,
+        };
+        let grace = self.ttl.as_millis() as i64;
+        let reason = reason.or_else(|| {
+            (now_ms() > rec.deadline_ms + grace)
+                .then(|| "prepare_timeout passed before the commit point".to_string())
+        });
+        if let Some(reason) = reason {
+            let _ = coordinator::abort(&self.etcd, &rec.id, &reason).await;
+        }
+        None
     }
 
     /// Runs `hooks.once` in this node's ROOT (the new version, not served
@@ -299,6 +338,43 @@ impl Agent {
                 }
             }
             waker.wait(&self.etcd, Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Ends a task when dropped (whichever way its owner returns).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Tells `heard` the switch instant once `key` (a deploy's `commit`) is
+/// written at or after revision `from`, as a watch sees it (watched again
+/// when the watch breaks).
+async fn watch_commit(
+    etcd: super::etcd::Etcd,
+    key: String,
+    from: i64,
+    heard: tokio::sync::watch::Sender<Option<i64>>,
+) {
+    loop {
+        let Ok(mut stream) = etcd.watch_prefix(&key, from).await else {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        };
+        while let Ok(Some(r)) = stream.message().await {
+            for ev in r.events() {
+                let Some(kv) = ev.kv() else { continue };
+                if ev.event_type() == etcd_client::EventType::Put && kv.key() == key.as_bytes() {
+                    if let Ok(at) = serde_json::from_slice::<i64>(kv.value()) {
+                        let _ = heard.send(Some(at));
+                        return;
+                    }
+                }
+            }
         }
     }
 }

@@ -88,11 +88,7 @@ pub struct FleetStatus {
 pub async fn gather(etcd: &Etcd, site: &str) -> Result<FleetStatus> {
     let k = &etcd.keys;
     let members: BTreeMap<String, Member> = alive(etcd).await?;
-    let mut c = etcd.client();
-    let leader = c.leader(k.election()).await.ok().and_then(|r| {
-        r.kv()
-            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
-    });
+    let leader = etcd.leader(&k.election()).await.ok().flatten();
     let committed = etcd
         .get::<Committed>(&k.committed())
         .await?

@@ -90,10 +90,19 @@ pub(super) async fn deploy(
 }
 
 /// `GET /health`: 200 when this node serves what the fleet committed (or
-/// is no fleet node), 503 while it has not caught up.
+/// is no fleet node), 503 while it has not caught up or cannot reach etcd.
 pub(super) async fn health(State(svc): State<Arc<Service>>) -> Response {
     match svc.fleet() {
         None => reply(StatusCode::OK, json!({ "ok": true })),
+        Some(a) if !a.in_touch() => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({
+                "ok": false,
+                "node": a.node(),
+                "caught_up": a.caught_up(),
+                "error": "this node lost its lease in etcd (etcd unreachable): it cannot know what the fleet committed",
+            }),
+        ),
         Some(a) if a.caught_up() => reply(
             StatusCode::OK,
             json!({ "ok": true, "node": a.node(), "caught_up": true }),

@@ -4,6 +4,8 @@
 //! waits, a free port and one HTTP client ([`Http`]), php-fpm ([`Fpm`]), nginx
 //! ([`Nginx`]), a `git daemon` ([`GitDaemon`]), Apache ([`Apache`]) and Caddy ([`Caddy`]) started as the test's own processes, the lock that
 //! keeps timing-sensitive tests apart ([`heavy`]), and the framework apps
+//! ([`Nginx`]), Apache ([`Apache`]) and Caddy ([`Caddy`]) started as the test's own processes, the lock that
+//! keeps timing-sensitive tests apart ([`heavy`]), the fleet's load checker ([`Load`]), and the framework apps
 //! under load (`apps`, `app_writer`).
 #![allow(dead_code)]
 
@@ -14,6 +16,7 @@ mod caddy;
 mod fpm;
 mod git_daemon;
 mod heavy;
+pub mod load;
 mod net;
 mod nginx;
 mod proc;
@@ -28,6 +31,7 @@ pub use caddy::{caddy_servers, Caddy};
 pub use fpm::{Fpm, Pool};
 pub use git_daemon::GitDaemon;
 pub use heavy::heavy;
+pub use load::{parse_pair, Load};
 pub use net::{free_port, http, Http};
 pub use nginx::Nginx;
 pub use proc::{wait_for, wait_listening, wait_until, Proc};

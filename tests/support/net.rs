@@ -37,6 +37,15 @@ impl Http {
         }
     }
 
+    /// A client of `addr` (a node in a network namespace of its own).
+    pub fn at(addr: SocketAddr) -> Http {
+        Http {
+            addr,
+            timeout: Duration::from_secs(20),
+            conn: None,
+        }
+    }
+
     /// The same with reads timing out after `timeout`.
     pub fn timeout(mut self, timeout: Duration) -> Http {
         self.timeout = timeout;
