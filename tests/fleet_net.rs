@@ -667,10 +667,7 @@ impl Bed {
              hooks:\n  after_checkout:\n    - touch {t}/in-prepare-n{i}; while [ -e {t}/hold-n{i} ]; do sleep 0.05; done\n\
              opcache:\n  fastcgi: unix:{sock}\n\
              fleet:\n  etcd: [{eps}]\n  site: s\n  node: n{i}\n  lease: {LEASE_S}s\n  prepare_timeout: 60s\n\
-             \x20 switch_delay: {switch_delay}\n",
-            // A node 100 ms away (its losses retransmitted 300 ms later) hears of the
-            // commit point up to ~0.5 s after it: the switch instant must be further.
-            switch_delay = if self.delay.is_some() { "700ms" } else { "200ms" },
+             \x20 switch_delay: 200ms\n",
             webroot = d.join("webroot").display(),
             bare = self.tmp.join("app.git").display(),
             addr = self.net.addr(&format!("n{i}")),
@@ -1086,9 +1083,9 @@ fn the_etcd_leader_partitioned_during_a_deploy() {
 /// n2 is 100 ms +- 20 ms away from every etcd member (1 % of its chunks
 /// another 300 ms): five deploys commit on all three nodes; the
 /// mixed-version window and the deploy time are printed; the median window
-/// must be within 50 ms and none as long as `switch_delay`, which is 700 ms
-/// here: longer than the slow node takes to hear of the commit point, as
-/// docs/fleet.md advises.
+/// must be within 50 ms with the default `switch_delay` (200 ms): the slow
+/// node reports how long etcd takes to answer it, and the commit point's
+/// switch instant leaves it room (at most half the lease, 1 s here).
 #[test]
 fn a_node_100_ms_away_from_etcd() {
     let _heavy = heavy();
@@ -1116,10 +1113,10 @@ fn a_node_100_ms_away_from_etcd() {
     windows.sort_by(|a, b| a.partial_cmp(b).unwrap());
     took.sort_by(|a, b| a.partial_cmp(b).unwrap());
     eprintln!("n2 100 ms away: 5 deploys committed; window ms {windows:?}; deploy ms {took:?}");
-    // The median within the issue's 50 ms; every window under the switch
-    // delay (a busy machine can make one node late; see docs/fleet.md).
+    // The median within the issue's 50 ms; every window under the longest
+    // switch instant (a busy machine can make one node late; docs/fleet.md).
     assert!(
-        windows[windows.len() / 2] <= 50.0 && windows[windows.len() - 1] < 700.0,
+        windows[windows.len() / 2] <= 50.0 && windows[windows.len() - 1] < 1000.0,
         "{windows:?}\n{}",
         bed.logs()
     );

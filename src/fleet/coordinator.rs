@@ -12,7 +12,9 @@ use anyhow::{anyhow, Result};
 
 use super::deploy_lock::Lock;
 use super::etcd::{absent, created_at, exists, put_op, Etcd};
-use super::records::{now_ms, Committed, DeployRecord, Member, NodeReport, NodeState};
+use super::records::{
+    now_ms, switch_delay_for, Committed, DeployRecord, Member, NodeReport, NodeState,
+};
 use super::settle::{self, Verdict};
 use super::view::{alive, View, Waker};
 use crate::config::FleetConfig;
@@ -455,8 +457,14 @@ impl Run<'_> {
             id: record.id.clone(),
             commit: record.commit.clone(),
         };
-        // Every node renames its link at this instant, not each as soon as it hears.
-        let switch_at = now_ms() + self.fleet.switch_delay.as_millis() as i64;
+        // Every node renames its link at this instant, not each as soon as it
+        // hears: late enough for the slowest node to hear of it.
+        let delay = switch_delay_for(
+            self.fleet.switch_delay,
+            self.fleet.lease,
+            view.nodes.values().filter_map(|r| r.etcd_ms),
+        );
+        let switch_at = now_ms() + delay.as_millis() as i64;
         let done = etcd
             .txn(
                 when,

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -20,12 +21,18 @@ use etcd_client::{Client, ConnectOptions};
 /// Upper bound of one etcd request over all its attempts (a watch is not a request).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a request's round trip is remembered ([`Endpoints::round_trip`]).
+pub const ROUND_TRIP_PERIOD: Duration = Duration::from_secs(15);
+
 /// One client per endpoint, each connected when first needed.
 pub struct Endpoints {
     urls: Vec<String>,
     opts: ConnectOptions,
     clients: Vec<tokio::sync::Mutex<Option<Client>>>,
     preferred: AtomicUsize,
+    /// The longest answered request of this period and of the one before
+    /// ([`ROUND_TRIP_PERIOD`]), and when this period began.
+    slowest: Mutex<(Instant, Duration, Duration)>,
     /// Deadline of one attempt on one endpoint.
     pub attempt: Duration,
 }
@@ -59,6 +66,7 @@ impl Endpoints {
             opts,
             clients: urls.iter().map(|_| tokio::sync::Mutex::new(None)).collect(),
             preferred: AtomicUsize::new(0),
+            slowest: Mutex::new((Instant::now(), Duration::ZERO, Duration::ZERO)),
             attempt,
         }
     }
@@ -76,6 +84,31 @@ impl Endpoints {
     /// The endpoint that answered last.
     pub fn preferred(&self) -> usize {
         self.preferred.load(Ordering::Relaxed)
+    }
+
+    /// How long etcd takes to answer this node lately: the longest request
+    /// answered in the last one or two [`ROUND_TRIP_PERIOD`]s, so that a slow
+    /// link counts for as long as it lasts and one slow answer not forever.
+    pub fn round_trip(&self) -> Duration {
+        let s = self.slowest.lock().unwrap_or_else(|e| e.into_inner());
+        match s.0.elapsed() < ROUND_TRIP_PERIOD * 2 {
+            true => s.1.max(s.2),
+            false => Duration::ZERO,
+        }
+    }
+
+    /// Counts one answered request that took `took`.
+    fn heard_after(&self, took: Duration) {
+        let mut s = self.slowest.lock().unwrap_or_else(|e| e.into_inner());
+        if s.0.elapsed() >= ROUND_TRIP_PERIOD {
+            let previous = if s.0.elapsed() < ROUND_TRIP_PERIOD * 2 {
+                s.1
+            } else {
+                Duration::ZERO
+            };
+            *s = (Instant::now(), Duration::ZERO, previous);
+        }
+        s.1 = s.1.max(took);
     }
 
     /// Marks endpoint `i` as the one to try first.
@@ -122,10 +155,12 @@ impl Endpoints {
             }
             let i = (first + k) % self.urls.len();
             let per = self.attempt.min(left);
+            let began = Instant::now();
             let tried = tokio::time::timeout(per, async { f(self.client(i).await?).await }).await;
             match tried {
                 Ok(Ok(v)) => {
                     self.prefer(i);
+                    self.heard_after(began.elapsed());
                     return Ok(v);
                 }
                 Ok(Err(e)) if !endpoint_trouble(&e) => bail!("etcd {what}: {e}"),
@@ -147,6 +182,24 @@ impl Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_round_trip_is_the_slowest_recent_answer() {
+        let e = Endpoints::new(
+            &["http://127.0.0.1:1".into()],
+            ConnectOptions::new(),
+            Duration::from_secs(1),
+        );
+        assert_eq!(e.round_trip(), Duration::ZERO);
+        e.heard_after(Duration::from_millis(240));
+        e.heard_after(Duration::from_micros(5));
+        assert_eq!(e.round_trip(), Duration::from_millis(240));
+        // Two periods later a slow answer is forgotten.
+        e.slowest.lock().unwrap().0 -= ROUND_TRIP_PERIOD * 2;
+        assert_eq!(e.round_trip(), Duration::ZERO);
+        e.heard_after(Duration::from_millis(3));
+        assert_eq!(e.round_trip(), Duration::from_millis(3));
+    }
 
     #[test]
     fn an_attempt_is_a_third_of_the_lease_within_bounds() {

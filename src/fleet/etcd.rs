@@ -125,6 +125,12 @@ impl Etcd {
         Ok(etcd)
     }
 
+    /// How long etcd takes to answer this node lately (see
+    /// [`Endpoints::round_trip`]).
+    pub fn round_trip(&self) -> Duration {
+        self.ends.round_trip()
+    }
+
     /// A client of the endpoint that answers now, for streams (watches,
     /// keep-alives, elections); a stream stays on its endpoint.
     pub async fn client(&self) -> Result<Client> {

@@ -57,5 +57,6 @@ pub use coordinator::{coordinate, Aborted, Coordinate, Event, FleetOutcome};
 pub use deploy_lock::Busy;
 pub use keys::Keys;
 pub use records::{
-    local_instant, now_ms, Committed, DeployRecord, Member, NodeReport, NodeState, Revert,
+    local_instant, max_switch_wait, now_ms, switch_delay_for, Committed, DeployRecord, Member,
+    NodeReport, NodeState, Revert,
 };

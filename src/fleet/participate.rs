@@ -14,7 +14,7 @@ use super::agent::{lock, Agent};
 use super::coordinator;
 use super::deploy_lock::Busy;
 use super::etcd::{absent, put_op};
-use super::records::{local_instant, now_ms, DeployRecord, NodeReport, NodeState};
+use super::records::{local_instant, max_switch_wait, now_ms, DeployRecord, NodeReport, NodeState};
 use super::settle::{self, Verdict};
 use super::view::{alive, View, Waker};
 use crate::deploy::{Prepare, Request, Switched, Trigger};
@@ -88,6 +88,7 @@ impl Agent {
         let k = &self.etcd.keys;
         let mut ready = NodeReport::now(NodeState::Prepared);
         ready.up_to_date = up_to_date;
+        ready.etcd_ms = Some(self.etcd.round_trip().as_millis() as u64);
         while now_ms() < rec.deadline_ms {
             let r = self
                 .etcd
@@ -231,7 +232,7 @@ impl Agent {
             }
             (Decision::Commit(at_ms), Prepare::Ready(p)) => {
                 self.caught_up.store(false, Ordering::SeqCst);
-                let at = local_instant(at_ms, self.switch_delay);
+                let at = local_instant(at_ms, max_switch_wait(self.switch_delay, self.ttl));
                 let res = tokio::task::spawn_blocking(move || p.switch(Some(at)))
                     .await
                     .unwrap_or_else(|e| Err(anyhow!("the switch stopped unexpectedly: {e}")));
@@ -289,7 +290,7 @@ impl Agent {
             }
             Verdict::Revert(reason) => {
                 tracing::warn!("fleet: deploy {}: the fleet rolls back: {reason}", rec.id);
-                let at = local_instant(at_ms, self.switch_delay);
+                let at = local_instant(at_ms, max_switch_wait(self.switch_delay, self.ttl));
                 let why = reason.clone();
                 let res = tokio::task::spawn_blocking(move || sw.revert(Some(at), &why))
                     .await

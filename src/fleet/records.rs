@@ -106,6 +106,10 @@ pub struct NodeReport {
     /// After the fleet settled: the node evicted and recorded the deploy.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub finished: bool,
+    /// With `prepared`: how long etcd took to answer this node lately (ms),
+    /// which the commit point's switch instant leaves room for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_ms: Option<u64>,
 }
 
 impl NodeReport {
@@ -118,6 +122,7 @@ impl NodeReport {
             rename_ns: None,
             up_to_date: false,
             finished: false,
+            etcd_ms: None,
         }
     }
 
@@ -159,6 +164,31 @@ pub struct Committed {
     pub commit: String,
 }
 
+/// How long after the commit point the nodes switch: `switch_delay`, or
+/// longer when a node is slow to hear from etcd (twice its round trip and
+/// 50 ms: the commit travels to it, and it may have coordinated), at most
+/// half the lease.
+pub fn switch_delay_for(
+    switch_delay: std::time::Duration,
+    lease: std::time::Duration,
+    etcd_ms: impl Iterator<Item = u64>,
+) -> std::time::Duration {
+    let slowest = etcd_ms.max().unwrap_or(0);
+    let room = std::time::Duration::from_millis(slowest.saturating_mul(2).saturating_add(50));
+    switch_delay
+        .max(room)
+        .min(max_switch_wait(switch_delay, lease))
+}
+
+/// The longest a node waits for a named switch instant: `switch_delay`, or
+/// half the lease when that is longer ([`switch_delay_for`] never goes past it).
+pub fn max_switch_wait(
+    switch_delay: std::time::Duration,
+    lease: std::time::Duration,
+) -> std::time::Duration {
+    switch_delay.max(lease / 2)
+}
+
 /// A wall-clock instant (Unix ms, named by the coordinator) as this
 /// machine's monotonic clock: at most `max` from now, so that a clock that
 /// runs behind the coordinator's cannot make a node wait long.
@@ -175,6 +205,32 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_slow_node_moves_the_switch_instant_within_half_a_lease() {
+        let (d, lease) = (Duration::from_millis(200), Duration::from_secs(2));
+        assert_eq!(switch_delay_for(d, lease, [1u64, 3].into_iter()), d);
+        assert_eq!(switch_delay_for(d, lease, std::iter::empty()), d);
+        assert_eq!(
+            switch_delay_for(d, lease, [2u64, 240].into_iter()),
+            Duration::from_millis(530)
+        );
+        assert_eq!(
+            switch_delay_for(d, lease, [5_000u64].into_iter()),
+            Duration::from_secs(1)
+        );
+        assert_eq!(max_switch_wait(d, lease), Duration::from_secs(1));
+        assert_eq!(
+            max_switch_wait(Duration::from_millis(1500), lease),
+            Duration::from_millis(1500)
+        );
+        let old = r#"{"state":"prepared","at":"x"}"#;
+        assert_eq!(
+            serde_json::from_str::<NodeReport>(old).unwrap().etcd_ms,
+            None
+        );
+    }
 
     #[test]
     fn reports_round_trip() {
