@@ -7,7 +7,10 @@
 #      tree of fixtures/php-tree.py in one commit:
 #        first deploy            vs  git clone --no-local (which checks out)
 #        one-file deploy         its `git fetch` pass, from `history --json`
-#   2. A long history served by a real `git daemon`: the same tree, then
+#   2. The same tree (one commit) served by a real `git daemon`:
+#        first deploy (its fetch and checkout)  vs  git clone
+#        one-file deploy         its `git fetch` pass
+#   3. A long history served by the same `git daemon`: the same tree, then
 #      --commits small commits, with --big large random files added early and
 #      deleted soon after (they stay in the history):
 #        first deploy, source.depth 0 and 1   (time, size of the cache)
@@ -29,7 +32,7 @@ while [ $# -gt 0 ]; do
         --commits) COMMITS=$2; shift 2 ;;
         --big) BIG=$2; shift 2 ;;
         --no-loop) USE_LOOP=0; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -94,15 +97,15 @@ say "the tree has $ENTRIES entries"
 mkdir -p "$W/inc"
 config "$W/inc" "$W/repo" 0 >"$W/inc.yaml"
 "$BIN" -c "$W/inc.yaml" deploy >/dev/null 2>&1
-fetch_ms() {
-    "$BIN" -c "$W/inc.yaml" history --json | python3 -c '
+step_ms() { # $1 config, $2 step or pass name: its time in the last deploy, from the history
+    "$BIN" -c "$1" history --json | python3 -c '
 import json, sys
 r = json.load(sys.stdin)[-1]
 def walk(steps):
     for s in steps:
         yield s
         yield from walk(s.get("passes", []))
-print(next(s["ms"] for s in walk(r["steps"]) if s["step"] == "git fetch"))'
+print(next(s["ms"] for s in walk(r["steps"]) if s["step"] == sys.argv[1]))' "$2"
 }
 declare -a L_FIRST L_CLONE L_ONE L_FETCH
 for i in $(seq 1 "$RUNS"); do
@@ -120,13 +123,45 @@ for i in $(seq 1 "$RUNS"); do
     g "$W/repo" commit -qam "one file"
     t0=$(now); "$BIN" -c "$W/inc.yaml" deploy >/dev/null 2>&1; t1=$(now)
     L_ONE+=("$(elapsed "$t0" "$t1")")
-    L_FETCH+=("$(fetch_ms)")
+    L_FETCH+=("$(step_ms "$W/inc.yaml" "git fetch")")
     say "run $i: first deploy ${L_FIRST[-1]} s, git clone --no-local ${L_CLONE[-1]} s, one-file deploy ${L_ONE[-1]} s (fetch ${L_FETCH[-1]} ms)"
 done
 
-# 2. A long history over git://.
-say "writing $COMMITS commits and $BIG large files deleted since"
+# 2. The same tree over git://.
+g "$W/repo" clone -q --bare "$W/repo" "$W/served/one.git"
 g "$W/repo" clone -q --bare "$W/repo" "$W/served/site.git"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$DAEMON" --export-all --reuseaddr --listen=127.0.0.1 --port="$PORT" --base-path="$W/served" >/dev/null 2>&1 &
+DPID=$!
+for _ in $(seq 50); do git ls-remote "git://127.0.0.1:$PORT/one.git" >/dev/null 2>&1 && break; sleep 0.1; done
+ONE=git://127.0.0.1:$PORT/one.git
+mkdir -p "$W/rinc"
+config "$W/rinc" "$ONE" 0 >"$W/rinc.yaml"
+"$BIN" -c "$W/rinc.yaml" deploy >/dev/null 2>&1
+declare -a R_FIRST R_FETCH R_CHECKOUT R_CLONE R_ONE R_ONEFETCH
+for i in $(seq 1 "$RUNS"); do
+    rm -rf "$W/r"; mkdir -p "$W/r"; sync
+    config "$W/r" "$ONE" 0 >"$W/r.yaml"
+    t0=$(now); "$BIN" -c "$W/r.yaml" deploy >/dev/null 2>&1; t1=$(now)
+    R_FIRST+=("$(elapsed "$t0" "$t1")")
+    R_FETCH+=("$(step_ms "$W/r.yaml" "git fetch")"); R_CHECKOUT+=("$(step_ms "$W/r.yaml" checkout)")
+    rm -rf "$W/r" "$W/c"; sync
+    t0=$(now); git clone -q "$ONE" "$W/c"; t1=$(now)
+    R_CLONE+=("$(elapsed "$t0" "$t1")")
+    f=$(g "$W/c" ls-files | grep '\.php$' | sed -n "$((i + 100))p")
+    printf '\n// change %s\n' "$i" >>"$W/c/$f"
+    g "$W/c" commit -qam "one file"
+    g "$W/c" push -q "$W/served/one.git" HEAD:main
+    rm -rf "$W/c"; sync
+    t0=$(now); "$BIN" -c "$W/rinc.yaml" deploy >/dev/null 2>&1; t1=$(now)
+    R_ONE+=("$(elapsed "$t0" "$t1")")
+    R_ONEFETCH+=("$(step_ms "$W/rinc.yaml" "git fetch")")
+    say "run $i: first deploy ${R_FIRST[-1]} s (fetch ${R_FETCH[-1]} ms, checkout ${R_CHECKOUT[-1]} ms), git clone ${R_CLONE[-1]} s, one-file deploy ${R_ONE[-1]} s (fetch ${R_ONEFETCH[-1]} ms)"
+done
+rm -rf "$W/r" "$W/rinc"
+
+# 3. A long history over git://.
+say "writing $COMMITS commits and $BIG large files deleted since"
 python3 - "$W/served/site.git" "$COMMITS" "$BIG" <<'PY'
 import os, subprocess, sys
 repo, commits, big = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -159,11 +194,7 @@ p.stdin.close()
 sys.exit(p.wait())
 PY
 git --git-dir "$W/served/site.git" repack -adq
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$DAEMON" --export-all --reuseaddr --listen=127.0.0.1 --port="$PORT" --base-path="$W/served" >/dev/null 2>&1 &
-DPID=$!
 URL=git://127.0.0.1:$PORT/site.git
-for _ in $(seq 50); do git ls-remote "$URL" >/dev/null 2>&1 && break; sleep 0.1; done
 say "served: $(git --git-dir "$W/served/site.git" rev-list --count main) commits, $(mib "$W/served/site.git") MiB"
 
 declare -a D0 D1 C1 CF S_D0 S_D1 S_C1 S_CF
@@ -195,6 +226,15 @@ medians of $RUNS runs, $ENTRIES-entry tree, $(nproc) cores, $( [ "$USE_LOOP" = 1
 | git clone --no-local (with checkout) | $(median "${L_CLONE[@]}") s |
 | rootswap one-file deploy | $(median "${L_ONE[@]}") s |
 | its git fetch pass | $(median "${L_FETCH[@]}") ms |
+
+| the same tree over git:// | median |
+|---|---|
+| rootswap first deploy | $(median "${R_FIRST[@]}") s |
+| its git fetch pass | $(median "${R_FETCH[@]}") ms |
+| its checkout | $(median "${R_CHECKOUT[@]}") ms |
+| git clone (with checkout) | $(median "${R_CLONE[@]}") s |
+| rootswap one-file deploy | $(median "${R_ONE[@]}") s |
+| its git fetch pass | $(median "${R_ONEFETCH[@]}") ms |
 
 | long history ($COMMITS commits, $BIG x 16 MiB deleted) | time | size |
 |---|---|---|
