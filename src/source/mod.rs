@@ -5,8 +5,9 @@
 //! remote. [`GitSource::fetch`] brings the branch in; [`GitSource::plan`]
 //! lists what differs between the live commit and the new one, and
 //! [`GitSource::checkout`] applies that list to ROOT: changed files are
-//! written to a temporary name and renamed over the old one, files deleted in
-//! the repository are removed, untracked files are left alone, and no `.git`
+//! written to a temporary name and renamed over the old one (new files in
+//! directories the checkout creates are written in place), by several
+//! workers when there are many; files deleted in the repository are removed, untracked files are left alone, and no `.git`
 //! ever lands in ROOT.
 
 //!
