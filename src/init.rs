@@ -303,7 +303,11 @@ pub fn run(opts: &Options, asker: &mut Asker<'_>) -> Result<Outcome> {
     );
     Config::parse(&text, path)
         .context("the generated configuration does not load (a bug: please report it)")?;
-    write_config(path, &text, opts.force)?;
+    let private = crate::redact::split_userinfo(&repo).1.is_some();
+    write_config(path, &text, opts.force, private)?;
+    if private {
+        notes.push(password_note(path));
+    }
     let servers_found = webserver::detect(&webserver::search_root(), &webroot);
     let server = opts
         .server
@@ -427,9 +431,21 @@ fn placement_note(dir: &Path, webroot: &Path) -> Option<String> {
     }
 }
 
+/// What to know about a configuration that holds the repository's password.
+fn password_note(path: &Path) -> String {
+    format!(
+        "{} holds the password of source.repo, so it is readable by its owner only (mode 0600): \
+         if rootswap runs as another user, chown the file to that user, or keep the password out of \
+         the file by writing repo: https://USER:${{GIT_PASSWORD}}@HOST/PATH and setting GIT_PASSWORD \
+         in rootswap's environment",
+        path.display()
+    )
+}
+
 /// Writes `text` to `path` through a temporary file: replaced whole with
-/// `force`, else created only if still absent.
-fn write_config(path: &Path, text: &str, force: bool) -> Result<()> {
+/// `force`, else created only if still absent. `private`: readable by its
+/// owner only (it holds a password), whatever the umask.
+fn write_config(path: &Path, text: &str, force: bool, private: bool) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -440,7 +456,8 @@ fn write_config(path: &Path, text: &str, force: bool) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "rootswap.yaml".into());
     let tmp = dir.join(format!(".{name}.init-{}", std::process::id()));
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    write_new(&tmp, text, if private { 0o600 } else { 0o644 })
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     let done = if force {
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
     } else {
@@ -458,6 +475,19 @@ fn write_config(path: &Path, text: &str, force: bool) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     done
+}
+
+/// Creates `path` with `mode` (narrowed by the umask, never widened) and
+/// writes `text` into it.
+fn write_new(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 /// What to tell the operator after writing the file.

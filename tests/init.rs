@@ -342,3 +342,43 @@ fn init_explains_a_site_that_is_not_in_root_yet() {
     assert!(text.contains("preset wordpress"), "{text}");
     assert!(text.contains("note: the site sits directly in"), "{text}");
 }
+
+/// A site cloned with a password in its origin URL: the written config
+/// holds that password, so only its owner may read it (the umask would
+/// have made it world-readable), and the operator is told why and how to
+/// keep the password out of the file.
+#[test]
+fn init_keeps_a_config_with_the_origins_password_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = server(&skeletons::laravel(), &[], true);
+    let root = s.webroot.join("ROOT");
+    git(
+        &root,
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            "https://deploy:s3cret@git.example.com/acme/shop.git",
+        ],
+    );
+    let out = s.init(&[]);
+    let mode = std::fs::metadata(&s.config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{out}");
+    assert!(
+        read(&s.config).contains("s3cret"),
+        "the config keeps the URL"
+    );
+    assert!(!out.contains("s3cret"), "{out}");
+    assert!(out.contains("holds the password of source.repo"), "{out}");
+    assert!(out.contains("${GIT_PASSWORD}"), "{out}");
+
+    // Without a password the file is as readable as any other config.
+    let plain = server(&skeletons::laravel(), &[], true);
+    plain.init(&[]);
+    let mode = std::fs::metadata(&plain.config)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode & 0o044, 0o044, "mode {mode:o}");
+}
