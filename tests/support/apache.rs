@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use super::fpm::tails;
 use super::net::SITE_HOST;
 use super::proc::{wait_listening, Proc};
-use super::tools::{find_program, skip_or_fail, whoami};
-use super::world::rootswap;
+use super::tools::{find_program, newest_in, skip_or_fail, whoami};
+use super::world::{fastcgi_unix, printed_config};
 
 /// Where Debian installs Apache's modules.
 pub const MODULES: &str = "/usr/lib/apache2/modules";
@@ -60,19 +60,9 @@ pub fn require_apache(who: &str, mod_php: bool) -> Option<PathBuf> {
 
 /// Debian's mod_php (`/usr/lib/apache2/modules/libphp8.2.so`).
 pub fn mod_php_so() -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(MODULES)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libphp") && n.ends_with(".so"))
-        })
-        .collect();
-    found.sort();
-    found.pop()
+    newest_in(Path::new(MODULES), |n| {
+        n.starts_with("libphp") && n.ends_with(".so")
+    })
 }
 
 /// The main configuration around `vhost`.
@@ -201,25 +191,9 @@ impl Apache {
 /// The `<VirtualHost>` `rootswap apache` prints for config `cfg`, on
 /// 127.0.0.1:`port` as [`SITE_HOST`].
 pub fn virtual_host(cfg: &Path, port: u16, mpm: Mpm, socket: &Path) -> String {
-    let mut cmd = rootswap(cfg);
-    cmd.args([
-        "apache",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--server-name",
-        SITE_HOST,
-    ]);
-    match mpm {
-        Mpm::EventFpm => cmd
-            .arg("--fastcgi")
-            .arg(format!("unix:{}", socket.display())),
-        Mpm::PreforkModPhp => cmd.arg("--mod-php"),
+    let php = match mpm {
+        Mpm::EventFpm => fastcgi_unix(socket),
+        Mpm::PreforkModPhp => vec!["--mod-php".to_string()],
     };
-    let out = cmd.output().expect("rootswap apache runs");
-    assert!(
-        out.status.success(),
-        "rootswap apache failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    printed_config(cfg, "apache", port, &php)
 }

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::fpm::tails;
-use super::net::{free_port, SITE_HOST};
+use super::net::free_port;
 use super::proc::{wait_listening, Proc};
-use super::tools::{find_php_fpm, find_tool, skip_or_fail};
-use super::world::rootswap;
+use super::tools::{find_tool, with_php_fpm};
+use super::world::{fastcgi_unix, printed_config};
 
 /// What installs Caddy and php-fpm on Debian.
 pub const CADDY_INSTALL: &str =
@@ -85,47 +85,14 @@ impl Caddy {
 }
 
 /// The site block `rootswap caddy` prints for config `cfg`, listening on
-/// 127.0.0.1:`port` as [`SITE_HOST`], passing PHP to `socket`.
+/// 127.0.0.1:`port` as [`SITE_HOST`](super::net::SITE_HOST), passing PHP to `socket`.
 pub fn site_block(cfg: &Path, port: u16, socket: &Path) -> String {
-    let out = rootswap(cfg)
-        .args([
-            "caddy",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--server-name",
-            SITE_HOST,
-            "--fastcgi",
-        ])
-        .arg(format!("unix:{}", socket.display()))
-        .output()
-        .expect("rootswap caddy runs");
-    assert!(
-        out.status.success(),
-        "rootswap caddy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    printed_config(cfg, "caddy", port, &fastcgi_unix(socket))
 }
 
-/// Caddy and php-fpm, or `None` after one [`skip_or_fail`] naming the
-/// missing ones; `who` names the tests that need them.
+/// Caddy and php-fpm, or `None` after one [`skip_or_fail`](super::tools::skip_or_fail)
+/// naming the missing ones; `who` names the tests that need them.
 #[track_caller]
 pub fn caddy_servers(who: &str) -> Option<(PathBuf, PathBuf)> {
-    match (find_tool("caddy"), find_php_fpm()) {
-        (Some(c), Some(f)) => Some((c, f)),
-        (c, f) => {
-            let missing = [
-                c.is_none().then_some("caddy"),
-                f.is_none().then_some("php-fpm"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" and ");
-            skip_or_fail(&format!(
-                "{who}: {missing} not installed; install with: {CADDY_INSTALL}"
-            ));
-            None
-        }
-    }
+    with_php_fpm(who, "caddy", find_tool("caddy"), CADDY_INSTALL)
 }

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::fpm::tails;
-use super::net::{free_port, SITE_HOST};
+use super::net::free_port;
 use super::proc::{wait_listening, Proc};
 use super::tools::whoami;
-use super::world::rootswap;
+use super::world::{fastcgi_unix, printed_config};
 
 /// A running nginx master (stopped with its workers when dropped).
 pub struct Nginx {
@@ -109,26 +109,9 @@ impl Nginx {
 }
 
 /// The server block `rootswap nginx` prints for config `cfg`, listening on
-/// 127.0.0.1:`port` as [`SITE_HOST`], passing PHP to `socket`.
+/// 127.0.0.1:`port` as [`SITE_HOST`](super::net::SITE_HOST), passing PHP to `socket`.
 pub fn server_block(cfg: &Path, port: u16, socket: &Path) -> String {
-    let out = rootswap(cfg)
-        .args([
-            "nginx",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--server-name",
-            SITE_HOST,
-            "--fastcgi",
-        ])
-        .arg(format!("unix:{}", socket.display()))
-        .output()
-        .expect("rootswap nginx runs");
-    assert!(
-        out.status.success(),
-        "rootswap nginx failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    printed_config(cfg, "nginx", port, &fastcgi_unix(socket))
 }
 
 /// Used when the system has no /etc/nginx/fastcgi_params.

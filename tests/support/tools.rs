@@ -88,16 +88,18 @@ pub fn find_php_fpm() -> Option<PathBuf> {
     if let Some(p) = find_tool("php-fpm") {
         return Some(p);
     }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/sbin")
+    newest_in(Path::new("/usr/sbin"), |n| n.starts_with("php-fpm"))
+}
+
+/// The last by name (the newest version) of the files in `dir` whose
+/// name `matches`.
+pub fn newest_in(dir: &Path, matches: impl Fn(&str) -> bool) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("php-fpm"))
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&matches))
         .collect();
     found.sort();
     found.pop()
@@ -122,11 +124,24 @@ pub const WEB_SERVERS_INSTALL: &str =
 /// missing ones; `who` names the tests that need them.
 #[track_caller]
 pub fn web_servers(who: &str) -> Option<(PathBuf, PathBuf)> {
-    match (find_program(&["nginx"]), find_php_fpm()) {
-        (Some(n), Some(f)) => Some((n, f)),
-        (n, f) => {
+    with_php_fpm(who, "nginx", find_program(&["nginx"]), WEB_SERVERS_INSTALL)
+}
+
+/// The web server `server` (`found`) and php-fpm, or `None` after one
+/// [`skip_or_fail`] naming the missing ones and how to `install` them;
+/// `who` names the tests that need them.
+#[track_caller]
+pub fn with_php_fpm(
+    who: &str,
+    server: &str,
+    found: Option<PathBuf>,
+    install: &str,
+) -> Option<(PathBuf, PathBuf)> {
+    match (found, find_php_fpm()) {
+        (Some(s), Some(f)) => Some((s, f)),
+        (s, f) => {
             let missing = [
-                n.is_none().then_some("nginx"),
+                s.is_none().then_some(server),
                 f.is_none().then_some("php-fpm"),
             ]
             .into_iter()
@@ -134,7 +149,7 @@ pub fn web_servers(who: &str) -> Option<(PathBuf, PathBuf)> {
             .collect::<Vec<_>>()
             .join(" and ");
             skip_or_fail(&format!(
-                "{who}: {missing} not installed; install with: {WEB_SERVERS_INSTALL}"
+                "{who}: {missing} not installed; install with: {install}"
             ));
             None
         }

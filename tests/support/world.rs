@@ -19,6 +19,35 @@ pub fn rootswap(config: &Path) -> Command {
     cmd
 }
 
+/// What `rootswap <server> --listen 127.0.0.1:PORT --server-name SITE_HOST
+/// <php>` prints for config `cfg`: the configuration a web-server test runs
+/// (never a hand-written copy). `php`: how PHP is reached (`--fastcgi
+/// unix:SOCKET`, `--mod-php`).
+pub fn printed_config(cfg: &Path, server: &str, port: u16, php: &[String]) -> String {
+    let out = rootswap(cfg)
+        .args([
+            server,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--server-name",
+            super::net::SITE_HOST,
+        ])
+        .args(php)
+        .output()
+        .unwrap_or_else(|e| panic!("rootswap {server} runs: {e}"));
+    assert!(
+        out.status.success(),
+        "rootswap {server} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `--fastcgi unix:SOCKET`, for [`printed_config`].
+pub fn fastcgi_unix(socket: &Path) -> Vec<String> {
+    vec!["--fastcgi".into(), format!("unix:{}", socket.display())]
+}
+
 /// A scratch world: `repo/` (a Git work tree), `webroot/`, and `rootswap.yaml`.
 pub struct World {
     pub tmp: tempfile::TempDir,
