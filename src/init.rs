@@ -456,8 +456,13 @@ fn write_config(path: &Path, text: &str, force: bool, private: bool) -> Result<(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "rootswap.yaml".into());
     let tmp = dir.join(format!(".{name}.init-{}", std::process::id()));
-    write_new(&tmp, text, if private { 0o600 } else { 0o644 })
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    // A stale file of that name would keep its mode: start from none.
+    let _ = std::fs::remove_file(&tmp);
+    match private {
+        true => crate::fsutil::write_private(&tmp, text.as_bytes()),
+        false => std::fs::write(&tmp, text),
+    }
+    .with_context(|| format!("cannot write {}", tmp.display()))?;
     let done = if force {
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
     } else {
@@ -475,19 +480,6 @@ fn write_config(path: &Path, text: &str, force: bool, private: bool) -> Result<(
         let _ = std::fs::remove_file(&tmp);
     }
     done
-}
-
-/// Creates `path` with `mode` (narrowed by the umask, never widened) and
-/// writes `text` into it.
-fn write_new(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)?;
-    f.write_all(text.as_bytes())
 }
 
 /// What to tell the operator after writing the file.

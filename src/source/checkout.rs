@@ -154,12 +154,9 @@ impl GitSource {
             }
         }
         if writes.len() < PARALLEL_FROM {
-            for w in &writes {
-                progress(w.path);
-                crate::crashpoint::hit("checkout-entry");
-                write_entry(&self.repo, root, w)?;
-            }
-            return Ok(());
+            return writes
+                .iter()
+                .try_for_each(|w| write_counted(&self.repo, root, w, &progress));
         }
         self.write_parallel(root, &writes, &progress)
     }
@@ -182,9 +179,7 @@ impl GitSource {
                 let Some(w) = writes.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     break;
                 };
-                progress(w.path);
-                crate::crashpoint::hit("checkout-entry");
-                if let Err(e) = write_entry(&repo, root, w) {
+                if let Err(e) = write_counted(&repo, root, w, progress) {
                     stop.store(true, Ordering::Relaxed);
                     return Err(e);
                 }
@@ -203,6 +198,18 @@ impl GitSource {
             result
         })
     }
+}
+
+/// [`write_entry`], counted for the progress bar and the crash tests.
+fn write_counted(
+    repo: &Repository,
+    root: &Path,
+    w: &Entry<'_>,
+    progress: &impl Fn(&Path),
+) -> Result<()> {
+    progress(w.path);
+    crate::crashpoint::hit("checkout-entry");
+    write_entry(repo, root, w)
 }
 
 /// Removes the file `path` from `root`, and the directories it leaves
